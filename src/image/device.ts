@@ -1,0 +1,44 @@
+/**
+ * BlockDevice is what everything above image/ sees of an open image: the NBD
+ * server exports one, the format writers read one, the importers write one.
+ *
+ * The interface is synchronous on purpose. A flush allocates slots, writes
+ * them and commits the SQLite transaction as one synchronous step (a
+ * better-sqlite3 transaction must never span an await), and page-cache reads
+ * of 4 KiB are cheaper done inline than through libuv's thread pool.
+ */
+
+/**
+ * What a byte range holds, as `qemu-img map` and NBD base:allocation see it:
+ * - data: stored blocks;
+ * - zero: reads as zeros because some layer says so (explicit ZERO entry);
+ * - hole: no layer of the chain ever wrote it; reads as zeros.
+ */
+export type ExtentKind = 'data' | 'zero' | 'hole';
+
+export interface Extent {
+  offset: number;
+  length: number;
+  kind: ExtentKind;
+  /** Depth of the layer that supplies the range: 0 is the image itself. Absent for holes. */
+  depth?: number;
+}
+
+export interface BlockDevice {
+  /** Virtual size in bytes. */
+  readonly size: number;
+  readonly readOnly: boolean;
+  /** Reads `length` bytes at `offset`; throws E_RANGE past the end. */
+  read(offset: number, length: number): Buffer;
+  /** Throws E_READONLY on a frozen image, E_RANGE past the end. */
+  write(offset: number, data: Uint8Array): void;
+  /** The range reads back as zeros afterwards; no data block is stored for it. */
+  writeZeroes(offset: number, length: number): void;
+  /** Like writeZeroes in strata (a discarded range reads zeros, never a parent's data). */
+  discard(offset: number, length: number): void;
+  /** Returns once every earlier write is durable (data synced, metadata committed). */
+  flush(): void;
+  /** Allocation status of [offset, offset+length), merged into maximal runs, in order. */
+  extents(offset: number, length: number): Extent[];
+  close(): void;
+}
