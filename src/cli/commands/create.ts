@@ -1,0 +1,29 @@
+import path from 'node:path';
+import { Command } from 'commander';
+import { badInput } from '../../errors.js';
+import { createImage } from '../../image/lifecycle.js';
+import { importFile } from '../../formats/files.js';
+import { runCommand } from '../context.js';
+import { parseBytes, humanBytes } from '../parse.js';
+import { describeImage } from './info.js';
+
+export const createCommand = () =>
+  new Command('create')
+    .description('create an empty writable image (--size), or a read-only base from a raw or qcow2 file (--from)')
+    .argument('<name>', 'new image name')
+    .option('-s, --size <size>', 'virtual size: 4096, 64K, 10G, 1T')
+    .option('--from <file>', 'import this raw or qcow2 file as a read-only base')
+    .option('-f, --format <format>', 'format of --from: raw or qcow2 (default: detect)')
+    .action(async (name: string, o: { size?: string; from?: string; format?: string }, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => {
+          const store = await ctx.store();
+          if (o.from && o.size) throw badInput('give either --size or --from, not both');
+          if (o.from) return describeImage(store, importFile(store, o.from, name, { format: o.format }).name);
+          if (!o.size) throw badInput('create needs --size SIZE (an empty image) or --from FILE (an import)');
+          return describeImage(store, createImage(store, name, parseBytes(o.size)).name);
+        },
+        (r) => `created ${r.kind} ${r.name} (${humanBytes(r.virtualSize)}${o.from ? `, from ${path.basename(o.from)}` : ''})\n`,
+      ),
+    );

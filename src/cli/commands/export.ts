@@ -1,0 +1,21 @@
+import { Command } from 'commander';
+import { exportFile } from '../../formats/files.js';
+import { runCommand } from '../context.js';
+import { humanBytes } from '../parse.js';
+
+export const exportCommand = () =>
+  new Command('export')
+    .description('write an image to a raw file (sparse where it reads zeros), or to qcow2 with --format qcow2')
+    .argument('<name>', 'image')
+    .argument('<file>', 'output file')
+    .option('-f, --format <format>', 'raw or qcow2', 'raw')
+    .option('--cluster-size <size>', 'qcow2 cluster size', '64K')
+    .option('-c, --compress', 'qcow2: deflate-compress clusters')
+    .option('--chain', 'qcow2: one file per layer, each backed by the next')
+    .action(async (name: string, file: string, o: { format: string; clusterSize: string; compress?: boolean; chain?: boolean }, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => exportFile(await ctx.store(), name, file, o),
+        (r) => `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.size)} virtual, ${humanBytes(r.dataBytes)} of data)\n`,
+      ),
+    );

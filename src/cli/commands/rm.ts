@@ -1,0 +1,16 @@
+import { Command } from 'commander';
+import { removeImages } from '../../image/lifecycle.js';
+import { runCommand } from '../context.js';
+
+export const rmCommand = () =>
+  new Command('rm')
+    .description('remove images; refuses an image with children unless -r')
+    .argument('<names...>', 'images')
+    .option('-r, --recursive', 'remove the images below too')
+    .action(async (names: string[], o: { recursive?: boolean }, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => ({ removed: removeImages(await ctx.store(), names, o).map((r) => r.name) }),
+        (r) => r.removed.map((n) => `removed ${n}\n`).join(''),
+      ),
+    );

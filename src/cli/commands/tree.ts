@@ -1,0 +1,46 @@
+import { Command } from 'commander';
+import { listImages } from '../../store/catalog.js';
+import { BLOCK_SIZE, type ImageRecord } from '../../store/types.js';
+import { runCommand } from '../context.js';
+import { humanBytes } from '../parse.js';
+
+export interface TreeNode {
+  name: string;
+  kind: string;
+  writable: boolean;
+  virtualSize: number;
+  ownBytes: number;
+  children: TreeNode[];
+}
+
+export function imageForest(images: readonly ImageRecord[]): TreeNode[] {
+  const visible = images.filter((i) => !i.name.startsWith('.'));
+  const kids = new Map<number | null, ImageRecord[]>();
+  for (const i of visible) kids.set(i.parentId, [...(kids.get(i.parentId) ?? []), i]);
+  const build = (i: ImageRecord): TreeNode => ({
+    name: i.name,
+    kind: i.kind,
+    writable: i.kind === 'leaf',
+    virtualSize: i.virtualSize,
+    ownBytes: i.ownBlocks * BLOCK_SIZE,
+    children: (kids.get(i.id) ?? []).map(build),
+  });
+  return (kids.get(null) ?? []).map(build);
+}
+
+export function renderForest(forest: readonly TreeNode[]): string {
+  const lines: string[] = [];
+  const walk = (n: TreeNode, prefix: string, last: boolean, root: boolean) => {
+    const label = `${n.name}  ${n.kind}${n.writable ? ' (writable)' : ''}  ${humanBytes(n.virtualSize)}  own ${humanBytes(n.ownBytes)}`;
+    lines.push(root ? label : `${prefix}${last ? '└── ' : '├── '}${label}`);
+    const next = root ? '' : prefix + (last ? '    ' : '│   ');
+    n.children.forEach((c, i) => walk(c, next, i === n.children.length - 1, false));
+  };
+  forest.forEach((n) => walk(n, '', true, true));
+  return lines.length ? lines.join('\n') + '\n' : 'no images\n';
+}
+
+export const treeCommand = () =>
+  new Command('tree').description('show the forest of images: bases, layers and writable leaves').action(async (_o, cmd: Command) =>
+    runCommand(cmd, async (ctx) => imageForest(listImages((await ctx.store()).db)), (f) => renderForest(f)),
+  );

@@ -1,0 +1,46 @@
+import fs from 'node:fs';
+import { Command } from 'commander';
+import { openImage } from '../../image/image.js';
+import { StrataError } from '../../errors.js';
+import { runCommand } from '../context.js';
+import { parseBytes } from '../parse.js';
+
+export const writeCommand = () =>
+  new Command('write')
+    .description('write a file (or stdin) into a writable image at an offset, then flush')
+    .argument('<name>', 'writable image')
+    .argument('[file]', 'input file, or - for stdin', '-')
+    .option('-o, --offset <offset>', 'first byte', '0')
+    .action(async (name: string, file: string, o: { offset: string }, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => {
+          const offset = parseBytes(o.offset, 'offset');
+          const img = openImage(await ctx.store(), name, { writable: true });
+          let pos = offset;
+          let ok = false;
+          try {
+            if (offset > img.size) throw new StrataError('E_RANGE', `offset ${offset} is beyond the end of image ${name} (${img.size} bytes)`);
+            const input = file === '-' ? process.stdin : fs.createReadStream(file, { highWaterMark: 1 << 20 });
+            for await (const chunk of input as AsyncIterable<Buffer>) {
+              if (pos + chunk.length > img.size) {
+                // Nothing has been flushed: the image is left exactly as it was.
+                throw new StrataError('E_RANGE', `input runs past the end of image ${name} (${img.size} bytes) at offset ${pos + chunk.length}`);
+              }
+              img.write(pos, chunk);
+              pos += chunk.length;
+            }
+            img.flush();
+            ok = true;
+          } catch (e) {
+            const code = (e as NodeJS.ErrnoException).code;
+            if (code === 'ENOENT') throw new StrataError('E_NOT_FOUND', `no such file: ${file}`);
+            throw e;
+          } finally {
+            img.close({ discard: !ok });
+          }
+          return { image: name, offset, bytes: pos - offset };
+        },
+        (r) => `wrote ${r.bytes} bytes to ${r.image} at offset ${r.offset}\n`,
+      ),
+    );

@@ -1,0 +1,59 @@
+/**
+ * What every command gets: the store (opened on demand), output mode and a
+ * logger. Commands return data; `runCommand` prints it as JSON or as text.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { openStore, type Store } from '../store/store.js';
+import { recoverAbandoned } from '../formats/import.js';
+import { makeLogger, type Logger } from './logger.js';
+
+export interface GlobalOptions {
+  store?: string;
+  json?: boolean;
+  debug?: boolean;
+  logLevel?: string;
+}
+
+export interface Ctx {
+  storeDir: string;
+  json: boolean;
+  logger: Logger;
+  /** Opens the store once per command; closed by runCommand. */
+  store(): Promise<Store>;
+}
+
+export function defaultStoreDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.STRATA_STORE) return path.resolve(env.STRATA_STORE);
+  const data = env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
+  return path.join(data, 'strata');
+}
+
+export type Render<R> = (result: R, ctx: Ctx) => string | undefined;
+
+/** Runs a command body with a context, prints its result, and always closes the store. */
+export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R> | R, render: Render<R>): Promise<void> {
+  const g = cmd.optsWithGlobals() as GlobalOptions;
+  let opened: Store | undefined;
+  const ctx: Ctx = {
+    storeDir: g.store ? path.resolve(g.store) : defaultStoreDir(),
+    json: !!g.json,
+    logger: await makeLogger(g.logLevel),
+    async store() {
+      if (!opened) {
+        opened = await openStore(ctx.storeDir);
+        const dropped = recoverAbandoned(opened);
+        if (dropped > 0) ctx.logger.warn({ dropped }, 'dropped images left by interrupted imports');
+      }
+      return opened;
+    },
+  };
+  try {
+    const result = await body(ctx);
+    const text = ctx.json ? JSON.stringify(result, null, 2) + '\n' : render(result, ctx);
+    if (text) process.stdout.write(text);
+  } finally {
+    opened?.close();
+  }
+}

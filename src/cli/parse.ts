@@ -1,0 +1,31 @@
+/** Parsing of sizes and offsets from the command line: 4096, 64K, 10G, 1T, 1.5M, 2GiB. */
+import { badInput } from '../errors.js';
+
+const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50, E: 2 ** 60 };
+const SIZE_RE = /^(\d+)(?:\.(\d+))?\s*([KMGTPE]?)(?:i?B)?$/i;
+
+/** Parses a byte count; `what` names the option in the error ("size", "offset"). */
+export function parseBytes(raw: string, what = 'size'): number {
+  const m = SIZE_RE.exec(String(raw).trim());
+  if (!m) throw badInput(`invalid ${what} ${JSON.stringify(raw)}: expected a number of bytes such as 4096, 64K, 10G or 1T`);
+  const unit = UNITS[m[3].toUpperCase()];
+  const whole = BigInt(m[1]) * BigInt(unit);
+  const frac = m[2] ? Math.round(Number(`0.${m[2]}`) * unit) : 0;
+  if (frac !== 0 && unit === 1) throw badInput(`invalid ${what} ${JSON.stringify(raw)}: a byte count has no fraction`);
+  const total = whole + BigInt(frac);
+  if (total >= 2n ** 63n) throw badInput(`invalid ${what} ${JSON.stringify(raw)}: over 2^63 bytes`);
+  if (total > BigInt(Number.MAX_SAFE_INTEGER)) throw badInput(`invalid ${what} ${JSON.stringify(raw)}: over 2^53 bytes`);
+  return Number(total);
+}
+
+const HUMAN = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+
+export function humanBytes(n: number): string {
+  let i = 0;
+  let v = n;
+  while (Math.abs(v) >= 1024 && i < HUMAN.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${HUMAN[i]}`;
+}

@@ -1,0 +1,52 @@
+/** Wires the commands into one commander program. Nothing here does work. */
+import { Command } from 'commander';
+import { createRequire } from 'node:module';
+import { cloneCommand } from './commands/clone.js';
+import { createCommand } from './commands/create.js';
+import { demoCommand } from './commands/demo.js';
+import { exportCommand } from './commands/export.js';
+import { freezeCommand } from './commands/freeze.js';
+import { importCommand } from './commands/import.js';
+import { infoCommand } from './commands/info.js';
+import { initCommand } from './commands/init.js';
+import { lsCommand } from './commands/ls.js';
+import { readCommand } from './commands/read.js';
+import { renameCommand } from './commands/rename.js';
+import { rmCommand } from './commands/rm.js';
+import { snapshotCommand } from './commands/snapshot.js';
+import { treeCommand } from './commands/tree.js';
+import { writeCommand } from './commands/write.js';
+
+const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command('strata')
+    .description('copy-on-write disk images: layered, deduplicated, cloned instantly, served over NBD')
+    .version(pkg.version, '-V, --version')
+    .option('--store <dir>', 'store directory (default: $STRATA_STORE, else $XDG_DATA_HOME/strata)')
+    .option('--json', 'print results as JSON')
+    .option('--log-level <level>', 'pino log level on stderr: debug, info, warn, error', undefined)
+    .option('--debug', 'print stack traces with errors')
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`strata: ${str.replace(/^error: /, '')}`) })
+    .showSuggestionAfterError();
+  const commands = [
+    initCommand,
+    createCommand,
+    importCommand,
+    exportCommand,
+    cloneCommand,
+    snapshotCommand,
+    freezeCommand,
+    rmCommand,
+    renameCommand,
+    lsCommand,
+    treeCommand,
+    infoCommand,
+    readCommand,
+    writeCommand,
+    demoCommand,
+  ];
+  for (const make of commands) program.addCommand(make().exitOverride());
+  return program;
+}

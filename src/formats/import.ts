@@ -1,0 +1,70 @@
+/**
+ * Importing any source as a new image. The image is built under a hidden
+ * name and takes its real name in the final transaction, so after a crash the
+ * store holds either no image or the whole one; a half-built hidden image is
+ * dropped by the next recovery (see recoverAbandoned).
+ */
+import { assertNameFree, getImage, insertImage, listImages, updateImage } from '../store/catalog.js';
+import { imageName } from '../store/names.js';
+import type { Store } from '../store/store.js';
+import type { ImageName, ImageRecord } from '../store/types.js';
+import { checkVirtualSize, dropImageInTx, frozenKind } from '../image/lifecycle.js';
+import { liveLeases } from '../store/leases.js';
+import { openImage } from '../image/image.js';
+import { copySourceInto } from './raw.js';
+import type { ImportSource } from './source.js';
+
+export const HIDDEN_PREFIX = '.import-';
+
+export interface ImportOptions {
+  parent?: string;
+  /** Keep the result writable (a leaf); default is frozen (base, or layer over a parent). */
+  writable?: boolean;
+  source?: Record<string, unknown>;
+  labels?: Record<string, string>;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export function importSource(store: Store, src: ImportSource, name: string, opts: ImportOptions = {}): ImageRecord {
+  const final = imageName(name);
+  checkVirtualSize(src.size);
+  const tmp = `${HIDDEN_PREFIX}${process.pid}-${Math.random().toString(36).slice(2, 10)}` as ImageName;
+  const rec = store.write(() => {
+    assertNameFree(store.db, final);
+    const parent = opts.parent === undefined ? null : getImage(store.db, opts.parent);
+    return insertImage(store.db, { name: tmp, kind: 'leaf', parentId: parent?.id ?? null, virtualSize: src.size, labels: opts.labels, source: opts.source ?? null });
+  });
+  const img = openImage(store, tmp, { writable: true });
+  try {
+    copySourceInto(src, img, (done) => opts.onProgress?.(done, src.size));
+  } catch (e) {
+    try {
+      img.close();
+    } catch {
+      // The import failed already; its error is the one worth reporting.
+    }
+    store.write(() => dropImageInTx(store, getImage(store.db, tmp)));
+    throw e;
+  }
+  img.close();
+  return store.write(() => {
+    assertNameFree(store.db, final);
+    updateImage(store.db, rec.id, { name: final, kind: opts.writable ? 'leaf' : frozenKind(rec.parentId) });
+    return getImage(store.db, final);
+  });
+}
+
+/** Drops hidden images left by imports whose process died. Returns how many. */
+export function recoverAbandoned(store: Store): number {
+  const hidden = listImages(store.db).filter((i) => i.name.startsWith(HIDDEN_PREFIX));
+  if (hidden.length === 0) return 0;
+  return store.write(() => {
+    let n = 0;
+    for (const img of hidden) {
+      if (liveLeases(store.db, [img.id]).length > 0) continue;
+      dropImageInTx(store, img);
+      n++;
+    }
+    return n;
+  });
+}

@@ -1,0 +1,117 @@
+/** Raw disk image files: import (holes skipped without reading) and sparse export. */
+import fs from 'node:fs';
+import { StrataError, badInput } from '../errors.js';
+import type { Extent } from '../image/device.js';
+import { openImage } from '../image/image.js';
+import { dataExtents } from '../store/native.js';
+import type { Store } from '../store/store.js';
+import { extentWindows, type ImportSource } from './source.js';
+
+export function openFileForRead(file: string): number {
+  try {
+    const fd = fs.openSync(file, 'r');
+    if (!fs.fstatSync(fd).isFile()) {
+      fs.closeSync(fd);
+      throw badInput(`${file} is not a regular file`, { file });
+    }
+    return fd;
+  } catch (e) {
+    if (e instanceof StrataError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new StrataError('E_NOT_FOUND', `no such file: ${file}`, { file });
+    throw new StrataError('E_IO', `cannot open ${file}: ${code}`, { file });
+  }
+}
+
+/** A raw file as an import source. Its holes read as zeros, and hide a parent's data. */
+export function openRawSource(file: string): ImportSource {
+  const fd = openFileForRead(file);
+  const size = fs.fstatSync(fd).size;
+  const runs = dataExtents(fd, size);
+  return {
+    size,
+    extents(offset, length) {
+      const end = offset + length;
+      const out: Extent[] = [];
+      let pos = offset;
+      for (const r of runs) {
+        const s = Math.max(r.offset, offset);
+        const e = Math.min(r.offset + r.length, end);
+        if (e <= s) continue;
+        if (s > pos) out.push({ offset: pos, length: s - pos, kind: 'zero' });
+        out.push({ offset: s, length: e - s, kind: 'data' });
+        pos = e;
+      }
+      if (pos < end) out.push({ offset: pos, length: end - pos, kind: 'zero' });
+      return out;
+    },
+    read(offset, length) {
+      const buf = Buffer.allocUnsafe(length);
+      let got = 0;
+      while (got < length) {
+        const n = fs.readSync(fd, buf, got, length - got, offset + got);
+        if (n === 0) {
+          buf.fill(0, got);
+          break;
+        }
+        got += n;
+      }
+      return buf;
+    },
+    close() {
+      fs.closeSync(fd);
+    },
+  };
+}
+
+const CHUNK = 4 * 1024 * 1024;
+
+/** Copies a source into an open writable image. */
+export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'read'>, img: ReturnType<typeof openImage>, onProgress?: (done: number) => void): void {
+  for (const ext of extentWindows(src)) {
+    if (ext.kind === 'hole') continue;
+    if (ext.kind === 'zero') {
+      img.writeZeroes(ext.offset, ext.length);
+      continue;
+    }
+    for (let off = ext.offset; off < ext.offset + ext.length; off += CHUNK) {
+      const n = Math.min(CHUNK, ext.offset + ext.length - off);
+      img.write(off, src.read(off, n));
+      onProgress?.(off + n);
+    }
+  }
+}
+
+/** Writes an image to a raw file, leaving holes where it reads zeros. */
+export function exportRaw(store: Store, name: string, file: string): { size: number; dataBytes: number } {
+  const img = openImage(store, name);
+  let fd: number | undefined;
+  try {
+    try {
+      fd = fs.openSync(file, 'w', 0o644);
+    } catch (e) {
+      throw new StrataError('E_IO', `cannot create ${file}: ${(e as NodeJS.ErrnoException).code}`, { file });
+    }
+    fs.ftruncateSync(fd, img.size);
+    let dataBytes = 0;
+    for (const ext of extentWindows(img)) {
+      if (ext.kind !== 'data') continue;
+      for (let off = ext.offset; off < ext.offset + ext.length; off += CHUNK) {
+        const n = Math.min(CHUNK, ext.offset + ext.length - off);
+        const buf = img.read(off, n);
+        let put = 0;
+        while (put < n) put += fs.writeSync(fd, buf, put, n - put, off + put);
+        dataBytes += n;
+      }
+    }
+    fs.fsyncSync(fd);
+    return { size: img.size, dataBytes };
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOSPC') throw new StrataError('E_NO_SPACE', `no space left to write ${file}`, { file });
+    throw e;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+    img.close();
+  }
+}

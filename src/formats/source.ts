@@ -1,0 +1,21 @@
+/**
+ * What an importer reads from: a virtual size, the allocation status of each
+ * range, and the bytes. Raw files and qcow2 files both present this shape.
+ * A 'hole' in a source over a parent means "keep the parent's content"; a
+ * 'zero' hides it.
+ */
+import type { Extent } from '../image/device.js';
+
+export interface ImportSource {
+  readonly size: number;
+  extents(offset: number, length: number): Extent[];
+  read(offset: number, length: number): Buffer;
+  close(): void;
+}
+
+/** Works through [0, size) in windows, so extent lists stay bounded for huge sparse sources. */
+export function* extentWindows(src: Pick<ImportSource, 'size' | 'extents'>, window = 1 << 30): Generator<Extent> {
+  for (let off = 0; off < src.size; off += window) {
+    yield* src.extents(off, Math.min(window, src.size - off));
+  }
+}

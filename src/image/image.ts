@@ -1,0 +1,446 @@
+/**
+ * An open image: reads through its resolved chain, writes into its own map.
+ *
+ * Writes are held in memory (dirty blocks) until flush, or until they pass
+ * the dirty limit; then one flush hashes them, places them through the
+ * store's single dedup choke point, and commits the map in one transaction.
+ * A crash loses unflushed writes and nothing else.
+ */
+import { StrataError } from '../errors.js';
+import type { BlockDevice, Extent, ExtentKind } from './device.js';
+import { acquireLease, releaseLease, type LeaseId } from '../store/leases.js';
+import { chainOf, getImage, updateImage } from '../store/catalog.js';
+import { loadSegment, saveSegment } from '../store/maps.js';
+import { hashBlocks, placeBlocks } from '../store/placement.js';
+import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
+import { segClone, segCompact, segExpand, segGet, segOverlay, type Segment } from '../store/segment.js';
+import type { Store } from '../store/store.js';
+import {
+  BLOCK_SIZE,
+  INHERIT,
+  SEGMENT_ENTRIES,
+  ZERO,
+  entrySlot,
+  isFrozen,
+  type ImageRecord,
+  type MapEntry,
+  type SegmentIndex,
+  type SlotNumber,
+} from '../store/types.js';
+import { blocksIn, resolveFrozen } from './resolve.js';
+
+export interface OpenOptions {
+  writable?: boolean;
+  /** Flush by itself once this many bytes of writes are held (default 64 MiB). */
+  dirtyLimit?: number;
+}
+
+const ZEROS = Buffer.alloc(BLOCK_SIZE);
+const segOf = (b: number): SegmentIndex => Math.floor(b / SEGMENT_ENTRIES) as SegmentIndex;
+
+export class Image implements BlockDevice {
+  readonly readOnly: boolean;
+  private rec: ImageRecord;
+  private readonly chain: ImageRecord[];
+  private readonly dirtyLimit: number;
+  private lease: LeaseId | null;
+  private closed = false;
+
+  /** Own segments as this handle sees them (committed + unflushed zeroing). Leaves only. */
+  private readonly own = new Map<number, Segment>();
+  private readonly dirtySegs = new Set<number>();
+  /** Unflushed data, one 4 KiB buffer per block. */
+  private readonly dirtyData = new Map<number, Buffer>();
+  /** Reference changes made by unflushed zeroing. */
+  private readonly pendingRefs: RefDeltas = new Map();
+  private pendingOwnBlocks = 0;
+  /** The leaf's own resolved segments; frozen images use the store's shared cache. */
+  private readonly resolved = new Map<number, Segment>();
+  private lastSeg = -1;
+  private lastResolved: Segment = INHERIT;
+
+  constructor(
+    private readonly store: Store,
+    rec: ImageRecord,
+    opts: OpenOptions & { lease: LeaseId | null },
+  ) {
+    this.rec = rec;
+    this.chain = chainOf(store.db, rec);
+    this.readOnly = !opts.writable;
+    this.dirtyLimit = opts.dirtyLimit ?? 64 * 1024 * 1024;
+    this.lease = opts.lease;
+  }
+
+  get name(): string {
+    return this.rec.name;
+  }
+  get record(): ImageRecord {
+    return this.rec;
+  }
+  get size(): number {
+    return this.rec.virtualSize;
+  }
+  /** Chain depth: 1 for an image without parent. */
+  get depth(): number {
+    return this.chain.length;
+  }
+
+  // ---- resolution ---------------------------------------------------------
+
+  private ownSeg(seg: number): Segment {
+    let s = this.own.get(seg);
+    if (s === undefined) {
+      s = loadSegment(this.store.db, this.rec.id, seg as SegmentIndex);
+      this.own.set(seg, s);
+    }
+    return s;
+  }
+
+  /** The parent chain's resolved segment (holes where there is no parent). */
+  private parentSeg(seg: number): Segment {
+    return resolveFrozen(this.store, this.chain, 1, seg as SegmentIndex);
+  }
+
+  private resolvedSeg(seg: number): Segment {
+    if (seg === this.lastSeg) return this.lastResolved;
+    let r: Segment;
+    if (this.readOnly) {
+      r = resolveFrozen(this.store, this.chain, 0, seg as SegmentIndex);
+    } else {
+      const hit = this.resolved.get(seg);
+      if (hit !== undefined) r = hit;
+      else {
+        r = segOverlay(this.ownSeg(seg), this.parentSeg(seg));
+        if (this.resolved.size >= 4096) this.resolved.clear();
+        this.resolved.set(seg, r);
+      }
+    }
+    this.lastSeg = seg;
+    this.lastResolved = r;
+    return r;
+  }
+
+  private invalidate(seg: number): void {
+    this.resolved.delete(seg);
+    if (this.lastSeg === seg) this.lastSeg = -1;
+  }
+
+  private resolvedEntry(b: number): MapEntry {
+    return segGet(this.resolvedSeg(segOf(b)), b % SEGMENT_ENTRIES);
+  }
+
+  // ---- checks ----------------------------------------------------------------
+
+  private checkOpen(): void {
+    if (this.closed) throw new StrataError('E_BAD_INPUT', `image ${this.name} is closed`);
+  }
+
+  private checkRange(offset: number, length: number): void {
+    this.checkOpen();
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new StrataError('E_BAD_INPUT', `invalid offset ${offset} or length ${length}`);
+    }
+    if (offset + length > this.size) {
+      throw new StrataError('E_RANGE', `range ${offset}+${length} is beyond the end of image ${this.name} (${this.size} bytes)`, {
+        offset,
+        length,
+        size: this.size,
+      });
+    }
+  }
+
+  private checkWritable(): void {
+    if (this.readOnly) {
+      const why = isFrozen(this.rec) ? `is frozen (${this.rec.kind})` : 'is open read-only';
+      throw new StrataError('E_READONLY', `image ${this.name} ${why}`, { image: this.name });
+    }
+  }
+
+  // ---- reads -----------------------------------------------------------------
+
+  read(offset: number, length: number): Buffer {
+    this.checkRange(offset, length);
+    if (length === 0) return Buffer.alloc(0);
+    const b0 = Math.floor(offset / BLOCK_SIZE);
+    const b1 = Math.ceil((offset + length) / BLOCK_SIZE);
+    const head = offset - b0 * BLOCK_SIZE;
+    const out = Buffer.allocUnsafe((b1 - b0) * BLOCK_SIZE);
+    this.readBlocks(b0, b1, out);
+    return head === 0 && out.length === length ? out : out.subarray(head, head + length);
+  }
+
+  /** Fills `out` with blocks [b0, b1), coalescing runs of consecutive slots into one read. */
+  private readBlocks(b0: number, b1: number, out: Buffer): void {
+    const dirty = this.dirtyData.size > 0;
+    let b = b0;
+    while (b < b1) {
+      const at = (b - b0) * BLOCK_SIZE;
+      const d = dirty ? this.dirtyData.get(b) : undefined;
+      if (d) {
+        d.copy(out, at);
+        b++;
+        continue;
+      }
+      const e = this.resolvedEntry(b);
+      if (e < 2) {
+        out.fill(0, at, at + BLOCK_SIZE);
+        b++;
+        continue;
+      }
+      let n = 1;
+      while (b + n < b1 && (!dirty || !this.dirtyData.has(b + n)) && this.resolvedEntry(b + n) === e + n) n++;
+      this.store.blocks.read(entrySlot(e), n, out, at);
+      b += n;
+    }
+  }
+
+  private readBlock(b: number): Buffer {
+    const out = Buffer.allocUnsafe(BLOCK_SIZE);
+    this.readBlocks(b, b + 1, out);
+    return out;
+  }
+
+  // ---- writes ----------------------------------------------------------------
+
+  write(offset: number, data: Uint8Array): void {
+    this.checkWritable();
+    this.checkRange(offset, data.length);
+    const end = offset + data.length;
+    let pos = offset;
+    while (pos < end) {
+      const b = Math.floor(pos / BLOCK_SIZE);
+      const bStart = b * BLOCK_SIZE;
+      const within = pos - bStart;
+      const n = Math.min(BLOCK_SIZE - within, end - pos);
+      const blockEnd = Math.min(bStart + BLOCK_SIZE, this.size);
+      let buf: Buffer;
+      if (within === 0 && pos + n >= blockEnd) {
+        buf = Buffer.allocUnsafe(BLOCK_SIZE);
+        buf.set(data.subarray(pos - offset, pos - offset + n));
+        if (n < BLOCK_SIZE) buf.fill(0, n);
+      } else {
+        // Unaligned edge: read-modify-write the whole block.
+        buf = this.dirtyData.get(b) ?? this.readBlock(b);
+        buf.set(data.subarray(pos - offset, pos - offset + n), within);
+      }
+      this.dirtyData.set(b, buf);
+      pos += n;
+    }
+    if (this.dirtyData.size * BLOCK_SIZE >= this.dirtyLimit) this.flush();
+  }
+
+  writeZeroes(offset: number, length: number): void {
+    this.checkWritable();
+    this.checkRange(offset, length);
+    const end = offset + length;
+    const fb0 = Math.ceil(offset / BLOCK_SIZE);
+    // A range reaching the image's end covers its last, partial block whole.
+    const fb1 = end === this.size ? blocksIn(this.size) : Math.floor(end / BLOCK_SIZE);
+    if (fb0 >= fb1) {
+      this.writeZeroBytes(offset, length);
+      return;
+    }
+    if (offset < fb0 * BLOCK_SIZE) this.writeZeroBytes(offset, fb0 * BLOCK_SIZE - offset);
+    if (end > fb1 * BLOCK_SIZE) this.writeZeroBytes(fb1 * BLOCK_SIZE, end - fb1 * BLOCK_SIZE);
+    this.zeroBlocks(fb0, fb1);
+  }
+
+  discard(offset: number, length: number): void {
+    this.writeZeroes(offset, length);
+  }
+
+  private writeZeroBytes(offset: number, length: number): void {
+    for (let done = 0; done < length; done += BLOCK_SIZE) {
+      const n = Math.min(BLOCK_SIZE, length - done);
+      this.write(offset + done, n === BLOCK_SIZE ? ZEROS : ZEROS.subarray(0, n));
+    }
+  }
+
+  /**
+   * Blocks [b0, b1) read zero afterwards. The own map says ZERO only where a
+   * parent has data to hide; elsewhere INHERIT, so nothing is stored.
+   */
+  private zeroBlocks(b0: number, b1: number): void {
+    if (this.dirtyData.size > 0) {
+      if (this.dirtyData.size < b1 - b0) {
+        for (const b of [...this.dirtyData.keys()]) if (b >= b0 && b < b1) this.dirtyData.delete(b);
+      } else for (let b = b0; b < b1; b++) this.dirtyData.delete(b);
+    }
+    for (let seg = segOf(b0); seg <= segOf(b1 - 1); seg++) {
+      const first = Math.max(b0, seg * SEGMENT_ENTRIES) - seg * SEGMENT_ENTRIES;
+      const last = Math.min(b1, (seg + 1) * SEGMENT_ENTRIES) - seg * SEGMENT_ENTRIES;
+      const parent = this.parentSeg(seg);
+      const old = this.ownSeg(seg);
+      let next: Segment;
+      if (first === 0 && last === SEGMENT_ENTRIES && typeof parent === 'number') {
+        this.unrefRange(old, 0, SEGMENT_ENTRIES);
+        next = parent >= 2 ? ZERO : INHERIT;
+      } else {
+        this.unrefRange(old, first, last);
+        const a = segClone(segExpand(old)) as Uint32Array;
+        for (let i = first; i < last; i++) a[i] = segGet(parent, i) >= 2 ? ZERO : INHERIT;
+        next = segCompact(a);
+      }
+      this.own.set(seg, next);
+      this.dirtySegs.add(seg);
+      this.invalidate(seg);
+    }
+  }
+
+  private unrefRange(s: Segment, first: number, last: number): void {
+    if (typeof s === 'number') {
+      if (s >= 2) {
+        addRef(this.pendingRefs, s - 2, -(last - first));
+        this.pendingOwnBlocks -= last - first;
+      }
+      return;
+    }
+    for (let i = first; i < last; i++) {
+      if (s[i] >= 2) {
+        addRef(this.pendingRefs, s[i] - 2, -1);
+        this.pendingOwnBlocks--;
+      }
+    }
+  }
+
+  // ---- flush -----------------------------------------------------------------
+
+  flush(): void {
+    this.checkOpen();
+    if (this.readOnly || (this.dirtyData.size === 0 && this.dirtySegs.size === 0)) return;
+    const blockNos = [...this.dirtyData.keys()].sort((a, b) => a - b);
+    const bufs = blockNos.map((b) => this.dirtyData.get(b)!);
+    const hashes = hashBlocks(this.store, bufs);
+
+    // Staged copies: memory changes only once the transaction has committed.
+    const staged = new Map<number, Segment>();
+    for (const seg of this.dirtySegs) staged.set(seg, this.ownSeg(seg));
+    const deltas: RefDeltas = new Map(this.pendingRefs);
+    let ownBlocks = this.rec.ownBlocks + this.pendingOwnBlocks;
+
+    const id = this.rec.id;
+    this.store.write(() => {
+      const { entries, fresh } = placeBlocks(this.store, bufs, hashes);
+      let cur = -1;
+      let arr: Uint32Array | undefined;
+      let parent: Segment = INHERIT;
+      for (let k = 0; k < blockNos.length; k++) {
+        const b = blockNos[k];
+        const seg = segOf(b);
+        if (seg !== cur) {
+          if (arr) staged.set(cur, arr);
+          cur = seg;
+          arr = segClone(segExpand(staged.get(seg) ?? this.ownSeg(seg))) as Uint32Array;
+          parent = this.parentSeg(seg);
+        }
+        const i = b % SEGMENT_ENTRIES;
+        let e = entries[k];
+        // Store only what differs from the parent: equal slots or zero over zero inherit.
+        const p = segGet(parent, i);
+        if (e === p || (e === ZERO && p < 2)) e = INHERIT;
+        const old = arr![i];
+        if (old >= 2) {
+          addRef(deltas, old - 2, -1);
+          ownBlocks--;
+        }
+        if (e >= 2) {
+          addRef(deltas, e - 2, 1);
+          ownBlocks++;
+        }
+        arr![i] = e;
+      }
+      if (arr) staged.set(cur, arr);
+      for (const [seg, s] of staged) saveSegment(this.store.db, id, seg as SegmentIndex, segCompact(s));
+      applyRefDeltas(this.store.db, deltas, fresh as Map<SlotNumber, number>);
+      updateImage(this.store.db, id, { ownBlocks });
+    });
+
+    for (const [seg, s] of staged) {
+      this.own.set(seg, segCompact(s));
+      this.invalidate(seg);
+    }
+    this.dirtySegs.clear();
+    this.dirtyData.clear();
+    this.pendingRefs.clear();
+    this.pendingOwnBlocks = 0;
+    this.rec = { ...this.rec, ownBlocks, generation: this.rec.generation + 1 };
+  }
+
+  /** Forgets every write since the last flush, as a crash would. */
+  dropUnflushed(): void {
+    for (const seg of this.dirtySegs) {
+      this.own.delete(seg);
+      this.invalidate(seg);
+    }
+    this.dirtySegs.clear();
+    this.dirtyData.clear();
+    this.pendingRefs.clear();
+    this.pendingOwnBlocks = 0;
+  }
+
+  // ---- allocation status -------------------------------------------------------
+
+  extents(offset: number, length: number): Extent[] {
+    this.checkRange(offset, length);
+    const out: Extent[] = [];
+    const push = (start: number, end: number, kind: ExtentKind) => {
+      const s = Math.max(start, offset);
+      const e = Math.min(end, offset + length, this.size);
+      if (e <= s) return;
+      const last = out[out.length - 1];
+      if (last && last.kind === kind && last.offset + last.length === s) last.length += e - s;
+      else out.push({ offset: s, length: e - s, kind });
+    };
+    const kindOf = (e: number): ExtentKind => (e >= 2 ? 'data' : e === ZERO ? 'zero' : 'hole');
+    const dirtySegs = new Set<number>();
+    for (const b of this.dirtyData.keys()) dirtySegs.add(segOf(b));
+    const b0 = Math.floor(offset / BLOCK_SIZE);
+    const b1 = Math.ceil((offset + length) / BLOCK_SIZE);
+    for (let seg = segOf(b0); b1 > b0 && seg <= segOf(b1 - 1); seg++) {
+      const r = this.resolvedSeg(seg);
+      const base = seg * SEGMENT_ENTRIES;
+      if (typeof r === 'number' && !dirtySegs.has(seg)) {
+        push(base * BLOCK_SIZE, (base + SEGMENT_ENTRIES) * BLOCK_SIZE, kindOf(r));
+        continue;
+      }
+      const first = Math.max(b0, base);
+      const last = Math.min(b1, base + SEGMENT_ENTRIES);
+      for (let b = first; b < last; b++) {
+        const kind = this.dirtyData.has(b) ? 'data' : kindOf(segGet(r, b - base));
+        push(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE, kind);
+      }
+    }
+    return out;
+  }
+
+  /** Closes after flushing; with `discard`, unflushed writes are dropped instead. */
+  close(opts: { discard?: boolean } = {}): void {
+    if (this.closed) return;
+    try {
+      if (opts.discard) this.dropUnflushed();
+      else this.flush();
+    } finally {
+      this.closed = true;
+      if (this.lease !== null) {
+        const lease = this.lease;
+        this.lease = null;
+        this.store.write(() => releaseLease(this.store.db, lease));
+      }
+    }
+  }
+}
+
+/** Opens an image by name. A writable open needs a leaf and takes its writer lease. */
+export function openImage(store: Store, name: string, opts: OpenOptions = {}): Image {
+  const rec = getImage(store.db, name);
+  if (opts.writable && isFrozen(rec)) {
+    throw new StrataError('E_READONLY', `image ${name} is frozen (${rec.kind}); clone it to get a writable leaf`, { image: name });
+  }
+  const lease = store.readOnly ? null : store.write(() => acquireLease(store.db, rec.id, rec.name, opts.writable ? 'write' : 'read'));
+  try {
+    return new Image(store, rec, { ...opts, lease });
+  } catch (e) {
+    if (lease !== null) store.write(() => releaseLease(store.db, lease));
+    throw e;
+  }
+}

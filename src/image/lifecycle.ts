@@ -1,0 +1,151 @@
+/**
+ * Image lifecycle: create, clone, snapshot, freeze, rename, rm. Each is one
+ * transaction over catalog rows; none copies a map segment or a data block,
+ * so each costs the same for a 1 GiB and a 1 TiB image.
+ */
+import { StrataError, badInput } from '../errors.js';
+import {
+  assertNameFree,
+  childrenOf,
+  deleteImageRow,
+  descendantsOf,
+  findImage,
+  getImage,
+  insertImage,
+  updateImage,
+} from '../store/catalog.js';
+import { assertNotOpen } from '../store/leases.js';
+import { countSlotRefs, segmentsOf } from '../store/maps.js';
+import { applyRefDeltas } from '../store/refcounts.js';
+import type { Store } from '../store/store.js';
+import { MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord } from '../store/types.js';
+import { imageName } from '../store/names.js';
+
+export function checkVirtualSize(size: number): number {
+  if (!Number.isSafeInteger(size) || size <= 0) throw badInput(`invalid virtual size ${size}: must be a positive number of bytes`);
+  if (size > MAX_VIRTUAL_SIZE) throw badInput(`virtual size ${size} is over the limit of ${MAX_VIRTUAL_SIZE} bytes`);
+  return size;
+}
+
+export const frozenKind = (parentId: ImageId | null): ImageKind => (parentId === null ? 'base' : 'layer');
+
+export function createImage(store: Store, name: string, size: number, labels: Record<string, string> = {}): ImageRecord {
+  const n = imageName(name);
+  checkVirtualSize(size);
+  return store.write(() => insertImage(store.db, { name: n, kind: 'leaf', parentId: null, virtualSize: size, labels }));
+}
+
+/** A free name for the frozen state a leaf is cloned or snapshotted from. */
+function snapshotName(store: Store, leaf: string): ImageName {
+  for (let i = 1; ; i++) {
+    const n = `${leaf}.snap${i}`;
+    if (!findImage(store.db, n)) return imageName(n);
+  }
+}
+
+/**
+ * Freezes a leaf's current content as a new read-only image; the leaf keeps
+ * its name and goes on, empty, above it. The existing row (with all its map
+ * segments) becomes the snapshot, so nothing is copied.
+ */
+function snapshotInTx(store: Store, leaf: ImageRecord, snapName: ImageName): { snapshot: ImageRecord; leaf: ImageRecord } {
+  if (leaf.kind !== 'leaf') throw new StrataError('E_READONLY', `image ${leaf.name} is frozen (${leaf.kind}); only a leaf can be snapshotted`);
+  assertNameFree(store.db, snapName);
+  assertNotOpen(store.db, [leaf], `snapshot ${leaf.name}`);
+  updateImage(store.db, leaf.id, { name: snapName, kind: frozenKind(leaf.parentId) });
+  const next = insertImage(store.db, {
+    name: leaf.name,
+    kind: 'leaf',
+    parentId: leaf.id,
+    virtualSize: leaf.virtualSize,
+    labels: leaf.labels,
+    createdAt: leaf.createdAt,
+  });
+  return { snapshot: getImage(store.db, snapName), leaf: next };
+}
+
+export function snapshotImage(store: Store, leafName: string, snapName?: string): { snapshot: ImageRecord; leaf: ImageRecord } {
+  return store.write(() => {
+    const leaf = getImage(store.db, leafName);
+    return snapshotInTx(store, leaf, snapName === undefined ? snapshotName(store, leaf.name) : imageName(snapName));
+  });
+}
+
+/**
+ * New writable leaves over `source`. A leaf source is snapshotted first, so
+ * the source and its clones all go on from one frozen state.
+ */
+export function cloneImage(store: Store, source: string, names: readonly string[]): { parent: ImageRecord; clones: ImageRecord[]; snapshot?: ImageRecord } {
+  if (names.length === 0) throw badInput('clone needs at least one new image name');
+  const valid = names.map(imageName);
+  const dup = valid.find((n, i) => valid.indexOf(n) !== i);
+  if (dup) throw badInput(`image name ${dup} is given twice`);
+  return store.write(() => {
+    let parent = getImage(store.db, source);
+    for (const n of valid) assertNameFree(store.db, n);
+    let snapshot: ImageRecord | undefined;
+    if (!isFrozen(parent)) {
+      snapshot = snapshotInTx(store, parent, snapshotName(store, parent.name)).snapshot;
+      parent = snapshot;
+    }
+    const clones = valid.map((name) => insertImage(store.db, { name, kind: 'leaf', parentId: parent.id, virtualSize: parent.virtualSize }));
+    return { parent, clones, snapshot };
+  });
+}
+
+export function freezeImage(store: Store, name: string): ImageRecord {
+  return store.write(() => {
+    const img = getImage(store.db, name);
+    if (isFrozen(img)) return img;
+    assertNotOpen(store.db, [img], `freeze ${name}`);
+    updateImage(store.db, img.id, { kind: frozenKind(img.parentId) });
+    return getImage(store.db, name);
+  });
+}
+
+export function renameImage(store: Store, from: string, to: string): ImageRecord {
+  const n = imageName(to);
+  return store.write(() => {
+    const img = getImage(store.db, from);
+    assertNameFree(store.db, n);
+    updateImage(store.db, img.id, { name: n });
+    return getImage(store.db, n);
+  });
+}
+
+/** Drops an image's rows and its references; its slots become free when the count reaches zero. */
+export function dropImageInTx(store: Store, img: ImageRecord): void {
+  const refs = new Map<number, number>();
+  for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
+  for (const [slot, n] of refs) refs.set(slot, -n);
+  applyRefDeltas(store.db, refs);
+  deleteImageRow(store.db, img.id);
+}
+
+export function removeImages(store: Store, names: readonly string[], opts: { recursive?: boolean } = {}): ImageRecord[] {
+  return store.write(() => {
+    const doomed: ImageRecord[] = [];
+    const seen = new Set<number>();
+    for (const name of names) {
+      const img = getImage(store.db, name);
+      const below = descendantsOf(store.db, img.id);
+      if (below.length > 0 && !opts.recursive) {
+        const kids = childrenOf(store.db, img.id).map((c) => c.name);
+        throw new StrataError('E_HAS_CHILDREN', `image ${name} has ${kids.length} child image(s) (${kids.slice(0, 5).join(', ')}${kids.length > 5 ? ', …' : ''}); remove them first or use -r`, {
+          image: name,
+          children: kids,
+        });
+      }
+      // Children before parents.
+      for (const r of [...below.reverse(), img]) {
+        if (!seen.has(r.id)) {
+          seen.add(r.id);
+          doomed.push(r);
+        }
+      }
+    }
+    assertNotOpen(store.db, doomed, `remove ${doomed.map((d) => d.name).join(', ')}`);
+    for (const img of doomed) dropImageInTx(store, img);
+    return doomed;
+  });
+}

@@ -1,0 +1,130 @@
+/** Rows of the images table: the catalog of images, their kinds and parents. */
+import type Database from 'better-sqlite3';
+import { StrataError, corrupt, notFound } from '../errors.js';
+import type { ImageId, ImageKind, ImageName, ImageRecord } from './types.js';
+
+interface ImageRow {
+  id: number;
+  name: string;
+  kind: ImageKind;
+  parent_id: number | null;
+  virtual_size: number;
+  created_at: number;
+  labels: string;
+  source: string | null;
+  own_blocks: number;
+  generation: number;
+}
+
+const COLS = 'id, name, kind, parent_id, virtual_size, created_at, labels, source, own_blocks, generation';
+
+function toRecord(r: ImageRow): ImageRecord {
+  return {
+    id: r.id as ImageId,
+    name: r.name as ImageName,
+    kind: r.kind,
+    parentId: r.parent_id as ImageId | null,
+    virtualSize: r.virtual_size,
+    createdAt: r.created_at,
+    labels: JSON.parse(r.labels) as Record<string, string>,
+    source: r.source ? (JSON.parse(r.source) as Record<string, unknown>) : null,
+    ownBlocks: r.own_blocks,
+    generation: r.generation,
+  };
+}
+
+export function findImage(db: Database.Database, name: string): ImageRecord | undefined {
+  const r = db.prepare(`SELECT ${COLS} FROM images WHERE name = ?`).get(name) as ImageRow | undefined;
+  return r && toRecord(r);
+}
+
+export function getImage(db: Database.Database, name: string): ImageRecord {
+  const r = findImage(db, name);
+  if (!r) throw notFound(`no image named ${name}`, { image: name });
+  return r;
+}
+
+export function getImageById(db: Database.Database, id: ImageId): ImageRecord {
+  const r = db.prepare(`SELECT ${COLS} FROM images WHERE id = ?`).get(id) as ImageRow | undefined;
+  if (!r) throw corrupt(`image id ${id} is referenced but missing`, { id });
+  return toRecord(r);
+}
+
+export function listImages(db: Database.Database): ImageRecord[] {
+  return (db.prepare(`SELECT ${COLS} FROM images ORDER BY name`).all() as ImageRow[]).map(toRecord);
+}
+
+export function childrenOf(db: Database.Database, id: ImageId): ImageRecord[] {
+  return (db.prepare(`SELECT ${COLS} FROM images WHERE parent_id = ? ORDER BY name`).all(id) as ImageRow[]).map(toRecord);
+}
+
+/** The image and its ancestors, nearest first. A loop or a missing parent is corruption. */
+export function chainOf(db: Database.Database, image: ImageRecord): ImageRecord[] {
+  const chain = [image];
+  const seen = new Set<number>([image.id]);
+  let cur = image;
+  while (cur.parentId !== null) {
+    if (seen.has(cur.parentId)) throw corrupt(`image ${image.name} has a parent chain that loops`, { image: image.name });
+    const r = db.prepare(`SELECT ${COLS} FROM images WHERE id = ?`).get(cur.parentId) as ImageRow | undefined;
+    if (!r) throw corrupt(`image ${cur.name} names parent id ${cur.parentId}, which is missing`, { image: cur.name });
+    cur = toRecord(r);
+    seen.add(cur.id);
+    chain.push(cur);
+  }
+  return chain;
+}
+
+/** Every image below `id` in the tree, depth first. */
+export function descendantsOf(db: Database.Database, id: ImageId): ImageRecord[] {
+  const out: ImageRecord[] = [];
+  const walk = (p: ImageId) => {
+    for (const c of childrenOf(db, p)) {
+      out.push(c);
+      walk(c.id);
+    }
+  };
+  walk(id);
+  return out;
+}
+
+export function assertNameFree(db: Database.Database, name: string): void {
+  if (findImage(db, name)) throw new StrataError('E_EXISTS', `an image named ${name} already exists`, { image: name });
+}
+
+export interface NewImage {
+  name: ImageName;
+  kind: ImageKind;
+  parentId: ImageId | null;
+  virtualSize: number;
+  labels?: Record<string, string>;
+  source?: Record<string, unknown> | null;
+  createdAt?: number;
+}
+
+export function insertImage(db: Database.Database, img: NewImage): ImageRecord {
+  assertNameFree(db, img.name);
+  const r = db
+    .prepare('INSERT INTO images(name, kind, parent_id, virtual_size, created_at, labels, source) VALUES (?, ?, ?, ?, ?, ?, ?)')
+    .run(img.name, img.kind, img.parentId, img.virtualSize, img.createdAt ?? Date.now(), JSON.stringify(img.labels ?? {}), img.source ? JSON.stringify(img.source) : null);
+  return getImageById(db, Number(r.lastInsertRowid) as ImageId);
+}
+
+export function updateImage(
+  db: Database.Database,
+  id: ImageId,
+  patch: Partial<Pick<ImageRecord, 'name' | 'kind' | 'parentId' | 'virtualSize' | 'ownBlocks' | 'source' | 'labels'>>,
+): void {
+  const sets: string[] = ['generation = generation + 1'];
+  const vals: unknown[] = [];
+  const col: Record<string, string> = { name: 'name', kind: 'kind', parentId: 'parent_id', virtualSize: 'virtual_size', ownBlocks: 'own_blocks', source: 'source', labels: 'labels' };
+  for (const [k, v] of Object.entries(patch)) {
+    sets.push(`${col[k]} = ?`);
+    vals.push(k === 'source' || k === 'labels' ? (v == null ? null : JSON.stringify(v)) : v);
+  }
+  db.prepare(`UPDATE images SET ${sets.join(', ')} WHERE id = ?`).run(...vals, id);
+}
+
+export function deleteImageRow(db: Database.Database, id: ImageId): void {
+  db.prepare('DELETE FROM segments WHERE image_id = ?').run(id);
+  db.prepare('DELETE FROM images WHERE id = ?').run(id);
+}

@@ -1,0 +1,184 @@
+/**
+ * Block slots on local disk: data/NNNNNN.dat, each SLOTS_PER_FILE fixed 4 KiB
+ * slots. This is the only module that touches data-file descriptors; a second
+ * backend (an object store behind a local cache) implements BlockBackend too.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { StrataError, corrupt } from '../errors.js';
+import { BLOCK_SIZE, SLOTS_PER_FILE, type SlotNumber } from './types.js';
+import { punchHole } from './native.js';
+
+export interface BlockBackend {
+  /** Reads `count` consecutive slots into `into` at byte `at`. */
+  read(first: SlotNumber, count: number, into: Uint8Array, at: number): void;
+  /** Writes consecutive slots from `first`, one 4 KiB buffer each. Never called on a referenced slot. */
+  write(first: SlotNumber, blocks: readonly Uint8Array[]): void;
+  /** Makes every write so far durable. */
+  sync(): void;
+  /** Returns free slots' space to the file system; false where it cannot. */
+  release(first: SlotNumber, count: number): boolean;
+  /** Cuts the data files down to hold exactly `slots` slots. */
+  truncate(slots: number): void;
+  /** Bytes the data files occupy on disk (allocated, not apparent). */
+  diskUsage(): { apparent: number; allocated: number; files: number };
+  close(): void;
+}
+
+export const dataFileName = (fileNo: number): string => `${String(fileNo).padStart(6, '0')}.dat`;
+
+/** Maps an fs error on a data file to a typed error naming the file. */
+function ioError(e: unknown, file: string, what: string): StrataError {
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === 'ENOSPC' || err.code === 'EDQUOT' || err.code === 'EFBIG') {
+    return new StrataError('E_NO_SPACE', `no space left to ${what} ${file}`, { file }, { cause: e });
+  }
+  return new StrataError('E_IO', `cannot ${what} ${file}: ${err.code ?? err.message}`, { file }, { cause: e });
+}
+
+export function openLocalBlocks(dataDir: string, readOnly: boolean): BlockBackend {
+  const fds = new Map<number, number>();
+  const unsynced = new Set<number>();
+
+  const fileFor = (fileNo: number): number => {
+    let fd = fds.get(fileNo);
+    if (fd === undefined) {
+      const p = path.join(dataDir, dataFileName(fileNo));
+      try {
+        fd = fs.openSync(p, readOnly ? 'r' : fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+          throw corrupt(`data file ${p} is missing`, { file: p });
+        }
+        throw ioError(e, p, 'open');
+      }
+      fds.set(fileNo, fd);
+    }
+    return fd;
+  };
+
+  /** Splits a run of slots at data-file boundaries. */
+  const eachFileRun = (first: number, count: number, fn: (fileNo: number, slotInFile: number, n: number, done: number) => void) => {
+    let done = 0;
+    while (done < count) {
+      const s = first + done;
+      const fileNo = Math.floor(s / SLOTS_PER_FILE);
+      const inFile = s % SLOTS_PER_FILE;
+      const n = Math.min(count - done, SLOTS_PER_FILE - inFile);
+      fn(fileNo, inFile, n, done);
+      done += n;
+    }
+  };
+
+  return {
+    read(first, count, into, at) {
+      eachFileRun(first, count, (fileNo, inFile, n, done) => {
+        const fd = fileFor(fileNo);
+        const want = n * BLOCK_SIZE;
+        let got = 0;
+        while (got < want) {
+          let r: number;
+          try {
+            r = fs.readSync(fd, into, at + done * BLOCK_SIZE + got, want - got, inFile * BLOCK_SIZE + got);
+          } catch (e) {
+            throw ioError(e, dataFileName(fileNo), 'read');
+          }
+          if (r === 0) {
+            throw corrupt(`data file ${dataFileName(fileNo)} is shorter than slot ${fileNo * SLOTS_PER_FILE + inFile + Math.floor(got / BLOCK_SIZE)}`, {
+              file: dataFileName(fileNo),
+            });
+          }
+          got += r;
+        }
+      });
+    },
+
+    write(first, blocks) {
+      eachFileRun(first, blocks.length, (fileNo, inFile, n, done) => {
+        const fd = fileFor(fileNo);
+        // writev in IOV_MAX-sized pieces; a short write resumes with what is left.
+        for (let i = 0; i < n; i += 1024) {
+          let bufs = blocks.slice(done + i, done + Math.min(n, i + 1024));
+          let pos = (inFile + i) * BLOCK_SIZE;
+          let left = bufs.length * BLOCK_SIZE;
+          while (left > 0) {
+            let put: number;
+            try {
+              put = fs.writevSync(fd, bufs as Uint8Array[], pos);
+            } catch (e) {
+              throw ioError(e, dataFileName(fileNo), 'write');
+            }
+            left -= put;
+            pos += put;
+            if (left > 0) {
+              const whole = Math.floor(put / BLOCK_SIZE);
+              const rest = put % BLOCK_SIZE;
+              bufs = bufs.slice(whole);
+              if (rest) bufs = [bufs[0].subarray(rest), ...bufs.slice(1)];
+            }
+          }
+        }
+        unsynced.add(fileNo);
+      });
+    },
+
+    sync() {
+      for (const fileNo of unsynced) {
+        try {
+          fs.fdatasyncSync(fileFor(fileNo));
+        } catch (e) {
+          throw ioError(e, dataFileName(fileNo), 'sync');
+        }
+      }
+      unsynced.clear();
+    },
+
+    release(first, count) {
+      let all = true;
+      eachFileRun(first, count, (fileNo, inFile, n) => {
+        if (!punchHole(fileFor(fileNo), inFile * BLOCK_SIZE, n * BLOCK_SIZE)) all = false;
+      });
+      return all;
+    },
+
+    truncate(slots) {
+      const lastFile = slots === 0 ? -1 : Math.floor((slots - 1) / SLOTS_PER_FILE);
+      for (const name of fs.readdirSync(dataDir)) {
+        const m = /^(\d{6})\.dat$/.exec(name);
+        if (!m) continue;
+        const fileNo = Number(m[1]);
+        const p = path.join(dataDir, name);
+        if (fileNo > lastFile) {
+          const fd = fds.get(fileNo);
+          if (fd !== undefined) fs.closeSync(fd);
+          fds.delete(fileNo);
+          unsynced.delete(fileNo);
+          fs.rmSync(p, { force: true });
+        } else if (fileNo === lastFile) {
+          const keep = (slots - lastFile * SLOTS_PER_FILE) * BLOCK_SIZE;
+          if (fs.statSync(p).size > keep) fs.truncateSync(p, keep);
+        }
+      }
+    },
+
+    diskUsage() {
+      let apparent = 0;
+      let allocated = 0;
+      let files = 0;
+      if (!fs.existsSync(dataDir)) return { apparent, allocated, files };
+      for (const name of fs.readdirSync(dataDir)) {
+        if (!/^\d{6}\.dat$/.test(name)) continue;
+        const st = fs.statSync(path.join(dataDir, name));
+        apparent += st.size;
+        allocated += st.blocks * 512;
+        files++;
+      }
+      return { apparent, allocated, files };
+    },
+
+    close() {
+      for (const fd of fds.values()) fs.closeSync(fd);
+      fds.clear();
+    },
+  };
+}

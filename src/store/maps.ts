@@ -1,0 +1,39 @@
+/** Segment rows of image maps. An absent row is an all-INHERIT segment. */
+import type Database from 'better-sqlite3';
+import { INHERIT, SEGMENT_ENTRIES, isSlotEntry, type ImageId, type SegmentIndex } from './types.js';
+import { segDecode, segEncode, type Segment } from './segment.js';
+
+export function loadSegment(db: Database.Database, image: ImageId, seg: SegmentIndex): Segment {
+  const row = db.prepare('SELECT entries FROM segments WHERE image_id = ? AND seg = ?').get(image, seg) as { entries: Buffer } | undefined;
+  return row ? segDecode(row.entries, `${image}/${seg}`) : INHERIT;
+}
+
+export function saveSegment(db: Database.Database, image: ImageId, seg: SegmentIndex, s: Segment): void {
+  if (s === INHERIT) {
+    db.prepare('DELETE FROM segments WHERE image_id = ? AND seg = ?').run(image, seg);
+    return;
+  }
+  db.prepare('INSERT INTO segments(image_id, seg, entries) VALUES (?, ?, ?) ON CONFLICT(image_id, seg) DO UPDATE SET entries = excluded.entries').run(
+    image,
+    seg,
+    segEncode(s),
+  );
+}
+
+/** Every stored segment of an image, in order. */
+export function* segmentsOf(db: Database.Database, image: ImageId): Generator<[SegmentIndex, Segment]> {
+  const it = db.prepare('SELECT seg, entries FROM segments WHERE image_id = ? ORDER BY seg').iterate(image) as IterableIterator<{ seg: number; entries: Buffer }>;
+  for (const r of it) yield [r.seg as SegmentIndex, segDecode(r.entries, `${image}/${r.seg}`)];
+}
+
+/** Adds one to `counts` per entry of the segment that references a slot. */
+export function countSlotRefs(s: Segment, counts: Map<number, number>): void {
+  if (typeof s === 'number') {
+    if (isSlotEntry(s)) counts.set(s - 2, (counts.get(s - 2) ?? 0) + SEGMENT_ENTRIES);
+    return;
+  }
+  for (let i = 0; i < s.length; i++) {
+    const e = s[i];
+    if (e >= 2) counts.set(e - 2, (counts.get(e - 2) ?? 0) + 1);
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * Refcounts: how many map entries, over all images, point at a slot.
+ * A slot whose count reaches zero moves to free_slots in the same
+ * transaction; other processes see it free only once that commits.
+ */
+import type Database from 'better-sqlite3';
+import { corrupt } from '../errors.js';
+import type { BlockHash } from './hash.js';
+import type { SlotNumber } from './types.js';
+
+export type RefDeltas = Map<number, number>;
+
+export function addRef(d: RefDeltas, slot: number, by: number): void {
+  const v = (d.get(slot) ?? 0) + by;
+  if (v === 0) d.delete(slot);
+  else d.set(slot, v);
+}
+
+/**
+ * Applies deltas. `fresh` are slots allocated by this transaction, with the
+ * hash of what was written to them; they get their block-index row here.
+ */
+export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: Map<SlotNumber, BlockHash> = new Map()): void {
+  const insert = db.prepare('INSERT INTO blocks(slot, hash, refcount) VALUES (?, ?, ?)');
+  const get = db.prepare('SELECT refcount FROM blocks WHERE slot = ?').pluck();
+  const update = db.prepare('UPDATE blocks SET refcount = ? WHERE slot = ?');
+  const remove = db.prepare('DELETE FROM blocks WHERE slot = ?');
+  const free = db.prepare('INSERT OR IGNORE INTO free_slots(slot) VALUES (?)');
+
+  for (const [slot, hash] of fresh) {
+    const d = deltas.get(slot) ?? 0;
+    if (d > 0) insert.run(slot, hash, d);
+    else free.run(slot); // written but, in the end, referenced by nothing
+  }
+  // Increments before decrements: a slot moving between images never touches zero.
+  const order = [...deltas].filter(([s]) => !fresh.has(s as SlotNumber)).sort((a, b) => b[1] - a[1]);
+  for (const [slot, d] of order) {
+    const cur = get.get(slot) as number | undefined;
+    if (cur === undefined) throw corrupt(`map references slot ${slot}, which has no block-index row`, { slot });
+    const next = cur + d;
+    if (next < 0) throw corrupt(`refcount of slot ${slot} would fall below zero`, { slot });
+    if (next === 0) {
+      remove.run(slot);
+      free.run(slot);
+    } else update.run(next, slot);
+  }
+}

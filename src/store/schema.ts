@@ -1,0 +1,69 @@
+/**
+ * The SQLite schema, versioned by PRAGMA user_version. Each migration runs
+ * once, in order, inside one transaction; a store newer than this code is
+ * refused rather than guessed at.
+ */
+import type Database from 'better-sqlite3';
+import { StrataError } from '../errors.js';
+
+const MIGRATIONS: string[] = [
+  // 1: images, maps, block index, free slots, open-image leases.
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value ANY) STRICT;
+  CREATE TABLE images (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('base', 'layer', 'leaf')),
+    parent_id INTEGER REFERENCES images(id),
+    virtual_size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    source TEXT,
+    own_blocks INTEGER NOT NULL DEFAULT 0,
+    generation INTEGER NOT NULL DEFAULT 0
+  ) STRICT;
+  CREATE INDEX images_parent ON images(parent_id);
+  -- One row per non-empty segment; an absent row is all INHERIT.
+  CREATE TABLE segments (
+    image_id INTEGER NOT NULL,
+    seg INTEGER NOT NULL,
+    entries BLOB NOT NULL,
+    PRIMARY KEY (image_id, seg)
+  ) STRICT;
+  -- Committed slots with at least one reference. hash is XXH64 cut to 53 bits:
+  -- a filter only, content is compared before a slot is shared.
+  CREATE TABLE blocks (
+    slot INTEGER PRIMARY KEY,
+    hash INTEGER NOT NULL,
+    refcount INTEGER NOT NULL CHECK (refcount > 0)
+  ) STRICT;
+  CREATE INDEX blocks_hash ON blocks(hash);
+  -- Slots below meta.next_slot that no committed map references.
+  CREATE TABLE free_slots (slot INTEGER PRIMARY KEY) STRICT;
+  -- Images held open by a process: writers exclude writers; any lease blocks rm.
+  CREATE TABLE leases (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL,
+    pid INTEGER NOT NULL,
+    start_time TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('read', 'write')),
+    opened_at INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX leases_image ON leases(image_id);
+  INSERT INTO meta(key, value) VALUES ('next_slot', 0), ('block_size', 4096);
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+export function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) {
+    throw new StrataError('E_UNSUPPORTED', `store schema version ${version} is newer than this strata (${SCHEMA_VERSION}); upgrade strata`);
+  }
+  if (version === SCHEMA_VERSION) return;
+  db.transaction(() => {
+    for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
+}

@@ -1,0 +1,113 @@
+/**
+ * The store: one directory with strata.db (SQLite, WAL) and data/ (slots).
+ *
+ *   STORE/strata.db      images, maps, block index, refcounts, free slots, leases
+ *   STORE/data/NNNNNN.dat
+ *
+ * Store is opened asynchronously (the hash function is WebAssembly and must be
+ * instantiated); everything after that is synchronous.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { StrataError, corrupt } from '../errors.js';
+import { openLocalBlocks, type BlockBackend } from './datafiles.js';
+import { loadXxh64, type HashFn } from './hash.js';
+import { Lru } from './lru.js';
+import { migrate } from './schema.js';
+import type { Segment } from './segment.js';
+
+export interface StoreOptions {
+  /** Create the store if absent (default true). */
+  create?: boolean;
+  readOnly?: boolean;
+  /** Replace XXH64, e.g. with a colliding function in tests. */
+  hash?: HashFn;
+  /** Resolved map segments kept per store handle (16 KiB each at most). */
+  cacheSegments?: number;
+}
+
+export interface Store {
+  readonly dir: string;
+  readonly db: Database.Database;
+  readonly blocks: BlockBackend;
+  readonly hash: HashFn;
+  readonly readOnly: boolean;
+  /** Resolved segments of frozen images, keyed by `${imageId}:${generation}:${seg}`. */
+  readonly resolvedCache: Lru<string, Segment>;
+  /** Runs `fn` in an IMMEDIATE transaction: other writers wait, readers go on. */
+  write<T>(fn: () => T): T;
+  close(): void;
+}
+
+export const DB_FILE = 'strata.db';
+
+function sqliteError(e: unknown, file: string): never {
+  const err = e as { code?: string; message?: string };
+  if (err.code === 'SQLITE_NOTADB' || err.code === 'SQLITE_CORRUPT') {
+    throw corrupt(`store database ${file} is corrupt: ${err.message}`, { file });
+  }
+  if (err.code === 'SQLITE_FULL') throw new StrataError('E_NO_SPACE', `no space left to write ${file}`, { file });
+  if (err.code === 'SQLITE_BUSY') throw new StrataError('E_BUSY', `store database ${file} is locked by another process`, { file });
+  throw e;
+}
+
+export async function openStore(dir: string, opts: StoreOptions = {}): Promise<Store> {
+  const create = opts.create ?? true;
+  const readOnly = opts.readOnly ?? false;
+  const abs = path.resolve(dir);
+  const dbPath = path.join(abs, DB_FILE);
+  if (!fs.existsSync(dbPath)) {
+    if (!create || readOnly) throw new StrataError('E_NOT_FOUND', `no strata store at ${abs} (run: strata init --store ${abs})`, { store: abs });
+    fs.mkdirSync(path.join(abs, 'data'), { recursive: true, mode: 0o700 });
+  }
+  const hash = opts.hash ?? (await loadXxh64());
+
+  let db: Database.Database;
+  try {
+    db = new Database(dbPath, { readonly: readOnly, fileMustExist: !create });
+    db.pragma('busy_timeout = 60000');
+    if (!readOnly) db.pragma('journal_mode = WAL');
+    // FULL: a flush acknowledged to an NBD client must survive power loss, not only a crash.
+    db.pragma('synchronous = FULL');
+    if (!readOnly) migrate(db);
+    db.prepare('SELECT count(*) FROM meta').get();
+  } catch (e) {
+    if (e instanceof StrataError) throw e;
+    sqliteError(e, dbPath);
+  }
+
+  const blocks = openLocalBlocks(path.join(abs, 'data'), readOnly);
+  const resolvedCache = new Lru<string, Segment>(opts.cacheSegments ?? 4096);
+
+  return {
+    dir: abs,
+    db,
+    blocks,
+    hash,
+    readOnly,
+    resolvedCache,
+    write<T>(fn: () => T): T {
+      if (readOnly) throw new StrataError('E_READONLY', `store ${abs} is open read-only`);
+      try {
+        return db.transaction(fn).immediate();
+      } catch (e) {
+        if (e instanceof StrataError) throw e;
+        sqliteError(e, dbPath);
+      }
+    },
+    close() {
+      blocks.close();
+      if (db.open) db.close();
+    },
+  };
+}
+
+export function metaNumber(db: Database.Database, key: string): number {
+  const row = db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: number } | undefined;
+  return row ? Number(row.value) : 0;
+}
+
+export function setMeta(db: Database.Database, key: string, value: number | string): void {
+  db.prepare('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+}

@@ -1,0 +1,60 @@
+/**
+ * Vocabulary of the store.
+ *
+ * - block: 4 KiB of an image's logical address space, numbered by BlockIndex.
+ * - slot: 4 KiB of a data file, numbered by SlotNumber; a slot's number is
+ *   its address (file = slot / SLOTS_PER_FILE). Slots are content-addressed
+ *   through the block index and immutable while referenced.
+ * - map entry: what one block of one image's own layer holds: INHERIT (ask
+ *   the parent), ZERO, or a slot. Entries are stored as u32: 0, 1, slot + 2.
+ * - segment: SEGMENT_ENTRIES consecutive map entries, one BLOB row, the way
+ *   QCOW2 groups entries into L2 tables.
+ */
+
+declare const brand: unique symbol;
+type Brand<T, B extends string> = T & { readonly [brand]: B };
+
+export type SlotNumber = Brand<number, 'SlotNumber'>;
+export type BlockIndex = Brand<number, 'BlockIndex'>;
+export type SegmentIndex = Brand<number, 'SegmentIndex'>;
+export type ImageId = Brand<number, 'ImageId'>;
+export type ImageName = Brand<string, 'ImageName'>;
+/** A map entry as stored: INHERIT, ZERO, or slot + 2. */
+export type MapEntry = Brand<number, 'MapEntry'>;
+
+export const BLOCK_SIZE = 4096;
+export const BLOCK_SHIFT = 12;
+export const SEGMENT_ENTRIES = 4096;
+export const SEGMENT_SHIFT = 12;
+/** 1 GiB data files: large enough that a store has few, small enough to punch and copy. */
+export const SLOTS_PER_FILE = 262_144;
+/** u32 entries minus the two reserved values: 16 TiB of distinct data per store. */
+export const MAX_SLOT = 0xffff_ffff - 2;
+/** Virtual sizes are bounded so that every byte offset is an exact JS number. */
+export const MAX_VIRTUAL_SIZE = 2 ** 53 - BLOCK_SIZE;
+
+export const INHERIT = 0 as MapEntry;
+export const ZERO = 1 as MapEntry;
+
+export const slotEntry = (s: SlotNumber): MapEntry => (s + 2) as MapEntry;
+export const entrySlot = (e: MapEntry): SlotNumber => (e - 2) as SlotNumber;
+export const isSlotEntry = (e: number): boolean => e >= 2;
+
+export type ImageKind = 'base' | 'layer' | 'leaf';
+
+export interface ImageRecord {
+  id: ImageId;
+  name: ImageName;
+  kind: ImageKind;
+  parentId: ImageId | null;
+  virtualSize: number;
+  createdAt: number;
+  labels: Record<string, string>;
+  source: Record<string, unknown> | null;
+  /** Blocks whose own map entry is a slot: this layer's allocated bytes / 4096. */
+  ownBlocks: number;
+  /** Bumped whenever the image's map changes, so cached resolutions are never stale. */
+  generation: number;
+}
+
+export const isFrozen = (r: Pick<ImageRecord, 'kind'>): boolean => r.kind !== 'leaf';
