@@ -424,7 +424,7 @@ export class Image implements BlockDevice {
       if (this.lease !== null) {
         const lease = this.lease;
         this.lease = null;
-        this.store.write(() => releaseLease(this.store.db, lease));
+        this.store.writeVolatile(() => releaseLease(this.store.db, lease));
       }
     }
   }
@@ -436,11 +436,11 @@ export function openImage(store: Store, name: string, opts: OpenOptions = {}): I
   if (opts.writable && isFrozen(rec)) {
     throw new StrataError('E_READONLY', `image ${name} is frozen (${rec.kind}); clone it to get a writable leaf`, { image: name });
   }
-  const lease = store.readOnly ? null : store.write(() => acquireLease(store.db, rec.id, rec.name, opts.writable ? 'write' : 'read'));
+  const lease = store.readOnly ? null : store.writeVolatile(() => acquireLease(store.db, rec.id, rec.name, opts.writable ? 'write' : 'read'));
   try {
     return new Image(store, rec, { ...opts, lease });
   } catch (e) {
-    if (lease !== null) store.write(() => releaseLease(store.db, lease));
+    if (lease !== null) store.writeVolatile(() => releaseLease(store.db, lease));
     throw e;
   }
 }

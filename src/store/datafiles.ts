@@ -36,7 +36,7 @@ function ioError(e: unknown, file: string, what: string): StrataError {
   return new StrataError('E_IO', `cannot ${what} ${file}: ${err.code ?? err.message}`, { file }, { cause: e });
 }
 
-export function openLocalBlocks(dataDir: string, readOnly: boolean): BlockBackend {
+export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = true): BlockBackend {
   const fds = new Map<number, number>();
   const unsynced = new Set<number>();
 
@@ -123,6 +123,7 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean): BlockBacken
     },
 
     sync() {
+      if (!durable) unsynced.clear();
       for (const fileNo of unsynced) {
         try {
           fs.fdatasyncSync(fileFor(fileNo));

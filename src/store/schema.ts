@@ -10,8 +10,10 @@ const MIGRATIONS: string[] = [
   // 1: images, maps, block index, free slots, open-image leases.
   `
   CREATE TABLE meta (key TEXT PRIMARY KEY, value ANY) STRICT;
+  -- AUTOINCREMENT: an id is never reused, so (id, generation) names one map state forever
+  -- and cached resolutions of a removed image can never answer for a new one.
   CREATE TABLE images (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     kind TEXT NOT NULL CHECK (kind IN ('base', 'layer', 'leaf')),
     parent_id INTEGER REFERENCES images(id),

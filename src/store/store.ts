@@ -25,6 +25,11 @@ export interface StoreOptions {
   hash?: HashFn;
   /** Resolved map segments kept per store handle (16 KiB each at most). */
   cacheSegments?: number;
+  /**
+   * 'full' (default): a flush survives power loss. 'unsafe': nothing is
+   * synced, like qemu's cache=unsafe; for throwaway stores and logic tests.
+   */
+  durability?: 'full' | 'unsafe';
 }
 
 export interface Store {
@@ -37,6 +42,8 @@ export interface Store {
   readonly resolvedCache: Lru<string, Segment>;
   /** Runs `fn` in an IMMEDIATE transaction: other writers wait, readers go on. */
   write<T>(fn: () => T): T;
+  /** Like write(), for state a crash voids anyway (leases): the commit is not synced. */
+  writeVolatile<T>(fn: () => T): T;
   close(): void;
 }
 
@@ -62,6 +69,7 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
     fs.mkdirSync(path.join(abs, 'data'), { recursive: true, mode: 0o700 });
   }
   const hash = opts.hash ?? (await loadXxh64());
+  const durability = opts.durability ?? 'full';
 
   let db: Database.Database;
   try {
@@ -69,7 +77,7 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
     db.pragma('busy_timeout = 60000');
     if (!readOnly) db.pragma('journal_mode = WAL');
     // FULL: a flush acknowledged to an NBD client must survive power loss, not only a crash.
-    db.pragma('synchronous = FULL');
+    db.pragma(`synchronous = ${durability === 'full' ? 'FULL' : 'OFF'}`);
     if (!readOnly) migrate(db);
     db.prepare('SELECT count(*) FROM meta').get();
   } catch (e) {
@@ -77,8 +85,17 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
     sqliteError(e, dbPath);
   }
 
-  const blocks = openLocalBlocks(path.join(abs, 'data'), readOnly);
+  const blocks = openLocalBlocks(path.join(abs, 'data'), readOnly, durability === 'full');
   const resolvedCache = new Lru<string, Segment>(opts.cacheSegments ?? 4096);
+  function write<T>(fn: () => T): T {
+    if (readOnly) throw new StrataError('E_READONLY', `store ${abs} is open read-only`);
+    try {
+      return db.transaction(fn).immediate();
+    } catch (e) {
+      if (e instanceof StrataError) throw e;
+      sqliteError(e, dbPath);
+    }
+  }
 
   return {
     dir: abs,
@@ -87,13 +104,14 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
     hash,
     readOnly,
     resolvedCache,
-    write<T>(fn: () => T): T {
-      if (readOnly) throw new StrataError('E_READONLY', `store ${abs} is open read-only`);
+    write,
+    writeVolatile<T>(fn: () => T): T {
+      if (durability !== 'full') return write(fn);
+      db.pragma('synchronous = OFF');
       try {
-        return db.transaction(fn).immediate();
-      } catch (e) {
-        if (e instanceof StrataError) throw e;
-        sqliteError(e, dbPath);
+        return write(fn);
+      } finally {
+        db.pragma('synchronous = FULL');
       }
     },
     close() {

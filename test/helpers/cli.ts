@@ -1,0 +1,28 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+
+export const STRATA_BIN = path.resolve('dist/cli/main.js');
+
+export interface CliResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+  out: Buffer;
+}
+
+/** Runs the built `strata` binary, as a user would, against `store`. */
+export function strata(store: string, args: readonly string[], opts: { input?: Buffer | string; env?: NodeJS.ProcessEnv } = {}): CliResult {
+  const r = spawnSync(process.execPath, [STRATA_BIN, '--store', store, ...args], {
+    input: opts.input,
+    env: { ...process.env, ...opts.env },
+    maxBuffer: 1 << 30,
+  });
+  return { status: r.status ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString(), out: r.stdout };
+}
+
+/** Like strata(), but fails the test with stderr when the command fails. */
+export function strataOk(store: string, args: readonly string[], opts: { input?: Buffer | string } = {}): CliResult {
+  const r = strata(store, args, opts);
+  if (r.status !== 0) throw new Error(`strata ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return r;
+}

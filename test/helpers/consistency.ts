@@ -1,0 +1,25 @@
+import { countSlotRefs, segmentsOf } from '../../src/store/maps.js';
+import { listImages } from '../../src/store/catalog.js';
+import type { Store } from '../../src/store/store.js';
+
+/**
+ * Independent recount of the store's bookkeeping: every refcount equals the
+ * map references, no map points at a free or unknown slot, and every slot
+ * below next_slot is either referenced or free. Returns the problems found.
+ */
+export function auditStore(store: Store): string[] {
+  const refs = new Map<number, number>();
+  for (const img of listImages(store.db)) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
+  const rows = new Map((store.db.prepare('SELECT slot, refcount FROM blocks').all() as { slot: number; refcount: number }[]).map((r) => [r.slot, r.refcount]));
+  const free = new Set(store.db.prepare('SELECT slot FROM free_slots').pluck().all() as number[]);
+  const next = Number(store.db.prepare("SELECT value FROM meta WHERE key = 'next_slot'").pluck().get());
+  const problems: string[] = [];
+  for (const [slot, n] of refs) {
+    if (rows.get(slot) !== n) problems.push(`slot ${slot}: refcount ${rows.get(slot)}, referenced ${n} times`);
+    if (free.has(slot)) problems.push(`slot ${slot}: referenced but free`);
+  }
+  for (const slot of rows.keys()) if (!refs.has(slot)) problems.push(`slot ${slot}: has a row but no reference`);
+  for (let s = 0; s < next; s++) if (!rows.has(s) && !free.has(s)) problems.push(`slot ${s}: leaked`);
+  for (const s of free) if (s >= next) problems.push(`slot ${s}: free but beyond next_slot`);
+  return problems;
+}

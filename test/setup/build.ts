@@ -1,0 +1,6 @@
+// CLI tests run the built binary, so every run starts from a fresh build of src/.
+import { execFileSync } from 'node:child_process';
+
+export default function setup(): void {
+  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
+}
