@@ -3,14 +3,18 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasMke2fs, makeExt4, makeTree } from './ext4.js';
+import { hasMke2fs, makeExt4, makeTree, type TreeInfo } from './ext4.js';
 
 const MiB = 1024 * 1024;
 const BASE = { seed: 1, files: 60 };
 
 let dir: string;
+let base: TreeInfo;
+let derived: TreeInfo;
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'strata-ext4-'));
+  base = makeTree(join(dir, 'base'), BASE);
+  derived = makeTree(join(dir, 'derived'), { seed: 2, files: 12, sharedWith: BASE, changeFraction: 0.15 });
 });
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
@@ -34,8 +38,8 @@ function blockSet(file: string): Set<string> {
 
 describe('makeTree', () => {
   it('is deterministic and mixes sizes from 1 KiB to 2 MiB', () => {
-    const a = makeTree(join(dir, 't1'), BASE);
-    const b = makeTree(join(dir, 't2'), BASE);
+    const a = base;
+    const b = makeTree(join(dir, 'again'), BASE);
     expect(a.paths).toEqual(b.paths);
     expect(a.paths).toHaveLength(60);
     expect(digest(a.dir, a.paths)).toEqual(digest(b.dir, b.paths));
@@ -48,8 +52,7 @@ describe('makeTree', () => {
   });
 
   it('derives a second tree that keeps most files, changes some and adds more', () => {
-    const a = makeTree(join(dir, 'base'), BASE);
-    const b = makeTree(join(dir, 'derived'), { seed: 2, files: 12, sharedWith: BASE, changeFraction: 0.15 });
+    const [a, b] = [base, derived];
     const da = digest(a.dir, a.paths);
     const db = digest(b.dir, b.paths);
     expect(b.paths).toHaveLength(72);
@@ -64,7 +67,7 @@ describe('makeTree', () => {
 
 describe.skipIf(!hasMke2fs())('makeExt4', () => {
   it('builds a sparse ext4 image, byte-identical from run to run', () => {
-    const tree = makeTree(join(dir, 'img-tree'), BASE);
+    const tree = base;
     const one = makeExt4(join(dir, 'one.ext4'), tree.dir, 64 * MiB);
     const two = makeExt4(join(dir, 'two.ext4'), tree.dir, 64 * MiB);
     const s = statSync(one);
@@ -76,10 +79,8 @@ describe.skipIf(!hasMke2fs())('makeExt4', () => {
   });
 
   it('makes images of related trees that share most of their 4 KiB blocks', () => {
-    const a = makeTree(join(dir, 'share-a'), BASE);
-    const b = makeTree(join(dir, 'share-b'), { seed: 2, files: 12, sharedWith: BASE });
-    const ia = blockSet(makeExt4(join(dir, 'a.ext4'), a.dir, 64 * MiB));
-    const ib = blockSet(makeExt4(join(dir, 'b.ext4'), b.dir, 64 * MiB));
+    const ia = blockSet(makeExt4(join(dir, 'a.ext4'), base.dir, 64 * MiB));
+    const ib = blockSet(makeExt4(join(dir, 'b.ext4'), derived.dir, 64 * MiB));
     const shared = [...ia].filter((h) => ib.has(h)).length;
     expect(shared / ia.size).toBeGreaterThan(0.6);
   });
