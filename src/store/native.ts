@@ -1,13 +1,121 @@
 /**
- * Placeholder until the N-API addon lands: every call takes the portable path.
- * (Replaced by the loader for native/ with the same exports.)
+ * The optional native addon (native/strata_native.c) and its portable
+ * fallbacks. The store uses it for two things Node's fs cannot do:
+ *
+ * - punchHole: return a freed slot's 4 KiB to the file system
+ *   (fallocate PUNCH_HOLE). Fallback: `false`, "not reclaimed"; the slot
+ *   stays allocated on disk and is reused by the allocator as usual.
+ * - dataExtents: list the runs of a sparse file that hold data
+ *   (lseek SEEK_DATA / SEEK_HOLE), so an import skips holes without reading
+ *   them. Fallback: one run covering the whole file; the importer then finds
+ *   zeros by reading them, which is slower but gives the same result.
+ *
+ * The addon is loaded once, on first use, from `native/build/Release` at the
+ * package root, found relative to this file so it works from both
+ * `dist/store/native.js` and `src/store/native.ts` (tsx, vitest).
+ * `STRATA_NO_NATIVE=1` forces the fallback, for tests and for ruling the
+ * addon out when debugging.
+ *
+ * Errors other than "not supported" are thrown as the addon raises them:
+ * Node-style errno errors (`code` 'EBADF', `errno`, `syscall`), like fs.*Sync.
  */
-export function nativeStatus(): { mode: 'native' | 'fallback'; reason?: string } {
-  return { mode: 'fallback', reason: 'addon not built' };
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/** What the compiled addon exports. */
+interface Addon {
+  punchHole(fd: number, offset: number, length: number): boolean;
+  /** Next offset >= `offset` that holds data, or -1 if none before EOF. */
+  seekData(fd: number, offset: number): number;
+  /** Next offset >= `offset` that is a hole (EOF counts), or -1 if `offset` >= EOF. */
+  seekHole(fd: number, offset: number): number;
+  features: { punchHole: boolean; seekData: boolean };
 }
-export function punchHole(_fd: number, _offset: number, _length: number): boolean {
-  return false;
+
+export interface NativeStatus {
+  mode: 'native' | 'fallback';
+  /** Why the fallback is in use; absent in native mode. One line. */
+  reason?: string;
 }
-export function dataExtents(_fd: number, size: number): { offset: number; length: number }[] {
-  return size > 0 ? [{ offset: 0, length: size }] : [];
+
+export interface DataRun {
+  offset: number;
+  length: number;
+}
+
+/** Candidate addon paths, in order. Both src/store/ and dist/store/ sit two levels below the root. */
+const CANDIDATES = ['../../native/build/Release/strata_native.node', '../../native/build/Debug/strata_native.node'];
+
+let loaded: { addon: Addon | null; status: NativeStatus } | undefined;
+
+function load(): { addon: Addon | null; status: NativeStatus } {
+  if (loaded) return loaded;
+  if (process.env.STRATA_NO_NATIVE === '1') {
+    loaded = { addon: null, status: { mode: 'fallback', reason: 'disabled by STRATA_NO_NATIVE=1' } };
+    return loaded;
+  }
+  const paths = CANDIDATES.map((rel) => fileURLToPath(new URL(rel, import.meta.url)));
+  const path = paths.find((p) => existsSync(p));
+  if (!path) {
+    loaded = { addon: null, status: { mode: 'fallback', reason: 'addon not built (no native/build/Release/strata_native.node)' } };
+    return loaded;
+  }
+  try {
+    const addon = createRequire(import.meta.url)(path) as Addon;
+    loaded = { addon, status: { mode: 'native' } };
+  } catch (e) {
+    const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+    loaded = { addon: null, status: { mode: 'fallback', reason: `addon failed to load: ${msg}` } };
+  }
+  return loaded;
+}
+
+export function nativeStatus(): NativeStatus {
+  return { ...load().status };
+}
+
+/**
+ * Deallocates [offset, offset + length) keeping the file size: the range reads
+ * as zeros afterwards. Returns false when nothing was reclaimed (no addon, or
+ * the file system cannot punch holes); the caller must then not rely on the
+ * range reading zeros.
+ */
+export function punchHole(fd: number, offset: number, length: number): boolean {
+  const { addon } = load();
+  if (!addon || !addon.features.punchHole) return false;
+  return addon.punchHole(fd, offset, length);
+}
+
+/**
+ * The runs of [0, size) that hold data, in order, non-overlapping, clipped to
+ * `size`. Everything outside them reads as zeros. Runs follow the file
+ * system's allocation, so they are aligned to its block size (except at
+ * `size`). Without the addon, or where the file system cannot tell, one run
+ * covers the whole range.
+ */
+export function dataExtents(fd: number, size: number): DataRun[] {
+  if (size <= 0) return [];
+  const whole = [{ offset: 0, length: size }];
+  const { addon } = load();
+  if (!addon || !addon.features.seekData) return whole;
+  const runs: DataRun[] = [];
+  let pos = 0;
+  try {
+    while (pos < size) {
+      const start = addon.seekData(fd, pos);
+      if (start < 0 || start >= size) break;
+      let end = addon.seekHole(fd, start);
+      if (end < 0 || end > size) end = size;
+      if (end <= start) break; // cannot happen on a sane file system; never loop forever
+      runs.push({ offset: start, length: end - start });
+      pos = end;
+    }
+  } catch (e) {
+    // A file system or file type without SEEK_DATA support: treat it all as data.
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EINVAL' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ESPIPE') return whole;
+    throw e;
+  }
+  return runs;
 }

@@ -1,0 +1,250 @@
+/*
+ * strata_native: the few file-system calls Node's fs module cannot make.
+ *
+ *   punchHole(fd, offset, length) -> boolean
+ *       fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE). true: the range
+ *       now reads zeros and its blocks went back to the file system. false:
+ *       the file system (or platform) cannot punch holes; nothing changed.
+ *   seekData(fd, offset) -> number      lseek(SEEK_DATA); -1 when no data
+ *   seekHole(fd, offset) -> number      lseek(SEEK_HOLE); -1 past the end
+ *   features -> { punchHole: boolean, seekData: boolean }  compiled-in support
+ *
+ * Offsets and lengths travel as doubles and must be integers in
+ * [0, 2^53 - 1]. Any other failure throws an Error shaped like Node's fs
+ * errors: `code` is the errno name ("EBADF"), `errno` the negated errno
+ * number, `syscall` the call that failed.
+ *
+ * Every call is synchronous on the calling thread, like fs.*Sync: the callers
+ * (slot reclamation, sparse import) are synchronous by design.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <node_api.h>
+
+#if defined(__linux__)
+#include <linux/falloc.h>
+#endif
+
+#if defined(__linux__) && defined(FALLOC_FL_PUNCH_HOLE) && defined(FALLOC_FL_KEEP_SIZE)
+#define STRATA_HAVE_PUNCH 1
+#else
+#define STRATA_HAVE_PUNCH 0
+#endif
+
+#if defined(SEEK_DATA) && defined(SEEK_HOLE)
+#define STRATA_HAVE_SEEK_DATA 1
+#else
+#define STRATA_HAVE_SEEK_DATA 0
+#endif
+
+#define MAX_SAFE_INTEGER 9007199254740991.0
+
+#define NAPI_CALL(env, call)                                                  \
+  do {                                                                        \
+    if ((call) != napi_ok) {                                                  \
+      const napi_extended_error_info *info_ = NULL;                           \
+      napi_get_last_error_info((env), &info_);                                \
+      bool pending_ = false;                                                  \
+      napi_is_exception_pending((env), &pending_);                            \
+      if (!pending_)                                                          \
+        napi_throw_error((env), "ERR_NAPI",                                   \
+                         info_ && info_->error_message ? info_->error_message \
+                                                       : "N-API call failed");\
+      return NULL;                                                            \
+    }                                                                         \
+  } while (0)
+
+static const char *errno_name(int e) {
+  switch (e) {
+#define E(x) case x: return #x;
+    E(EPERM) E(ENOENT) E(EINTR) E(EIO) E(ENXIO) E(EBADF) E(EAGAIN) E(ENOMEM)
+    E(EACCES) E(EFAULT) E(EBUSY) E(EEXIST) E(ENODEV) E(ENOTDIR) E(EISDIR)
+    E(EINVAL) E(ENFILE) E(EMFILE) E(ETXTBSY) E(EFBIG) E(ENOSPC) E(ESPIPE)
+    E(EROFS) E(EPIPE) E(ERANGE) E(ENOSYS) E(EOVERFLOW) E(ENOTSUP)
+#if defined(EOPNOTSUPP) && EOPNOTSUPP != ENOTSUP
+    E(EOPNOTSUPP)
+#endif
+#ifdef EDQUOT
+    E(EDQUOT)
+#endif
+#ifdef ESTALE
+    E(ESTALE)
+#endif
+#undef E
+    default: return NULL;
+  }
+}
+
+/* Throws `Error("<syscall>: <CODE>: <strerror>")` with code/errno/syscall set. */
+static void throw_errno(napi_env env, int e, const char *syscall) {
+  char code_buf[32];
+  const char *code = errno_name(e);
+  if (code == NULL) {
+    snprintf(code_buf, sizeof code_buf, "ERRNO_%d", e);
+    code = code_buf;
+  }
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s: %s", syscall, code, strerror(e));
+
+  napi_value js_code, js_msg, err, js_errno, js_syscall;
+  if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &js_code) != napi_ok ||
+      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &js_msg) != napi_ok ||
+      napi_create_error(env, js_code, js_msg, &err) != napi_ok) {
+    napi_throw_error(env, code, msg);
+    return;
+  }
+  if (napi_create_int32(env, -e, &js_errno) == napi_ok)
+    napi_set_named_property(env, err, "errno", js_errno);
+  if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &js_syscall) == napi_ok)
+    napi_set_named_property(env, err, "syscall", js_syscall);
+  napi_throw(env, err);
+}
+
+/* Reads a file descriptor. Returns false after throwing, like get_off. */
+static bool get_fd(napi_env env, napi_value v, int *out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "fd must be a number");
+    return false;
+  }
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok || d != d || d < 0 || d > 2147483647.0 ||
+      d != (double)(int)d) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "fd must be an integer in [0, 2^31 - 1]");
+    return false;
+  }
+  *out = (int)d;
+  return true;
+}
+
+/* Reads a byte offset or length: an integer double in [0, 2^53 - 1]. */
+static bool get_off(napi_env env, napi_value v, const char *what, off_t *out) {
+  char msg[96];
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
+    snprintf(msg, sizeof msg, "%s must be a number", what);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok || d != d || d < 0 || d > MAX_SAFE_INTEGER ||
+      d != (double)(long long)d) {
+    snprintf(msg, sizeof msg, "%s must be an integer in [0, 2^53 - 1]", what);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+    return false;
+  }
+  *out = (off_t)(long long)d;
+  return true;
+}
+
+static bool get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return false;
+  if (argc < want) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "missing arguments");
+    return false;
+  }
+  return true;
+}
+
+static napi_value punch_hole(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result;
+  int fd;
+  off_t offset, length;
+  if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], &fd) ||
+      !get_off(env, argv[1], "offset", &offset) || !get_off(env, argv[2], "length", &length))
+    return NULL;
+  if ((double)offset + (double)length > MAX_SAFE_INTEGER) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "offset + length must not exceed 2^53 - 1");
+    return NULL;
+  }
+  bool punched = true; /* an empty range is trivially reclaimed */
+#if STRATA_HAVE_PUNCH
+  if (length > 0) {
+    int r;
+    do {
+      r = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+    } while (r != 0 && errno == EINTR);
+    if (r != 0) {
+      int e = errno;
+      if (e == EOPNOTSUPP || e == ENOTSUP || e == ENOSYS) {
+        punched = false;
+      } else {
+        throw_errno(env, e, "fallocate");
+        return NULL;
+      }
+    }
+  }
+#else
+  punched = length == 0;
+#endif
+  NAPI_CALL(env, napi_get_boolean(env, punched, &result));
+  return result;
+}
+
+static napi_value seek_common(napi_env env, napi_callback_info info, int whence, const char *name) {
+  napi_value argv[2], result;
+  int fd;
+  off_t offset;
+  if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], &fd) ||
+      !get_off(env, argv[1], "offset", &offset))
+    return NULL;
+#if STRATA_HAVE_SEEK_DATA
+  off_t r = lseek(fd, offset, whence);
+  if (r < 0) {
+    int e = errno;
+    if (e != ENXIO) {
+      throw_errno(env, e, name);
+      return NULL;
+    }
+    r = -1;
+  }
+  NAPI_CALL(env, napi_create_double(env, (double)r, &result));
+  return result;
+#else
+  (void)whence;
+  throw_errno(env, ENOTSUP, name);
+  return NULL;
+#endif
+}
+
+static napi_value seek_data(napi_env env, napi_callback_info info) {
+#if STRATA_HAVE_SEEK_DATA
+  return seek_common(env, info, SEEK_DATA, "lseek(SEEK_DATA)");
+#else
+  return seek_common(env, info, 0, "lseek(SEEK_DATA)");
+#endif
+}
+
+static napi_value seek_hole(napi_env env, napi_callback_info info) {
+#if STRATA_HAVE_SEEK_DATA
+  return seek_common(env, info, SEEK_HOLE, "lseek(SEEK_HOLE)");
+#else
+  return seek_common(env, info, 0, "lseek(SEEK_HOLE)");
+#endif
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_value features, v;
+  NAPI_CALL(env, napi_create_object(env, &features));
+  NAPI_CALL(env, napi_get_boolean(env, STRATA_HAVE_PUNCH, &v));
+  NAPI_CALL(env, napi_set_named_property(env, features, "punchHole", v));
+  NAPI_CALL(env, napi_get_boolean(env, STRATA_HAVE_SEEK_DATA, &v));
+  NAPI_CALL(env, napi_set_named_property(env, features, "seekData", v));
+
+  napi_property_descriptor props[] = {
+      {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"features", NULL, NULL, NULL, NULL, features, napi_enumerable, NULL},
+  };
+  NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

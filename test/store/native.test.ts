@@ -1,0 +1,205 @@
+import { spawnSync } from 'node:child_process';
+import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync, writeSync, ftruncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { dataExtents, nativeStatus, punchHole } from '../../src/store/native.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const nativeModule = fileURLToPath(new URL('../../src/store/native.ts', import.meta.url));
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'strata-native-'));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A block of 4 KiB filled with a non-zero byte derived from its index. */
+function block(i: number): Buffer {
+  return Buffer.alloc(4 * KiB, (i % 255) + 1);
+}
+
+function readAt(fd: number, offset: number, length: number): Buffer {
+  const buf = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, buf, done, length - done, offset + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return buf.subarray(0, done);
+}
+
+function withFile<T>(name: string, fn: (fd: number) => T): T {
+  const fd = openSync(join(dir, name), 'w+');
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const native = nativeStatus().mode === 'native';
+
+describe('native addon', () => {
+  it('reports its mode', () => {
+    const s = nativeStatus();
+    expect(['native', 'fallback']).toContain(s.mode);
+    if (s.mode === 'fallback') expect(s.reason).toMatch(/\S/);
+    // Building the addon is part of `npm install` on Linux; say so loudly if it is missing.
+    if (!native) console.warn(`native addon not in use: ${s.reason}`);
+  });
+
+  describe.skipIf(!native)('punchHole', () => {
+    it('frees the blocks of the range, which then reads zeros, and keeps the size', () => {
+      withFile('punch', (fd) => {
+        const blocks = 256; // 1 MiB of written 4 KiB blocks
+        for (let i = 0; i < blocks; i++) writeSync(fd, block(i), 0, 4 * KiB, i * 4 * KiB);
+        const before = fstatSync(fd);
+        expect(before.size).toBe(1 * MiB);
+
+        // Punch blocks 16..143 (512 KiB).
+        expect(punchHole(fd, 16 * 4 * KiB, 128 * 4 * KiB)).toBe(true);
+        const after = fstatSync(fd);
+        expect(after.size).toBe(before.size);
+        // stat blocks are 512-byte units: at least the punched 512 KiB went back.
+        expect(before.blocks - after.blocks).toBeGreaterThanOrEqual((512 * KiB) / 512);
+
+        expect(readAt(fd, 16 * 4 * KiB, 128 * 4 * KiB).equals(Buffer.alloc(128 * 4 * KiB))).toBe(true);
+        // Neighbours untouched.
+        expect(readAt(fd, 15 * 4 * KiB, 4 * KiB).equals(block(15))).toBe(true);
+        expect(readAt(fd, 144 * 4 * KiB, 4 * KiB).equals(block(144))).toBe(true);
+        // The punched range shows up as a hole.
+        expect(dataExtents(fd, after.size)).toEqual([
+          { offset: 0, length: 16 * 4 * KiB },
+          { offset: 144 * 4 * KiB, length: (blocks - 144) * 4 * KiB },
+        ]);
+      });
+    });
+
+    it('treats an empty range as done and rejects bad arguments', () => {
+      withFile('punch-args', (fd) => {
+        writeSync(fd, block(1), 0, 4 * KiB, 0);
+        expect(punchHole(fd, 0, 0)).toBe(true);
+        expect(() => punchHole(fd, -1, 4096)).toThrow(RangeError);
+        expect(() => punchHole(fd, 0.5, 4096)).toThrow(RangeError);
+        expect(() => punchHole(fd, 2 ** 53, 4096)).toThrow(RangeError);
+        expect(() => punchHole('x' as unknown as number, 0, 4096)).toThrow(TypeError);
+      });
+    });
+
+    it('throws an errno error for a bad descriptor', () => {
+      const fd = openSync(join(dir, 'closed'), 'w+');
+      closeSync(fd);
+      expect(() => punchHole(fd, 0, 4096)).toThrow(expect.objectContaining({ code: 'EBADF', syscall: 'fallocate' }));
+    });
+
+    it('throws EBADF for a read-only descriptor', () => {
+      withFile('ro-src', (fd) => writeSync(fd, block(2), 0, 4 * KiB, 0));
+      const fd = openSync(join(dir, 'ro-src'), 'r');
+      try {
+        expect(() => punchHole(fd, 0, 4096)).toThrow(expect.objectContaining({ code: 'EBADF' }));
+      } finally {
+        closeSync(fd);
+      }
+    });
+  });
+
+  describe.skipIf(!native)('dataExtents', () => {
+    it('finds exactly the written runs of a sparse file, aligned to the fs block size', () => {
+      withFile('sparse', (fd) => {
+        const size = 64 * MiB;
+        ftruncateSync(fd, size);
+        const bs = fstatSync(fd).blksize || 4096;
+        const align = Math.max(bs, 4 * KiB);
+        // Whole-block writes at block-aligned offsets, one spanning two blocks, one at the very end.
+        const writes = [
+          { offset: 1 * MiB, length: 4 * KiB },
+          { offset: 8 * MiB, length: 128 * KiB },
+          { offset: 8 * MiB + 512 * KiB, length: 8 * KiB },
+          { offset: 40 * MiB + 100, length: 10 }, // unaligned: the fs allocates its whole block
+          { offset: size - 4 * KiB, length: 4 * KiB },
+        ];
+        for (const w of writes) writeSync(fd, Buffer.alloc(w.length, 0xab), 0, w.length, w.offset);
+        expect(fstatSync(fd).size).toBe(size);
+
+        const floor = (n: number) => Math.floor(n / align) * align;
+        const ceil = (n: number) => Math.ceil(n / align) * align;
+        const expected = writes.map((w) => ({ offset: floor(w.offset), length: ceil(w.offset + w.length) - floor(w.offset) }));
+        const runs = dataExtents(fd, size);
+        expect(runs).toEqual(expected);
+        for (const r of runs) expect(r.offset % align).toBe(0);
+      });
+    });
+
+    it('clips runs to the given size and handles empty and all-hole files', () => {
+      withFile('clip', (fd) => {
+        expect(dataExtents(fd, 0)).toEqual([]);
+        ftruncateSync(fd, 1 * MiB);
+        expect(dataExtents(fd, 1 * MiB)).toEqual([]);
+        writeSync(fd, Buffer.alloc(64 * KiB, 1), 0, 64 * KiB, 0);
+        expect(dataExtents(fd, 16 * KiB)).toEqual([{ offset: 0, length: 16 * KiB }]);
+        // A size past EOF: the tail beyond EOF is not data.
+        expect(dataExtents(fd, 4 * MiB)).toEqual([{ offset: 0, length: 64 * KiB }]);
+      });
+    });
+
+    it('lists a dense file as one run', () => {
+      withFile('dense', (fd) => {
+        writeSync(fd, Buffer.alloc(3 * MiB + 123, 7));
+        expect(dataExtents(fd, 3 * MiB + 123)).toEqual([{ offset: 0, length: 3 * MiB + 123 }]);
+      });
+    });
+  });
+});
+
+describe('fallback (STRATA_NO_NATIVE=1)', () => {
+  it('in an isolated module instance: mode fallback, one full run, nothing reclaimed', async () => {
+    vi.resetModules();
+    vi.stubEnv('STRATA_NO_NATIVE', '1');
+    try {
+      const m = await import('../../src/store/native.js');
+      expect(m.nativeStatus()).toEqual({ mode: 'fallback', reason: expect.stringContaining('STRATA_NO_NATIVE') });
+      withFile('fallback', (fd) => {
+        ftruncateSync(fd, 8 * MiB);
+        writeSync(fd, block(3), 0, 4 * KiB, 4 * MiB);
+        expect(m.dataExtents(fd, 8 * MiB)).toEqual([{ offset: 0, length: 8 * MiB }]);
+        expect(m.dataExtents(fd, 0)).toEqual([]);
+        expect(m.punchHole(fd, 4 * MiB, 4 * KiB)).toBe(false);
+        expect(readAt(fd, 4 * MiB, 4 * KiB).equals(block(3))).toBe(true);
+      });
+    } finally {
+      vi.unstubAllEnvs();
+      vi.resetModules();
+    }
+  });
+
+  it('in a child process under tsx', () => {
+    const file = join(dir, 'child');
+    withFile('child', (fd) => {
+      ftruncateSync(fd, 2 * MiB);
+      writeSync(fd, block(4), 0, 4 * KiB, 1 * MiB);
+    });
+    const script = `
+      import { openSync } from 'node:fs';
+      import { nativeStatus, dataExtents, punchHole } from ${JSON.stringify(nativeModule)};
+      const fd = openSync(${JSON.stringify(file)}, 'r+');
+      console.log(JSON.stringify({ status: nativeStatus(), runs: dataExtents(fd, ${2 * MiB}), punched: punchHole(fd, 0, 4096) }));
+    `;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      env: { ...process.env, STRATA_NO_NATIVE: '1' },
+      encoding: 'utf8',
+    });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({
+      status: { mode: 'fallback', reason: 'disabled by STRATA_NO_NATIVE=1' },
+      runs: [{ offset: 0, length: 2 * MiB }],
+      punched: false,
+    });
+  });
+});
