@@ -187,7 +187,7 @@ export class RawClient {
   /** One request, one reply; READ data is reassembled from structured chunks. */
   async call(type: number, offset: bigint | number, length: number, flags = 0, payload?: Buffer): Promise<Reply> {
     const h = this.request(type, offset, length, flags, payload);
-    const r = await this.readReply(new Map([[h, length]]));
+    const r = await this.readReply(new Map(type === 0 ? [[h, length]] : []));
     if (r.handle !== h) throw new Error(`reply for handle ${r.handle}, expected ${h}`);
     if (r.chunks && type === 0 && r.error === 0) r.data = assembleRead(r.chunks, BigInt(offset), length);
     return r;
