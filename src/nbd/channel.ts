@@ -64,6 +64,8 @@ export class Channel {
       secureContext: context,
       minVersion: 'TLSv1.2',
     } as tls.TLSSocketOptions);
+    // A failed handshake can emit more than one error; none may go unheard.
+    secure.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new StrataError('E_PROTOCOL', 'TLS handshake timed out')), timeoutMs);
       secure.once('secure', () => {
@@ -84,6 +86,5 @@ export class Channel {
     secure.on('close', () => {
       this.closed = true;
     });
-    secure.on('error', () => {});
   }
 }
