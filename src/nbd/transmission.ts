@@ -96,7 +96,14 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
       const held = head.type === CMD.WRITE || (head.type === CMD.READ && head.length <= cfg.maxPayload) ? head.length : 0;
       const admitted = inflight.admit(held);
       if (admitted) await admitted;
-      if (head.type === CMD.WRITE) req.payload = await ch.reader.read(head.length);
+      if (head.type === CMD.WRITE) {
+        try {
+          req.payload = await ch.reader.read(head.length);
+        } catch (e) {
+          inflight.done(held); // admitted but never dispatched
+          throw e;
+        }
+      }
       dispatch(req, held);
     }
     // NBD_CMD_DISC: answer everything outstanding, then hang up.
