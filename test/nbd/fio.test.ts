@@ -33,6 +33,7 @@ describe.runIf(requireTool('fio'))('fio ioengine=nbd', () => {
         '--do_verify=1',
         '--verify_fatal=1',
         '--randseed=1234',
+        '--verify_state_save=0', // no state file left in the working directory
         '--output-format=json',
       ],
       { timeoutMs: 120_000 },
