@@ -1,0 +1,119 @@
+/**
+ * The transmission phase of one connection: parse requests as they arrive,
+ * run each in arrival order, answer each as soon as it completes.
+ *
+ * The device is synchronous, so an unlimited export answers a request before
+ * the next one is parsed. With a rate limit, requests wait their turn on the
+ * export's limiter while parsing continues (bounded by InflightLimit), and
+ * replies go out in completion order, each tagged with its handle.
+ *
+ * What ends a connection: NBD_CMD_DISC (after in-flight requests are
+ * answered), EOF, a bad request magic (we can no longer find request
+ * boundaries), or a WRITE larger than maxPayload (answered with EINVAL first;
+ * reading its payload would break the memory bound).
+ */
+import type { Channel } from './channel.js';
+import { type CommandContext, type Request, dataBytes, errorReply, execute, validate } from './commands.js';
+import { InflightLimit } from './inflight.js';
+import type { Logger } from './logger.js';
+import { CMD, NBD_ERRNO, REQUEST_HEADER_SIZE, REQUEST_MAGIC, decodeRequestHeader } from './protocol.js';
+import type { Session } from './handshake.js';
+import { isConnectionClosed } from './stream-reader.js';
+
+/** Requests parsed but unanswered, per connection; fio and qemu use well under this. */
+const MAX_INFLIGHT_REQUESTS = 256;
+
+export interface TransmissionConfig {
+  maxPayload: number;
+  logger: Logger;
+  isShuttingDown(): boolean;
+}
+
+export async function serveTransmission(ch: Channel, session: Session, cfg: TransmissionConfig): Promise<void> {
+  const ctx: CommandContext = {
+    device: session.export.device,
+    structuredReplies: session.structuredReplies,
+    allocationContextId: session.allocationContextId,
+    maxPayload: cfg.maxPayload,
+  };
+  const limiter = session.export.limiter;
+  const inflight = new InflightLimit(cfg.maxPayload, MAX_INFLIGHT_REQUESTS);
+  const log = cfg.logger;
+
+  /** Sends the reply, then frees the request's memory once the socket has taken it. */
+  const send = (parts: Buffer[], held: number) => ch.write(parts, () => inflight.done(held));
+
+  const run = (req: Request, held: number) => {
+    // The client is gone: nobody will see a reply, and requests it never got
+    // an answer for carry no promise, so skip the work.
+    if (ch.isClosed) {
+      inflight.done(held);
+      return;
+    }
+    if (cfg.isShuttingDown()) {
+      send([errorReply(req, ctx, NBD_ERRNO.ESHUTDOWN, 'server is shutting down')], held);
+      return;
+    }
+    const parts = execute(req, ctx);
+    req.payload = undefined;
+    send(parts, held);
+  };
+
+  const dispatch = (req: Request, held: number) => {
+    const errno = validate(req, ctx);
+    if (errno !== 0) {
+      log.debug({ type: req.type, offset: String(req.offset), length: req.length, errno }, 'request rejected');
+      send([errorReply(req, ctx, errno, 'invalid request')], held);
+      return;
+    }
+    const wait = limiter?.admit(dataBytes(req));
+    if (!wait) return run(req, held);
+    wait.then(
+      () => run(req, held),
+      () => send([errorReply(req, ctx, NBD_ERRNO.ESHUTDOWN, 'export is closing')], held),
+    );
+  };
+
+  try {
+    while (!ch.isClosed && !cfg.isShuttingDown()) {
+      const head = decodeRequestHeader(await ch.reader.read(REQUEST_HEADER_SIZE));
+      if (head.magic !== REQUEST_MAGIC) {
+        log.warn({ magic: head.magic }, 'bad request magic; dropping connection');
+        ch.destroy();
+        return;
+      }
+      if (head.type === CMD.DISC) break;
+      const req: Request = { flags: head.flags, type: head.type, handle: head.handle, offset: head.offset, length: head.length };
+
+      if (head.type === CMD.WRITE && head.length > cfg.maxPayload) {
+        log.warn({ length: head.length, maxPayload: cfg.maxPayload }, 'write payload exceeds maxPayload; disconnecting');
+        await inflight.idle();
+        ch.write(errorReply(req, ctx, NBD_ERRNO.EINVAL, 'write larger than the maximum payload'));
+        ch.end();
+        return;
+      }
+      // Reserve the payload (WRITE) or reply (READ) memory before taking it on.
+      const held = head.type === CMD.WRITE || (head.type === CMD.READ && head.length <= cfg.maxPayload) ? head.length : 0;
+      const admitted = inflight.admit(held);
+      if (admitted) await admitted;
+      if (head.type === CMD.WRITE) {
+        try {
+          req.payload = await ch.reader.read(head.length);
+        } catch (e) {
+          inflight.done(held); // admitted but never dispatched
+          throw e;
+        }
+      }
+      dispatch(req, held);
+    }
+    // NBD_CMD_DISC: answer everything outstanding, then hang up.
+    await inflight.idle();
+    ch.end();
+  } catch (e) {
+    if (!isConnectionClosed(e)) throw e;
+  } finally {
+    // The caller releases the export after this returns; nothing may still
+    // be queued to touch its device by then.
+    await inflight.idle();
+  }
+}

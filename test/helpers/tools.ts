@@ -1,0 +1,61 @@
+/**
+ * Running the real NBD clients (qemu-img, qemu-io, nbdinfo, nbdcopy, fio)
+ * from tests: PATH lookup for skipping, and a child-process runner that
+ * always has a timeout and never throws on a non-zero exit.
+ */
+import { execFile } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+const found = new Map<string, boolean>();
+
+/** True when `name` is an executable on PATH; logs why a test will skip otherwise. */
+export function requireTool(name: string): boolean {
+  let ok = found.get(name);
+  if (ok === undefined) {
+    ok = (process.env.PATH ?? '').split(delimiter).some((dir) => {
+      try {
+        accessSync(join(dir, name), constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    found.set(name, ok);
+    if (!ok) console.warn(`[skip] ${name} is not on PATH; tests that need it are skipped`);
+  }
+  return ok;
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(
+      cmd,
+      args,
+      { timeout: opts.timeoutMs ?? 60_000, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, env: opts.env ?? process.env },
+      (err, stdout, stderr) => {
+        const e = err as (NodeJS.ErrnoException & { code?: number | string; signal?: NodeJS.Signals }) | null;
+        resolve({
+          code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
+          signal: e?.signal ?? null,
+          stdout: String(stdout),
+          stderr: String(stderr),
+        });
+      },
+    );
+  });
+}
+
+/** run() that fails the test with the tool's output when it does not exit 0. */
+export async function runOk(cmd: string, args: string[], opts?: { timeoutMs?: number }): Promise<RunResult> {
+  const r = await run(cmd, args, opts);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code ?? r.signal}\n${r.stderr}\n${r.stdout}`);
+  return r;
+}

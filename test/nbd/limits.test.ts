@@ -1,0 +1,106 @@
+/**
+ * Token buckets on a fake clock, then the limits end to end: a burst on a
+ * limited export is measurably slowed, and another export is not.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { RateLimiter, TokenBucket } from '../../src/nbd/limits.js';
+import { CMD } from '../../src/nbd/protocol.js';
+import { MemoryDevice } from '../helpers/memory-device.js';
+import { startFixture, type Fixture } from '../helpers/nbd-fixture.js';
+import { RawClient } from '../helpers/nbd-raw-client.js';
+
+describe('TokenBucket', () => {
+  it('allows one second of burst, then refills at the rate', () => {
+    let t = 0;
+    const b = new TokenBucket(10, () => t);
+    for (let i = 0; i < 10; i++) {
+      expect(b.delayFor(1)).toBe(0);
+      b.take(1);
+    }
+    expect(b.delayFor(1)).toBeCloseTo(100);
+    t = 250;
+    expect(b.delayFor(2)).toBe(0);
+  });
+
+  it('lets a cost above the burst through from a full bucket, leaving debt', () => {
+    let t = 0;
+    const b = new TokenBucket(100, () => t);
+    expect(b.delayFor(500)).toBe(0);
+    b.take(500);
+    expect(b.delayFor(1)).toBeCloseTo(4010);
+  });
+});
+
+describe('RateLimiter', () => {
+  it('admits in arrival order', async () => {
+    const lim = new RateLimiter({ iopsLimit: 1000 });
+    const order: number[] = [];
+    const waits: Promise<unknown>[] = [];
+    for (let i = 0; i < 1100; i++) {
+      const w = lim.admit(0);
+      if (w) waits.push(w.then(() => order.push(i)));
+      else order.push(i);
+    }
+    await Promise.all(waits);
+    expect(order).toEqual([...order].sort((a, b) => a - b));
+    expect(order.length).toBe(1100);
+  });
+
+  it('shutdown rejects waiters', async () => {
+    const lim = new RateLimiter({ iopsLimit: 1 });
+    expect(lim.admit(0)).toBeUndefined();
+    const w = lim.admit(0)!;
+    lim.shutdown(new Error('bye'));
+    await expect(w).rejects.toThrow('bye');
+  });
+});
+
+let fx: Fixture | null = null;
+const clients: RawClient[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  await fx?.close();
+  fx = null;
+});
+
+async function burst(c: RawClient, n: number, length = 4096): Promise<number> {
+  const start = performance.now();
+  const lengths = new Map<bigint, number>();
+  for (let i = 0; i < n; i++) lengths.set(c.request(CMD.READ, (i * length) % (c.size - length), length), length);
+  for (let i = 0; i < n; i++) expect((await c.readReply(lengths)).error).toBe(0);
+  return performance.now() - start;
+}
+
+describe('rate limits end to end', () => {
+  it('iopsLimit slows a burst on its export, without delaying another export', async () => {
+    fx = await startFixture({ a: new MemoryDevice(1 << 20), b: new MemoryDevice(1 << 20) }, { iopsLimit: 100 });
+    const a = await RawClient.open(fx.socketPath, 'a');
+    const b = await RawClient.open(fx.socketPath, 'b');
+    clients.push(a, b);
+    const slow = burst(a, 250); // 100 from the burst, 150 at 100/s: ~1.5 s
+    const t0 = performance.now();
+    await burst(b, 20);
+    const other = performance.now() - t0;
+    const elapsed = await slow;
+    expect(elapsed).toBeGreaterThan(1300);
+    expect(elapsed).toBeLessThan(6000);
+    expect(other).toBeLessThan(500);
+  });
+
+  it('without limits the same burst is fast', async () => {
+    fx = await startFixture({ a: new MemoryDevice(1 << 20) });
+    const a = await RawClient.open(fx.socketPath, 'a');
+    clients.push(a);
+    expect(await burst(a, 250)).toBeLessThan(1000);
+  });
+
+  it('bandwidthLimit paces data', async () => {
+    fx = await startFixture({ a: new MemoryDevice(8 << 20) }, { bandwidthLimit: 2 << 20 });
+    const a = await RawClient.open(fx.socketPath, 'a');
+    clients.push(a);
+    // 4 MiB at 2 MiB/s with a 2 MiB burst: about 1 s.
+    const ms = await burst(a, 64, 64 * 1024);
+    expect(ms).toBeGreaterThan(800);
+    expect(ms).toBeLessThan(5000);
+  });
+});
