@@ -16,6 +16,16 @@ import { rmCommand } from './commands/rm.js';
 import { snapshotCommand } from './commands/snapshot.js';
 import { treeCommand } from './commands/tree.js';
 import { writeCommand } from './commands/write.js';
+import { checkCommand } from './commands/check.js';
+import { commitCommand } from './commands/commit.js';
+import { diffCommand } from './commands/diff.js';
+import { duCommand } from './commands/du.js';
+import { flattenCommand } from './commands/flatten.js';
+import { gcCommand } from './commands/gc.js';
+import { mapCommand } from './commands/map.js';
+import { rebaseCommand } from './commands/rebase.js';
+import { resizeCommand } from './commands/resize.js';
+import { statsCommand } from './commands/stats.js';
 
 const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -43,6 +53,16 @@ export function buildProgram(): Command {
     lsCommand,
     treeCommand,
     infoCommand,
+    mapCommand,
+    diffCommand,
+    duCommand,
+    statsCommand,
+    flattenCommand,
+    rebaseCommand,
+    commitCommand,
+    resizeCommand,
+    checkCommand,
+    gcCommand,
     readCommand,
     writeCommand,
     demoCommand,

@@ -3,9 +3,16 @@
  * - referenced: blocks of stored data an image reads through its whole chain;
  * - own: blocks its own layer maps;
  * - stored: slots in use, over the whole store.
+ *
+ * The savings telescope: logical - referenced (zero blocks never stored)
+ * + referenced - own (layers and clones share their parents' blocks)
+ * + own - stored (the same 4 KiB block kept once across images) = logical - stored.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { chainOf, listImages } from '../store/catalog.js';
-import type { Store } from '../store/store.js';
+import { segmentsOf } from '../store/maps.js';
+import { DB_FILE, type Store } from '../store/store.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
 import type { Segment } from '../store/segment.js';
 import { resolveFrozen } from './resolve.js';
@@ -44,25 +51,92 @@ export interface StoreStats {
   /** Distinct blocks actually stored. */
   storedBytes: number;
   savings: { zeroBytes: number; layeringBytes: number; dedupBytes: number };
+  /** What one qcow2 file per layer would allocate: 64 KiB clusters holding any of the layer's own blocks. */
+  qcow2Bytes: number;
+  /** The data files as the file system sees them (allocated is what they cost). */
+  dataFiles: { files: number; apparentBytes: number; allocatedBytes: number };
+  /** strata.db with its WAL. */
+  metadataBytes: number;
+  ratios: {
+    /** stored / logical. */
+    storedOfLogical: number;
+    /** stored / referenced: what strata keeps of sparse copies. */
+    storedOfReferenced: number;
+    /** stored / qcow2: what strata keeps of separate qcow2 chains. */
+    storedOfQcow2: number;
+    /** own / stored: how many times each stored block is used by the layers' maps. */
+    dedup: number;
+  };
+}
+
+export const QCOW2_CLUSTER = 64 * 1024;
+const BLOCKS_PER_CLUSTER = QCOW2_CLUSTER / BLOCK_SIZE;
+
+/** Clusters of `cluster` bytes in which the image's own map holds at least one slot. */
+export function ownClusters(store: Store, rec: ImageRecord, cluster = QCOW2_CLUSTER): number {
+  const per = cluster / BLOCK_SIZE;
+  let n = 0;
+  for (const [, s] of segmentsOf(store.db, rec.id)) {
+    if (typeof s === 'number') {
+      if (s >= 2) n += SEGMENT_ENTRIES / per;
+      continue;
+    }
+    for (let c = 0; c < SEGMENT_ENTRIES; c += per) {
+      for (let i = c; i < c + per; i++) {
+        if (s[i] >= 2) {
+          n++;
+          break;
+        }
+      }
+    }
+  }
+  return n;
+}
+
+const ratio = (a: number, b: number): number => (b === 0 ? 0 : a / b);
+
+function fileSize(p: string): number {
+  try {
+    return fs.statSync(p).size;
+  } catch {
+    return 0;
+  }
 }
 
 export function storeStats(store: Store): StoreStats {
-  const images = listImages(store.db).filter((i) => !i.name.startsWith('.'));
-  let logical = 0;
-  let referenced = 0;
-  let own = 0;
-  for (const img of images) {
-    logical += img.virtualSize;
-    referenced += referencedBlocks(store, img) * BLOCK_SIZE;
-    own += img.ownBlocks * BLOCK_SIZE;
-  }
-  const stored = (store.db.prepare('SELECT count(*) FROM blocks').pluck().get() as number) * BLOCK_SIZE;
+  // One read snapshot, so the figures add up even while others write.
+  const maps = store.db.transaction(() => {
+    const images = listImages(store.db).filter((i) => !i.name.startsWith('.'));
+    let logical = 0;
+    let referenced = 0;
+    let own = 0;
+    let clusters = 0;
+    for (const img of images) {
+      logical += img.virtualSize;
+      referenced += referencedBlocks(store, img) * BLOCK_SIZE;
+      own += img.ownBlocks * BLOCK_SIZE;
+      clusters += ownClusters(store, img);
+    }
+    const stored = (store.db.prepare('SELECT count(*) FROM blocks').pluck().get() as number) * BLOCK_SIZE;
+    return { images: images.length, logical, referenced, own, stored, qcow2: clusters * BLOCKS_PER_CLUSTER * BLOCK_SIZE };
+  }).deferred();
+  const du = store.blocks.diskUsage();
+  const db = path.join(store.dir, DB_FILE);
   return {
-    images: images.length,
-    logicalBytes: logical,
-    referencedBytes: referenced,
-    ownBytes: own,
-    storedBytes: stored,
-    savings: { zeroBytes: logical - referenced, layeringBytes: referenced - own, dedupBytes: own - stored },
+    images: maps.images,
+    logicalBytes: maps.logical,
+    referencedBytes: maps.referenced,
+    ownBytes: maps.own,
+    storedBytes: maps.stored,
+    savings: { zeroBytes: maps.logical - maps.referenced, layeringBytes: maps.referenced - maps.own, dedupBytes: maps.own - maps.stored },
+    qcow2Bytes: maps.qcow2,
+    dataFiles: { files: du.files, apparentBytes: du.apparent, allocatedBytes: du.allocated },
+    metadataBytes: fileSize(db) + fileSize(`${db}-wal`),
+    ratios: {
+      storedOfLogical: ratio(maps.stored, maps.logical),
+      storedOfReferenced: ratio(maps.stored, maps.referenced),
+      storedOfQcow2: ratio(maps.stored, maps.qcow2),
+      dedup: ratio(maps.own, maps.stored),
+    },
   };
 }

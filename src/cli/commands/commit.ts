@@ -1,0 +1,16 @@
+import { Command } from 'commander';
+import { commitImage } from '../../image/reshape.js';
+import { runCommand } from '../context.js';
+import { humanBytes } from '../parse.js';
+
+export const commitCommand = () =>
+  new Command('commit')
+    .description("merge a leaf's changes into its parent (which must have no other child); the leaf goes on empty above it")
+    .argument('<leaf>', 'writable image')
+    .action(async (leaf: string, _o, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => commitImage(await ctx.store(), leaf),
+        (r) => `committed ${humanBytes(r.ownBytesBefore)} of ${r.image} into ${r.into} (own now ${humanBytes(r.intoOwnBytes)}); ${r.image} is empty above it\n`,
+      ),
+    );

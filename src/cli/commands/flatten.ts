@@ -1,0 +1,16 @@
+import { Command } from 'commander';
+import { flattenImage } from '../../image/reshape.js';
+import { runCommand } from '../context.js';
+import { humanBytes } from '../parse.js';
+
+export const flattenCommand = () =>
+  new Command('flatten')
+    .description('make an image independent of its parents, same content (metadata only)')
+    .argument('<name>', 'image')
+    .action(async (name: string, _o, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => flattenImage(await ctx.store(), name),
+        (r) => `${r.image} is flat: own ${humanBytes(r.ownBytes)} (was ${humanBytes(r.ownBytesBefore)})\n`,
+      ),
+    );

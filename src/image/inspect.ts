@@ -1,0 +1,185 @@
+/**
+ * Looking at images without reading their data: map (which layer supplies
+ * each range), diff (where two images differ) and du (what each image costs).
+ * Everything here is decided from the maps: equal slot numbers mean equal
+ * content, because the store keeps each distinct block once.
+ */
+import { chainOf, getImage, listImages } from '../store/catalog.js';
+import { countSlotRefs, loadSegment, segmentsOf } from '../store/maps.js';
+import { metaNumber, type Store } from '../store/store.js';
+import { segGet, type Segment } from '../store/segment.js';
+import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
+import type { Extent, ExtentKind } from './device.js';
+import { blocksIn, resolveFrozen } from './resolve.js';
+import { chainSegments, referencedBlocks } from './usage.js';
+
+// ---- map -----------------------------------------------------------------------
+
+/** Resolved entries of one segment and the depth of the layer that supplies each (-1: hole). */
+interface DepthSegment {
+  entries: Uint32Array;
+  depth: Int32Array;
+}
+
+/**
+ * Like resolveFrozen, keeping track of which layer answered. Same rule: at
+ * each level a block past that image's end is a hole, whatever lies below.
+ */
+function resolveWithDepth(store: Store, chain: readonly ImageRecord[], seg: number): DepthSegment {
+  const entries = new Uint32Array(SEGMENT_ENTRIES);
+  const depth = new Int32Array(SEGMENT_ENTRIES).fill(-1);
+  const open = new Uint8Array(SEGMENT_ENTRIES).fill(1);
+  let left = SEGMENT_ENTRIES;
+  const base = seg * SEGMENT_ENTRIES;
+  for (let k = 0; k < chain.length && left > 0; k++) {
+    const own: Segment = loadSegment(store.db, chain[k].id, seg as SegmentIndex);
+    const limit = blocksIn(chain[k].virtualSize) - base;
+    if (own === INHERIT && limit >= SEGMENT_ENTRIES) continue;
+    for (let i = 0; i < SEGMENT_ENTRIES; i++) {
+      if (!open[i]) continue;
+      if (i >= limit) {
+        open[i] = 0;
+        left--;
+        continue;
+      }
+      const e = segGet(own, i);
+      if (e !== INHERIT) {
+        entries[i] = e;
+        depth[i] = k;
+        open[i] = 0;
+        left--;
+      }
+    }
+  }
+  return { entries, depth };
+}
+
+const kindOf = (e: number): ExtentKind => (e >= 2 ? 'data' : e === 1 ? 'zero' : 'hole');
+
+/** Extents of an image from its committed maps, like `qemu-img map`: kind and the depth of the supplying layer. */
+export function mapImage(store: Store, name: string): { image: string; size: number; extents: Extent[] } {
+  const img = getImage(store.db, name);
+  const chain = chainOf(store.db, img);
+  const out: Extent[] = [];
+  const push = (offset: number, length: number, kind: ExtentKind, depth: number) => {
+    const last = out[out.length - 1];
+    const d = kind === 'hole' ? undefined : depth;
+    if (last && last.kind === kind && last.depth === d && last.offset + last.length === offset) last.length += length;
+    else out.push(d === undefined ? { offset, length, kind } : { offset, length, kind, depth: d });
+  };
+  const blocks = blocksIn(img.virtualSize);
+  const present = new Set(chainSegments(store, chain));
+  for (let seg = 0; seg * SEGMENT_ENTRIES < blocks; seg++) {
+    const first = seg * SEGMENT_ENTRIES;
+    const n = Math.min(SEGMENT_ENTRIES, blocks - first);
+    if (!present.has(seg as SegmentIndex)) {
+      push(first * BLOCK_SIZE, n * BLOCK_SIZE, 'hole', -1);
+      continue;
+    }
+    const r = resolveWithDepth(store, chain, seg);
+    for (let i = 0; i < n; i++) push((first + i) * BLOCK_SIZE, BLOCK_SIZE, kindOf(r.entries[i]), r.depth[i]);
+  }
+  // The last block may be partial.
+  const last = out[out.length - 1];
+  if (last && last.offset + last.length > img.virtualSize) last.length = img.virtualSize - last.offset;
+  return { image: img.name, size: img.virtualSize, extents: out };
+}
+
+// ---- diff ----------------------------------------------------------------------
+
+export interface DiffResult {
+  a: string;
+  b: string;
+  sizeA: number;
+  sizeB: number;
+  /** Byte ranges whose content differs. Past the end of the smaller image, it counts as zeros. */
+  extents: { offset: number; length: number }[];
+  differingBytes: number;
+}
+
+/** Zero-reading entries (hole and ZERO) compare equal; slots compare by number. */
+const readsAs = (e: number): number => (e < 2 ? 0 : e);
+
+export function diffImages(store: Store, nameA: string, nameB: string): DiffResult {
+  const a = getImage(store.db, nameA);
+  const b = getImage(store.db, nameB);
+  const ca = chainOf(store.db, a);
+  const cb = chainOf(store.db, b);
+  const segs = new Set<number>([...chainSegments(store, ca), ...chainSegments(store, cb)]);
+  const out: { offset: number; length: number }[] = [];
+  const end = Math.max(a.virtualSize, b.virtualSize);
+  for (const seg of [...segs].sort((x, y) => x - y)) {
+    const ra = resolveFrozen(store, ca, 0, seg as SegmentIndex);
+    const rb = resolveFrozen(store, cb, 0, seg as SegmentIndex);
+    if (ra === rb) continue;
+    const first = seg * SEGMENT_ENTRIES;
+    for (let i = 0; i < SEGMENT_ENTRIES; i++) {
+      if (readsAs(segGet(ra, i)) === readsAs(segGet(rb, i))) continue;
+      const offset = (first + i) * BLOCK_SIZE;
+      if (offset >= end) break;
+      const length = Math.min(BLOCK_SIZE, end - offset);
+      const last = out[out.length - 1];
+      if (last && last.offset + last.length === offset) last.length += length;
+      else out.push({ offset, length });
+    }
+  }
+  return { a: a.name, b: b.name, sizeA: a.virtualSize, sizeB: b.virtualSize, extents: out, differingBytes: out.reduce((s, e) => s + e.length, 0) };
+}
+
+// ---- du ------------------------------------------------------------------------
+
+export interface ImageUsage {
+  name: string;
+  kind: string;
+  virtualSize: number;
+  /** Stored data the image reads through its whole chain. */
+  referencedBytes: number;
+  /** Data its own layer maps (parents excluded), counted per map entry. */
+  ownBytes: number;
+  /** Own bytes that removing this image alone would free: slots no other image's map references. */
+  exclusiveBytes: number;
+  /** Own bytes that other images' maps reference too. own = exclusive + shared. */
+  sharedBytes: number;
+}
+
+/** Refcount of every slot, indexed by slot number (0 for slots without a row). */
+function refcountTable(store: Store): Uint32Array {
+  const t = new Uint32Array(Math.max(metaNumber(store.db, 'next_slot'), 1));
+  const it = store.db.prepare('SELECT slot, refcount FROM blocks').raw().iterate() as IterableIterator<[number, number]>;
+  for (const [slot, rc] of it) if (slot < t.length) t[slot] = rc;
+  return t;
+}
+
+/**
+ * A slot is exclusive to an image when all its references come from that
+ * image's own map: refcount == references from that map (a slot referenced
+ * twice by one map and by nothing else is exclusive, both times).
+ */
+function usageOf(store: Store, img: ImageRecord, refcounts: Uint32Array): ImageUsage {
+  const refs = new Map<number, number>();
+  for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
+  let own = 0;
+  let exclusive = 0;
+  for (const [slot, n] of refs) {
+    own += n;
+    if (refcounts[slot] === n) exclusive += n;
+  }
+  return {
+    name: img.name,
+    kind: img.kind,
+    virtualSize: img.virtualSize,
+    referencedBytes: referencedBlocks(store, img) * BLOCK_SIZE,
+    ownBytes: own * BLOCK_SIZE,
+    exclusiveBytes: exclusive * BLOCK_SIZE,
+    sharedBytes: (own - exclusive) * BLOCK_SIZE,
+  };
+}
+
+/** Usage of the named images, or of every visible image. Read in one snapshot so the figures agree. */
+export function diskUsageOf(store: Store, names: readonly string[] = []): ImageUsage[] {
+  return store.db.transaction(() => {
+    const images = names.length > 0 ? names.map((n) => getImage(store.db, n)) : listImages(store.db).filter((i) => !i.name.startsWith('.'));
+    const refcounts = refcountTable(store);
+    return images.map((i) => usageOf(store, i, refcounts));
+  }).deferred();
+}

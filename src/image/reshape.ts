@@ -1,0 +1,285 @@
+/**
+ * Reshaping images: flatten, rebase, commit, resize. Each is one transaction
+ * over map segments and refcounts; none copies a data block, because a slot
+ * number already is the content (resize's shrink may store one new block: a
+ * partial last block whose hidden tail must read zeros if the image grows).
+ *
+ * All four reduce to one step, rewriteOwnMap: give an image a new own map so
+ * that, over a given parent, it reads exactly a given target view. The target
+ * is always a view computed from committed maps before the rewrite, so
+ * content is preserved by construction.
+ *
+ * Affected images (the rewritten one and everything that reads through it)
+ * must not be open: an open handle holds its chain and resolved segments.
+ */
+import { StrataError, badInput } from '../errors.js';
+import { chainOf, childrenOf, descendantsOf, getImage, updateImage } from '../store/catalog.js';
+import { assertNotOpen } from '../store/leases.js';
+import { countSlotRefs, loadSegment, saveSegment, segmentsOf } from '../store/maps.js';
+import { hashBlocks, placeBlocks } from '../store/placement.js';
+import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
+import { segCompact, segExpand, segGet, type Segment } from '../store/segment.js';
+import type { Store } from '../store/store.js';
+import {
+  BLOCK_SIZE,
+  INHERIT,
+  SEGMENT_ENTRIES,
+  ZERO,
+  entrySlot,
+  isFrozen,
+  type ImageRecord,
+  type MapEntry,
+  type SegmentIndex,
+  type SlotNumber,
+} from '../store/types.js';
+import { checkVirtualSize, frozenKind } from './lifecycle.js';
+import { blocksIn, resolveFrozen } from './resolve.js';
+import { chainSegments } from './usage.js';
+
+/**
+ * The own entry that makes a layer read `target` over a parent reading
+ * `parent`: the write path's rule, so reshaped maps look like written ones
+ * (equal slots inherit, zero over zero inherits, zero over data is ZERO).
+ */
+export function ownEntryFor(target: number, parent: number): MapEntry {
+  if (target === parent) return INHERIT;
+  if (target < 2) return parent < 2 ? INHERIT : ZERO;
+  return target as MapEntry;
+}
+
+function ownSegmentFor(target: Segment, parent: Segment, seg: number, blocks: number): Segment {
+  const first = seg * SEGMENT_ENTRIES;
+  if (first >= blocks) return INHERIT;
+  const whole = first + SEGMENT_ENTRIES <= blocks;
+  if (whole && typeof target === 'number' && typeof parent === 'number') return ownEntryFor(target, parent);
+  const out = new Uint32Array(SEGMENT_ENTRIES);
+  const n = Math.min(SEGMENT_ENTRIES, blocks - first);
+  for (let i = 0; i < n; i++) out[i] = ownEntryFor(segGet(target, i), segGet(parent, i));
+  return segCompact(out);
+}
+
+interface Rewrite {
+  /** The image whose own map is replaced. */
+  image: ImageRecord;
+  /** Chain whose resolved view (nearest first, at level 0) the image must read afterwards. */
+  target: readonly ImageRecord[];
+  /** The image's parent chain afterwards; empty for no parent. */
+  parent: readonly ImageRecord[];
+  /** Virtual size afterwards. */
+  size: number;
+  /** Blocks whose target entry is replaced (resize's zero-tailed last block). */
+  override?: Map<number, MapEntry>;
+}
+
+/**
+ * Replaces `image`'s own map in the current transaction; returns its new
+ * own-block count. Per segment: read the target and parent views, then write
+ * the new own segment. The views never read `image`'s segment after it is
+ * rewritten (the target reads segment s before s is saved; the parent chain
+ * never contains `image`), so one pass is enough.
+ */
+function rewriteOwnMap(store: Store, w: Rewrite, deltas: RefDeltas): number {
+  const db = store.db;
+  const blocks = blocksIn(w.size);
+  const segs = new Set<number>(chainSegments(store, w.target));
+  if (w.parent.length > 0) for (const s of chainSegments(store, w.parent)) segs.add(s);
+  for (const [s] of segmentsOf(db, w.image.id)) segs.add(s);
+  let ownBlocks = 0;
+  for (const seg of [...segs].sort((a, b) => a - b)) {
+    const si = seg as SegmentIndex;
+    let target = resolveFrozen(store, w.target, 0, si);
+    if (w.override) {
+      for (const [b, e] of w.override) {
+        if (Math.floor(b / SEGMENT_ENTRIES) !== seg) continue;
+        const t = segExpand(target).slice();
+        t[b % SEGMENT_ENTRIES] = e;
+        target = t;
+      }
+    }
+    const parent = w.parent.length > 0 ? resolveFrozen(store, w.parent, 0, si) : INHERIT;
+    const next = ownSegmentFor(target, parent, seg, blocks);
+    const old = loadSegment(db, w.image.id, si);
+    const plus = new Map<number, number>();
+    const minus = new Map<number, number>();
+    countSlotRefs(next, plus);
+    countSlotRefs(old, minus);
+    for (const [slot, n] of plus) {
+      addRef(deltas, slot, n);
+      ownBlocks += n;
+    }
+    for (const [slot, n] of minus) addRef(deltas, slot, -n);
+    saveSegment(db, w.image.id, si, next);
+  }
+  return ownBlocks;
+}
+
+/**
+ * Runs a reshape in one write transaction. The shared resolution cache may
+ * have been filled with views read half-way through a transaction that then
+ * rolled back, so it is dropped on error.
+ */
+function reshapeTx<T>(store: Store, fn: () => T): T {
+  try {
+    return store.write(fn);
+  } catch (e) {
+    store.resolvedCache.clear();
+    throw e;
+  }
+}
+
+/** Bumps generations below a rewritten image so no cached resolution of theirs outlives the change. */
+function touchDescendants(store: Store, img: ImageRecord): void {
+  for (const d of descendantsOf(store.db, img.id)) updateImage(store.db, d.id, {});
+}
+
+export interface ReshapeResult {
+  image: string;
+  parent: string | null;
+  virtualSize: number;
+  ownBytes: number;
+  /** Own bytes before the change, for the report. */
+  ownBytesBefore: number;
+}
+
+const result = (store: Store, name: string, before: number): ReshapeResult => {
+  const r = getImage(store.db, name);
+  const parent = r.parentId === null ? null : chainOf(store.db, r)[1].name;
+  return { image: r.name, parent, virtualSize: r.virtualSize, ownBytes: r.ownBlocks * BLOCK_SIZE, ownBytesBefore: before * BLOCK_SIZE };
+};
+
+/** The image keeps its content and stops depending on any parent. */
+export function flattenImage(store: Store, name: string): ReshapeResult {
+  return reshapeTx(store, () => {
+    const img = getImage(store.db, name);
+    const chain = chainOf(store.db, img);
+    assertNotOpen(store.db, [img, ...descendantsOf(store.db, img.id)], `flatten ${name}`);
+    if (img.parentId === null) return result(store, name, img.ownBlocks);
+    const deltas: RefDeltas = new Map();
+    const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: [], size: img.virtualSize }, deltas);
+    applyRefDeltas(store.db, deltas);
+    updateImage(store.db, img.id, { parentId: null, ownBlocks, kind: isFrozen(img) ? frozenKind(null) : 'leaf' });
+    touchDescendants(store, img);
+    return result(store, name, img.ownBlocks);
+  });
+}
+
+/** The image keeps its content over a new frozen parent; its own map keeps only what differs from it. */
+export function rebaseImage(store: Store, name: string, onto: string): ReshapeResult {
+  return reshapeTx(store, () => {
+    const img = getImage(store.db, name);
+    const parent = getImage(store.db, onto);
+    if (parent.id === img.id) throw badInput(`cannot rebase ${name} onto itself`, { image: name });
+    const below = descendantsOf(store.db, img.id);
+    if (below.some((d) => d.id === parent.id)) {
+      throw badInput(`cannot rebase ${name} onto ${onto}: ${onto} is below ${name}, so the chain would loop`, { image: name, onto });
+    }
+    if (!isFrozen(parent)) {
+      throw badInput(`cannot rebase ${name} onto ${onto}: ${onto} is a writable leaf; freeze or snapshot it first`, { image: name, onto });
+    }
+    const chain = chainOf(store.db, img);
+    const parentChain = chainOf(store.db, parent);
+    assertNotOpen(store.db, [img, ...below], `rebase ${name}`);
+    const deltas: RefDeltas = new Map();
+    const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: parentChain, size: img.virtualSize }, deltas);
+    applyRefDeltas(store.db, deltas);
+    updateImage(store.db, img.id, { parentId: parent.id, ownBlocks, kind: isFrozen(img) ? frozenKind(parent.id) : 'leaf' });
+    touchDescendants(store, img);
+    return result(store, name, img.ownBlocks);
+  });
+}
+
+export interface CommitResult extends ReshapeResult {
+  /** The parent that took the leaf's changes. */
+  into: string;
+  /** Own bytes of the parent afterwards. */
+  intoOwnBytes: number;
+}
+
+/**
+ * Merges a leaf's changes into its parent, which must have no other child
+ * (they would see their parent change). The parent takes the leaf's content
+ * and size; the leaf goes on, empty, above it.
+ */
+export function commitImage(store: Store, leafName: string): CommitResult {
+  return reshapeTx(store, () => {
+    const leaf = getImage(store.db, leafName);
+    if (leaf.kind !== 'leaf') {
+      throw new StrataError('E_READONLY', `image ${leafName} is frozen (${leaf.kind}); commit merges a writable leaf into its parent`, { image: leafName });
+    }
+    if (leaf.parentId === null) throw badInput(`image ${leafName} has no parent to commit into`, { image: leafName });
+    const chain = chainOf(store.db, leaf);
+    const parent = chain[1];
+    const siblings = childrenOf(store.db, parent.id).filter((c) => c.id !== leaf.id);
+    if (siblings.length > 0) {
+      throw new StrataError(
+        'E_HAS_CHILDREN',
+        `cannot commit ${leafName} into ${parent.name}: ${parent.name} has other children (${siblings.slice(0, 5).map((s) => s.name).join(', ')}), whose content would change`,
+        { image: leafName, parent: parent.name, children: siblings.map((s) => s.name) },
+      );
+    }
+    if (childrenOf(store.db, leaf.id).length > 0) {
+      throw new StrataError('E_HAS_CHILDREN', `cannot commit ${leafName}: it has children`, { image: leafName });
+    }
+    assertNotOpen(store.db, [leaf, parent], `commit ${leafName} into ${parent.name}`);
+    const deltas: RefDeltas = new Map();
+    // The parent must read what the leaf reads now, over the parent's own parent.
+    const ownBlocks = rewriteOwnMap(store, { image: parent, target: chain, parent: chain.slice(2), size: leaf.virtualSize }, deltas);
+    // Then the leaf's own entries are redundant: it reads its parent, entry for entry.
+    for (const [seg, s] of [...segmentsOf(store.db, leaf.id)]) {
+      const refs = new Map<number, number>();
+      countSlotRefs(s, refs);
+      for (const [slot, n] of refs) addRef(deltas, slot, -n);
+      saveSegment(store.db, leaf.id, seg, INHERIT);
+    }
+    applyRefDeltas(store.db, deltas);
+    updateImage(store.db, parent.id, { ownBlocks, virtualSize: leaf.virtualSize });
+    updateImage(store.db, leaf.id, { ownBlocks: 0 });
+    const r = result(store, leafName, leaf.ownBlocks);
+    return { ...r, into: parent.name, intoOwnBytes: ownBlocks * BLOCK_SIZE };
+  });
+}
+
+/**
+ * Grows a leaf, or shrinks it with `shrink`. Blocks past the new end are
+ * dropped; blocks a grow exposes read zeros (ZERO over a parent's data).
+ * A shrink to a size inside a block stores that block again with its tail
+ * zeroed, so a later grow cannot bring the cut bytes back.
+ */
+export function resizeImage(store: Store, name: string, size: number, opts: { shrink?: boolean } = {}): ReshapeResult {
+  checkVirtualSize(size);
+  return reshapeTx(store, () => {
+    const img = getImage(store.db, name);
+    if (isFrozen(img)) throw new StrataError('E_READONLY', `image ${name} is frozen (${img.kind}); only a leaf can be resized`, { image: name });
+    if (size < img.virtualSize && !opts.shrink) {
+      throw badInput(`${size} bytes is smaller than ${name} (${img.virtualSize} bytes); pass --shrink to drop the data past the new end`, { image: name, size });
+    }
+    if (size === img.virtualSize) return result(store, name, img.ownBlocks);
+    const below = childrenOf(store.db, img.id);
+    if (below.length > 0) throw new StrataError('E_HAS_CHILDREN', `cannot resize ${name}: images are built on it (${below[0].name})`, { image: name });
+    assertNotOpen(store.db, [img], `resize ${name}`);
+    const chain = chainOf(store.db, img);
+    const deltas: RefDeltas = new Map();
+    const override = new Map<number, MapEntry>();
+    let fresh = new Map<SlotNumber, number>();
+    const tail = size % BLOCK_SIZE;
+    if (size < img.virtualSize && tail !== 0) {
+      const last = Math.floor(size / BLOCK_SIZE);
+      const view = resolveFrozen(store, chain, 0, Math.floor(last / SEGMENT_ENTRIES) as SegmentIndex);
+      const e = segGet(view, last % SEGMENT_ENTRIES);
+      if (e >= 2) {
+        const buf = Buffer.alloc(BLOCK_SIZE);
+        store.blocks.read(entrySlot(e), 1, buf, 0);
+        if (buf.subarray(tail).some((x) => x !== 0)) {
+          buf.fill(0, tail);
+          const placed = placeBlocks(store, [buf], hashBlocks(store, [buf]));
+          override.set(last, placed.entries[0]);
+          fresh = placed.fresh;
+        }
+      }
+    }
+    const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: chain.slice(1), size, override }, deltas);
+    applyRefDeltas(store.db, deltas, fresh);
+    updateImage(store.db, img.id, { ownBlocks, virtualSize: size });
+    return result(store, name, img.ownBlocks);
+  });
+}

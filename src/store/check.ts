@@ -1,0 +1,309 @@
+/**
+ * Consistency check of a whole store, in the manner of `qemu-img check`.
+ *
+ * What is checked:
+ * - catalog: every parent exists, no chain loops;
+ * - maps: no entry points past next_slot or at a free slot; no map rows
+ *   belong to a missing image;
+ * - refcounts: each blocks row's refcount equals the map references to it;
+ *   every referenced slot has a row;
+ * - free list: every slot below next_slot is exactly one of in use (row) or
+ *   free (free_slots row); nothing beyond next_slot is either;
+ * - data: every slot in use is read and its hash compared with the index.
+ *
+ * Faults are of two classes, which decide the exit status like qemu-img:
+ * - leak: space is lost, nothing is at risk (an unreferenced slot on no
+ *   list, a refcount above the references, map rows of a missing image);
+ * - corruption: data may be wrong or could be overwritten.
+ *
+ * --repair fixes what it can without dropping data: leaks go to the free
+ * list, refcounts are set to the counted references, and a referenced slot
+ * that is on the free list (or has no index row) is taken back and indexed
+ * from its current content. Content that fails its hash is reported, never
+ * repaired: no copy of the right bytes exists.
+ */
+import { segDecode } from './segment.js';
+import { metaNumber, type Store } from './store.js';
+import { BLOCK_SIZE, SEGMENT_ENTRIES, type SlotNumber } from './types.js';
+
+export type FaultClass = 'corruption' | 'leak';
+
+export interface Fault {
+  class: FaultClass;
+  /** Short stable name of the kind of fault. */
+  kind:
+    | 'bad-hash'
+    | 'unreadable-slot'
+    | 'refcount-high'
+    | 'refcount-low'
+    | 'unindexed-slot'
+    | 'map-points-at-free-slot'
+    | 'map-points-past-end'
+    | 'lost-slot'
+    | 'list-past-end'
+    | 'orphan-map'
+    | 'missing-parent'
+    | 'chain-loop'
+    | 'own-blocks';
+  message: string;
+  repaired: boolean;
+}
+
+export interface CheckReport {
+  images: number;
+  slots: number;
+  /** Slots whose content was read and hashed. */
+  slotsVerified: number;
+  bytesVerified: number;
+  faults: Fault[];
+  corruptions: number;
+  leaks: number;
+  repaired: number;
+  /** 'clean' | 'leaks' | 'corrupt', from the faults left unrepaired. */
+  status: 'clean' | 'leaks' | 'corrupt';
+  /** As qemu-img check: 0 clean, 2 corruption, 3 leaks only. */
+  exitStatus: 0 | 2 | 3;
+  ms: number;
+}
+
+/** Faults named per slot past this many are summarised, so a wrecked store still yields a readable report. */
+const MAX_FAULTS_PER_KIND = 1000;
+/** Slots read per pread while verifying: 1 MiB. */
+const VERIFY_RUN = 256;
+
+interface ImageRow {
+  id: number;
+  name: string;
+  parent_id: number | null;
+  own_blocks: number;
+}
+
+export function checkStore(store: Store, opts: { repair?: boolean } = {}): CheckReport {
+  const t0 = performance.now();
+  const run = () => runCheck(store, !!opts.repair);
+  // Repair holds the write lock throughout, so nothing changes between finding a fault and fixing it.
+  // A plain check reads one snapshot (WAL) and lets writers go on.
+  const report = opts.repair ? store.write(run) : store.db.transaction(run).deferred();
+  report.ms = Math.round(performance.now() - t0);
+  return report;
+}
+
+function runCheck(store: Store, repair: boolean): CheckReport {
+  const db = store.db;
+  const faults: Fault[] = [];
+  const perKind = new Map<string, number>();
+  const fault = (cls: FaultClass, kind: Fault['kind'], message: string, repaired = false) => {
+    const n = (perKind.get(kind) ?? 0) + 1;
+    perKind.set(kind, n);
+    if (n <= MAX_FAULTS_PER_KIND) faults.push({ class: cls, kind, message, repaired });
+    else if (n === MAX_FAULTS_PER_KIND + 1) faults.push({ class: cls, kind, message: `further faults of kind ${kind} not listed`, repaired });
+  };
+
+  // ---- catalog -------------------------------------------------------------
+  const images = db.prepare('SELECT id, name, parent_id, own_blocks FROM images').all() as ImageRow[];
+  const byId = new Map(images.map((i) => [i.id, i]));
+  for (const img of images) {
+    if (img.parent_id !== null && !byId.has(img.parent_id)) {
+      fault('corruption', 'missing-parent', `image ${img.name}: parent id ${img.parent_id} is missing`);
+      continue;
+    }
+    const seen = new Set<number>([img.id]);
+    for (let p = img.parent_id; p !== null; ) {
+      if (seen.has(p)) {
+        fault('corruption', 'chain-loop', `image ${img.name}: parent chain loops (through ${byId.get(p)!.name})`);
+        break;
+      }
+      seen.add(p);
+      const row = byId.get(p);
+      if (!row) break; // reported for the image that names it
+      p = row.parent_id;
+    }
+  }
+
+  // ---- maps: count references per slot --------------------------------------
+  const next = metaNumber(db, 'next_slot');
+  const refs = new Uint32Array(next);
+  const free = new Uint8Array(next);
+  for (const slot of db.prepare('SELECT slot FROM free_slots').pluck().all() as number[]) {
+    if (slot >= 0 && slot < next) free[slot] = 1;
+    else {
+      if (repair) db.prepare('DELETE FROM free_slots WHERE slot = ?').run(slot);
+      fault('corruption', 'list-past-end', `slot ${slot}: on the free list but at or past next_slot ${next}`, repair);
+    }
+  }
+  /** Referenced slots on the free list, named once per image. */
+  const freeHits = new Set<string>();
+  const orphanImages = new Set<number>();
+  const ownCounted = new Map<number, number>();
+  const segRows = db.prepare('SELECT image_id, seg, entries FROM segments').raw().iterate() as IterableIterator<[number, number, Buffer]>;
+  for (const [imageId, seg, blob] of segRows) {
+    const img = byId.get(imageId);
+    if (!img) {
+      orphanImages.add(imageId);
+      continue;
+    }
+    const s = segDecode(blob, `${img.name}/${seg}`);
+    const base = seg * SEGMENT_ENTRIES;
+    let own = 0;
+    const visit = (e: number, i: number, times: number) => {
+      const slot = e - 2;
+      own += times;
+      if (slot >= next) {
+        fault('corruption', 'map-points-past-end', `image ${img.name} map entry at block ${base + i} points at slot ${slot}, past the end of the store (next_slot ${next})`);
+        return;
+      }
+      refs[slot] += times;
+      if (free[slot] && !freeHits.has(`${imageId}:${slot}`)) {
+        freeHits.add(`${imageId}:${slot}`);
+        // Marked repaired below, once the slot has been taken back from the free list.
+        fault('corruption', 'map-points-at-free-slot', `image ${img.name} map entry at block ${base + i} points at free slot ${slot}`);
+      }
+    };
+    if (typeof s === 'number') {
+      if (s >= 2) visit(s, 0, SEGMENT_ENTRIES);
+    } else {
+      for (let i = 0; i < s.length; i++) if (s[i] >= 2) visit(s[i], i, 1);
+    }
+    ownCounted.set(imageId, (ownCounted.get(imageId) ?? 0) + own);
+  }
+  for (const id of orphanImages) {
+    // Their references were not counted, so the refcount pass turns them into leaks to repair.
+    if (repair) db.prepare('DELETE FROM segments WHERE image_id = ?').run(id);
+    fault('leak', 'orphan-map', `map segments of missing image id ${id}`, repair);
+  }
+  for (const img of images) {
+    const counted = ownCounted.get(img.id) ?? 0;
+    if (counted !== img.own_blocks) {
+      if (repair) db.prepare('UPDATE images SET own_blocks = ? WHERE id = ?').run(counted, img.id);
+      fault('corruption', 'own-blocks', `image ${img.name}: own_blocks says ${img.own_blocks}, its map holds ${counted} slots`, repair);
+    }
+  }
+
+  // ---- refcounts, index and free list, slot by slot ------------------------
+  const setRef = db.prepare('UPDATE blocks SET refcount = ? WHERE slot = ?');
+  const delRow = db.prepare('DELETE FROM blocks WHERE slot = ?');
+  const addFree = db.prepare('INSERT OR IGNORE INTO free_slots(slot) VALUES (?)');
+  const delFree = db.prepare('DELETE FROM free_slots WHERE slot = ?');
+  const addRow = db.prepare('INSERT INTO blocks(slot, hash, refcount) VALUES (?, ?, ?)');
+  const indexed = new Uint8Array(next);
+  const inUse: number[] = [];
+  const hashes = new Map<number, number>();
+  // all(), not iterate(): the connection cannot run the repair statements while a query is open.
+  for (const [slot, hash, rc] of db.prepare('SELECT slot, hash, refcount FROM blocks ORDER BY slot').raw().all() as [number, number, number][]) {
+    if (slot >= next) {
+      // A row past next_slot: the allocator could hand the slot out again.
+      fault('corruption', 'list-past-end', `slot ${slot}: in the block index but at or past next_slot ${next}`);
+      continue;
+    }
+    indexed[slot] = 1;
+    const n = refs[slot];
+    if (n === 0) {
+      if (repair) {
+        delRow.run(slot);
+        addFree.run(slot);
+      }
+      fault('leak', 'refcount-high', `slot ${slot}: refcount ${rc}, maps reference it 0 times`, repair);
+      continue;
+    }
+    inUse.push(slot);
+    hashes.set(slot, hash);
+    if (rc !== n) {
+      if (repair) setRef.run(n, slot);
+      if (rc > n) fault('leak', 'refcount-high', `slot ${slot}: refcount ${rc}, maps reference it ${n} times`, repair);
+      else fault('corruption', 'refcount-low', `slot ${slot}: refcount ${rc}, maps reference it ${n} times`, repair);
+    }
+    if (free[slot]) {
+      // Named by the map pass (map-points-at-free-slot); leaving the free list is the repair.
+      if (repair) delFree.run(slot);
+      markFreeHitsRepaired(faults, slot, repair);
+    }
+  }
+  const scratch = Buffer.allocUnsafe(BLOCK_SIZE);
+  for (let slot = 0; slot < next; slot++) {
+    if (indexed[slot]) continue;
+    if (refs[slot] > 0) {
+      // Referenced but unindexed: take it back from wherever it is, indexed by what it holds now.
+      let ok = true;
+      if (repair) {
+        try {
+          store.blocks.read(slot as SlotNumber, 1, scratch, 0);
+          delFree.run(slot);
+          addRow.run(slot, store.hash(scratch), refs[slot]);
+        } catch {
+          ok = false;
+        }
+      }
+      if (!free[slot]) fault('corruption', 'unindexed-slot', `slot ${slot}: maps reference it ${refs[slot]} times but it has no block-index row`, repair && ok);
+      else markFreeHitsRepaired(faults, slot, repair && ok);
+      continue;
+    }
+    if (!free[slot]) {
+      if (repair) addFree.run(slot);
+      fault('leak', 'lost-slot', `slot ${slot}: neither referenced nor on the free list`, repair);
+    }
+  }
+
+  // ---- data: read every slot in use, verify its hash ----------------------
+  const verified = verifySlots(store, inUse, hashes, fault);
+
+  const open = faults.filter((f) => !f.repaired);
+  const corruptions = faults.filter((f) => f.class === 'corruption').length;
+  const leaks = faults.filter((f) => f.class === 'leak').length;
+  const status = open.some((f) => f.class === 'corruption') ? 'corrupt' : open.length > 0 ? 'leaks' : 'clean';
+  return {
+    images: images.length,
+    slots: next,
+    slotsVerified: verified,
+    bytesVerified: verified * BLOCK_SIZE,
+    faults,
+    corruptions,
+    leaks,
+    repaired: faults.filter((f) => f.repaired).length,
+    status,
+    exitStatus: status === 'corrupt' ? 2 : status === 'leaks' ? 3 : 0,
+    ms: 0,
+  };
+}
+
+function markFreeHitsRepaired(faults: Fault[], slot: number, repaired: boolean): void {
+  const tail = ` points at free slot ${slot}`;
+  for (const f of faults) if (f.kind === 'map-points-at-free-slot' && f.message.endsWith(tail)) f.repaired = repaired;
+}
+
+/** Reads slots in runs of consecutive numbers and compares each block's hash with its index row. */
+function verifySlots(store: Store, slots: readonly number[], hashes: Map<number, number>, fault: (c: FaultClass, k: Fault['kind'], m: string) => void): number {
+  const buf = Buffer.allocUnsafe(VERIFY_RUN * BLOCK_SIZE);
+  let verified = 0;
+  let i = 0;
+  while (i < slots.length) {
+    let n = 1;
+    while (i + n < slots.length && n < VERIFY_RUN && slots[i + n] === slots[i] + n) n++;
+    try {
+      store.blocks.read(slots[i] as SlotNumber, n, buf, 0);
+    } catch (e) {
+      // Fall back to one slot at a time, so one short file names the slots it lost.
+      for (let k = 0; k < n; k++) verified += verifyOne(store, slots[i + k], hashes, fault, buf) ? 1 : 0;
+      i += n;
+      continue;
+    }
+    for (let k = 0; k < n; k++) {
+      const block = buf.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
+      if (store.hash(block) !== hashes.get(slots[i + k])) fault('corruption', 'bad-hash', `slot ${slots[i + k]}: content does not match its hash`);
+      verified++;
+    }
+    i += n;
+  }
+  return verified;
+}
+
+function verifyOne(store: Store, slot: number, hashes: Map<number, number>, fault: (c: FaultClass, k: Fault['kind'], m: string) => void, buf: Buffer): boolean {
+  try {
+    store.blocks.read(slot as SlotNumber, 1, buf, 0);
+  } catch (e) {
+    fault('corruption', 'unreadable-slot', `slot ${slot}: cannot be read (${(e as Error).message})`);
+    return false;
+  }
+  if (store.hash(buf.subarray(0, BLOCK_SIZE)) !== hashes.get(slot)) fault('corruption', 'bad-hash', `slot ${slot}: content does not match its hash`);
+  return true;
+}
+
