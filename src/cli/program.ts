@@ -13,6 +13,7 @@ import { lsCommand } from './commands/ls.js';
 import { readCommand } from './commands/read.js';
 import { renameCommand } from './commands/rename.js';
 import { rmCommand } from './commands/rm.js';
+import { serveCommand } from './commands/serve.js';
 import { snapshotCommand } from './commands/snapshot.js';
 import { treeCommand } from './commands/tree.js';
 import { writeCommand } from './commands/write.js';
@@ -65,6 +66,7 @@ export function buildProgram(): Command {
     gcCommand,
     readCommand,
     writeCommand,
+    serveCommand,
     demoCommand,
   ];
   for (const make of commands) program.addCommand(make().exitOverride());

@@ -206,25 +206,32 @@ export class Image implements BlockDevice {
     this.checkWritable();
     this.checkRange(offset, data.length);
     const end = offset + data.length;
-    let pos = offset;
-    while (pos < end) {
-      const b = Math.floor(pos / BLOCK_SIZE);
-      const bStart = b * BLOCK_SIZE;
-      const within = pos - bStart;
-      const n = Math.min(BLOCK_SIZE - within, end - pos);
-      const blockEnd = Math.min(bStart + BLOCK_SIZE, this.size);
-      let buf: Buffer;
-      if (within === 0 && pos + n >= blockEnd) {
-        buf = Buffer.allocUnsafe(BLOCK_SIZE);
-        buf.set(data.subarray(pos - offset, pos - offset + n));
-        if (n < BLOCK_SIZE) buf.fill(0, n);
-      } else {
-        // Unaligned edge: read-modify-write the whole block.
-        buf = this.dirtyData.get(b) ?? this.readBlock(b);
-        buf.set(data.subarray(pos - offset, pos - offset + n), within);
-      }
+    const fullStart = Math.ceil(offset / BLOCK_SIZE) * BLOCK_SIZE;
+    // Whole blocks: one copy of the span, each block a view into it (no per-block allocation).
+    const fullEnd = end === this.size ? Math.max(fullStart, end) : Math.floor(end / BLOCK_SIZE) * BLOCK_SIZE;
+    if (fullEnd > fullStart) {
+      const span = Buffer.allocUnsafe(Math.ceil((fullEnd - fullStart) / BLOCK_SIZE) * BLOCK_SIZE);
+      span.set(data.subarray(fullStart - offset, fullEnd - offset));
+      span.fill(0, fullEnd - fullStart);
+      const b0 = fullStart / BLOCK_SIZE;
+      for (let k = 0; k * BLOCK_SIZE < span.length; k++) this.dirtyData.set(b0 + k, span.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
+    }
+    // Unaligned edges: read-modify-write the block.
+    const edge = (from: number, to: number) => {
+      if (to <= from) return;
+      const b = Math.floor(from / BLOCK_SIZE);
+      const buf = this.dirtyData.get(b) ?? this.readBlock(b);
+      buf.set(data.subarray(from - offset, to - offset), from - b * BLOCK_SIZE);
       this.dirtyData.set(b, buf);
-      pos += n;
+    };
+    if (fullEnd > fullStart) {
+      edge(offset, fullStart);
+      edge(fullEnd, end);
+    } else {
+      // Within one block, or across one block boundary without a whole block.
+      const mid = Math.min(end, fullStart);
+      edge(offset, mid);
+      edge(mid, end);
     }
     if (this.dirtyData.size * BLOCK_SIZE >= this.dirtyLimit) this.flush();
   }

@@ -12,8 +12,8 @@ import { punchHole } from './native.js';
 export interface BlockBackend {
   /** Reads `count` consecutive slots into `into` at byte `at`. */
   read(first: SlotNumber, count: number, into: Uint8Array, at: number): void;
-  /** Writes consecutive slots from `first`, one 4 KiB buffer each. Never called on a referenced slot. */
-  write(first: SlotNumber, blocks: readonly Uint8Array[]): void;
+  /** Writes consecutive slots from `first`; each buffer holds a whole number of slots. Never called on a referenced slot. */
+  write(first: SlotNumber, buffers: readonly Uint8Array[]): void;
   /** Makes every write so far durable. */
   sync(): void;
   /** Returns free slots' space to the file system; false where it cannot. */
@@ -34,6 +34,34 @@ function ioError(e: unknown, file: string, what: string): StrataError {
     return new StrataError('E_NO_SPACE', `no space left to ${what} ${file}`, { file }, { cause: e });
   }
   return new StrataError('E_IO', `cannot ${what} ${file}: ${err.code ?? err.message}`, { file }, { cause: e });
+}
+
+/** writev in IOV_MAX-sized pieces; a short write resumes with what is left. */
+function writeAll(fd: number, fileNo: number, buffers: Uint8Array[], position: number): void {
+  let pos = position;
+  for (let i = 0; i < buffers.length; i += 1024) {
+    let bufs = buffers.slice(i, i + 1024);
+    let left = bufs.reduce((n, b) => n + b.length, 0);
+    while (left > 0) {
+      let put: number;
+      try {
+        put = bufs.length === 1 ? fs.writeSync(fd, bufs[0], 0, bufs[0].length, pos) : fs.writevSync(fd, bufs, pos);
+      } catch (e) {
+        throw ioError(e, dataFileName(fileNo), 'write');
+      }
+      left -= put;
+      pos += put;
+      while (put > 0 && bufs.length > 0) {
+        if (put >= bufs[0].length) {
+          put -= bufs[0].length;
+          bufs = bufs.slice(1);
+        } else {
+          bufs = [bufs[0].subarray(put), ...bufs.slice(1)];
+          put = 0;
+        }
+      }
+    }
+  }
 }
 
 export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = true): BlockBackend {
@@ -93,33 +121,30 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
       });
     },
 
-    write(first, blocks) {
-      eachFileRun(first, blocks.length, (fileNo, inFile, n, done) => {
-        const fd = fileFor(fileNo);
-        // writev in IOV_MAX-sized pieces; a short write resumes with what is left.
-        for (let i = 0; i < n; i += 1024) {
-          let bufs = blocks.slice(done + i, done + Math.min(n, i + 1024));
-          let pos = (inFile + i) * BLOCK_SIZE;
-          let left = bufs.length * BLOCK_SIZE;
-          while (left > 0) {
-            let put: number;
-            try {
-              put = fs.writevSync(fd, bufs as Uint8Array[], pos);
-            } catch (e) {
-              throw ioError(e, dataFileName(fileNo), 'write');
-            }
-            left -= put;
-            pos += put;
-            if (left > 0) {
-              const whole = Math.floor(put / BLOCK_SIZE);
-              const rest = put % BLOCK_SIZE;
-              bufs = bufs.slice(whole);
-              if (rest) bufs = [bufs[0].subarray(rest), ...bufs.slice(1)];
-            }
-          }
-        }
+    write(first, buffers) {
+      // Cut the buffers at data-file boundaries, then writev each file's share.
+      let slot: number = first;
+      let pending: Uint8Array[] = [];
+      let pendingStart = slot;
+      const flushPending = () => {
+        if (pending.length === 0) return;
+        const fileNo = Math.floor(pendingStart / SLOTS_PER_FILE);
+        writeAll(fileFor(fileNo), fileNo, pending, (pendingStart % SLOTS_PER_FILE) * BLOCK_SIZE);
         unsynced.add(fileNo);
-      });
+        pending = [];
+      };
+      for (let buf of buffers) {
+        while (buf.length > 0) {
+          if (pending.length > 0 && slot % SLOTS_PER_FILE === 0) flushPending();
+          if (pending.length === 0) pendingStart = slot;
+          const room = (SLOTS_PER_FILE - (slot % SLOTS_PER_FILE)) * BLOCK_SIZE;
+          const part = buf.length <= room ? buf : buf.subarray(0, room);
+          pending.push(part);
+          slot += part.length / BLOCK_SIZE;
+          buf = buf.subarray(part.length);
+        }
+      }
+      flushPending();
     },
 
     sync() {

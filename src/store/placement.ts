@@ -14,16 +14,34 @@ import type { Store } from './store.js';
 /** Candidates compared per hash: a flood of colliding blocks degrades dedup, never correctness or speed. */
 const MAX_CANDIDATES = 8;
 
+const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
+
 export function isZeroBlock(b: Uint8Array): boolean {
-  // Compare 8 bytes at a time where the buffer is aligned for it.
-  if (b.byteOffset % 8 === 0 && b.length % 8 === 0) {
-    const w = new BigUint64Array(b.buffer, b.byteOffset, b.length / 8);
-    for (let i = 0; i < w.length; i++) if (w[i] !== 0n) return false;
-    return true;
-  }
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
+  return b.length === BLOCK_SIZE ? Buffer.compare(b, ZERO_BLOCK) === 0 : b.every((x) => x === 0);
 }
+
+/** Hash lookups per statement: one SQLite call answers a batch instead of one block. */
+const LOOKUP_BATCH = 500;
+
+/** Committed slots whose hash is one of `hashes`, up to MAX_CANDIDATES each. */
+function candidatesFor(store: Store, hashes: readonly BlockHash[]): Map<BlockHash, number[]> {
+  const out = new Map<BlockHash, number[]>();
+  const wanted = [...new Set(hashes.filter((h) => h !== -1))];
+  const full = store.db.prepare(`SELECT hash, slot FROM blocks WHERE hash IN (${Array(LOOKUP_BATCH).fill('?').join(',')})`).raw();
+  for (let i = 0; i < wanted.length; i += LOOKUP_BATCH) {
+    const part = wanted.slice(i, i + LOOKUP_BATCH);
+    const stmt = part.length === LOOKUP_BATCH ? full : store.db.prepare(`SELECT hash, slot FROM blocks WHERE hash IN (${part.map(() => '?').join(',')})`).raw();
+    for (const [h, slot] of stmt.all(...part) as [number, number][]) {
+      const list = out.get(h);
+      if (!list) out.set(h, [slot]);
+      else if (list.length < MAX_CANDIDATES) list.push(slot);
+    }
+  }
+  return out;
+}
+
+/** True when `b` starts where `a` ends in the same memory, so the two can go out as one write. */
+const adjacent = (a: Uint8Array, b: Uint8Array) => a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset;
 
 export interface Placement {
   /** Map entry for each input block, in input order: ZERO or a slot. */
@@ -43,7 +61,7 @@ export function hashBlocks(store: Store, blocks: readonly Uint8Array[]): BlockHa
  */
 export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes: readonly BlockHash[]): Placement {
   const entries: MapEntry[] = new Array(blocks.length);
-  const lookup = store.db.prepare('SELECT slot FROM blocks WHERE hash = ? LIMIT ?').pluck();
+  const known = candidatesFor(store, hashes);
   const scratch = Buffer.allocUnsafe(BLOCK_SIZE);
   // Blocks of this batch that need a new slot, and an index to share within the batch.
   const newBlocks: number[] = [];
@@ -64,7 +82,7 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
       continue;
     }
     let found: number | undefined;
-    for (const slot of lookup.all(h, MAX_CANDIDATES) as number[]) {
+    for (const slot of known.get(h) ?? []) {
       store.blocks.read(slot as SlotNumber, 1, scratch, 0);
       // A hash match is only a hint: share the slot only if the bytes are equal.
       if (scratch.equals(data)) {
@@ -83,11 +101,18 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
 
   const fresh = new Map<SlotNumber, BlockHash>();
   const slots = allocateSlots(store.db, newBlocks.length);
-  // Write runs of consecutive slots with one writev each.
+  // Write runs of consecutive slots with one call each; blocks adjacent in memory merge into one buffer.
   let runStart = 0;
   for (let k = 1; k <= newBlocks.length; k++) {
     if (k === newBlocks.length || slots[k] !== slots[k - 1] + 1) {
-      store.blocks.write(slots[runStart], newBlocks.slice(runStart, k).map((i) => blocks[i]));
+      const bufs: Uint8Array[] = [];
+      for (let j = runStart; j < k; j++) {
+        const b = blocks[newBlocks[j]];
+        const last = bufs[bufs.length - 1];
+        if (last && adjacent(last, b)) bufs[bufs.length - 1] = new Uint8Array(last.buffer, last.byteOffset, last.length + b.length);
+        else bufs.push(b);
+      }
+      store.blocks.write(slots[runStart], bufs);
       runStart = k;
     }
   }

@@ -1,0 +1,103 @@
+import fs from 'node:fs';
+import { Command } from 'commander';
+import { badInput } from '../../errors.js';
+import { startNbdServer, DEFAULT_PORT } from '../../nbd/server.js';
+import { storeCatalog } from '../../nbd/store-catalog.js';
+import { runCommand } from '../context.js';
+import { parseBytes } from '../parse.js';
+
+interface ServeOptions {
+  socket?: string;
+  listen?: string;
+  allowRemote?: boolean;
+  iopsLimit?: string;
+  bandwidthLimit?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+export function parseListen(raw: string, allowRemote: boolean): { host: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(raw) ?? /^()(\d+)$/.exec(raw);
+  if (!m) throw badInput(`invalid --listen ${JSON.stringify(raw)}: expected HOST:PORT, such as 127.0.0.1:10809`);
+  const host = m[1] || '127.0.0.1';
+  const port = Number(m[2]);
+  if (port > 65535) throw badInput(`invalid port ${port} in --listen`);
+  if (!LOOPBACK.test(host) && !allowRemote) {
+    throw badInput(`refusing to listen on ${host}, which is not loopback: pass --allow-remote to serve disks to the network (and consider --tls-cert)`);
+  }
+  return { host, port };
+}
+
+function readPem(file: string | undefined, what: string): Buffer | undefined {
+  if (!file) return undefined;
+  try {
+    return fs.readFileSync(file);
+  } catch (e) {
+    throw badInput(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code}`);
+  }
+}
+
+export const serveCommand = () =>
+  new Command('serve')
+    .description('serve images over NBD (leaves read-write, frozen images read-only) until SIGINT/SIGTERM')
+    .argument('[names...]', 'images to export (default: every image, opened on demand)')
+    .option('--socket <path>', 'listen on a Unix socket (mode 0600)')
+    .option('--listen <host:port>', `listen on TCP (default 127.0.0.1:${DEFAULT_PORT})`)
+    .option('--allow-remote', 'allow --listen on an address other than loopback')
+    .option('--iops-limit <n>', 'per export: requests per second (token bucket, 1 s burst)')
+    .option('--bandwidth-limit <bytes>', 'per export: bytes per second, e.g. 100M')
+    .option('--tls-cert <file>', 'PEM certificate: require TLS (STARTTLS)')
+    .option('--tls-key <file>', 'PEM private key for --tls-cert')
+    .option('--tls-ca <file>', 'PEM CA bundle to verify client certificates')
+    .action(async (names: string[], o: ServeOptions, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => {
+          if (o.socket && o.listen) throw badInput('give either --socket or --listen, not both');
+          if (!!o.tlsCert !== !!o.tlsKey) throw badInput('--tls-cert and --tls-key go together');
+          const listen = o.socket ? undefined : parseListen(o.listen ?? `127.0.0.1:${DEFAULT_PORT}`, !!o.allowRemote);
+          if (listen && !LOOPBACK.test(listen.host)) process.stderr.write(`strata: warning: serving on ${listen.host}, reachable beyond this machine\n`);
+          const iops = o.iopsLimit === undefined ? undefined : parseBytes(o.iopsLimit, 'iops limit');
+          const bandwidth = o.bandwidthLimit === undefined ? undefined : parseBytes(o.bandwidthLimit, 'bandwidth limit');
+          const tlsCert = readPem(o.tlsCert, 'TLS certificate');
+          const tlsKey = readPem(o.tlsKey, 'TLS key');
+          const tls = tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey, ca: readPem(o.tlsCa, 'TLS CA') } : undefined;
+
+          const store = await ctx.store();
+          const catalog = storeCatalog(store, names);
+          let server;
+          try {
+            server = await startNbdServer({
+              catalog,
+              socketPath: o.socket,
+              host: listen?.host,
+              port: listen?.port,
+              iopsLimit: iops,
+              bandwidthLimit: bandwidth,
+              tls,
+              logger: ctx.logger,
+            });
+          } catch (e) {
+            catalog.closeAll();
+            throw e;
+          }
+          const exports = catalog.list().map((e) => e.name);
+          if (!ctx.json) process.stdout.write(`serving ${names.length ? exports.join(', ') : 'all images'} on ${server.address}\n`);
+          else process.stdout.write(JSON.stringify({ address: server.address, exports }) + '\n');
+          ctx.logger.info({ address: server.address, exports }, 'nbd server listening');
+
+          const signal = await new Promise<string>((resolve) => {
+            process.once('SIGINT', () => resolve('SIGINT'));
+            process.once('SIGTERM', () => resolve('SIGTERM'));
+          });
+          ctx.logger.info({ signal }, 'stopping: flushing and closing exports');
+          await server.close();
+          catalog.closeAll();
+          return undefined;
+        },
+        () => undefined,
+      ),
+    );

@@ -1,0 +1,61 @@
+/**
+ * Exports of a strata store: images by name, leaves read-write and frozen
+ * images read-only. Named exports are opened when the server starts, so a
+ * leaf already served elsewhere is refused at once (E_BUSY) instead of at a
+ * client's first connection, and each stays open, holding its writer lease,
+ * for the server's whole life.
+ */
+import type { BlockDevice } from '../image/device.js';
+import { openImage, type Image } from '../image/image.js';
+import { getImage, listImages } from '../store/catalog.js';
+import type { Store } from '../store/store.js';
+import { isFrozen } from '../store/types.js';
+import { notFound } from '../errors.js';
+import type { ExportCatalog } from './exports.js';
+
+export interface StoreCatalog extends ExportCatalog {
+  /** Flushes and closes every image the catalog holds open. */
+  closeAll(): void;
+}
+
+/** Keeps the image open when the NBD layer is done with it: the catalog owns its lifetime. */
+function pinned(img: Image): BlockDevice {
+  return new Proxy(img, {
+    get(target, prop, receiver) {
+      if (prop === 'close') return () => target.flush();
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+export function storeCatalog(store: Store, names?: readonly string[]): StoreCatalog {
+  const held = new Map<string, Image>();
+  const open = (name: string) => openImage(store, name, { writable: !isFrozen(getImage(store.db, name)) });
+  if (names && names.length > 0) {
+    try {
+      for (const n of names) if (!held.has(n)) held.set(n, open(n));
+    } catch (e) {
+      for (const img of held.values()) img.close();
+      throw e;
+    }
+  }
+  return {
+    list() {
+      const visible = listImages(store.db).filter((i) => !i.name.startsWith('.'));
+      return visible
+        .filter((i) => !names?.length || names.includes(i.name))
+        .map((i) => ({ name: i.name, description: `${i.kind}${isFrozen(i) ? ' (read-only)' : ''}, ${i.virtualSize} bytes` }));
+    },
+    open(name) {
+      const h = held.get(name);
+      if (h) return pinned(h);
+      if (names?.length) throw notFound(`image ${name} is not exported by this server`, { image: name });
+      return open(name);
+    },
+    closeAll() {
+      for (const img of held.values()) img.close();
+      held.clear();
+    },
+  };
+}
