@@ -214,6 +214,7 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
     // Everything the header points at is durable before the header (and its magic) exists:
     // a crash before this point leaves a file that is not recognisably qcow2.
     fsyncSync(fd);
+    writeEntry(header, 24, size);
     header.writeUInt32BE(l1Entries, 36);
     writeEntry(header, 40, cs);
     writeEntry(header, 48, rtOffset);
