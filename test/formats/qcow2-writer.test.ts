@@ -107,7 +107,7 @@ describe.skipIf(!hasQemu)('qcow2 writer vs qemu-img', () => {
     top.fill(0, 1 << 20, (1 << 20) + 65536);
     const out = join(t.dir, 'with-backing.qcow2');
     // Everything but the changed ranges is a hole.
-    const marks = [
+    const marks: { offset: number; length: number; kind: ExtentKind }[] = [
       { offset: 0, length: 65536, kind: 'hole' as const },
       { offset: 262144, length: (1 << 20) - 262144, kind: 'hole' as const },
       { offset: (1 << 20) + 65536, length: (1 << 20) - 65536, kind: 'hole' as const },

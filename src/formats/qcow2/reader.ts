@@ -145,7 +145,8 @@ class Reader implements Qcow2Reader {
 
   read(offset: number, length: number): Buffer {
     this.checkRange(offset, length);
-    const out = Buffer.alloc(length);
+    // Every byte is written below: read from the file, copied from an inflated cluster, or zero-filled.
+    const out = Buffer.allocUnsafe(length);
     const cs = this.cs;
     const end = offset + length;
     // Reads of host bytes contiguous in both the file and `out` are coalesced into one pread.
@@ -179,6 +180,7 @@ class Reader implements Qcow2Reader {
       switch (m.kind) {
         case 'hole':
         case 'zero':
+          out.fill(0, outOff, outOff + n);
           break;
         case 'data':
           queue(m.host + inC, outOff, n);
@@ -191,10 +193,10 @@ class Reader implements Qcow2Reader {
         case 'sub': {
           const ss = this.subSize;
           for (let s = Math.floor(inC / ss); s * ss < inC + n; s++) {
-            if (!((m.alloc >>> s) & 1)) continue;
             const a = Math.max(inC, s * ss);
             const b = Math.min(inC + n, (s + 1) * ss);
-            queue(m.host + a, outOff + (a - inC), b - a);
+            if ((m.alloc >>> s) & 1) queue(m.host + a, outOff + (a - inC), b - a);
+            else out.fill(0, outOff + (a - inC), outOff + (b - inC));
           }
           break;
         }

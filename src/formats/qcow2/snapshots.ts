@@ -42,7 +42,7 @@ export function parseSnapshots(file: ImageFile, h: Qcow2Header): Qcow2Snapshot[]
     let virtualSize = h.size;
     if (extraLen >= 16) virtualSize = u64(rest, 8);
     if (virtualSize > MAX_VIRTUAL_SIZE) throw corrupt(`${p}: ${what}: virtual size ${virtualSize} exceeds the 2^53 byte limit`);
-    if (h.version === 3 && extraLen < 16) throw corrupt(`${p}: ${what}: version 3 snapshot entry lacks the virtual size (extra data ${extraLen} bytes)`);
+    // Version 3 entries should carry the virtual size; like qemu, fall back to the image's size when they do not.
     out.push({
       id: rest.subarray(extraLen, extraLen + idLen).toString('utf8'),
       name: rest.subarray(extraLen + idLen).toString('utf8'),
