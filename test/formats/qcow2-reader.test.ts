@@ -141,6 +141,9 @@ describe.skipIf(!hasQemu)('qcow2 reader vs qemu-img', () => {
     qemuImg('create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', v2, '1M');
     expect(readQcow2Info(v2)).toMatchObject({ version: 2, refcountBits: 16, compressionType: 'deflate', extendedL2: false });
     expect(isQcow2File(join(t.dir, 'nope'))).toBe(false);
+    const v2b = join(t.dir, 'info2b.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', '-b', 'info2.qcow2', '-F', 'qcow2', v2b);
+    expect(readQcow2Info(v2b)).toMatchObject({ version: 2, backingFile: 'info2.qcow2', backingFormat: 'qcow2', virtualSize: 1 << 20 });
   });
 
   it('internal snapshot: snapshot read equals convert -l snapshot.name, active differs', () => {

@@ -217,7 +217,7 @@ function parseExtensions(file: ImageFile, h: Qcow2Header): void {
     h.backingFile = name.toString('utf8');
     end = h.backingFileOffset;
   }
-  if (h.version === 2) return;
+  // Version 2 images carry extensions too (qemu writes the backing format one), right after the 72-byte header.
   let off = h.headerLength;
   const seen = new Set<number>();
   while (off + 8 <= end) {
