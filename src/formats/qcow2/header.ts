@@ -226,7 +226,8 @@ function parseExtensions(file: ImageFile, h: Qcow2Header): void {
     const len = eh.readUInt32BE(4);
     if (type === EXT_END) return;
     if (len > end - off - 8) throw corrupt(`${p}: header extension ${hex(type)} at ${hex(off)} (${len} bytes) runs past the header area`);
-    if (seen.has(type) && type !== 0) throw corrupt(`${p}: header extension ${hex(type)} appears twice`);
+    const known = type === EXT_BACKING_FORMAT || type === EXT_FEATURE_TABLE || type === EXT_DATA_FILE;
+    if (known && seen.has(type)) throw corrupt(`${p}: header extension ${hex(type)} appears twice`);
     seen.add(type);
     const data = file.readAt(off + 8, len, `header extension ${hex(type)}`);
     if (type === EXT_BACKING_FORMAT) {

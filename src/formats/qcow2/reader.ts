@@ -26,6 +26,7 @@ export interface Qcow2Info {
   snapshots: { id: string; name: string; virtualSize: number; date: Date; vmClock?: number }[];
 }
 
+/** Guest data of one qcow2 layer. `read` and `extents` throw E_RANGE outside [0, size). */
 export interface Qcow2Reader {
   readonly info: Qcow2Info;
   readonly size: number;
@@ -86,6 +87,15 @@ export function readQcow2Info(path: string): Qcow2Info {
   });
 }
 
+/**
+ * Opens a qcow2 file read-only. `opts.snapshot` (id, else name) reads that
+ * internal snapshot's L1 table and virtual size instead of the active ones.
+ * Unallocated ranges read as zeros and show as 'hole' extents: layering a
+ * backing file underneath is the caller's job (see backingChain).
+ * Throws E_NOT_FOUND (no file), E_BAD_INPUT (not qcow2, unknown snapshot),
+ * E_UNSUPPORTED (encryption, external data file, unknown incompatible bits),
+ * E_CORRUPT (malformed, or the corrupt bit set). A dirty image is read anyway.
+ */
 export function openQcow2(path: string, opts: { snapshot?: string } = {}): Qcow2Reader {
   const file = new ImageFile(path);
   try {
