@@ -152,18 +152,27 @@ describe.skipIf(!hasQemu)('qcow2 reader vs qemu-img', () => {
     qemuIo(f, ['write -P 0xa1 0 1M', 'write -P 0xa2 3M 64k']);
     qemuImg('snapshot', '-c', 'before', f);
     qemuIo(f, ['write -P 0xb1 512k 1M', 'write -z 3M 64k', 'write -P 0xb2 2M 4k']);
+    // The snapshot keeps its own virtual size after the active image grows.
+    qemuImg('resize', '-q', f, '6M');
+    qemuIo(f, ['write -P 0xb3 5M 64k']);
     const info = readQcow2Info(f);
     expect(info.snapshots).toHaveLength(1);
     expect(info.snapshots[0]).toMatchObject({ id: '1', name: 'before', virtualSize: 4 << 20 });
+    expect(info.virtualSize).toBe(6 << 20);
     expect(info.snapshots[0].date.getTime()).toBeGreaterThan(Date.UTC(2020, 0, 1));
     const active = openQcow2(f);
     const snapByName = openQcow2(f, { snapshot: 'before' });
     const snapById = openQcow2(f, { snapshot: '1' });
     try {
       const wantActive = rawOf(f, t.dir);
-      const wantSnap = rawOf(f, t.dir, 'before');
-      expect(wantActive.equals(wantSnap)).toBe(false);
+      // qemu-img reads a snapshot at the active image's size (6M); the snapshot itself is 4M, the rest zeros.
+      const qemuSnap = rawOf(f, t.dir, 'before');
+      expect(qemuSnap.length).toBe(6 << 20);
+      expect(qemuSnap.subarray(4 << 20).every((b) => b === 0)).toBe(true);
+      const wantSnap = qemuSnap.subarray(0, 4 << 20);
+      expect(wantActive.subarray(0, 4 << 20).equals(wantSnap)).toBe(false);
       expect(active.read(0, active.size).equals(wantActive)).toBe(true);
+      expect(snapByName.size).toBe(4 << 20);
       expect(snapByName.read(0, snapByName.size).equals(wantSnap)).toBe(true);
       expect(snapById.read(0, snapById.size).equals(wantSnap)).toBe(true);
       expect(stripDepth(active.extents(0, active.size))).toEqual(qemuMap(f));

@@ -175,6 +175,24 @@ describe.skipIf(!hasQemu)('qcow2 writer vs qemu-img', () => {
     expect(readFileSync(out).length).toBeLessThan(1 << 20);
   });
 
+  it('empty and tiny images check clean', () => {
+    const empty = join(t.dir, 'empty.qcow2');
+    writeQcow2(empty, bufferSource(Buffer.alloc(0), []));
+    expect(qemuImgStatus('check', empty).out).toMatch(/No errors/);
+    expect(qemuImgStatus('check', empty).out).not.toMatch(/leak/i);
+    expect(JSON.parse(qemuImg('info', '--output=json', empty))['virtual-size']).toBe(0);
+    const r = openQcow2(empty);
+    expect(r.size).toBe(0);
+    expect(r.extents(0, 0)).toEqual([]);
+    r.close();
+    const tiny = join(t.dir, 'tiny.qcow2');
+    const buf = Buffer.alloc(7 * 512, 1);
+    writeQcow2(tiny, bufferSource(buf, []), { clusterSize: 512, compress: true });
+    expect(qemuImgStatus('check', tiny).status).toBe(0);
+    writeFileSync(join(t.dir, 'tiny.raw'), buf);
+    expect(qemuImgStatus('compare', '-f', 'qcow2', '-F', 'raw', tiny, join(t.dir, 'tiny.raw')).status).toBe(0);
+  });
+
   it('rejects bad options with E_BAD_INPUT', () => {
     const src = bufferSource(Buffer.alloc(4096), []);
     for (const opts of [{ clusterSize: 1000 }, { clusterSize: 256 }, { clusterSize: 4 << 20 }, { backingFile: 'x'.repeat(1024) }, { backingFormat: 'raw' }]) {

@@ -100,7 +100,7 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
   }
   try {
     const out = new Output(fd);
-    const l1Clusters = Math.max(1, Math.ceil((l1Entries * 8) / cs));
+    const l1Clusters = Math.ceil((l1Entries * 8) / cs); // 0 for an empty image: qemu then leaves the L1 offset 0 too
     const l1 = Buffer.alloc(l1Clusters * cs);
     /** End of everything written so far, in bytes (not necessarily cluster aligned after compressed data). */
     let end = (1 + l1Clusters) * cs;
@@ -208,7 +208,7 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
       }
       out.write(rb, (dataEnd + tableClusters + i) * cs);
     }
-    out.write(l1, cs);
+    if (l1Clusters) out.write(l1, cs);
     out.flush();
     ftruncateSync(fd, totalClusters * cs);
     // Everything the header points at is durable before the header (and its magic) exists:
@@ -216,7 +216,7 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
     fsyncSync(fd);
     writeEntry(header, 24, size);
     header.writeUInt32BE(l1Entries, 36);
-    writeEntry(header, 40, cs);
+    writeEntry(header, 40, l1Clusters ? cs : 0);
     writeEntry(header, 48, rtOffset);
     header.writeUInt32BE(tableClusters, 56);
     writeSync(fd, header, 0, header.length, 0);
