@@ -11,7 +11,7 @@
  * Memory is one L2 table, the L1 table (bounded by the virtual size, at most
  * 32 MiB), an 8 MiB write buffer and a read-ahead of at most 4 MiB (or one cluster).
  */
-import { closeSync, fsyncSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { StrataError, badInput } from '../../errors.js';
 import type { Extent } from '../../image/device.js';
 import { compressCluster } from './compress.js';
@@ -235,14 +235,14 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
     ftruncateSync(fd, totalClusters * cs);
     // Everything the header points at is durable before the header (and its magic) exists:
     // a crash before this point leaves a file that is not recognisably qcow2.
-    fsyncSync(fd);
+    fdatasyncSync(fd);
     writeEntry(header, 24, size);
     header.writeUInt32BE(l1Entries, 36);
     writeEntry(header, 40, l1Clusters ? cs : 0);
     writeEntry(header, 48, rtOffset);
     header.writeUInt32BE(tableClusters, 56);
     writeSync(fd, header, 0, header.length, 0);
-    fsyncSync(fd);
+    fdatasyncSync(fd);
     closeSync(fd);
     return { clusters: dataClusters, bytes: totalClusters * cs };
   } catch (e) {
