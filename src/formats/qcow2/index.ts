@@ -1,0 +1,15 @@
+/**
+ * QCOW2 interop: a read-only reader for import and a streaming writer for
+ * export. Standalone: nothing here depends on the store. Modules:
+ *   file.ts      the read-only image file (bounded, EOF-checked reads)
+ *   header.ts    header + extensions: parse and validate
+ *   tables.ts    L1/L2 mapping, L2 cache, refcount geometry
+ *   snapshots.ts internal snapshot table
+ *   compress.ts  deflate/zstd compressed clusters
+ *   reader.ts    openQcow2, readQcow2Info, isQcow2File, backingChain
+ *   writer.ts    writeQcow2
+ */
+export { isQcow2File, readQcow2Info, openQcow2, backingChain } from './reader.js';
+export type { Qcow2Info, Qcow2Reader } from './reader.js';
+export { writeQcow2 } from './writer.js';
+export type { Qcow2Source, Qcow2WriteOptions, Qcow2WriteResult } from './writer.js';
