@@ -1,11 +1,17 @@
 /** Import and export by file format: detection, and the dispatch to raw or qcow2. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { badInput, unsupported } from '../errors.js';
+import { StrataError, badInput } from '../errors.js';
+import { openImage } from '../image/image.js';
+import { removeImages } from '../image/lifecycle.js';
+import { ownExtents } from '../image/inspect.js';
+import { chainOf, getImage } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
 import type { ImageRecord } from '../store/types.js';
 import { importSource, type ImportOptions } from './import.js';
+import { backingChain, openQcow2, readQcow2Info, writeQcow2, type Qcow2Info } from './qcow2/index.js';
 import { exportRaw, openFileForRead, openRawSource } from './raw.js';
+import type { ImportSource } from './source.js';
 
 export type FileFormat = 'raw' | 'qcow2';
 const QCOW2_MAGIC = 0x514649fb;
@@ -27,28 +33,161 @@ function checkFormat(f: string | undefined): FileFormat | undefined {
   return f;
 }
 
-export function importFile(store: Store, file: string, name: string, opts: ImportOptions & { format?: string } = {}): ImageRecord {
-  const format = checkFormat(opts.format) ?? detectFormat(file);
-  if (format === 'qcow2') throw unsupported(`${file} is a qcow2 file, and qcow2 import is not built yet; convert it with qemu-img convert -O raw first`);
-  const src = openRawSource(file);
+export interface FileImportOptions extends ImportOptions {
+  format?: string;
+  /** qcow2: import the backing chain too, as layers sharing their blocks. */
+  withBacking?: boolean;
+  /** Names of the imported backing files: prefix + file name (default: file name). */
+  namePrefix?: string;
+  /** qcow2: import this internal snapshot (id or name) instead of the active state. */
+  snapshot?: string;
+  /** Told about things worth a warning (a dirty qcow2 file). */
+  warn?: (message: string) => void;
+}
+
+/**
+ * A qcow2 file as an import source. Unallocated clusters fall through to
+ * the parent only when the parent is the file's own backing file; otherwise
+ * they read as zeros, so they hide whatever a chosen parent holds.
+ */
+function qcow2Source(file: string, snapshot: string | undefined, holesInherit: boolean): ImportSource {
+  const r = openQcow2(file, { snapshot });
+  return {
+    size: r.size,
+    extents: (o, l) => (holesInherit ? r.extents(o, l) : r.extents(o, l).map((e) => (e.kind === 'hole' ? { ...e, kind: 'zero' } : e))),
+    read: (o, l) => r.read(o, l),
+    close: () => r.close(),
+  };
+}
+
+/** A valid image name from a file name: its stem, with other characters made '-'. */
+function nameFromFile(file: string, prefix: string): string {
+  const stem = path.basename(file).replace(/\.(qcow2|img|raw)$/i, '');
+  const clean = (prefix + stem).replace(/[^A-Za-z0-9._+-]/g, '-').replace(/\.\.+/g, '.').replace(/^[^A-Za-z0-9]+/, '');
+  return clean.slice(0, 128) || 'backing';
+}
+
+function importOne(store: Store, src: ImportSource, name: string, opts: ImportOptions): ImageRecord {
   try {
-    return importSource(store, src, name, { ...opts, source: { format: 'raw', file: path.resolve(file), size: src.size } });
+    return importSource(store, src, name, opts);
   } finally {
     src.close();
   }
 }
 
+export function importFile(store: Store, file: string, name: string, opts: FileImportOptions = {}): ImageRecord {
+  const format = checkFormat(opts.format) ?? detectFormat(file);
+  if (format === 'raw') {
+    if (opts.withBacking || opts.snapshot) throw badInput(`${file} is imported as raw: --with-backing and --snapshot apply to qcow2 files`);
+    const src = openRawSource(file);
+    return importOne(store, src, name, { ...opts, source: { format: 'raw', file: path.resolve(file), size: src.size } });
+  }
+
+  const info = readQcow2Info(file);
+  if (info.dirty) opts.warn?.(`${file} was not closed cleanly (dirty bit set); reading it anyway, refcounts are not needed to read`);
+  const provenance = (f: string, i: Qcow2Info) => ({
+    format: 'qcow2',
+    file: path.resolve(f),
+    clusterSize: i.clusterSize,
+    version: i.version,
+    ...(opts.snapshot && f === file ? { snapshot: opts.snapshot } : {}),
+  });
+  if (info.backingFile === undefined || (opts.parent !== undefined && !opts.withBacking)) {
+    // Over a parent the user says stands for the backing file, holes fall through to it.
+    const holesInherit = info.backingFile !== undefined;
+    return importOne(store, qcow2Source(file, opts.snapshot, holesInherit), name, { ...opts, source: provenance(file, info) });
+  }
+  if (!opts.withBacking) {
+    throw badInput(`${file} has a backing file (${info.backingFile}); import the chain with --with-backing, or name a --parent to store it over`, {
+      backingFile: info.backingFile,
+    });
+  }
+  if (opts.parent !== undefined) throw badInput('--with-backing imports the backing chain as the parents; it does not go with --parent');
+
+  // Bottom first: each file becomes a layer over the one below, sharing its blocks.
+  const chain = backingChain(file).reverse();
+  const names = chain.map((c, i) => (i === chain.length - 1 ? name : nameFromFile(c.path, opts.namePrefix ?? '')));
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup) throw badInput(`two files of the chain would both be named ${dup}; use --name-prefix or rename the files`);
+  let parent: string | undefined;
+  let rec: ImageRecord | undefined;
+  const made: string[] = [];
+  try {
+    chain.forEach((c, i) => {
+      const top = i === chain.length - 1;
+      const src =
+        c.format === 'raw' ? openRawSource(c.path) : qcow2Source(c.path, top ? opts.snapshot : undefined, parent !== undefined);
+      const source = c.format === 'raw' ? { format: 'raw', file: c.path, size: src.size } : provenance(c.path, readQcow2Info(c.path));
+      rec = importOne(store, src, names[i], { ...opts, parent, writable: top ? opts.writable : false, source });
+      made.push(names[i]);
+      parent = names[i];
+    });
+  } catch (e) {
+    // Leave the store as it was: the layers imported so far go too.
+    if (made.length > 0) removeImages(store, [made[0]], { recursive: true });
+    throw e;
+  }
+  return rec!;
+}
+
+export function listQcow2Snapshots(file: string): Qcow2Info['snapshots'] {
+  if (detectFormat(file) !== 'qcow2') throw badInput(`${file} is not a qcow2 file; only qcow2 files have internal snapshots`);
+  return readQcow2Info(file).snapshots;
+}
+
 export interface ExportOptions {
   format?: string;
-  clusterSize?: string;
+  clusterSize?: number;
   compress?: boolean;
   chain?: boolean;
 }
 
-export function exportFile(store: Store, name: string, file: string, opts: ExportOptions = {}): { files: string[]; size: number; dataBytes: number } {
+export interface ExportResult {
+  files: string[];
+  size: number;
+  dataBytes: number;
+}
+
+function writeImageQcow2(store: Store, name: string, file: string, opts: ExportOptions, backing?: { file: string; ownOnly: true }): number {
+  const img = openImage(store, name);
+  try {
+    const rec = getImage(store.db, name);
+    const source = backing
+      ? { size: img.size, read: (o: number, l: number) => img.read(o, l), extents: (o: number, l: number) => ownExtents(store, rec, o, l) }
+      : img;
+    const r = writeQcow2(file, source, {
+      clusterSize: opts.clusterSize,
+      compress: opts.compress,
+      ...(backing ? { backingFile: backing.file, backingFormat: 'qcow2' } : {}),
+    });
+    return r.bytes;
+  } finally {
+    img.close();
+  }
+}
+
+export function exportFile(store: Store, name: string, file: string, opts: ExportOptions = {}): ExportResult {
   const format = checkFormat(opts.format) ?? 'raw';
-  if (format === 'qcow2') throw unsupported('qcow2 export is not built yet');
-  if (opts.chain || opts.compress) throw badInput('--chain and --compress apply to --format qcow2 only');
-  const r = exportRaw(store, name, file);
-  return { files: [file], ...r };
+  if (format === 'raw') {
+    if (opts.chain || opts.compress) throw badInput('--chain and --compress apply to --format qcow2 only');
+    const r = exportRaw(store, name, file);
+    return { files: [file], ...r };
+  }
+  const rec = getImage(store.db, name);
+  if (!opts.chain) {
+    const bytes = writeImageQcow2(store, name, file, opts);
+    return { files: [file], size: rec.virtualSize, dataBytes: bytes };
+  }
+  // One file per layer, bottom first, each backed by the one below by relative name.
+  const chain = chainOf(store.db, rec).reverse();
+  const dir = path.dirname(path.resolve(file));
+  const files = chain.map((c, i) => (i === chain.length - 1 ? path.resolve(file) : path.join(dir, `${c.name}.qcow2`)));
+  let bytes = 0;
+  chain.forEach((c, i) => {
+    if (i > 0 && c.virtualSize < chain[i - 1].virtualSize) {
+      throw new StrataError('E_UNSUPPORTED', `image ${c.name} is smaller than its parent; a qcow2 chain cannot express that (export it without --chain)`);
+    }
+    bytes += writeImageQcow2(store, c.name, files[i], opts, i === 0 ? undefined : { file: path.basename(files[i - 1]), ownOnly: true });
+  });
+  return { files, size: rec.virtualSize, dataBytes: bytes };
 }

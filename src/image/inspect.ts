@@ -183,3 +183,31 @@ export function diskUsageOf(store: Store, names: readonly string[] = []): ImageU
     return images.map((i) => usageOf(store, i, refcounts));
   }).deferred();
 }
+
+/**
+ * What an image's own layer holds, ignoring its parents: INHERIT is a hole,
+ * ZERO is zero, a slot is data. A per-layer qcow2 export writes exactly this.
+ */
+export function ownExtents(store: Store, img: ImageRecord, offset: number, length: number): Extent[] {
+  const out: Extent[] = [];
+  const end = Math.min(offset + length, img.virtualSize);
+  const push = (start: number, stop: number, kind: ExtentKind) => {
+    const s = Math.max(start, offset);
+    const e = Math.min(stop, end);
+    if (e <= s) return;
+    const last = out[out.length - 1];
+    if (last && last.kind === kind && last.offset + last.length === s) last.length += e - s;
+    else out.push({ offset: s, length: e - s, kind });
+  };
+  const kindOf = (e: number): ExtentKind => (e >= 2 ? 'data' : e === 1 ? 'zero' : 'hole');
+  const segBytes = SEGMENT_ENTRIES * 4096;
+  for (let seg = Math.floor(offset / segBytes); seg * segBytes < end; seg++) {
+    const s = loadSegment(store.db, img.id, seg as SegmentIndex);
+    if (typeof s === 'number') {
+      push(seg * segBytes, (seg + 1) * segBytes, kindOf(s));
+      continue;
+    }
+    for (let i = 0; i < SEGMENT_ENTRIES; i++) push(seg * segBytes + i * 4096, seg * segBytes + (i + 1) * 4096, kindOf(s[i]));
+  }
+  return out;
+}

@@ -20,7 +20,10 @@ export const createCommand = () =>
         async (ctx) => {
           const store = await ctx.store();
           if (o.from && o.size) throw badInput('give either --size or --from, not both');
-          if (o.from) return describeImage(store, importFile(store, o.from, name, { format: o.format }).name);
+          if (o.from) {
+            const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
+            return describeImage(store, importFile(store, o.from, name, { format: o.format, warn }).name);
+          }
           if (!o.size) throw badInput('create needs --size SIZE (an empty image) or --from FILE (an import)');
           return describeImage(store, createImage(store, name, parseBytes(o.size)).name);
         },

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { exportFile } from '../../formats/files.js';
 import { runCommand } from '../context.js';
-import { humanBytes } from '../parse.js';
+import { humanBytes, parseBytes } from '../parse.js';
 
 export const exportCommand = () =>
   new Command('export')
@@ -9,13 +9,13 @@ export const exportCommand = () =>
     .argument('<name>', 'image')
     .argument('<file>', 'output file')
     .option('-f, --format <format>', 'raw or qcow2', 'raw')
-    .option('--cluster-size <size>', 'qcow2 cluster size', '64K')
+    .option('--cluster-size <size>', 'qcow2 cluster size, 512 to 2M', '64K')
     .option('-c, --compress', 'qcow2: deflate-compress clusters')
-    .option('--chain', 'qcow2: one file per layer, each backed by the next')
+    .option('--chain', 'qcow2: one file per layer, each backed by the one below (written beside FILE as NAME.qcow2)')
     .action(async (name: string, file: string, o: { format: string; clusterSize: string; compress?: boolean; chain?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
-        async (ctx) => exportFile(await ctx.store(), name, file, o),
-        (r) => `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.size)} virtual, ${humanBytes(r.dataBytes)} of data)\n`,
+        async (ctx) => exportFile(await ctx.store(), name, file, { ...o, clusterSize: parseBytes(o.clusterSize, 'cluster size') }),
+        (r) => `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.size)} virtual, ${humanBytes(r.dataBytes)} written)\n`,
       ),
     );

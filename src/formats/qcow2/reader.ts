@@ -288,8 +288,10 @@ const MAX_CHAIN = 256;
 /**
  * The backing chain named by `path`, top first (the image itself is element 0).
  * Relative backing names resolve against the folder of the image naming them.
- * A backing file is followed only when its format is qcow2 (declared, or probed
- * by magic when undeclared); a raw backing file ends the chain.
+ * The format of each backing file must be declared in the header naming it:
+ * strata never probes the format of a file the user did not name (a guest
+ * could write a qcow2 header into a raw disk to reach host files). A raw
+ * backing file ends the chain.
  */
 export function backingChain(path: string): { path: string; format: 'qcow2' | 'raw' }[] {
   const top = resolve(path);
@@ -310,8 +312,12 @@ export function backingChain(path: string): { path: string; format: 'qcow2' | 'r
     const next = isAbsolute(name) ? name : resolve(dirname(cur), name);
     if (!existsSync(next)) throw notFound(`${cur}: backing file ${next} not found`, { path: next, referencedBy: cur });
     let format: 'qcow2' | 'raw';
-    if (h.backingFormat === undefined) format = isQcow2File(next) ? 'qcow2' : 'raw';
-    else if (h.backingFormat === 'qcow2' || h.backingFormat === 'raw') format = h.backingFormat;
+    if (h.backingFormat === undefined) {
+      throw unsupported(
+        `${cur}: the format of its backing file ${name} is not declared; declare it with: qemu-img rebase -u -F qcow2 -b ${name} ${cur} (or -F raw)`,
+        { path: cur, backingFile: name },
+      );
+    } else if (h.backingFormat === 'qcow2' || h.backingFormat === 'raw') format = h.backingFormat;
     else throw unsupported(`${cur}: backing file format ${JSON.stringify(h.backingFormat)} is not supported (qcow2 or raw only)`);
     let real: string;
     try {

@@ -153,15 +153,18 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
         while (ei < exts.length && exts[ei].offset + exts[ei].length <= cStart) ei++;
         let allHole = true;
         let anyData = false;
+        let anyHole = false;
         for (let j = ei; j < exts.length && exts[j].offset < cEnd; j++) {
           if (exts[j].kind !== 'hole') allHole = false;
+          else anyHole = true;
           if (exts[j].kind === 'data') anyData = true;
         }
         const e = (ci - g * l2PerTable) * 8;
         if (allHole) continue; // unallocated: a backing file shows through
         used = true;
         let data: Buffer | null = null;
-        if (anyData) {
+        // A cluster part zero, part hole is read too: over a backing file its hole part may hold data.
+        if (anyData || anyHole) {
           if (!raBuf || cStart < raStart || cEnd > raStart + raBuf.length) {
             // Extend the read over following data extents, up to READ_AHEAD, in whole clusters.
             let runEnd = cEnd;
