@@ -2,8 +2,8 @@
  * QCOW2 interop: a read-only reader for import and a streaming writer for
  * export. Standalone: nothing here depends on the store. Modules:
  *   file.ts      the read-only image file (bounded, EOF-checked reads)
- *   header.ts    header + extensions: parse and validate
- *   tables.ts    L1/L2 mapping, L2 cache, refcount geometry
+ *   header.ts    header + extensions: parse and validate (incl. table bounds, refcount_order)
+ *   tables.ts    L1/L2 mapping and the bounded L2 cache
  *   snapshots.ts internal snapshot table
  *   compress.ts  deflate/zstd compressed clusters
  *   reader.ts    openQcow2, readQcow2Info, isQcow2File, backingChain

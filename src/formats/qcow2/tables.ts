@@ -1,6 +1,7 @@
 /**
  * tables.ts: the L1/L2 cluster mapping (docs/interop/qcow2.txt, "Cluster
- * mapping", "Extended L2 Entries") and refcount geometry.
+ * mapping", "Extended L2 Entries"). Refcount table bounds and refcount_order
+ * are validated with the header (header.ts); reading never needs refcounts.
  *
  * L1 is loaded whole (bounded by what the virtual size needs, at most 32 MiB);
  * L2 tables are read lazily through a small LRU cache bounded in bytes.
