@@ -9,7 +9,7 @@ import { isStrataError } from '../errors.js';
 import { Channel } from './channel.js';
 import type { ExportRegistry } from './exports.js';
 import { negotiate, type Session } from './handshake.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../log.js';
 import { isConnectionClosed } from './stream-reader.js';
 import { serveTransmission } from './transmission.js';
 

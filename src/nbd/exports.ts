@@ -11,7 +11,7 @@
 import type { BlockDevice } from '../image/device.js';
 import { notFound } from '../errors.js';
 import { RateLimiter, type RateLimits } from './limits.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../log.js';
 
 export interface ExportCatalog {
   list(): { name: string; description?: string }[];

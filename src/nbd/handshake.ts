@@ -10,7 +10,7 @@ import type { SecureContext } from 'node:tls';
 import { StrataError, isStrataError } from '../errors.js';
 import type { Channel } from './channel.js';
 import type { ExportRegistry, SharedExport } from './exports.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../log.js';
 import {
   FLAG_C_FIXED_NEWSTYLE,
   FLAG_C_NO_ZEROES,

@@ -13,10 +13,10 @@ import * as tls from 'node:tls';
 import { StrataError, badInput } from '../errors.js';
 import { Connection } from './connection.js';
 import { ExportRegistry, type ExportCatalog } from './exports.js';
-import { silentLogger, type Logger } from './logger.js';
+import { silentLogger, type Logger } from '../log.js';
 
 export type { ExportCatalog } from './exports.js';
-export type { Logger } from './logger.js';
+export type { Logger } from '../log.js';
 
 export interface NbdServerOptions {
   catalog: ExportCatalog;

@@ -15,7 +15,7 @@
 import type { Channel } from './channel.js';
 import { type CommandContext, type Request, dataBytes, errorReply, execute, validate } from './commands.js';
 import { InflightLimit } from './inflight.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../log.js';
 import { CMD, NBD_ERRNO, REQUEST_HEADER_SIZE, REQUEST_MAGIC, decodeRequestHeader } from './protocol.js';
 import type { Session } from './handshake.js';
 import { isConnectionClosed } from './stream-reader.js';

@@ -80,16 +80,7 @@ export function stripDepth(exts: Extent[]) {
 }
 
 /** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as rng } from '../helpers/random.js';
 
 /** A raw test image: random, text-like (compressible), zero and sparse regions. */
 export function makeRaw(path: string, size: number, seed = 1): Buffer {

@@ -21,7 +21,7 @@ export function strata(store: string, args: readonly string[], opts: { input?: B
 }
 
 /** Like strata(), but fails the test with stderr when the command fails. */
-export function strataOk(store: string, args: readonly string[], opts: { input?: Buffer | string } = {}): CliResult {
+export function strataOk(store: string, args: readonly string[], opts: { input?: Buffer | string; env?: NodeJS.ProcessEnv } = {}): CliResult {
   const r = strata(store, args, opts);
   if (r.status !== 0) throw new Error(`strata ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
   return r;

@@ -18,6 +18,7 @@
  * copies from the source files (see makeExt4), the same tree gives a
  * byte-identical image on one host.
  */
+import { mulberry32 } from './random.js';
 import { spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
@@ -66,14 +67,7 @@ type Edit = { op: 'patch'; offset: number; length: number; seed: string } | { op
 
 /** mulberry32: a small, fast, seeded PRNG for decisions (not for bulk bytes). */
 function prng(seed: number | string): () => number {
-  let a = typeof seed === 'number' ? seed >>> 0 : createHash('sha256').update(seed).digest().readUInt32LE(0);
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(typeof seed === 'number' ? seed : createHash('sha256').update(seed).digest().readUInt32LE(0));
 }
 
 /** `length` pseudo-random bytes determined by `seed`. */

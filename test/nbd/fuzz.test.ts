@@ -18,6 +18,7 @@ import {
 import { MemoryDevice } from '../helpers/memory-device.js';
 import { startFixture, type Fixture } from '../helpers/nbd-fixture.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
+import { rng } from '../helpers/random.js';
 
 const SEED = Number(process.env.NBD_FUZZ_SEED ?? 20240611);
 const CASES = 240;
@@ -25,21 +26,6 @@ const PARALLEL = 8;
 const MAX_PAYLOAD = 256 * 1024;
 const DEVICE_SIZE = 4 * 1024 * 1024;
 
-/** mulberry32: small, seeded, good enough to pick fuzz cases reproducibly. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const pick = <T>(xs: T[]): T => xs[int(xs.length)];
-  const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
-  return { next, int, pick, bytes };
-}
 type Rng = ReturnType<typeof rng>;
 
 const u32 = (v: number) => {

@@ -1,4 +1,6 @@
+import { createRequire } from 'node:module';
 import { Command } from 'commander';
+import { nativeStatus } from '../../store/native.js';
 import { chainOf, getImage } from '../../store/catalog.js';
 import type { Store } from '../../store/store.js';
 import { BLOCK_SIZE } from '../../store/types.js';
@@ -36,16 +38,51 @@ export function describeImage(store: Store, name: string): ImageInfo {
   };
 }
 
+export interface StoreInfo {
+  store: string;
+  schemaVersion: number;
+  images: number;
+  slotsInUse: number;
+  native: { mode: 'native' | 'fallback'; reason?: string };
+  node: string;
+  strata: string;
+}
+
+export function describeStore(store: Store): StoreInfo {
+  return {
+    store: store.dir,
+    schemaVersion: store.db.pragma('user_version', { simple: true }) as number,
+    images: store.db.prepare("SELECT count(*) FROM images WHERE name NOT LIKE '.%'").pluck().get() as number,
+    slotsInUse: store.db.prepare('SELECT count(*) FROM blocks').pluck().get() as number,
+    native: nativeStatus(),
+    node: process.version,
+    strata: (createRequire(import.meta.url)('../../../package.json') as { version: string }).version,
+  };
+}
+
+function renderStore(r: StoreInfo): string {
+  return keyValues([
+    ['store', r.store],
+    ['schema version', r.schemaVersion],
+    ['images', r.images],
+    ['slots in use', `${r.slotsInUse} (${humanBytes(r.slotsInUse * BLOCK_SIZE)})`],
+    ['native addon', r.native.mode === 'native' ? 'in use (punch-hole, SEEK_DATA/SEEK_HOLE)' : `fallback: ${r.native.reason ?? 'not built'}`],
+    ['strata', `${r.strata} on node ${r.node}`],
+  ]);
+}
+
 export const infoCommand = () =>
   new Command('info')
-    .description('show one image: kind, parent, chain, sizes, origin')
-    .argument('<name>', 'image')
-    .action(async (name: string, _o, cmd: Command) =>
-      runCommand(
+    .description('show one image (kind, parent, chain, sizes, origin), or without a name the store (and whether the native addon is in use)')
+    .argument('[name]', 'image')
+    .action(async (name: string | undefined, _o, cmd: Command) =>
+      runCommand<ImageInfo | StoreInfo>(
         cmd,
-        async (ctx) => describeImage(await ctx.store(), name),
+        async (ctx) => (name === undefined ? describeStore(await ctx.store()) : describeImage(await ctx.store(), name)),
         (r) =>
-          keyValues([
+          'store' in r
+            ? renderStore(r)
+            : keyValues([
             ['name', r.name],
             ['kind', r.kind + (r.writable ? ' (writable)' : ' (read-only)')],
             ['parent', r.parent ?? '-'],

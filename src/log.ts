@@ -1,6 +1,6 @@
 /**
- * The logging surface nbd/ needs. A pino logger satisfies it; so does a
- * test spy. Log objects first, message second, as pino expects.
+ * The logging surface every layer takes: a pino logger satisfies it, and so
+ * does a test spy. Objects first, message second, as pino expects.
  */
 export type LogMethod = (obj: Record<string, unknown>, msg: string) => void;
 
