@@ -80,7 +80,9 @@ export function stripDepth(exts: Extent[]) {
 }
 
 /** Deterministic PRNG (mulberry32). */
-export { mulberry32 as rng } from '../helpers/random.js';
+import { mulberry32 as rng } from '../helpers/random.js';
+
+export { rng };
 
 /** A raw test image: random, text-like (compressible), zero and sparse regions. */
 export function makeRaw(path: string, size: number, seed = 1): Buffer {
