@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { importFile } from '../../formats/files.js';
 import { runCommand } from '../context.js';
-import { humanBytes } from '../parse.js';
+import { humanBytes, parseBytes } from '../parse.js';
 import { describeImage } from './info.js';
 
 export const importCommand = () =>
@@ -12,12 +12,14 @@ export const importCommand = () =>
     .option('-p, --parent <image>', 'store the file as a layer over this image')
     .option('-f, --format <format>', 'raw or qcow2 (default: detect by magic)')
     .option('--writable', 'make the new image a writable leaf instead of frozen')
-    .action(async (file: string, name: string, o: { parent?: string; format?: string; writable?: boolean }, cmd: Command) =>
+    .option('--dirty-limit <bytes>', 'flush every this many bytes of data, bounding memory (default 64M)')
+    .action(async (file: string, name: string, o: { parent?: string; format?: string; writable?: boolean; dirtyLimit?: string }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => {
           const store = await ctx.store();
-          return describeImage(store, importFile(store, file, name, o).name);
+          const dirtyLimit = o.dirtyLimit === undefined ? undefined : parseBytes(o.dirtyLimit, 'dirty limit');
+          return describeImage(store, importFile(store, file, name, { ...o, dirtyLimit }).name);
         },
         (r) => `imported ${r.name}: ${r.kind}, ${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.ownBytes)} stored in this layer\n`,
       ),
