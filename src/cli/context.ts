@@ -5,7 +5,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { openStore, type Store } from '../store/store.js';
+import { corrupt } from '../errors.js';
+import { DB_FILE, openStore, type Store } from '../store/store.js';
 import { recoverAbandoned } from '../formats/import.js';
 import { makeLogger, type Logger } from './logger.js';
 
@@ -53,6 +54,13 @@ export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R>
     const result = await body(ctx);
     const text = ctx.json ? JSON.stringify(result, null, 2) + '\n' : render(result, ctx);
     if (text) process.stdout.write(text);
+  } catch (e) {
+    // SQLite finds a damaged page only when a query reaches it, long after the store opened.
+    const code = (e as { code?: unknown }).code;
+    if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') {
+      throw corrupt(`store database ${path.join(ctx.storeDir, DB_FILE)} is corrupt: ${(e as Error).message}`, { file: path.join(ctx.storeDir, DB_FILE) });
+    }
+    throw e;
   } finally {
     opened?.close();
   }

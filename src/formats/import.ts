@@ -13,6 +13,7 @@ import { liveLeases } from '../store/leases.js';
 import { openImage } from '../image/image.js';
 import { copySourceInto } from './raw.js';
 import type { ImportSource } from './source.js';
+import { faultPoint } from '../store/faults.js';
 
 export const HIDDEN_PREFIX = '.import-';
 
@@ -23,6 +24,8 @@ export interface ImportOptions {
   source?: Record<string, unknown>;
   labels?: Record<string, string>;
   onProgress?: (done: number, total: number) => void;
+  /** Flush by itself every this many bytes of data (default: the image default, 64 MiB). */
+  dirtyLimit?: number;
 }
 
 export function importSource(store: Store, src: ImportSource, name: string, opts: ImportOptions = {}): ImageRecord {
@@ -34,24 +37,31 @@ export function importSource(store: Store, src: ImportSource, name: string, opts
     const parent = opts.parent === undefined ? null : getImage(store.db, opts.parent);
     return insertImage(store.db, { name: tmp, kind: 'leaf', parentId: parent?.id ?? null, virtualSize: src.size, labels: opts.labels, source: opts.source ?? null });
   });
-  const img = openImage(store, tmp, { writable: true });
+  faultPoint('import.after-create');
+  const img = openImage(store, tmp, { writable: true, dirtyLimit: opts.dirtyLimit });
   try {
     copySourceInto(src, img, (done) => opts.onProgress?.(done, src.size));
+    faultPoint('import.before-flush');
+    // Inside the try: a final flush that fails (E_NO_SPACE) drops the hidden image too.
+    img.close();
+    faultPoint('import.after-flush');
   } catch (e) {
     try {
-      img.close();
+      img.close({ discard: true });
     } catch {
       // The import failed already; its error is the one worth reporting.
     }
     store.write(() => dropImageInTx(store, getImage(store.db, tmp)));
     throw e;
   }
-  img.close();
-  return store.write(() => {
+  const done = store.write(() => {
     assertNameFree(store.db, final);
     updateImage(store.db, rec.id, { name: final, kind: opts.writable ? 'leaf' : frozenKind(rec.parentId) });
+    faultPoint('import.before-rename-commit');
     return getImage(store.db, final);
   });
+  faultPoint('import.after-rename-commit');
+  return done;
 }
 
 /** Drops hidden images left by imports whose process died. Returns how many. */

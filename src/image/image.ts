@@ -12,6 +12,7 @@ import { acquireLease, releaseLease, type LeaseId } from '../store/leases.js';
 import { chainOf, getImage, updateImage } from '../store/catalog.js';
 import { loadSegment, saveSegment } from '../store/maps.js';
 import { hashBlocks, placeBlocks } from '../store/placement.js';
+import { faultPoint } from '../store/faults.js';
 import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
 import { segClone, segCompact, segExpand, segGet, segOverlay, type Segment } from '../store/segment.js';
 import type { Store } from '../store/store.js';
@@ -360,7 +361,9 @@ export class Image implements BlockDevice {
       for (const [seg, s] of staged) saveSegment(this.store.db, id, seg as SegmentIndex, segCompact(s));
       applyRefDeltas(this.store.db, deltas, fresh as Map<SlotNumber, number>);
       updateImage(this.store.db, id, { ownBlocks });
+      faultPoint('flush.before-commit');
     });
+    faultPoint('flush.after-commit');
 
     for (const [seg, s] of staged) {
       this.own.set(seg, segCompact(s));

@@ -20,6 +20,7 @@ import { applyRefDeltas } from '../store/refcounts.js';
 import type { Store } from '../store/store.js';
 import { MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord } from '../store/types.js';
 import { imageName } from '../store/names.js';
+import { faultPoint } from '../store/faults.js';
 
 export function checkVirtualSize(size: number): number {
   if (!Number.isSafeInteger(size) || size <= 0) throw badInput(`invalid virtual size ${size}: must be a positive number of bytes`);
@@ -65,10 +66,14 @@ function snapshotInTx(store: Store, leaf: ImageRecord, snapName: ImageName): { s
 }
 
 export function snapshotImage(store: Store, leafName: string, snapName?: string): { snapshot: ImageRecord; leaf: ImageRecord } {
-  return store.write(() => {
+  const r = store.write(() => {
     const leaf = getImage(store.db, leafName);
-    return snapshotInTx(store, leaf, snapName === undefined ? snapshotName(store, leaf.name) : imageName(snapName));
+    const done = snapshotInTx(store, leaf, snapName === undefined ? snapshotName(store, leaf.name) : imageName(snapName));
+    faultPoint('snapshot.before-commit');
+    return done;
   });
+  faultPoint('snapshot.after-commit');
+  return r;
 }
 
 /**
@@ -80,7 +85,7 @@ export function cloneImage(store: Store, source: string, names: readonly string[
   const valid = names.map(imageName);
   const dup = valid.find((n, i) => valid.indexOf(n) !== i);
   if (dup) throw badInput(`image name ${dup} is given twice`);
-  return store.write(() => {
+  const r = store.write(() => {
     let parent = getImage(store.db, source);
     for (const n of valid) assertNameFree(store.db, n);
     let snapshot: ImageRecord | undefined;
@@ -89,8 +94,11 @@ export function cloneImage(store: Store, source: string, names: readonly string[
       parent = snapshot;
     }
     const clones = valid.map((name) => insertImage(store.db, { name, kind: 'leaf', parentId: parent.id, virtualSize: parent.virtualSize }));
+    faultPoint('clone.before-commit');
     return { parent, clones, snapshot };
   });
+  faultPoint('clone.after-commit');
+  return r;
 }
 
 export function freezeImage(store: Store, name: string): ImageRecord {
@@ -123,7 +131,7 @@ export function dropImageInTx(store: Store, img: ImageRecord): void {
 }
 
 export function removeImages(store: Store, names: readonly string[], opts: { recursive?: boolean } = {}): ImageRecord[] {
-  return store.write(() => {
+  const r = store.write(() => {
     const doomed: ImageRecord[] = [];
     const seen = new Set<number>();
     for (const name of names) {
@@ -146,6 +154,9 @@ export function removeImages(store: Store, names: readonly string[], opts: { rec
     }
     assertNotOpen(store.db, doomed, `remove ${doomed.map((d) => d.name).join(', ')}`);
     for (const img of doomed) dropImageInTx(store, img);
+    faultPoint('rm.before-commit');
     return doomed;
   });
+  faultPoint('rm.after-commit');
+  return r;
 }

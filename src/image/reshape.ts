@@ -35,6 +35,7 @@ import {
 import { checkVirtualSize, frozenKind } from './lifecycle.js';
 import { blocksIn, resolveFrozen } from './resolve.js';
 import { chainSegments } from './usage.js';
+import { faultPoint } from '../store/faults.js';
 
 /**
  * The own entry that makes a layer read `target` over a parent reading
@@ -118,13 +119,20 @@ function rewriteOwnMap(store: Store, w: Rewrite, deltas: RefDeltas): number {
  * have been filled with views read half-way through a transaction that then
  * rolled back, so it is dropped on error.
  */
-function reshapeTx<T>(store: Store, fn: () => T): T {
+function reshapeTx<T>(store: Store, op: string, fn: () => T): T {
+  let r: T;
   try {
-    return store.write(fn);
+    r = store.write(() => {
+      const out = fn();
+      faultPoint(`${op}.before-commit`);
+      return out;
+    });
   } catch (e) {
     store.resolvedCache.clear();
     throw e;
   }
+  faultPoint(`${op}.after-commit`);
+  return r;
 }
 
 /** Bumps generations below a rewritten image so no cached resolution of theirs outlives the change. */
@@ -149,7 +157,7 @@ const result = (store: Store, name: string, before: number): ReshapeResult => {
 
 /** The image keeps its content and stops depending on any parent. */
 export function flattenImage(store: Store, name: string): ReshapeResult {
-  return reshapeTx(store, () => {
+  return reshapeTx(store, 'flatten', () => {
     const img = getImage(store.db, name);
     const chain = chainOf(store.db, img);
     assertNotOpen(store.db, [img, ...descendantsOf(store.db, img.id)], `flatten ${name}`);
@@ -165,7 +173,7 @@ export function flattenImage(store: Store, name: string): ReshapeResult {
 
 /** The image keeps its content over a new frozen parent; its own map keeps only what differs from it. */
 export function rebaseImage(store: Store, name: string, onto: string): ReshapeResult {
-  return reshapeTx(store, () => {
+  return reshapeTx(store, 'rebase', () => {
     const img = getImage(store.db, name);
     const parent = getImage(store.db, onto);
     if (parent.id === img.id) throw badInput(`cannot rebase ${name} onto itself`, { image: name });
@@ -201,7 +209,7 @@ export interface CommitResult extends ReshapeResult {
  * and size; the leaf goes on, empty, above it.
  */
 export function commitImage(store: Store, leafName: string): CommitResult {
-  return reshapeTx(store, () => {
+  return reshapeTx(store, 'commit', () => {
     const leaf = getImage(store.db, leafName);
     if (leaf.kind !== 'leaf') {
       throw new StrataError('E_READONLY', `image ${leafName} is frozen (${leaf.kind}); commit merges a writable leaf into its parent`, { image: leafName });
@@ -247,7 +255,7 @@ export function commitImage(store: Store, leafName: string): CommitResult {
  */
 export function resizeImage(store: Store, name: string, size: number, opts: { shrink?: boolean } = {}): ReshapeResult {
   checkVirtualSize(size);
-  return reshapeTx(store, () => {
+  return reshapeTx(store, 'resize', () => {
     const img = getImage(store.db, name);
     if (isFrozen(img)) throw new StrataError('E_READONLY', `image ${name} is frozen (${img.kind}); only a leaf can be resized`, { image: name });
     if (size < img.virtualSize && !opts.shrink) {

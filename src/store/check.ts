@@ -23,6 +23,7 @@
  * repaired: no copy of the right bytes exists.
  */
 import { segDecode } from './segment.js';
+import { faultPoint } from './faults.js';
 import { metaNumber, type Store } from './store.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type SlotNumber } from './types.js';
 
@@ -83,7 +84,13 @@ export function checkStore(store: Store, opts: { repair?: boolean } = {}): Check
   const run = () => runCheck(store, !!opts.repair);
   // Repair holds the write lock throughout, so nothing changes between finding a fault and fixing it.
   // A plain check reads one snapshot (WAL) and lets writers go on.
-  const report = opts.repair ? store.write(run) : store.db.transaction(run).deferred();
+  const repairTx = () => {
+    const r = run();
+    faultPoint('repair.before-commit');
+    return r;
+  };
+  const report = opts.repair ? store.write(repairTx) : store.db.transaction(run).deferred();
+  if (opts.repair) faultPoint('repair.after-commit');
   report.ms = Math.round(performance.now() - t0);
   return report;
 }

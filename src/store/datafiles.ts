@@ -8,6 +8,7 @@ import path from 'node:path';
 import { StrataError, corrupt } from '../errors.js';
 import { BLOCK_SIZE, SLOTS_PER_FILE, type SlotNumber } from './types.js';
 import { punchHole } from './native.js';
+import { faultError } from './faults.js';
 
 export interface BlockBackend {
   /** Reads `count` consecutive slots into `into` at byte `at`. */
@@ -45,6 +46,8 @@ function writeAll(fd: number, fileNo: number, buffers: Uint8Array[], position: n
     while (left > 0) {
       let put: number;
       try {
+        const injected = faultError('datafile.write');
+        if (injected) throw Object.assign(new Error(`${injected}: injected`), { code: injected });
         put = bufs.length === 1 ? fs.writeSync(fd, bufs[0], 0, bufs[0].length, pos) : fs.writevSync(fd, bufs, pos);
       } catch (e) {
         throw ioError(e, dataFileName(fileNo), 'write');

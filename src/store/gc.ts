@@ -15,6 +15,7 @@
  * there extends the file; nothing reads a free slot).
  */
 import { nativeStatus } from './native.js';
+import { faultPoint } from './faults.js';
 import { metaNumber, setMeta, type Store } from './store.js';
 import type { SlotNumber } from './types.js';
 
@@ -45,7 +46,9 @@ export function collectGarbage(store: Store): GcReport {
     if (nextAfter < nextBefore) {
       db.prepare('DELETE FROM free_slots WHERE slot >= ?').run(nextAfter);
       setMeta(db, 'next_slot', nextAfter);
+      faultPoint('gc.after-claim');
       store.blocks.truncate(nextAfter);
+      faultPoint('gc.after-truncate');
     }
     let punched = 0;
     // Known for sure once a release has been tried; until then, what the addon says of itself.
@@ -59,6 +62,7 @@ export function collectGarbage(store: Store): GcReport {
       supported = true;
       if (store.blocks.release(runStart as SlotNumber, runLen)) punched += runLen;
       else supported = false;
+      faultPoint('gc.after-punch');
       runLen = 0;
     };
     for (const slot of db.prepare('SELECT slot FROM free_slots ORDER BY slot').pluck().all() as number[]) {
@@ -71,6 +75,7 @@ export function collectGarbage(store: Store): GcReport {
       }
     }
     flush();
+    faultPoint('gc.before-commit');
     const after = store.blocks.diskUsage().allocated;
     return {
       punchedSlots: punched,
@@ -84,6 +89,7 @@ export function collectGarbage(store: Store): GcReport {
       ms: 0,
     };
   });
+  faultPoint('gc.after-commit');
   r.ms = Math.round(performance.now() - t0);
   return r;
 }

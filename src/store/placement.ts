@@ -10,6 +10,7 @@ import { BLOCK_SIZE, ZERO, slotEntry, type MapEntry, type SlotNumber } from './t
 import { allocateSlots } from './allocator.js';
 import type { BlockHash } from './hash.js';
 import type { Store } from './store.js';
+import { faultPoint } from './faults.js';
 
 /** Candidates compared per hash: a flood of colliding blocks degrades dedup, never correctness or speed. */
 const MAX_CANDIDATES = 8;
@@ -122,7 +123,9 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
     fresh.set(slots[k], hashes[i]);
   }
   for (let i = 0; i < blocks.length; i++) if (owner[i] >= 0) entries[i] = entries[owner[i]];
+  faultPoint('flush.after-data-write');
   // Ordering: the data must be durable before the transaction that references it commits.
   if (newBlocks.length > 0) store.blocks.sync();
+  faultPoint('flush.after-data-sync');
   return { entries, fresh };
 }

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { badInput } from '../../errors.js';
 import { importFile, listQcow2Snapshots } from '../../formats/files.js';
 import { runCommand } from '../context.js';
-import { humanBytes } from '../parse.js';
+import { humanBytes, parseBytes } from '../parse.js';
 import { table } from '../render.js';
 import { describeImage, type ImageInfo } from './info.js';
 
@@ -14,6 +14,7 @@ interface ImportFlags {
   namePrefix?: string;
   snapshot?: string;
   listSnapshots?: boolean;
+  dirtyLimit?: string;
 }
 
 type Snapshots = ReturnType<typeof listQcow2Snapshots>;
@@ -30,6 +31,7 @@ export const importCommand = () =>
     .option('--name-prefix <prefix>', 'with --with-backing: prefix for the backing layers\' names')
     .option('--snapshot <name>', "qcow2: import this internal snapshot's state instead of the active one")
     .option('--list-snapshots', "qcow2: list the file's internal snapshots and import nothing")
+    .option('--dirty-limit <bytes>', 'flush every this many bytes of data, bounding memory (default 64M)')
     .action(async (file: string, name: string | undefined, o: ImportFlags, cmd: Command) =>
       runCommand<ImageInfo | Snapshots>(
         cmd,
@@ -38,7 +40,8 @@ export const importCommand = () =>
           if (!name) throw badInput('import needs a name for the new image: strata import FILE NAME');
           const store = await ctx.store();
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
-          return describeImage(store, importFile(store, file, name, { ...o, warn }).name);
+          const dirtyLimit = o.dirtyLimit === undefined ? undefined : parseBytes(o.dirtyLimit, 'dirty limit');
+          return describeImage(store, importFile(store, file, name, { ...o, dirtyLimit, warn }).name);
         },
         (r) =>
           Array.isArray(r)
