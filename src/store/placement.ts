@@ -96,8 +96,9 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
       continue;
     }
     newBlocks.push(i);
-    if (same) same.push(i);
-    else batch.set(h, [i]);
+    // Like the index lookup, a batch keeps MAX_CANDIDATES per hash: a collision flood costs dedup, not time.
+    if (!same) batch.set(h, [i]);
+    else if (same.length < MAX_CANDIDATES) same.push(i);
   }
 
   const fresh = new Map<SlotNumber, BlockHash>();

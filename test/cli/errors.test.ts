@@ -83,6 +83,12 @@ describe('CLI errors', () => {
     // Input running past the end: refused, and the part that fitted is not kept either.
     r = strata(store, ['write', 'web1', '--offset', String(1024 * 1024 - 10)], { input: Buffer.alloc(100, 1) });
     expect(r.status).toBe(ERROR_CODES.E_RANGE);
+    // A file that does not fit is refused before any of it is written, however large.
+    const big = path.join(store, 'big.bin');
+    fs.writeFileSync(big, Buffer.alloc(1024 * 1024 + 1, 7));
+    r = strata(store, ['write', 'web1', big]);
+    expect(r.status).toBe(ERROR_CODES.E_RANGE);
+    expectOneLine(r.stderr, /big\.bin \(1048577 bytes\) runs past the end of image web1/);
     r = strata(store, ['read', 'web1', '--offset', '1M', '--length', '1']);
     expect(r.status).toBe(ERROR_CODES.E_RANGE);
     expect(strataOk(store, ['read', 'web1']).out.equals(before)).toBe(true);

@@ -5,6 +5,15 @@ import { StrataError } from '../../errors.js';
 import { runCommand } from '../context.js';
 import { parseBytes } from '../parse.js';
 
+function fileSizeOf(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new StrataError('E_NOT_FOUND', `no such file: ${file}`);
+    throw new StrataError('E_IO', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code}`);
+  }
+}
+
 export const writeCommand = () =>
   new Command('write')
     .description('write a file (or stdin) into a writable image at an offset, then flush')
@@ -21,10 +30,16 @@ export const writeCommand = () =>
           let ok = false;
           try {
             if (offset > img.size) throw new StrataError('E_RANGE', `offset ${offset} is beyond the end of image ${name} (${img.size} bytes)`);
+            // A file's size is known: refuse before writing anything rather than part-way.
+            const fileSize = file === '-' ? undefined : fileSizeOf(file);
+            if (fileSize !== undefined && offset + fileSize > img.size) {
+              throw new StrataError('E_RANGE', `${file} (${fileSize} bytes) runs past the end of image ${name} (${img.size} bytes) at offset ${offset}`);
+            }
             const input = file === '-' ? process.stdin : fs.createReadStream(file, { highWaterMark: 1 << 20 });
             for await (const chunk of input as AsyncIterable<Buffer>) {
               if (pos + chunk.length > img.size) {
-                // Nothing has been flushed: the image is left exactly as it was.
+                // Unflushed writes are dropped below. From stdin, more than the dirty limit
+                // (64 MiB) before this point has already been flushed and stays written.
                 throw new StrataError('E_RANGE', `input runs past the end of image ${name} (${img.size} bytes) at offset ${pos + chunk.length}`);
               }
               img.write(pos, chunk);
