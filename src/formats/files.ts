@@ -43,12 +43,14 @@ export interface ExportOptions {
   clusterSize?: string;
   compress?: boolean;
   chain?: boolean;
+  /** fsync the output before returning (default: no, like qemu-img convert). */
+  sync?: boolean;
 }
 
 export function exportFile(store: Store, name: string, file: string, opts: ExportOptions = {}): { files: string[]; size: number; dataBytes: number } {
   const format = checkFormat(opts.format) ?? 'raw';
   if (format === 'qcow2') throw unsupported('qcow2 export is not built yet');
   if (opts.chain || opts.compress) throw badInput('--chain and --compress apply to --format qcow2 only');
-  const r = exportRaw(store, name, file);
+  const r = exportRaw(store, name, file, { sync: opts.sync });
   return { files: [file], ...r };
 }
