@@ -8,7 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const STRATA_MAIN = path.join(ROOT, 'dist', 'cli', 'main.js');
+// The `strata` bin (package.json): the bundle built by npm run build.
+export const STRATA_MAIN = path.join(ROOT, 'dist', 'cli', 'strata.js');
 
 const TOOLS = [
   { bin: 'qemu-img', pkg: 'qemu-utils', required: true },

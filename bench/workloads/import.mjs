@@ -90,7 +90,7 @@ export async function importWorkload(ctx) {
         peer: fig(r.b, 'ms'),
         target: '≤ 1.0×',
         met: r.a.median / r.b.median <= 1.0,
-        note: 'strata export fsyncs the output file before exiting; qemu-img convert does not',
+        note: 'neither side fsyncs the output (strata export --sync would)',
       });
       rmFile(qcow);
     }

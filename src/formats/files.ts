@@ -140,6 +140,8 @@ export interface ExportOptions {
   clusterSize?: number;
   compress?: boolean;
   chain?: boolean;
+  /** Raw: fsync the output before returning (default: no, like qemu-img convert). qcow2 output is always synced. */
+  sync?: boolean;
 }
 
 export interface ExportResult {
@@ -170,7 +172,7 @@ export function exportFile(store: Store, name: string, file: string, opts: Expor
   const format = checkFormat(opts.format) ?? 'raw';
   if (format === 'raw') {
     if (opts.chain || opts.compress) throw badInput('--chain and --compress apply to --format qcow2 only');
-    const r = exportRaw(store, name, file);
+    const r = exportRaw(store, name, file, { sync: opts.sync });
     return { files: [file], ...r };
   }
   const rec = getImage(store.db, name);

@@ -82,8 +82,12 @@ export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'rea
   }
 }
 
-/** Writes an image to a raw file, leaving holes where it reads zeros. */
-export function exportRaw(store: Store, name: string, file: string): { size: number; dataBytes: number } {
+/**
+ * Writes an image to a raw file, leaving holes where it reads zeros. Like
+ * qemu-img convert, the output is left to the page cache unless `sync` asks
+ * for an fsync before returning.
+ */
+export function exportRaw(store: Store, name: string, file: string, opts: { sync?: boolean } = {}): { size: number; dataBytes: number } {
   const img = openImage(store, name);
   let fd: number | undefined;
   try {
@@ -94,17 +98,18 @@ export function exportRaw(store: Store, name: string, file: string): { size: num
     }
     fs.ftruncateSync(fd, img.size);
     let dataBytes = 0;
+    const scratch = Buffer.allocUnsafe(CHUNK);
     for (const ext of extentWindows(img)) {
       if (ext.kind !== 'data') continue;
       for (let off = ext.offset; off < ext.offset + ext.length; off += CHUNK) {
         const n = Math.min(CHUNK, ext.offset + ext.length - off);
-        const buf = img.read(off, n);
+        const buf = img.readInto(off, n, scratch);
         let put = 0;
         while (put < n) put += fs.writeSync(fd, buf, put, n - put, off + put);
         dataBytes += n;
       }
     }
-    fs.fsyncSync(fd);
+    if (opts.sync) fs.fsyncSync(fd);
     return { size: img.size, dataBytes };
   } catch (e) {
     const err = e as NodeJS.ErrnoException;

@@ -2,6 +2,7 @@
 import type Database from 'better-sqlite3';
 import { StrataError, corrupt, notFound } from '../errors.js';
 import type { ImageId, ImageKind, ImageName, ImageRecord } from './types.js';
+import { prepared } from './statements.js';
 
 interface ImageRow {
   id: number;
@@ -34,7 +35,7 @@ function toRecord(r: ImageRow): ImageRecord {
 }
 
 export function findImage(db: Database.Database, name: string): ImageRecord | undefined {
-  const r = db.prepare(`SELECT ${COLS} FROM images WHERE name = ?`).get(name) as ImageRow | undefined;
+  const r = prepared(db, `SELECT ${COLS} FROM images WHERE name = ?`).get(name) as ImageRow | undefined;
   return r && toRecord(r);
 }
 
@@ -45,17 +46,17 @@ export function getImage(db: Database.Database, name: string): ImageRecord {
 }
 
 export function getImageById(db: Database.Database, id: ImageId): ImageRecord {
-  const r = db.prepare(`SELECT ${COLS} FROM images WHERE id = ?`).get(id) as ImageRow | undefined;
+  const r = prepared(db, `SELECT ${COLS} FROM images WHERE id = ?`).get(id) as ImageRow | undefined;
   if (!r) throw corrupt(`image id ${id} is referenced but missing`, { id });
   return toRecord(r);
 }
 
 export function listImages(db: Database.Database): ImageRecord[] {
-  return (db.prepare(`SELECT ${COLS} FROM images ORDER BY name`).all() as ImageRow[]).map(toRecord);
+  return (prepared(db, `SELECT ${COLS} FROM images ORDER BY name`).all() as ImageRow[]).map(toRecord);
 }
 
 export function childrenOf(db: Database.Database, id: ImageId): ImageRecord[] {
-  return (db.prepare(`SELECT ${COLS} FROM images WHERE parent_id = ? ORDER BY name`).all(id) as ImageRow[]).map(toRecord);
+  return (prepared(db, `SELECT ${COLS} FROM images WHERE parent_id = ? ORDER BY name`).all(id) as ImageRow[]).map(toRecord);
 }
 
 /** The image and its ancestors, nearest first. A loop or a missing parent is corruption. */
@@ -65,7 +66,7 @@ export function chainOf(db: Database.Database, image: ImageRecord): ImageRecord[
   let cur = image;
   while (cur.parentId !== null) {
     if (seen.has(cur.parentId)) throw corrupt(`image ${image.name} has a parent chain that loops`, { image: image.name });
-    const r = db.prepare(`SELECT ${COLS} FROM images WHERE id = ?`).get(cur.parentId) as ImageRow | undefined;
+    const r = prepared(db, `SELECT ${COLS} FROM images WHERE id = ?`).get(cur.parentId) as ImageRow | undefined;
     if (!r) throw corrupt(`image ${cur.name} names parent id ${cur.parentId}, which is missing`, { image: cur.name });
     cur = toRecord(r);
     seen.add(cur.id);
@@ -121,10 +122,10 @@ export function updateImage(
     sets.push(`${col[k]} = ?`);
     vals.push(k === 'source' || k === 'labels' ? (v == null ? null : JSON.stringify(v)) : v);
   }
-  db.prepare(`UPDATE images SET ${sets.join(', ')} WHERE id = ?`).run(...vals, id);
+  prepared(db, `UPDATE images SET ${sets.join(', ')} WHERE id = ?`).run(...vals, id);
 }
 
 export function deleteImageRow(db: Database.Database, id: ImageId): void {
-  db.prepare('DELETE FROM segments WHERE image_id = ?').run(id);
-  db.prepare('DELETE FROM images WHERE id = ?').run(id);
+  prepared(db, 'DELETE FROM segments WHERE image_id = ?').run(id);
+  prepared(db, 'DELETE FROM images WHERE id = ?').run(id);
 }

@@ -2,18 +2,19 @@
 import type Database from 'better-sqlite3';
 import { INHERIT, SEGMENT_ENTRIES, isSlotEntry, type ImageId, type SegmentIndex } from './types.js';
 import { segDecode, segEncode, type Segment } from './segment.js';
+import { prepared } from './statements.js';
 
 export function loadSegment(db: Database.Database, image: ImageId, seg: SegmentIndex): Segment {
-  const row = db.prepare('SELECT entries FROM segments WHERE image_id = ? AND seg = ?').get(image, seg) as { entries: Buffer } | undefined;
+  const row = prepared(db, 'SELECT entries FROM segments WHERE image_id = ? AND seg = ?').get(image, seg) as { entries: Buffer } | undefined;
   return row ? segDecode(row.entries, `${image}/${seg}`) : INHERIT;
 }
 
 export function saveSegment(db: Database.Database, image: ImageId, seg: SegmentIndex, s: Segment): void {
   if (s === INHERIT) {
-    db.prepare('DELETE FROM segments WHERE image_id = ? AND seg = ?').run(image, seg);
+    prepared(db, 'DELETE FROM segments WHERE image_id = ? AND seg = ?').run(image, seg);
     return;
   }
-  db.prepare('INSERT INTO segments(image_id, seg, entries) VALUES (?, ?, ?) ON CONFLICT(image_id, seg) DO UPDATE SET entries = excluded.entries').run(
+  prepared(db, 'INSERT INTO segments(image_id, seg, entries) VALUES (?, ?, ?) ON CONFLICT(image_id, seg) DO UPDATE SET entries = excluded.entries').run(
     image,
     seg,
     segEncode(s),

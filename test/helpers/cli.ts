@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 
-export const STRATA_BIN = path.resolve('dist/cli/main.js');
+export const STRATA_BIN = path.resolve('dist/cli/strata.js');
 
 export interface CliResult {
   status: number;

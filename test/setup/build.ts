@@ -3,4 +3,6 @@ import { execFileSync } from 'node:child_process';
 
 export default function setup(): void {
   execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
+  // The `strata` bin is the bundle of dist/cli/main.js (scripts/bundle-cli.mjs): CLI tests run that.
+  execFileSync(process.execPath, ['scripts/bundle-cli.mjs'], { stdio: 'inherit' });
 }

@@ -12,7 +12,8 @@ export const exportCommand = () =>
     .option('--cluster-size <size>', 'qcow2 cluster size, 512 to 2M', '64K')
     .option('-c, --compress', 'qcow2: deflate-compress clusters')
     .option('--chain', 'qcow2: one file per layer, each backed by the one below (written beside FILE as NAME.qcow2)')
-    .action(async (name: string, file: string, o: { format: string; clusterSize: string; compress?: boolean; chain?: boolean }, cmd: Command) =>
+    .option('--sync', 'raw: fsync the output before exiting (default: leave it to the page cache, like qemu-img convert)')
+    .action(async (name: string, file: string, o: { format: string; clusterSize: string; compress?: boolean; chain?: boolean; sync?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => exportFile(await ctx.store(), name, file, { ...o, clusterSize: parseBytes(o.clusterSize, 'cluster size') }),

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import { Command } from 'commander';
 import { badInput } from '../../errors.js';
-import { startNbdServer, DEFAULT_PORT } from '../../nbd/server.js';
-import { storeCatalog } from '../../nbd/store-catalog.js';
+// The NBD server (node:net, node:tls) is loaded only when serve runs: every other command starts faster.
+const DEFAULT_PORT = 10809; // nbd/server.ts DEFAULT_PORT, the IANA port for NBD
 import { runCommand } from '../context.js';
 import { parseBytes } from '../parse.js';
 
@@ -66,6 +66,7 @@ export const serveCommand = () =>
           const tlsKey = readPem(o.tlsKey, 'TLS key');
           const tls = tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey, ca: readPem(o.tlsCa, 'TLS CA') } : undefined;
 
+          const [{ startNbdServer }, { storeCatalog }] = await Promise.all([import('../../nbd/server.js'), import('../../nbd/store-catalog.js')]);
           const store = await ctx.store();
           const catalog = storeCatalog(store, names);
           let server;
