@@ -1,6 +1,6 @@
 /** Wires the commands into one commander program. Nothing here does work. */
 import { Command } from 'commander';
-import { createRequire } from 'node:module';
+import { STRATA_VERSION } from './version.js';
 import { cloneCommand } from './commands/clone.js';
 import { createCommand } from './commands/create.js';
 import { demoCommand } from './commands/demo.js';
@@ -28,12 +28,11 @@ import { rebaseCommand } from './commands/rebase.js';
 import { resizeCommand } from './commands/resize.js';
 import { statsCommand } from './commands/stats.js';
 
-const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 export function buildProgram(): Command {
   const program = new Command('strata')
     .description('copy-on-write disk images: layered, deduplicated, cloned instantly, served over NBD')
-    .version(pkg.version, '-V, --version')
+    .version(STRATA_VERSION, '-V, --version')
     .option('--store <dir>', 'store directory (default: $STRATA_STORE, else $XDG_DATA_HOME/strata)')
     .option('--json', 'print results as JSON')
     .option('--log-level <level>', 'pino log level on stderr: debug, info, warn, error', undefined)

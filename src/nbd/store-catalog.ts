@@ -13,6 +13,8 @@ import { isFrozen } from '../store/types.js';
 import { notFound } from '../errors.js';
 import type { ExportCatalog } from './exports.js';
 
+const SERVE_DIRTY_LIMIT = 16 * 1024 * 1024;
+
 export interface StoreCatalog extends ExportCatalog {
   /** Flushes and closes every image the catalog holds open. */
   closeAll(): void;
@@ -31,7 +33,9 @@ function pinned(img: Image): BlockDevice {
 
 export function storeCatalog(store: Store, names?: readonly string[]): StoreCatalog {
   const held = new Map<string, Image>();
-  const open = (name: string) => openImage(store, name, { writable: !isFrozen(getImage(store.db, name)) });
+  // A server holds many exports for a long time: a smaller write-back window (flushed
+  // by itself when full) keeps its memory bounded, at the cost of more frequent syncs.
+  const open = (name: string) => openImage(store, name, { writable: !isFrozen(getImage(store.db, name)), dirtyLimit: SERVE_DIRTY_LIMIT });
   if (names && names.length > 0) {
     try {
       for (const n of names) if (!held.has(n)) held.set(n, open(n));

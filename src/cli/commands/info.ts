@@ -1,6 +1,6 @@
-import { createRequire } from 'node:module';
 import { Command } from 'commander';
 import { nativeStatus } from '../../store/native.js';
+import { STRATA_VERSION } from '../version.js';
 import { chainOf, getImage } from '../../store/catalog.js';
 import type { Store } from '../../store/store.js';
 import { BLOCK_SIZE } from '../../store/types.js';
@@ -56,7 +56,7 @@ export function describeStore(store: Store): StoreInfo {
     slotsInUse: store.db.prepare('SELECT count(*) FROM blocks').pluck().get() as number,
     native: nativeStatus(),
     node: process.version,
-    strata: (createRequire(import.meta.url)('../../../package.json') as { version: string }).version,
+    strata: STRATA_VERSION,
   };
 }
 
