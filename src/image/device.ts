@@ -42,3 +42,11 @@ export interface BlockDevice {
   extents(offset: number, length: number): Extent[];
   close(): void;
 }
+
+/** Appends `e` to `out`, merging it into the last extent when they touch and say the same thing. Empty extents are dropped. */
+export function appendExtent<E extends Extent>(out: E[], e: E): void {
+  if (e.length <= 0) return;
+  const last = out[out.length - 1];
+  if (last && last.kind === e.kind && last.depth === e.depth && last.offset + last.length === e.offset) last.length += e.length;
+  else out.push(e);
+}

@@ -7,7 +7,7 @@
  * A crash loses unflushed writes and nothing else.
  */
 import { StrataError } from '../errors.js';
-import type { BlockDevice, Extent, ExtentKind } from './device.js';
+import { appendExtent, type BlockDevice, type Extent, type ExtentKind } from './device.js';
 import { acquireLease, releaseLease, type LeaseId } from '../store/leases.js';
 import { chainOf, getImage, updateImage } from '../store/catalog.js';
 import { loadSegment, saveSegment } from '../store/maps.js';
@@ -412,11 +412,7 @@ export class Image implements BlockDevice {
     const out: Extent[] = [];
     const push = (start: number, end: number, kind: ExtentKind) => {
       const s = Math.max(start, offset);
-      const e = Math.min(end, offset + length, this.size);
-      if (e <= s) return;
-      const last = out[out.length - 1];
-      if (last && last.kind === kind && last.offset + last.length === s) last.length += e - s;
-      else out.push({ offset: s, length: e - s, kind });
+      appendExtent(out, { offset: s, length: Math.min(end, offset + length, this.size) - s, kind });
     };
     const kindOf = (e: number): ExtentKind => (e >= 2 ? 'data' : e === ZERO ? 'zero' : 'hole');
     const dirtySegs = new Set<number>();

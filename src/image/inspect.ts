@@ -9,7 +9,7 @@ import { countSlotRefs, loadSegment, segmentsOf } from '../store/maps.js';
 import { metaNumber, type Store } from '../store/store.js';
 import { segGet, type Segment } from '../store/segment.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
-import type { Extent, ExtentKind } from './device.js';
+import { appendExtent, type Extent, type ExtentKind } from './device.js';
 import { blocksIn, resolveFrozen } from './resolve.js';
 import { chainSegments, referencedBlocks } from './usage.js';
 
@@ -61,12 +61,8 @@ export function mapImage(store: Store, name: string): { image: string; size: num
   const img = getImage(store.db, name);
   const chain = chainOf(store.db, img);
   const out: Extent[] = [];
-  const push = (offset: number, length: number, kind: ExtentKind, depth: number) => {
-    const last = out[out.length - 1];
-    const d = kind === 'hole' ? undefined : depth;
-    if (last && last.kind === kind && last.depth === d && last.offset + last.length === offset) last.length += length;
-    else out.push(d === undefined ? { offset, length, kind } : { offset, length, kind, depth: d });
-  };
+  const push = (offset: number, length: number, kind: ExtentKind, depth: number) =>
+    appendExtent(out, kind === 'hole' ? { offset, length, kind } : { offset, length, kind, depth });
   const blocks = blocksIn(img.virtualSize);
   const present = new Set(chainSegments(store, chain));
   for (let seg = 0; seg * SEGMENT_ENTRIES < blocks; seg++) {
@@ -193,11 +189,7 @@ export function ownExtents(store: Store, img: ImageRecord, offset: number, lengt
   const end = Math.min(offset + length, img.virtualSize);
   const push = (start: number, stop: number, kind: ExtentKind) => {
     const s = Math.max(start, offset);
-    const e = Math.min(stop, end);
-    if (e <= s) return;
-    const last = out[out.length - 1];
-    if (last && last.kind === kind && last.offset + last.length === s) last.length += e - s;
-    else out.push({ offset: s, length: e - s, kind });
+    appendExtent(out, { offset: s, length: Math.min(stop, end) - s, kind });
   };
   const kindOf = (e: number): ExtentKind => (e >= 2 ? 'data' : e === 1 ? 'zero' : 'hole');
   const segBytes = SEGMENT_ENTRIES * 4096;

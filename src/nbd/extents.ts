@@ -8,7 +8,7 @@
  * clipped and any gap is reported as data, the answer that is always safe
  * (the client reads it and gets the real bytes).
  */
-import type { BlockDevice, ExtentKind } from '../image/device.js';
+import { appendExtent, type BlockDevice, type ExtentKind } from '../image/device.js';
 import { STATE_HOLE, STATE_ZERO, type StatusDescriptor } from './protocol.js';
 
 export interface Run {
@@ -21,11 +21,7 @@ export function runsFor(device: BlockDevice, offset: number, length: number): Ru
   const end = offset + length;
   const runs: Run[] = [];
   let at = offset;
-  const push = (o: number, l: number, kind: ExtentKind) => {
-    const last = runs[runs.length - 1];
-    if (last && last.kind === kind && last.offset + last.length === o) last.length += l;
-    else runs.push({ offset: o, length: l, kind });
-  };
+  const push = (o: number, l: number, kind: ExtentKind) => appendExtent(runs, { offset: o, length: l, kind });
   for (const e of device.extents(offset, length)) {
     const s = Math.max(e.offset, at);
     const t = Math.min(e.offset + e.length, end);

@@ -5,7 +5,7 @@
 import { closeSync, openSync, readSync, realpathSync, existsSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { StrataError, badInput, corrupt, notFound, unsupported } from '../../errors.js';
-import type { Extent, ExtentKind } from '../../image/device.js';
+import { appendExtent, type Extent, type ExtentKind } from '../../image/device.js';
 import { decompressCluster } from './compress.js';
 import { ImageFile, hex } from './file.js';
 import { MAX_BACKING_NAME, Qcow2Header, isQcow2Magic, parseHeader } from './header.js';
@@ -234,15 +234,8 @@ class Reader implements Qcow2Reader {
   extents(offset: number, length: number): Extent[] {
     this.checkRange(offset, length);
     const out: Extent[] = [];
-    const push = (start: number, len: number, kind: ExtentKind) => {
-      if (len <= 0) return;
-      const last = out[out.length - 1];
-      if (last && last.kind === kind && last.offset + last.length === start) {
-        last.length += len;
-        return;
-      }
-      out.push(kind === 'hole' ? { offset: start, length: len, kind } : { offset: start, length: len, kind, depth: 0 });
-    };
+    const push = (start: number, len: number, kind: ExtentKind) =>
+      appendExtent(out, kind === 'hole' ? { offset: start, length: len, kind } : { offset: start, length: len, kind, depth: 0 });
     const cs = this.cs;
     const end = offset + length;
     const perL2 = this.mapper.l2PerTable * cs;
