@@ -4,7 +4,7 @@
  * store holds either no image or the whole one; a half-built hidden image is
  * dropped by the next recovery (see recoverAbandoned).
  */
-import { assertNameFree, getImage, insertImage, listImages, updateImage } from '../store/catalog.js';
+import { assertNameFree, getImage, insertImage, listImagesWithPrefix, updateImage } from '../store/catalog.js';
 import { imageName } from '../store/names.js';
 import type { Store } from '../store/store.js';
 import type { ImageName, ImageRecord } from '../store/types.js';
@@ -66,7 +66,7 @@ export function importSource(store: Store, src: ImportSource, name: string, opts
 
 /** Drops hidden images left by imports whose process died. Returns how many. */
 export function recoverAbandoned(store: Store): number {
-  const hidden = listImages(store.db).filter((i) => i.name.startsWith(HIDDEN_PREFIX));
+  const hidden = listImagesWithPrefix(store.db, HIDDEN_PREFIX);
   if (hidden.length === 0) return 0;
   return store.write(() => {
     let n = 0;

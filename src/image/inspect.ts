@@ -4,7 +4,7 @@
  * Everything here is decided from the maps: equal slot numbers mean equal
  * content, because the store keeps each distinct block once.
  */
-import { chainOf, getImage, listImages } from '../store/catalog.js';
+import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
 import { countSlotRefs, loadSegment, segmentsOf } from '../store/maps.js';
 import { metaNumber, type Store } from '../store/store.js';
 import { segGet, type Segment } from '../store/segment.js';
@@ -174,7 +174,7 @@ function usageOf(store: Store, img: ImageRecord, refcounts: Uint32Array): ImageU
 /** Usage of the named images, or of every visible image. Read in one snapshot so the figures agree. */
 export function diskUsageOf(store: Store, names: readonly string[] = []): ImageUsage[] {
   return store.db.transaction(() => {
-    const images = names.length > 0 ? names.map((n) => getImage(store.db, n)) : listImages(store.db).filter((i) => !i.name.startsWith('.'));
+    const images = names.length > 0 ? names.map((n) => getImage(store.db, n)) : listVisibleImages(store.db);
     const refcounts = refcountTable(store);
     return images.map((i) => usageOf(store, i, refcounts));
   }).deferred();

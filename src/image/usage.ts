@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { chainOf, listImages } from '../store/catalog.js';
+import { chainOf, listVisibleImages } from '../store/catalog.js';
 import { segmentsOf } from '../store/maps.js';
 import { DB_FILE, type Store } from '../store/store.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
@@ -106,7 +106,7 @@ function fileSize(p: string): number {
 export function storeStats(store: Store): StoreStats {
   // One read snapshot, so the figures add up even while others write.
   const maps = store.db.transaction(() => {
-    const images = listImages(store.db).filter((i) => !i.name.startsWith('.'));
+    const images = listVisibleImages(store.db);
     let logical = 0;
     let referenced = 0;
     let own = 0;

@@ -7,7 +7,7 @@
  */
 import type { BlockDevice } from '../image/device.js';
 import { openImage, type Image } from '../image/image.js';
-import { getImage, listImages } from '../store/catalog.js';
+import { getImage, listVisibleImages } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
 import { isFrozen } from '../store/types.js';
 import { notFound } from '../errors.js';
@@ -46,7 +46,7 @@ export function storeCatalog(store: Store, names?: readonly string[]): StoreCata
   }
   return {
     list() {
-      const visible = listImages(store.db).filter((i) => !i.name.startsWith('.'));
+      const visible = listVisibleImages(store.db);
       return visible
         .filter((i) => !names?.length || names.includes(i.name))
         .map((i) => ({ name: i.name, description: `${i.kind}${isFrozen(i) ? ' (read-only)' : ''}, ${i.virtualSize} bytes` }));

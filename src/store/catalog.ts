@@ -51,8 +51,29 @@ export function getImageById(db: Database.Database, id: ImageId): ImageRecord {
   return toRecord(r);
 }
 
+/** Every image, strata's own hidden ones (imports under construction) included. */
 export function listImages(db: Database.Database): ImageRecord[] {
   return (prepared(db, `SELECT ${COLS} FROM images ORDER BY name`).all() as ImageRow[]).map(toRecord);
+}
+
+/**
+ * Names starting with '.' are strata's own: imageName() never accepts one, so
+ * a user never sees or names them.
+ */
+const VISIBLE = "substr(name, 1, 1) <> '.'";
+
+/** The images a user sees. */
+export function listVisibleImages(db: Database.Database): ImageRecord[] {
+  return (prepared(db, `SELECT ${COLS} FROM images WHERE ${VISIBLE} ORDER BY name`).all() as ImageRow[]).map(toRecord);
+}
+
+export function countVisibleImages(db: Database.Database): number {
+  return prepared(db, `SELECT count(*) FROM images WHERE ${VISIBLE}`).pluck().get() as number;
+}
+
+/** Images whose name starts with `prefix`, found through the name index rather than a scan of the catalog. */
+export function listImagesWithPrefix(db: Database.Database, prefix: string): ImageRecord[] {
+  return (prepared(db, `SELECT ${COLS} FROM images WHERE name >= ? AND substr(name, 1, ?) = ? ORDER BY name`).all(prefix, prefix.length, prefix) as ImageRow[]).map(toRecord);
 }
 
 export function childrenOf(db: Database.Database, id: ImageId): ImageRecord[] {

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
-import { findImage, listImages } from '../../store/catalog.js';
+import { findImage, listVisibleImages } from '../../store/catalog.js';
 import type { Store } from '../../store/store.js';
 import { cloneImage, removeImages } from '../../image/lifecycle.js';
 import { openImage } from '../../image/image.js';
@@ -111,7 +111,7 @@ export async function runDemo(store: Store, ctx: { json: boolean }): Promise<Dem
       img.close();
     });
 
-    const tree = imageForest(listImages(store.db).filter((i) => i.labels['strata.demo'] === '1' || i.name.startsWith('demo-')));
+    const tree = imageForest(listVisibleImages(store.db).filter((i) => i.labels['strata.demo'] === '1' || i.name.startsWith('demo-')));
     const stats = storeStats(store);
     return { images: ['demo-base', 'demo-apps', ...names], cloneMs, source, tree, stats };
   } finally {

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { nativeStatus } from '../../store/native.js';
 import { STRATA_VERSION } from '../version.js';
-import { chainOf, getImage } from '../../store/catalog.js';
+import { chainOf, countVisibleImages, getImage } from '../../store/catalog.js';
 import type { Store } from '../../store/store.js';
 import { BLOCK_SIZE } from '../../store/types.js';
 import { runCommand } from '../context.js';
@@ -52,7 +52,7 @@ export function describeStore(store: Store): StoreInfo {
   return {
     store: store.dir,
     schemaVersion: store.db.pragma('user_version', { simple: true }) as number,
-    images: store.db.prepare("SELECT count(*) FROM images WHERE name NOT LIKE '.%'").pluck().get() as number,
+    images: countVisibleImages(store.db),
     slotsInUse: store.db.prepare('SELECT count(*) FROM blocks').pluck().get() as number,
     native: nativeStatus(),
     node: process.version,

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { listImages } from '../../store/catalog.js';
+import { listVisibleImages } from '../../store/catalog.js';
 import { BLOCK_SIZE } from '../../store/types.js';
 import { runCommand } from '../context.js';
 import { humanBytes } from '../parse.js';
@@ -10,7 +10,7 @@ export const lsCommand = () =>
     runCommand(
       cmd,
       async (ctx) => {
-        const all = listImages((await ctx.store()).db).filter((i) => !i.name.startsWith('.'));
+        const all = listVisibleImages((await ctx.store()).db);
         const byId = new Map(all.map((i) => [i.id, i.name]));
         return all.map((i) => ({
           name: i.name,

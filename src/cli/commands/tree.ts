@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { listImages } from '../../store/catalog.js';
+import { listVisibleImages } from '../../store/catalog.js';
 import { BLOCK_SIZE, type ImageRecord } from '../../store/types.js';
 import { runCommand } from '../context.js';
 import { humanBytes } from '../parse.js';
@@ -13,10 +13,10 @@ export interface TreeNode {
   children: TreeNode[];
 }
 
+/** The forest of the given images (callers pass the visible ones). */
 export function imageForest(images: readonly ImageRecord[]): TreeNode[] {
-  const visible = images.filter((i) => !i.name.startsWith('.'));
   const kids = new Map<number | null, ImageRecord[]>();
-  for (const i of visible) kids.set(i.parentId, [...(kids.get(i.parentId) ?? []), i]);
+  for (const i of images) kids.set(i.parentId, [...(kids.get(i.parentId) ?? []), i]);
   const build = (i: ImageRecord): TreeNode => ({
     name: i.name,
     kind: i.kind,
@@ -42,5 +42,5 @@ export function renderForest(forest: readonly TreeNode[]): string {
 
 export const treeCommand = () =>
   new Command('tree').description('show the forest of images: bases, layers and writable leaves').action(async (_o, cmd: Command) =>
-    runCommand(cmd, async (ctx) => imageForest(listImages((await ctx.store()).db)), (f) => renderForest(f)),
+    runCommand(cmd, async (ctx) => imageForest(listVisibleImages((await ctx.store()).db)), (f) => renderForest(f)),
   );
