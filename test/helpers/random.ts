@@ -1,14 +1,6 @@
-/** mulberry32: a seeded PRNG in [0, 1), so failures reproduce from the seed in the test name. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from './mulberry32.mjs';
+
+export { mulberry32 };
 
 /** mulberry32 with helpers for picking sizes, elements and bytes. */
 export function rng(seed: number) {
