@@ -4,6 +4,8 @@
  * none is left running.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { afterEach } from 'vitest';
+import type { RawClient } from './nbd-raw-client.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { notFound } from '../../src/errors.js';
@@ -50,4 +52,18 @@ export async function startFixture(
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A test file's fixture and raw clients, closed after each test: assign
+ * `scope.fx` in a test and push clients to `scope.clients`.
+ */
+export function fixtureScope(): { fx: Fixture | null; clients: RawClient[] } {
+  const scope = { fx: null as Fixture | null, clients: [] as RawClient[] };
+  afterEach(async () => {
+    for (const c of scope.clients.splice(0)) c.close();
+    await scope.fx?.close();
+    scope.fx = null;
+  });
+  return scope;
 }

@@ -2,32 +2,26 @@
  * Option haggling as the spec describes it, driven by a raw client.
  */
 import { statSync, existsSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { StrataError } from '../../src/errors.js';
 import { startNbdServer } from '../../src/nbd/server.js';
 import { CMD, FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, INFO, OPT, REP } from '../../src/nbd/protocol.js';
 import { MemoryDevice } from '../helpers/memory-device.js';
-import { startFixture, type Fixture } from '../helpers/nbd-fixture.js';
+import { fixtureScope, startFixture } from '../helpers/nbd-fixture.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
 
 const MiB = 1024 * 1024;
-let fx: Fixture | null = null;
-const clients: RawClient[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  await fx?.close();
-  fx = null;
-});
+const scope = fixtureScope();
 
 async function connect(): Promise<RawClient> {
-  const c = await RawClient.connect(fx!.socketPath);
-  clients.push(c);
+  const c = await RawClient.connect(scope.fx!.socketPath);
+  scope.clients.push(c);
   return c;
 }
 
 describe('handshake', () => {
   it('greets with fixed newstyle and no-zeroes, and answers unknown options with ERR_UNSUP', async () => {
-    fx = await startFixture({ disk: new MemoryDevice(MiB) });
+    scope.fx = await startFixture({ disk: new MemoryDevice(MiB) });
     const c = await connect();
     expect(await c.greet()).toBe(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
     expect((await c.option(99))[0].type).toBe(REP.ERR_UNSUP);
@@ -40,7 +34,7 @@ describe('handshake', () => {
   });
 
   it('INFO describes an export without entering transmission; GO on an unknown export errors', async () => {
-    fx = await startFixture({ disk: new MemoryDevice(3 * MiB, true) });
+    scope.fx = await startFixture({ disk: new MemoryDevice(3 * MiB, true) });
     const c = await connect();
     await c.greet();
     const info = await c.option(OPT.INFO, RawClient.goData('disk', [INFO.NAME, INFO.DESCRIPTION, INFO.BLOCK_SIZE]));
@@ -59,7 +53,7 @@ describe('handshake', () => {
   });
 
   it('meta contexts need structured replies and name base:allocation', async () => {
-    fx = await startFixture({ disk: new MemoryDevice(MiB) });
+    scope.fx = await startFixture({ disk: new MemoryDevice(MiB) });
     const c = await connect();
     await c.greet();
     expect((await c.option(OPT.SET_META_CONTEXT, RawClient.metaData('disk', ['base:allocation'])))[0].type).toBe(REP.ERR_INVALID);
@@ -80,7 +74,7 @@ describe('handshake', () => {
   });
 
   it('EXPORT_NAME enters transmission with a no-zeroes reply; an unknown name hangs up', async () => {
-    fx = await startFixture({ disk: new MemoryDevice(MiB) });
+    scope.fx = await startFixture({ disk: new MemoryDevice(MiB) });
     const c = await connect();
     await c.greet();
     c.sendOption(OPT.EXPORT_NAME, Buffer.from('disk'));
@@ -107,7 +101,7 @@ describe('handshake', () => {
     });
     try {
       const c = await RawClient.connect(socketPath);
-      clients.push(c);
+      scope.clients.push(c);
       await c.greet();
       const r = await c.option(OPT.GO, RawClient.goData('leaf'));
       expect(r[0].type).toBe(REP.ERR_POLICY);
@@ -121,14 +115,14 @@ describe('handshake', () => {
 describe('server lifecycle', () => {
   it('creates the socket 0600, and close() flushes and closes open devices and removes it', async () => {
     const dev = new MemoryDevice(MiB);
-    fx = await startFixture({ disk: dev });
-    expect(statSync(fx.socketPath).mode & 0o777).toBe(0o600);
-    const c = await RawClient.open(fx.socketPath, 'disk');
-    clients.push(c);
+    scope.fx = await startFixture({ disk: dev });
+    expect(statSync(scope.fx.socketPath).mode & 0o777).toBe(0o600);
+    const c = await RawClient.open(scope.fx.socketPath, 'disk');
+    scope.clients.push(c);
     await c.call(CMD.WRITE, 0, 1, 0, Buffer.from('x'));
-    const path = fx.socketPath;
-    await fx.close();
-    fx = null;
+    const path = scope.fx.socketPath;
+    await scope.fx.close();
+    scope.fx = null;
     expect(dev.flushes).toBeGreaterThan(0);
     expect(dev.closed).toBe(true);
     expect(existsSync(path)).toBe(false);
@@ -136,8 +130,8 @@ describe('server lifecycle', () => {
   });
 
   it('refuses to start on a socket another server is listening on', async () => {
-    fx = await startFixture({ disk: new MemoryDevice(MiB) });
-    await expect(startNbdServer({ socketPath: fx.socketPath, catalog: { list: () => [], open: () => { throw new Error(); } } })).rejects.toMatchObject({ code: 'E_BUSY' });
+    scope.fx = await startFixture({ disk: new MemoryDevice(MiB) });
+    await expect(startNbdServer({ socketPath: scope.fx.socketPath, catalog: { list: () => [], open: () => { throw new Error(); } } })).rejects.toMatchObject({ code: 'E_BUSY' });
   });
 
   it('listens on TCP with an nbd:// address', async () => {

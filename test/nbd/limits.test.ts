@@ -2,11 +2,11 @@
  * Token buckets on a fake clock, then the limits end to end: a burst on a
  * limited export is measurably slowed, and another export is not.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RateLimiter, TokenBucket } from '../../src/nbd/limits.js';
 import { CMD } from '../../src/nbd/protocol.js';
 import { MemoryDevice } from '../helpers/memory-device.js';
-import { startFixture, type Fixture } from '../helpers/nbd-fixture.js';
+import { fixtureScope, startFixture } from '../helpers/nbd-fixture.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
 
 describe('TokenBucket', () => {
@@ -55,13 +55,7 @@ describe('RateLimiter', () => {
   });
 });
 
-let fx: Fixture | null = null;
-const clients: RawClient[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  await fx?.close();
-  fx = null;
-});
+const scope = fixtureScope();
 
 async function burst(c: RawClient, n: number, length = 4096): Promise<number> {
   const start = performance.now();
@@ -73,10 +67,10 @@ async function burst(c: RawClient, n: number, length = 4096): Promise<number> {
 
 describe('rate limits end to end', () => {
   it('iopsLimit slows a burst on its export, without delaying another export', async () => {
-    fx = await startFixture({ a: new MemoryDevice(1 << 20), b: new MemoryDevice(1 << 20) }, { iopsLimit: 100 });
-    const a = await RawClient.open(fx.socketPath, 'a');
-    const b = await RawClient.open(fx.socketPath, 'b');
-    clients.push(a, b);
+    scope.fx = await startFixture({ a: new MemoryDevice(1 << 20), b: new MemoryDevice(1 << 20) }, { iopsLimit: 100 });
+    const a = await RawClient.open(scope.fx.socketPath, 'a');
+    const b = await RawClient.open(scope.fx.socketPath, 'b');
+    scope.clients.push(a, b);
     const slow = burst(a, 250); // 100 from the burst, 150 at 100/s: ~1.5 s
     const t0 = performance.now();
     await burst(b, 20);
@@ -88,16 +82,16 @@ describe('rate limits end to end', () => {
   });
 
   it('without limits the same burst is fast', async () => {
-    fx = await startFixture({ a: new MemoryDevice(1 << 20) });
-    const a = await RawClient.open(fx.socketPath, 'a');
-    clients.push(a);
+    scope.fx = await startFixture({ a: new MemoryDevice(1 << 20) });
+    const a = await RawClient.open(scope.fx.socketPath, 'a');
+    scope.clients.push(a);
     expect(await burst(a, 250)).toBeLessThan(1000);
   });
 
   it('bandwidthLimit paces data', async () => {
-    fx = await startFixture({ a: new MemoryDevice(8 << 20) }, { bandwidthLimit: 2 << 20 });
-    const a = await RawClient.open(fx.socketPath, 'a');
-    clients.push(a);
+    scope.fx = await startFixture({ a: new MemoryDevice(8 << 20) }, { bandwidthLimit: 2 << 20 });
+    const a = await RawClient.open(scope.fx.socketPath, 'a');
+    scope.clients.push(a);
     // 4 MiB at 2 MiB/s with a 2 MiB burst: about 1 s.
     const ms = await burst(a, 64, 64 * 1024);
     expect(ms).toBeGreaterThan(800);

@@ -2,25 +2,19 @@
  * A raw-socket client sends what real clients never would, and checks that
  * each bad request costs at most its own connection.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { StrataError } from '../../src/errors.js';
 import { CMD, CMD_FLAG, NBD_ERRNO, REPLY_TYPE } from '../../src/nbd/protocol.js';
 import { MemoryDevice } from '../helpers/memory-device.js';
-import { startFixture, type Fixture } from '../helpers/nbd-fixture.js';
+import { fixtureScope, startFixture } from '../helpers/nbd-fixture.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
 
 const MiB = 1024 * 1024;
-let fx: Fixture | null = null;
-const clients: RawClient[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  await fx?.close();
-  fx = null;
-});
+const scope = fixtureScope();
 
 async function open(name: string, opts?: { structured?: boolean; meta?: boolean }): Promise<RawClient> {
-  const c = await RawClient.open(fx!.socketPath, name, opts);
-  clients.push(c);
+  const c = await RawClient.open(scope.fx!.socketPath, name, opts);
+  scope.clients.push(c);
   return c;
 }
 
@@ -28,7 +22,7 @@ describe('bad requests', () => {
   it('out-of-range read gets EINVAL and the connection keeps serving', async () => {
     const dev = new MemoryDevice(MiB);
     dev.write(0, Buffer.alloc(4096, 7));
-    fx = await startFixture({ disk: dev });
+    scope.fx = await startFixture({ disk: dev });
     for (const structured of [false, true]) {
       const c = await open('disk', { structured });
       expect((await c.call(CMD.READ, MiB - 512, 1024)).error).toBe(NBD_ERRNO.EINVAL);
@@ -45,7 +39,7 @@ describe('bad requests', () => {
   });
 
   it('unknown commands and flags get EINVAL without dropping the connection', async () => {
-    fx = await startFixture({ disk: new MemoryDevice(MiB) });
+    scope.fx = await startFixture({ disk: new MemoryDevice(MiB) });
     const c = await open('disk');
     expect((await c.call(42, 0, 0)).error).toBe(NBD_ERRNO.EINVAL);
     expect((await c.call(CMD.WRITE_ZEROES, 0, 4096, 1 << 9)).error).toBe(NBD_ERRNO.EINVAL);
@@ -55,7 +49,7 @@ describe('bad requests', () => {
   });
 
   it('a bad request magic drops only that connection', async () => {
-    fx = await startFixture({ disk: new MemoryDevice(MiB) });
+    scope.fx = await startFixture({ disk: new MemoryDevice(MiB) });
     const good = await open('disk');
     const bad = await open('disk');
     bad.request(CMD.READ, 0, 512, 0, undefined, 0xdeadbeef);
@@ -67,7 +61,7 @@ describe('bad requests', () => {
 
   it('a write larger than maxPayload is refused, then that client is disconnected', async () => {
     const dev = new MemoryDevice(MiB);
-    fx = await startFixture({ disk: dev }, { maxPayload: 64 * 1024 });
+    scope.fx = await startFixture({ disk: dev }, { maxPayload: 64 * 1024 });
     const c = await open('disk');
     const other = await open('disk');
     const r = await c.call(CMD.WRITE, 0, 64 * 1024 + 1, 0, Buffer.alloc(64 * 1024 + 1, 1));
@@ -82,7 +76,7 @@ describe('bad requests', () => {
   it('a read-only export refuses writes, trims and zeroes with EPERM', async () => {
     const dev = new MemoryDevice(MiB, true);
     dev.bytes.fill(9);
-    fx = await startFixture({ ro: dev });
+    scope.fx = await startFixture({ ro: dev });
     const c = await open('ro');
     expect(c.transmissionFlags & 2).toBe(2); // NBD_FLAG_READ_ONLY
     expect((await c.call(CMD.WRITE, 0, 4, 0, Buffer.alloc(4))).error).toBe(NBD_ERRNO.EPERM);
@@ -93,7 +87,7 @@ describe('bad requests', () => {
 
   it('device errors map to NBD errors: E_NO_SPACE→ENOSPC, E_READONLY→EPERM, E_RANGE→EINVAL, others→EIO', async () => {
     const dev = new MemoryDevice(MiB);
-    fx = await startFixture({ disk: dev });
+    scope.fx = await startFixture({ disk: dev });
     const c = await open('disk', { structured: true });
     const cases: [Error, number][] = [
       [new StrataError('E_NO_SPACE', 'full'), NBD_ERRNO.ENOSPC],
@@ -117,7 +111,7 @@ describe('bad requests', () => {
 describe('transmission', () => {
   it('answers many pipelined requests, each with its own handle', async () => {
     const dev = new MemoryDevice(4 * MiB);
-    fx = await startFixture({ disk: dev });
+    scope.fx = await startFixture({ disk: dev });
     const c = await open('disk', { structured: true });
     const reads = new Map<bigint, number>();
     const sent: bigint[] = [];
@@ -142,7 +136,7 @@ describe('transmission', () => {
     dev.write(4096, Buffer.alloc(4096, 0xaa));
     dev.write(20000, Buffer.alloc(100, 0xbb));
     dev.writeZeroes(65536, 65536);
-    fx = await startFixture({ disk: dev });
+    scope.fx = await startFixture({ disk: dev });
     const c = await open('disk', { structured: true });
     const r = await c.call(CMD.READ, 1000, 200_000);
     expect(r.error).toBe(0);
@@ -160,7 +154,7 @@ describe('transmission', () => {
     const dev = new MemoryDevice(MiB);
     dev.write(8192, Buffer.alloc(8192, 1));
     dev.writeZeroes(16384, 4096);
-    fx = await startFixture({ disk: dev });
+    scope.fx = await startFixture({ disk: dev });
     const c = await open('disk', { structured: true, meta: true });
     const r = await c.call(CMD.BLOCK_STATUS, 0, MiB);
     const p = r.chunks![0].payload;
@@ -178,7 +172,7 @@ describe('transmission', () => {
 
   it('FUA writes and FLUSH reach device.flush before the reply', async () => {
     const dev = new MemoryDevice(MiB);
-    fx = await startFixture({ disk: dev });
+    scope.fx = await startFixture({ disk: dev });
     const c = await open('disk');
     await c.call(CMD.WRITE, 0, 4, 0, Buffer.alloc(4, 1));
     expect(dev.flushes).toBe(0);
@@ -192,10 +186,10 @@ describe('transmission', () => {
 
   it('DISC answers outstanding requests, then closes; the last connection closes the device', async () => {
     const dev = new MemoryDevice(MiB);
-    fx = await startFixture({ disk: dev });
+    scope.fx = await startFixture({ disk: dev });
     const a = await open('disk');
     const b = await open('disk');
-    expect(fx.opened).toEqual(['disk']); // one device shared by both connections
+    expect(scope.fx.opened).toEqual(['disk']); // one device shared by both connections
     const h = a.request(CMD.WRITE, 0, 4, 0, Buffer.from('last'));
     a.request(CMD.DISC, 0, 0);
     a.request(CMD.READ, 0, 4); // after DISC: must be ignored
