@@ -36,7 +36,6 @@ export interface OpenOptions {
   dirtyLimit?: number;
 }
 
-const ZEROS = Buffer.alloc(BLOCK_SIZE);
 const segOf = (b: number): SegmentIndex => Math.floor(b / SEGMENT_ENTRIES) as SegmentIndex;
 
 export class Image implements BlockDevice {
@@ -242,15 +241,11 @@ export class Image implements BlockDevice {
       buf.set(data.subarray(from - offset, to - offset), from - b * BLOCK_SIZE);
       this.dirtyData.set(b, buf);
     };
-    if (fullEnd > fullStart) {
-      edge(offset, fullStart);
-      edge(fullEnd, end);
-    } else {
-      // Within one block, or across one block boundary without a whole block.
-      const mid = Math.min(end, fullStart);
-      edge(offset, mid);
-      edge(mid, end);
-    }
+    // The head runs to the first block boundary; the tail starts after the whole blocks,
+    // or at that boundary when there are none (a write within or across one boundary).
+    const headEnd = Math.min(end, fullStart);
+    edge(offset, headEnd);
+    edge(Math.max(fullEnd, headEnd), end);
     if (this.dirtyData.size * BLOCK_SIZE >= this.dirtyLimit) this.flush();
   }
 
@@ -274,11 +269,9 @@ export class Image implements BlockDevice {
     this.writeZeroes(offset, length);
   }
 
+  /** The unaligned edges of a zeroed range (under two blocks): read-modify-written like any write. */
   private writeZeroBytes(offset: number, length: number): void {
-    for (let done = 0; done < length; done += BLOCK_SIZE) {
-      const n = Math.min(BLOCK_SIZE, length - done);
-      this.write(offset + done, n === BLOCK_SIZE ? ZEROS : ZEROS.subarray(0, n));
-    }
+    this.write(offset, Buffer.alloc(length));
   }
 
   /**
@@ -386,11 +379,15 @@ export class Image implements BlockDevice {
       this.own.set(seg, segCompact(s));
       this.invalidate(seg);
     }
+    this.clearPending();
+    this.rec = { ...this.rec, ownBlocks, generation: this.rec.generation + 1 };
+  }
+
+  private clearPending(): void {
     this.dirtySegs.clear();
     this.dirtyData.clear();
     this.pendingRefs.clear();
     this.pendingOwnBlocks = 0;
-    this.rec = { ...this.rec, ownBlocks, generation: this.rec.generation + 1 };
   }
 
   /** Forgets every write since the last flush, as a crash would. */
@@ -399,10 +396,7 @@ export class Image implements BlockDevice {
       this.own.delete(seg);
       this.invalidate(seg);
     }
-    this.dirtySegs.clear();
-    this.dirtyData.clear();
-    this.pendingRefs.clear();
-    this.pendingOwnBlocks = 0;
+    this.clearPending();
   }
 
   // ---- allocation status -------------------------------------------------------
