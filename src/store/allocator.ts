@@ -10,14 +10,15 @@
 import type Database from 'better-sqlite3';
 import { StrataError } from '../errors.js';
 import { metaNumber, setMeta } from './store.js';
+import { prepared } from './statements.js';
 import { MAX_SLOT, type SlotNumber } from './types.js';
 
 /** Returns `n` free slots in ascending order, lowest first so new data lands in runs. */
 export function allocateSlots(db: Database.Database, n: number): SlotNumber[] {
   if (n === 0) return [];
-  const reused = db.prepare('SELECT slot FROM free_slots ORDER BY slot LIMIT ?').pluck().all(n) as number[];
+  const reused = prepared(db, 'SELECT slot FROM free_slots ORDER BY slot LIMIT ?').pluck().all(n) as number[];
   if (reused.length > 0) {
-    db.prepare('DELETE FROM free_slots WHERE slot IN (SELECT slot FROM free_slots ORDER BY slot LIMIT ?)').run(reused.length);
+    prepared(db, 'DELETE FROM free_slots WHERE slot IN (SELECT slot FROM free_slots ORDER BY slot LIMIT ?)').run(reused.length);
   }
   const fresh = n - reused.length;
   const next = metaNumber(db, 'next_slot');

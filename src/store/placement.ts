@@ -8,6 +8,7 @@
  */
 import { BLOCK_SIZE, ZERO, slotEntry, type MapEntry, type SlotNumber } from './types.js';
 import { allocateSlots } from './allocator.js';
+import { prepared } from './statements.js';
 import type { BlockHash } from './hash.js';
 import type { Store } from './store.js';
 import { faultPoint } from './faults.js';
@@ -28,9 +29,10 @@ const LOOKUP_BATCH = 500;
 function candidatesFor(store: Store, hashes: readonly BlockHash[]): Map<BlockHash, number[]> {
   const out = new Map<BlockHash, number[]>();
   const wanted = [...new Set(hashes.filter((h) => h !== -1))];
-  const full = store.db.prepare(`SELECT hash, slot FROM blocks WHERE hash IN (${Array(LOOKUP_BATCH).fill('?').join(',')})`).raw();
+  const full = prepared(store.db, `SELECT hash, slot FROM blocks WHERE hash IN (${Array(LOOKUP_BATCH).fill('?').join(',')})`).raw();
   for (let i = 0; i < wanted.length; i += LOOKUP_BATCH) {
     const part = wanted.slice(i, i + LOOKUP_BATCH);
+    // The last, shorter batch varies in size: prepared once, not cached.
     const stmt = part.length === LOOKUP_BATCH ? full : store.db.prepare(`SELECT hash, slot FROM blocks WHERE hash IN (${part.map(() => '?').join(',')})`).raw();
     for (const [h, slot] of stmt.all(...part) as [number, number][]) {
       const list = out.get(h);

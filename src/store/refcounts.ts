@@ -5,6 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import { corrupt } from '../errors.js';
+import { prepared } from './statements.js';
 import type { BlockHash } from './hash.js';
 import type { SlotNumber } from './types.js';
 
@@ -21,15 +22,15 @@ export function addRef(d: RefDeltas, slot: number, by: number): void {
  * hash of what was written to them; they get their block-index row here.
  */
 export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: Map<SlotNumber, BlockHash> = new Map()): void {
-  const insert = db.prepare('INSERT INTO blocks(slot, hash, refcount) VALUES (?, ?, ?)');
-  const get = db.prepare('SELECT refcount FROM blocks WHERE slot = ?').pluck();
-  const update = db.prepare('UPDATE blocks SET refcount = ? WHERE slot = ?');
-  const remove = db.prepare('DELETE FROM blocks WHERE slot = ?');
-  const free = db.prepare('INSERT OR IGNORE INTO free_slots(slot) VALUES (?)');
+  const insert = prepared(db, 'INSERT INTO blocks(slot, hash, refcount) VALUES (?, ?, ?)');
+  const get = prepared(db, 'SELECT refcount FROM blocks WHERE slot = ?').pluck();
+  const update = prepared(db, 'UPDATE blocks SET refcount = ? WHERE slot = ?');
+  const remove = prepared(db, 'DELETE FROM blocks WHERE slot = ?');
+  const free = prepared(db, 'INSERT OR IGNORE INTO free_slots(slot) VALUES (?)');
 
   // New index rows go in 200 to a statement: one SQLite call instead of one per slot.
   const rows: number[] = [];
-  const insertMany = db.prepare(`INSERT INTO blocks(slot, hash, refcount) VALUES ${Array(200).fill('(?, ?, ?)').join(',')}`);
+  const insertMany = prepared(db, `INSERT INTO blocks(slot, hash, refcount) VALUES ${Array(200).fill('(?, ?, ?)').join(',')}`);
   for (const [slot, hash] of fresh) {
     const d = deltas.get(slot) ?? 0;
     if (d > 0) rows.push(slot, hash, d);

@@ -15,6 +15,7 @@ import { openLocalBlocks, type BlockBackend } from './datafiles.js';
 import { loadXxh64, type HashFn } from './hash.js';
 import { Lru } from './lru.js';
 import { migrate } from './schema.js';
+import { prepared } from './statements.js';
 import type { Segment } from './segment.js';
 
 export interface StoreOptions {
@@ -125,10 +126,10 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
 }
 
 export function metaNumber(db: Database.Database, key: string): number {
-  const row = db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: number } | undefined;
+  const row = prepared(db, 'SELECT value FROM meta WHERE key = ?').get(key) as { value: number } | undefined;
   return row ? Number(row.value) : 0;
 }
 
 export function setMeta(db: Database.Database, key: string, value: number | string): void {
-  db.prepare('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  prepared(db, 'INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
 }
