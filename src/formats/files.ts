@@ -50,9 +50,10 @@ export interface FileImportOptions extends ImportOptions {
  * the parent only when the parent is the file's own backing file; otherwise
  * they read as zeros, so they hide whatever a chosen parent holds.
  */
-function qcow2Source(file: string, snapshot: string | undefined, holesInherit: boolean): ImportSource {
+function qcow2Source(file: string, snapshot: string | undefined, holesInherit: boolean): ImportSource & { info: Qcow2Info } {
   const r = openQcow2(file, { snapshot });
   return {
+    info: r.info,
     size: r.size,
     extents: (o, l) => (holesInherit ? r.extents(o, l) : r.extents(o, l).map((e) => (e.kind === 'hole' ? { ...e, kind: 'zero' } : e))),
     read: (o, l) => r.read(o, l),
@@ -115,9 +116,16 @@ export function importFile(store: Store, file: string, name: string, opts: FileI
   try {
     chain.forEach((c, i) => {
       const top = i === chain.length - 1;
-      const src =
-        c.format === 'raw' ? openRawSource(c.path) : qcow2Source(c.path, top ? opts.snapshot : undefined, parent !== undefined);
-      const source = c.format === 'raw' ? { format: 'raw', file: c.path, size: src.size } : provenance(c.path, readQcow2Info(c.path));
+      let src: ImportSource;
+      let source: Record<string, unknown>;
+      if (c.format === 'raw') {
+        src = openRawSource(c.path);
+        source = { format: 'raw', file: c.path, size: src.size };
+      } else {
+        const q = qcow2Source(c.path, top ? opts.snapshot : undefined, parent !== undefined);
+        src = q;
+        source = provenance(c.path, q.info);
+      }
       rec = importOne(store, src, names[i], { ...opts, parent, writable: top ? opts.writable : false, source });
       made.push(names[i]);
       parent = names[i];
