@@ -7,7 +7,17 @@
  *       the file system (or platform) cannot punch holes; nothing changed.
  *   seekData(fd, offset) -> number      lseek(SEEK_DATA); -1 when no data
  *   seekHole(fd, offset) -> number      lseek(SEEK_HOLE); -1 past the end
- *   features -> { punchHole: boolean, seekData: boolean }  compiled-in support
+ *   lockRange(fd, offset, length, exclusive) -> boolean
+ *       fcntl(F_OFD_SETLK): an open-file-description lock, write (exclusive)
+ *       or read (shared). true: taken; false: another open file description
+ *       holds a conflicting lock. Released when the fd is closed. OFD locks
+ *       belong to the open file, not the process, so two opens in one process
+ *       conflict like two processes do, and they hold across PID namespaces
+ *       (the kernel decides; no pid is compared).
+ *   rangeLocked(fd, offset, length) -> boolean
+ *       fcntl(F_OFD_GETLK) for a write lock: true when any other open file
+ *       description holds a lock overlapping the range.
+ *   features -> { punchHole, seekData, ofdLock: boolean }  compiled-in support
  *
  * Offsets and lengths travel as doubles and must be integers in
  * [0, 2^53 - 1]. Any other failure throws an Error shaped like Node's fs
@@ -40,6 +50,12 @@
 #define STRATA_HAVE_SEEK_DATA 1
 #else
 #define STRATA_HAVE_SEEK_DATA 0
+#endif
+
+#if defined(__linux__) && defined(F_OFD_SETLK) && defined(F_OFD_GETLK)
+#define STRATA_HAVE_OFD_LOCK 1
+#else
+#define STRATA_HAVE_OFD_LOCK 0
 #endif
 
 #define MAX_SAFE_INTEGER 9007199254740991.0
@@ -229,6 +245,82 @@ static napi_value seek_hole(napi_env env, napi_callback_info info) {
 #endif
 }
 
+static bool get_bool(napi_env env, napi_value v, bool *out) {
+  if (napi_get_value_bool(env, v, out) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "exclusive must be a boolean");
+    return false;
+  }
+  return true;
+}
+
+static napi_value lock_range(napi_env env, napi_callback_info info) {
+  napi_value argv[4], result;
+  int fd;
+  off_t offset, length;
+  bool exclusive;
+  if (!get_args(env, info, 4, argv) || !get_fd(env, argv[0], &fd) ||
+      !get_off(env, argv[1], "offset", &offset) || !get_off(env, argv[2], "length", &length) ||
+      !get_bool(env, argv[3], &exclusive))
+    return NULL;
+#if STRATA_HAVE_OFD_LOCK
+  struct flock fl;
+  memset(&fl, 0, sizeof fl); /* l_pid must be 0 for OFD locks */
+  fl.l_type = exclusive ? F_WRLCK : F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = offset;
+  fl.l_len = length;
+  int r;
+  do {
+    r = fcntl(fd, F_OFD_SETLK, &fl);
+  } while (r != 0 && errno == EINTR);
+  bool taken = true;
+  if (r != 0) {
+    int e = errno;
+    if (e == EAGAIN || e == EACCES) {
+      taken = false;
+    } else {
+      throw_errno(env, e, "fcntl(F_OFD_SETLK)");
+      return NULL;
+    }
+  }
+  NAPI_CALL(env, napi_get_boolean(env, taken, &result));
+  return result;
+#else
+  throw_errno(env, ENOTSUP, "fcntl(F_OFD_SETLK)");
+  return NULL;
+#endif
+}
+
+static napi_value range_locked(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result;
+  int fd;
+  off_t offset, length;
+  if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], &fd) ||
+      !get_off(env, argv[1], "offset", &offset) || !get_off(env, argv[2], "length", &length))
+    return NULL;
+#if STRATA_HAVE_OFD_LOCK
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = offset;
+  fl.l_len = length;
+  int r;
+  do {
+    r = fcntl(fd, F_OFD_GETLK, &fl);
+  } while (r != 0 && errno == EINTR);
+  if (r != 0) {
+    throw_errno(env, errno, "fcntl(F_OFD_GETLK)");
+    return NULL;
+  }
+  NAPI_CALL(env, napi_get_boolean(env, fl.l_type != F_UNLCK, &result));
+  return result;
+#else
+  throw_errno(env, ENOTSUP, "fcntl(F_OFD_GETLK)");
+  return NULL;
+#endif
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value features, v;
   NAPI_CALL(env, napi_create_object(env, &features));
@@ -236,11 +328,15 @@ static napi_value init(napi_env env, napi_value exports) {
   NAPI_CALL(env, napi_set_named_property(env, features, "punchHole", v));
   NAPI_CALL(env, napi_get_boolean(env, STRATA_HAVE_SEEK_DATA, &v));
   NAPI_CALL(env, napi_set_named_property(env, features, "seekData", v));
+  NAPI_CALL(env, napi_get_boolean(env, STRATA_HAVE_OFD_LOCK, &v));
+  NAPI_CALL(env, napi_set_named_property(env, features, "ofdLock", v));
 
   napi_property_descriptor props[] = {
       {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
       {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_enumerable, NULL},
       {"seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lockRange", NULL, lock_range, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"rangeLocked", NULL, range_locked, NULL, NULL, NULL, napi_enumerable, NULL},
       {"features", NULL, NULL, NULL, NULL, features, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

@@ -4,13 +4,14 @@
  * store holds either no image or the whole one; a half-built hidden image is
  * dropped by the next recovery (see recoverAbandoned).
  */
-import { assertNameFree, getImage, insertImage, listImagesWithPrefix, updateImage } from '../store/catalog.js';
+import { badInput } from '../errors.js';
+import { assertNameFree, chainOf, getImage, insertImage, listImagesWithPrefix, updateImage } from '../store/catalog.js';
 import { imageName } from '../store/names.js';
 import type { Store } from '../store/store.js';
-import type { ImageName, ImageRecord } from '../store/types.js';
+import { isFrozen, type ImageName, type ImageRecord } from '../store/types.js';
 import { checkVirtualSize, dropImageInTx, frozenKind } from '../image/lifecycle.js';
-import { liveLeases } from '../store/leases.js';
-import { openImage } from '../image/image.js';
+import { leaseTx, liveLeases } from '../store/leases.js';
+import { Image } from '../image/image.js';
 import { copySourceInto } from './raw.js';
 import type { ImportSource } from './source.js';
 import { faultPoint } from '../store/faults.js';
@@ -32,35 +33,57 @@ export function importSource(store: Store, src: ImportSource, name: string, opts
   const final = imageName(name);
   checkVirtualSize(src.size);
   const tmp = `${HIDDEN_PREFIX}${process.pid}-${Math.random().toString(36).slice(2, 10)}` as ImageName;
-  const rec = store.write(() => {
-    assertNameFree(store.db, final);
-    const parent = opts.parent === undefined ? null : getImage(store.db, opts.parent);
-    return insertImage(store.db, { name: tmp, kind: 'leaf', parentId: parent?.id ?? null, virtualSize: src.size, labels: opts.labels, source: opts.source ?? null });
-  });
+  // The hidden row and its writer lease commit together, and the lease is held until the rename
+  // has committed: at no moment can another process's recovery take the import for abandoned.
+  const made = leaseTx(
+    store,
+    (take) => {
+      assertNameFree(store.db, final);
+      const parent = opts.parent === undefined ? null : getImage(store.db, opts.parent);
+      if (parent && !isFrozen(parent)) {
+        throw badInput(`cannot import onto ${parent.name}: it is a writable leaf, whose changes would show through the new layer; snapshot or freeze it first`, {
+          parent: parent.name,
+        });
+      }
+      const rec = insertImage(store.db, { name: tmp, kind: 'leaf', parentId: parent?.id ?? null, virtualSize: src.size, labels: opts.labels, source: opts.source ?? null });
+      return { rec, chain: chainOf(store.db, rec), lease: take(store, rec.id, rec.name, 'write') };
+    },
+    { durable: true },
+  );
   faultPoint('import.after-create');
-  const img = openImage(store, tmp, { writable: true, dirtyLimit: opts.dirtyLimit });
-  try {
-    copySourceInto(src, img, (done) => opts.onProgress?.(done, src.size));
-    faultPoint('import.before-flush');
-    // Inside the try: a final flush that fails (E_NO_SPACE) drops the hidden image too.
-    img.close();
-    faultPoint('import.after-flush');
-  } catch (e) {
+  const img = new Image(store, made.rec, made.chain, { writable: true, dirtyLimit: opts.dirtyLimit, lease: made.lease });
+  const abandon = () => {
     try {
       img.close({ discard: true });
     } catch {
       // The import failed already; its error is the one worth reporting.
     }
     store.write(() => dropImageInTx(store, getImage(store.db, tmp)));
+  };
+  try {
+    copySourceInto(src, img, (done) => opts.onProgress?.(done, src.size));
+    faultPoint('import.before-flush');
+    // Inside the try: a final flush that fails (E_NO_SPACE) drops the hidden image too.
+    img.flush();
+    faultPoint('import.after-flush');
+  } catch (e) {
+    abandon();
     throw e;
   }
-  const done = store.write(() => {
-    assertNameFree(store.db, final);
-    updateImage(store.db, rec.id, { name: final, kind: opts.writable ? 'leaf' : frozenKind(rec.parentId) });
-    faultPoint('import.before-rename-commit');
-    return getImage(store.db, final);
-  });
+  let done: ImageRecord;
+  try {
+    done = store.write(() => {
+      assertNameFree(store.db, final);
+      updateImage(store.db, made.rec.id, { name: final, kind: opts.writable ? 'leaf' : frozenKind(made.rec.parentId) });
+      faultPoint('import.before-rename-commit');
+      return getImage(store.db, final);
+    });
+  } catch (e) {
+    abandon();
+    throw e;
+  }
   faultPoint('import.after-rename-commit');
+  img.close();
   return done;
 }
 
@@ -71,7 +94,7 @@ export function recoverAbandoned(store: Store): number {
   return store.write(() => {
     let n = 0;
     for (const img of hidden) {
-      if (liveLeases(store.db, [img.id]).length > 0) continue;
+      if (liveLeases(store, [img.id]).length > 0) continue;
       dropImageInTx(store, img);
       n++;
     }

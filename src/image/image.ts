@@ -8,7 +8,7 @@
  */
 import { StrataError } from '../errors.js';
 import { appendExtent, type BlockDevice, type Extent, type ExtentKind } from './device.js';
-import { acquireLease, releaseLease, type LeaseId } from '../store/leases.js';
+import { leaseTx, releaseLease, type Lease } from '../store/leases.js';
 import { chainOf, getImage, updateImage } from '../store/catalog.js';
 import { loadSegment, saveSegment } from '../store/maps.js';
 import { hashBlocks, placeBlocks } from '../store/placement.js';
@@ -31,7 +31,8 @@ import {
 import { blocksIn, resolveFrozen } from './resolve.js';
 
 export interface OpenOptions {
-  writable?: boolean;
+  /** true: open for writing, which needs a leaf; 'if-leaf': writable when it is a leaf, else read-only. */
+  writable?: boolean | 'if-leaf';
   /** Flush by itself once this many bytes of writes are held (default 64 MiB). */
   dirtyLimit?: number;
 }
@@ -43,7 +44,9 @@ export class Image implements BlockDevice {
   private rec: ImageRecord;
   private readonly chain: ImageRecord[];
   private readonly dirtyLimit: number;
-  private lease: LeaseId | null;
+  private lease: Lease | null;
+  /** Frozen images never change while open, so their resolved segments are shared through the store's cache. */
+  private readonly stable: boolean;
   private closed = false;
 
   /** Own segments as this handle sees them (committed + unflushed zeroing). Leaves only. */
@@ -59,14 +62,17 @@ export class Image implements BlockDevice {
   private lastSeg = -1;
   private lastResolved: Segment = INHERIT;
 
+  /** `rec` and `chain` must have been read in the transaction that took `lease` (see openImage). */
   constructor(
     private readonly store: Store,
     rec: ImageRecord,
-    opts: OpenOptions & { lease: LeaseId | null },
+    chain: ImageRecord[],
+    opts: { writable: boolean; dirtyLimit?: number; lease: Lease | null },
   ) {
     this.rec = rec;
-    this.chain = chainOf(store.db, rec);
+    this.chain = chain;
     this.readOnly = !opts.writable;
+    this.stable = isFrozen(rec);
     this.dirtyLimit = opts.dirtyLimit ?? 64 * 1024 * 1024;
     this.lease = opts.lease;
   }
@@ -104,9 +110,11 @@ export class Image implements BlockDevice {
   private resolvedSeg(seg: number): Segment {
     if (seg === this.lastSeg) return this.lastResolved;
     let r: Segment;
-    if (this.readOnly) {
+    if (this.stable) {
       r = resolveFrozen(this.store, this.chain, 0, seg as SegmentIndex);
     } else {
+      // A leaf, even one opened read-only, may be written by another process: its own segments
+      // are read as they are when first needed, and kept by this handle alone.
       const hit = this.resolved.get(seg);
       if (hit !== undefined) r = hit;
       else {
@@ -441,23 +449,37 @@ export class Image implements BlockDevice {
       if (this.lease !== null) {
         const lease = this.lease;
         this.lease = null;
-        this.store.writeVolatile(() => releaseLease(this.store.db, lease));
+        releaseLease(this.store, lease);
       }
     }
   }
 }
 
-/** Opens an image by name. A writable open needs a leaf and takes its writer lease. */
+/**
+ * Opens an image by name. The record is looked up, its kind checked and its
+ * lease taken in one transaction, and the handle uses that record: a
+ * snapshot, clone or flatten committed a moment earlier or later is seen
+ * whole or not at all. A writable open needs a leaf and takes its writer
+ * lease; a read-only open of a leaf pins what it may read (leases.ts), since
+ * another process may be writing it.
+ */
 export function openImage(store: Store, name: string, opts: OpenOptions = {}): Image {
-  const rec = getImage(store.db, name);
-  if (opts.writable && isFrozen(rec)) {
-    throw new StrataError('E_READONLY', `image ${name} is frozen (${rec.kind}); clone it to get a writable leaf`, { image: name });
+  const refuseFrozen = (rec: ImageRecord) =>
+    new StrataError('E_READONLY', `image ${name} is frozen (${rec.kind}); clone it to get a writable leaf`, { image: name });
+  if (store.readOnly) {
+    const { rec, chain } = store.db.transaction(() => {
+      const rec = getImage(store.db, name);
+      return { rec, chain: chainOf(store.db, rec) };
+    }).deferred();
+    if (opts.writable === true) throw isFrozen(rec) ? refuseFrozen(rec) : new StrataError('E_READONLY', `store ${store.dir} is open read-only`);
+    return new Image(store, rec, chain, { writable: false, dirtyLimit: opts.dirtyLimit, lease: null });
   }
-  const lease = store.readOnly ? null : store.writeVolatile(() => acquireLease(store.db, rec.id, rec.name, opts.writable ? 'write' : 'read'));
-  try {
-    return new Image(store, rec, { ...opts, lease });
-  } catch (e) {
-    if (lease !== null) store.writeVolatile(() => releaseLease(store.db, lease));
-    throw e;
-  }
+  const o = leaseTx(store, (take) => {
+    const rec = getImage(store.db, name);
+    const writable = opts.writable === 'if-leaf' ? !isFrozen(rec) : !!opts.writable;
+    if (writable && isFrozen(rec)) throw refuseFrozen(rec);
+    const lease = take(store, rec.id, rec.name, writable ? 'write' : 'read', { pin: !isFrozen(rec) && !writable });
+    return { rec, chain: chainOf(store.db, rec), writable, lease };
+  });
+  return new Image(store, o.rec, o.chain, { writable: o.writable, dirtyLimit: opts.dirtyLimit, lease: o.lease });
 }

@@ -52,7 +52,7 @@ function snapshotName(store: Store, leaf: string): ImageName {
 function snapshotInTx(store: Store, leaf: ImageRecord, snapName: ImageName): { snapshot: ImageRecord; leaf: ImageRecord } {
   if (leaf.kind !== 'leaf') throw new StrataError('E_READONLY', `image ${leaf.name} is frozen (${leaf.kind}); only a leaf can be snapshotted`);
   assertNameFree(store.db, snapName);
-  assertNotOpen(store.db, [leaf], `snapshot ${leaf.name}`);
+  assertNotOpen(store, [leaf], `snapshot ${leaf.name}`);
   updateImage(store.db, leaf.id, { name: snapName, kind: frozenKind(leaf.parentId) });
   const next = insertImage(store.db, {
     name: leaf.name,
@@ -105,7 +105,7 @@ export function freezeImage(store: Store, name: string): ImageRecord {
   return store.write(() => {
     const img = getImage(store.db, name);
     if (isFrozen(img)) return img;
-    assertNotOpen(store.db, [img], `freeze ${name}`);
+    assertNotOpen(store, [img], `freeze ${name}`);
     updateImage(store.db, img.id, { kind: frozenKind(img.parentId) });
     return getImage(store.db, name);
   });
@@ -116,6 +116,9 @@ export function renameImage(store: Store, from: string, to: string): ImageRecord
   return store.write(() => {
     const img = getImage(store.db, from);
     assertNameFree(store.db, n);
+    // A server exports the image under its old name: renaming it underneath would send that
+    // export's writes to an image whose name now belongs to another.
+    assertNotOpen(store, [img], `rename ${from}`);
     updateImage(store.db, img.id, { name: n });
     return getImage(store.db, n);
   });
@@ -152,7 +155,7 @@ export function removeImages(store: Store, names: readonly string[], opts: { rec
         }
       }
     }
-    assertNotOpen(store.db, doomed, `remove ${doomed.map((d) => d.name).join(', ')}`);
+    assertNotOpen(store, doomed, `remove ${doomed.map((d) => d.name).join(', ')}`);
     for (const img of doomed) dropImageInTx(store, img);
     faultPoint('rm.before-commit');
     return doomed;

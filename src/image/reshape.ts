@@ -160,7 +160,7 @@ export function flattenImage(store: Store, name: string): ReshapeResult {
   return reshapeTx(store, 'flatten', () => {
     const img = getImage(store.db, name);
     const chain = chainOf(store.db, img);
-    assertNotOpen(store.db, [img, ...descendantsOf(store.db, img.id)], `flatten ${name}`);
+    assertNotOpen(store, [img, ...descendantsOf(store.db, img.id)], `flatten ${name}`);
     if (img.parentId === null) return result(store, name, img.ownBlocks);
     const deltas: RefDeltas = new Map();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: [], size: img.virtualSize }, deltas);
@@ -186,7 +186,7 @@ export function rebaseImage(store: Store, name: string, onto: string): ReshapeRe
     }
     const chain = chainOf(store.db, img);
     const parentChain = chainOf(store.db, parent);
-    assertNotOpen(store.db, [img, ...below], `rebase ${name}`);
+    assertNotOpen(store, [img, ...below], `rebase ${name}`);
     const deltas: RefDeltas = new Map();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: parentChain, size: img.virtualSize }, deltas);
     applyRefDeltas(store.db, deltas);
@@ -228,7 +228,7 @@ export function commitImage(store: Store, leafName: string): CommitResult {
     if (childrenOf(store.db, leaf.id).length > 0) {
       throw new StrataError('E_HAS_CHILDREN', `cannot commit ${leafName}: it has children`, { image: leafName });
     }
-    assertNotOpen(store.db, [leaf, parent], `commit ${leafName} into ${parent.name}`);
+    assertNotOpen(store, [leaf, parent], `commit ${leafName} into ${parent.name}`);
     const deltas: RefDeltas = new Map();
     // The parent must read what the leaf reads now, over the parent's own parent.
     const ownBlocks = rewriteOwnMap(store, { image: parent, target: chain, parent: chain.slice(2), size: leaf.virtualSize }, deltas);
@@ -264,7 +264,7 @@ export function resizeImage(store: Store, name: string, size: number, opts: { sh
     if (size === img.virtualSize) return result(store, name, img.ownBlocks);
     const below = childrenOf(store.db, img.id);
     if (below.length > 0) throw new StrataError('E_HAS_CHILDREN', `cannot resize ${name}: images are built on it (${below[0].name})`, { image: name });
-    assertNotOpen(store.db, [img], `resize ${name}`);
+    assertNotOpen(store, [img], `resize ${name}`);
     const chain = chainOf(store.db, img);
     const deltas: RefDeltas = new Map();
     const override = new Map<number, MapEntry>();

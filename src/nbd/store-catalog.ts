@@ -7,7 +7,7 @@
  */
 import type { BlockDevice } from '../image/device.js';
 import { openImage, type Image } from '../image/image.js';
-import { getImage, listVisibleImages } from '../store/catalog.js';
+import { listVisibleImages } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
 import { isFrozen } from '../store/types.js';
 import { notFound } from '../errors.js';
@@ -35,7 +35,7 @@ export function storeCatalog(store: Store, names?: readonly string[]): StoreCata
   const held = new Map<string, Image>();
   // A server holds many exports for a long time: a smaller write-back window (flushed
   // by itself when full) keeps its memory bounded, at the cost of more frequent syncs.
-  const open = (name: string) => openImage(store, name, { writable: !isFrozen(getImage(store.db, name)), dirtyLimit: SERVE_DIRTY_LIMIT });
+  const open = (name: string) => openImage(store, name, { writable: 'if-leaf', dirtyLimit: SERVE_DIRTY_LIMIT });
   if (names && names.length > 0) {
     try {
       for (const n of names) if (!held.has(n)) held.set(n, open(n));

@@ -7,19 +7,16 @@
  * slot freed by a transaction is never reused by that same transaction (its
  * old contents must survive a rollback).
  */
-import type Database from 'better-sqlite3';
 import { StrataError } from '../errors.js';
-import { metaNumber, setMeta } from './store.js';
-import { prepared } from './statements.js';
+import { takeFreeSlots } from './freelist.js';
+import { metaNumber, setMeta, type Store } from './store.js';
 import { MAX_SLOT, type SlotNumber } from './types.js';
 
 /** Returns `n` free slots in ascending order, lowest first so new data lands in runs. */
-export function allocateSlots(db: Database.Database, n: number): SlotNumber[] {
+export function allocateSlots(store: Store, n: number): SlotNumber[] {
   if (n === 0) return [];
-  const reused = prepared(db, 'SELECT slot FROM free_slots ORDER BY slot LIMIT ?').pluck().all(n) as number[];
-  if (reused.length > 0) {
-    prepared(db, 'DELETE FROM free_slots WHERE slot IN (SELECT slot FROM free_slots ORDER BY slot LIMIT ?)').run(reused.length);
-  }
+  const db = store.db;
+  const reused = takeFreeSlots(store, n);
   const fresh = n - reused.length;
   const next = metaNumber(db, 'next_slot');
   if (next + fresh - 1 > MAX_SLOT) throw new StrataError('E_NO_SPACE', `store is full: more than ${MAX_SLOT + 1} distinct blocks`);

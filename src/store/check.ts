@@ -24,6 +24,8 @@
  */
 import { segDecode } from './segment.js';
 import { faultPoint } from './faults.js';
+import { freeSlots } from './freelist.js';
+import { STORE_LEASE, leaseTx, releaseLease } from './leases.js';
 import { metaNumber, type Store } from './store.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type SlotNumber } from './types.js';
 
@@ -48,6 +50,8 @@ export interface Fault {
     | 'own-blocks';
   message: string;
   repaired: boolean;
+  /** The slot a data fault is about. */
+  slot?: number;
 }
 
 export interface CheckReport {
@@ -83,26 +87,67 @@ export function checkStore(store: Store, opts: { repair?: boolean } = {}): Check
   const t0 = performance.now();
   const run = () => runCheck(store, !!opts.repair);
   // Repair holds the write lock throughout, so nothing changes between finding a fault and fixing it.
-  // A plain check reads one snapshot (WAL) and lets writers go on.
   const repairTx = () => {
     const r = run();
     faultPoint('repair.before-commit');
     return r;
   };
-  const report = opts.repair ? store.write(repairTx) : store.db.transaction(run).deferred();
-  if (opts.repair) faultPoint('repair.after-commit');
+  let report: CheckReport;
+  if (opts.repair) {
+    report = store.write(repairTx);
+    faultPoint('repair.after-commit');
+  } else {
+    // A plain check reads one snapshot (WAL) and lets writers go on. Its pin keeps every slot
+    // that snapshot names from reuse until it is done, so the bytes it reads are the ones the
+    // snapshot means; data faults are still confirmed under the write lock before they count.
+    const pin = store.readOnly ? null : leaseTx(store, (take) => take(store, STORE_LEASE, 'the store', 'read', { pin: true }));
+    try {
+      report = store.db.transaction(run).deferred();
+    } finally {
+      if (pin) releaseLease(store, pin);
+    }
+    if (!store.readOnly) report = confirmDataFaults(store, report);
+  }
   report.ms = Math.round(performance.now() - t0);
   return report;
+}
+
+/**
+ * Reads each slot that failed verification again inside a write transaction,
+ * where no writer can change it: a fault that does not show again (the slot
+ * was freed, or reads right now) is dropped rather than reported.
+ */
+function confirmDataFaults(store: Store, report: CheckReport): CheckReport {
+  const suspects = report.faults.filter((f) => f.slot !== undefined && (f.kind === 'bad-hash' || f.kind === 'unreadable-slot'));
+  if (suspects.length === 0) return report;
+  const gone = store.write(() => {
+    const row = store.db.prepare('SELECT hash FROM blocks WHERE slot = ?').pluck();
+    const buf = Buffer.allocUnsafe(BLOCK_SIZE);
+    return new Set(
+      suspects.filter((f) => {
+        const hash = row.get(f.slot!) as number | undefined;
+        if (hash === undefined) return true;
+        try {
+          store.blocks.read(f.slot! as SlotNumber, 1, buf, 0);
+        } catch {
+          return false;
+        }
+        return store.hash(buf) === hash;
+      }),
+    );
+  });
+  if (gone.size === 0) return report;
+  return summarize(report.faults.filter((f) => !gone.has(f)), report.images, report.slots, report.slotsVerified);
 }
 
 function runCheck(store: Store, repair: boolean): CheckReport {
   const db = store.db;
   const faults: Fault[] = [];
   const perKind = new Map<string, number>();
-  const fault = (cls: FaultClass, kind: Fault['kind'], message: string, repaired = false) => {
+  const fault = (cls: FaultClass, kind: Fault['kind'], message: string, repaired = false, slot?: number) => {
     const n = (perKind.get(kind) ?? 0) + 1;
     perKind.set(kind, n);
-    if (n <= MAX_FAULTS_PER_KIND) faults.push({ class: cls, kind, message, repaired });
+    if (n <= MAX_FAULTS_PER_KIND) faults.push(slot === undefined ? { class: cls, kind, message, repaired } : { class: cls, kind, message, repaired, slot });
     else if (n === MAX_FAULTS_PER_KIND + 1) faults.push({ class: cls, kind, message: `further faults of kind ${kind} not listed`, repaired });
   };
 
@@ -189,7 +234,8 @@ function runCheck(store: Store, repair: boolean): CheckReport {
   // ---- refcounts, index and free list, slot by slot ------------------------
   const setRef = db.prepare('UPDATE blocks SET refcount = ? WHERE slot = ?');
   const delRow = db.prepare('DELETE FROM blocks WHERE slot = ?');
-  const addFree = db.prepare('INSERT OR IGNORE INTO free_slots(slot) VALUES (?)');
+  /** Slots repair puts on the free list, stamped together (freelist.ts). */
+  const toFree: number[] = [];
   const delFree = db.prepare('DELETE FROM free_slots WHERE slot = ?');
   const addRow = db.prepare('INSERT INTO blocks(slot, hash, refcount) VALUES (?, ?, ?)');
   const indexed = new Uint8Array(next);
@@ -207,7 +253,7 @@ function runCheck(store: Store, repair: boolean): CheckReport {
     if (n === 0) {
       if (repair) {
         delRow.run(slot);
-        addFree.run(slot);
+        toFree.push(slot);
       }
       fault('leak', 'refcount-high', `slot ${slot}: refcount ${rc}, maps reference it 0 times`, repair);
       continue;
@@ -245,26 +291,30 @@ function runCheck(store: Store, repair: boolean): CheckReport {
       continue;
     }
     if (!free[slot]) {
-      if (repair) addFree.run(slot);
+      if (repair) toFree.push(slot);
       fault('leak', 'lost-slot', `slot ${slot}: neither referenced nor on the free list`, repair);
     }
   }
 
+  freeSlots(db, toFree);
+
   // ---- data: read every slot in use, verify its hash ----------------------
   const verified = verifySlots(store, inUse, hashes, fault);
 
+  return summarize(faults, images.length, next, verified);
+}
+
+function summarize(faults: Fault[], images: number, slots: number, verified: number): CheckReport {
   const open = faults.filter((f) => !f.repaired);
-  const corruptions = faults.filter((f) => f.class === 'corruption').length;
-  const leaks = faults.filter((f) => f.class === 'leak').length;
   const status = open.some((f) => f.class === 'corruption') ? 'corrupt' : open.length > 0 ? 'leaks' : 'clean';
   return {
-    images: images.length,
-    slots: next,
+    images,
+    slots,
     slotsVerified: verified,
     bytesVerified: verified * BLOCK_SIZE,
     faults,
-    corruptions,
-    leaks,
+    corruptions: faults.filter((f) => f.class === 'corruption').length,
+    leaks: faults.filter((f) => f.class === 'leak').length,
     repaired: faults.filter((f) => f.repaired).length,
     status,
     exitStatus: status === 'corrupt' ? 2 : status === 'leaks' ? 3 : 0,
@@ -278,7 +328,9 @@ function markFreeHitsRepaired(faults: Fault[], slot: number, repaired: boolean):
 }
 
 /** Reads slots in runs of consecutive numbers and compares each block's hash with its index row. */
-function verifySlots(store: Store, slots: readonly number[], hashes: Map<number, number>, fault: (c: FaultClass, k: Fault['kind'], m: string) => void): number {
+type DataFault = (c: FaultClass, k: Fault['kind'], m: string, repaired: boolean, slot: number) => void;
+
+function verifySlots(store: Store, slots: readonly number[], hashes: Map<number, number>, fault: DataFault): number {
   const buf = Buffer.allocUnsafe(VERIFY_RUN * BLOCK_SIZE);
   let verified = 0;
   let i = 0;
@@ -295,7 +347,7 @@ function verifySlots(store: Store, slots: readonly number[], hashes: Map<number,
     }
     for (let k = 0; k < n; k++) {
       const block = buf.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
-      if (store.hash(block) !== hashes.get(slots[i + k])) fault('corruption', 'bad-hash', `slot ${slots[i + k]}: content does not match its hash`);
+      if (store.hash(block) !== hashes.get(slots[i + k])) fault('corruption', 'bad-hash', `slot ${slots[i + k]}: content does not match its hash`, false, slots[i + k]);
       verified++;
     }
     i += n;
@@ -303,14 +355,14 @@ function verifySlots(store: Store, slots: readonly number[], hashes: Map<number,
   return verified;
 }
 
-function verifyOne(store: Store, slot: number, hashes: Map<number, number>, fault: (c: FaultClass, k: Fault['kind'], m: string) => void, buf: Buffer): boolean {
+function verifyOne(store: Store, slot: number, hashes: Map<number, number>, fault: DataFault, buf: Buffer): boolean {
   try {
     store.blocks.read(slot as SlotNumber, 1, buf, 0);
   } catch (e) {
-    fault('corruption', 'unreadable-slot', `slot ${slot}: cannot be read (${(e as Error).message})`);
+    fault('corruption', 'unreadable-slot', `slot ${slot}: cannot be read (${(e as Error).message})`, false, slot);
     return false;
   }
-  if (store.hash(buf.subarray(0, BLOCK_SIZE)) !== hashes.get(slot)) fault('corruption', 'bad-hash', `slot ${slot}: content does not match its hash`);
+  if (store.hash(buf.subarray(0, BLOCK_SIZE)) !== hashes.get(slot)) fault('corruption', 'bad-hash', `slot ${slot}: content does not match its hash`, false, slot);
   return true;
 }
 

@@ -71,21 +71,42 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
   const fds = new Map<number, number>();
   const unsynced = new Set<number>();
 
+  /** A data file was created since the last sync: its directory entry must be made durable too. */
+  let dirDirty = false;
+
   const fileFor = (fileNo: number): number => {
     let fd = fds.get(fileNo);
     if (fd === undefined) {
       const p = path.join(dataDir, dataFileName(fileNo));
       try {
-        fd = fs.openSync(p, readOnly ? 'r' : fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+        fd = fs.openSync(p, readOnly ? 'r' : 'r+');
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-          throw corrupt(`data file ${p} is missing`, { file: p });
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(e, p, 'open');
+        if (readOnly) throw corrupt(`data file ${p} is missing`, { file: p });
+        try {
+          fd = fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+        } catch (e2) {
+          throw ioError(e2, p, 'create');
         }
-        throw ioError(e, p, 'open');
+        dirDirty = true;
       }
       fds.set(fileNo, fd);
     }
     return fd;
+  };
+
+  /** fsync of data/ itself, so a new file's name survives a power cut with the slots in it. */
+  const syncDir = () => {
+    let dfd: number | undefined;
+    try {
+      dfd = fs.openSync(dataDir, 'r');
+      fs.fsyncSync(dfd);
+    } catch (e) {
+      throw ioError(e, dataDir, 'sync');
+    } finally {
+      if (dfd !== undefined) fs.closeSync(dfd);
+    }
+    dirDirty = false;
   };
 
   /** Splits a run of slots at data-file boundaries. */
@@ -151,7 +172,10 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
     },
 
     sync() {
-      if (!durable) unsynced.clear();
+      if (!durable) {
+        unsynced.clear();
+        dirDirty = false;
+      }
       for (const fileNo of unsynced) {
         try {
           fs.fdatasyncSync(fileFor(fileNo));
@@ -160,6 +184,7 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
         }
       }
       unsynced.clear();
+      if (dirDirty) syncDir();
     },
 
     release(first, count) {
@@ -171,22 +196,16 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
     },
 
     truncate(slots) {
+      // Cut, never unlink: another process may hold any of these files open, and its descriptor
+      // must keep naming the file that later slots are written to (see gc.ts).
       const lastFile = slots === 0 ? -1 : Math.floor((slots - 1) / SLOTS_PER_FILE);
       for (const name of fs.readdirSync(dataDir)) {
         const m = /^(\d{6})\.dat$/.exec(name);
         if (!m) continue;
         const fileNo = Number(m[1]);
+        const keep = fileNo > lastFile ? 0 : fileNo === lastFile ? (slots - lastFile * SLOTS_PER_FILE) * BLOCK_SIZE : Infinity;
         const p = path.join(dataDir, name);
-        if (fileNo > lastFile) {
-          const fd = fds.get(fileNo);
-          if (fd !== undefined) fs.closeSync(fd);
-          fds.delete(fileNo);
-          unsynced.delete(fileNo);
-          fs.rmSync(p, { force: true });
-        } else if (fileNo === lastFile) {
-          const keep = (slots - lastFile * SLOTS_PER_FILE) * BLOCK_SIZE;
-          if (fs.statSync(p).size > keep) fs.truncateSync(p, keep);
-        }
+        if (fs.statSync(p).size > keep) fs.truncateSync(p, keep);
       }
     },
 

@@ -6,6 +6,14 @@
  * - Inside: free slots below that are punched (fallocate PUNCH_HOLE) where
  *   the backend can; they stay on the free list, reusable as before.
  *
+ * Only slots that no live lease may still see are touched (freelist.ts):
+ * a reader of a leaf, or a check, that dates from before a slot was freed
+ * keeps reading its old bytes until it ends.
+ *
+ * Data files are cut, never unlinked: another process may hold one open,
+ * and a file replaced under it would take its next writes into a deleted
+ * inode (and show it stale reads). An emptied file stays, 0 bytes long.
+ *
  * Everything happens inside one write transaction. Slots are only ever
  * allocated and written inside a write transaction (see allocator.ts and
  * placement.ts), so while gc holds the lock no writer can be handed a slot
@@ -16,6 +24,7 @@
  */
 import { nativeStatus } from './native.js';
 import { faultPoint } from './faults.js';
+import { reusableEpoch } from './freelist.js';
 import { metaNumber, setMeta, type Store } from './store.js';
 import type { SlotNumber } from './types.js';
 
@@ -41,8 +50,12 @@ export function collectGarbage(store: Store): GcReport {
     const db = store.db;
     const before = store.blocks.diskUsage().allocated;
     const nextBefore = metaNumber(db, 'next_slot');
-    const highest = db.prepare('SELECT max(slot) FROM blocks').pluck().get() as number | null;
-    const nextAfter = highest === null ? 0 : highest + 1;
+    const limit = reusableEpoch(store);
+    // The store ends after the last slot in use or still visible to a live lease.
+    const inUse = db.prepare('SELECT max(slot) FROM blocks').pluck().get() as number | null;
+    const pinned = db.prepare('SELECT max(slot) FROM free_slots WHERE epoch > ?').pluck().get(limit) as number | null;
+    const highest = Math.max(inUse ?? -1, pinned ?? -1);
+    const nextAfter = highest + 1;
     if (nextAfter < nextBefore) {
       db.prepare('DELETE FROM free_slots WHERE slot >= ?').run(nextAfter);
       setMeta(db, 'next_slot', nextAfter);
@@ -65,7 +78,7 @@ export function collectGarbage(store: Store): GcReport {
       faultPoint('gc.after-punch');
       runLen = 0;
     };
-    for (const slot of db.prepare('SELECT slot FROM free_slots ORDER BY slot').pluck().all() as number[]) {
+    for (const slot of db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? ORDER BY slot').pluck().all(limit) as number[]) {
       if (tried && !supported) break;
       if (runLen > 0 && slot === runStart + runLen) runLen++;
       else {

@@ -13,6 +13,11 @@
  * The addon is loaded once, on first use, from `native/build/Release` at the
  * package root, found relative to this file so it works from both
  * `dist/store/native.js` and `src/store/native.ts` (tsx, vitest).
+ * - ofdLocks: open-file-description byte-range locks (fcntl F_OFD_SETLK),
+ *   which back image leases. Fallback: none; leases then fall back to
+ *   comparing the holder's pid and start time, which cannot see a holder in
+ *   another PID namespace (a container sharing the store volume).
+ *
  * `STRATA_NO_NATIVE=1` forces the fallback, for tests and for ruling the
  * addon out when debugging.
  *
@@ -30,7 +35,9 @@ interface Addon {
   seekData(fd: number, offset: number): number;
   /** Next offset >= `offset` that is a hole (EOF counts), or -1 if `offset` >= EOF. */
   seekHole(fd: number, offset: number): number;
-  features: { punchHole: boolean; seekData: boolean };
+  lockRange(fd: number, offset: number, length: number, exclusive: boolean): boolean;
+  rangeLocked(fd: number, offset: number, length: number): boolean;
+  features: { punchHole: boolean; seekData: boolean; ofdLock?: boolean };
 }
 
 export interface NativeStatus {
@@ -118,4 +125,21 @@ export function dataExtents(fd: number, size: number): DataRun[] {
     throw e;
   }
   return runs;
+}
+
+/** Byte-range locks on an open file description; null where the addon or the platform has none. */
+export interface OfdLocks {
+  /** Takes a lock on [offset, offset + length); false when another open file holds a conflicting one. */
+  lock(fd: number, offset: number, length: number, exclusive: boolean): boolean;
+  /** Whether any other open file description holds a lock overlapping the range. */
+  locked(fd: number, offset: number, length: number): boolean;
+}
+
+export function ofdLocks(): OfdLocks | null {
+  const { addon } = load();
+  if (!addon || !addon.features.ofdLock || typeof addon.lockRange !== 'function') return null;
+  return {
+    lock: (fd, offset, length, exclusive) => addon.lockRange(fd, offset, length, exclusive),
+    locked: (fd, offset, length) => addon.rangeLocked(fd, offset, length),
+  };
 }

@@ -104,7 +104,7 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
   }
 
   const fresh = new Map<SlotNumber, BlockHash>();
-  const slots = allocateSlots(store.db, newBlocks.length);
+  const slots = allocateSlots(store, newBlocks.length);
   // Write runs of consecutive slots with one call each; blocks adjacent in memory merge into one buffer.
   let runStart = 0;
   for (let k = 1; k <= newBlocks.length; k++) {

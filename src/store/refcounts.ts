@@ -1,10 +1,11 @@
 /**
  * Refcounts: how many map entries, over all images, point at a slot.
- * A slot whose count reaches zero moves to free_slots in the same
+ * A slot whose count reaches zero moves to the free list in the same
  * transaction; other processes see it free only once that commits.
  */
 import type Database from 'better-sqlite3';
 import { corrupt } from '../errors.js';
+import { freeSlots } from './freelist.js';
 import { prepared } from './statements.js';
 import type { BlockHash } from './hash.js';
 import type { SlotNumber } from './types.js';
@@ -26,7 +27,7 @@ export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: 
   const get = prepared(db, 'SELECT refcount FROM blocks WHERE slot = ?').pluck();
   const update = prepared(db, 'UPDATE blocks SET refcount = ? WHERE slot = ?');
   const remove = prepared(db, 'DELETE FROM blocks WHERE slot = ?');
-  const free = prepared(db, 'INSERT OR IGNORE INTO free_slots(slot) VALUES (?)');
+  const freed: number[] = [];
 
   // New index rows go in 200 to a statement: one SQLite call instead of one per slot.
   const rows: number[] = [];
@@ -34,7 +35,7 @@ export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: 
   for (const [slot, hash] of fresh) {
     const d = deltas.get(slot) ?? 0;
     if (d > 0) rows.push(slot, hash, d);
-    else free.run(slot); // written but, in the end, referenced by nothing
+    else freed.push(slot); // written but, in the end, referenced by nothing
     if (rows.length === 600) insertMany.run(...rows.splice(0));
   }
   for (let i = 0; i < rows.length; i += 3) insert.run(rows[i], rows[i + 1], rows[i + 2]);
@@ -47,7 +48,8 @@ export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: 
     if (next < 0) throw corrupt(`refcount of slot ${slot} would fall below zero`, { slot });
     if (next === 0) {
       remove.run(slot);
-      free.run(slot);
+      freed.push(slot);
     } else update.run(next, slot);
   }
+  freeSlots(db, freed);
 }

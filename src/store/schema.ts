@@ -54,6 +54,26 @@ const MIGRATIONS: string[] = [
   CREATE INDEX leases_image ON leases(image_id);
   INSERT INTO meta(key, value) VALUES ('next_slot', 0), ('block_size', 4096);
   `,
+  // 2: leases held by kernel locks and pinning what their holder sees; free slots stamped with
+  // the epoch they were freed in, so a slot a live reader may still see is not reused.
+  `
+  DROP TABLE leases;
+  -- AUTOINCREMENT: a lease's id is the byte of STORE/lock its holder locks, never handed out twice.
+  CREATE TABLE leases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL,              -- 0: the store as a whole (a check's pin)
+    pid INTEGER NOT NULL,                   -- as the holder sees itself: a description, not proof
+    start_time TEXT NOT NULL,
+    host TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('read', 'write')),
+    opened_at INTEGER NOT NULL,
+    locked INTEGER NOT NULL CHECK (locked IN (0, 1)),  -- 1: live exactly while byte id of STORE/lock is locked
+    pin INTEGER                             -- free epoch of the holder's view; NULL: pins nothing
+  ) STRICT;
+  CREATE INDEX leases_image ON leases(image_id);
+  ALTER TABLE free_slots ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+  INSERT INTO meta(key, value) VALUES ('free_epoch', 0);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -3,6 +3,7 @@
  *
  *   STORE/strata.db      images, maps, block index, refcounts, free slots, leases
  *   STORE/data/NNNNNN.dat
+ *   STORE/lock           one byte per lease, held by an OFD lock (lockfile.ts)
  *
  * Store is opened asynchronously (the hash function is WebAssembly and must be
  * instantiated); everything after that is synchronous.
@@ -14,6 +15,7 @@ import { StrataError, corrupt } from '../errors.js';
 import { openLocalBlocks, type BlockBackend } from './datafiles.js';
 import { loadXxh64, type HashFn } from './hash.js';
 import { Lru } from './lru.js';
+import { openLockFile, type LockFile } from './lockfile.js';
 import { migrate } from './schema.js';
 import { prepared } from './statements.js';
 import type { Segment } from './segment.js';
@@ -38,6 +40,8 @@ export interface Store {
   readonly db: Database.Database;
   readonly blocks: BlockBackend;
   readonly hash: HashFn;
+  /** Which leases are live, as the kernel knows it. */
+  readonly locks: LockFile;
   readonly readOnly: boolean;
   /** Resolved segments of frozen images, keyed by `${imageId}:${generation}:${seg}`. */
   readonly resolvedCache: Lru<string, Segment>;
@@ -90,6 +94,7 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
   }
 
   const blocks = openLocalBlocks(path.join(abs, 'data'), readOnly, durability === 'full');
+  const locks = openLockFile(abs, readOnly);
   const resolvedCache = new Lru<string, Segment>(opts.cacheSegments ?? 4096);
   function write<T>(fn: () => T): T {
     if (readOnly) throw new StrataError('E_READONLY', `store ${abs} is open read-only`);
@@ -106,6 +111,7 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
     db,
     blocks,
     hash,
+    locks,
     readOnly,
     resolvedCache,
     write,
@@ -120,6 +126,7 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
     },
     close() {
       blocks.close();
+      locks.close();
       if (db.open) db.close();
     },
   };

@@ -44,6 +44,8 @@ export interface StoreInfo {
   images: number;
   slotsInUse: number;
   native: { mode: 'native' | 'fallback'; reason?: string };
+  /** How a lease's holder is known to be alive: a kernel lock (any PID namespace), or its pid (this namespace only). */
+  leases: 'ofd-lock' | 'pid';
   node: string;
   strata: string;
 }
@@ -55,6 +57,7 @@ export function describeStore(store: Store): StoreInfo {
     images: countVisibleImages(store.db),
     slotsInUse: store.db.prepare('SELECT count(*) FROM blocks').pluck().get() as number,
     native: nativeStatus(),
+    leases: store.locks.supported ? 'ofd-lock' : 'pid',
     node: process.version,
     strata: STRATA_VERSION,
   };
@@ -66,7 +69,8 @@ function renderStore(r: StoreInfo): string {
     ['schema version', r.schemaVersion],
     ['images', r.images],
     ['slots in use', `${r.slotsInUse} (${humanBytes(r.slotsInUse * BLOCK_SIZE)})`],
-    ['native addon', r.native.mode === 'native' ? 'in use (punch-hole, SEEK_DATA/SEEK_HOLE)' : `fallback: ${r.native.reason ?? 'not built'}`],
+    ['native addon', r.native.mode === 'native' ? 'in use (punch-hole, SEEK_DATA/SEEK_HOLE, OFD locks)' : `fallback: ${r.native.reason ?? 'not built'}`],
+    ['leases', r.leases === 'ofd-lock' ? 'kernel locks on STORE/lock (safe across containers)' : 'pid checks (one PID namespace only: build the native addon to share a store with containers)'],
     ['strata', `${r.strata} on node ${r.node}`],
   ]);
 }
