@@ -205,10 +205,11 @@ export interface CommitResult extends ReshapeResult {
 
 /**
  * Merges a leaf's changes into its parent, which must have no other child
- * (they would see their parent change). The parent takes the leaf's content
+ * (they would see their parent change), and, unless forced, must not be a
+ * snapshot: a snapshot keeps what it held when it was taken. The parent takes the leaf's content
  * and size; the leaf goes on, empty, above it.
  */
-export function commitImage(store: Store, leafName: string): CommitResult {
+export function commitImage(store: Store, leafName: string, opts: { force?: boolean } = {}): CommitResult {
   return reshapeTx(store, 'commit', () => {
     const leaf = getImage(store.db, leafName);
     if (leaf.kind !== 'leaf') {
@@ -227,6 +228,12 @@ export function commitImage(store: Store, leafName: string): CommitResult {
     }
     if (childrenOf(store.db, leaf.id).length > 0) {
       throw new StrataError('E_HAS_CHILDREN', `cannot commit ${leafName}: it has children`, { image: leafName });
+    }
+    if (parent.snapshotAt !== null && !opts.force) {
+      throw badInput(
+        `cannot commit ${leafName} into ${parent.name}: ${parent.name} is a snapshot (taken ${new Date(parent.snapshotAt).toISOString()}) and would no longer hold what it held then; pass --force to change it, or snapshot ${leafName} instead`,
+        { image: leafName, parent: parent.name },
+      );
     }
     assertNotOpen(store, [leaf, parent], `commit ${leafName} into ${parent.name}`);
     const deltas: RefDeltas = new Map();

@@ -68,10 +68,15 @@ const MIGRATIONS: string[] = [
     mode TEXT NOT NULL CHECK (mode IN ('read', 'write')),
     opened_at INTEGER NOT NULL,
     locked INTEGER NOT NULL CHECK (locked IN (0, 1)),  -- 1: live exactly while byte id of STORE/lock is locked
-    pin INTEGER                             -- free epoch of the holder's view; NULL: pins nothing
+    pin INTEGER,                            -- free epoch of the holder's view; NULL: pins nothing
+    control TEXT                            -- Unix socket where the holder takes requests (a server's snapshots)
   ) STRICT;
   CREATE INDEX leases_image ON leases(image_id);
   ALTER TABLE free_slots ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+  -- Snapshot numbers only grow: the next LEAF.snapN is past every N this leaf ever had.
+  ALTER TABLE images ADD COLUMN snap_seq INTEGER NOT NULL DEFAULT 0;
+  -- Set on the frozen image a snapshot made: when it was taken (it is never changed behind the user's back).
+  ALTER TABLE images ADD COLUMN snapshot_at INTEGER;
   INSERT INTO meta(key, value) VALUES ('free_epoch', 0);
   `,
 ];

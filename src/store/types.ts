@@ -55,6 +55,10 @@ export interface ImageRecord {
   ownBlocks: number;
   /** Bumped whenever the image's map changes, so cached resolutions are never stale. */
   generation: number;
+  /** The highest N of the LEAF.snapN snapshots this leaf has had: numbers only grow. */
+  snapSeq: number;
+  /** When a snapshot took this frozen image (ms since the epoch); null for images no snapshot made. */
+  snapshotAt: number | null;
 }
 
 export const isFrozen = (r: Pick<ImageRecord, 'kind'>): boolean => r.kind !== 'leaf';

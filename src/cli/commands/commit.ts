@@ -7,10 +7,11 @@ export const commitCommand = () =>
   new Command('commit')
     .description("merge a leaf's changes into its parent (which must have no other child); the leaf goes on empty above it")
     .argument('<leaf>', 'writable image')
-    .action(async (leaf: string, _o, cmd: Command) =>
+    .option('--force', 'commit even into a snapshot, which then no longer holds what it held when taken')
+    .action(async (leaf: string, o: { force?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
-        async (ctx) => commitImage(await ctx.store(), leaf),
+        async (ctx) => commitImage(await ctx.store(), leaf, { force: o.force }),
         (r) => `committed ${humanBytes(r.ownBytesBefore)} of ${r.image} into ${r.into} (own now ${humanBytes(r.intoOwnBytes)}); ${r.image} is empty above it\n`,
       ),
     );
