@@ -150,15 +150,19 @@ export interface ExportOptions {
   chain?: boolean;
   /** Raw: fsync the output before returning (default: no, like qemu-img convert). qcow2 output is always synced. */
   sync?: boolean;
+  /** Told about things worth a warning (a qcow2 size rounded up to whole sectors). */
+  warn?: (message: string) => void;
 }
 
 export interface ExportResult {
   files: string[];
   size: number;
   dataBytes: number;
+  /** qcow2: the virtual size the (top) file records, `size` rounded up to a multiple of 512. */
+  fileVirtualSize?: number;
 }
 
-function writeImageQcow2(store: Store, name: string, file: string, opts: ExportOptions, backing?: { file: string; ownOnly: true }): number {
+function writeImageQcow2(store: Store, name: string, file: string, opts: ExportOptions, backing?: { file: string; ownOnly: true }): { bytes: number; virtualSize: number } {
   const img = openImage(store, name);
   try {
     const rec = getImage(store.db, name);
@@ -170,7 +174,10 @@ function writeImageQcow2(store: Store, name: string, file: string, opts: ExportO
       compress: opts.compress,
       ...(backing ? { backingFile: backing.file, backingFormat: 'qcow2' } : {}),
     });
-    return r.bytes;
+    if (r.virtualSize !== img.size) {
+      opts.warn?.(`qcow2 sizes are whole 512-byte sectors: ${file} has a virtual size of ${r.virtualSize} bytes, the last ${r.virtualSize - img.size} reading as zeros`);
+    }
+    return { bytes: r.bytes, virtualSize: r.virtualSize };
   } finally {
     img.close();
   }
@@ -185,19 +192,22 @@ export function exportFile(store: Store, name: string, file: string, opts: Expor
   }
   const rec = getImage(store.db, name);
   if (!opts.chain) {
-    const bytes = writeImageQcow2(store, name, file, opts);
-    return { files: [file], size: rec.virtualSize, dataBytes: bytes };
+    const r = writeImageQcow2(store, name, file, opts);
+    return { files: [file], size: rec.virtualSize, dataBytes: r.bytes, fileVirtualSize: r.virtualSize };
   }
   // One file per layer, bottom first, each backed by the one below by relative name.
   const chain = chainOf(store.db, rec).reverse();
   const dir = path.dirname(path.resolve(file));
   const files = chain.map((c, i) => (i === chain.length - 1 ? path.resolve(file) : path.join(dir, `${c.name}.qcow2`)));
   let bytes = 0;
+  let fileVirtualSize = 0;
   chain.forEach((c, i) => {
     if (i > 0 && c.virtualSize < chain[i - 1].virtualSize) {
       throw new StrataError('E_UNSUPPORTED', `image ${c.name} is smaller than its parent; a qcow2 chain cannot express that (export it without --chain)`);
     }
-    bytes += writeImageQcow2(store, c.name, files[i], opts, i === 0 ? undefined : { file: path.basename(files[i - 1]), ownOnly: true });
+    const r = writeImageQcow2(store, c.name, files[i], opts, i === 0 ? undefined : { file: path.basename(files[i - 1]), ownOnly: true });
+    bytes += r.bytes;
+    fileVirtualSize = r.virtualSize;
   });
-  return { files, size: rec.virtualSize, dataBytes: bytes };
+  return { files, size: rec.virtualSize, dataBytes: bytes, fileVirtualSize };
 }

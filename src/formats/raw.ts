@@ -5,6 +5,7 @@ import type { Extent } from '../image/device.js';
 import { openImage } from '../image/image.js';
 import { dataExtents } from '../store/native.js';
 import type { Store } from '../store/store.js';
+import { BLOCK_SIZE } from '../store/types.js';
 import { extentWindows, type ImportSource } from './source.js';
 
 export function openFileForRead(file: string): number {
@@ -79,6 +80,16 @@ export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'rea
       img.write(off, src.read(off, n));
       onProgress?.(off + n);
     }
+  }
+  // The bytes of the last, partial block past the end must be zero: a larger layer imported on
+  // top, or a grow, shows them. A hole there (a qcow2 overlay smaller than its backing file)
+  // inherits the parent's block whole, its bytes past this end included. Writing the block's
+  // visible bytes back, up to the end, stores it with the rest zeroed; where the parent's
+  // block already ends in zeros, that is the parent's slot and the entry stays INHERIT.
+  const tail = src.size % BLOCK_SIZE;
+  if (tail !== 0) {
+    const start = src.size - tail;
+    img.write(start, img.read(start, tail));
   }
 }
 

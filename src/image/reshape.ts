@@ -1,8 +1,9 @@
 /**
  * Reshaping images: flatten, rebase, commit, resize. Each is one transaction
  * over map segments and refcounts; none copies a data block, because a slot
- * number already is the content (resize's shrink may store one new block: a
- * partial last block whose hidden tail must read zeros if the image grows).
+ * number already is the content (resize may store one new block: the
+ * partial block at its smaller end, whose bytes past that end must read
+ * zeros once the image is larger).
  *
  * All four reduce to one step, rewriteOwnMap: give an image a new own map so
  * that, over a given parent, it reads exactly a given target view. The target
@@ -16,6 +17,7 @@ import { StrataError, badInput } from '../errors.js';
 import { chainOf, childrenOf, descendantsOf, getImage, updateImage } from '../store/catalog.js';
 import { assertNotOpen } from '../store/leases.js';
 import { countSlotRefs, loadSegment, saveSegment, segmentsOf } from '../store/maps.js';
+import type { BlockHash } from '../store/hash.js';
 import { hashBlocks, placeBlocks } from '../store/placement.js';
 import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
 import { segCompact, segExpand, segGet, type Segment } from '../store/segment.js';
@@ -255,10 +257,36 @@ export function commitImage(store: Store, leafName: string, opts: { force?: bool
 }
 
 /**
+ * When `end` is inside a block and the chain reads a slot there whose bytes
+ * past `end` are not all zero: that block with those bytes zeroed, placed
+ * (deduplicated like any write) for the caller to commit. Otherwise null.
+ */
+function zeroedTail(store: Store, chain: readonly ImageRecord[], end: number): { block: number; entry: MapEntry; fresh: Map<SlotNumber, BlockHash> } | null {
+  const tail = end % BLOCK_SIZE;
+  if (tail === 0) return null;
+  const block = Math.floor(end / BLOCK_SIZE);
+  const view = resolveFrozen(store, chain, 0, Math.floor(block / SEGMENT_ENTRIES) as SegmentIndex);
+  const e = segGet(view, block % SEGMENT_ENTRIES);
+  if (e < 2) return null;
+  const buf = Buffer.alloc(BLOCK_SIZE);
+  store.blocks.read(entrySlot(e), 1, buf, 0);
+  if (!buf.subarray(tail).some((x) => x !== 0)) return null;
+  buf.fill(0, tail);
+  const placed = placeBlocks(store, [buf], hashBlocks(store, [buf]));
+  return { block, entry: placed.entries[0], fresh: placed.fresh };
+}
+
+/**
  * Grows a leaf, or shrinks it with `shrink`. Blocks past the new end are
  * dropped; blocks a grow exposes read zeros (ZERO over a parent's data).
- * A shrink to a size inside a block stores that block again with its tail
- * zeroed, so a later grow cannot bring the cut bytes back.
+ *
+ * The block holding the smaller of the two ends, when that end is inside a
+ * block, is stored again with its bytes past that end zeroed. On a shrink,
+ * so that a later grow cannot bring the cut bytes back. On a grow, because
+ * the bytes past the old end are not always zero: the leaf may read that
+ * block whole from a larger parent, or hold its own copy of such a block
+ * after a write into it. Imports now zero that tail (copySourceInto), but
+ * leaves imported before hold such blocks.
  */
 export function resizeImage(store: Store, name: string, size: number, opts: { shrink?: boolean } = {}): ReshapeResult {
   checkVirtualSize(size);
@@ -274,24 +302,9 @@ export function resizeImage(store: Store, name: string, size: number, opts: { sh
     assertNotOpen(store, [img], `resize ${name}`);
     const chain = chainOf(store.db, img);
     const deltas: RefDeltas = new Map();
-    const override = new Map<number, MapEntry>();
-    let fresh = new Map<SlotNumber, number>();
-    const tail = size % BLOCK_SIZE;
-    if (size < img.virtualSize && tail !== 0) {
-      const last = Math.floor(size / BLOCK_SIZE);
-      const view = resolveFrozen(store, chain, 0, Math.floor(last / SEGMENT_ENTRIES) as SegmentIndex);
-      const e = segGet(view, last % SEGMENT_ENTRIES);
-      if (e >= 2) {
-        const buf = Buffer.alloc(BLOCK_SIZE);
-        store.blocks.read(entrySlot(e), 1, buf, 0);
-        if (buf.subarray(tail).some((x) => x !== 0)) {
-          buf.fill(0, tail);
-          const placed = placeBlocks(store, [buf], hashBlocks(store, [buf]));
-          override.set(last, placed.entries[0]);
-          fresh = placed.fresh;
-        }
-      }
-    }
+    const cut = zeroedTail(store, chain, Math.min(size, img.virtualSize));
+    const override = new Map<number, MapEntry>(cut ? [[cut.block, cut.entry]] : []);
+    const fresh = cut?.fresh ?? new Map<SlotNumber, BlockHash>();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: chain.slice(1), size, override }, deltas);
     applyRefDeltas(store.db, deltas, fresh);
     updateImage(store.db, img.id, { ownBlocks, virtualSize: size });

@@ -174,7 +174,10 @@ function runCheck(store: Store, repair: boolean): CheckReport {
 
   // ---- maps: count references per slot --------------------------------------
   const next = metaNumber(db, 'next_slot');
-  const refs = new Uint32Array(next);
+  // Float64, not Uint32: one all-equal segment is 4096 references, so 2^32 of them to one slot is
+  // only 16 TiB of a repeated block. A wrapped count would let repair free a slot in use.
+  // Doubles count exactly up to 2^53.
+  const refs = new Float64Array(next);
   const free = new Uint8Array(next);
   for (const slot of db.prepare('SELECT slot FROM free_slots').pluck().all() as number[]) {
     if (slot >= 0 && slot < next) free[slot] = 1;

@@ -83,13 +83,22 @@ const MIGRATIONS: string[] = [
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-export function migrate(db: Database.Database): void {
-  const version = db.pragma('user_version', { simple: true }) as number;
+function checkVersion(version: number): void {
   if (version > SCHEMA_VERSION) {
     throw new StrataError('E_UNSUPPORTED', `store schema version ${version} is newer than this strata (${SCHEMA_VERSION}); upgrade strata`);
   }
-  if (version === SCHEMA_VERSION) return;
+}
+
+export function migrate(db: Database.Database): void {
+  // Every command opens the store: an up-to-date one is settled without taking the write lock.
+  const seen = db.pragma('user_version', { simple: true }) as number;
+  checkVersion(seen);
+  if (seen === SCHEMA_VERSION) return;
   db.transaction(() => {
+    // Read again under the write lock: commands racing on a new store all saw version 0 above,
+    // and every one but the first must find the migration done, not run it again.
+    const version = db.pragma('user_version', { simple: true }) as number;
+    checkVersion(version);
     for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();

@@ -16,7 +16,10 @@ export const exportCommand = () =>
     .action(async (name: string, file: string, o: { format: string; clusterSize: string; compress?: boolean; chain?: boolean; sync?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
-        async (ctx) => exportFile(await ctx.store(), name, file, { ...o, clusterSize: parseBytes(o.clusterSize, 'cluster size') }),
+        async (ctx) => {
+          const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
+          return exportFile(await ctx.store(), name, file, { ...o, clusterSize: parseBytes(o.clusterSize, 'cluster size'), warn });
+        },
         (r) => `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.size)} virtual, ${humanBytes(r.dataBytes)} written)\n`,
       ),
     );

@@ -33,6 +33,8 @@ export interface Qcow2WriteOptions {
 }
 
 export interface Qcow2WriteResult {
+  /** Virtual size in the header: the source's size rounded up to a multiple of 512. */
+  virtualSize: number;
   /** Guest clusters stored as data (plain or compressed). */
   clusters: number;
   /** Size of the written file in bytes. */
@@ -94,10 +96,15 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
   }
   const clusterBits = Math.log2(cs);
   const size = source.size;
-  if (!Number.isSafeInteger(size) || size < 0 || size > MAX_VIRTUAL_SIZE) throw badInput(`qcow2 virtual size ${size} is out of range`);
+  // QEMU keeps a qcow2 image's size in 512-byte sectors and rounds an unaligned header size
+  // down, losing the source's last bytes; like qemu-img create, round up instead. The padding
+  // lies in the last cluster, past `size`: a data cluster is zero-filled there, and a backing
+  // file written here is padded the same way. Clusters are whole sectors, so none is added.
+  const virtualSize = Math.ceil(size / 512) * 512;
+  if (!Number.isSafeInteger(size) || size < 0 || virtualSize > MAX_VIRTUAL_SIZE) throw badInput(`qcow2 virtual size ${size} is out of range`);
   const l2PerTable = cs / 8;
   const nClusters = Math.ceil(size / cs);
-  const l1Entries = l1EntriesNeeded(size, clusterBits, false);
+  const l1Entries = l1EntriesNeeded(virtualSize, clusterBits, false);
   if (l1Entries > MAX_L1_ENTRIES) throw badInput(`virtual size ${size} needs an L1 table over 32 MiB with ${cs} byte clusters; use a larger cluster size`);
   const header = buildHeader(cs, opts);
 
@@ -239,7 +246,7 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
     // Everything the header points at is durable before the header (and its magic) exists:
     // a crash before this point leaves a file that is not recognisably qcow2.
     fdatasyncSync(fd);
-    writeEntry(header, 24, size);
+    writeEntry(header, 24, virtualSize);
     header.writeUInt32BE(l1Entries, 36);
     writeEntry(header, 40, l1Clusters ? cs : 0);
     writeEntry(header, 48, rtOffset);
@@ -247,7 +254,7 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
     writeSync(fd, header, 0, header.length, 0);
     fdatasyncSync(fd);
     closeSync(fd);
-    return { clusters: dataClusters, bytes: totalClusters * cs };
+    return { virtualSize, clusters: dataClusters, bytes: totalClusters * cs };
   } catch (e) {
     try {
       closeSync(fd);
