@@ -89,11 +89,13 @@ export function importSource(store: Store, src: ImportSource, name: string, opts
 
 /** Drops hidden images left by imports whose process died. Returns how many. */
 export function recoverAbandoned(store: Store): number {
-  const hidden = listImagesWithPrefix(store.db, HIDDEN_PREFIX);
-  if (hidden.length === 0) return 0;
+  // The look outside the transaction only saves the write lock when there is nothing to do: the
+  // list that counts is the one inside it. An import listed a moment ago may have finished and
+  // taken its real name since, and must not be dropped under it.
+  if (listImagesWithPrefix(store.db, HIDDEN_PREFIX).length === 0) return 0;
   return store.write(() => {
     let n = 0;
-    for (const img of hidden) {
+    for (const img of listImagesWithPrefix(store.db, HIDDEN_PREFIX)) {
       if (liveLeases(store, [img.id]).length > 0) continue;
       dropImageInTx(store, img);
       n++;
