@@ -231,13 +231,13 @@ export function commitImage(store: Store, leafName: string, opts: { force?: bool
     if (childrenOf(store.db, leaf.id).length > 0) {
       throw new StrataError('E_HAS_CHILDREN', `cannot commit ${leafName}: it has children`, { image: leafName });
     }
+    assertNotOpen(store, [leaf, parent], `commit ${leafName} into ${parent.name}`);
     if (parent.snapshotAt !== null && !opts.force) {
       throw badInput(
         `cannot commit ${leafName} into ${parent.name}: ${parent.name} is a snapshot (taken ${new Date(parent.snapshotAt).toISOString()}) and would no longer hold what it held then; pass --force to change it, or snapshot ${leafName} instead`,
         { image: leafName, parent: parent.name },
       );
     }
-    assertNotOpen(store, [leaf, parent], `commit ${leafName} into ${parent.name}`);
     const deltas: RefDeltas = new Map();
     // The parent must read what the leaf reads now, over the parent's own parent.
     const ownBlocks = rewriteOwnMap(store, { image: parent, target: chain, parent: chain.slice(2), size: leaf.virtualSize }, deltas);

@@ -8,8 +8,10 @@
  *
  * The contract checked (see DESIGN.md, "Several processes, one store"):
  * - every operation that would change the served leaf's identity or map
- *   (rename, rm, snapshot, clone, flatten, rebase, commit, resize, write) is
- *   refused with exit 6 (E_BUSY) and a one-line message, and changes nothing;
+ *   (rename, rm, flatten, rebase, commit, resize, write) is refused with
+ *   exit 6 (E_BUSY) and a one-line message, and changes nothing; snapshot
+ *   and clone of it (last round) are taken by the server itself, and read
+ *   a state of it no older than the last FLUSH before they were asked for;
  * - `read served` and `export served` succeed, and each 4 KiB block they
  *   return is a version the NBD client wrote to that very block (zeros
  *   included: never written, WRITE_ZEROES, TRIM), no older than the last
@@ -425,13 +427,43 @@ describe('stress', () => {
 
     let servedMutations = 0;
 
-    /** A reader of the live leaf, besides the workers: read (a slow consumer), export and check, back to back. */
+    /**
+     * Snapshots and clones of served, which its server takes between two NBD
+     * writes: each reads a state of served no older than the last FLUSH
+     * before it was asked for, and never changes after. Taken in the last
+     * round only, since drains cannot remove images below the served leaf.
+     */
+    const live = new Map<string, Buffer>();
+    let liveN = 0;
+    const liveSnapshot = async (who: string) => {
+      const floor = served.floor();
+      const asClone = liveN % 2 === 1;
+      const cloneName = `live-c${liveN++}`;
+      const args = asClone ? ['--json', 'clone', 'served', cloneName] : ['--json', 'snapshot', 'served'];
+      const r = await startCli(store, args).done;
+      count(asClone ? 'clone served (live)' : 'snapshot served (live)');
+      if (r.status !== 0) {
+        fail('live-snapshot', `${who}: strata ${args.join(' ')} exited ${r.status} (expected 0): ${oneLine(r.err)}`);
+        return;
+      }
+      const snap = (JSON.parse(r.out.toString()) as { snapshot: string }).snapshot;
+      const got = await startCli(store, ['read', snap]).done;
+      if (got.status !== 0) {
+        fail('live-snapshot', `${who}: strata read ${snap} exited ${got.status}: ${oneLine(got.err)}`);
+        return;
+      }
+      for (const p of served.check(got.out, floor)) fail(p.kind, `${who}: live snapshot ${snap}: ${p.msg}`);
+      live.set(snap, got.out);
+      if (asClone) live.set(cloneName, got.out);
+    };
+
+    /** A reader of the live leaf, besides the workers: read (a slow consumer), export, check and (last round) live snapshots, back to back. */
     const readerRng = rng(SEED * 31 + 50);
     const readerLoop = async (until: number) => {
       for (let k = 0; Date.now() < until && !stopAll; k++) {
         if (k % 3 === 2) {
           if (!SKIP.has('check')) await check(`reader #${k}`);
-        }
+        } else if (round === ROUNDS && k % 3 === 1 && k % 2 === 1) await liveSnapshot(`reader #${k}`);
         else await readServed(`reader #${k}`, k % 3 ? 'export' : 'read', 50 + readerRng.int(150));
       }
     };
@@ -649,7 +681,7 @@ describe('stress', () => {
             if (!L.parent) return;
             const P = this.imgs.get(L.parent)!;
             const siblings = this.children(P.name).filter((c) => c !== L);
-            const res = await startCli(store, ['commit', L.name]).done;
+            const res = await startCli(store, ['commit', L.name, '--force']).done;
             count('commit');
             let want = siblings.length > 0 ? 7 : 0;
             if (res.status === 0 && want === 7) {
@@ -750,7 +782,7 @@ describe('stress', () => {
               : kind === 'flatten'
                 ? ['flatten', L.name]
                 : kind === 'commit'
-                  ? ['commit', L.name]
+                  ? ['commit', L.name, '--force']
                   : ['rebase', L.name, '--onto', onto!.name];
         const d = r.int(16) - 12; // ms by which the other op starts after the write (negative: before)
         let other: Started;
@@ -808,8 +840,6 @@ describe('stress', () => {
         const choices = (x: string): [string, string[], Buffer?][] => [
           ['rename', ['rename', 'served', x]],
           ['rm', ['rm', 'served']],
-          ['snapshot', ['snapshot', 'served', x]],
-          ['clone', ['clone', 'served', x]],
           ['flatten', ['flatten', 'served']],
           ['rebase', ['rebase', 'served', '--onto', 'served.base']],
           ['commit', ['commit', 'served']],
@@ -887,7 +917,20 @@ describe('stress', () => {
             if (!got.equals(img.data)) fail('content', `${when}: ${img.name} (${img.frozen ? 'frozen' : 'leaf'}, parent ${img.parent ?? 'none'}, made by ${img.born}) differs from its model: ${diffBlocks(img.data, got)}`);
           }
         }
-        const modelled = new Set(workers.flatMap((wk) => [...wk.imgs.keys()]));
+        for (const [name, data] of live) {
+          if (!names.includes(name)) {
+            fail('image-vanished', `${when}: live snapshot ${name} is gone from the store`);
+            continue;
+          }
+          const h = openImage(s, name);
+          try {
+            const got = h.read(0, h.size);
+            if (!got.equals(data)) fail('content', `${when}: live snapshot ${name} changed after it was taken: ${diffBlocks(data, got)}`);
+          } finally {
+            h.close();
+          }
+        }
+        const modelled = new Set([...workers.flatMap((wk) => [...wk.imgs.keys()]), ...live.keys()]);
         const extra = others.filter((n) => !modelled.has(n));
         if (extra.length > 0) fail('catalog', `${when}: the store holds images no worker made or kept: ${extra.join(', ')}`);
         return others;
