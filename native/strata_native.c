@@ -253,6 +253,22 @@ static bool get_bool(napi_env env, napi_value v, bool *out) {
   return true;
 }
 
+#if STRATA_HAVE_OFD_LOCK
+/* One OFD lock request on [offset, offset + length), retried on EINTR; 0 or -1 with errno. */
+static int ofd_fcntl(int fd, int cmd, short type, off_t offset, off_t length, struct flock *fl) {
+  memset(fl, 0, sizeof *fl); /* l_pid must be 0 for OFD locks */
+  fl->l_type = type;
+  fl->l_whence = SEEK_SET;
+  fl->l_start = offset;
+  fl->l_len = length;
+  int r;
+  do {
+    r = fcntl(fd, cmd, fl);
+  } while (r != 0 && errno == EINTR);
+  return r;
+}
+#endif
+
 static napi_value lock_range(napi_env env, napi_callback_info info) {
   napi_value argv[4], result;
   int fd;
@@ -264,17 +280,8 @@ static napi_value lock_range(napi_env env, napi_callback_info info) {
     return NULL;
 #if STRATA_HAVE_OFD_LOCK
   struct flock fl;
-  memset(&fl, 0, sizeof fl); /* l_pid must be 0 for OFD locks */
-  fl.l_type = exclusive ? F_WRLCK : F_RDLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = offset;
-  fl.l_len = length;
-  int r;
-  do {
-    r = fcntl(fd, F_OFD_SETLK, &fl);
-  } while (r != 0 && errno == EINTR);
   bool taken = true;
-  if (r != 0) {
+  if (ofd_fcntl(fd, F_OFD_SETLK, exclusive ? F_WRLCK : F_RDLCK, offset, length, &fl) != 0) {
     int e = errno;
     if (e == EAGAIN || e == EACCES) {
       taken = false;
@@ -300,16 +307,7 @@ static napi_value range_locked(napi_env env, napi_callback_info info) {
     return NULL;
 #if STRATA_HAVE_OFD_LOCK
   struct flock fl;
-  memset(&fl, 0, sizeof fl);
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = offset;
-  fl.l_len = length;
-  int r;
-  do {
-    r = fcntl(fd, F_OFD_GETLK, &fl);
-  } while (r != 0 && errno == EINTR);
-  if (r != 0) {
+  if (ofd_fcntl(fd, F_OFD_GETLK, F_WRLCK, offset, length, &fl) != 0) {
     throw_errno(env, errno, "fcntl(F_OFD_GETLK)");
     return NULL;
   }
