@@ -29,6 +29,7 @@ import {
   isFrozen,
   type ImageRecord,
   type MapEntry,
+  type OnProgress,
   type SegmentIndex,
   type SlotNumber,
 } from '../store/types.js';
@@ -155,8 +156,16 @@ const result = (store: Store, name: string, before: number): ReshapeResult => {
   return { image: r.name, parent, virtualSize: r.virtualSize, ownBytes: r.ownBlocks * BLOCK_SIZE, ownBytesBefore: before * BLOCK_SIZE };
 };
 
+/**
+ * Options of flatten, rebase, commit and resize. `onProgress` counts the references
+ * updated (most of the time of a large reshape); a throw from it rolls back.
+ */
+export interface ReshapeOptions {
+  onProgress?: OnProgress;
+}
+
 /** The image keeps its content and stops depending on any parent. */
-export function flattenImage(store: Store, name: string): ReshapeResult {
+export function flattenImage(store: Store, name: string, opts: ReshapeOptions = {}): ReshapeResult {
   return reshapeTx(store, 'flatten', () => {
     const img = getImage(store.db, name);
     const chain = chainOf(store.db, img);
@@ -164,7 +173,7 @@ export function flattenImage(store: Store, name: string): ReshapeResult {
     if (img.parentId === null) return result(store, name, img.ownBlocks);
     const deltas: RefDeltas = new Map();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: [], size: img.virtualSize }, deltas);
-    applyRefDeltas(store.db, deltas);
+    applyRefDeltas(store.db, deltas, undefined, opts.onProgress);
     updateImage(store.db, img.id, { parentId: null, ownBlocks, kind: isFrozen(img) ? frozenKind(null) : 'leaf' });
     touchDescendants(store, img);
     return result(store, name, img.ownBlocks);
@@ -172,7 +181,7 @@ export function flattenImage(store: Store, name: string): ReshapeResult {
 }
 
 /** The image keeps its content over a new frozen parent; its own map keeps only what differs from it. */
-export function rebaseImage(store: Store, name: string, onto: string): ReshapeResult {
+export function rebaseImage(store: Store, name: string, onto: string, opts: ReshapeOptions = {}): ReshapeResult {
   return reshapeTx(store, 'rebase', () => {
     const img = getImage(store.db, name);
     const parent = getImage(store.db, onto);
@@ -189,7 +198,7 @@ export function rebaseImage(store: Store, name: string, onto: string): ReshapeRe
     assertNotOpen(store, [img, ...below], `rebase ${name}`);
     const deltas: RefDeltas = new Map();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: parentChain, size: img.virtualSize }, deltas);
-    applyRefDeltas(store.db, deltas);
+    applyRefDeltas(store.db, deltas, undefined, opts.onProgress);
     updateImage(store.db, img.id, { parentId: parent.id, ownBlocks, kind: isFrozen(img) ? frozenKind(parent.id) : 'leaf' });
     touchDescendants(store, img);
     return result(store, name, img.ownBlocks);
@@ -208,7 +217,7 @@ export interface CommitResult extends ReshapeResult {
  * (they would see their parent change). The parent takes the leaf's content
  * and size; the leaf goes on, empty, above it.
  */
-export function commitImage(store: Store, leafName: string): CommitResult {
+export function commitImage(store: Store, leafName: string, opts: ReshapeOptions = {}): CommitResult {
   return reshapeTx(store, 'commit', () => {
     const leaf = getImage(store.db, leafName);
     if (leaf.kind !== 'leaf') {
@@ -239,7 +248,7 @@ export function commitImage(store: Store, leafName: string): CommitResult {
       for (const [slot, n] of refs) addRef(deltas, slot, -n);
       saveSegment(store.db, leaf.id, seg, INHERIT);
     }
-    applyRefDeltas(store.db, deltas);
+    applyRefDeltas(store.db, deltas, undefined, opts.onProgress);
     updateImage(store.db, parent.id, { ownBlocks, virtualSize: leaf.virtualSize });
     updateImage(store.db, leaf.id, { ownBlocks: 0 });
     const r = result(store, leafName, leaf.ownBlocks);
@@ -253,7 +262,7 @@ export function commitImage(store: Store, leafName: string): CommitResult {
  * A shrink to a size inside a block stores that block again with its tail
  * zeroed, so a later grow cannot bring the cut bytes back.
  */
-export function resizeImage(store: Store, name: string, size: number, opts: { shrink?: boolean } = {}): ReshapeResult {
+export function resizeImage(store: Store, name: string, size: number, opts: ReshapeOptions & { shrink?: boolean } = {}): ReshapeResult {
   checkVirtualSize(size);
   return reshapeTx(store, 'resize', () => {
     const img = getImage(store.db, name);
@@ -286,7 +295,7 @@ export function resizeImage(store: Store, name: string, size: number, opts: { sh
       }
     }
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: chain.slice(1), size, override }, deltas);
-    applyRefDeltas(store.db, deltas, fresh);
+    applyRefDeltas(store.db, deltas, fresh, opts.onProgress);
     updateImage(store.db, img.id, { ownBlocks, virtualSize: size });
     return result(store, name, img.ownBlocks);
   });
