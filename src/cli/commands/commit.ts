@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { commitImage } from '../../image/reshape.js';
 import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
 
 export const commitCommand = () =>
@@ -10,7 +11,10 @@ export const commitCommand = () =>
     .action(async (leaf: string, _o, cmd: Command) =>
       runCommand(
         cmd,
-        async (ctx) => commitImage(await ctx.store(), leaf),
+        async (ctx) => {
+          const store = await ctx.store();
+          return longWork(ctx, `committing ${leaf}`, () => `${leaf} and its parent are unchanged`, (onProgress) => commitImage(store, leaf, { onProgress }));
+        },
         (r) => `committed ${humanBytes(r.ownBytesBefore)} of ${r.image} into ${r.into} (own now ${humanBytes(r.intoOwnBytes)}); ${r.image} is empty above it\n`,
       ),
     );

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { exportFile } from '../../formats/files.js';
 import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
 import { humanBytes, parseBytes } from '../parse.js';
 
 export const exportCommand = () =>
@@ -16,7 +17,12 @@ export const exportCommand = () =>
     .action(async (name: string, file: string, o: { format: string; clusterSize: string; compress?: boolean; chain?: boolean; sync?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
-        async (ctx) => exportFile(await ctx.store(), name, file, { ...o, clusterSize: parseBytes(o.clusterSize, 'cluster size') }),
+        async (ctx) => {
+          const store = await ctx.store();
+          const clusterSize = parseBytes(o.clusterSize, 'cluster size');
+          const kept = () => `nothing exported; the partial ${o.chain ? 'files were' : `${file} was`} removed`;
+          return longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, name, file, { ...o, clusterSize, onProgress }));
+        },
         (r) => `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.size)} virtual, ${humanBytes(r.dataBytes)} written)\n`,
       ),
     );
