@@ -7,7 +7,7 @@ import { removeImages } from '../image/lifecycle.js';
 import { ownExtents } from '../image/inspect.js';
 import { chainOf, getImage } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
-import type { ImageRecord } from '../store/types.js';
+import type { ImageRecord, OnProgress } from '../store/types.js';
 import { importSource, type ImportOptions } from './import.js';
 import { backingChain, openQcow2, readQcow2Info, writeQcow2, type Qcow2Info } from './qcow2/index.js';
 import { exportRaw, openFileForRead, openRawSource } from './raw.js';
@@ -152,6 +152,8 @@ export interface ExportOptions {
   sync?: boolean;
   /** Told about things worth a warning (a qcow2 size rounded up to whole sectors). */
   warn?: (message: string) => void;
+  /** Bytes of virtual size written (over all files of a chain); may throw to stop, and no output file is left. */
+  onProgress?: OnProgress;
 }
 
 export interface ExportResult {
@@ -162,7 +164,14 @@ export interface ExportResult {
   fileVirtualSize?: number;
 }
 
-function writeImageQcow2(store: Store, name: string, file: string, opts: ExportOptions, backing?: { file: string; ownOnly: true }): { bytes: number; virtualSize: number } {
+function writeImageQcow2(
+  store: Store,
+  name: string,
+  file: string,
+  opts: ExportOptions,
+  backing?: { file: string; ownOnly: true },
+  onProgress = opts.onProgress,
+): { bytes: number; virtualSize: number } {
   const img = openImage(store, name);
   try {
     const rec = getImage(store.db, name);
@@ -172,6 +181,7 @@ function writeImageQcow2(store: Store, name: string, file: string, opts: ExportO
     const r = writeQcow2(file, source, {
       clusterSize: opts.clusterSize,
       compress: opts.compress,
+      onProgress,
       ...(backing ? { backingFile: backing.file, backingFormat: 'qcow2' } : {}),
     });
     if (r.virtualSize !== img.size) {
@@ -187,7 +197,7 @@ export function exportFile(store: Store, name: string, file: string, opts: Expor
   const format = checkFormat(opts.format) ?? 'raw';
   if (format === 'raw') {
     if (opts.chain || opts.compress) throw badInput('--chain and --compress apply to --format qcow2 only');
-    const r = exportRaw(store, name, file, { sync: opts.sync });
+    const r = exportRaw(store, name, file, { sync: opts.sync, onProgress: opts.onProgress });
     return { files: [file], ...r };
   }
   const rec = getImage(store.db, name);
@@ -201,13 +211,26 @@ export function exportFile(store: Store, name: string, file: string, opts: Expor
   const files = chain.map((c, i) => (i === chain.length - 1 ? path.resolve(file) : path.join(dir, `${c.name}.qcow2`)));
   let bytes = 0;
   let fileVirtualSize = 0;
-  chain.forEach((c, i) => {
-    if (i > 0 && c.virtualSize < chain[i - 1].virtualSize) {
-      throw new StrataError('E_UNSUPPORTED', `image ${c.name} is smaller than its parent; a qcow2 chain cannot express that (export it without --chain)`);
-    }
-    const r = writeImageQcow2(store, c.name, files[i], opts, i === 0 ? undefined : { file: path.basename(files[i - 1]), ownOnly: true });
-    bytes += r.bytes;
-    fileVirtualSize = r.virtualSize;
-  });
+  // Progress runs over the whole chain: each layer's file counts its virtual size.
+  const total = chain.reduce((n, c) => n + c.virtualSize, 0);
+  let before = 0;
+  let written = 0;
+  try {
+    chain.forEach((c, i) => {
+      if (i > 0 && c.virtualSize < chain[i - 1].virtualSize) {
+        throw new StrataError('E_UNSUPPORTED', `image ${c.name} is smaller than its parent; a qcow2 chain cannot express that (export it without --chain)`);
+      }
+      const progress = opts.onProgress && ((done: number) => opts.onProgress!(before + done, total));
+      const r = writeImageQcow2(store, c.name, files[i], opts, i === 0 ? undefined : { file: path.basename(files[i - 1]), ownOnly: true }, progress);
+      bytes += r.bytes;
+      fileVirtualSize = r.virtualSize;
+      written++;
+      before += c.virtualSize;
+    });
+  } catch (e) {
+    // The layers written so far are no chain without the top: remove them too (the failed one removed itself).
+    for (const f of files.slice(0, written)) fs.rmSync(f, { force: true });
+    throw e;
+  }
   return { files, size: rec.virtualSize, dataBytes: bytes, fileVirtualSize };
 }

@@ -8,7 +8,7 @@ import { badInput } from '../errors.js';
 import { assertNameFree, chainOf, getImage, insertImage, listImagesWithPrefix, updateImage } from '../store/catalog.js';
 import { imageName } from '../store/names.js';
 import type { Store } from '../store/store.js';
-import { isFrozen, type ImageName, type ImageRecord } from '../store/types.js';
+import { isFrozen, type ImageName, type ImageRecord, type OnProgress } from '../store/types.js';
 import { checkVirtualSize, dropImageInTx, frozenKind } from '../image/lifecycle.js';
 import { leaseTx, liveLeases } from '../store/leases.js';
 import { Image } from '../image/image.js';
@@ -24,7 +24,8 @@ export interface ImportOptions {
   writable?: boolean;
   source?: Record<string, unknown>;
   labels?: Record<string, string>;
-  onProgress?: (done: number, total: number) => void;
+  /** Bytes of the source done; may throw to stop, and the hidden image is dropped. */
+  onProgress?: OnProgress;
   /** Flush by itself every this many bytes of data (default: the image default, 64 MiB). */
   dirtyLimit?: number;
 }

@@ -5,7 +5,7 @@ import type { Extent } from '../image/device.js';
 import { openImage } from '../image/image.js';
 import { dataExtents } from '../store/native.js';
 import type { Store } from '../store/store.js';
-import { BLOCK_SIZE } from '../store/types.js';
+import { BLOCK_SIZE, type OnProgress } from '../store/types.js';
 import { extentWindows, type ImportSource } from './source.js';
 
 export function openFileForRead(file: string): number {
@@ -67,12 +67,13 @@ export function openRawSource(file: string): ImportSource {
 
 const CHUNK = 4 * 1024 * 1024;
 
-/** Copies a source into an open writable image. */
+/** Copies a source into an open writable image; `onProgress` hears the source offset reached. */
 export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'read'>, img: ReturnType<typeof openImage>, onProgress?: (done: number) => void): void {
   for (const ext of extentWindows(src)) {
     if (ext.kind === 'hole') continue;
     if (ext.kind === 'zero') {
       img.writeZeroes(ext.offset, ext.length);
+      onProgress?.(ext.offset + ext.length);
       continue;
     }
     for (let off = ext.offset; off < ext.offset + ext.length; off += CHUNK) {
@@ -96,11 +97,14 @@ export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'rea
 /**
  * Writes an image to a raw file, leaving holes where it reads zeros. Like
  * qemu-img convert, the output is left to the page cache unless `sync` asks
- * for an fsync before returning.
+ * for an fsync before returning. On any error (or a throw from `onProgress`)
+ * a regular output file is removed: its old content is gone already, and a
+ * partial image must not pass for a whole one.
  */
-export function exportRaw(store: Store, name: string, file: string, opts: { sync?: boolean } = {}): { size: number; dataBytes: number } {
+export function exportRaw(store: Store, name: string, file: string, opts: { sync?: boolean; onProgress?: OnProgress } = {}): { size: number; dataBytes: number } {
   const img = openImage(store, name);
   let fd: number | undefined;
+  let failed = true;
   try {
     try {
       fd = fs.openSync(file, 'w', 0o644);
@@ -118,16 +122,23 @@ export function exportRaw(store: Store, name: string, file: string, opts: { sync
         let put = 0;
         while (put < n) put += fs.writeSync(fd, buf, put, n - put, off + put);
         dataBytes += n;
+        opts.onProgress?.(off + n, img.size);
       }
     }
     if (opts.sync) fs.fsyncSync(fd);
+    failed = false;
     return { size: img.size, dataBytes };
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOSPC') throw new StrataError('E_NO_SPACE', `no space left to write ${file}`, { file });
     throw e;
   } finally {
-    if (fd !== undefined) fs.closeSync(fd);
+    if (fd !== undefined) {
+      // Never unlink a device or a pipe written to; only a regular file this export made or truncated.
+      const regular = failed && fs.fstatSync(fd).isFile();
+      fs.closeSync(fd);
+      if (regular) fs.rmSync(file, { force: true });
+    }
     img.close();
   }
 }

@@ -19,7 +19,7 @@ import { assertNotOpen, type Lease } from '../store/leases.js';
 import { countSlotRefs, segmentsOf } from '../store/maps.js';
 import { applyRefDeltas } from '../store/refcounts.js';
 import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord } from '../store/types.js';
+import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord, type OnProgress } from '../store/types.js';
 import { imageName } from '../store/names.js';
 import { faultPoint } from '../store/faults.js';
 
@@ -211,16 +211,23 @@ export function renameImage(store: Store, from: string, to: string): ImageRecord
   });
 }
 
-/** Drops an image's rows and its references; its slots become free when the count reaches zero. */
-export function dropImageInTx(store: Store, img: ImageRecord): void {
+/**
+ * Drops images' rows and their references, children before parents; a slot
+ * becomes free when its count reaches zero. The references of all of them
+ * are released in one pass, so a slot they share is updated once.
+ */
+export function dropImagesInTx(store: Store, imgs: readonly ImageRecord[], onProgress?: OnProgress): void {
   const refs = new Map<number, number>();
-  for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
+  for (const img of imgs) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
   for (const [slot, n] of refs) refs.set(slot, -n);
-  applyRefDeltas(store.db, refs);
-  deleteImageRow(store.db, img.id);
+  applyRefDeltas(store.db, refs, undefined, onProgress);
+  for (const img of imgs) deleteImageRow(store.db, img.id);
 }
 
-export function removeImages(store: Store, names: readonly string[], opts: { recursive?: boolean } = {}): ImageRecord[] {
+export const dropImageInTx = (store: Store, img: ImageRecord): void => dropImagesInTx(store, [img]);
+
+/** Removes images in one transaction. `onProgress` counts the references released; a throw from it removes nothing. */
+export function removeImages(store: Store, names: readonly string[], opts: { recursive?: boolean; onProgress?: OnProgress } = {}): ImageRecord[] {
   const r = store.write(() => {
     const doomed: ImageRecord[] = [];
     const seen = new Set<number>();
@@ -243,7 +250,7 @@ export function removeImages(store: Store, names: readonly string[], opts: { rec
       }
     }
     assertNotOpen(store, doomed, `remove ${doomed.map((d) => d.name).join(', ')}`);
-    for (const img of doomed) dropImageInTx(store, img);
+    dropImagesInTx(store, doomed, opts.onProgress);
     faultPoint('rm.before-commit');
     return doomed;
   });

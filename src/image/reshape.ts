@@ -31,6 +31,7 @@ import {
   isFrozen,
   type ImageRecord,
   type MapEntry,
+  type OnProgress,
   type SegmentIndex,
   type SlotNumber,
 } from '../store/types.js';
@@ -157,8 +158,16 @@ const result = (store: Store, name: string, before: number): ReshapeResult => {
   return { image: r.name, parent, virtualSize: r.virtualSize, ownBytes: r.ownBlocks * BLOCK_SIZE, ownBytesBefore: before * BLOCK_SIZE };
 };
 
+/**
+ * Options of flatten, rebase, commit and resize. `onProgress` counts the references
+ * updated (most of the time of a large reshape); a throw from it rolls back.
+ */
+export interface ReshapeOptions {
+  onProgress?: OnProgress;
+}
+
 /** The image keeps its content and stops depending on any parent. */
-export function flattenImage(store: Store, name: string): ReshapeResult {
+export function flattenImage(store: Store, name: string, opts: ReshapeOptions = {}): ReshapeResult {
   return reshapeTx(store, 'flatten', () => {
     const img = getImage(store.db, name);
     const chain = chainOf(store.db, img);
@@ -166,7 +175,7 @@ export function flattenImage(store: Store, name: string): ReshapeResult {
     if (img.parentId === null) return result(store, name, img.ownBlocks);
     const deltas: RefDeltas = new Map();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: [], size: img.virtualSize }, deltas);
-    applyRefDeltas(store.db, deltas);
+    applyRefDeltas(store.db, deltas, undefined, opts.onProgress);
     updateImage(store.db, img.id, { parentId: null, ownBlocks, kind: isFrozen(img) ? frozenKind(null) : 'leaf' });
     touchDescendants(store, img);
     return result(store, name, img.ownBlocks);
@@ -174,7 +183,7 @@ export function flattenImage(store: Store, name: string): ReshapeResult {
 }
 
 /** The image keeps its content over a new frozen parent; its own map keeps only what differs from it. */
-export function rebaseImage(store: Store, name: string, onto: string): ReshapeResult {
+export function rebaseImage(store: Store, name: string, onto: string, opts: ReshapeOptions = {}): ReshapeResult {
   return reshapeTx(store, 'rebase', () => {
     const img = getImage(store.db, name);
     const parent = getImage(store.db, onto);
@@ -191,7 +200,7 @@ export function rebaseImage(store: Store, name: string, onto: string): ReshapeRe
     assertNotOpen(store, [img, ...below], `rebase ${name}`);
     const deltas: RefDeltas = new Map();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: parentChain, size: img.virtualSize }, deltas);
-    applyRefDeltas(store.db, deltas);
+    applyRefDeltas(store.db, deltas, undefined, opts.onProgress);
     updateImage(store.db, img.id, { parentId: parent.id, ownBlocks, kind: isFrozen(img) ? frozenKind(parent.id) : 'leaf' });
     touchDescendants(store, img);
     return result(store, name, img.ownBlocks);
@@ -211,7 +220,7 @@ export interface CommitResult extends ReshapeResult {
  * snapshot: a snapshot keeps what it held when it was taken. The parent takes the leaf's content
  * and size; the leaf goes on, empty, above it.
  */
-export function commitImage(store: Store, leafName: string, opts: { force?: boolean } = {}): CommitResult {
+export function commitImage(store: Store, leafName: string, opts: ReshapeOptions & { force?: boolean } = {}): CommitResult {
   return reshapeTx(store, 'commit', () => {
     const leaf = getImage(store.db, leafName);
     if (leaf.kind !== 'leaf') {
@@ -248,7 +257,7 @@ export function commitImage(store: Store, leafName: string, opts: { force?: bool
       for (const [slot, n] of refs) addRef(deltas, slot, -n);
       saveSegment(store.db, leaf.id, seg, INHERIT);
     }
-    applyRefDeltas(store.db, deltas);
+    applyRefDeltas(store.db, deltas, undefined, opts.onProgress);
     updateImage(store.db, parent.id, { ownBlocks, virtualSize: leaf.virtualSize });
     updateImage(store.db, leaf.id, { ownBlocks: 0 });
     const r = result(store, leafName, leaf.ownBlocks);
@@ -288,7 +297,7 @@ function zeroedTail(store: Store, chain: readonly ImageRecord[], end: number): {
  * after a write into it. Imports now zero that tail (copySourceInto), but
  * leaves imported before hold such blocks.
  */
-export function resizeImage(store: Store, name: string, size: number, opts: { shrink?: boolean } = {}): ReshapeResult {
+export function resizeImage(store: Store, name: string, size: number, opts: ReshapeOptions & { shrink?: boolean } = {}): ReshapeResult {
   checkVirtualSize(size);
   return reshapeTx(store, 'resize', () => {
     const img = getImage(store.db, name);
@@ -306,7 +315,7 @@ export function resizeImage(store: Store, name: string, size: number, opts: { sh
     const override = new Map<number, MapEntry>(cut ? [[cut.block, cut.entry]] : []);
     const fresh = cut?.fresh ?? new Map<SlotNumber, BlockHash>();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: chain.slice(1), size, override }, deltas);
-    applyRefDeltas(store.db, deltas, fresh);
+    applyRefDeltas(store.db, deltas, fresh, opts.onProgress);
     updateImage(store.db, img.id, { ownBlocks, virtualSize: size });
     return result(store, name, img.ownBlocks);
   });

@@ -21,12 +21,16 @@
  * are cut after, inside the transaction; if the commit then fails, the free
  * list still names slots past the end of a file, which is harmless (a write
  * there extends the file; nothing reads a free slot).
+ *
+ * A throw from `onProgress` (Ctrl-C in the CLI) rolls the transaction back
+ * the same way: the rows are as before, and what was already cut or punched
+ * held only free slots, so it stays returned to the file system.
  */
 import { nativeStatus } from './native.js';
 import { faultPoint } from './faults.js';
 import { reusableEpoch } from './freelist.js';
 import { metaNumber, setMeta, type Store } from './store.js';
-import type { SlotNumber } from './types.js';
+import { BLOCK_SIZE, type OnProgress, type SlotNumber } from './types.js';
 
 export interface GcReport {
   /** Slots punched inside the data files (0 where punching is unsupported). */
@@ -44,7 +48,7 @@ export interface GcReport {
   ms: number;
 }
 
-export function collectGarbage(store: Store): GcReport {
+export function collectGarbage(store: Store, opts: { onProgress?: OnProgress } = {}): GcReport {
   const t0 = performance.now();
   const r = store.write(() => {
     const db = store.db;
@@ -78,8 +82,12 @@ export function collectGarbage(store: Store): GcReport {
       faultPoint('gc.after-punch');
       runLen = 0;
     };
-    for (const slot of db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? ORDER BY slot').pluck().all(limit) as number[]) {
+    const free = db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? ORDER BY slot').pluck().all(limit) as number[];
+    const total = free.length * BLOCK_SIZE;
+    for (let i = 0; i < free.length; i++) {
+      const slot = free[i];
       if (tried && !supported) break;
+      if (i % 1024 === 0) opts.onProgress?.(i * BLOCK_SIZE, total);
       if (runLen > 0 && slot === runStart + runLen) runLen++;
       else {
         flush();

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { commitImage } from '../../image/reshape.js';
 import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
 
 export const commitCommand = () =>
@@ -11,7 +12,10 @@ export const commitCommand = () =>
     .action(async (leaf: string, o: { force?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
-        async (ctx) => commitImage(await ctx.store(), leaf, { force: o.force }),
+        async (ctx) => {
+          const store = await ctx.store();
+          return longWork(ctx, `committing ${leaf}`, () => `${leaf} and its parent are unchanged`, (onProgress) => commitImage(store, leaf, { force: o.force, onProgress }));
+        },
         (r) => `committed ${humanBytes(r.ownBytesBefore)} of ${r.image} into ${r.into} (own now ${humanBytes(r.intoOwnBytes)}); ${r.image} is empty above it\n`,
       ),
     );

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { exportFile } from '../../formats/files.js';
 import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
 import { humanBytes, parseBytes } from '../parse.js';
 
 export const exportCommand = () =>
@@ -17,8 +18,11 @@ export const exportCommand = () =>
       runCommand(
         cmd,
         async (ctx) => {
+          const store = await ctx.store();
+          const clusterSize = parseBytes(o.clusterSize, 'cluster size');
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
-          return exportFile(await ctx.store(), name, file, { ...o, clusterSize: parseBytes(o.clusterSize, 'cluster size'), warn });
+          const kept = () => `nothing exported; the partial ${o.chain ? 'files were' : `${file} was`} removed`;
+          return longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, name, file, { ...o, clusterSize, warn, onProgress }));
         },
         (r) => `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.size)} virtual, ${humanBytes(r.dataBytes)} written)\n`,
       ),

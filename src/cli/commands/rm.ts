@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { removeImages } from '../../image/lifecycle.js';
 import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
 
 export const rmCommand = () =>
   new Command('rm')
@@ -10,7 +11,11 @@ export const rmCommand = () =>
     .action(async (names: string[], o: { recursive?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
-        async (ctx) => ({ removed: removeImages(await ctx.store(), names, o).map((r) => r.name) }),
+        async (ctx) => {
+          const store = await ctx.store();
+          const removed = longWork(ctx, `removing ${names.join(', ')}`, () => 'nothing removed', (onProgress) => removeImages(store, names, { ...o, onProgress }));
+          return { removed: removed.map((r) => r.name) };
+        },
         (r) => r.removed.map((n) => `removed ${n}\n`).join(''),
       ),
     );

@@ -14,6 +14,7 @@
 import { closeSync, fdatasyncSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { StrataError, badInput } from '../../errors.js';
 import type { Extent } from '../../image/device.js';
+import type { OnProgress } from '../../store/types.js';
 import { compressCluster } from './compress.js';
 import { EXT_BACKING_FORMAT, MAX_BACKING_NAME, MAX_L1_ENTRIES, MAX_VIRTUAL_SIZE, QCOW2_MAGIC, l1EntriesNeeded } from './header.js';
 
@@ -30,6 +31,8 @@ export interface Qcow2WriteOptions {
   compress?: boolean;
   backingFile?: string;
   backingFormat?: string;
+  /** Bytes of the virtual size gone through; may throw to stop, and the file is removed. */
+  onProgress?: OnProgress;
 }
 
 export interface Qcow2WriteResult {
@@ -179,6 +182,7 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
               if (exts[j].kind === 'data') runEnd = Math.max(runEnd, exts[j].offset + exts[j].length);
             }
             const readEnd = Math.min(gEnd, cStart + Math.max(cs, READ_AHEAD), Math.ceil(runEnd / cs) * cs);
+            opts.onProgress?.(cStart, size);
             raStart = cStart;
             raBuf = source.read(cStart, readEnd - cStart);
             if (raBuf.length !== readEnd - cStart) throw new StrataError('E_INTERNAL', `source read returned ${raBuf.length} bytes, expected ${readEnd - cStart}`);
@@ -206,6 +210,7 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
           writeEntry(l2, e, host, 0x80000000); // bit 63: refcount is exactly one
         }
       }
+      opts.onProgress?.(gEnd, size);
       if (!used) continue;
       // The L2 table follows the data it maps, so a torn write never leaves it pointing past EOF.
       const l2Host = allocCluster();
