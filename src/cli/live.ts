@@ -14,6 +14,13 @@ export async function orAskServer<T>(local: () => T, req: ControlRequest): Promi
     if (typeof control !== 'string') throw e;
     // Loaded only here: node:net costs every other command start-up time.
     const { askHolder } = await import('../nbd/control.js');
-    return (await askHolder(control, req)) as T;
+    try {
+      return (await askHolder(control, req)) as T;
+    } catch (e2) {
+      // The server closed the image between our look and its answer (an export opened on demand
+      // whose last client left): nobody writes it now, so it can be done here after all.
+      if (e2 instanceof StrataError && e2.code === 'E_NOT_FOUND' && /^this server does not write image /.test(e2.message)) return local();
+      throw e2;
+    }
   }
 }
