@@ -4,6 +4,7 @@ import { openImage } from '../../image/image.js';
 import { StrataError } from '../../errors.js';
 import { runCommand } from '../context.js';
 import { parseBytes } from '../parse.js';
+import { bytesText } from '../../units.js';
 
 function fileSizeOf(file: string): number {
   try {
@@ -29,18 +30,18 @@ export const writeCommand = () =>
           let pos = offset;
           let ok = false;
           try {
-            if (offset > img.size) throw new StrataError('E_RANGE', `offset ${offset} is beyond the end of image ${name} (${img.size} bytes)`);
+            if (offset > img.size) throw new StrataError('E_RANGE', `offset ${offset} is beyond the end of image ${name} (${bytesText(img.size)})`);
             // A file's size is known: refuse before writing anything rather than part-way.
             const fileSize = file === '-' ? undefined : fileSizeOf(file);
             if (fileSize !== undefined && offset + fileSize > img.size) {
-              throw new StrataError('E_RANGE', `${file} (${fileSize} bytes) runs past the end of image ${name} (${img.size} bytes) at offset ${offset}`);
+              throw new StrataError('E_RANGE', `${file} (${bytesText(fileSize)}) runs past the end of image ${name} (${bytesText(img.size)}) at offset ${offset}`);
             }
             const input = file === '-' ? process.stdin : fs.createReadStream(file, { highWaterMark: 1 << 20 });
             for await (const chunk of input as AsyncIterable<Buffer>) {
               if (pos + chunk.length > img.size) {
                 // Unflushed writes are dropped below. From stdin, more than the dirty limit
                 // (64 MiB) before this point has already been flushed and stays written.
-                throw new StrataError('E_RANGE', `input runs past the end of image ${name} (${img.size} bytes) at offset ${pos + chunk.length}`);
+                throw new StrataError('E_RANGE', `input runs past the end of image ${name} (${bytesText(img.size)}) at offset ${pos + chunk.length}`);
               }
               img.write(pos, chunk);
               pos += chunk.length;
