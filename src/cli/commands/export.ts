@@ -1,7 +1,12 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { Command } from 'commander';
+import { badInput } from '../../errors.js';
 import { exportFile } from '../../formats/files.js';
 import { runCommand } from '../context.js';
 import { humanBytes, parseBytes } from '../parse.js';
+
+const isDirectory = (file: string) => fs.statSync(file, { throwIfNoEntry: false })?.isDirectory() ?? false;
 
 export const exportCommand = () =>
   new Command('export')
@@ -17,6 +22,7 @@ export const exportCommand = () =>
       runCommand(
         cmd,
         async (ctx) => {
+          if (isDirectory(file)) throw badInput(`${file} is a directory: give the file to write, such as ${path.join(file, `${name}.${o.format === 'qcow2' ? 'qcow2' : 'raw'}`)}`);
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
           return exportFile(await ctx.store(), name, file, { ...o, clusterSize: parseBytes(o.clusterSize, 'cluster size'), warn });
         },

@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import { Command } from 'commander';
 import { badInput } from '../../errors.js';
 // The NBD server (node:net, node:tls) is loaded only when serve runs: every other command starts faster.
@@ -31,15 +30,6 @@ export function parseListen(raw: string, allowRemote: boolean): { host: string; 
   return { host, port };
 }
 
-function readPem(file: string | undefined, what: string): Buffer | undefined {
-  if (!file) return undefined;
-  try {
-    return fs.readFileSync(file);
-  } catch (e) {
-    throw badInput(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code}`);
-  }
-}
-
 export const serveCommand = () =>
   new Command('serve')
     .description('serve images over NBD (leaves read-write, frozen images read-only) until SIGINT/SIGTERM')
@@ -62,9 +52,8 @@ export const serveCommand = () =>
           if (listen && !LOOPBACK.test(listen.host)) process.stderr.write(`strata: warning: serving on ${listen.host}, reachable beyond this machine\n`);
           const iops = o.iopsLimit === undefined ? undefined : parseBytes(o.iopsLimit, 'iops limit');
           const bandwidth = o.bandwidthLimit === undefined ? undefined : parseBytes(o.bandwidthLimit, 'bandwidth limit');
-          const tlsCert = readPem(o.tlsCert, 'TLS certificate');
-          const tlsKey = readPem(o.tlsKey, 'TLS key');
-          const tls = tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey, ca: readPem(o.tlsCa, 'TLS CA') } : undefined;
+          if (o.tlsCa && !o.tlsCert) throw badInput('--tls-ca goes with --tls-cert and --tls-key');
+          const tls = o.tlsCert && o.tlsKey ? (await import('../../nbd/tls-files.js')).readTlsFiles({ cert: o.tlsCert, key: o.tlsKey, ca: o.tlsCa }) : undefined;
 
           const [{ startNbdServer }, { storeCatalog }, { controlPath, startControl }] = await Promise.all([
             import('../../nbd/server.js'),

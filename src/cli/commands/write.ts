@@ -1,18 +1,21 @@
 import fs from 'node:fs';
 import { Command } from 'commander';
 import { openImage } from '../../image/image.js';
-import { StrataError } from '../../errors.js';
+import { StrataError, badInput } from '../../errors.js';
 import { runCommand } from '../context.js';
 import { parseBytes } from '../parse.js';
 import { bytesText } from '../../units.js';
 
 function fileSizeOf(file: string): number {
+  let st: fs.Stats;
   try {
-    return fs.statSync(file).size;
+    st = fs.statSync(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new StrataError('E_NOT_FOUND', `no such file: ${file}`);
     throw new StrataError('E_IO', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code}`);
   }
+  if (st.isDirectory()) throw badInput(`${file} is a directory: give a file to write, or - for stdin`);
+  return st.size;
 }
 
 export const writeCommand = () =>
