@@ -1,6 +1,7 @@
 /** Wires the commands into one commander program. Nothing here does work. */
 import { Command } from 'commander';
 import { STRATA_VERSION } from './version.js';
+import { reportError } from './failure.js';
 import { cloneCommand } from './commands/clone.js';
 import { createCommand } from './commands/create.js';
 import { demoCommand } from './commands/demo.js';
@@ -39,7 +40,7 @@ export function buildProgram(): Command {
     .option('--log-level <level>', 'pino log level on stderr: debug, info, warn, error', undefined)
     .option('--debug', 'print stack traces with errors')
     .exitOverride()
-    .configureOutput({ outputError: (str, write) => write(`strata: ${str.replace(/^error: /, '')}`) })
+    .configureOutput({ outputError: (str) => reportError('E_BAD_INPUT', str.replace(/^error: /, '').trimEnd()) })
     .showSuggestionAfterError();
   const commands = [
     initCommand,
@@ -70,6 +71,10 @@ export function buildProgram(): Command {
     serveCommand,
     demoCommand,
   ];
-  for (const make of commands) program.addCommand(make().exitOverride());
+  for (const make of commands) {
+    // Subcommands share the program's error output and exit override.
+    const cmd = make().copyInheritedSettings(program);
+    program.addCommand(cmd);
+  }
   return program;
 }

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { openImage } from '../../image/image.js';
-import { StrataError } from '../../errors.js';
+import { StrataError, badInput } from '../../errors.js';
 import { runCommand } from '../context.js';
 import { parseBytes } from '../parse.js';
 import { bytesText } from '../../units.js';
@@ -21,6 +21,8 @@ export const readCommand = () =>
       runCommand(
         cmd,
         async (ctx) => {
+          // The bytes go to stdout as they are; JSON around them would be neither bytes nor JSON.
+          if (ctx.json) throw badInput('read writes raw bytes to stdout and has no --json output: pipe it to xxd or base64, or see map --json');
           const offset = parseBytes(o.offset, 'offset');
           const img = openImage(await ctx.store(), name);
           try {
