@@ -54,3 +54,22 @@ describe('errors for scripts', () => {
     expect(strataOk(store, ['read', 'a', '--offset', '8192', '--length', '4096']).out.equals(Buffer.alloc(4096, 7))).toBe(true);
   });
 });
+
+describe('exit statuses that mean something', () => {
+  it('diff exits 0 for the same content and 1 when the images differ, like cmp and qemu-img compare', () => {
+    strataOk(store, ['clone', 'a', 'b']); // a is snapshotted, so a and b start equal
+    let r = strata(store, ['diff', 'a', 'b']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe('a and b have the same content\n');
+    strataOk(store, ['write', 'b', '--offset', '4096'], { input: 'x' });
+    r = strata(store, ['diff', 'a', 'b']);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('START  LENGTH\n4096   4096\n4 KiB differ in 1 extent(s)\n');
+    r = strata(store, ['--json', 'diff', 'a', 'b']);
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout).differingBytes).toBe(4096);
+    expect(r.stderr).toBe('');
+    // An error is not "different": it keeps its own status.
+    expect(strata(store, ['diff', 'a', 'nope']).status).toBe(ERROR_CODES.E_NOT_FOUND);
+  });
+});
