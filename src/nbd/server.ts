@@ -38,8 +38,10 @@ export interface NbdServerOptions {
 }
 
 export interface NbdServer {
-  /** An NBD URI for nbdinfo/qemu (append the export name after the last '/'). */
+  /** The server's NBD URI, naming no export (nbdinfo --list takes it). */
   address: string;
+  /** The URI of one export, as qemu, nbdinfo and nbdcopy take it. */
+  uri(exportName: string): string;
   /** Stops accepting, ends every connection, flushes and closes all devices. */
   close(): Promise<void>;
 }
@@ -81,8 +83,8 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   let address: string;
   if (opts.socketPath) {
     await listenUnix(server, opts.socketPath);
-    address = `nbd+unix:///?socket=${opts.socketPath}`;
-    if (secureContext) address = address.replace(/^nbd\+unix/, 'nbds+unix');
+    // The path is a query value: percent-encode what would end or change it (space, &, #, %).
+    address = `${secureContext ? 'nbds+unix' : 'nbd+unix'}:///?socket=${encodeURIComponent(opts.socketPath).replace(/%2F/g, '/')}`;
   } else {
     const host = opts.host ?? '127.0.0.1';
     const asked = opts.port ?? DEFAULT_PORT;
@@ -114,7 +116,9 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
     })();
     return closing;
   };
-  return { address, close };
+  // The export name goes in the path: after the authority, before any query.
+  const uri = (exportName: string) => address.replace(/\/(\?|$)/, `/${encodeURIComponent(exportName)}$1`);
+  return { address, uri, close };
 }
 
 function listen(server: net.Server, options: net.ListenOptions): Promise<void> {

@@ -30,6 +30,14 @@ export function parseListen(raw: string, allowRemote: boolean): { host: string; 
   return { host, port };
 }
 
+/** The first line names the server's address (scripts match `^serving .* on (\S+)$`); then one line per export with its URI. */
+export function renderServing(what: string, address: string, exports: readonly { name: string; uri: string }[]): string {
+  const w = Math.max(0, ...exports.map((e) => e.name.length));
+  const lines = exports.map((e) => `  ${e.name.padEnd(w)}  ${e.uri}\n`);
+  if (exports.length === 0) lines.push('  (no images yet: each one created is served as it appears)\n');
+  return `serving ${what} on ${address}\n${lines.join('')}`;
+}
+
 export const serveCommand = () =>
   new Command('serve')
     .description('serve images over NBD (leaves read-write, frozen images read-only) until SIGINT/SIGTERM')
@@ -82,10 +90,11 @@ export const serveCommand = () =>
             catalog.closeAll();
             throw e;
           }
-          const exports = catalog.list().map((e) => e.name);
-          if (!ctx.json) process.stdout.write(`serving ${names.length ? exports.join(', ') : 'all images'} on ${server.address}\n`);
-          else process.stdout.write(JSON.stringify({ address: server.address, exports }) + '\n');
-          ctx.logger.info({ address: server.address, exports }, 'nbd server listening');
+          const exports = catalog.list().map((e) => ({ name: e.name, uri: server.uri(e.name) }));
+          // One write, so a reader that sees the first line sees every export's URI with it.
+          if (ctx.json) process.stdout.write(JSON.stringify({ address: server.address, exports }) + '\n');
+          else process.stdout.write(renderServing(names.length ? exports.map((e) => e.name).join(', ') : 'all images', server.address, exports));
+          ctx.logger.info({ address: server.address, exports: exports.map((e) => e.name) }, 'nbd server listening');
 
           const signal = await new Promise<string>((resolve) => {
             process.once('SIGINT', () => resolve('SIGINT'));
