@@ -144,7 +144,7 @@ function touchDescendants(store: Store, img: ImageRecord): void {
 }
 
 export interface ReshapeResult {
-  image: string;
+  name: string;
   parent: string | null;
   virtualSize: number;
   ownBytes: number;
@@ -155,7 +155,7 @@ export interface ReshapeResult {
 const result = (store: Store, name: string, before: number): ReshapeResult => {
   const r = getImage(store.db, name);
   const parent = r.parentId === null ? null : chainOf(store.db, r)[1].name;
-  return { image: r.name, parent, virtualSize: r.virtualSize, ownBytes: r.ownBlocks * BLOCK_SIZE, ownBytesBefore: before * BLOCK_SIZE };
+  return { name: r.name, parent, virtualSize: r.virtualSize, ownBytes: r.ownBlocks * BLOCK_SIZE, ownBytesBefore: before * BLOCK_SIZE };
 };
 
 /** The image keeps its content and stops depending on any parent. */

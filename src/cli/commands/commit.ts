@@ -12,6 +12,7 @@ export const commitCommand = () =>
       runCommand(
         cmd,
         async (ctx) => commitImage(await ctx.store(), leaf, { force: o.force }),
-        (r) => `committed ${humanBytes(r.ownBytesBefore)} of ${r.image} into ${r.into} (own now ${humanBytes(r.intoOwnBytes)}); ${r.image} is empty above it\n`,
+        (r) => `committed ${humanBytes(r.ownBytesBefore)} of ${r.name} into ${r.into} (own now ${humanBytes(r.intoOwnBytes)}); ${r.name} is empty above it
+`,
       ),
     );

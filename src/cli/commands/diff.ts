@@ -20,7 +20,7 @@ export const diffCommand = () =>
           return r;
         },
         (r) => {
-          const head = r.sizeA !== r.sizeB ? `sizes differ: ${r.a} ${bytesText(r.sizeA)}, ${r.b} ${bytesText(r.sizeB)}\n` : '';
+          const head = r.virtualSizeA !== r.virtualSizeB ? `sizes differ: ${r.a} ${bytesText(r.virtualSizeA)}, ${r.b} ${bytesText(r.virtualSizeB)}\n` : '';
           if (r.extents.length === 0) return `${head}${r.a} and ${r.b} have the same content${head ? ' up to the smaller size, and zeros beyond' : ''}\n`;
           const rows = table(r.extents.map((e) => ({ start: e.offset, length: e.length })), [
             ['start', 'START'],

@@ -23,9 +23,11 @@ export const exportCommand = () =>
         cmd,
         async (ctx) => {
           if (isDirectory(file)) throw badInput(`${file} is a directory: give the file to write, such as ${path.join(file, `${name}.${o.format === 'qcow2' ? 'qcow2' : 'raw'}`)}`);
-          const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
-          return exportFile(await ctx.store(), name, file, { ...o, clusterSize: parseBytes(o.clusterSize, 'cluster size'), warn });
+          const warn = (m: string) => process.stderr.write(`strata: warning: ${m}
+`);
+          const r = exportFile(await ctx.store(), name, file, { ...o, clusterSize: parseBytes(o.clusterSize, 'cluster size'), warn });
+          return { name, files: r.files, virtualSize: r.size, dataBytes: r.dataBytes };
         },
-        (r) => `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.size)} virtual, ${humanBytes(r.dataBytes)} written)\n`,
+        (r) => `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.dataBytes)} written)\n`,
       ),
     );

@@ -11,6 +11,6 @@ export const flattenCommand = () =>
       runCommand(
         cmd,
         async (ctx) => flattenImage(await ctx.store(), name),
-        (r) => `${r.image} is flat: own ${humanBytes(r.ownBytes)} (was ${humanBytes(r.ownBytesBefore)})\n`,
+        (r) => `${r.name} is flat: own ${humanBytes(r.ownBytes)} (was ${humanBytes(r.ownBytesBefore)})\n`,
       ),
     );

@@ -17,7 +17,7 @@ interface ImportFlags {
   dirtyLimit?: string;
 }
 
-type Snapshots = ReturnType<typeof listQcow2Snapshots>;
+type Snapshots = { id: string; name: string; virtualSize: number; createdAt: string }[];
 
 export const importCommand = () =>
   new Command('import')
@@ -36,7 +36,9 @@ export const importCommand = () =>
       runCommand<ImageInfo | Snapshots>(
         cmd,
         async (ctx) => {
-          if (o.listSnapshots) return listQcow2Snapshots(file);
+          if (o.listSnapshots) {
+            return listQcow2Snapshots(file).map((s) => ({ id: s.id, name: s.name, virtualSize: s.virtualSize, createdAt: s.date.toISOString() }));
+          }
           if (!name) throw badInput('import needs a name for the new image: strata import FILE NAME');
           const store = await ctx.store();
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
@@ -48,7 +50,7 @@ export const importCommand = () =>
             ? r.length === 0
               ? `${file} has no internal snapshots\n`
               : table(
-                  r.map((s) => ({ id: s.id, name: s.name, size: humanBytes(s.virtualSize), date: s.date.toISOString().slice(0, 19).replace('T', ' ') })),
+                  r.map((s) => ({ id: s.id, name: s.name, size: humanBytes(s.virtualSize), date: s.createdAt.slice(0, 19).replace('T', ' ') })),
                   [
                     ['id', 'ID'],
                     ['name', 'TAG'],

@@ -16,7 +16,8 @@ export interface ImageInfo {
   chain: string[];
   virtualSize: number;
   ownBytes: number;
-  created: string;
+  /** ISO-8601, UTC. */
+  createdAt: string;
   labels: Record<string, string>;
   source: Record<string, unknown> | null;
 }
@@ -32,7 +33,7 @@ export function describeImage(store: Store, name: string): ImageInfo {
     chain: chain.map((c) => c.name),
     virtualSize: rec.virtualSize,
     ownBytes: rec.ownBlocks * BLOCK_SIZE,
-    created: new Date(rec.createdAt).toISOString(),
+    createdAt: new Date(rec.createdAt).toISOString(),
     labels: rec.labels,
     source: rec.source,
   };
@@ -93,7 +94,7 @@ export const infoCommand = () =>
             ['chain', r.chain.join(' -> ')],
             ['virtual size', `${humanBytes(r.virtualSize)} (${r.virtualSize} bytes)`],
             ['own bytes', `${humanBytes(r.ownBytes)} (${r.ownBytes} bytes)`],
-            ['created', r.created],
+            ['created', r.createdAt],
             ...(r.source ? ([['source', JSON.stringify(r.source)]] as [string, string][]) : []),
           ]),
       ),

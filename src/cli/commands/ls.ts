@@ -18,21 +18,21 @@ export const lsCommand = () =>
           parent: i.parentId === null ? null : (byId.get(i.parentId) ?? null),
           virtualSize: i.virtualSize,
           ownBytes: i.ownBlocks * BLOCK_SIZE,
-          created: new Date(i.createdAt).toISOString(),
+          createdAt: new Date(i.createdAt).toISOString(),
         }));
       },
       (rows) =>
         rows.length === 0
           ? 'no images (create one: strata create NAME --size 10G, or strata create NAME --from disk.raw)\n'
           : table(
-              rows.map((r) => ({ ...r, parent: r.parent ?? '-', virtualSize: humanBytes(r.virtualSize), ownBytes: humanBytes(r.ownBytes), created: r.created.slice(0, 19).replace('T', ' ') })),
+              rows.map((r) => ({ ...r, parent: r.parent ?? '-', virtualSize: humanBytes(r.virtualSize), ownBytes: humanBytes(r.ownBytes), createdAt: r.createdAt.slice(0, 19).replace('T', ' ') })),
               [
                 ['name', 'NAME'],
                 ['kind', 'KIND'],
                 ['parent', 'PARENT'],
                 ['virtualSize', 'SIZE'],
                 ['ownBytes', 'OWN'],
-                ['created', 'CREATED'],
+                ['createdAt', 'CREATED'],
               ],
             ),
     ),

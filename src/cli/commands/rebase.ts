@@ -16,6 +16,6 @@ export const rebaseCommand = () =>
           if (!o.onto) throw badInput('rebase needs --onto PARENT');
           return rebaseImage(await ctx.store(), name, o.onto);
         },
-        (r) => `${r.image} now sits on ${r.parent}: own ${humanBytes(r.ownBytes)} (was ${humanBytes(r.ownBytesBefore)})\n`,
+        (r) => `${r.name} now sits on ${r.parent}: own ${humanBytes(r.ownBytes)} (was ${humanBytes(r.ownBytesBefore)})\n`,
       ),
     );

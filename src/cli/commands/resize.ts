@@ -13,6 +13,6 @@ export const resizeCommand = () =>
       runCommand(
         cmd,
         async (ctx) => resizeImage(await ctx.store(), name, parseBytes(size), o),
-        (r) => `${r.image} is now ${humanBytes(r.virtualSize)} (${r.virtualSize} bytes)\n`,
+        (r) => `${r.name} is now ${humanBytes(r.virtualSize)} (${r.virtualSize} bytes)\n`,
       ),
     );

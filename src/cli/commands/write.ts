@@ -58,8 +58,8 @@ export const writeCommand = () =>
           } finally {
             img.close({ discard: !ok });
           }
-          return { image: name, offset, bytes: pos - offset };
+          return { name, offset, length: pos - offset };
         },
-        (r) => `wrote ${r.bytes} bytes to ${r.image} at offset ${r.offset}\n`,
+        (r) => `wrote ${r.length} bytes to ${r.name} at offset ${r.offset}\n`,
       ),
     );
