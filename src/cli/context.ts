@@ -44,6 +44,7 @@ export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R>
     async store() {
       if (!opened) {
         opened = await openStore(ctx.storeDir);
+        ctx.logger.debug({ store: ctx.storeDir }, 'store opened');
         const dropped = recoverAbandoned(opened);
         if (dropped > 0) ctx.logger.warn({ dropped }, 'dropped images left by interrupted imports');
       }

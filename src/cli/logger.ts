@@ -1,6 +1,7 @@
 /** Logs go to stderr through pino, loaded only when a level is asked for (start-up time matters). */
 import { badInput } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { prettyDestination } from './log-format.js';
 
 export type { Logger } from '../log.js';
 
@@ -12,6 +13,9 @@ export async function makeLogger(level: string | undefined): Promise<Logger> {
   }
   if (!level || level === 'silent') return silentLogger;
   const { default: pino } = await import('pino');
+  // JSON lines for collectors; readable lines for a person at a terminal.
+  const tty = process.stderr.isTTY;
+  const dest = tty ? prettyDestination(process.stderr, !process.env.NO_COLOR) : pino.destination(2);
   // pino's logger is thenable-looking to TypeScript; it is a plain object here.
-  return pino({ level, base: { pid: process.pid } }, pino.destination(2)) as unknown as Logger;
+  return pino({ level, base: { pid: process.pid } }, dest) as unknown as Logger;
 }
