@@ -14,7 +14,7 @@ export const EXAMPLES: Record<string, string> = {
   info: 'strata info web1 --json',
   map: 'strata map web1',
   diff: 'strata diff web1 web1-pre-upgrade || echo changed',
-  du: 'strata du web1 web2',
+  du: 'strata du web1 web2 --bytes',
   stats: 'strata stats --json',
   flatten: 'strata flatten web1',
   rebase: 'strata rebase web1 --onto debian-b',

@@ -1,4 +1,5 @@
 /** Output: a command returns data; these turn it into text for people. */
+import { humanBytes } from '../units.js';
 
 export type Column = readonly [key: string, heading: string];
 
@@ -14,3 +15,12 @@ export function keyValues(pairs: readonly [string, string | number][]): string {
   const w = Math.max(...pairs.map(([k]) => k.length));
   return pairs.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${v}`).join('\n') + '\n';
 }
+
+/** Sizes in tables: human units, or exact byte counts with -p/--bytes (as `zfs list -p`). */
+export function sizeFormatter(exact: boolean | undefined): (n: number) => string {
+  return exact ? (n) => String(n) : humanBytes;
+}
+
+/** The option that selects exact byte counts, for commands whose tables hold sizes. */
+export const BYTES_OPTION = ['-p, --bytes', 'print exact byte counts instead of human units'] as const;
+

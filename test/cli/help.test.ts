@@ -24,6 +24,6 @@ describe('help', () => {
     const r = strataOk(tmpDir(), ['du', '--help']);
     expect(r.stdout).toContain('Global Options:\n');
     expect(r.stdout).toMatch(/--json +print results \(and errors, on stderr\) as JSON\n/);
-    expect(r.stdout.endsWith('Example:\n  $ strata du web1 web2\n')).toBe(true);
+    expect(r.stdout.endsWith('Example:\n  $ strata du web1 web2 --bytes\n')).toBe(true);
   });
 });

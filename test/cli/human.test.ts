@@ -1,0 +1,61 @@
+/**
+ * Output for people: tables within 80 columns in human units (exact bytes
+ * with -p), local times with their zone, map naming the layer of each
+ * extent, info saying where an image came from.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { strataOk } from '../helpers/cli.js';
+
+let store: string;
+let raw: string;
+const MiB = 1024 * 1024;
+const lines = (...l: string[]) => l.join('\n') + '\n';
+const widest = (text: string) => Math.max(...text.split('\n').map((l) => l.length));
+
+beforeAll(() => {
+  store = fs.mkdtempSync('/tmp/strata-human-');
+  raw = path.join(store, 'debian-bookworm.raw');
+  // A 64 MiB disk: 3 MiB of distinct blocks, then a hole.
+  const data = Buffer.alloc(3 * MiB);
+  for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i + 1, i);
+  fs.writeFileSync(raw, data);
+  fs.truncateSync(raw, 64 * MiB);
+  strataOk(store, ['create', 'debian-bookworm', '--from', raw]);
+  strataOk(store, ['clone', 'debian-bookworm', 'web-frontend-01', 'web-frontend-02']);
+  strataOk(store, ['write', 'web-frontend-01', '--offset', '1M'], { input: Buffer.alloc(8192, 0x77) });
+  strataOk(store, ['snapshot', 'web-frontend-01', 'web-frontend-01-pre-upgrade']);
+  strataOk(store, ['write', 'web-frontend-01', '--offset', '40M'], { input: Buffer.alloc(4096, 0x55) });
+  return () => fs.rmSync(store, { recursive: true, force: true });
+});
+
+describe('human output', () => {
+  it('du: human units within 80 columns; -p prints exact byte counts', () => {
+    const du = strataOk(store, ['du']).stdout;
+    expect(du).toBe(
+      lines(
+        'NAME                         KIND   REFERENCED  OWN    EXCLUSIVE  SHARED',
+        'debian-bookworm              base   3 MiB       3 MiB  3 MiB      0 B',
+        'web-frontend-01              leaf   3.00 MiB    4 KiB  4 KiB      0 B',
+        'web-frontend-01-pre-upgrade  layer  3 MiB       8 KiB  8 KiB      0 B',
+        'web-frontend-02              leaf   3 MiB       0 B    0 B        0 B',
+      ),
+    );
+    expect(widest(du)).toBeLessThanOrEqual(80);
+    expect(strataOk(store, ['du', '-p', 'web-frontend-01']).stdout).toBe(
+      lines('NAME             KIND  REFERENCED  OWN   EXCLUSIVE  SHARED', 'web-frontend-01  leaf  3149824     4096  4096       0'),
+    );
+  });
+
+  it('stats: every line within 80 columns; --bytes prints exact byte counts', () => {
+    const s = strataOk(store, ['stats']).stdout;
+    expect(widest(s)).toBeLessThanOrEqual(80);
+    expect(s).toContain('\nlogical (raw copies):         256 MiB\n');
+    expect(s).toContain('\nstored (slots in use):        3.01 MiB, 1.2% of logical, 96.3% of qcow2\n');
+    const p = strataOk(store, ['stats', '--bytes']).stdout;
+    expect(widest(p)).toBeLessThanOrEqual(80);
+    expect(p).toContain('\nlogical (raw copies):         268435456\n');
+    expect(p).toContain('\ndata files on disk:           3153920 in 1 file(s) (3153920 apparent)\n');
+  });
+});
