@@ -24,3 +24,12 @@ export function sizeFormatter(exact: boolean | undefined): (n: number) => string
 /** The option that selects exact byte counts, for commands whose tables hold sizes. */
 export const BYTES_OPTION = ['-p, --bytes', 'print exact byte counts instead of human units'] as const;
 
+const two = (n: number) => String(n).padStart(2, '0');
+
+/** A time for people: local, with its zone, "2026-12-01 15:04:05 +01:00" ("UTC" when the offset is zero). */
+export function localTime(t: number | string | Date): string {
+  const d = new Date(t);
+  const off = -d.getTimezoneOffset();
+  const zone = off === 0 ? 'UTC' : `${off > 0 ? '+' : '-'}${two(Math.floor(Math.abs(off) / 60))}:${two(Math.abs(off) % 60)}`;
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())} ${zone}`;
+}

@@ -58,4 +58,18 @@ describe('human output', () => {
     expect(p).toContain('\nlogical (raw copies):         268435456\n');
     expect(p).toContain('\ndata files on disk:           3153920 in 1 file(s) (3153920 apparent)\n');
   });
+
+  it('ls and info show local times with their zone; JSON keeps UTC', () => {
+    const created = JSON.parse(strataOk(store, ['ls', '--json']).stdout)[0].createdAt as string;
+    expect(created).toMatch(/Z$/);
+    const at = new Date(created);
+    // India is UTC+05:30 all year: no daylight saving to make the test depend on the date.
+    const kolkata = new Date(at.getTime() + 330 * 60_000).toISOString().slice(0, 19).replace('T', ' ') + ' +05:30';
+    const ls = strataOk(store, ['ls'], { env: { TZ: 'Asia/Kolkata' } }).stdout;
+    expect(ls.split('\n')[1]).toBe(`debian-bookworm              base   -                            64 MiB  3 MiB  ${kolkata}`);
+    const utc = strataOk(store, ['ls', '-p'], { env: { TZ: 'UTC' } }).stdout;
+    expect(utc.split('\n')[1]).toBe(`debian-bookworm              base   -                            67108864  3145728  ${created.slice(0, 19).replace('T', ' ')} UTC`);
+    const info = strataOk(store, ['info', 'debian-bookworm'], { env: { TZ: 'Asia/Kolkata' } }).stdout;
+    expect(info).toContain(`\ncreated:      ${kolkata}\n`);
+  });
 });

@@ -3,7 +3,7 @@ import { badInput } from '../../errors.js';
 import { importFile, listQcow2Snapshots } from '../../formats/files.js';
 import { runCommand } from '../context.js';
 import { humanBytes, parseBytes } from '../parse.js';
-import { table } from '../render.js';
+import { localTime, table } from '../render.js';
 import { describeImage, type ImageInfo } from './info.js';
 
 interface ImportFlags {
@@ -50,7 +50,7 @@ export const importCommand = () =>
             ? r.length === 0
               ? `${file} has no internal snapshots\n`
               : table(
-                  r.map((s) => ({ id: s.id, name: s.name, size: humanBytes(s.virtualSize), date: s.createdAt.slice(0, 19).replace('T', ' ') })),
+                  r.map((s) => ({ id: s.id, name: s.name, size: humanBytes(s.virtualSize), date: localTime(s.createdAt) })),
                   [
                     ['id', 'ID'],
                     ['name', 'TAG'],

@@ -6,7 +6,7 @@ import type { Store } from '../../store/store.js';
 import { BLOCK_SIZE } from '../../store/types.js';
 import { runCommand } from '../context.js';
 import { humanBytes } from '../parse.js';
-import { keyValues } from '../render.js';
+import { keyValues, localTime } from '../render.js';
 
 export interface ImageInfo {
   name: string;
@@ -94,7 +94,7 @@ export const infoCommand = () =>
             ['chain', r.chain.join(' -> ')],
             ['virtual size', `${humanBytes(r.virtualSize)} (${r.virtualSize} bytes)`],
             ['own bytes', `${humanBytes(r.ownBytes)} (${r.ownBytes} bytes)`],
-            ['created', r.createdAt],
+            ['created', localTime(r.createdAt)],
             ...(r.source ? ([['source', JSON.stringify(r.source)]] as [string, string][]) : []),
           ]),
       ),

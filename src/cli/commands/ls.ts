@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { listVisibleImages } from '../../store/catalog.js';
 import { BLOCK_SIZE } from '../../store/types.js';
 import { runCommand } from '../context.js';
-import { BYTES_OPTION, sizeFormatter, table } from '../render.js';
+import { BYTES_OPTION, localTime, sizeFormatter, table } from '../render.js';
 
 interface Listed {
   name: string;
@@ -17,7 +17,7 @@ function renderList(rows: readonly Listed[], exact?: boolean): string {
   if (rows.length === 0) return 'no images (create one: strata create NAME --size 10G, or strata create NAME --from disk.raw)\n';
   const size = sizeFormatter(exact);
   return table(
-    rows.map((r) => ({ ...r, parent: r.parent ?? '-', virtualSize: size(r.virtualSize), ownBytes: size(r.ownBytes), createdAt: r.createdAt.slice(0, 19).replace('T', ' ') })),
+    rows.map((r) => ({ ...r, parent: r.parent ?? '-', virtualSize: size(r.virtualSize), ownBytes: size(r.ownBytes), createdAt: localTime(r.createdAt) })),
     [
       ['name', 'NAME'],
       ['kind', 'KIND'],
