@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { sourceText } from '../../src/cli/commands/info.js';
 import { strataOk } from '../helpers/cli.js';
 
 let store: string;
@@ -59,6 +60,20 @@ describe('human output', () => {
     expect(p).toContain('\ndata files on disk:           3153920 in 1 file(s) (3153920 apparent)\n');
   });
 
+  it('map names the layer that supplies each extent', () => {
+    expect(strataOk(store, ['map', 'web-frontend-01']).stdout).toBe(
+      lines(
+        'START     LENGTH    KIND  DEPTH  LAYER',
+        '0         1048576   data  2      debian-bookworm',
+        '1048576   8192      data  1      web-frontend-01-pre-upgrade',
+        '1056768   2088960   data  2      debian-bookworm',
+        '3145728   38797312  hole  -      -',
+        '41943040  4096      data  0      web-frontend-01',
+        '41947136  25161728  hole  -      -',
+      ),
+    );
+  });
+
   it('ls and info show local times with their zone; JSON keeps UTC', () => {
     const created = JSON.parse(strataOk(store, ['ls', '--json']).stdout)[0].createdAt as string;
     expect(created).toMatch(/Z$/);
@@ -71,5 +86,14 @@ describe('human output', () => {
     expect(utc.split('\n')[1]).toBe(`debian-bookworm              base   -                            67108864  3145728  ${created.slice(0, 19).replace('T', ' ')} UTC`);
     const info = strataOk(store, ['info', 'debian-bookworm'], { env: { TZ: 'Asia/Kolkata' } }).stdout;
     expect(info).toContain(`\ncreated:      ${kolkata}\n`);
+  });
+
+  it('info shows where an image came from as text', () => {
+    const info = strataOk(store, ['info', 'debian-bookworm']).stdout;
+    expect(info).toContain(`\nsource:       raw file ${raw} (64 MiB)\n`);
+    expect(strataOk(store, ['info', 'web-frontend-02']).stdout).not.toContain('source:');
+    expect(sourceText({ format: 'qcow2', file: '/srv/vm.qcow2', clusterSize: 65536, version: 3, snapshot: 'before-upgrade' })).toBe(
+      'qcow2 v3 file /srv/vm.qcow2, 64 KiB clusters, snapshot before-upgrade',
+    );
   });
 });

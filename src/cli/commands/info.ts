@@ -39,6 +39,20 @@ export function describeImage(store: Store, name: string): ImageInfo {
   };
 }
 
+/**
+ * Where an import came from, as a sentence: "raw file /srv/a.raw (4 MiB)",
+ * "qcow2 v3 file /srv/b.qcow2, 64 KiB clusters, snapshot snap1". Keys this
+ * does not know (a later version's) follow as key=value.
+ */
+export function sourceText(source: Record<string, unknown>): string {
+  const { format, file, size, clusterSize, version, snapshot, ...rest } = source;
+  const parts = [`${String(format ?? 'unknown')}${version !== undefined ? ` v${String(version)}` : ''} file ${String(file ?? '?')}${typeof size === 'number' ? ` (${humanBytes(size)})` : ''}`];
+  if (typeof clusterSize === 'number') parts.push(`${humanBytes(clusterSize)} clusters`);
+  if (snapshot !== undefined) parts.push(`snapshot ${String(snapshot)}`);
+  for (const [k, v] of Object.entries(rest)) parts.push(`${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  return parts.join(', ');
+}
+
 export interface StoreInfo {
   store: string;
   schemaVersion: number;
@@ -95,7 +109,7 @@ export const infoCommand = () =>
             ['virtual size', `${humanBytes(r.virtualSize)} (${r.virtualSize} bytes)`],
             ['own bytes', `${humanBytes(r.ownBytes)} (${r.ownBytes} bytes)`],
             ['created', localTime(r.createdAt)],
-            ...(r.source ? ([['source', JSON.stringify(r.source)]] as [string, string][]) : []),
+            ...(r.source ? ([['source', sourceText(r.source)]] as [string, string][]) : []),
           ]),
       ),
     );
