@@ -63,6 +63,15 @@ describe('ordinary mistakes are typed errors', () => {
     expectError(r, ERROR_CODES.E_BAD_INPUT, `${dir} is a directory: give the file to write, such as ${path.join(dir, 'a.raw')}`);
     r = strata(store, ['export', 'a', dir, '--format', 'qcow2']);
     expectError(r, ERROR_CODES.E_BAD_INPUT, `${dir} is a directory: give the file to write, such as ${path.join(dir, 'a.qcow2')}`);
+    // And a file in a directory that is not there.
+    r = strata(store, ['export', 'a', path.join(dir, 'nodir', 'a.raw')]);
+    expectError(r, ERROR_CODES.E_NOT_FOUND, `cannot create ${path.join(dir, 'nodir', 'a.raw')}: no such directory ${path.join(dir, 'nodir')} (create it first)`);
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  it('a zero rate limit: E_BAD_INPUT naming the option', () => {
+    const r = strata(store, ['serve', '--iops-limit', '0', '--socket', path.join(tmpDir(), 's.sock')]);
+    expectError(r, ERROR_CODES.E_BAD_INPUT, '--iops-limit must be above 0 (leave it out for no limit)');
   });
 
   it('an unknown --log-level: E_BAD_INPUT listing the levels', () => {

@@ -12,7 +12,6 @@ export const commitCommand = () =>
       runCommand(
         cmd,
         async (ctx) => commitImage(await ctx.store(), leaf, { force: o.force }),
-        (r) => `committed ${humanBytes(r.ownBytesBefore)} of ${r.name} into ${r.into} (own now ${humanBytes(r.intoOwnBytes)}); ${r.name} is empty above it
-`,
+        (r) => `committed ${humanBytes(r.ownBytesBefore)} of ${r.name} into ${r.into} (own now ${humanBytes(r.intoOwnBytes)}); ${r.name} is empty above it\n`,
       ),
     );

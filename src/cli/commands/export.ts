@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { badInput } from '../../errors.js';
+import { StrataError, badInput } from '../../errors.js';
 import { exportFile } from '../../formats/files.js';
 import { runCommand } from '../context.js';
 import { humanBytes, parseBytes } from '../parse.js';
@@ -23,8 +23,9 @@ export const exportCommand = () =>
         cmd,
         async (ctx) => {
           if (isDirectory(file)) throw badInput(`${file} is a directory: give the file to write, such as ${path.join(file, `${name}.${o.format === 'qcow2' ? 'qcow2' : 'raw'}`)}`);
-          const warn = (m: string) => process.stderr.write(`strata: warning: ${m}
-`);
+          const dir = path.dirname(path.resolve(file));
+          if (!isDirectory(dir)) throw new StrataError('E_NOT_FOUND', `cannot create ${file}: no such directory ${dir} (create it first)`, { file });
+          const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
           const r = exportFile(await ctx.store(), name, file, { ...o, clusterSize: parseBytes(o.clusterSize, 'cluster size'), warn });
           return { name, files: r.files, virtualSize: r.size, dataBytes: r.dataBytes };
         },

@@ -60,6 +60,7 @@ export const serveCommand = () =>
           if (listen && !LOOPBACK.test(listen.host)) process.stderr.write(`strata: warning: serving on ${listen.host}, reachable beyond this machine\n`);
           const iops = o.iopsLimit === undefined ? undefined : parseBytes(o.iopsLimit, 'iops limit');
           const bandwidth = o.bandwidthLimit === undefined ? undefined : parseBytes(o.bandwidthLimit, 'bandwidth limit');
+          if (iops === 0 || bandwidth === 0) throw badInput(`--${iops === 0 ? 'iops' : 'bandwidth'}-limit must be above 0 (leave it out for no limit)`);
           if (o.tlsCa && !o.tlsCert) throw badInput('--tls-ca goes with --tls-cert and --tls-key');
           const tls = o.tlsCert && o.tlsKey ? (await import('../../nbd/tls-files.js')).readTlsFiles({ cert: o.tlsCert, key: o.tlsKey, ca: o.tlsCa }) : undefined;
 
