@@ -6,6 +6,7 @@ export const EXAMPLES: Record<string, string> = {
   export: 'strata export web1 web1.qcow2 --format qcow2',
   clone: 'strata clone debian web1 web2 web3',
   snapshot: 'strata snapshot web1 web1-pre-upgrade',
+  rollback: 'strata rollback web1 web1-pre-upgrade',
   freeze: 'strata freeze golden',
   rm: 'strata rm -r debian',
   rename: 'strata rename web1 web1-old',

@@ -26,8 +26,8 @@ export const exportCommand = () =>
           const dir = path.dirname(path.resolve(file));
           if (!isDirectory(dir)) throw new StrataError('E_NOT_FOUND', `cannot create ${file}: no such directory ${dir} (create it first)`, { file });
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
-          const r = exportFile(await ctx.store(), name, file, { ...o, clusterSize: parseBytes(o.clusterSize, 'cluster size'), warn });
-          return { name, files: r.files, virtualSize: r.size, dataBytes: r.dataBytes };
+          const { size, ...rest } = exportFile(await ctx.store(), name, file, { ...o, clusterSize: parseBytes(o.clusterSize, 'cluster size'), warn });
+          return { name, virtualSize: size, ...rest };
         },
         (r) => `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.dataBytes)} written)\n`,
       ),
