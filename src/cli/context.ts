@@ -44,6 +44,7 @@ export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R>
     async store() {
       if (!opened) {
         opened = await openStore(ctx.storeDir);
+        ctx.logger.debug({ store: ctx.storeDir }, 'store opened');
         const dropped = recoverAbandoned(opened);
         if (dropped > 0) ctx.logger.warn({ dropped }, 'dropped images left by interrupted imports');
       }
@@ -52,7 +53,8 @@ export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R>
   };
   try {
     const result = await body(ctx);
-    const text = ctx.json ? JSON.stringify(result, null, 2) + '\n' : render(result, ctx);
+    // A command that prints as it goes (read, serve) returns nothing, and then nothing more is printed.
+    const text = result === undefined ? undefined : ctx.json ? JSON.stringify(result, null, 2) + '\n' : render(result, ctx);
     if (text) process.stdout.write(text);
   } catch (e) {
     // SQLite finds a damaged page only when a query reaches it, long after the store opened.

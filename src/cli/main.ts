@@ -5,13 +5,8 @@
  */
 import { CommanderError } from 'commander';
 import { ERROR_CODES, StrataError } from '../errors.js';
+import { reportError } from './failure.js';
 import { buildProgram } from './program.js';
-
-function fail(message: string, status: number, stack?: string): void {
-  process.stderr.write(`strata: ${message}\n`);
-  if (stack && process.argv.includes('--debug')) process.stderr.write(stack + '\n');
-  process.exitCode = status;
-}
 
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   // `strata read … | head` closes the pipe early; that is not an error.
@@ -26,9 +21,11 @@ try {
     // Help and --version end here with status 0; usage errors are bad input.
     process.exitCode = e.exitCode === 0 ? 0 : ERROR_CODES.E_BAD_INPUT;
   } else if (e instanceof StrataError) {
-    fail(e.message, e.exitStatus, e.stack);
+    reportError(e.code, e.message, e.stack);
+    process.exitCode = e.exitStatus;
   } else {
     const err = e as Error;
-    fail(`internal error: ${err?.message ?? String(e)}`, ERROR_CODES.E_INTERNAL, err?.stack);
+    reportError('E_INTERNAL', `internal error: ${err?.message ?? String(e)}`, err?.stack);
+    process.exitCode = ERROR_CODES.E_INTERNAL;
   }
 }

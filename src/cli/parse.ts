@@ -18,14 +18,5 @@ export function parseBytes(raw: string, what = 'size'): number {
   return Number(total);
 }
 
-const HUMAN = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-
-export function humanBytes(n: number): string {
-  let i = 0;
-  let v = n;
-  while (Math.abs(v) >= 1024 && i < HUMAN.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${HUMAN[i]}`;
-}
+// One formatter for the CLI and the library's messages (src/units.ts).
+export { humanBytes } from '../units.js';

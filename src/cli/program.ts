@@ -1,6 +1,8 @@
 /** Wires the commands into one commander program. Nothing here does work. */
 import { Command } from 'commander';
 import { STRATA_VERSION } from './version.js';
+import { EXAMPLES } from './examples.js';
+import { reportError } from './failure.js';
 import { cloneCommand } from './commands/clone.js';
 import { createCommand } from './commands/create.js';
 import { demoCommand } from './commands/demo.js';
@@ -35,11 +37,12 @@ export function buildProgram(): Command {
     .description('copy-on-write disk images: layered, deduplicated, cloned instantly, served over NBD')
     .version(STRATA_VERSION, '-V, --version')
     .option('--store <dir>', 'store directory (default: $STRATA_STORE, else $XDG_DATA_HOME/strata)')
-    .option('--json', 'print results as JSON')
+    .option('--json', 'print results (and errors, on stderr) as JSON')
     .option('--log-level <level>', 'pino log level on stderr: debug, info, warn, error', undefined)
     .option('--debug', 'print stack traces with errors')
     .exitOverride()
-    .configureOutput({ outputError: (str, write) => write(`strata: ${str.replace(/^error: /, '')}`) })
+    .configureOutput({ outputError: (str) => reportError('E_BAD_INPUT', str.replace(/^error: /, '').trimEnd()) })
+    .configureHelp({ showGlobalOptions: true })
     .showSuggestionAfterError();
   const commands = [
     initCommand,
@@ -70,6 +73,12 @@ export function buildProgram(): Command {
     serveCommand,
     demoCommand,
   ];
-  for (const make of commands) program.addCommand(make().exitOverride());
+  for (const make of commands) {
+    // Subcommands share the program's error output, exit override and help layout (global options shown).
+    const cmd = make().copyInheritedSettings(program);
+    const example = EXAMPLES[cmd.name()];
+    if (example) cmd.addHelpText('after', `\nExample:\n  $ ${example}`);
+    program.addCommand(cmd);
+  }
   return program;
 }

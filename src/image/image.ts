@@ -7,6 +7,7 @@
  * A crash loses unflushed writes and nothing else.
  */
 import { StrataError } from '../errors.js';
+import { bytesText } from '../units.js';
 import { appendExtent, type BlockDevice, type Extent, type ExtentKind } from './device.js';
 import { leaseTx, moveLease, releaseLease, type Lease } from '../store/leases.js';
 import { chainOf, getImage, getImageById, updateImage } from '../store/catalog.js';
@@ -152,7 +153,7 @@ export class Image implements BlockDevice {
       throw new StrataError('E_BAD_INPUT', `invalid offset ${offset} or length ${length}`);
     }
     if (offset + length > this.size) {
-      throw new StrataError('E_RANGE', `range ${offset}+${length} is beyond the end of image ${this.name} (${this.size} bytes)`, {
+      throw new StrataError('E_RANGE', `range ${offset}+${length} is beyond the end of image ${this.name} (${bytesText(this.size)})`, {
         offset,
         length,
         size: this.size,

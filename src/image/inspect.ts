@@ -56,13 +56,24 @@ function resolveWithDepth(store: Store, chain: readonly ImageRecord[], seg: numb
 
 const kindOf = (e: number): ExtentKind => (e >= 2 ? 'data' : e === 1 ? 'zero' : 'hole');
 
-/** Extents of an image from its committed maps, like `qemu-img map`: kind and the depth of the supplying layer. */
-export function mapImage(store: Store, name: string): { image: string; size: number; extents: Extent[] } {
+/** An extent of `map`: besides the depth of the layer that supplies it, that layer's name. */
+export interface MapExtent extends Extent {
+  layer?: string;
+}
+
+export interface ImageMap {
+  name: string;
+  virtualSize: number;
+  extents: MapExtent[];
+}
+
+/** Extents of an image from its committed maps, like `qemu-img map`: kind, and the depth and name of the supplying layer. */
+export function mapImage(store: Store, name: string): ImageMap {
   const img = getImage(store.db, name);
   const chain = chainOf(store.db, img);
-  const out: Extent[] = [];
+  const out: MapExtent[] = [];
   const push = (offset: number, length: number, kind: ExtentKind, depth: number) =>
-    appendExtent(out, kind === 'hole' ? { offset, length, kind } : { offset, length, kind, depth });
+    appendExtent(out, kind === 'hole' ? { offset, length, kind } : { offset, length, kind, depth, layer: chain[depth].name });
   const blocks = blocksIn(img.virtualSize);
   const present = new Set(chainSegments(store, chain));
   for (let seg = 0; seg * SEGMENT_ENTRIES < blocks; seg++) {
@@ -78,7 +89,7 @@ export function mapImage(store: Store, name: string): { image: string; size: num
   // The last block may be partial.
   const last = out[out.length - 1];
   if (last && last.offset + last.length > img.virtualSize) last.length = img.virtualSize - last.offset;
-  return { image: img.name, size: img.virtualSize, extents: out };
+  return { name: img.name, virtualSize: img.virtualSize, extents: out };
 }
 
 // ---- diff ----------------------------------------------------------------------
@@ -86,8 +97,8 @@ export function mapImage(store: Store, name: string): { image: string; size: num
 export interface DiffResult {
   a: string;
   b: string;
-  sizeA: number;
-  sizeB: number;
+  virtualSizeA: number;
+  virtualSizeB: number;
   /** Byte ranges whose content differs. Past the end of the smaller image, it counts as zeros. */
   extents: { offset: number; length: number }[];
   differingBytes: number;
@@ -119,7 +130,7 @@ export function diffImages(store: Store, nameA: string, nameB: string): DiffResu
       else out.push({ offset, length });
     }
   }
-  return { a: a.name, b: b.name, sizeA: a.virtualSize, sizeB: b.virtualSize, extents: out, differingBytes: out.reduce((s, e) => s + e.length, 0) };
+  return { a: a.name, b: b.name, virtualSizeA: a.virtualSize, virtualSizeB: b.virtualSize, extents: out, differingBytes: out.reduce((s, e) => s + e.length, 0) };
 }
 
 // ---- du ------------------------------------------------------------------------

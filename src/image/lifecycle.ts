@@ -4,6 +4,7 @@
  * so each costs the same for a 1 GiB and a 1 TiB image.
  */
 import { StrataError, badInput } from '../errors.js';
+import { bytesText } from '../units.js';
 import {
   assertNameFree,
   chainOf,
@@ -25,7 +26,7 @@ import { faultPoint } from '../store/faults.js';
 
 export function checkVirtualSize(size: number): number {
   if (!Number.isSafeInteger(size) || size <= 0) throw badInput(`invalid virtual size ${size}: must be a positive number of bytes`);
-  if (size > MAX_VIRTUAL_SIZE) throw badInput(`virtual size ${size} is over the limit of ${MAX_VIRTUAL_SIZE} bytes`);
+  if (size > MAX_VIRTUAL_SIZE) throw badInput(`virtual size ${bytesText(size)} is over the limit of ${bytesText(MAX_VIRTUAL_SIZE)}`);
   return size;
 }
 

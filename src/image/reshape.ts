@@ -14,6 +14,7 @@
  * must not be open: an open handle holds its chain and resolved segments.
  */
 import { StrataError, badInput } from '../errors.js';
+import { bytesText, humanBytes } from '../units.js';
 import { chainOf, childrenOf, descendantsOf, getImage, updateImage } from '../store/catalog.js';
 import { assertNotOpen } from '../store/leases.js';
 import { countSlotRefs, loadSegment, saveSegment, segmentsOf } from '../store/maps.js';
@@ -144,7 +145,7 @@ function touchDescendants(store: Store, img: ImageRecord): void {
 }
 
 export interface ReshapeResult {
-  image: string;
+  name: string;
   parent: string | null;
   virtualSize: number;
   ownBytes: number;
@@ -155,7 +156,7 @@ export interface ReshapeResult {
 const result = (store: Store, name: string, before: number): ReshapeResult => {
   const r = getImage(store.db, name);
   const parent = r.parentId === null ? null : chainOf(store.db, r)[1].name;
-  return { image: r.name, parent, virtualSize: r.virtualSize, ownBytes: r.ownBlocks * BLOCK_SIZE, ownBytesBefore: before * BLOCK_SIZE };
+  return { name: r.name, parent, virtualSize: r.virtualSize, ownBytes: r.ownBlocks * BLOCK_SIZE, ownBytesBefore: before * BLOCK_SIZE };
 };
 
 /**
@@ -303,7 +304,7 @@ export function resizeImage(store: Store, name: string, size: number, opts: Resh
     const img = getImage(store.db, name);
     if (isFrozen(img)) throw new StrataError('E_READONLY', `image ${name} is frozen (${img.kind}); only a leaf can be resized`, { image: name });
     if (size < img.virtualSize && !opts.shrink) {
-      throw badInput(`${size} bytes is smaller than ${name} (${img.virtualSize} bytes); pass --shrink to drop the data past the new end`, { image: name, size });
+      throw badInput(`${humanBytes(size)} (${size} bytes) is smaller than ${name} (${bytesText(img.virtualSize)}); pass --shrink to drop the data past the new end`, { image: name, size });
     }
     if (size === img.virtualSize) return result(store, name, img.ownBlocks);
     const below = childrenOf(store.db, img.id);

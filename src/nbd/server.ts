@@ -7,7 +7,9 @@
  *   // qemu-img info 'nbd+unix:///leaf?socket=/run/strata.sock'
  *   await srv.close();
  */
-import { chmod, unlink } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, lstat, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { StrataError, badInput } from '../errors.js';
@@ -36,8 +38,10 @@ export interface NbdServerOptions {
 }
 
 export interface NbdServer {
-  /** An NBD URI for nbdinfo/qemu (append the export name after the last '/'). */
+  /** The server's NBD URI, naming no export (nbdinfo --list takes it). */
   address: string;
+  /** The URI of one export, as qemu, nbdinfo and nbdcopy take it. */
+  uri(exportName: string): string;
   /** Stops accepting, ends every connection, flushes and closes all devices. */
   close(): Promise<void>;
 }
@@ -79,11 +83,14 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   let address: string;
   if (opts.socketPath) {
     await listenUnix(server, opts.socketPath);
-    address = `nbd+unix:///?socket=${opts.socketPath}`;
-    if (secureContext) address = address.replace(/^nbd\+unix/, 'nbds+unix');
+    // The path is a query value: percent-encode what would end or change it (space, &, #, %).
+    address = `${secureContext ? 'nbds+unix' : 'nbd+unix'}:///?socket=${encodeURIComponent(opts.socketPath).replace(/%2F/g, '/')}`;
   } else {
     const host = opts.host ?? '127.0.0.1';
-    await listen(server, { host, port: opts.port ?? DEFAULT_PORT });
+    const asked = opts.port ?? DEFAULT_PORT;
+    await listen(server, { host, port: asked }).catch((e) => {
+      throw tcpListenError(e, host, asked);
+    });
     const port = (server.address() as net.AddressInfo).port;
     address = `${secureContext ? 'nbds' : 'nbd'}://${host.includes(':') ? `[${host}]` : host}:${port}/`;
   }
@@ -109,7 +116,9 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
     })();
     return closing;
   };
-  return { address, close };
+  // The export name goes in the path: after the authority, before any query.
+  const uri = (exportName: string) => address.replace(/\/(\?|$)/, `/${encodeURIComponent(exportName)}$1`);
+  return { address, uri, close };
 }
 
 function listen(server: net.Server, options: net.ListenOptions): Promise<void> {
@@ -128,17 +137,52 @@ function listen(server: net.Server, options: net.ListenOptions): Promise<void> {
  * file from a crashed server is replaced; a live one is an error (E_BUSY).
  */
 async function listenUnix(server: net.Server, path: string): Promise<void> {
+  // The kernel keeps 107 bytes of a socket's path; a longer one would be cut, and clients given the full path miss it.
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+    throw badInput(`socket path ${path} is ${Buffer.byteLength(path)} bytes long, over the ${MAX_SOCKET_PATH} a Unix socket allows: use a shorter path`, { path });
+  }
   try {
     await listen(server, { path });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
-    if (await isLive(path)) throw new StrataError('E_BUSY', `another server is listening on ${path}`, { path });
+    if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw unixListenError(e, path);
+    if (await isLive(path)) throw new StrataError('E_BUSY', `another server is listening on ${path}: stop it, or choose another socket path`, { path });
+    // Only a leftover socket is replaced: a file that happens to sit at the path is someone's data.
+    if (!(await lstat(path)).isSocket()) throw new StrataError('E_EXISTS', `${path} exists and is not a socket: choose another socket path`, { path });
     await unlink(path);
     await listen(server, { path });
   }
   // The socket exists with umask permissions for a moment; the directory is
   // what callers should protect if that window matters.
   await chmod(path, 0o600);
+}
+
+/** The Linux limit on sun_path, less its terminating NUL. */
+const MAX_SOCKET_PATH = 107;
+
+/** A failed TCP listen as a typed error naming the address and what to do. */
+function tcpListenError(e: unknown, host: string, port: number): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (code === 'EADDRINUSE') return new StrataError('E_BUSY', `${where} is in use by another process: stop it, or serve on another port (--listen HOST:PORT)`, { host, port });
+  if (code === 'EADDRNOTAVAIL') return badInput(`cannot listen on ${where}: ${host} is not an address of this machine`, { host, port });
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return badInput(`cannot listen on ${where}: no such host ${host}`, { host, port });
+  if (code === 'EACCES') return new StrataError('E_IO', `not allowed to listen on ${where}: ports below 1024 need root (CAP_NET_BIND_SERVICE); use a higher port`, { host, port });
+  return e;
+}
+
+/** A failed Unix-socket listen as a typed error naming the path and what to do. */
+function unixListenError(e: unknown, path: string): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  const dir = dirname(path);
+  // A missing directory shows up as EACCES (libuv) or ENOENT.
+  if ((code === 'EACCES' || code === 'ENOENT') && !existsSync(dir)) {
+    return new StrataError('E_NOT_FOUND', `cannot create socket ${path}: no such directory ${dir} (create it first)`, { path });
+  }
+  if (code === 'ENOTDIR') return badInput(`cannot create socket ${path}: a part of ${dir} is a file, not a directory`, { path });
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new StrataError('E_IO', `cannot create socket ${path}: ${code === 'EROFS' ? 'read-only file system' : 'permission denied'} in ${dir}; choose a directory you can write to`, { path });
+  }
+  return e;
 }
 
 function isLive(path: string): Promise<boolean> {

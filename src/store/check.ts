@@ -59,7 +59,7 @@ export interface CheckReport {
   slots: number;
   /** Slots whose content was read and hashed. */
   slotsVerified: number;
-  bytesVerified: number;
+  verifiedBytes: number;
   faults: Fault[];
   corruptions: number;
   leaks: number;
@@ -68,7 +68,7 @@ export interface CheckReport {
   status: 'clean' | 'leaks' | 'corrupt';
   /** As qemu-img check: 0 clean, 2 corruption, 3 leaks only. */
   exitStatus: 0 | 2 | 3;
-  ms: number;
+  elapsedMs: number;
 }
 
 /** Faults named per slot past this many are summarised, so a wrecked store still yields a readable report. */
@@ -117,7 +117,7 @@ export function checkStore(store: Store, opts: CheckOptions = {}): CheckReport {
     }
     if (!store.readOnly) report = confirmDataFaults(store, report);
   }
-  report.ms = Math.round(performance.now() - t0);
+  report.elapsedMs = Math.round(performance.now() - t0);
   return report;
 }
 
@@ -323,14 +323,14 @@ function summarize(faults: Fault[], images: number, slots: number, verified: num
     images,
     slots,
     slotsVerified: verified,
-    bytesVerified: verified * BLOCK_SIZE,
+    verifiedBytes: verified * BLOCK_SIZE,
     faults,
     corruptions: faults.filter((f) => f.class === 'corruption').length,
     leaks: faults.filter((f) => f.class === 'leak').length,
     repaired: faults.filter((f) => f.repaired).length,
     status,
     exitStatus: status === 'corrupt' ? 2 : status === 'leaks' ? 3 : 0,
-    ms: 0,
+    elapsedMs: 0,
   };
 }
 

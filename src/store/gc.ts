@@ -42,10 +42,10 @@ export interface GcReport {
   nextSlotBefore: number;
   nextSlotAfter: number;
   /** Allocated bytes of the data files before and after, as the file system reports them. */
-  allocatedBefore: number;
-  allocatedAfter: number;
+  allocatedBytesBefore: number;
+  allocatedBytesAfter: number;
   reclaimedBytes: number;
-  ms: number;
+  elapsedMs: number;
 }
 
 export function collectGarbage(store: Store, opts: { onProgress?: OnProgress } = {}): GcReport {
@@ -104,13 +104,13 @@ export function collectGarbage(store: Store, opts: { onProgress?: OnProgress } =
       truncatedSlots: nextBefore - Math.min(nextAfter, nextBefore),
       nextSlotBefore: nextBefore,
       nextSlotAfter: Math.min(nextAfter, nextBefore),
-      allocatedBefore: before,
-      allocatedAfter: after,
+      allocatedBytesBefore: before,
+      allocatedBytesAfter: after,
       reclaimedBytes: Math.max(0, before - after),
-      ms: 0,
+      elapsedMs: 0,
     };
   });
   faultPoint('gc.after-commit');
-  r.ms = Math.round(performance.now() - t0);
+  r.elapsedMs = Math.round(performance.now() - t0);
   return r;
 }

@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { StrataError, corrupt } from '../errors.js';
+import { StrataError, badInput, corrupt } from '../errors.js';
 import { openLocalBlocks, type BlockBackend } from './datafiles.js';
 import { loadXxh64, type HashFn } from './hash.js';
 import { Lru } from './lru.js';
@@ -64,6 +64,21 @@ function sqliteError(e: unknown, file: string): never {
   throw e;
 }
 
+/** Creates STORE/data; a path that cannot be a directory is the user's mistake, named, not a crash. */
+function makeStoreDir(abs: string): void {
+  try {
+    fs.mkdirSync(path.join(abs, 'data'), { recursive: true, mode: 0o700 });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR' || code === 'EEXIST') {
+      let file = path.join(abs, 'data');
+      while (!fs.existsSync(file) && path.dirname(file) !== file) file = path.dirname(file);
+      throw badInput(`cannot make a store at ${abs}: ${file} is a file, not a directory (give --store a directory, or a path to create one)`, { store: abs });
+    }
+    throw new StrataError('E_IO', `cannot create the store directory ${abs}: ${code}`, { store: abs });
+  }
+}
+
 export async function openStore(dir: string, opts: StoreOptions = {}): Promise<Store> {
   const create = opts.create ?? true;
   const readOnly = opts.readOnly ?? false;
@@ -71,7 +86,7 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
   const dbPath = path.join(abs, DB_FILE);
   if (!fs.existsSync(dbPath)) {
     if (!create || readOnly) throw new StrataError('E_NOT_FOUND', `no strata store at ${abs} (run: strata init --store ${abs})`, { store: abs });
-    fs.mkdirSync(path.join(abs, 'data'), { recursive: true, mode: 0o700 });
+    makeStoreDir(abs);
   }
   const hash = opts.hash ?? (await loadXxh64());
   const durability = opts.durability ?? 'full';

@@ -156,7 +156,7 @@ describe('strata check: planted faults', () => {
     expect(r.status).toBe(0);
     const rep = JSON.parse(r.stdout);
     expect(rep.reclaimedBytes).toBeGreaterThan(0);
-    expect(rep.reclaimedBytes).toBe(rep.allocatedBefore - rep.allocatedAfter);
+    expect(rep.reclaimedBytes).toBe(rep.allocatedBytesBefore - rep.allocatedBytesAfter);
     expect(check(s).status).toBe(0);
   });
 });

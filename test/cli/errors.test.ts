@@ -79,7 +79,7 @@ describe('CLI errors', () => {
     const before = strataOk(store, ['read', 'web1']).out;
     let r = strata(store, ['write', 'web1', '--offset', '2M'], { input: 'x' });
     expect(r.status).toBe(ERROR_CODES.E_RANGE);
-    expectOneLine(r.stderr, /offset 2097152 is beyond the end of image web1 \(1048576 bytes\)/);
+    expectOneLine(r.stderr, /^strata: offset 2097152 is beyond the end of image web1 \(1 MiB, 1048576 bytes\)$/);
     // Input running past the end: refused, and the part that fitted is not kept either.
     r = strata(store, ['write', 'web1', '--offset', String(1024 * 1024 - 10)], { input: Buffer.alloc(100, 1) });
     expect(r.status).toBe(ERROR_CODES.E_RANGE);
@@ -88,9 +88,10 @@ describe('CLI errors', () => {
     fs.writeFileSync(big, Buffer.alloc(1024 * 1024 + 1, 7));
     r = strata(store, ['write', 'web1', big]);
     expect(r.status).toBe(ERROR_CODES.E_RANGE);
-    expectOneLine(r.stderr, /big\.bin \(1048577 bytes\) runs past the end of image web1/);
+    expectOneLine(r.stderr, /big\.bin \(1\.00 MiB, 1048577 bytes\) runs past the end of image web1 \(1 MiB, 1048576 bytes\) at offset 0$/);
     r = strata(store, ['read', 'web1', '--offset', '1M', '--length', '1']);
     expect(r.status).toBe(ERROR_CODES.E_RANGE);
+    expectOneLine(r.stderr, /^strata: range 1048576\+1 is beyond the end of image web1 \(1 MiB, 1048576 bytes\)$/);
     expect(strataOk(store, ['read', 'web1']).out.equals(before)).toBe(true);
   });
 

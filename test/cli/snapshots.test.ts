@@ -139,7 +139,7 @@ describe('rollback', () => {
     strataOk(store, ['snapshot', 'vm']); // vm.snap2 = b
     strataOk(store, ['write', 'vm'], { input: c });
     const r1 = strataOk(store, ['rollback', 'vm']);
-    expect(r1.stdout).toBe('rolled vm back to vm.snap2 (dropped 32.0 KiB of its own changes)\n');
+    expect(r1.stdout).toBe('rolled vm back to vm.snap2 (dropped 32 KiB of its own changes)\n');
     expect(read(store, 'vm').equals(b)).toBe(true);
     strataOk(store, ['write', 'vm'], { input: c });
     const r2 = JSON.parse(strataOk(store, ['rollback', 'vm', 'vm.snap1', '--json']).stdout);

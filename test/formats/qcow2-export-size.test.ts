@@ -44,6 +44,6 @@ describe.skipIf(!hasQemu)('qcow2 export of a size that is not a multiple of 512'
     }
 
     const json = JSON.parse(strataOk(store, ['--json', 'export', 'odd', path.join(dir, 'j.qcow2'), '--format', 'qcow2']).stdout);
-    expect(json).toMatchObject({ size: SIZE, fileVirtualSize: ROUNDED });
+    expect(json).toMatchObject({ virtualSize: SIZE, fileVirtualSize: ROUNDED });
   });
 });

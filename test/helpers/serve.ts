@@ -55,11 +55,15 @@ process.on('exit', killAll);
  * `strata --store STORE serve NAMES... --socket <tmp>/nbd.sock`. Rejects with
  * the server's stderr if it exits before printing its "serving" line.
  */
-export async function startServe(store: string, names: readonly string[] = [], opts: { extraArgs?: string[]; timeoutMs?: number; nodeArgs?: string[] } = {}): Promise<Served> {
+export async function startServe(
+  store: string,
+  names: readonly string[] = [],
+  opts: { extraArgs?: string[]; timeoutMs?: number; nodeArgs?: string[]; /** Instead of `--socket <tmp>/nbd.sock`. */ listenArgs?: string[] } = {},
+): Promise<Served> {
   const dir = mkdtempSync(join(tmpdir(), 'strata-serve-'));
   dirs.add(dir);
   const socketPath = join(dir, 'nbd.sock');
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), STRATA_BIN, '--store', store, 'serve', ...names, '--socket', socketPath, ...(opts.extraArgs ?? [])], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), STRATA_BIN, '--store', store, 'serve', ...names, ...(opts.listenArgs ?? ['--socket', socketPath]), ...(opts.extraArgs ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);
@@ -81,7 +85,8 @@ export async function startServe(store: string, names: readonly string[] = [], o
       reject(new Error(`strata serve printed no "serving" line within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
     }, timeoutMs);
     const onData = () => {
-      const m = /^serving .* on (\S+)$/m.exec(stdout);
+      // The text line, or with --json the first key of the JSON line.
+      const m = /^serving .* on (\S+)$/m.exec(stdout) ?? /^\{"address":"([^"]+)"/m.exec(stdout);
       if (m) {
         clearTimeout(timer);
         child.stdout!.off('data', onData);

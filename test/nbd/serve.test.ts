@@ -198,7 +198,7 @@ describe.runIf(haveMke2fs)('strata serve with real NBD clients', () => {
 
   it.runIf(need('nbdinfo', 'qemu-io'))('nbdinfo --map matches strata map; nbdinfo --list lists the exports', async () => {
     const store = await layeredLeaf();
-    const map = JSON.parse(strataOk(store, ['map', 'vm', '--json']).stdout) as { size: number; extents: { offset: number; length: number; kind: Kind; depth?: number }[] };
+    const map = JSON.parse(strataOk(store, ['map', 'vm', '--json']).stdout) as { virtualSize: number; extents: { offset: number; length: number; kind: Kind; depth?: number }[] };
     // The leaf really has data from two layers and the base, explicit zeros and holes.
     const kinds = new Set(map.extents.map((e) => (e.kind === 'data' ? `data@${e.depth}` : e.kind)));
     for (const k of ['data@0', 'data@1', 'data@2', 'zero', 'hole']) expect(kinds, `strata map has ${k}`).toContain(k);
@@ -209,7 +209,7 @@ describe.runIf(haveMke2fs)('strata serve with real NBD clients', () => {
     expect(new Set(nbdMap.map((e) => e.type))).toEqual(new Set([0, 3]));
     for (const e of nbdMap) expect(e.description).toBe(e.type === 0 ? 'data' : 'hole,zero');
     const total = nbdMap.reduce((s, e) => s + e.length, 0);
-    expect(total).toBe(map.size);
+    expect(total).toBe(map.virtualSize);
     expect(dataRuns(nbdMap.map((e) => ({ offset: e.offset, length: e.length, data: e.type === 0 })))).toEqual(
       dataRuns(map.extents.map((e) => ({ offset: e.offset, length: e.length, data: e.kind === 'data' }))),
     );

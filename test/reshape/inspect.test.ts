@@ -67,10 +67,10 @@ describe('inspect: stats, du, map, diff over two overlapping ext4 images', () =>
 
   it('map: extents cover the image, with the depth of the supplying layer', () => {
     const m = mapImage(store, 'vm1');
-    expect(m.extents.reduce((s, e) => s + e.length, 0)).toBe(m.size);
+    expect(m.extents.reduce((s, e) => s + e.length, 0)).toBe(m.virtualSize);
     const at = (off: number) => m.extents.find((e) => e.offset <= off && off < e.offset + e.length)!;
-    expect(at(20 * 1024 * 1024)).toMatchObject({ kind: 'data', depth: 0 });
-    expect(at(0)).toMatchObject({ kind: 'data', depth: 1 }); // the superblock area comes from b
+    expect(at(20 * 1024 * 1024)).toMatchObject({ kind: 'data', depth: 0, layer: 'vm1' });
+    expect(at(0)).toMatchObject({ kind: 'data', depth: 1, layer: 'b' }); // the superblock area comes from b
     for (let i = 1; i < m.extents.length; i++) expect(m.extents[i].offset).toBe(m.extents[i - 1].offset + m.extents[i - 1].length);
   });
 

@@ -16,6 +16,6 @@ export const commitCommand = () =>
           const store = await ctx.store();
           return longWork(ctx, `committing ${leaf}`, () => `${leaf} and its parent are unchanged`, (onProgress) => commitImage(store, leaf, { force: o.force, onProgress }));
         },
-        (r) => `committed ${humanBytes(r.ownBytesBefore)} of ${r.image} into ${r.into} (own now ${humanBytes(r.intoOwnBytes)}); ${r.image} is empty above it\n`,
+        (r) => `committed ${humanBytes(r.ownBytesBefore)} of ${r.name} into ${r.into} (own now ${humanBytes(r.intoOwnBytes)}); ${r.name} is empty above it\n`,
       ),
     );

@@ -1,21 +1,19 @@
 import { Command } from 'commander';
 import { diskUsageOf, type ImageUsage } from '../../image/inspect.js';
 import { runCommand } from '../context.js';
-import { humanBytes } from '../parse.js';
-import { table } from '../render.js';
+import { BYTES_OPTION, sizeFormatter, table } from '../render.js';
 
-const both = (n: number) => `${humanBytes(n)} (${n})`;
-
-export function renderUsage(rows: readonly ImageUsage[]): string {
+export function renderUsage(rows: readonly ImageUsage[], exact?: boolean): string {
   if (rows.length === 0) return 'no images\n';
+  const size = sizeFormatter(exact);
   return table(
     rows.map((r) => ({
       name: r.name,
       kind: r.kind,
-      referenced: both(r.referencedBytes),
-      own: both(r.ownBytes),
-      exclusive: both(r.exclusiveBytes),
-      shared: both(r.sharedBytes),
+      referenced: size(r.referencedBytes),
+      own: size(r.ownBytes),
+      exclusive: size(r.exclusiveBytes),
+      shared: size(r.sharedBytes),
     })),
     [
       ['name', 'NAME'],
@@ -32,6 +30,7 @@ export const duCommand = () =>
   new Command('du')
     .description('space per image: referenced (whole chain), own (its layer), exclusive (freed by removing it alone), shared (own, used elsewhere too)')
     .argument('[names...]', 'images (default: all)')
-    .action(async (names: string[], _o, cmd: Command) =>
-      runCommand(cmd, async (ctx) => diskUsageOf(await ctx.store(), names), renderUsage),
+    .option(...BYTES_OPTION)
+    .action(async (names: string[], o: { bytes?: boolean }, cmd: Command) =>
+      runCommand(cmd, async (ctx) => diskUsageOf(await ctx.store(), names), (rows) => renderUsage(rows, o.bytes)),
     );

@@ -1,8 +1,13 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { Command } from 'commander';
+import { StrataError, badInput } from '../../errors.js';
 import { exportFile } from '../../formats/files.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
 import { humanBytes, parseBytes } from '../parse.js';
+
+const isDirectory = (file: string) => fs.statSync(file, { throwIfNoEntry: false })?.isDirectory() ?? false;
 
 export const exportCommand = () =>
   new Command('export')
@@ -18,12 +23,16 @@ export const exportCommand = () =>
       runCommand(
         cmd,
         async (ctx) => {
+          if (isDirectory(file)) throw badInput(`${file} is a directory: give the file to write, such as ${path.join(file, `${name}.${o.format === 'qcow2' ? 'qcow2' : 'raw'}`)}`);
+          const dir = path.dirname(path.resolve(file));
+          if (!isDirectory(dir)) throw new StrataError('E_NOT_FOUND', `cannot create ${file}: no such directory ${dir} (create it first)`, { file });
           const store = await ctx.store();
           const clusterSize = parseBytes(o.clusterSize, 'cluster size');
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
           const kept = () => `nothing exported; the partial ${o.chain ? 'files were' : `${file} was`} removed`;
-          return longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, name, file, { ...o, clusterSize, warn, onProgress }));
+          const { size, ...rest } = longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, name, file, { ...o, clusterSize, warn, onProgress }));
+          return { name, virtualSize: size, ...rest };
         },
-        (r) => `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.size)} virtual, ${humanBytes(r.dataBytes)} written)\n`,
+        (r) => `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.dataBytes)} written)\n`,
       ),
     );

@@ -15,6 +15,6 @@ export const flattenCommand = () =>
           const store = await ctx.store();
           return longWork(ctx, `flattening ${name}`, () => `${name} is unchanged`, (onProgress) => flattenImage(store, name, { onProgress }));
         },
-        (r) => `${r.image} is flat: own ${humanBytes(r.ownBytes)} (was ${humanBytes(r.ownBytesBefore)})\n`,
+        (r) => `${r.name} is flat: own ${humanBytes(r.ownBytes)} (was ${humanBytes(r.ownBytesBefore)})\n`,
       ),
     );

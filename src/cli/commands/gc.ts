@@ -17,6 +17,6 @@ export const gcCommand = () =>
       (r) =>
         `reclaimed ${humanBytes(r.reclaimedBytes)} (${r.reclaimedBytes} bytes): ${r.truncatedSlots} slot(s) cut from the end` +
         (r.punchSupported ? `, ${r.punchedSlots} free slot(s) punched` : ', punching holes is not supported here, so only the tail was reclaimed') +
-        ` in ${r.ms} ms\n`,
+        ` in ${r.elapsedMs} ms\n`,
     ),
   );

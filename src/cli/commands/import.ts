@@ -5,7 +5,7 @@ import { importFile, listQcow2Snapshots } from '../../formats/files.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
 import { humanBytes, parseBytes } from '../parse.js';
-import { table } from '../render.js';
+import { localTime, table } from '../render.js';
 import { describeImage, type ImageInfo } from './info.js';
 
 interface ImportFlags {
@@ -19,7 +19,7 @@ interface ImportFlags {
   dirtyLimit?: string;
 }
 
-type Snapshots = ReturnType<typeof listQcow2Snapshots>;
+type Snapshots = { id: string; name: string; virtualSize: number; createdAt: string }[];
 
 export const importCommand = () =>
   new Command('import')
@@ -38,7 +38,9 @@ export const importCommand = () =>
       runCommand<ImageInfo | Snapshots>(
         cmd,
         async (ctx) => {
-          if (o.listSnapshots) return listQcow2Snapshots(file);
+          if (o.listSnapshots) {
+            return listQcow2Snapshots(file).map((s) => ({ id: s.id, name: s.name, virtualSize: s.virtualSize, createdAt: s.date.toISOString() }));
+          }
           if (!name) throw badInput('import needs a name for the new image: strata import FILE NAME');
           const store = await ctx.store();
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
@@ -53,7 +55,7 @@ export const importCommand = () =>
             ? r.length === 0
               ? `${file} has no internal snapshots\n`
               : table(
-                  r.map((s) => ({ id: s.id, name: s.name, size: humanBytes(s.virtualSize), date: s.date.toISOString().slice(0, 19).replace('T', ' ') })),
+                  r.map((s) => ({ id: s.id, name: s.name, size: humanBytes(s.virtualSize), date: localTime(s.createdAt) })),
                   [
                     ['id', 'ID'],
                     ['name', 'TAG'],

@@ -6,7 +6,7 @@ import type { Store } from '../../store/store.js';
 import { BLOCK_SIZE } from '../../store/types.js';
 import { runCommand } from '../context.js';
 import { humanBytes } from '../parse.js';
-import { keyValues } from '../render.js';
+import { keyValues, localTime } from '../render.js';
 
 export interface ImageInfo {
   name: string;
@@ -16,7 +16,8 @@ export interface ImageInfo {
   chain: string[];
   virtualSize: number;
   ownBytes: number;
-  created: string;
+  /** ISO-8601, UTC. */
+  createdAt: string;
   labels: Record<string, string>;
   source: Record<string, unknown> | null;
 }
@@ -32,10 +33,24 @@ export function describeImage(store: Store, name: string): ImageInfo {
     chain: chain.map((c) => c.name),
     virtualSize: rec.virtualSize,
     ownBytes: rec.ownBlocks * BLOCK_SIZE,
-    created: new Date(rec.createdAt).toISOString(),
+    createdAt: new Date(rec.createdAt).toISOString(),
     labels: rec.labels,
     source: rec.source,
   };
+}
+
+/**
+ * Where an import came from, as a sentence: "raw file /srv/a.raw (4 MiB)",
+ * "qcow2 v3 file /srv/b.qcow2, 64 KiB clusters, snapshot snap1". Keys this
+ * does not know (a later version's) follow as key=value.
+ */
+export function sourceText(source: Record<string, unknown>): string {
+  const { format, file, size, clusterSize, version, snapshot, ...rest } = source;
+  const parts = [`${String(format ?? 'unknown')}${version !== undefined ? ` v${String(version)}` : ''} file ${String(file ?? '?')}${typeof size === 'number' ? ` (${humanBytes(size)})` : ''}`];
+  if (typeof clusterSize === 'number') parts.push(`${humanBytes(clusterSize)} clusters`);
+  if (snapshot !== undefined) parts.push(`snapshot ${String(snapshot)}`);
+  for (const [k, v] of Object.entries(rest)) parts.push(`${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  return parts.join(', ');
 }
 
 export interface StoreInfo {
@@ -93,8 +108,8 @@ export const infoCommand = () =>
             ['chain', r.chain.join(' -> ')],
             ['virtual size', `${humanBytes(r.virtualSize)} (${r.virtualSize} bytes)`],
             ['own bytes', `${humanBytes(r.ownBytes)} (${r.ownBytes} bytes)`],
-            ['created', r.created],
-            ...(r.source ? ([['source', JSON.stringify(r.source)]] as [string, string][]) : []),
+            ['created', localTime(r.createdAt)],
+            ...(r.source ? ([['source', sourceText(r.source)]] as [string, string][]) : []),
           ]),
       ),
     );

@@ -18,6 +18,6 @@ export const rebaseCommand = () =>
           const store = await ctx.store();
           return longWork(ctx, `rebasing ${name}`, () => `${name} is unchanged`, (onProgress) => rebaseImage(store, name, o.onto, { onProgress }));
         },
-        (r) => `${r.image} now sits on ${r.parent}: own ${humanBytes(r.ownBytes)} (was ${humanBytes(r.ownBytesBefore)})\n`,
+        (r) => `${r.name} now sits on ${r.parent}: own ${humanBytes(r.ownBytes)} (was ${humanBytes(r.ownBytesBefore)})\n`,
       ),
     );

@@ -18,6 +18,6 @@ export const resizeCommand = () =>
           const bytes = parseBytes(size);
           return longWork(ctx, `resizing ${name}`, () => `${name} is unchanged`, (onProgress) => resizeImage(store, name, bytes, { ...o, onProgress }));
         },
-        (r) => `${r.image} is now ${humanBytes(r.virtualSize)} (${r.virtualSize} bytes)\n`,
+        (r) => `${r.name} is now ${humanBytes(r.virtualSize)} (${r.virtualSize} bytes)\n`,
       ),
     );

@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import { Command } from 'commander';
 import { badInput } from '../../errors.js';
 // The NBD server (node:net, node:tls) is loaded only when serve runs: every other command starts faster.
@@ -31,13 +30,12 @@ export function parseListen(raw: string, allowRemote: boolean): { host: string; 
   return { host, port };
 }
 
-function readPem(file: string | undefined, what: string): Buffer | undefined {
-  if (!file) return undefined;
-  try {
-    return fs.readFileSync(file);
-  } catch (e) {
-    throw badInput(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code}`);
-  }
+/** The first line names the server's address (scripts match `^serving .* on (\S+)$`); then one line per export with its URI. */
+export function renderServing(what: string, address: string, exports: readonly { name: string; uri: string }[]): string {
+  const w = Math.max(0, ...exports.map((e) => e.name.length));
+  const lines = exports.map((e) => `  ${e.name.padEnd(w)}  ${e.uri}\n`);
+  if (exports.length === 0) lines.push('  (no images yet: each one created is served as it appears)\n');
+  return `serving ${what} on ${address}\n${lines.join('')}`;
 }
 
 export const serveCommand = () =>
@@ -62,9 +60,9 @@ export const serveCommand = () =>
           if (listen && !LOOPBACK.test(listen.host)) process.stderr.write(`strata: warning: serving on ${listen.host}, reachable beyond this machine\n`);
           const iops = o.iopsLimit === undefined ? undefined : parseBytes(o.iopsLimit, 'iops limit');
           const bandwidth = o.bandwidthLimit === undefined ? undefined : parseBytes(o.bandwidthLimit, 'bandwidth limit');
-          const tlsCert = readPem(o.tlsCert, 'TLS certificate');
-          const tlsKey = readPem(o.tlsKey, 'TLS key');
-          const tls = tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey, ca: readPem(o.tlsCa, 'TLS CA') } : undefined;
+          if (iops === 0 || bandwidth === 0) throw badInput(`--${iops === 0 ? 'iops' : 'bandwidth'}-limit must be above 0 (leave it out for no limit)`);
+          if (o.tlsCa && !o.tlsCert) throw badInput('--tls-ca goes with --tls-cert and --tls-key');
+          const tls = o.tlsCert && o.tlsKey ? (await import('../../nbd/tls-files.js')).readTlsFiles({ cert: o.tlsCert, key: o.tlsKey, ca: o.tlsCa }) : undefined;
 
           const [{ startNbdServer }, { storeCatalog }, { controlPath, startControl }] = await Promise.all([
             import('../../nbd/server.js'),
@@ -93,10 +91,11 @@ export const serveCommand = () =>
             catalog.closeAll();
             throw e;
           }
-          const exports = catalog.list().map((e) => e.name);
-          if (!ctx.json) process.stdout.write(`serving ${names.length ? exports.join(', ') : 'all images'} on ${server.address}\n`);
-          else process.stdout.write(JSON.stringify({ address: server.address, exports }) + '\n');
-          ctx.logger.info({ address: server.address, exports }, 'nbd server listening');
+          const exports = catalog.list().map((e) => ({ name: e.name, uri: server.uri(e.name) }));
+          // One write, so a reader that sees the first line sees every export's URI with it.
+          if (ctx.json) process.stdout.write(JSON.stringify({ address: server.address, exports }) + '\n');
+          else process.stdout.write(renderServing(names.length ? exports.map((e) => e.name).join(', ') : 'all images', server.address, exports));
+          ctx.logger.info({ address: server.address, exports: exports.map((e) => e.name) }, 'nbd server listening');
 
           const signal = await new Promise<string>((resolve) => {
             process.once('SIGINT', () => resolve('SIGINT'));

@@ -1,17 +1,21 @@
 import fs from 'node:fs';
 import { Command } from 'commander';
 import { openImage } from '../../image/image.js';
-import { StrataError } from '../../errors.js';
+import { StrataError, badInput } from '../../errors.js';
 import { runCommand } from '../context.js';
 import { parseBytes } from '../parse.js';
+import { bytesText } from '../../units.js';
 
 function fileSizeOf(file: string): number {
+  let st: fs.Stats;
   try {
-    return fs.statSync(file).size;
+    st = fs.statSync(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new StrataError('E_NOT_FOUND', `no such file: ${file}`);
     throw new StrataError('E_IO', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code}`);
   }
+  if (st.isDirectory()) throw badInput(`${file} is a directory: give a file to write, or - for stdin`);
+  return st.size;
 }
 
 export const writeCommand = () =>
@@ -29,18 +33,18 @@ export const writeCommand = () =>
           let pos = offset;
           let ok = false;
           try {
-            if (offset > img.size) throw new StrataError('E_RANGE', `offset ${offset} is beyond the end of image ${name} (${img.size} bytes)`);
+            if (offset > img.size) throw new StrataError('E_RANGE', `offset ${offset} is beyond the end of image ${name} (${bytesText(img.size)})`);
             // A file's size is known: refuse before writing anything rather than part-way.
             const fileSize = file === '-' ? undefined : fileSizeOf(file);
             if (fileSize !== undefined && offset + fileSize > img.size) {
-              throw new StrataError('E_RANGE', `${file} (${fileSize} bytes) runs past the end of image ${name} (${img.size} bytes) at offset ${offset}`);
+              throw new StrataError('E_RANGE', `${file} (${bytesText(fileSize)}) runs past the end of image ${name} (${bytesText(img.size)}) at offset ${offset}`);
             }
             const input = file === '-' ? process.stdin : fs.createReadStream(file, { highWaterMark: 1 << 20 });
             for await (const chunk of input as AsyncIterable<Buffer>) {
               if (pos + chunk.length > img.size) {
                 // Unflushed writes are dropped below. From stdin, more than the dirty limit
                 // (64 MiB) before this point has already been flushed and stays written.
-                throw new StrataError('E_RANGE', `input runs past the end of image ${name} (${img.size} bytes) at offset ${pos + chunk.length}`);
+                throw new StrataError('E_RANGE', `input runs past the end of image ${name} (${bytesText(img.size)}) at offset ${pos + chunk.length}`);
               }
               img.write(pos, chunk);
               pos += chunk.length;
@@ -54,8 +58,8 @@ export const writeCommand = () =>
           } finally {
             img.close({ discard: !ok });
           }
-          return { image: name, offset, bytes: pos - offset };
+          return { name, offset, length: pos - offset };
         },
-        (r) => `wrote ${r.bytes} bytes to ${r.image} at offset ${r.offset}\n`,
+        (r) => `wrote ${r.length} bytes to ${r.name} at offset ${r.offset}\n`,
       ),
     );

@@ -1,0 +1,22 @@
+/**
+ * How a failure reaches the user, on stderr: one line `strata: message`, or
+ * with --json one JSON object `{"error": CODE, "message": ...}` that a
+ * script can parse. The exit status is the code's either way.
+ */
+import type { ErrorCode } from '../errors.js';
+
+/** --json anywhere before a `--` (after it, it is an argument). Read from argv: a usage error comes before options are parsed. */
+export function flagGiven(flag: string, argv: readonly string[] = process.argv): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes(flag);
+}
+
+export function reportError(code: ErrorCode, message: string, stack?: string): void {
+  const debug = stack !== undefined && flagGiven('--debug');
+  if (flagGiven('--json')) {
+    process.stderr.write(JSON.stringify({ error: code, message, ...(debug ? { stack } : {}) }) + '\n');
+    return;
+  }
+  process.stderr.write(`strata: ${message}\n`);
+  if (debug) process.stderr.write(stack + '\n');
+}
