@@ -22,8 +22,9 @@ import { MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageNam
 import { imageName } from '../store/names.js';
 import { faultPoint } from '../store/faults.js';
 
+/** 0 is a valid size, as in qemu: an empty disk reads nothing and is served with size 0. */
 export function checkVirtualSize(size: number): number {
-  if (!Number.isSafeInteger(size) || size <= 0) throw badInput(`invalid virtual size ${size}: must be a positive number of bytes`);
+  if (!Number.isSafeInteger(size) || size < 0) throw badInput(`invalid virtual size ${size}: must be a whole number of bytes, 0 or more`);
   if (size > MAX_VIRTUAL_SIZE) throw badInput(`virtual size ${size} is over the limit of ${MAX_VIRTUAL_SIZE} bytes`);
   return size;
 }

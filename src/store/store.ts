@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { StrataError, corrupt } from '../errors.js';
+import { StrataError, badInput, corrupt } from '../errors.js';
 import { openLocalBlocks, type BlockBackend } from './datafiles.js';
 import { loadXxh64, type HashFn } from './hash.js';
 import { Lru } from './lru.js';
@@ -64,13 +64,40 @@ function sqliteError(e: unknown, file: string): never {
   throw e;
 }
 
+/** What a store directory may hold before its database exists (a first open killed part-way). */
+const STORE_ENTRIES = new Set(['data', 'lock', DB_FILE, `${DB_FILE}-wal`, `${DB_FILE}-shm`, `${DB_FILE}-journal`, 'lost+found']);
+
+/**
+ * A path without strata.db becomes a store only if it is new or an empty
+ * directory: a mistyped --store that names a file, or a directory of other
+ * things (a home directory, a mount point), must not have a store made in it.
+ */
+function refuseNonStore(abs: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(abs);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') throw badInput(`store path ${abs} is inside a file, not a directory`, { store: abs });
+    throw new StrataError('E_IO', `cannot use store path ${abs}: ${code}`, { store: abs });
+  }
+  if (!st.isDirectory()) throw badInput(`store path ${abs} is a file, not a strata store directory`, { store: abs });
+  const others = fs.readdirSync(abs).filter((n) => !STORE_ENTRIES.has(n));
+  if (others.length > 0) {
+    const shown = others.slice(0, 3).join(', ') + (others.length > 3 ? ', …' : '');
+    throw badInput(`${abs} is not a strata store and holds other files (${shown}); give a new or empty directory`, { store: abs });
+  }
+}
+
 export async function openStore(dir: string, opts: StoreOptions = {}): Promise<Store> {
   const create = opts.create ?? true;
   const readOnly = opts.readOnly ?? false;
   const abs = path.resolve(dir);
   const dbPath = path.join(abs, DB_FILE);
   if (!fs.existsSync(dbPath)) {
-    if (!create || readOnly) throw new StrataError('E_NOT_FOUND', `no strata store at ${abs} (run: strata init --store ${abs})`, { store: abs });
+    refuseNonStore(abs);
+    if (!create || readOnly) throw new StrataError('E_NOT_FOUND', `no strata store at ${abs} (strata init creates one)`, { store: abs });
     fs.mkdirSync(path.join(abs, 'data'), { recursive: true, mode: 0o700 });
   }
   const hash = opts.hash ?? (await loadXxh64());
