@@ -28,6 +28,25 @@ import { reusableEpoch } from './freelist.js';
 import { metaNumber, setMeta, type Store } from './store.js';
 import type { SlotNumber } from './types.js';
 
+export interface GcOptions {
+  /**
+   * Punch only slots freed after this free epoch (meta.free_epoch read before
+   * the freeing transaction): what `rm` just freed, not the whole free list.
+   * The tail is cut as always.
+   */
+  freedAfter?: number;
+}
+
+/** What became of the slots freed after `freedAfter`. */
+export interface FreedReport {
+  /** Slots freed since the epoch. */
+  slots: number;
+  /** Of those, given back to the file system (cut from the tail, or punched). */
+  reclaimed: number;
+  /** Of those, still visible to a live reader (or check): kept until it ends. */
+  pinned: number;
+}
+
 export interface GcReport {
   /** Slots punched inside the data files (0 where punching is unsupported). */
   punchedSlots: number;
@@ -41,10 +60,12 @@ export interface GcReport {
   allocatedBefore: number;
   allocatedAfter: number;
   reclaimedBytes: number;
+  /** With `freedAfter`: the slots freed since then. */
+  freed?: FreedReport;
   ms: number;
 }
 
-export function collectGarbage(store: Store): GcReport {
+export function collectGarbage(store: Store, opts: GcOptions = {}): GcReport {
   const t0 = performance.now();
   const r = store.write(() => {
     const db = store.db;
@@ -56,6 +77,12 @@ export function collectGarbage(store: Store): GcReport {
     const pinned = db.prepare('SELECT max(slot) FROM free_slots WHERE epoch > ?').pluck().get(limit) as number | null;
     const highest = Math.max(inUse ?? -1, pinned ?? -1);
     const nextAfter = highest + 1;
+    const since = opts.freedAfter;
+    let freed: FreedReport | undefined;
+    if (since !== undefined) {
+      const count = (where: string, ...args: number[]) => db.prepare(`SELECT count(*) FROM free_slots WHERE epoch > ? ${where}`).pluck().get(since, ...args) as number;
+      freed = { slots: count(''), reclaimed: count('AND slot >= ?', nextAfter), pinned: count('AND epoch > ?', limit) };
+    }
     if (nextAfter < nextBefore) {
       db.prepare('DELETE FROM free_slots WHERE slot >= ?').run(nextAfter);
       setMeta(db, 'next_slot', nextAfter);
@@ -73,12 +100,19 @@ export function collectGarbage(store: Store): GcReport {
       if (runLen === 0 || (tried && !supported)) return;
       tried = true;
       supported = true;
-      if (store.blocks.release(runStart as SlotNumber, runLen)) punched += runLen;
+      if (store.blocks.release(runStart as SlotNumber, runLen)) {
+        punched += runLen;
+        if (freed) freed.reclaimed += runLen;
+      }
       else supported = false;
       faultPoint('gc.after-punch');
       runLen = 0;
     };
-    for (const slot of db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? ORDER BY slot').pluck().all(limit) as number[]) {
+    const punchable =
+      since === undefined
+        ? db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? ORDER BY slot').pluck().all(limit)
+        : db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? AND epoch > ? ORDER BY slot').pluck().all(limit, since);
+    for (const slot of punchable as number[]) {
       if (tried && !supported) break;
       if (runLen > 0 && slot === runStart + runLen) runLen++;
       else {
@@ -99,6 +133,7 @@ export function collectGarbage(store: Store): GcReport {
       allocatedBefore: before,
       allocatedAfter: after,
       reclaimedBytes: Math.max(0, before - after),
+      ...(freed ? { freed } : {}),
       ms: 0,
     };
   });
