@@ -58,7 +58,8 @@ export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R>
   };
   try {
     const result = await body(ctx);
-    const text = ctx.json ? JSON.stringify(result, null, 2) + '\n' : render(result, ctx);
+    // A command that wrote its data to stdout itself (read, export -) returns nothing to print.
+    const text = result === undefined ? undefined : ctx.json ? JSON.stringify(result, null, 2) + '\n' : render(result, ctx);
     if (text) process.stdout.write(text);
   } catch (e) {
     // SQLite finds a damaged page only when a query reaches it, long after the store opened.

@@ -9,7 +9,9 @@ import { chainOf, getImage } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
 import type { ImageRecord } from '../store/types.js';
 import { importSource, type ImportOptions } from './import.js';
-import { backingChain, openQcow2, readQcow2Info, writeQcow2, type Qcow2Info } from './qcow2/index.js';
+import { backingChain, openQcow2, readQcow2Info, writeQcow2To, type Qcow2Info } from './qcow2/index.js';
+import { chainFiles } from './chain-files.js';
+import { openOutput, type Output } from './output.js';
 import { exportRaw, openFileForRead, openRawSource } from './raw.js';
 import type { ImportSource } from './source.js';
 
@@ -148,6 +150,8 @@ export interface ExportOptions {
   clusterSize?: number;
   compress?: boolean;
   chain?: boolean;
+  /** --chain: overwrite existing files where the lower layers go. */
+  force?: boolean;
   /** Raw: fsync the output before returning (default: no, like qemu-img convert). qcow2 output is always synced. */
   sync?: boolean;
 }
@@ -158,16 +162,21 @@ export interface ExportResult {
   dataBytes: number;
 }
 
-function writeImageQcow2(store: Store, name: string, file: string, opts: ExportOptions, backing?: { file: string; ownOnly: true }): number {
+/** Writes one image as qcow2 into an opened output; over `backing`, only the image's own layer. */
+function writeImageQcow2(store: Store, name: string, out: Output, opts: ExportOptions, backing?: { file: string }): number {
+  if (out.kind === 'stream') {
+    throw badInput(`qcow2 needs an output it can seek in, and ${out.name} is ${out.what}; export --format raw to stream`, { file: out.name });
+  }
   const img = openImage(store, name);
   try {
-    const rec = getImage(store.db, name);
+    const rec = img.record;
     const source = backing
       ? { size: img.size, read: (o: number, l: number) => img.read(o, l), extents: (o: number, l: number) => ownExtents(store, rec, o, l) }
       : img;
-    const r = writeQcow2(file, source, {
+    const r = writeQcow2To(out.fd, source, {
       clusterSize: opts.clusterSize,
       compress: opts.compress,
+      truncate: out.kind === 'file',
       ...(backing ? { backingFile: backing.file, backingFormat: 'qcow2' } : {}),
     });
     return r.bytes;
@@ -185,19 +194,32 @@ export function exportFile(store: Store, name: string, file: string, opts: Expor
   }
   const rec = getImage(store.db, name);
   if (!opts.chain) {
-    const bytes = writeImageQcow2(store, name, file, opts);
-    return { files: [file], size: rec.virtualSize, dataBytes: bytes };
+    const out = openOutput(file);
+    try {
+      const bytes = writeImageQcow2(store, name, out, opts);
+      out.commit({ sync: true });
+      return { files: [file], size: rec.virtualSize, dataBytes: bytes };
+    } catch (e) {
+      out.abort();
+      throw e;
+    }
   }
   // One file per layer, bottom first, each backed by the one below by relative name.
   const chain = chainOf(store.db, rec).reverse();
-  const dir = path.dirname(path.resolve(file));
-  const files = chain.map((c, i) => (i === chain.length - 1 ? path.resolve(file) : path.join(dir, `${c.name}.qcow2`)));
-  let bytes = 0;
-  chain.forEach((c, i) => {
-    if (i > 0 && c.virtualSize < chain[i - 1].virtualSize) {
-      throw new StrataError('E_UNSUPPORTED', `image ${c.name} is smaller than its parent; a qcow2 chain cannot express that (export it without --chain)`);
-    }
-    bytes += writeImageQcow2(store, c.name, files[i], opts, i === 0 ? undefined : { file: path.basename(files[i - 1]), ownOnly: true });
-  });
-  return { files, size: rec.virtualSize, dataBytes: bytes };
+  const files = chainFiles(chain.map((c) => c.name), file, !!opts.force);
+  const outs: Output[] = [];
+  try {
+    let bytes = 0;
+    chain.forEach((c, i) => {
+      const out = openOutput(files[i]);
+      outs.push(out);
+      if (out.kind !== 'file') throw badInput(`--chain writes regular files, and ${files[i]} is ${out.what}; export without --chain`, { file: files[i] });
+      bytes += writeImageQcow2(store, c.name, out, opts, i === 0 ? undefined : { file: path.basename(files[i - 1]) });
+    });
+    // Every file is complete before any takes its name.
+    for (const out of outs.splice(0)) out.commit({ sync: true });
+    return { files, size: rec.virtualSize, dataBytes: bytes };
+  } finally {
+    for (const out of outs) out.abort();
+  }
 }

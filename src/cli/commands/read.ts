@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import { openImage } from '../../image/image.js';
 import { StrataError } from '../../errors.js';
+import { openOutput } from '../../formats/output.js';
+import { writeRaw } from '../../formats/raw.js';
 import { runCommand } from '../context.js';
 import { parseBytes } from '../parse.js';
 
@@ -12,11 +14,12 @@ async function writeOut(buf: Buffer): Promise<void> {
 
 export const readCommand = () =>
   new Command('read')
-    .description('write bytes of an image to stdout')
+    .description('write bytes of an image to stdout, or to a file')
     .argument('<name>', 'image')
+    .argument('[file]', 'output file, or - for stdout', '-')
     .option('-o, --offset <offset>', 'first byte', '0')
     .option('-l, --length <length>', 'bytes to read (default: to the end)')
-    .action(async (name: string, o: { offset: string; length?: string }, cmd: Command) =>
+    .action(async (name: string, file: string, o: { offset: string; length?: string }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => {
@@ -28,11 +31,24 @@ export const readCommand = () =>
             if (offset + length > img.size) {
               throw new StrataError('E_RANGE', `range ${offset}+${length} is beyond the end of image ${name} (${img.size} bytes)`);
             }
+            if (file !== '-') {
+              // A file gets the same care as an export: complete under its name, or not there.
+              const out = openOutput(file);
+              try {
+                writeRaw(img, out, { offset, length });
+                out.commit();
+              } catch (e) {
+                out.abort();
+                throw e;
+              }
+              return { image: name, file, offset, length };
+            }
             for (let done = 0; done < length; done += CHUNK) await writeOut(img.read(offset + done, Math.min(CHUNK, length - done)));
           } finally {
             img.close();
           }
+          return undefined;
         },
-        () => undefined,
+        (r) => (r ? `read ${r.length} bytes of ${r.image} at offset ${r.offset} into ${r.file}\n` : undefined),
       ),
     );
