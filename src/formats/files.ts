@@ -1,29 +1,28 @@
 /** Import and export by file format: detection, and the dispatch to raw or qcow2. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { StrataError, badInput } from '../errors.js';
+import { StrataError, badInput, unsupported } from '../errors.js';
 import { openImage } from '../image/image.js';
 import { removeImages } from '../image/lifecycle.js';
 import { ownExtents } from '../image/inspect.js';
 import { chainOf, getImage } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
 import type { ImageRecord } from '../store/types.js';
-import { importSource, type ImportOptions } from './import.js';
+import { fileStamp, importSource, type ImportOptions } from './import.js';
 import { backingChain, openQcow2, readQcow2Info, writeQcow2To, type Qcow2Info } from './qcow2/index.js';
 import { chainFiles } from './chain-files.js';
 import { openOutput, type Output } from './output.js';
 import { exportRaw, openFileForRead, openRawSource } from './raw.js';
 import type { ImportSource } from './source.js';
+import { FOREIGN_FORMATS, FORMAT_LABEL, detectFormat as detectMagic, probeFile, type DetectedFormat } from './magic.js';
 
 export type FileFormat = 'raw' | 'qcow2';
-const QCOW2_MAGIC = 0x514649fb;
 
-export function detectFormat(file: string): FileFormat {
+/** A file's format, by its magic (see magic.ts). */
+export function detectFormat(file: string): DetectedFormat {
   const fd = openFileForRead(file);
   try {
-    const head = Buffer.alloc(4);
-    const n = fs.readSync(fd, head, 0, 4, 0);
-    return n === 4 && head.readUInt32BE(0) === QCOW2_MAGIC ? 'qcow2' : 'raw';
+    return detectMagic(probeFile(fd, fs.fstatSync(fd).size));
   } finally {
     fs.closeSync(fd);
   }
@@ -33,6 +32,14 @@ function checkFormat(f: string | undefined): FileFormat | undefined {
   if (f === undefined) return undefined;
   if (f !== 'raw' && f !== 'qcow2') throw badInput(`unknown format ${JSON.stringify(f)}: use raw or qcow2`);
   return f;
+}
+
+/** An import's --format: raw, qcow2, or a format qemu-nbd reads, by QEMU's name (vhd for vpc too). */
+export function checkImportFormat(f: string | undefined): Exclude<DetectedFormat, 'luks'> | undefined {
+  if (f === undefined) return undefined;
+  const g = f === 'vhd' ? 'vpc' : f;
+  if (g === 'raw' || g === 'qcow2' || (FOREIGN_FORMATS as readonly string[]).includes(g)) return g as Exclude<DetectedFormat, 'luks'>;
+  throw badInput(`unknown format ${JSON.stringify(f)}: use raw, qcow2, or one qemu-nbd reads: vhd, ${FOREIGN_FORMATS.filter((x) => x !== 'vpc').join(', ')}`);
 }
 
 export interface FileImportOptions extends ImportOptions {
@@ -64,8 +71,8 @@ function qcow2Source(file: string, snapshot: string | undefined, holesInherit: b
 }
 
 /** A valid image name from a file name: its stem, with other characters made '-'. */
-function nameFromFile(file: string, prefix: string): string {
-  const stem = path.basename(file).replace(/\.(qcow2|img|raw)$/i, '');
+export function nameFromFile(file: string, prefix = ''): string {
+  const stem = path.basename(file).replace(/\.(qcow2?|img|raw|vhdx?|vpc|vmdk|vdi|qed|hdd|dmg|bochs)$/i, '');
   const clean = (prefix + stem).replace(/[^A-Za-z0-9._+-]/g, '-').replace(/\.\.+/g, '.').replace(/^[^A-Za-z0-9]+/, '');
   return clean.slice(0, 128) || 'backing';
 }
@@ -79,18 +86,21 @@ function importOne(store: Store, src: ImportSource, name: string, opts: ImportOp
 }
 
 export function importFile(store: Store, file: string, name: string, opts: FileImportOptions = {}): ImageRecord {
-  const format = checkFormat(opts.format) ?? detectFormat(file);
+  const format = checkImportFormat(opts.format) ?? detectFormat(file);
+  if (format !== 'raw' && format !== 'qcow2') {
+    throw unsupported(`${file} is a ${FORMAT_LABEL[format]} image: import it with strata import, which reads it through qemu-nbd`, { file, format });
+  }
   if (format === 'raw') {
     if (opts.withBacking || opts.snapshot) throw badInput(`${file} is imported as raw: --with-backing and --snapshot apply to qcow2 files`);
     const src = openRawSource(file);
-    return importOne(store, src, name, { ...opts, source: { format: 'raw', file: path.resolve(file), size: src.size } });
+    return importOne(store, src, name, { ...opts, source: { format: 'raw', ...fileStamp(file), size: src.size } });
   }
 
   const info = readQcow2Info(file);
   if (info.dirty) opts.warn?.(`${file} was not closed cleanly (dirty bit set); reading it anyway, refcounts are not needed to read`);
   const provenance = (f: string, i: Qcow2Info) => ({
     format: 'qcow2',
-    file: path.resolve(f),
+    ...fileStamp(f),
     clusterSize: i.clusterSize,
     version: i.version,
     ...(opts.snapshot && f === file ? { snapshot: opts.snapshot } : {}),
@@ -112,7 +122,7 @@ export function importFile(store: Store, file: string, name: string, opts: FileI
   const names = chain.map((c, i) => (i === chain.length - 1 ? name : nameFromFile(c.path, opts.namePrefix ?? '')));
   const dup = names.find((n, i) => names.indexOf(n) !== i);
   if (dup) throw badInput(`two files of the chain would both be named ${dup}; use --name-prefix or rename the files`);
-  let parent: string | undefined;
+  let parent: ImageRecord | undefined;
   let rec: ImageRecord | undefined;
   const made: string[] = [];
   try {
@@ -122,15 +132,15 @@ export function importFile(store: Store, file: string, name: string, opts: FileI
       let source: Record<string, unknown>;
       if (c.format === 'raw') {
         src = openRawSource(c.path);
-        source = { format: 'raw', file: c.path, size: src.size };
+        source = { format: 'raw', ...fileStamp(c.path), size: src.size };
       } else {
         const q = qcow2Source(c.path, top ? opts.snapshot : undefined, parent !== undefined);
         src = q;
         source = provenance(c.path, q.info);
       }
-      rec = importOne(store, src, names[i], { ...opts, parent, writable: top ? opts.writable : false, source });
+      rec = importOne(store, src, names[i], { ...opts, parent: parent?.name, writable: top ? opts.writable : false, source });
       made.push(names[i]);
-      parent = names[i];
+      parent = rec;
     });
   } catch (e) {
     // Leave the store as it was: the layers imported so far go too.

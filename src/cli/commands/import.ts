@@ -1,6 +1,6 @@
 import { Command } from 'commander';
-import { badInput } from '../../errors.js';
-import { importFile, listQcow2Snapshots } from '../../formats/files.js';
+import { listQcow2Snapshots } from '../../formats/files.js';
+import { importPath } from '../../formats/import-path.js';
 import { runCommand } from '../context.js';
 import { humanBytes, parseBytes } from '../parse.js';
 import { table } from '../render.js';
@@ -21,11 +21,11 @@ type Snapshots = ReturnType<typeof listQcow2Snapshots>;
 
 export const importCommand = () =>
   new Command('import')
-    .description('import a raw or qcow2 file as a new read-only image; over --parent only the blocks that differ are stored')
-    .argument('<file>', 'raw or qcow2 file')
-    .argument('[name]', 'new image name')
+    .description('import a disk image file (raw, qcow2; VHD, VHDX, VMDK, VDI, QED, ... through qemu-nbd) as a new read-only image; over --parent only the blocks that differ are stored')
+    .argument('<file>', 'image file, or - for stdin (raw)')
+    .argument('[name]', 'new image name (default: the file name without its extension)')
     .option('-p, --parent <image>', 'store the file as a layer over this image')
-    .option('-f, --format <format>', 'raw or qcow2 (default: detect by magic)')
+    .option('-f, --format <format>', 'raw, qcow2, or vhd, vhdx, vmdk, vdi, qed, ... (default: detect by magic)')
     .option('--writable', 'make the new image a writable leaf instead of frozen')
     .option('--with-backing', "qcow2: import the file's backing chain too, as layers named after their files")
     .option('--name-prefix <prefix>', 'with --with-backing: prefix for the backing layers\' names')
@@ -37,11 +37,10 @@ export const importCommand = () =>
         cmd,
         async (ctx) => {
           if (o.listSnapshots) return listQcow2Snapshots(file);
-          if (!name) throw badInput('import needs a name for the new image: strata import FILE NAME');
           const store = await ctx.store();
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
           const dirtyLimit = o.dirtyLimit === undefined ? undefined : parseBytes(o.dirtyLimit, 'dirty limit');
-          return describeImage(store, importFile(store, file, name, { ...o, dirtyLimit, warn }).name);
+          return describeImage(store, (await importPath(store, file, name, { ...o, dirtyLimit, warn })).name);
         },
         (r) =>
           Array.isArray(r)
