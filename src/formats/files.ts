@@ -5,9 +5,9 @@ import { StrataError, badInput, unsupported } from '../errors.js';
 import { openImage } from '../image/image.js';
 import { removeImages } from '../image/lifecycle.js';
 import { ownExtents } from '../image/inspect.js';
-import { chainOf, getImage } from '../store/catalog.js';
+import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
-import type { ImageRecord } from '../store/types.js';
+import { isFrozen, type ImageRecord } from '../store/types.js';
 import { fileStamp, importSource, type ImportOptions } from './import.js';
 import { backingChain, openQcow2, readQcow2Info, writeQcow2To, type Qcow2Info } from './qcow2/index.js';
 import { chainFiles } from './chain-files.js';
@@ -50,6 +50,8 @@ export interface FileImportOptions extends ImportOptions {
   namePrefix?: string;
   /** qcow2: import this internal snapshot (id or name) instead of the active state. */
   snapshot?: string;
+  /** Import over a --parent that does not stand for the file's backing file. */
+  force?: boolean;
   /** Told about things worth a warning (a dirty qcow2 file). */
   warn?: (message: string) => void;
 }
@@ -85,6 +87,51 @@ function importOne(store: Store, src: ImportSource, name: string, opts: ImportOp
   }
 }
 
+const realOrResolved = (f: string) => {
+  try {
+    return fs.realpathSync(f);
+  } catch {
+    return path.resolve(f);
+  }
+};
+
+/**
+ * `import overlay.qcow2 --parent P`: where the store knows the file P was
+ * imported from, that must be the overlay's backing file, or the overlay's
+ * unallocated clusters would show P's unrelated data.
+ */
+function checkParentStandsFor(store: Store, parent: string, backing: string, file: string, force: boolean | undefined): void {
+  const from = getImage(store.db, parent).source?.file;
+  if (typeof from !== 'string' || force) return;
+  if (realOrResolved(from) === realOrResolved(backing)) return;
+  throw badInput(`${file} is backed by ${backing}, but ${parent} was imported from ${from}; pass --force to import it over ${parent} all the same`, {
+    file,
+    backingFile: backing,
+    parent,
+    parentSource: from,
+  });
+}
+
+/**
+ * The image already imported from `file` (the same file, unchanged since) over
+ * `parentId`, to reuse rather than import again; undefined if there is none.
+ * A same-named image from a changed file is refused: importing it again would
+ * take its name.
+ */
+function importedFrom(store: Store, file: string, parentId: number | null, wantedName: string): ImageRecord | undefined {
+  const stamp = fileStamp(file);
+  const real = realOrResolved(file);
+  for (const img of listVisibleImages(store.db)) {
+    const src = img.source;
+    if (!isFrozen(img) || typeof src?.file !== 'string' || realOrResolved(src.file) !== real) continue;
+    if (src.bytes === stamp.bytes && src.mtimeMs === stamp.mtimeMs && img.parentId === parentId) return img;
+    if (img.name === wantedName) {
+      throw new StrataError('E_EXISTS', `${file} changed since it was imported as ${img.name}; use --name-prefix to import the chain again under other names`, { file, image: img.name });
+    }
+  }
+  return undefined;
+}
+
 export function importFile(store: Store, file: string, name: string, opts: FileImportOptions = {}): ImageRecord {
   const format = checkImportFormat(opts.format) ?? detectFormat(file);
   if (format !== 'raw' && format !== 'qcow2') {
@@ -106,14 +153,21 @@ export function importFile(store: Store, file: string, name: string, opts: FileI
     ...(opts.snapshot && f === file ? { snapshot: opts.snapshot } : {}),
   });
   if (info.backingFile === undefined || (opts.parent !== undefined && !opts.withBacking)) {
+    if (info.backingFile !== undefined) {
+      const backing = path.isAbsolute(info.backingFile) ? info.backingFile : path.resolve(path.dirname(file), info.backingFile);
+      checkParentStandsFor(store, opts.parent!, backing, file, opts.force);
+    }
     // Over a parent the user says stands for the backing file, holes fall through to it.
     const holesInherit = info.backingFile !== undefined;
     return importOne(store, qcow2Source(file, opts.snapshot, holesInherit), name, { ...opts, source: provenance(file, info) });
   }
   if (!opts.withBacking) {
-    throw badInput(`${file} has a backing file (${info.backingFile}); import the chain with --with-backing, or name a --parent to store it over`, {
-      backingFile: info.backingFile,
-    });
+    const known = listVisibleImages(store.db).find((i) => isFrozen(i) && typeof i.source?.file === 'string' && realOrResolved(i.source.file as string) === realOrResolved(path.resolve(path.dirname(file), info.backingFile!)));
+    throw badInput(
+      `${file} has a backing file (${info.backingFile}); import the chain with --with-backing, or name a --parent to store it over` +
+        (known ? ` (${known.name} was imported from it: --parent ${known.name})` : ''),
+      { backingFile: info.backingFile },
+    );
   }
   if (opts.parent !== undefined) throw badInput('--with-backing imports the backing chain as the parents; it does not go with --parent');
 
@@ -128,6 +182,12 @@ export function importFile(store: Store, file: string, name: string, opts: FileI
   try {
     chain.forEach((c, i) => {
       const top = i === chain.length - 1;
+      // A backing file already imported, unchanged, over the same parent is shared, not imported twice.
+      const reuse = top ? undefined : importedFrom(store, c.path, parent?.id ?? null, names[i]);
+      if (reuse) {
+        parent = rec = reuse;
+        return;
+      }
       let src: ImportSource;
       let source: Record<string, unknown>;
       if (c.format === 'raw') {
@@ -143,7 +203,7 @@ export function importFile(store: Store, file: string, name: string, opts: FileI
       parent = rec;
     });
   } catch (e) {
-    // Leave the store as it was: the layers imported so far go too.
+    // Leave the store as it was: the layers imported so far go too (shared ones stay).
     if (made.length > 0) removeImages(store, [made[0]], { recursive: true });
     throw e;
   }

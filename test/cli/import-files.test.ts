@@ -1,7 +1,9 @@
 /**
  * What `strata import` makes of the file it is given: `-` is stdin, a
  * missing NAME comes from the file name, a file that looks like something
- * else than it is imported as gets a warning.
+ * else than it is imported as gets a warning, and a qcow2 overlay goes only
+ * over the parent its backing file stands for; a second overlay on the same
+ * backing file shares the layer already imported from it.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -127,5 +129,66 @@ describe('import FILE [NAME]', () => {
     const r = strataOk(store, ['import', f, 'asraw', '--format', 'raw']);
     expect(r.stderr).toBe(`strata: warning: ${f} looks like a qcow2 image, but --format raw imports its bytes as they are\n`);
     expect(strataOk(store, ['read', 'asraw']).out.equals(fs.readFileSync(f))).toBe(true);
+  });
+});
+
+describe.skipIf(!haveQemu)('qcow2 overlays and the parent they go over', () => {
+  /** base.qcow2 and other.qcow2 (different data), overlays o1 and o2 on base. */
+  function files(dir: string) {
+    const q = (...a: string[]) => execFileSync(a[0], a.slice(1), { cwd: dir, stdio: 'ignore' });
+    q('qemu-img', 'create', '-q', '-f', 'qcow2', 'base.qcow2', '4M');
+    q('qemu-io', '-c', 'write -P 0x11 0 1M', 'base.qcow2');
+    q('qemu-img', 'create', '-q', '-f', 'qcow2', 'other.qcow2', '4M');
+    q('qemu-io', '-c', 'write -P 0x99 0 2M', 'other.qcow2');
+    for (const [o, p] of [
+      ['o1', '0x22'],
+      ['o2', '0x33'],
+    ]) {
+      q('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', `${o}.qcow2`);
+      q('qemu-io', '-c', `write -P ${p} 3M 64k`, `${o}.qcow2`);
+      q('qemu-img', 'convert', '-O', 'raw', `${o}.qcow2`, `${o}.raw`);
+    }
+  }
+
+  it('--parent must be the layer imported from the backing file, unless --force', () => {
+    const dir = tmpDir();
+    const store = path.join(dir, 'st');
+    files(dir);
+    strataOk(store, ['import', path.join(dir, 'base.qcow2')]);
+    strataOk(store, ['import', path.join(dir, 'other.qcow2')]);
+    const o1 = path.join(dir, 'o1.qcow2');
+    const r = strata(store, ['import', o1, 'wrong', '--parent', 'other']);
+    expect(r.status).toBe(ERROR_CODES.E_BAD_INPUT);
+    expect(r.stderr).toBe(
+      `strata: ${o1} is backed by ${path.join(dir, 'base.qcow2')}, but other was imported from ${path.join(dir, 'other.qcow2')}; pass --force to import it over other all the same\n`,
+    );
+    expect(names(store)).toEqual(['base', 'other']);
+    strataOk(store, ['import', o1, 'forced', '--parent', 'other', '--force']);
+    strataOk(store, ['import', o1, 'right', '--parent', 'base']);
+    expect(strataOk(store, ['read', 'right']).out.equals(fs.readFileSync(path.join(dir, 'o1.raw')))).toBe(true);
+    // A parent whose source the store does not know cannot be checked, and is taken at the user's word.
+    strataOk(store, ['create', 'blank', '--size', '4M']);
+    strataOk(store, ['freeze', 'blank']);
+    strataOk(store, ['import', o1, 'unknown', '--parent', 'blank']);
+    // Without flags, the refusal names the layer that stands for the backing file.
+    const hint = strata(store, ['import', o1, 'bare']);
+    expect(hint.stderr).toBe(`strata: ${o1} has a backing file (base.qcow2); import the chain with --with-backing, or name a --parent to store it over (base was imported from it: --parent base)\n`);
+  });
+
+  it('a second overlay on the same backing file shares the layer imported from it; a changed backing file is not taken for it', () => {
+    const dir = tmpDir();
+    const store = path.join(dir, 'st');
+    files(dir);
+    strataOk(store, ['import', path.join(dir, 'o1.qcow2'), '--with-backing']);
+    strataOk(store, ['import', path.join(dir, 'o2.qcow2'), '--with-backing']);
+    expect(strataOk(store, ['tree']).stdout.split('\n').map((l) => l.split(/\s+/).slice(0, 2).join(' '))).toEqual(['base base', '├── o1', '└── o2', '']);
+    for (const o of ['o1', 'o2']) expect(strataOk(store, ['read', o]).out.equals(fs.readFileSync(path.join(dir, `${o}.raw`))), o).toBe(true);
+    // base.qcow2 changes: the layer imported from it is no longer what it holds.
+    execFileSync('qemu-io', ['-c', 'write -P 0x44 2M 64k', path.join(dir, 'base.qcow2')], { stdio: 'ignore' });
+    const r = strata(store, ['import', path.join(dir, 'o1.qcow2'), 'o1-again', '--with-backing']);
+    expect(r.status).toBe(ERROR_CODES.E_EXISTS);
+    expect(r.stderr).toBe(`strata: ${path.join(dir, 'base.qcow2')} changed since it was imported as base; use --name-prefix to import the chain again under other names\n`);
+    strataOk(store, ['import', path.join(dir, 'o1.qcow2'), 'o1-again', '--with-backing', '--name-prefix', 'new-']);
+    expect(names(store)).toEqual(['base', 'new-base', 'o1', 'o1-again', 'o2']);
   });
 });

@@ -15,6 +15,7 @@ interface ImportFlags {
   snapshot?: string;
   listSnapshots?: boolean;
   dirtyLimit?: string;
+  force?: boolean;
 }
 
 type Snapshots = ReturnType<typeof listQcow2Snapshots>;
@@ -32,6 +33,7 @@ export const importCommand = () =>
     .option('--snapshot <name>', "qcow2: import this internal snapshot's state instead of the active one")
     .option('--list-snapshots', "qcow2: list the file's internal snapshots and import nothing")
     .option('--dirty-limit <bytes>', 'flush every this many bytes of data, bounding memory (default 64M)')
+    .option('--force', "qcow2 with --parent: import over a parent that was imported from another file than the overlay's backing file")
     .action(async (file: string, name: string | undefined, o: ImportFlags, cmd: Command) =>
       runCommand<ImageInfo | Snapshots>(
         cmd,
