@@ -8,15 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError, badInput } from '../errors.js';
-
-/** The real file a name ends at, following symlinks, or the absolute name if nothing is there yet. */
-function realTarget(file: string): string {
-  try {
-    return fs.realpathSync(file);
-  } catch {
-    return path.resolve(file);
-  }
-}
+import { realTarget } from './output.js';
 
 function exists(file: string): boolean {
   try {

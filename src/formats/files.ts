@@ -11,7 +11,7 @@ import { isFrozen, type ImageRecord } from '../store/types.js';
 import { fileStamp, importSource, type ImportOptions } from './import.js';
 import { backingChain, openQcow2, readQcow2Info, writeQcow2To, type Qcow2Info } from './qcow2/index.js';
 import { chainFiles } from './chain-files.js';
-import { openOutput, type Output } from './output.js';
+import { openOutput, realTarget, type Output } from './output.js';
 import { exportRaw, openFileForRead, openRawSource } from './raw.js';
 import type { ImportSource } from './source.js';
 import { FOREIGN_FORMATS, FORMAT_LABEL, detectFormat as detectMagic, probeFile, type DetectedFormat } from './magic.js';
@@ -87,14 +87,6 @@ function importOne(store: Store, src: ImportSource, name: string, opts: ImportOp
   }
 }
 
-const realOrResolved = (f: string) => {
-  try {
-    return fs.realpathSync(f);
-  } catch {
-    return path.resolve(f);
-  }
-};
-
 /**
  * `import overlay.qcow2 --parent P`: where the store knows the file P was
  * imported from, that must be the overlay's backing file, or the overlay's
@@ -103,7 +95,7 @@ const realOrResolved = (f: string) => {
 function checkParentStandsFor(store: Store, parent: string, backing: string, file: string, force: boolean | undefined): void {
   const from = getImage(store.db, parent).source?.file;
   if (typeof from !== 'string' || force) return;
-  if (realOrResolved(from) === realOrResolved(backing)) return;
+  if (realTarget(from) === realTarget(backing)) return;
   throw badInput(`${file} is backed by ${backing}, but ${parent} was imported from ${from}; pass --force to import it over ${parent} all the same`, {
     file,
     backingFile: backing,
@@ -120,10 +112,10 @@ function checkParentStandsFor(store: Store, parent: string, backing: string, fil
  */
 function importedFrom(store: Store, file: string, parentId: number | null, wantedName: string): ImageRecord | undefined {
   const stamp = fileStamp(file);
-  const real = realOrResolved(file);
+  const real = realTarget(file);
   for (const img of listVisibleImages(store.db)) {
     const src = img.source;
-    if (!isFrozen(img) || typeof src?.file !== 'string' || realOrResolved(src.file) !== real) continue;
+    if (!isFrozen(img) || typeof src?.file !== 'string' || realTarget(src.file) !== real) continue;
     if (src.bytes === stamp.bytes && src.mtimeMs === stamp.mtimeMs && img.parentId === parentId) return img;
     if (img.name === wantedName) {
       throw new StrataError('E_EXISTS', `${file} changed since it was imported as ${img.name}; use --name-prefix to import the chain again under other names`, { file, image: img.name });
@@ -162,7 +154,7 @@ export function importFile(store: Store, file: string, name: string, opts: FileI
     return importOne(store, qcow2Source(file, opts.snapshot, holesInherit), name, { ...opts, source: provenance(file, info) });
   }
   if (!opts.withBacking) {
-    const known = listVisibleImages(store.db).find((i) => isFrozen(i) && typeof i.source?.file === 'string' && realOrResolved(i.source.file as string) === realOrResolved(path.resolve(path.dirname(file), info.backingFile!)));
+    const known = listVisibleImages(store.db).find((i) => isFrozen(i) && typeof i.source?.file === 'string' && realTarget(i.source.file as string) === realTarget(path.resolve(path.dirname(file), info.backingFile!)));
     throw badInput(
       `${file} has a backing file (${info.backingFile}); import the chain with --with-backing, or name a --parent to store it over` +
         (known ? ` (${known.name} was imported from it: --parent ${known.name})` : ''),

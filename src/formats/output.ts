@@ -75,6 +75,17 @@ function writeFully(fd: number, buf: Buffer, position: number | null): void {
   }
 }
 
+/** Output.write for `fd`: at the given position, or (streams) next in line; errors name `file`. */
+function writer(fd: number, file: string, positional: boolean): Output['write'] {
+  return (buf, position) => {
+    try {
+      writeFully(fd, buf, positional ? position : null);
+    } catch (e) {
+      throw ioError(file, e, 'write');
+    }
+  };
+}
+
 /** A block device's size from sysfs (fstat says 0 for devices); undefined if unknown. */
 function deviceBytes(st: fs.Stats): number | undefined {
   const rdev = st.rdev;
@@ -101,13 +112,7 @@ function openStream(name: string, fd: number, what: string, owned: boolean): Out
     kind: 'stream',
     fd,
     what,
-    write: (buf) => {
-      try {
-        writeFully(fd, buf, null);
-      } catch (e) {
-        throw ioError(name, e, 'write');
-      }
-    },
+    write: writer(fd, name, false),
     commit: () => {
       if (owned) fs.closeSync(fd);
     },
@@ -115,6 +120,15 @@ function openStream(name: string, fd: number, what: string, owned: boolean): Out
       if (owned) fs.closeSync(fd);
     },
   };
+}
+
+/** The real file a name ends at, following symlinks, or the absolute name if nothing is there yet. */
+export function realTarget(file: string): string {
+  try {
+    return fs.realpathSync(file);
+  } catch {
+    return path.resolve(file);
+  }
 }
 
 /** Opens where `file` names for writing; `-` is stdout. */
@@ -152,13 +166,7 @@ export function openOutput(file: string): Output {
       fd,
       what: 'a block device',
       capacity: deviceBytes(st),
-      write: (buf, position) => {
-        try {
-          writeFully(fd, buf, position);
-        } catch (e) {
-          throw ioError(file, e, 'write');
-        }
-      },
+      write: writer(fd, file, true),
       commit: (opts) => {
         if (opts?.sync) fs.fsyncSync(fd);
         fs.closeSync(fd);
@@ -171,7 +179,7 @@ export function openOutput(file: string): Output {
 
 /** A regular file, written under a temporary name in the target's own directory (a symlink's target, so rename replaces the file, not the link). */
 function openTemporary(file: string, existing: fs.Stats | undefined): Output {
-  const target = existing ? fs.realpathSync(file) : path.resolve(file);
+  const target = realTarget(file);
   const dir = path.dirname(target);
   const tmp = path.join(dir, `.${path.basename(target)}.strata-${process.pid}-${Math.random().toString(36).slice(2, 8)}.part`);
   let fd: number;
@@ -195,13 +203,7 @@ function openTemporary(file: string, existing: fs.Stats | undefined): Output {
     kind: 'file',
     fd,
     what: 'a regular file',
-    write: (buf, position) => {
-      try {
-        writeFully(fd, buf, position);
-      } catch (e) {
-        throw ioError(file, e, 'write');
-      }
-    },
+    write: writer(fd, file, true),
     commit: (opts) => {
       try {
         if (opts?.sync) fs.fsyncSync(fd);
