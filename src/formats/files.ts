@@ -9,7 +9,7 @@ import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
 import { isFrozen, type ImageRecord } from '../store/types.js';
 import { fileStamp, importSource, type ImportOptions } from './import.js';
-import { backingChain, openQcow2, readQcow2Info, writeQcow2To, type Qcow2Info } from './qcow2/index.js';
+import { backingChain, openQcow2, readQcow2Info, writeQcow2, type Qcow2Info } from './qcow2/index.js';
 import { chainFiles } from './chain-files.js';
 import { openOutput, realTarget, type Output } from './output.js';
 import { exportRaw, openFileForRead, openRawSource } from './raw.js';
@@ -235,9 +235,10 @@ function writeImageQcow2(store: Store, name: string, out: Output, opts: ExportOp
     const source = backing
       ? { size: img.size, read: (o: number, l: number) => img.read(o, l), extents: (o: number, l: number) => ownExtents(store, rec, o, l) }
       : img;
-    const r = writeQcow2To(out.fd, source, {
+    const r = writeQcow2(out.name, source, {
       clusterSize: opts.clusterSize,
       compress: opts.compress,
+      fd: out.fd,
       truncate: out.kind === 'file',
       ...(backing ? { backingFile: backing.file, backingFormat: 'qcow2' } : {}),
     });

@@ -11,5 +11,5 @@
  */
 export { isQcow2File, readQcow2Info, openQcow2, backingChain } from './reader.js';
 export type { Qcow2Info, Qcow2Reader } from './reader.js';
-export { writeQcow2, writeQcow2To } from './writer.js';
+export { writeQcow2 } from './writer.js';
 export type { Qcow2Source, Qcow2WriteOptions, Qcow2WriteResult } from './writer.js';

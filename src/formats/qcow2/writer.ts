@@ -30,6 +30,14 @@ export interface Qcow2WriteOptions {
   compress?: boolean;
   backingFile?: string;
   backingFormat?: string;
+  /**
+   * Write into this open file or block device instead of creating `path`
+   * (which then only names it in errors). The caller owns `fd`: it is neither
+   * closed nor removed here.
+   */
+  fd?: number;
+  /** Cut the file to the image's end (default true). A block device cannot be cut, and needs no cut. */
+  truncate?: boolean;
 }
 
 export interface Qcow2WriteResult {
@@ -87,16 +95,7 @@ function isZero(buf: Buffer, zeros: Buffer): boolean {
   return buf.equals(buf.length === zeros.length ? zeros : zeros.subarray(0, buf.length));
 }
 
-interface Layout {
-  cs: number;
-  clusterBits: number;
-  size: number;
-  l1Entries: number;
-  header: Buffer;
-}
-
-/** Checks the options and the source's size before anything is written. */
-function layoutOf(source: Qcow2Source, opts: Qcow2WriteOptions): Layout {
+export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOptions = {}): Qcow2WriteResult {
   const cs = opts.clusterSize ?? 65536;
   if (!Number.isInteger(cs) || cs < 512 || cs > 2 * 1024 * 1024 || (cs & (cs - 1)) !== 0) {
     throw badInput(`qcow2 cluster size ${cs} must be a power of two from 512 to 2097152`);
@@ -104,25 +103,163 @@ function layoutOf(source: Qcow2Source, opts: Qcow2WriteOptions): Layout {
   const clusterBits = Math.log2(cs);
   const size = source.size;
   if (!Number.isSafeInteger(size) || size < 0 || size > MAX_VIRTUAL_SIZE) throw badInput(`qcow2 virtual size ${size} is out of range`);
+  const l2PerTable = cs / 8;
+  const nClusters = Math.ceil(size / cs);
   const l1Entries = l1EntriesNeeded(size, clusterBits, false);
   if (l1Entries > MAX_L1_ENTRIES) throw badInput(`virtual size ${size} needs an L1 table over 32 MiB with ${cs} byte clusters; use a larger cluster size`);
-  return { cs, clusterBits, size, l1Entries, header: buildHeader(cs, opts) };
-}
+  const header = buildHeader(cs, opts);
 
-/** Writes a qcow2 file at `path`, created or truncated; on failure the file is removed. */
-export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOptions = {}): Qcow2WriteResult {
-  const layout = layoutOf(source, opts);
   let fd: number;
+  const owned = opts.fd === undefined;
   try {
-    fd = openSync(path, 'w');
+    fd = opts.fd ?? openSync(path, 'w');
   } catch (e) {
     throw new StrataError('E_IO', `${path}: cannot create: ${(e as Error).message}`, { path }, { cause: e });
   }
   try {
-    const r = writeLayout(fd, source, opts, layout, true);
-    closeSync(fd);
-    return r;
+    const out = new Output(fd);
+    const l1Clusters = Math.ceil((l1Entries * 8) / cs); // 0 for an empty image: qemu then leaves the L1 offset 0 too
+    const l1 = Buffer.alloc(l1Clusters * cs);
+    /** End of everything written so far, in bytes (not necessarily cluster aligned after compressed data). */
+    let end = (1 + l1Clusters) * cs;
+    /** Host clusters holding compressed data: refcount = number of compressed clusters touching it. */
+    const shared = new Map<number, number>();
+    const zeros = Buffer.alloc(cs);
+    let dataClusters = 0;
+
+    const allocCluster = (): number => {
+      const off = Math.ceil(end / cs) * cs;
+      end = off + cs;
+      return off;
+    };
+    const csizeShift = 62 - (clusterBits - 8);
+    const placeCompressed = (len: number): { host: number; sectors: number } => {
+      let host = end;
+      // Keep refcounts within 16 bits: start a fresh cluster if this one is saturated.
+      if (host % cs !== 0 && (shared.get(Math.floor(host / cs)) ?? 0) >= MAX_REFCOUNT - 1) host = Math.ceil(host / cs) * cs;
+      const first = Math.floor(host / 512);
+      const last = Math.floor((host + len - 1) / 512);
+      for (let c = Math.floor((first * 512) / cs); c <= Math.floor((last * 512 + 511) / cs); c++) shared.set(c, (shared.get(c) ?? 0) + 1);
+      end = host + len;
+      return { host, sectors: last - first };
+    };
+
+    const l2 = Buffer.alloc(cs);
+    for (let g = 0; g < l1Entries; g++) {
+      const gStart = g * l2PerTable * cs;
+      const gEnd = Math.min(size, gStart + l2PerTable * cs);
+      const exts = source.extents(gStart, gEnd - gStart);
+      l2.fill(0);
+      let used = false;
+      let ei = 0;
+      // Read-ahead window over a run of data extents: one source read per READ_AHEAD bytes, not per cluster.
+      let raStart = 0;
+      let raBuf: Buffer | null = null;
+      for (let ci = g * l2PerTable; ci < Math.min(nClusters, (g + 1) * l2PerTable); ci++) {
+        const cStart = ci * cs;
+        const cEnd = Math.min(size, cStart + cs);
+        // Classify the cluster from the extents overlapping it.
+        while (ei < exts.length && exts[ei].offset + exts[ei].length <= cStart) ei++;
+        let allHole = true;
+        let anyData = false;
+        let anyHole = false;
+        for (let j = ei; j < exts.length && exts[j].offset < cEnd; j++) {
+          if (exts[j].kind !== 'hole') allHole = false;
+          else anyHole = true;
+          if (exts[j].kind === 'data') anyData = true;
+        }
+        const e = (ci - g * l2PerTable) * 8;
+        if (allHole) continue; // unallocated: a backing file shows through
+        used = true;
+        let data: Buffer | null = null;
+        // A cluster part zero, part hole is read too: over a backing file its hole part may hold data.
+        if (anyData || anyHole) {
+          if (!raBuf || cStart < raStart || cEnd > raStart + raBuf.length) {
+            // Extend the read over following data extents, up to READ_AHEAD, in whole clusters.
+            let runEnd = cEnd;
+            for (let j = ei; j < exts.length && exts[j].offset <= runEnd && (exts[j].kind === 'data' || exts[j].offset < cEnd); j++) {
+              if (exts[j].kind === 'data') runEnd = Math.max(runEnd, exts[j].offset + exts[j].length);
+            }
+            const readEnd = Math.min(gEnd, cStart + Math.max(cs, READ_AHEAD), Math.ceil(runEnd / cs) * cs);
+            raStart = cStart;
+            raBuf = source.read(cStart, readEnd - cStart);
+            if (raBuf.length !== readEnd - cStart) throw new StrataError('E_INTERNAL', `source read returned ${raBuf.length} bytes, expected ${readEnd - cStart}`);
+          }
+          data = raBuf.subarray(cStart - raStart, cEnd - raStart);
+          if (isZero(data, zeros)) data = null;
+        }
+        if (!data) {
+          l2.writeUInt32BE(1, e + 4); // zero flag (bit 0), no host cluster
+          continue;
+        }
+        dataClusters++;
+        if (data.length < cs) data = Buffer.concat([data, zeros.subarray(0, cs - data.length)]); // last, partial cluster
+        const packed = opts.compress ? compressCluster(data, cs) : null;
+        if (packed) {
+          const { host, sectors } = placeCompressed(packed.length);
+          out.write(packed, host);
+          // Compressed descriptor: bit 62, sector count at csizeShift, byte offset below it.
+          const hi = 0x40000000 + sectors * 2 ** (csizeShift - 32) + Math.floor(host / TWO32);
+          l2.writeUInt32BE(hi >>> 0, e);
+          l2.writeUInt32BE(host >>> 0, e + 4);
+        } else {
+          const host = allocCluster();
+          out.write(data, host);
+          writeEntry(l2, e, host, 0x80000000); // bit 63: refcount is exactly one
+        }
+      }
+      if (!used) continue;
+      // The L2 table follows the data it maps, so a torn write never leaves it pointing past EOF.
+      const l2Host = allocCluster();
+      out.write(l2, l2Host);
+      writeEntry(l1, g * 8, l2Host, 0x80000000);
+    }
+
+    // Refcount structures cover every cluster including themselves: find the fixed point.
+    const dataEnd = Math.ceil(end / cs);
+    const perBlock = cs / 2; // 16-bit entries
+    let blocks = 0;
+    let tableClusters = 0;
+    for (;;) {
+      const total = dataEnd + tableClusters + blocks;
+      const b2 = Math.ceil(total / perBlock);
+      const t2 = Math.ceil((b2 * 8) / cs);
+      if (b2 === blocks && t2 === tableClusters) break;
+      blocks = b2;
+      tableClusters = t2;
+    }
+    const totalClusters = dataEnd + tableClusters + blocks;
+    const rtOffset = dataEnd * cs;
+    const rt = Buffer.alloc(tableClusters * cs);
+    for (let i = 0; i < blocks; i++) writeEntry(rt, i * 8, (dataEnd + tableClusters + i) * cs);
+    out.write(rt, rtOffset);
+    for (let i = 0; i < blocks; i++) {
+      const rb = Buffer.alloc(cs);
+      for (let j = 0; j < perBlock; j++) {
+        const c = i * perBlock + j;
+        if (c >= totalClusters) break;
+        rb.writeUInt16BE(shared.get(c) ?? 1, j * 2);
+      }
+      out.write(rb, (dataEnd + tableClusters + i) * cs);
+    }
+    if (l1Clusters) out.write(l1, cs);
+    out.flush();
+    // On a device nothing is cut: every cluster the tables point at has been written whole, so old bytes there are never read.
+    if (opts.truncate ?? true) ftruncateSync(fd, totalClusters * cs);
+    // Everything the header points at is durable before the header (and its magic) exists:
+    // a crash before this point leaves a file that is not recognisably qcow2.
+    fdatasyncSync(fd);
+    writeEntry(header, 24, size);
+    header.writeUInt32BE(l1Entries, 36);
+    writeEntry(header, 40, l1Clusters ? cs : 0);
+    writeEntry(header, 48, rtOffset);
+    header.writeUInt32BE(tableClusters, 56);
+    writeSync(fd, header, 0, header.length, 0);
+    fdatasyncSync(fd);
+    if (owned) closeSync(fd);
+    return { clusters: dataClusters, bytes: totalClusters * cs };
   } catch (e) {
+    if (!owned) throw e;
     try {
       closeSync(fd);
     } catch {
@@ -135,161 +272,6 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
     }
     throw e;
   }
-}
-
-/**
- * Writes a qcow2 image into an open file or block device from offset 0. A
- * file is cut to the image's end; a device is not (it cannot be), and
- * everything the image's tables point at is written whole, so old bytes on
- * the device are never read as part of it. The caller closes `fd`.
- */
-export function writeQcow2To(fd: number, source: Qcow2Source, opts: Qcow2WriteOptions & { truncate: boolean }): Qcow2WriteResult {
-  return writeLayout(fd, source, opts, layoutOf(source, opts), opts.truncate);
-}
-
-function writeLayout(fd: number, source: Qcow2Source, opts: Qcow2WriteOptions, layout: Layout, truncate: boolean): Qcow2WriteResult {
-  const { cs, clusterBits, size, l1Entries, header } = layout;
-  const l2PerTable = cs / 8;
-  const nClusters = Math.ceil(size / cs);
-  const out = new Output(fd);
-  const l1Clusters = Math.ceil((l1Entries * 8) / cs); // 0 for an empty image: qemu then leaves the L1 offset 0 too
-  const l1 = Buffer.alloc(l1Clusters * cs);
-  /** End of everything written so far, in bytes (not necessarily cluster aligned after compressed data). */
-  let end = (1 + l1Clusters) * cs;
-  /** Host clusters holding compressed data: refcount = number of compressed clusters touching it. */
-  const shared = new Map<number, number>();
-  const zeros = Buffer.alloc(cs);
-  let dataClusters = 0;
-
-  const allocCluster = (): number => {
-    const off = Math.ceil(end / cs) * cs;
-    end = off + cs;
-    return off;
-  };
-  const csizeShift = 62 - (clusterBits - 8);
-  const placeCompressed = (len: number): { host: number; sectors: number } => {
-    let host = end;
-    // Keep refcounts within 16 bits: start a fresh cluster if this one is saturated.
-    if (host % cs !== 0 && (shared.get(Math.floor(host / cs)) ?? 0) >= MAX_REFCOUNT - 1) host = Math.ceil(host / cs) * cs;
-    const first = Math.floor(host / 512);
-    const last = Math.floor((host + len - 1) / 512);
-    for (let c = Math.floor((first * 512) / cs); c <= Math.floor((last * 512 + 511) / cs); c++) shared.set(c, (shared.get(c) ?? 0) + 1);
-    end = host + len;
-    return { host, sectors: last - first };
-  };
-
-  const l2 = Buffer.alloc(cs);
-  for (let g = 0; g < l1Entries; g++) {
-    const gStart = g * l2PerTable * cs;
-    const gEnd = Math.min(size, gStart + l2PerTable * cs);
-    const exts = source.extents(gStart, gEnd - gStart);
-    l2.fill(0);
-    let used = false;
-    let ei = 0;
-    // Read-ahead window over a run of data extents: one source read per READ_AHEAD bytes, not per cluster.
-    let raStart = 0;
-    let raBuf: Buffer | null = null;
-    for (let ci = g * l2PerTable; ci < Math.min(nClusters, (g + 1) * l2PerTable); ci++) {
-      const cStart = ci * cs;
-      const cEnd = Math.min(size, cStart + cs);
-      // Classify the cluster from the extents overlapping it.
-      while (ei < exts.length && exts[ei].offset + exts[ei].length <= cStart) ei++;
-      let allHole = true;
-      let anyData = false;
-      let anyHole = false;
-      for (let j = ei; j < exts.length && exts[j].offset < cEnd; j++) {
-        if (exts[j].kind !== 'hole') allHole = false;
-        else anyHole = true;
-        if (exts[j].kind === 'data') anyData = true;
-      }
-      const e = (ci - g * l2PerTable) * 8;
-      if (allHole) continue; // unallocated: a backing file shows through
-      used = true;
-      let data: Buffer | null = null;
-      // A cluster part zero, part hole is read too: over a backing file its hole part may hold data.
-      if (anyData || anyHole) {
-        if (!raBuf || cStart < raStart || cEnd > raStart + raBuf.length) {
-          // Extend the read over following data extents, up to READ_AHEAD, in whole clusters.
-          let runEnd = cEnd;
-          for (let j = ei; j < exts.length && exts[j].offset <= runEnd && (exts[j].kind === 'data' || exts[j].offset < cEnd); j++) {
-            if (exts[j].kind === 'data') runEnd = Math.max(runEnd, exts[j].offset + exts[j].length);
-          }
-          const readEnd = Math.min(gEnd, cStart + Math.max(cs, READ_AHEAD), Math.ceil(runEnd / cs) * cs);
-          raStart = cStart;
-          raBuf = source.read(cStart, readEnd - cStart);
-          if (raBuf.length !== readEnd - cStart) throw new StrataError('E_INTERNAL', `source read returned ${raBuf.length} bytes, expected ${readEnd - cStart}`);
-        }
-        data = raBuf.subarray(cStart - raStart, cEnd - raStart);
-        if (isZero(data, zeros)) data = null;
-      }
-      if (!data) {
-        l2.writeUInt32BE(1, e + 4); // zero flag (bit 0), no host cluster
-        continue;
-      }
-      dataClusters++;
-      if (data.length < cs) data = Buffer.concat([data, zeros.subarray(0, cs - data.length)]); // last, partial cluster
-      const packed = opts.compress ? compressCluster(data, cs) : null;
-      if (packed) {
-        const { host, sectors } = placeCompressed(packed.length);
-        out.write(packed, host);
-        // Compressed descriptor: bit 62, sector count at csizeShift, byte offset below it.
-        const hi = 0x40000000 + sectors * 2 ** (csizeShift - 32) + Math.floor(host / TWO32);
-        l2.writeUInt32BE(hi >>> 0, e);
-        l2.writeUInt32BE(host >>> 0, e + 4);
-      } else {
-        const host = allocCluster();
-        out.write(data, host);
-        writeEntry(l2, e, host, 0x80000000); // bit 63: refcount is exactly one
-      }
-    }
-    if (!used) continue;
-    // The L2 table follows the data it maps, so a torn write never leaves it pointing past EOF.
-    const l2Host = allocCluster();
-    out.write(l2, l2Host);
-    writeEntry(l1, g * 8, l2Host, 0x80000000);
-  }
-
-  // Refcount structures cover every cluster including themselves: find the fixed point.
-  const dataEnd = Math.ceil(end / cs);
-  const perBlock = cs / 2; // 16-bit entries
-  let blocks = 0;
-  let tableClusters = 0;
-  for (;;) {
-    const total = dataEnd + tableClusters + blocks;
-    const b2 = Math.ceil(total / perBlock);
-    const t2 = Math.ceil((b2 * 8) / cs);
-    if (b2 === blocks && t2 === tableClusters) break;
-    blocks = b2;
-    tableClusters = t2;
-  }
-  const totalClusters = dataEnd + tableClusters + blocks;
-  const rtOffset = dataEnd * cs;
-  const rt = Buffer.alloc(tableClusters * cs);
-  for (let i = 0; i < blocks; i++) writeEntry(rt, i * 8, (dataEnd + tableClusters + i) * cs);
-  out.write(rt, rtOffset);
-  for (let i = 0; i < blocks; i++) {
-    const rb = Buffer.alloc(cs);
-    for (let j = 0; j < perBlock; j++) {
-      const c = i * perBlock + j;
-      if (c >= totalClusters) break;
-      rb.writeUInt16BE(shared.get(c) ?? 1, j * 2);
-    }
-    out.write(rb, (dataEnd + tableClusters + i) * cs);
-  }
-  if (l1Clusters) out.write(l1, cs);
-  out.flush();
-  if (truncate) ftruncateSync(fd, totalClusters * cs);
-  // Everything the header points at is durable before the header (and its magic) exists:
-  // a crash before this point leaves a file that is not recognisably qcow2.
-  fdatasyncSync(fd);
-  writeEntry(header, 24, size);
-  header.writeUInt32BE(l1Entries, 36);
-  writeEntry(header, 40, l1Clusters ? cs : 0);
-  writeEntry(header, 48, rtOffset);
-  header.writeUInt32BE(tableClusters, 56);
-  writeSync(fd, header, 0, header.length, 0);
-  fdatasyncSync(fd);
-  return { clusters: dataClusters, bytes: totalClusters * cs };
 }
 
 /** Header cluster without the table offsets (filled in once the layout is known). */
