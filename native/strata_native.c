@@ -17,7 +17,16 @@
  *   rangeLocked(fd, offset, length) -> boolean
  *       fcntl(F_OFD_GETLK) for a write lock: true when any other open file
  *       description holds a lock overlapping the range.
- *   features -> { punchHole, seekData, ofdLock: boolean }  compiled-in support
+ *   interruptArm() -> boolean
+ *       Catches SIGINT until interruptDisarm(): the first one only sets a flag
+ *       that interrupted() returns, so synchronous work can stop at a safe
+ *       point (Node runs JS signal handlers only between turns of its event
+ *       loop, never during a synchronous loop). A second SIGINT writes one
+ *       line to stderr and exits the process at once with status 130.
+ *       false where the platform has no sigaction.
+ *   interruptDisarm()                   puts back the SIGINT handling of before
+ *   interrupted() -> boolean            whether SIGINT came since interruptArm()
+ *   features -> { punchHole, seekData, ofdLock, interrupt: boolean }  compiled-in support
  *
  * Offsets and lengths travel as doubles and must be integers in
  * [0, 2^53 - 1]. Any other failure throws an Error shaped like Node's fs
@@ -29,6 +38,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
@@ -56,6 +66,12 @@
 #define STRATA_HAVE_OFD_LOCK 1
 #else
 #define STRATA_HAVE_OFD_LOCK 0
+#endif
+
+#if defined(SA_RESTART)
+#define STRATA_HAVE_INTERRUPT 1
+#else
+#define STRATA_HAVE_INTERRUPT 0
 #endif
 
 #define MAX_SAFE_INTEGER 9007199254740991.0
@@ -253,6 +269,22 @@ static bool get_bool(napi_env env, napi_value v, bool *out) {
   return true;
 }
 
+#if STRATA_HAVE_OFD_LOCK
+/* One OFD lock request on [offset, offset + length), retried on EINTR; 0 or -1 with errno. */
+static int ofd_fcntl(int fd, int cmd, short type, off_t offset, off_t length, struct flock *fl) {
+  memset(fl, 0, sizeof *fl); /* l_pid must be 0 for OFD locks */
+  fl->l_type = type;
+  fl->l_whence = SEEK_SET;
+  fl->l_start = offset;
+  fl->l_len = length;
+  int r;
+  do {
+    r = fcntl(fd, cmd, fl);
+  } while (r != 0 && errno == EINTR);
+  return r;
+}
+#endif
+
 static napi_value lock_range(napi_env env, napi_callback_info info) {
   napi_value argv[4], result;
   int fd;
@@ -264,17 +296,8 @@ static napi_value lock_range(napi_env env, napi_callback_info info) {
     return NULL;
 #if STRATA_HAVE_OFD_LOCK
   struct flock fl;
-  memset(&fl, 0, sizeof fl); /* l_pid must be 0 for OFD locks */
-  fl.l_type = exclusive ? F_WRLCK : F_RDLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = offset;
-  fl.l_len = length;
-  int r;
-  do {
-    r = fcntl(fd, F_OFD_SETLK, &fl);
-  } while (r != 0 && errno == EINTR);
   bool taken = true;
-  if (r != 0) {
+  if (ofd_fcntl(fd, F_OFD_SETLK, exclusive ? F_WRLCK : F_RDLCK, offset, length, &fl) != 0) {
     int e = errno;
     if (e == EAGAIN || e == EACCES) {
       taken = false;
@@ -300,16 +323,7 @@ static napi_value range_locked(napi_env env, napi_callback_info info) {
     return NULL;
 #if STRATA_HAVE_OFD_LOCK
   struct flock fl;
-  memset(&fl, 0, sizeof fl);
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = offset;
-  fl.l_len = length;
-  int r;
-  do {
-    r = fcntl(fd, F_OFD_GETLK, &fl);
-  } while (r != 0 && errno == EINTR);
-  if (r != 0) {
+  if (ofd_fcntl(fd, F_OFD_GETLK, F_WRLCK, offset, length, &fl) != 0) {
     throw_errno(env, errno, "fcntl(F_OFD_GETLK)");
     return NULL;
   }
@@ -321,6 +335,72 @@ static napi_value range_locked(napi_env env, napi_callback_info info) {
 #endif
 }
 
+#if STRATA_HAVE_INTERRUPT
+static volatile sig_atomic_t interrupt_seen = 0;
+static int interrupt_armed = 0;
+static struct sigaction interrupt_before;
+
+/* Async-signal-safe: sets a flag, or on the second signal writes and _exits. */
+static void on_interrupt(int sig) {
+  (void)sig;
+  if (interrupt_seen) {
+    static const char clear[] = "\r\033[K";
+    static const char msg[] = "strata: interrupted again: stopping at once, without cleaning up\n";
+    ssize_t r;
+    if (isatty(2)) r = write(2, clear, sizeof clear - 1);
+    r = write(2, msg, sizeof msg - 1);
+    (void)r;
+    _exit(130);
+  }
+  interrupt_seen = 1;
+}
+#endif
+
+static napi_value interrupt_arm(napi_env env, napi_callback_info info) {
+  napi_value result;
+  bool armed = false;
+#if STRATA_HAVE_INTERRUPT
+  if (!interrupt_armed) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    /* Restart interrupted system calls: a read or fsync must not fail with EINTR. */
+    sa.sa_flags = SA_RESTART;
+    interrupt_seen = 0;
+    if (sigaction(SIGINT, &sa, &interrupt_before) != 0) {
+      throw_errno(env, errno, "sigaction");
+      return NULL;
+    }
+    interrupt_armed = 1;
+  }
+  armed = true;
+#endif
+  NAPI_CALL(env, napi_get_boolean(env, armed, &result));
+  return result;
+}
+
+static napi_value interrupt_disarm(napi_env env, napi_callback_info info) {
+#if STRATA_HAVE_INTERRUPT
+  if (interrupt_armed) {
+    sigaction(SIGINT, &interrupt_before, NULL);
+    interrupt_armed = 0;
+  }
+#endif
+  return NULL;
+}
+
+static napi_value interrupted(napi_env env, napi_callback_info info) {
+  napi_value result;
+#if STRATA_HAVE_INTERRUPT
+  bool seen = interrupt_seen != 0;
+#else
+  bool seen = false;
+#endif
+  NAPI_CALL(env, napi_get_boolean(env, seen, &result));
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value features, v;
   NAPI_CALL(env, napi_create_object(env, &features));
@@ -330,6 +410,8 @@ static napi_value init(napi_env env, napi_value exports) {
   NAPI_CALL(env, napi_set_named_property(env, features, "seekData", v));
   NAPI_CALL(env, napi_get_boolean(env, STRATA_HAVE_OFD_LOCK, &v));
   NAPI_CALL(env, napi_set_named_property(env, features, "ofdLock", v));
+  NAPI_CALL(env, napi_get_boolean(env, STRATA_HAVE_INTERRUPT, &v));
+  NAPI_CALL(env, napi_set_named_property(env, features, "interrupt", v));
 
   napi_property_descriptor props[] = {
       {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -337,6 +419,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lockRange", NULL, lock_range, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rangeLocked", NULL, range_locked, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"interruptArm", NULL, interrupt_arm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"interruptDisarm", NULL, interrupt_disarm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"interrupted", NULL, interrupted, NULL, NULL, NULL, napi_enumerable, NULL},
       {"features", NULL, NULL, NULL, NULL, features, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

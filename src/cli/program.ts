@@ -26,6 +26,7 @@ import { gcCommand } from './commands/gc.js';
 import { mapCommand } from './commands/map.js';
 import { rebaseCommand } from './commands/rebase.js';
 import { resizeCommand } from './commands/resize.js';
+import { rollbackCommand } from './commands/rollback.js';
 import { statsCommand } from './commands/stats.js';
 
 
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
     exportCommand,
     cloneCommand,
     snapshotCommand,
+    rollbackCommand,
     freezeCommand,
     rmCommand,
     renameCommand,

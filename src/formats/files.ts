@@ -7,7 +7,7 @@ import { removeImages } from '../image/lifecycle.js';
 import { ownExtents } from '../image/inspect.js';
 import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
-import { isFrozen, type ImageRecord } from '../store/types.js';
+import { isFrozen, type ImageRecord, type OnProgress } from '../store/types.js';
 import { fileStamp, importSource, type ImportOptions } from './import.js';
 import { backingChain, openQcow2, readQcow2Info, writeQcow2, type Qcow2Info } from './qcow2/index.js';
 import { chainFiles } from './chain-files.js';
@@ -216,16 +216,22 @@ export interface ExportOptions {
   force?: boolean;
   /** Raw: fsync the output before returning (default: no, like qemu-img convert). qcow2 output is always synced. */
   sync?: boolean;
+  /** Told about things worth a warning (a qcow2 size rounded up to whole sectors). */
+  warn?: (message: string) => void;
+  /** Bytes of virtual size written (over all files of a chain); may throw to stop, and no output file is left. */
+  onProgress?: OnProgress;
 }
 
 export interface ExportResult {
   files: string[];
   size: number;
   dataBytes: number;
+  /** qcow2: the virtual size the (top) file records, `size` rounded up to a multiple of 512. */
+  fileVirtualSize?: number;
 }
 
 /** Writes one image as qcow2 into an opened output; over `backing`, only the image's own layer. */
-function writeImageQcow2(store: Store, name: string, out: Output, opts: ExportOptions, backing?: { file: string }): number {
+function writeImageQcow2(store: Store, name: string, out: Output, opts: ExportOptions, backing?: { file: string }, onProgress = opts.onProgress): { bytes: number; virtualSize: number } {
   if (out.kind === 'stream') {
     throw badInput(`qcow2 needs an output it can seek in, and ${out.name} is ${out.what}; export --format raw to stream`, { file: out.name });
   }
@@ -240,9 +246,13 @@ function writeImageQcow2(store: Store, name: string, out: Output, opts: ExportOp
       compress: opts.compress,
       fd: out.fd,
       truncate: out.kind === 'file',
+      onProgress,
       ...(backing ? { backingFile: backing.file, backingFormat: 'qcow2' } : {}),
     });
-    return r.bytes;
+    if (r.virtualSize !== img.size) {
+      opts.warn?.(`qcow2 sizes are whole 512-byte sectors: ${out.name} has a virtual size of ${r.virtualSize} bytes, the last ${r.virtualSize - img.size} reading as zeros`);
+    }
+    return { bytes: r.bytes, virtualSize: r.virtualSize };
   } finally {
     img.close();
   }
@@ -252,16 +262,16 @@ export function exportFile(store: Store, name: string, file: string, opts: Expor
   const format = checkFormat(opts.format) ?? 'raw';
   if (format === 'raw') {
     if (opts.chain || opts.compress) throw badInput('--chain and --compress apply to --format qcow2 only');
-    const r = exportRaw(store, name, file, { sync: opts.sync });
+    const r = exportRaw(store, name, file, { sync: opts.sync, onProgress: opts.onProgress });
     return { files: [file], ...r };
   }
   const rec = getImage(store.db, name);
   if (!opts.chain) {
     const out = openOutput(file);
     try {
-      const bytes = writeImageQcow2(store, name, out, opts);
+      const r = writeImageQcow2(store, name, out, opts);
       out.commit({ sync: true });
-      return { files: [file], size: rec.virtualSize, dataBytes: bytes };
+      return { files: [file], size: rec.virtualSize, dataBytes: r.bytes, fileVirtualSize: r.virtualSize };
     } catch (e) {
       out.abort();
       throw e;
@@ -270,18 +280,26 @@ export function exportFile(store: Store, name: string, file: string, opts: Expor
   // One file per layer, bottom first, each backed by the one below by relative name.
   const chain = chainOf(store.db, rec).reverse();
   const files = chainFiles(chain.map((c) => c.name), file, !!opts.force);
+  // Progress runs over the whole chain: each layer's file counts its virtual size.
+  const total = chain.reduce((n, c) => n + c.virtualSize, 0);
+  let before = 0;
   const outs: Output[] = [];
   try {
     let bytes = 0;
+    let fileVirtualSize = 0;
     chain.forEach((c, i) => {
       const out = openOutput(files[i]);
       outs.push(out);
       if (out.kind !== 'file') throw badInput(`--chain writes regular files, and ${files[i]} is ${out.what}; export without --chain`, { file: files[i] });
-      bytes += writeImageQcow2(store, c.name, out, opts, i === 0 ? undefined : { file: path.basename(files[i - 1]) });
+      const progress = opts.onProgress && ((done: number) => opts.onProgress!(before + done, total));
+      const r = writeImageQcow2(store, c.name, out, opts, i === 0 ? undefined : { file: path.basename(files[i - 1]) }, progress);
+      bytes += r.bytes;
+      fileVirtualSize = r.virtualSize;
+      before += c.virtualSize;
     });
-    // Every file is complete before any takes its name.
+    // Every file is complete before any takes its name; until then a failure (or Ctrl-C) leaves none.
     for (const out of outs.splice(0)) out.commit({ sync: true });
-    return { files, size: rec.virtualSize, dataBytes: bytes };
+    return { files, size: rec.virtualSize, dataBytes: bytes, fileVirtualSize };
   } finally {
     for (const out of outs) out.abort();
   }

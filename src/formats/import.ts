@@ -10,7 +10,7 @@ import { badInput } from '../errors.js';
 import { assertNameFree, chainOf, getImage, insertImage, listImagesWithPrefix, updateImage } from '../store/catalog.js';
 import { imageName } from '../store/names.js';
 import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageName, type ImageRecord } from '../store/types.js';
+import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageName, type ImageRecord, type OnProgress } from '../store/types.js';
 import { checkVirtualSize, dropImageInTx, frozenKind } from '../image/lifecycle.js';
 import { leaseTx, liveLeases } from '../store/leases.js';
 import { Image } from '../image/image.js';
@@ -32,7 +32,8 @@ export interface ImportOptions {
   writable?: boolean;
   source?: Record<string, unknown>;
   labels?: Record<string, string>;
-  onProgress?: (done: number, total: number) => void;
+  /** Bytes of the source done; may throw to stop, and the hidden image is dropped. */
+  onProgress?: OnProgress;
   /** Flush by itself every this many bytes of data (default: the image default, 64 MiB). */
   dirtyLimit?: number;
 }
@@ -133,11 +134,13 @@ export function importSource(store: Store, src: ImportSource, name: string, opts
 
 /** Drops hidden images left by imports whose process died. Returns how many. */
 export function recoverAbandoned(store: Store): number {
-  const hidden = listImagesWithPrefix(store.db, HIDDEN_PREFIX);
-  if (hidden.length === 0) return 0;
+  // The look outside the transaction only saves the write lock when there is nothing to do: the
+  // list that counts is the one inside it. An import listed a moment ago may have finished and
+  // taken its real name since, and must not be dropped under it.
+  if (listImagesWithPrefix(store.db, HIDDEN_PREFIX).length === 0) return 0;
   return store.write(() => {
     let n = 0;
-    for (const img of hidden) {
+    for (const img of listImagesWithPrefix(store.db, HIDDEN_PREFIX)) {
       if (liveLeases(store, [img.id]).length > 0) continue;
       dropImageInTx(store, img);
       n++;

@@ -6,6 +6,7 @@ import { openImage, type Image } from '../image/image.js';
 import { openOutput, type Output } from './output.js';
 import { dataExtents } from '../store/native.js';
 import type { Store } from '../store/store.js';
+import { BLOCK_SIZE, type OnProgress } from '../store/types.js';
 import { extentWindows, type ImportSource } from './source.js';
 
 export function openFileForRead(file: string): number {
@@ -67,12 +68,13 @@ export function openRawSource(file: string): ImportSource {
 
 const CHUNK = 4 * 1024 * 1024;
 
-/** Copies a source into an open writable image. */
+/** Copies a source into an open writable image; `onProgress` hears the source offset reached. */
 export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'read'>, img: ReturnType<typeof openImage>, onProgress?: (done: number) => void): void {
   for (const ext of extentWindows(src)) {
     if (ext.kind === 'hole') continue;
     if (ext.kind === 'zero') {
       img.writeZeroes(ext.offset, ext.length);
+      onProgress?.(ext.offset + ext.length);
       continue;
     }
     for (let off = ext.offset; off < ext.offset + ext.length; off += CHUNK) {
@@ -80,6 +82,16 @@ export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'rea
       img.write(off, src.read(off, n));
       onProgress?.(off + n);
     }
+  }
+  // The bytes of the last, partial block past the end must be zero: a larger layer imported on
+  // top, or a grow, shows them. A hole there (a qcow2 overlay smaller than its backing file)
+  // inherits the parent's block whole, its bytes past this end included. Writing the block's
+  // visible bytes back, up to the end, stores it with the rest zeroed; where the parent's
+  // block already ends in zeros, that is the parent's slot and the entry stays INHERIT.
+  const tail = src.size % BLOCK_SIZE;
+  if (tail !== 0) {
+    const start = src.size - tail;
+    img.write(start, img.read(start, tail));
   }
 }
 
@@ -89,7 +101,12 @@ export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'rea
  * included. Like qemu-img convert, a file is left to the page cache unless
  * `sync` asks for an fsync first.
  */
-export function writeRaw(img: Pick<Image, 'size' | 'extents' | 'readInto'>, out: Output, range: { offset: number; length: number } = { offset: 0, length: img.size }): number {
+export function writeRaw(
+  img: Pick<Image, 'size' | 'extents' | 'readInto'>,
+  out: Output,
+  range: { offset: number; length: number } = { offset: 0, length: img.size },
+  onProgress?: OnProgress,
+): number {
   const dense = out.kind !== 'file';
   if (out.kind === 'file') fs.ftruncateSync(out.fd, range.length);
   let dataBytes = 0;
@@ -103,13 +120,18 @@ export function writeRaw(img: Pick<Image, 'size' | 'extents' | 'readInto'>, out:
       const n = Math.min(CHUNK, ext.offset + ext.length - off);
       out.write(isData ? img.readInto(off, n, scratch) : zeros.subarray(0, n), off - range.offset);
       if (isData) dataBytes += n;
+      onProgress?.(off + n - range.offset, range.length);
     }
   }
   return dataBytes;
 }
 
-/** Exports an image to a raw file, device or stream (`-`: stdout). */
-export function exportRaw(store: Store, name: string, file: string, opts: { sync?: boolean } = {}): { size: number; dataBytes: number } {
+/**
+ * Exports an image to a raw file, device or stream (`-`: stdout). On any
+ * error (or a throw from `onProgress`) a file's temporary copy is removed,
+ * leaving what was there before.
+ */
+export function exportRaw(store: Store, name: string, file: string, opts: { sync?: boolean; onProgress?: OnProgress } = {}): { size: number; dataBytes: number } {
   const img = openImage(store, name);
   let out: Output | undefined;
   try {
@@ -117,7 +139,7 @@ export function exportRaw(store: Store, name: string, file: string, opts: { sync
     if (out.kind === 'device' && out.capacity !== undefined && out.capacity < img.size) {
       throw new StrataError('E_NO_SPACE', `${file} holds ${out.capacity} bytes, less than image ${name} (${img.size} bytes)`, { file, capacity: out.capacity, size: img.size });
     }
-    const dataBytes = writeRaw(img, out);
+    const dataBytes = writeRaw(img, out, undefined, opts.onProgress);
     out.commit({ sync: opts.sync });
     out = undefined;
     return { size: img.size, dataBytes };

@@ -65,6 +65,8 @@ export async function importStream(
     const put = (b: Buffer) => {
       target.img.write(pos, b);
       pos += b.length;
+      // The length is known only at the end: progress counts bytes so far (and lets Ctrl-C stop the import).
+      opts.onProgress?.(pos, pos);
       last = Buffer.concat([last, b.subarray(Math.max(0, b.length - 512))]).subarray(-512);
     };
     put(head);

@@ -8,8 +8,9 @@
  */
 import { StrataError } from '../errors.js';
 import { appendExtent, type BlockDevice, type Extent, type ExtentKind } from './device.js';
-import { leaseTx, releaseLease, type Lease } from '../store/leases.js';
-import { chainOf, getImage, updateImage } from '../store/catalog.js';
+import { leaseTx, moveLease, releaseLease, type Lease } from '../store/leases.js';
+import { chainOf, getImage, getImageById, updateImage } from '../store/catalog.js';
+import { snapshotInTx } from './lifecycle.js';
 import { loadSegment, saveSegment } from '../store/maps.js';
 import { hashBlocks, placeBlocks } from '../store/placement.js';
 import { faultPoint } from '../store/faults.js';
@@ -35,6 +36,8 @@ export interface OpenOptions {
   writable?: boolean | 'if-leaf';
   /** Flush by itself once this many bytes of writes are held (default 64 MiB). */
   dirtyLimit?: number;
+  /** A writer's control socket, recorded in its lease: where other processes ask it for snapshots. */
+  control?: string;
 }
 
 const segOf = (b: number): SegmentIndex => Math.floor(b / SEGMENT_ENTRIES) as SegmentIndex;
@@ -42,7 +45,7 @@ const segOf = (b: number): SegmentIndex => Math.floor(b / SEGMENT_ENTRIES) as Se
 export class Image implements BlockDevice {
   readonly readOnly: boolean;
   private rec: ImageRecord;
-  private readonly chain: ImageRecord[];
+  private chain: ImageRecord[];
   private readonly dirtyLimit: number;
   private lease: Lease | null;
   /** Frozen images never change while open, so their resolved segments are shared through the store's cache. */
@@ -438,6 +441,38 @@ export class Image implements BlockDevice {
     return out;
   }
 
+  // ---- live snapshots ----------------------------------------------------------
+
+  /**
+   * Snapshots this writable leaf while it stays open: flushes, then in one
+   * transaction freezes what was flushed as the snapshot, makes a new empty
+   * leaf row under the same name, moves this handle's writer lease to it and
+   * runs `also` (a clone's new leaves over the snapshot). Writes after this
+   * call go to the new leaf; nothing waits longer than the flush.
+   */
+  snapshot<T = undefined>(snapName?: string, also?: (snapshot: ImageRecord) => T): { snapshot: ImageRecord; leaf: ImageRecord; also: T | undefined } {
+    this.checkWritable();
+    this.checkOpen();
+    if (this.lease === null) throw new StrataError('E_READONLY', `image ${this.name} is not held by a lease; snapshot it with snapshotImage`);
+    this.flush();
+    const lease = this.lease;
+    const r = this.store.write(() => {
+      const current = getImageById(this.store.db, this.rec.id);
+      const done = snapshotInTx(this.store, current, snapName, { except: lease });
+      moveLease(this.store, lease, done.leaf.id);
+      const extra = also?.(done.snapshot);
+      faultPoint('snapshot.before-commit');
+      return { ...done, also: extra, chain: chainOf(this.store.db, done.leaf) };
+    });
+    faultPoint('snapshot.after-commit');
+    this.rec = r.leaf;
+    this.chain = r.chain;
+    this.own.clear();
+    this.resolved.clear();
+    this.lastSeg = -1;
+    return { snapshot: r.snapshot, leaf: r.leaf, also: r.also };
+  }
+
   /** Closes after flushing; with `discard`, unflushed writes are dropped instead. */
   close(opts: { discard?: boolean } = {}): void {
     if (this.closed) return;
@@ -478,7 +513,7 @@ export function openImage(store: Store, name: string, opts: OpenOptions = {}): I
     const rec = getImage(store.db, name);
     const writable = opts.writable === 'if-leaf' ? !isFrozen(rec) : !!opts.writable;
     if (writable && isFrozen(rec)) throw refuseFrozen(rec);
-    const lease = take(store, rec.id, rec.name, writable ? 'write' : 'read', { pin: !isFrozen(rec) && !writable });
+    const lease = take(store, rec.id, rec.name, writable ? 'write' : 'read', { pin: !isFrozen(rec) && !writable, control: writable ? opts.control : undefined });
     return { rec, chain: chainOf(store.db, rec), writable, lease };
   });
   return new Image(store, o.rec, o.chain, { writable: o.writable, dirtyLimit: opts.dirtyLimit, lease: o.lease });

@@ -138,9 +138,13 @@ export interface ImageUsage {
   sharedBytes: number;
 }
 
-/** Refcount of every slot, indexed by slot number (0 for slots without a row). */
-function refcountTable(store: Store): Uint32Array {
-  const t = new Uint32Array(Math.max(metaNumber(store.db, 'next_slot'), 1));
+/**
+ * Refcount of every slot, indexed by slot number (0 for slots without a row).
+ * Float64, not Uint32: a refcount reaches 2^32 with 16 TiB of one repeated
+ * block (all-equal segments make that cheap), and doubles are exact to 2^53.
+ */
+function refcountTable(store: Store): Float64Array {
+  const t = new Float64Array(Math.max(metaNumber(store.db, 'next_slot'), 1));
   const it = store.db.prepare('SELECT slot, refcount FROM blocks').raw().iterate() as IterableIterator<[number, number]>;
   for (const [slot, rc] of it) if (slot < t.length) t[slot] = rc;
   return t;
@@ -151,7 +155,7 @@ function refcountTable(store: Store): Uint32Array {
  * image's own map: refcount == references from that map (a slot referenced
  * twice by one map and by nothing else is exclusive, both times).
  */
-function usageOf(store: Store, img: ImageRecord, refcounts: Uint32Array): ImageUsage {
+function usageOf(store: Store, img: ImageRecord, refcounts: Float64Array): ImageUsage {
   const refs = new Map<number, number>();
   for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
   let own = 0;

@@ -6,6 +6,7 @@
 import { StrataError, badInput } from '../errors.js';
 import {
   assertNameFree,
+  chainOf,
   childrenOf,
   deleteImageRow,
   descendantsOf,
@@ -14,11 +15,11 @@ import {
   insertImage,
   updateImage,
 } from '../store/catalog.js';
-import { assertNotOpen } from '../store/leases.js';
+import { assertNotOpen, type Lease } from '../store/leases.js';
 import { countSlotRefs, segmentsOf } from '../store/maps.js';
 import { applyRefDeltas } from '../store/refcounts.js';
 import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord } from '../store/types.js';
+import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord, type OnProgress } from '../store/types.js';
 import { imageName } from '../store/names.js';
 import { faultPoint } from '../store/faults.js';
 import { collectGarbage } from '../store/gc.js';
@@ -39,24 +40,38 @@ export function createImage(store: Store, name: string, size: number, labels: Re
   return store.write(() => insertImage(store.db, { name: n, kind: 'leaf', parentId: null, virtualSize: size, labels }));
 }
 
-/** A free name for the frozen state a leaf is cloned or snapshotted from. */
-function snapshotName(store: Store, leaf: string): ImageName {
-  for (let i = 1; ; i++) {
-    const n = `${leaf}.snap${i}`;
-    if (!findImage(store.db, n)) return imageName(n);
+/**
+ * The name of a leaf's next automatic snapshot, LEAF.snapN, with N past every
+ * number this leaf has had (even if those snapshots were removed or rolled
+ * back over), so numbers only grow up the chain.
+ */
+function nextSnapshot(store: Store, leaf: ImageRecord): { name: ImageName; seq: number } {
+  for (let n = leaf.snapSeq + 1; ; n++) {
+    const name = `${leaf.name}.snap${n}`;
+    if (!findImage(store.db, name)) return { name: imageName(name), seq: n };
   }
+}
+
+export interface SnapshotResult {
+  snapshot: ImageRecord;
+  leaf: ImageRecord;
 }
 
 /**
  * Freezes a leaf's current content as a new read-only image; the leaf keeps
  * its name and goes on, empty, above it. The existing row (with all its map
- * segments) becomes the snapshot, so nothing is copied.
+ * segments) becomes the snapshot, so nothing is copied. Readers of the leaf
+ * may stay: what they read is the snapshot now, which never changes. A
+ * writer must not, except `except`: the writer taking the snapshot itself
+ * (Image.snapshot), which has flushed and moves its lease to the new leaf.
  */
-function snapshotInTx(store: Store, leaf: ImageRecord, snapName: ImageName): { snapshot: ImageRecord; leaf: ImageRecord } {
+export function snapshotInTx(store: Store, leaf: ImageRecord, snapName: string | undefined, opts: { except?: Lease } = {}): SnapshotResult {
   if (leaf.kind !== 'leaf') throw new StrataError('E_READONLY', `image ${leaf.name} is frozen (${leaf.kind}); only a leaf can be snapshotted`);
-  assertNameFree(store.db, snapName);
-  assertNotOpen(store, [leaf], `snapshot ${leaf.name}`);
-  updateImage(store.db, leaf.id, { name: snapName, kind: frozenKind(leaf.parentId) });
+  const auto = snapName === undefined ? nextSnapshot(store, leaf) : null;
+  const name = auto?.name ?? imageName(snapName!);
+  assertNameFree(store.db, name);
+  assertNotOpen(store, [leaf], `snapshot ${leaf.name}`, { writersOnly: true, except: opts.except });
+  updateImage(store.db, leaf.id, { name, kind: frozenKind(leaf.parentId), snapshotAt: Date.now() });
   const next = insertImage(store.db, {
     name: leaf.name,
     kind: 'leaf',
@@ -64,14 +79,20 @@ function snapshotInTx(store: Store, leaf: ImageRecord, snapName: ImageName): { s
     virtualSize: leaf.virtualSize,
     labels: leaf.labels,
     createdAt: leaf.createdAt,
+    snapSeq: auto?.seq ?? leaf.snapSeq,
   });
-  return { snapshot: getImage(store.db, snapName), leaf: next };
+  return { snapshot: getImage(store.db, name), leaf: next };
 }
 
-export function snapshotImage(store: Store, leafName: string, snapName?: string): { snapshot: ImageRecord; leaf: ImageRecord } {
+/**
+ * Snapshots a leaf nobody is writing. A leaf a server writes is refused with
+ * E_BUSY whose data names the server's control socket: the server takes the
+ * snapshot itself (Image.snapshot), between two of its writes.
+ */
+export function snapshotImage(store: Store, leafName: string, snapName?: string): SnapshotResult {
   const r = store.write(() => {
     const leaf = getImage(store.db, leafName);
-    const done = snapshotInTx(store, leaf, snapName === undefined ? snapshotName(store, leaf.name) : imageName(snapName));
+    const done = snapshotInTx(store, leaf, snapName);
     faultPoint('snapshot.before-commit');
     return done;
   });
@@ -79,28 +100,94 @@ export function snapshotImage(store: Store, leafName: string, snapName?: string)
   return r;
 }
 
-/**
- * New writable leaves over `source`. A leaf source is snapshotted first, so
- * the source and its clones all go on from one frozen state.
- */
-export function cloneImage(store: Store, source: string, names: readonly string[]): { parent: ImageRecord; clones: ImageRecord[]; snapshot?: ImageRecord } {
+/** What snapshot reports, the same whether it ran here or in the server that holds the leaf. */
+export const snapshotSummary = (r: SnapshotResult) => ({ snapshot: r.snapshot.name, kind: r.snapshot.kind, leaf: r.leaf.name });
+
+export interface CloneResult {
+  parent: ImageRecord;
+  clones: ImageRecord[];
+  snapshot?: ImageRecord;
+}
+
+/** Checks clone names before any work: valid, distinct. */
+export function cloneNames(names: readonly string[]): ImageName[] {
   if (names.length === 0) throw badInput('clone needs at least one new image name');
   const valid = names.map(imageName);
   const dup = valid.find((n, i) => valid.indexOf(n) !== i);
   if (dup) throw badInput(`image name ${dup} is given twice`);
+  return valid;
+}
+
+/** New leaves over a frozen parent, inside the caller's transaction. */
+export function insertClones(store: Store, parent: ImageRecord, names: readonly ImageName[]): ImageRecord[] {
+  return names.map((name) => insertImage(store.db, { name, kind: 'leaf', parentId: parent.id, virtualSize: parent.virtualSize }));
+}
+
+/**
+ * New writable leaves over `source`. A leaf source is snapshotted first, so
+ * the source and its clones all go on from one frozen state (a served leaf:
+ * see snapshotImage).
+ */
+export function cloneImage(store: Store, source: string, names: readonly string[]): CloneResult {
+  const valid = cloneNames(names);
   const r = store.write(() => {
     let parent = getImage(store.db, source);
     for (const n of valid) assertNameFree(store.db, n);
     let snapshot: ImageRecord | undefined;
     if (!isFrozen(parent)) {
-      snapshot = snapshotInTx(store, parent, snapshotName(store, parent.name)).snapshot;
+      snapshot = snapshotInTx(store, parent, undefined).snapshot;
       parent = snapshot;
     }
-    const clones = valid.map((name) => insertImage(store.db, { name, kind: 'leaf', parentId: parent.id, virtualSize: parent.virtualSize }));
+    const clones = insertClones(store, parent, valid);
     faultPoint('clone.before-commit');
     return { parent, clones, snapshot };
   });
   faultPoint('clone.after-commit');
+  return r;
+}
+
+export const cloneSummary = (r: CloneResult) => ({ parent: r.parent.name, snapshot: r.snapshot?.name ?? null, clones: r.clones.map((c) => c.name) });
+
+export interface RollbackResult {
+  leaf: ImageRecord;
+  to: ImageRecord;
+  /** Own data of the leaf that the rollback dropped. */
+  discardedBytes: number;
+  /** Snapshots between the leaf and `to` that stay, as images of their own. */
+  skipped: string[];
+}
+
+/**
+ * Makes a leaf read exactly what one of the frozen images below it reads
+ * (by default its parent, the latest snapshot): its own changes are
+ * dropped, and it goes on over that image, at that image's size. Snapshots
+ * in between are kept (clones may stand on them), unlike `zfs rollback -r`.
+ * Refused while any process has the leaf open: a running guest would see
+ * its disk change under it.
+ */
+export function rollbackImage(store: Store, leafName: string, to?: string): RollbackResult {
+  const r = store.write(() => {
+    const leaf = getImage(store.db, leafName);
+    if (leaf.kind !== 'leaf') throw new StrataError('E_READONLY', `image ${leafName} is frozen (${leaf.kind}); rollback resets a writable leaf`, { image: leafName });
+    const chain = chainOf(store.db, leaf);
+    if (chain.length < 2) throw badInput(`image ${leafName} has no snapshot to roll back to`, { image: leafName });
+    const at = to === undefined ? 1 : chain.findIndex((c, i) => i > 0 && c.name === to);
+    if (at < 0) {
+      getImage(store.db, to!);
+      throw badInput(`cannot roll back ${leafName} to ${to}: ${to} is not below ${leafName} (its chain: ${chain.slice(1).map((c) => c.name).join(' → ')})`, { image: leafName, to });
+    }
+    assertNotOpen(store, [leaf], `roll back ${leafName}`);
+    const target = chain[at];
+    const refs = new Map<number, number>();
+    for (const [, seg] of segmentsOf(store.db, leaf.id)) countSlotRefs(seg, refs);
+    for (const [slot, n] of refs) refs.set(slot, -n);
+    applyRefDeltas(store.db, refs);
+    store.db.prepare('DELETE FROM segments WHERE image_id = ?').run(leaf.id);
+    updateImage(store.db, leaf.id, { parentId: target.id, ownBlocks: 0, virtualSize: target.virtualSize });
+    faultPoint('rollback.before-commit');
+    return { leaf: getImage(store.db, leafName), to: target, discardedBytes: leaf.ownBlocks * BLOCK_SIZE, skipped: chain.slice(1, at).map((c) => c.name) };
+  });
+  faultPoint('rollback.after-commit');
   return r;
 }
 
@@ -127,14 +214,20 @@ export function renameImage(store: Store, from: string, to: string): ImageRecord
   });
 }
 
-/** Drops an image's rows and its references; its slots become free when the count reaches zero. */
-export function dropImageInTx(store: Store, img: ImageRecord): void {
+/**
+ * Drops images' rows and their references, children before parents; a slot
+ * becomes free when its count reaches zero. The references of all of them
+ * are released in one pass, so a slot they share is updated once.
+ */
+export function dropImagesInTx(store: Store, imgs: readonly ImageRecord[], onProgress?: OnProgress): void {
   const refs = new Map<number, number>();
-  for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
+  for (const img of imgs) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
   for (const [slot, n] of refs) refs.set(slot, -n);
-  applyRefDeltas(store.db, refs);
-  deleteImageRow(store.db, img.id);
+  applyRefDeltas(store.db, refs, undefined, onProgress);
+  for (const img of imgs) deleteImageRow(store.db, img.id);
 }
+
+export const dropImageInTx = (store: Store, img: ImageRecord): void => dropImagesInTx(store, [img]);
 
 /** The images `rm names` removes, children before parents; refuses a subtree without `recursive`. */
 function doomedImages(store: Store, names: readonly string[], opts: { recursive?: boolean }): ImageRecord[] {
@@ -178,11 +271,12 @@ export function planRemoval(store: Store, names: readonly string[], opts: { recu
   }).deferred();
 }
 
-export function removeImages(store: Store, names: readonly string[], opts: { recursive?: boolean } = {}): ImageRecord[] {
+/** Removes images in one transaction. `onProgress` counts the references released; a throw from it removes nothing. */
+export function removeImages(store: Store, names: readonly string[], opts: { recursive?: boolean; onProgress?: OnProgress } = {}): ImageRecord[] {
   const r = store.write(() => {
     const doomed = doomedImages(store, names, opts);
     assertNotOpen(store, doomed, `remove ${doomed.map((d) => d.name).join(', ')}`);
-    for (const img of doomed) dropImageInTx(store, img);
+    dropImagesInTx(store, doomed, opts.onProgress);
     faultPoint('rm.before-commit');
     return doomed;
   });
@@ -208,9 +302,10 @@ export interface RemovalReport {
  * by gc's own code, which skips what a live reader may still see; a kill
  * between the two leaves only free slots that the next gc returns.
  */
-export function removeImagesAndReclaim(store: Store, names: readonly string[], opts: { recursive?: boolean } = {}): RemovalReport {
+export function removeImagesAndReclaim(store: Store, names: readonly string[], opts: { recursive?: boolean; onProgress?: OnProgress } = {}): RemovalReport {
   const since = metaNumber(store.db, 'free_epoch');
   const removed = removeImages(store, names, opts);
+  // Not stopped by onProgress: once the removal has committed, "interrupted, nothing removed" would be false.
   const gc = collectGarbage(store, { freedAfter: since });
   const f = gc.freed ?? { slots: 0, reclaimed: 0, pinned: 0 };
   return { removed, freedBytes: f.slots * BLOCK_SIZE, reclaimedBytes: f.reclaimed * BLOCK_SIZE, pinnedBytes: f.pinned * BLOCK_SIZE, punchSupported: gc.punchSupported };

@@ -1,8 +1,9 @@
 /**
  * Reshaping images: flatten, rebase, commit, resize. Each is one transaction
  * over map segments and refcounts; none copies a data block, because a slot
- * number already is the content (resize's shrink may store one new block: a
- * partial last block whose hidden tail must read zeros if the image grows).
+ * number already is the content (resize may store one new block: the
+ * partial block at its smaller end, whose bytes past that end must read
+ * zeros once the image is larger).
  *
  * All four reduce to one step, rewriteOwnMap: give an image a new own map so
  * that, over a given parent, it reads exactly a given target view. The target
@@ -16,6 +17,7 @@ import { StrataError, badInput } from '../errors.js';
 import { chainOf, childrenOf, descendantsOf, getImage, updateImage } from '../store/catalog.js';
 import { assertNotOpen } from '../store/leases.js';
 import { countSlotRefs, loadSegment, saveSegment, segmentsOf } from '../store/maps.js';
+import type { BlockHash } from '../store/hash.js';
 import { hashBlocks, placeBlocks } from '../store/placement.js';
 import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
 import { segCompact, segExpand, segGet, type Segment } from '../store/segment.js';
@@ -29,6 +31,7 @@ import {
   isFrozen,
   type ImageRecord,
   type MapEntry,
+  type OnProgress,
   type SegmentIndex,
   type SlotNumber,
 } from '../store/types.js';
@@ -155,8 +158,16 @@ const result = (store: Store, name: string, before: number): ReshapeResult => {
   return { image: r.name, parent, virtualSize: r.virtualSize, ownBytes: r.ownBlocks * BLOCK_SIZE, ownBytesBefore: before * BLOCK_SIZE };
 };
 
+/**
+ * Options of flatten, rebase, commit and resize. `onProgress` counts the references
+ * updated (most of the time of a large reshape); a throw from it rolls back.
+ */
+export interface ReshapeOptions {
+  onProgress?: OnProgress;
+}
+
 /** The image keeps its content and stops depending on any parent. */
-export function flattenImage(store: Store, name: string): ReshapeResult {
+export function flattenImage(store: Store, name: string, opts: ReshapeOptions = {}): ReshapeResult {
   return reshapeTx(store, 'flatten', () => {
     const img = getImage(store.db, name);
     const chain = chainOf(store.db, img);
@@ -164,7 +175,7 @@ export function flattenImage(store: Store, name: string): ReshapeResult {
     if (img.parentId === null) return result(store, name, img.ownBlocks);
     const deltas: RefDeltas = new Map();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: [], size: img.virtualSize }, deltas);
-    applyRefDeltas(store.db, deltas);
+    applyRefDeltas(store.db, deltas, undefined, opts.onProgress);
     updateImage(store.db, img.id, { parentId: null, ownBlocks, kind: isFrozen(img) ? frozenKind(null) : 'leaf' });
     touchDescendants(store, img);
     return result(store, name, img.ownBlocks);
@@ -172,7 +183,7 @@ export function flattenImage(store: Store, name: string): ReshapeResult {
 }
 
 /** The image keeps its content over a new frozen parent; its own map keeps only what differs from it. */
-export function rebaseImage(store: Store, name: string, onto: string): ReshapeResult {
+export function rebaseImage(store: Store, name: string, onto: string, opts: ReshapeOptions = {}): ReshapeResult {
   return reshapeTx(store, 'rebase', () => {
     const img = getImage(store.db, name);
     const parent = getImage(store.db, onto);
@@ -189,7 +200,7 @@ export function rebaseImage(store: Store, name: string, onto: string): ReshapeRe
     assertNotOpen(store, [img, ...below], `rebase ${name}`);
     const deltas: RefDeltas = new Map();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: parentChain, size: img.virtualSize }, deltas);
-    applyRefDeltas(store.db, deltas);
+    applyRefDeltas(store.db, deltas, undefined, opts.onProgress);
     updateImage(store.db, img.id, { parentId: parent.id, ownBlocks, kind: isFrozen(img) ? frozenKind(parent.id) : 'leaf' });
     touchDescendants(store, img);
     return result(store, name, img.ownBlocks);
@@ -205,10 +216,11 @@ export interface CommitResult extends ReshapeResult {
 
 /**
  * Merges a leaf's changes into its parent, which must have no other child
- * (they would see their parent change). The parent takes the leaf's content
+ * (they would see their parent change), and, unless forced, must not be a
+ * snapshot: a snapshot keeps what it held when it was taken. The parent takes the leaf's content
  * and size; the leaf goes on, empty, above it.
  */
-export function commitImage(store: Store, leafName: string): CommitResult {
+export function commitImage(store: Store, leafName: string, opts: ReshapeOptions & { force?: boolean } = {}): CommitResult {
   return reshapeTx(store, 'commit', () => {
     const leaf = getImage(store.db, leafName);
     if (leaf.kind !== 'leaf') {
@@ -229,6 +241,12 @@ export function commitImage(store: Store, leafName: string): CommitResult {
       throw new StrataError('E_HAS_CHILDREN', `cannot commit ${leafName}: it has children`, { image: leafName });
     }
     assertNotOpen(store, [leaf, parent], `commit ${leafName} into ${parent.name}`);
+    if (parent.snapshotAt !== null && !opts.force) {
+      throw badInput(
+        `cannot commit ${leafName} into ${parent.name}: ${parent.name} is a snapshot (taken ${new Date(parent.snapshotAt).toISOString()}) and would no longer hold what it held then; pass --force to change it, or snapshot ${leafName} instead`,
+        { image: leafName, parent: parent.name },
+      );
+    }
     const deltas: RefDeltas = new Map();
     // The parent must read what the leaf reads now, over the parent's own parent.
     const ownBlocks = rewriteOwnMap(store, { image: parent, target: chain, parent: chain.slice(2), size: leaf.virtualSize }, deltas);
@@ -239,7 +257,7 @@ export function commitImage(store: Store, leafName: string): CommitResult {
       for (const [slot, n] of refs) addRef(deltas, slot, -n);
       saveSegment(store.db, leaf.id, seg, INHERIT);
     }
-    applyRefDeltas(store.db, deltas);
+    applyRefDeltas(store.db, deltas, undefined, opts.onProgress);
     updateImage(store.db, parent.id, { ownBlocks, virtualSize: leaf.virtualSize });
     updateImage(store.db, leaf.id, { ownBlocks: 0 });
     const r = result(store, leafName, leaf.ownBlocks);
@@ -248,12 +266,38 @@ export function commitImage(store: Store, leafName: string): CommitResult {
 }
 
 /**
+ * When `end` is inside a block and the chain reads a slot there whose bytes
+ * past `end` are not all zero: that block with those bytes zeroed, placed
+ * (deduplicated like any write) for the caller to commit. Otherwise null.
+ */
+function zeroedTail(store: Store, chain: readonly ImageRecord[], end: number): { block: number; entry: MapEntry; fresh: Map<SlotNumber, BlockHash> } | null {
+  const tail = end % BLOCK_SIZE;
+  if (tail === 0) return null;
+  const block = Math.floor(end / BLOCK_SIZE);
+  const view = resolveFrozen(store, chain, 0, Math.floor(block / SEGMENT_ENTRIES) as SegmentIndex);
+  const e = segGet(view, block % SEGMENT_ENTRIES);
+  if (e < 2) return null;
+  const buf = Buffer.alloc(BLOCK_SIZE);
+  store.blocks.read(entrySlot(e), 1, buf, 0);
+  if (!buf.subarray(tail).some((x) => x !== 0)) return null;
+  buf.fill(0, tail);
+  const placed = placeBlocks(store, [buf], hashBlocks(store, [buf]));
+  return { block, entry: placed.entries[0], fresh: placed.fresh };
+}
+
+/**
  * Grows a leaf, or shrinks it with `shrink`. Blocks past the new end are
  * dropped; blocks a grow exposes read zeros (ZERO over a parent's data).
- * A shrink to a size inside a block stores that block again with its tail
- * zeroed, so a later grow cannot bring the cut bytes back.
+ *
+ * The block holding the smaller of the two ends, when that end is inside a
+ * block, is stored again with its bytes past that end zeroed. On a shrink,
+ * so that a later grow cannot bring the cut bytes back. On a grow, because
+ * the bytes past the old end are not always zero: the leaf may read that
+ * block whole from a larger parent, or hold its own copy of such a block
+ * after a write into it. Imports now zero that tail (copySourceInto), but
+ * leaves imported before hold such blocks.
  */
-export function resizeImage(store: Store, name: string, size: number, opts: { shrink?: boolean } = {}): ReshapeResult {
+export function resizeImage(store: Store, name: string, size: number, opts: ReshapeOptions & { shrink?: boolean } = {}): ReshapeResult {
   checkVirtualSize(size);
   return reshapeTx(store, 'resize', () => {
     const img = getImage(store.db, name);
@@ -267,26 +311,11 @@ export function resizeImage(store: Store, name: string, size: number, opts: { sh
     assertNotOpen(store, [img], `resize ${name}`);
     const chain = chainOf(store.db, img);
     const deltas: RefDeltas = new Map();
-    const override = new Map<number, MapEntry>();
-    let fresh = new Map<SlotNumber, number>();
-    const tail = size % BLOCK_SIZE;
-    if (size < img.virtualSize && tail !== 0) {
-      const last = Math.floor(size / BLOCK_SIZE);
-      const view = resolveFrozen(store, chain, 0, Math.floor(last / SEGMENT_ENTRIES) as SegmentIndex);
-      const e = segGet(view, last % SEGMENT_ENTRIES);
-      if (e >= 2) {
-        const buf = Buffer.alloc(BLOCK_SIZE);
-        store.blocks.read(entrySlot(e), 1, buf, 0);
-        if (buf.subarray(tail).some((x) => x !== 0)) {
-          buf.fill(0, tail);
-          const placed = placeBlocks(store, [buf], hashBlocks(store, [buf]));
-          override.set(last, placed.entries[0]);
-          fresh = placed.fresh;
-        }
-      }
-    }
+    const cut = zeroedTail(store, chain, Math.min(size, img.virtualSize));
+    const override = new Map<number, MapEntry>(cut ? [[cut.block, cut.entry]] : []);
+    const fresh = cut?.fresh ?? new Map<SlotNumber, BlockHash>();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: chain.slice(1), size, override }, deltas);
-    applyRefDeltas(store.db, deltas, fresh);
+    applyRefDeltas(store.db, deltas, fresh, opts.onProgress);
     updateImage(store.db, img.id, { ownBlocks, virtualSize: size });
     return result(store, name, img.ownBlocks);
   });

@@ -7,10 +7,13 @@
  */
 import type { BlockDevice } from '../image/device.js';
 import { openImage, type Image } from '../image/image.js';
+import { assertNameFree } from '../store/catalog.js';
+import { cloneNames, cloneSummary, insertClones, snapshotSummary } from '../image/lifecycle.js';
 import { listVisibleImages } from '../store/catalog.js';
+import type { ControlRequest } from './control.js';
 import type { Store } from '../store/store.js';
 import { isFrozen } from '../store/types.js';
-import { notFound } from '../errors.js';
+import { badInput, notFound } from '../errors.js';
 import type { ExportCatalog } from './exports.js';
 
 const SERVE_DIRTY_LIMIT = 16 * 1024 * 1024;
@@ -18,6 +21,10 @@ const SERVE_DIRTY_LIMIT = 16 * 1024 * 1024;
 export interface StoreCatalog extends ExportCatalog {
   /** Flushes and closes every image the catalog holds open. */
   closeAll(): void;
+  /** Does what another process asked of a leaf this server writes (see control.ts). */
+  control(req: ControlRequest): unknown;
+  /** Where this server takes those requests, as recorded in its leases. */
+  readonly controlPath?: string;
 }
 
 /** Keeps the image open when the NBD layer is done with it: the catalog owns its lifetime. */
@@ -31,11 +38,37 @@ function pinned(img: Image): BlockDevice {
   });
 }
 
-export function storeCatalog(store: Store, names?: readonly string[]): StoreCatalog {
+/** Closing forgets the image in `live` too. */
+function tracked(img: Image, live: Map<string, Image>): BlockDevice {
+  return new Proxy(img, {
+    get(target, prop, receiver) {
+      if (prop === 'close') {
+        return () => {
+          if (live.get(target.name) === target) live.delete(target.name);
+          target.close();
+        };
+      }
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+/**
+ * `control`: this server's control socket, recorded in the leases of the
+ * leaves it writes, so other processes can ask it for snapshots.
+ */
+export function storeCatalog(store: Store, names?: readonly string[], opts: { control?: string } = {}): StoreCatalog {
   const held = new Map<string, Image>();
+  /** Every image open now, named or opened on demand. */
+  const live = new Map<string, Image>();
   // A server holds many exports for a long time: a smaller write-back window (flushed
   // by itself when full) keeps its memory bounded, at the cost of more frequent syncs.
-  const open = (name: string) => openImage(store, name, { writable: 'if-leaf', dirtyLimit: SERVE_DIRTY_LIMIT });
+  const open = (name: string) => {
+    const img = openImage(store, name, { writable: 'if-leaf', dirtyLimit: SERVE_DIRTY_LIMIT, control: opts.control });
+    live.set(name, img);
+    return img;
+  };
   if (names && names.length > 0) {
     try {
       for (const n of names) if (!held.has(n)) held.set(n, open(n));
@@ -45,6 +78,7 @@ export function storeCatalog(store: Store, names?: readonly string[]): StoreCata
     }
   }
   return {
+    controlPath: opts.control,
     list() {
       const visible = listVisibleImages(store.db);
       return visible
@@ -55,11 +89,26 @@ export function storeCatalog(store: Store, names?: readonly string[]): StoreCata
       const h = held.get(name);
       if (h) return pinned(h);
       if (names?.length) throw notFound(`image ${name} is not exported by this server`, { image: name });
-      return open(name);
+      return tracked(open(name), live);
     },
     closeAll() {
       for (const img of held.values()) img.close();
       held.clear();
+      live.clear();
+    },
+    control(req) {
+      const img = live.get(req.image);
+      if (!img || img.readOnly) throw notFound(`this server does not write image ${req.image}`, { image: req.image });
+      if (req.op === 'snapshot') return snapshotSummary(img.snapshot(req.snapshot));
+      if (req.op === 'clone') {
+        const valid = cloneNames(req.names);
+        const r = img.snapshot(undefined, (snap) => {
+          for (const n of valid) assertNameFree(store.db, n);
+          return insertClones(store, snap, valid);
+        });
+        return cloneSummary({ parent: r.snapshot, snapshot: r.snapshot, clones: r.also! });
+      }
+      throw badInput(`unknown control request ${JSON.stringify((req as { op?: unknown }).op)}`);
     },
   };
 }

@@ -15,9 +15,11 @@ interface ImageRow {
   source: string | null;
   own_blocks: number;
   generation: number;
+  snap_seq: number;
+  snapshot_at: number | null;
 }
 
-const COLS = 'id, name, kind, parent_id, virtual_size, created_at, labels, source, own_blocks, generation';
+const COLS = 'id, name, kind, parent_id, virtual_size, created_at, labels, source, own_blocks, generation, snap_seq, snapshot_at';
 
 function toRecord(r: ImageRow): ImageRecord {
   return {
@@ -31,6 +33,8 @@ function toRecord(r: ImageRow): ImageRecord {
     source: r.source ? (JSON.parse(r.source) as Record<string, unknown>) : null,
     ownBlocks: r.own_blocks,
     generation: r.generation,
+    snapSeq: r.snap_seq,
+    snapshotAt: r.snapshot_at,
   };
 }
 
@@ -121,24 +125,44 @@ export interface NewImage {
   labels?: Record<string, string>;
   source?: Record<string, unknown> | null;
   createdAt?: number;
+  snapSeq?: number;
 }
 
 export function insertImage(db: Database.Database, img: NewImage): ImageRecord {
   assertNameFree(db, img.name);
   const r = db
-    .prepare('INSERT INTO images(name, kind, parent_id, virtual_size, created_at, labels, source) VALUES (?, ?, ?, ?, ?, ?, ?)')
-    .run(img.name, img.kind, img.parentId, img.virtualSize, img.createdAt ?? Date.now(), JSON.stringify(img.labels ?? {}), img.source ? JSON.stringify(img.source) : null);
+    .prepare('INSERT INTO images(name, kind, parent_id, virtual_size, created_at, labels, source, snap_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    .run(
+      img.name,
+      img.kind,
+      img.parentId,
+      img.virtualSize,
+      img.createdAt ?? Date.now(),
+      JSON.stringify(img.labels ?? {}),
+      img.source ? JSON.stringify(img.source) : null,
+      img.snapSeq ?? 0,
+    );
   return getImageById(db, Number(r.lastInsertRowid) as ImageId);
 }
 
 export function updateImage(
   db: Database.Database,
   id: ImageId,
-  patch: Partial<Pick<ImageRecord, 'name' | 'kind' | 'parentId' | 'virtualSize' | 'ownBlocks' | 'source' | 'labels'>>,
+  patch: Partial<Pick<ImageRecord, 'name' | 'kind' | 'parentId' | 'virtualSize' | 'ownBlocks' | 'source' | 'labels' | 'snapSeq' | 'snapshotAt'>>,
 ): void {
   const sets: string[] = ['generation = generation + 1'];
   const vals: unknown[] = [];
-  const col: Record<string, string> = { name: 'name', kind: 'kind', parentId: 'parent_id', virtualSize: 'virtual_size', ownBlocks: 'own_blocks', source: 'source', labels: 'labels' };
+  const col: Record<string, string> = {
+    name: 'name',
+    kind: 'kind',
+    parentId: 'parent_id',
+    virtualSize: 'virtual_size',
+    ownBlocks: 'own_blocks',
+    source: 'source',
+    labels: 'labels',
+    snapSeq: 'snap_seq',
+    snapshotAt: 'snapshot_at',
+  };
   for (const [k, v] of Object.entries(patch)) {
     sets.push(`${col[k]} = ?`);
     vals.push(k === 'source' || k === 'labels' ? (v == null ? null : JSON.stringify(v)) : v);

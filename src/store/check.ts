@@ -27,7 +27,7 @@ import { faultPoint } from './faults.js';
 import { freeSlots } from './freelist.js';
 import { STORE_LEASE, leaseTx, releaseLease } from './leases.js';
 import { metaNumber, type Store } from './store.js';
-import { BLOCK_SIZE, SEGMENT_ENTRIES, type SlotNumber } from './types.js';
+import { BLOCK_SIZE, SEGMENT_ENTRIES, type OnProgress, type SlotNumber } from './types.js';
 
 export type FaultClass = 'corruption' | 'leak';
 
@@ -83,9 +83,18 @@ interface ImageRow {
   own_blocks: number;
 }
 
-export function checkStore(store: Store, opts: { repair?: boolean } = {}): CheckReport {
+export interface CheckOptions {
+  repair?: boolean;
+  /**
+   * Bytes of slots verified, of all in use. A throw from it stops the check:
+   * a repair rolls back whole, a plain check has changed nothing.
+   */
+  onProgress?: OnProgress;
+}
+
+export function checkStore(store: Store, opts: CheckOptions = {}): CheckReport {
   const t0 = performance.now();
-  const run = () => runCheck(store, !!opts.repair);
+  const run = () => runCheck(store, !!opts.repair, opts.onProgress);
   // Repair holds the write lock throughout, so nothing changes between finding a fault and fixing it.
   const repairTx = () => {
     const r = run();
@@ -140,7 +149,7 @@ function confirmDataFaults(store: Store, report: CheckReport): CheckReport {
   return summarize(report.faults.filter((f) => !gone.has(f)), report.images, report.slots, report.slotsVerified);
 }
 
-function runCheck(store: Store, repair: boolean): CheckReport {
+function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): CheckReport {
   const db = store.db;
   const faults: Fault[] = [];
   const perKind = new Map<string, number>();
@@ -174,7 +183,10 @@ function runCheck(store: Store, repair: boolean): CheckReport {
 
   // ---- maps: count references per slot --------------------------------------
   const next = metaNumber(db, 'next_slot');
-  const refs = new Uint32Array(next);
+  // Float64, not Uint32: one all-equal segment is 4096 references, so 2^32 of them to one slot is
+  // only 16 TiB of a repeated block. A wrapped count would let repair free a slot in use.
+  // Doubles count exactly up to 2^53.
+  const refs = new Float64Array(next);
   const free = new Uint8Array(next);
   for (const slot of db.prepare('SELECT slot FROM free_slots').pluck().all() as number[]) {
     if (slot >= 0 && slot < next) free[slot] = 1;
@@ -299,7 +311,7 @@ function runCheck(store: Store, repair: boolean): CheckReport {
   freeSlots(db, toFree);
 
   // ---- data: read every slot in use, verify its hash ----------------------
-  const verified = verifySlots(store, inUse, hashes, fault);
+  const verified = verifySlots(store, inUse, hashes, fault, onProgress);
 
   return summarize(faults, images.length, next, verified);
 }
@@ -330,11 +342,13 @@ function markFreeHitsRepaired(faults: Fault[], slot: number, repaired: boolean):
 /** Reads slots in runs of consecutive numbers and compares each block's hash with its index row. */
 type DataFault = (c: FaultClass, k: Fault['kind'], m: string, repaired: boolean, slot: number) => void;
 
-function verifySlots(store: Store, slots: readonly number[], hashes: Map<number, number>, fault: DataFault): number {
+function verifySlots(store: Store, slots: readonly number[], hashes: Map<number, number>, fault: DataFault, onProgress?: OnProgress): number {
   const buf = Buffer.allocUnsafe(VERIFY_RUN * BLOCK_SIZE);
+  const total = slots.length * BLOCK_SIZE;
   let verified = 0;
   let i = 0;
   while (i < slots.length) {
+    onProgress?.(i * BLOCK_SIZE, total);
     let n = 1;
     while (i + n < slots.length && n < VERIFY_RUN && slots[i + n] === slots[i] + n) n++;
     try {
@@ -352,6 +366,7 @@ function verifySlots(store: Store, slots: readonly number[], hashes: Map<number,
     }
     i += n;
   }
+  onProgress?.(total, total);
   return verified;
 }
 

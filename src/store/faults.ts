@@ -5,6 +5,8 @@
  *   STRATA_FAULT=flush.after-data-sync      SIGKILL at the first hit of that point
  *   STRATA_FAULT=flush.after-commit:3       SIGKILL at its third hit
  *   STRATA_FAULT=datafile.write:enospc:2    the second data-file write fails with ENOSPC
+ *   STRATA_FAULT=progress:sleep:50          every faultDelay('progress') sleeps 50 ms: a long
+ *                                           operation, for tests, without a large input
  *   STRATA_FAULT_LOG=FILE                   append the name of every point reached to FILE
  *
  * Points are named `<operation>.<step>`; each mutating operation names its
@@ -16,8 +18,8 @@ import fs from 'node:fs';
 
 interface Spec {
   name: string;
-  action: 'kill' | 'enospc';
-  /** Fire at this hit of `name` (1-based). */
+  action: 'kill' | 'enospc' | 'sleep';
+  /** Fire at this hit of `name` (1-based); for sleep, the milliseconds of every hit. */
   at: number;
 }
 
@@ -25,6 +27,7 @@ function parse(raw: string | undefined): Spec | null {
   if (!raw) return null;
   const [name, a, b] = raw.split(':');
   if (a === 'enospc') return { name, action: 'enospc', at: Number(b ?? 1) || 1 };
+  if (a === 'sleep') return { name, action: 'sleep', at: Number(b ?? 10) || 10 };
   return { name, action: 'kill', at: Number(a ?? 1) || 1 };
 }
 
@@ -44,6 +47,11 @@ export function faultPoint(name: string): void {
   if (spec === null && log === null) return;
   const n = hit(name);
   if (spec?.action === 'kill' && spec.name === name && spec.at === n) process.kill(process.pid, 'SIGKILL');
+}
+
+/** A place that STRATA_FAULT=<name>:sleep:MS slows down. Not a kill point, and not logged. */
+export function faultDelay(name: string): void {
+  if (spec?.action === 'sleep' && spec.name === name) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, spec.at);
 }
 
 /** An I/O call that may be made to fail: returns the errno code to raise, or null. */

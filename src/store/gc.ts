@@ -21,12 +21,16 @@
  * are cut after, inside the transaction; if the commit then fails, the free
  * list still names slots past the end of a file, which is harmless (a write
  * there extends the file; nothing reads a free slot).
+ *
+ * A throw from `onProgress` (Ctrl-C in the CLI) rolls the transaction back
+ * the same way: the rows are as before, and what was already cut or punched
+ * held only free slots, so it stays returned to the file system.
  */
 import { nativeStatus } from './native.js';
 import { faultPoint } from './faults.js';
 import { reusableEpoch } from './freelist.js';
 import { metaNumber, setMeta, type Store } from './store.js';
-import type { SlotNumber } from './types.js';
+import { BLOCK_SIZE, type OnProgress, type SlotNumber } from './types.js';
 
 export interface GcOptions {
   /**
@@ -35,6 +39,8 @@ export interface GcOptions {
    * The tail is cut as always.
    */
   freedAfter?: number;
+  /** Bytes of free slots gone through; may throw to stop (see the note above). */
+  onProgress?: OnProgress;
 }
 
 /** What became of the slots freed after `freedAfter`. */
@@ -108,12 +114,16 @@ export function collectGarbage(store: Store, opts: GcOptions = {}): GcReport {
       faultPoint('gc.after-punch');
       runLen = 0;
     };
-    const punchable =
+    const free = (
       since === undefined
         ? db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? ORDER BY slot').pluck().all(limit)
-        : db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? AND epoch > ? ORDER BY slot').pluck().all(limit, since);
-    for (const slot of punchable as number[]) {
+        : db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? AND epoch > ? ORDER BY slot').pluck().all(limit, since)
+    ) as number[];
+    const total = free.length * BLOCK_SIZE;
+    for (let i = 0; i < free.length; i++) {
+      const slot = free[i];
       if (tried && !supported) break;
+      if (i % 1024 === 0) opts.onProgress?.(i * BLOCK_SIZE, total);
       if (runLen > 0 && slot === runStart + runLen) runLen++;
       else {
         flush();

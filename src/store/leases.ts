@@ -72,9 +72,10 @@ interface LeaseRow {
   mode: LeaseMode;
   locked: number;
   pin: number | null;
+  control: string | null;
 }
 
-const COLS = 'id, image_id, pid, start_time, host, mode, locked, pin';
+const COLS = 'id, image_id, pid, start_time, host, mode, locked, pin, control';
 
 function rowIsLive(store: Store, r: LeaseRow): boolean {
   if (r.locked === 1 && store.locks.supported) return store.locks.held(r.id);
@@ -108,6 +109,13 @@ export function oldestPin(store: Store): number | null {
   return rows.length === 0 ? null : Math.min(...rows.map((r) => r.pin!));
 }
 
+export type { LeaseRow };
+
+/** The live writer of an image, if any. Call inside a write transaction. */
+export function writerOf(store: Store, imageId: ImageId): LeaseRow | undefined {
+  return liveLeases(store, [imageId]).find((l) => l.mode === 'write');
+}
+
 const holder = (r: LeaseRow) => `process ${r.pid}${r.host && r.host !== os.hostname() ? ` on host ${r.host}` : ''}`;
 
 /**
@@ -115,25 +123,19 @@ const holder = (r: LeaseRow) => `process ${r.pid}${r.host && r.host !== os.hostn
  * `pin`, the lease keeps every slot the holder may read from reuse. Call
  * inside a write transaction (see leaseTx), whose rollback must release it.
  */
-export function takeLease(store: Store, imageId: ImageId, imageName: string, mode: LeaseMode, opts: { pin?: boolean } = {}): Lease {
+export function takeLease(store: Store, imageId: ImageId, imageName: string, mode: LeaseMode, opts: { pin?: boolean; control?: string } = {}): Lease {
   if (mode === 'write') {
-    const writer = liveLeases(store, [imageId]).find((l) => l.mode === 'write');
+    const writer = writerOf(store, imageId);
     if (writer) {
       throw new StrataError('E_BUSY', `image ${imageName} is open for writing by ${holder(writer)}`, { image: imageName, pid: writer.pid });
     }
   }
   const locked = store.locks.supported ? 1 : 0;
   const pin = opts.pin ? metaNumber(store.db, 'free_epoch') : null;
-  const r = prepared(store.db, 'INSERT INTO leases(image_id, pid, start_time, host, mode, opened_at, locked, pin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(
-    imageId,
-    process.pid,
-    SELF_START,
-    os.hostname(),
-    mode,
-    Date.now(),
-    locked,
-    pin,
-  );
+  const r = prepared(
+    store.db,
+    'INSERT INTO leases(image_id, pid, start_time, host, mode, opened_at, locked, pin, control) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  ).run(imageId, process.pid, SELF_START, os.hostname(), mode, Date.now(), locked, pin, opts.control ?? null);
   const id = Number(r.lastInsertRowid);
   if (!locked) return { id, fd: null };
   // Ids are never reused (AUTOINCREMENT), so nobody else can hold this byte.
@@ -171,14 +173,30 @@ export function releaseLease(store: Store, lease: Lease): void {
   store.writeVolatile(() => prepared(store.db, 'DELETE FROM leases WHERE id = ?').run(lease.id));
 }
 
-/** Refuses an operation that would change images some process has open. Call inside a write transaction. */
-export function assertNotOpen(store: Store, images: readonly { id: ImageId; name: string }[], what: string): void {
-  const live = liveLeases(store, images.map((i) => i.id));
+/** Moves a lease of this process to another image: a live snapshot hands the writer lease to the new leaf row. */
+export function moveLease(store: Store, lease: Lease, imageId: ImageId): void {
+  prepared(store.db, 'UPDATE leases SET image_id = ? WHERE id = ?').run(imageId, lease.id);
+}
+
+/**
+ * Refuses an operation that would change images some process has open
+ * (`writersOnly`: that some process is writing), other than through the
+ * lease `except`. Call inside a write transaction. The error's data names the
+ * holder's control socket, where a server takes the request itself.
+ */
+export function assertNotOpen(
+  store: Store,
+  images: readonly { id: ImageId; name: string }[],
+  what: string,
+  opts: { writersOnly?: boolean; except?: Lease } = {},
+): void {
+  const live = liveLeases(store, images.map((i) => i.id)).filter((l) => l.id !== opts.except?.id && (!opts.writersOnly || l.mode === 'write'));
   if (live.length > 0) {
     const img = images.find((i) => i.id === live[0].image_id)!;
     throw new StrataError('E_BUSY', `cannot ${what}: image ${img.name} is open by ${holder(live[0])}`, {
       image: img.name,
       pid: live[0].pid,
+      ...(live[0].control ? { control: live[0].control } : {}),
     });
   }
 }

@@ -18,6 +18,11 @@
  *   comparing the holder's pid and start time, which cannot see a holder in
  *   another PID namespace (a container sharing the store volume).
  *
+ * - watchInterrupt: SIGINT as a flag that synchronous work polls at safe
+ *   points (a JS signal handler would run only after the work is done).
+ *   Fallback: none; Ctrl-C then ends the process at once, as it would
+ *   without any handler.
+ *
  * `STRATA_NO_NATIVE=1` forces the fallback, for tests and for ruling the
  * addon out when debugging.
  *
@@ -37,7 +42,10 @@ interface Addon {
   seekHole(fd: number, offset: number): number;
   lockRange(fd: number, offset: number, length: number, exclusive: boolean): boolean;
   rangeLocked(fd: number, offset: number, length: number): boolean;
-  features: { punchHole: boolean; seekData: boolean; ofdLock?: boolean };
+  interruptArm?(): boolean;
+  interruptDisarm?(): void;
+  interrupted?(): boolean;
+  features: { punchHole: boolean; seekData: boolean; ofdLock?: boolean; interrupt?: boolean };
 }
 
 export interface NativeStatus {
@@ -141,5 +149,24 @@ export function ofdLocks(): OfdLocks | null {
   return {
     lock: (fd, offset, length, exclusive) => addon.lockRange(fd, offset, length, exclusive),
     locked: (fd, offset, length) => addon.rangeLocked(fd, offset, length),
+  };
+}
+
+/** SIGINT caught as a flag, from watchInterrupt() until stop(). */
+export interface InterruptWatch {
+  /** Whether SIGINT came since the watch began. A second SIGINT exits the process at once (status 130). */
+  interrupted(): boolean;
+  /** Puts back the SIGINT handling of before. */
+  stop(): void;
+}
+
+/** Starts catching SIGINT as a flag; null where the addon (or the platform) cannot. */
+export function watchInterrupt(): InterruptWatch | null {
+  const { addon } = load();
+  if (!addon || !addon.features.interrupt || typeof addon.interruptArm !== 'function') return null;
+  if (!addon.interruptArm()) return null;
+  return {
+    interrupted: () => addon.interrupted!(),
+    stop: () => addon.interruptDisarm!(),
   };
 }

@@ -8,7 +8,7 @@ import { corrupt } from '../errors.js';
 import { freeSlots } from './freelist.js';
 import { prepared } from './statements.js';
 import type { BlockHash } from './hash.js';
-import type { SlotNumber } from './types.js';
+import { BLOCK_SIZE, type OnProgress, type SlotNumber } from './types.js';
 
 export type RefDeltas = Map<number, number>;
 
@@ -21,8 +21,10 @@ export function addRef(d: RefDeltas, slot: number, by: number): void {
 /**
  * Applies deltas. `fresh` are slots allocated by this transaction, with the
  * hash of what was written to them; they get their block-index row here.
+ * `onProgress` counts the slots updated, as 4 KiB each: for rm or flatten of
+ * a large image this loop is most of the time.
  */
-export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: Map<SlotNumber, BlockHash> = new Map()): void {
+export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: Map<SlotNumber, BlockHash> = new Map(), onProgress?: OnProgress): void {
   const insert = prepared(db, 'INSERT INTO blocks(slot, hash, refcount) VALUES (?, ?, ?)');
   const get = prepared(db, 'SELECT refcount FROM blocks WHERE slot = ?').pluck();
   const update = prepared(db, 'UPDATE blocks SET refcount = ? WHERE slot = ?');
@@ -41,7 +43,10 @@ export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: 
   for (let i = 0; i < rows.length; i += 3) insert.run(rows[i], rows[i + 1], rows[i + 2]);
   // Increments before decrements: a slot moving between images never touches zero.
   const order = [...deltas].filter(([s]) => !fresh.has(s as SlotNumber)).sort((a, b) => b[1] - a[1]);
-  for (const [slot, d] of order) {
+  const total = order.length * BLOCK_SIZE;
+  for (let i = 0; i < order.length; i++) {
+    const [slot, d] = order[i];
+    if (onProgress && i % 1024 === 0) onProgress(i * BLOCK_SIZE, total);
     const cur = get.get(slot) as number | undefined;
     if (cur === undefined) throw corrupt(`map references slot ${slot}, which has no block-index row`, { slot });
     const next = cur + d;
@@ -52,4 +57,5 @@ export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: 
     } else update.run(next, slot);
   }
   freeSlots(db, freed);
+  onProgress?.(total, total);
 }

@@ -68,23 +68,37 @@ const MIGRATIONS: string[] = [
     mode TEXT NOT NULL CHECK (mode IN ('read', 'write')),
     opened_at INTEGER NOT NULL,
     locked INTEGER NOT NULL CHECK (locked IN (0, 1)),  -- 1: live exactly while byte id of STORE/lock is locked
-    pin INTEGER                             -- free epoch of the holder's view; NULL: pins nothing
+    pin INTEGER,                            -- free epoch of the holder's view; NULL: pins nothing
+    control TEXT                            -- Unix socket where the holder takes requests (a server's snapshots)
   ) STRICT;
   CREATE INDEX leases_image ON leases(image_id);
   ALTER TABLE free_slots ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+  -- Snapshot numbers only grow: the next LEAF.snapN is past every N this leaf ever had.
+  ALTER TABLE images ADD COLUMN snap_seq INTEGER NOT NULL DEFAULT 0;
+  -- Set on the frozen image a snapshot made: when it was taken (it is never changed behind the user's back).
+  ALTER TABLE images ADD COLUMN snapshot_at INTEGER;
   INSERT INTO meta(key, value) VALUES ('free_epoch', 0);
   `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-export function migrate(db: Database.Database): void {
-  const version = db.pragma('user_version', { simple: true }) as number;
+function checkVersion(version: number): void {
   if (version > SCHEMA_VERSION) {
     throw new StrataError('E_UNSUPPORTED', `store schema version ${version} is newer than this strata (${SCHEMA_VERSION}); upgrade strata`);
   }
-  if (version === SCHEMA_VERSION) return;
+}
+
+export function migrate(db: Database.Database): void {
+  // Every command opens the store: an up-to-date one is settled without taking the write lock.
+  const seen = db.pragma('user_version', { simple: true }) as number;
+  checkVersion(seen);
+  if (seen === SCHEMA_VERSION) return;
   db.transaction(() => {
+    // Read again under the write lock: commands racing on a new store all saw version 0 above,
+    // and every one but the first must find the migration done, not run it again.
+    const version = db.pragma('user_version', { simple: true }) as number;
+    checkVersion(version);
     for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();

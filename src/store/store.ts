@@ -47,7 +47,7 @@ export interface Store {
   readonly resolvedCache: Lru<string, Segment>;
   /** Runs `fn` in an IMMEDIATE transaction: other writers wait, readers go on. */
   write<T>(fn: () => T): T;
-  /** Like write(), for state a crash voids anyway (leases): the commit is not synced. */
+  /** Like write(), for state a crash voids anyway (leases): the commit is not synced, a checkpoint it triggers is. */
   writeVolatile<T>(fn: () => T): T;
   close(): void;
 }
@@ -144,7 +144,10 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
     write,
     writeVolatile<T>(fn: () => T): T {
       if (durability !== 'full') return write(fn);
-      db.pragma('synchronous = OFF');
+      // NORMAL, not OFF: in WAL mode NORMAL skips only the commit's sync. An auto-checkpoint this
+      // commit triggers copies acknowledged frames into strata.db and the next writer restarts the
+      // WAL over them, so that checkpoint must still sync the WAL before and strata.db after.
+      db.pragma('synchronous = NORMAL');
       try {
         return write(fn);
       } finally {

@@ -55,6 +55,19 @@ export interface ImageRecord {
   ownBlocks: number;
   /** Bumped whenever the image's map changes, so cached resolutions are never stale. */
   generation: number;
+  /** The highest N of the LEAF.snapN snapshots this leaf has had: numbers only grow. */
+  snapSeq: number;
+  /** When a snapshot took this frozen image (ms since the epoch); null for images no snapshot made. */
+  snapshotAt: number | null;
 }
+
+/**
+ * Told how far a long operation has come: `done` of `total` bytes (of the
+ * image, file or slots it works through). Called at safe points only, so it
+ * may throw to stop the operation, which is then undone like on any error
+ * (a transaction rolls back, an import drops its hidden image, an export
+ * removes its output file). The CLI draws progress and stops on Ctrl-C here.
+ */
+export type OnProgress = (done: number, total: number) => void;
 
 export const isFrozen = (r: Pick<ImageRecord, 'kind'>): boolean => r.kind !== 'leaf';

@@ -107,7 +107,7 @@ describe('reshape: content is byte-identical before and after, check clean after
     // vm3-s1 (frozen) has vm3 as its only child.
     writeAt(store, 'vm3', 7 * MiB, fill(4, 3 * 4096));
     const before = contents(store, dir);
-    const r = commitImage(store, 'vm3');
+    const r = commitImage(store, 'vm3', { force: true }); // vm3-s1 is a snapshot
     expect(r.into).toBe('vm3-s1');
     expect(getImage(store.db, 'vm3').ownBlocks).toBe(0);
     const after = contents(store, dir);
@@ -186,13 +186,15 @@ describe('reshape: content is byte-identical before and after, check clean after
     const meta = metadataDigest(store);
     const p = openImage(store, 'vm1-s1');
     try {
-      expectCode(() => commitImage(store, 'vm1'), 'E_BUSY');
+      expectCode(() => commitImage(store, 'vm1', { force: true }), 'E_BUSY');
     } finally {
       p.close();
     }
     expect(metadataDigest(store)).toBe(meta);
     const before = contents(store, dir);
-    commitImage(store, 'vm1');
+    expectCode(() => commitImage(store, 'vm1'), 'E_BAD_INPUT'); // vm1-s1 is a snapshot: never changed unasked
+    expect(metadataDigest(store)).toBe(meta);
+    commitImage(store, 'vm1', { force: true });
     expect(contents(store, dir).get('vm1')).toBe(before.get('vm1'));
     clean();
   });

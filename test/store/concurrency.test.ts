@@ -12,7 +12,7 @@ import { openImage } from '../../src/image/image.js';
 import { CMD } from '../../src/nbd/protocol.js';
 import { listImages } from '../../src/store/catalog.js';
 import { openStore } from '../../src/store/store.js';
-import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
+import { STRATA_BIN, strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { auditStore } from '../helpers/consistency.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
 import { rng } from '../helpers/random.js';
@@ -22,18 +22,7 @@ const SIZE = 1 << 20;
 const DURATION_MS = 15_000;
 const WORKERS = 3;
 
-function cli(store: string, args: string[], input?: Buffer): Promise<{ status: number; out: Buffer; err: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [STRATA_BIN, '--store', store, ...args]);
-    const out: Buffer[] = [];
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => out.push(d));
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ status: code ?? -1, out: Buffer.concat(out), err }));
-    p.stdin.end(input);
-  });
-}
+const cli = strataAsync;
 
 describe('concurrency', () => {
   it(`${WORKERS} CLI workers and an NBD writer on one store for ${DURATION_MS / 1000} s: nothing lost, no busy errors`, async () => {
@@ -58,7 +47,7 @@ describe('concurrency', () => {
     const failures: string[] = [];
     let completed = 0;
     const ok = async (args: string[], input?: Buffer) => {
-      const r = await cli(store, args, input);
+      const r = await cli(store, args, { input });
       if (r.status !== 0) failures.push(`${args.join(' ')} → ${r.status}: ${r.err}`);
       else completed++;
       return r;

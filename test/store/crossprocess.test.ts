@@ -16,7 +16,7 @@ import { cloneImage, snapshotImage } from '../../src/image/lifecycle.js';
 import { flattenImage } from '../../src/image/reshape.js';
 import { CMD } from '../../src/nbd/protocol.js';
 import { openStore } from '../../src/store/store.js';
-import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
+import { STRATA_BIN, strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
 import { startServe } from '../helpers/serve.js';
 import { requireTool, run } from '../helpers/tools.js';
@@ -26,19 +26,7 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const E_BUSY = 6;
 
-/** Runs the CLI as a child without blocking the test's event loop. */
-function cli(store: string, args: string[], opts: { input?: Buffer; env?: NodeJS.ProcessEnv } = {}): Promise<{ status: number; out: Buffer; err: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [STRATA_BIN, '--store', store, ...args], { env: { ...process.env, ...opts.env } });
-    const out: Buffer[] = [];
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => out.push(d));
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ status: code ?? -1, out: Buffer.concat(out), err }));
-    p.stdin.end(opts.input);
-  });
-}
+const cli = strataAsync;
 
 async function nbdWrite(c: RawClient, offset: number, data: Buffer): Promise<void> {
   expect((await c.call(CMD.WRITE, offset, data.length, 0, data)).error).toBe(0);

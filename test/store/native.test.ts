@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { dataExtents, nativeStatus, punchHole } from '../../src/store/native.js';
+import { dataExtents, nativeStatus, ofdLocks, punchHole } from '../../src/store/native.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -201,5 +201,38 @@ describe('fallback (STRATA_NO_NATIVE=1)', () => {
       runs: [{ offset: 0, length: 2 * MiB }],
       punched: false,
     });
+  });
+});
+
+describe('OFD locks (the liveness of leases)', () => {
+  const locks = ofdLocks();
+  it.skipIf(nativeStatus().mode !== 'native')('conflict between two opens of one file in one process, see every holder, and end with the fd', () => {
+    expect(locks).not.toBeNull();
+    const file = join(dir, 'lock');
+    const a = openSync(file, 'w+');
+    const b = openSync(file, 'r+');
+    const probe = openSync(file, 'r');
+    try {
+      expect(locks!.locked(probe, 7, 1)).toBe(false);
+      expect(locks!.lock(a, 7, 1, true)).toBe(true);
+      expect(locks!.lock(b, 7, 1, true)).toBe(false); // another open file description: a conflict, even here
+      expect(locks!.lock(b, 8, 1, true)).toBe(true); // the next byte is another lease
+      expect(locks!.locked(probe, 7, 1)).toBe(true);
+      expect(locks!.locked(a, 7, 1)).toBe(false); // an OFD never conflicts with itself
+      closeSync(a);
+      expect(locks!.locked(probe, 7, 1)).toBe(false); // closing drops the lock: a dead holder's lease is gone
+      expect(locks!.lock(b, 7, 1, true)).toBe(true);
+    } finally {
+      closeSync(b);
+      closeSync(probe);
+    }
+  });
+
+  it('are absent under STRATA_NO_NATIVE=1, and leases fall back to pids', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('${nativeModule}').then((m) => console.log(m.ofdLocks() === null))`], {
+      env: { ...process.env, STRATA_NO_NATIVE: '1' },
+      encoding: 'utf8',
+    });
+    expect(r.stdout.trim(), r.stderr).toBe('true');
   });
 });

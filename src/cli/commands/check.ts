@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { checkStore, type CheckReport } from '../../store/check.js';
 import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
 
 export function renderCheck(r: CheckReport): string {
@@ -23,7 +24,10 @@ export const checkCommand = () =>
       await runCommand(
         cmd,
         async (ctx) => {
-          const r = checkStore(await ctx.store(), { repair: o.repair });
+          const store = await ctx.store();
+          const kept = (done: number, total: number) =>
+            o.repair ? 'check --repair rolled back; nothing was repaired' : `check stopped after verifying ${humanBytes(done)} of ${humanBytes(total)}; nothing was changed`;
+          const r = longWork(ctx, o.repair ? 'checking and repairing' : 'checking', kept, (onProgress) => checkStore(store, { repair: o.repair, onProgress }));
           status = r.exitStatus;
           return r;
         },

@@ -4,6 +4,7 @@ import { badInput } from '../../errors.js';
 import { createImage } from '../../image/lifecycle.js';
 import { importPath } from '../../formats/import-path.js';
 import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
 import { parseBytes, humanBytes } from '../parse.js';
 import { describeImage } from './info.js';
 
@@ -22,7 +23,11 @@ export const createCommand = () =>
           if (o.from && o.size) throw badInput('give either --size or --from, not both');
           if (o.from) {
             const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
-            return describeImage(store, (await importPath(store, o.from, name, { format: o.format, warn })).name);
+            const from = o.from;
+            const rec = await longWork(ctx, `importing ${from === '-' ? 'stdin' : path.basename(from)}`, () => 'nothing imported', (onProgress) =>
+              importPath(store, from, name, { format: o.format, warn, onProgress }),
+            );
+            return describeImage(store, rec.name);
           }
           if (!o.size) throw badInput('create needs --size SIZE (an empty image) or --from FILE (an import)');
           return describeImage(store, createImage(store, name, parseBytes(o.size)).name);

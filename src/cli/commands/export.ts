@@ -1,7 +1,23 @@
+import fs from 'node:fs';
 import { Command } from 'commander';
 import { exportFile } from '../../formats/files.js';
 import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
 import { humanBytes, parseBytes } from '../parse.js';
+
+/**
+ * What an interrupted export leaves: files are written under temporary names
+ * (formats/output.ts), so nothing; a device or a stream has had part of it.
+ */
+function interruptedExport(file: string, chain: boolean): () => string {
+  const st = file === '-' ? undefined : fs.statSync(file, { throwIfNoEntry: false });
+  return () => {
+    if (file === '-') return 'export stopped part-way: stdout got part of the image';
+    if (st && !st.isFile()) return `export stopped part-way: ${file} holds part of the image`;
+    if (chain) return 'nothing exported; no file of the chain was written';
+    return st ? `nothing exported; ${file} is as it was` : 'nothing exported; no partial file was left';
+  };
+}
 
 export const exportCommand = () =>
   new Command('export')
@@ -18,7 +34,11 @@ export const exportCommand = () =>
       runCommand(
         cmd,
         async (ctx) => {
-          const r = exportFile(await ctx.store(), name, file, { ...o, clusterSize: parseBytes(o.clusterSize, 'cluster size') });
+          const store = await ctx.store();
+          const clusterSize = parseBytes(o.clusterSize, 'cluster size');
+          const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
+          const kept = interruptedExport(file, !!o.chain);
+          const r = longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, name, file, { ...o, clusterSize, warn, onProgress }));
           // The image itself went to stdout: nothing else may follow it there.
           return file === '-' ? undefined : r;
         },

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { flattenImage } from '../../image/reshape.js';
 import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
 
 export const flattenCommand = () =>
@@ -10,7 +11,10 @@ export const flattenCommand = () =>
     .action(async (name: string, _o, cmd: Command) =>
       runCommand(
         cmd,
-        async (ctx) => flattenImage(await ctx.store(), name),
+        async (ctx) => {
+          const store = await ctx.store();
+          return longWork(ctx, `flattening ${name}`, () => `${name} is unchanged`, (onProgress) => flattenImage(store, name, { onProgress }));
+        },
         (r) => `${r.image} is flat: own ${humanBytes(r.ownBytes)} (was ${humanBytes(r.ownBytesBefore)})\n`,
       ),
     );

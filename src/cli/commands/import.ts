@@ -1,7 +1,9 @@
+import path from 'node:path';
 import { Command } from 'commander';
 import { listQcow2Snapshots } from '../../formats/files.js';
 import { importPath } from '../../formats/import-path.js';
 import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
 import { humanBytes, parseBytes } from '../parse.js';
 import { table } from '../render.js';
 import { describeImage, type ImageInfo } from './info.js';
@@ -42,7 +44,10 @@ export const importCommand = () =>
           const store = await ctx.store();
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
           const dirtyLimit = o.dirtyLimit === undefined ? undefined : parseBytes(o.dirtyLimit, 'dirty limit');
-          return describeImage(store, (await importPath(store, file, name, { ...o, dirtyLimit, warn })).name);
+          const rec = await longWork(ctx, `importing ${file === '-' ? 'stdin' : path.basename(file)}`, () => 'nothing imported', (onProgress) =>
+            importPath(store, file, name, { ...o, dirtyLimit, warn, onProgress }),
+          );
+          return describeImage(store, rec.name);
         },
         (r) =>
           Array.isArray(r)

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { badInput } from '../../errors.js';
 import { rebaseImage } from '../../image/reshape.js';
 import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
 
 export const rebaseCommand = () =>
@@ -14,7 +15,8 @@ export const rebaseCommand = () =>
         cmd,
         async (ctx) => {
           if (!o.onto) throw badInput('rebase needs --onto PARENT');
-          return rebaseImage(await ctx.store(), name, o.onto);
+          const store = await ctx.store();
+          return longWork(ctx, `rebasing ${name}`, () => `${name} is unchanged`, (onProgress) => rebaseImage(store, name, o.onto, { onProgress }));
         },
         (r) => `${r.image} now sits on ${r.parent}: own ${humanBytes(r.ownBytes)} (was ${humanBytes(r.ownBytesBefore)})\n`,
       ),

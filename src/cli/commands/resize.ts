@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { resizeImage } from '../../image/reshape.js';
 import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
 import { humanBytes, parseBytes } from '../parse.js';
 
 export const resizeCommand = () =>
@@ -12,7 +13,11 @@ export const resizeCommand = () =>
     .action(async (name: string, size: string, o: { shrink?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
-        async (ctx) => resizeImage(await ctx.store(), name, parseBytes(size), o),
+        async (ctx) => {
+          const store = await ctx.store();
+          const bytes = parseBytes(size);
+          return longWork(ctx, `resizing ${name}`, () => `${name} is unchanged`, (onProgress) => resizeImage(store, name, bytes, { ...o, onProgress }));
+        },
         (r) => `${r.image} is now ${humanBytes(r.virtualSize)} (${r.virtualSize} bytes)\n`,
       ),
     );

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { planRemoval, removeImagesAndReclaim, type RemovalReport } from '../../image/lifecycle.js';
 import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
 
 interface RmResult {
@@ -43,7 +44,7 @@ export const rmCommand = () =>
             const plan = planRemoval(store, names, o);
             return { dryRun: true, removed: plan.images.map((i) => i.name), freedBytes: plan.freedBytes };
           }
-          const r: RemovalReport = removeImagesAndReclaim(store, names, o);
+          const r: RemovalReport = longWork(ctx, `removing ${names.join(', ')}`, () => 'nothing removed', (onProgress) => removeImagesAndReclaim(store, names, { ...o, onProgress }));
           return { dryRun: false, ...r, removed: r.removed.map((i) => i.name) };
         },
         (r) =>

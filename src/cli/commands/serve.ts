@@ -66,11 +66,18 @@ export const serveCommand = () =>
           const tlsKey = readPem(o.tlsKey, 'TLS key');
           const tls = tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey, ca: readPem(o.tlsCa, 'TLS CA') } : undefined;
 
-          const [{ startNbdServer }, { storeCatalog }] = await Promise.all([import('../../nbd/server.js'), import('../../nbd/store-catalog.js')]);
+          const [{ startNbdServer }, { storeCatalog }, { controlPath, startControl }] = await Promise.all([
+            import('../../nbd/server.js'),
+            import('../../nbd/store-catalog.js'),
+            import('../../nbd/control.js'),
+          ]);
           const store = await ctx.store();
-          const catalog = storeCatalog(store, names);
+          // Other processes ask this server for snapshots of the leaves it writes through this socket.
+          const catalog = storeCatalog(store, names, { control: controlPath(store.dir) });
           let server;
+          let control;
           try {
+            control = await startControl(catalog.controlPath!, (req) => catalog.control(req));
             server = await startNbdServer({
               catalog,
               socketPath: o.socket,
@@ -82,6 +89,7 @@ export const serveCommand = () =>
               logger: ctx.logger,
             });
           } catch (e) {
+            await control?.close();
             catalog.closeAll();
             throw e;
           }
@@ -96,6 +104,7 @@ export const serveCommand = () =>
           });
           ctx.logger.info({ signal }, 'stopping: flushing and closing exports');
           await server.close();
+          await control.close();
           catalog.closeAll();
           return undefined;
         },

@@ -14,6 +14,7 @@
 import { closeSync, fdatasyncSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { StrataError, badInput } from '../../errors.js';
 import type { Extent } from '../../image/device.js';
+import type { OnProgress } from '../../store/types.js';
 import { compressCluster } from './compress.js';
 import { EXT_BACKING_FORMAT, MAX_BACKING_NAME, MAX_L1_ENTRIES, MAX_VIRTUAL_SIZE, QCOW2_MAGIC, l1EntriesNeeded } from './header.js';
 
@@ -30,6 +31,8 @@ export interface Qcow2WriteOptions {
   compress?: boolean;
   backingFile?: string;
   backingFormat?: string;
+  /** Bytes of the virtual size gone through; may throw to stop, and the file is removed (one this call created). */
+  onProgress?: OnProgress;
   /**
    * Write into this open file or block device instead of creating `path`
    * (which then only names it in errors). The caller owns `fd`: it is neither
@@ -41,6 +44,8 @@ export interface Qcow2WriteOptions {
 }
 
 export interface Qcow2WriteResult {
+  /** Virtual size in the header: the source's size rounded up to a multiple of 512. */
+  virtualSize: number;
   /** Guest clusters stored as data (plain or compressed). */
   clusters: number;
   /** Size of the written file in bytes. */
@@ -102,10 +107,15 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
   }
   const clusterBits = Math.log2(cs);
   const size = source.size;
-  if (!Number.isSafeInteger(size) || size < 0 || size > MAX_VIRTUAL_SIZE) throw badInput(`qcow2 virtual size ${size} is out of range`);
+  // QEMU keeps a qcow2 image's size in 512-byte sectors and rounds an unaligned header size
+  // down, losing the source's last bytes; like qemu-img create, round up instead. The padding
+  // lies in the last cluster, past `size`: a data cluster is zero-filled there, and a backing
+  // file written here is padded the same way. Clusters are whole sectors, so none is added.
+  const virtualSize = Math.ceil(size / 512) * 512;
+  if (!Number.isSafeInteger(size) || size < 0 || virtualSize > MAX_VIRTUAL_SIZE) throw badInput(`qcow2 virtual size ${size} is out of range`);
   const l2PerTable = cs / 8;
   const nClusters = Math.ceil(size / cs);
-  const l1Entries = l1EntriesNeeded(size, clusterBits, false);
+  const l1Entries = l1EntriesNeeded(virtualSize, clusterBits, false);
   if (l1Entries > MAX_L1_ENTRIES) throw badInput(`virtual size ${size} needs an L1 table over 32 MiB with ${cs} byte clusters; use a larger cluster size`);
   const header = buildHeader(cs, opts);
 
@@ -181,6 +191,7 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
               if (exts[j].kind === 'data') runEnd = Math.max(runEnd, exts[j].offset + exts[j].length);
             }
             const readEnd = Math.min(gEnd, cStart + Math.max(cs, READ_AHEAD), Math.ceil(runEnd / cs) * cs);
+            opts.onProgress?.(cStart, size);
             raStart = cStart;
             raBuf = source.read(cStart, readEnd - cStart);
             if (raBuf.length !== readEnd - cStart) throw new StrataError('E_INTERNAL', `source read returned ${raBuf.length} bytes, expected ${readEnd - cStart}`);
@@ -208,6 +219,7 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
           writeEntry(l2, e, host, 0x80000000); // bit 63: refcount is exactly one
         }
       }
+      opts.onProgress?.(gEnd, size);
       if (!used) continue;
       // The L2 table follows the data it maps, so a torn write never leaves it pointing past EOF.
       const l2Host = allocCluster();
@@ -249,7 +261,7 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
     // Everything the header points at is durable before the header (and its magic) exists:
     // a crash before this point leaves a file that is not recognisably qcow2.
     fdatasyncSync(fd);
-    writeEntry(header, 24, size);
+    writeEntry(header, 24, virtualSize);
     header.writeUInt32BE(l1Entries, 36);
     writeEntry(header, 40, l1Clusters ? cs : 0);
     writeEntry(header, 48, rtOffset);
@@ -257,7 +269,7 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
     writeSync(fd, header, 0, header.length, 0);
     fdatasyncSync(fd);
     if (owned) closeSync(fd);
-    return { clusters: dataClusters, bytes: totalClusters * cs };
+    return { virtualSize, clusters: dataClusters, bytes: totalClusters * cs };
   } catch (e) {
     if (!owned) throw e;
     try {

@@ -1,0 +1,40 @@
+/**
+ * Commands started at the same moment on a store that does not exist yet
+ * (a fleet of hosts provisioning one shared volume, a script that runs
+ * several strata commands in parallel): each creates or opens the store, and
+ * exactly one of them may run the schema migration. All of them succeed.
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { STRATA_BIN, strataOk } from '../helpers/cli.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const PROCS = 6;
+const ROUNDS = 4;
+
+function cli(store: string, args: string[]): Promise<{ status: number; err: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [STRATA_BIN, '--store', store, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ status: code ?? -1, err }));
+  });
+}
+
+describe('racing on a new store', () => {
+  it(`${PROCS} processes (init and ls) on a fresh store path, ${ROUNDS} rounds: all exit 0, the store works`, async () => {
+    const dir = tmpDir();
+    for (let round = 0; round < ROUNDS; round++) {
+      const store = path.join(dir, `st${round}`);
+      const runs = await Promise.all(Array.from({ length: PROCS }, (_, i) => cli(store, i % 2 === 0 ? ['init'] : ['ls'])));
+      const failed = runs.filter((r) => r.status !== 0).map((r) => `exit ${r.status}: ${r.err.trim()}`);
+      expect(failed, `round ${round}`).toEqual([]);
+      strataOk(store, ['create', 'a', '--size', '64K']);
+      strataOk(store, ['write', 'a'], { input: Buffer.alloc(4096, 7) });
+      expect(strataOk(store, ['read', 'a', '--length', '4096']).out.equals(Buffer.alloc(4096, 7))).toBe(true);
+      expect(strataOk(store, ['check']).status).toBe(0);
+    }
+  });
+});
