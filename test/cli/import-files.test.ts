@@ -5,7 +5,7 @@
  * over the parent its backing file stands for; a second overlay on the same
  * backing file shares the layer already imported from it.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -190,5 +190,38 @@ describe.skipIf(!haveQemu)('qcow2 overlays and the parent they go over', () => {
     expect(r.stderr).toBe(`strata: ${path.join(dir, 'base.qcow2')} changed since it was imported as base; use --name-prefix to import the chain again under other names\n`);
     strataOk(store, ['import', path.join(dir, 'o1.qcow2'), 'o1-again', '--with-backing', '--name-prefix', 'new-']);
     expect(names(store)).toEqual(['base', 'new-base', 'o1', 'o1-again', 'o2']);
+  });
+});
+
+/** Waits until `re` shows in the fault log `file` (the points a process has passed). */
+async function waitForLog(file: string, re: RegExp, ms = 30_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(fs.existsSync(file) && re.test(fs.readFileSync(file, 'utf8')))) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${re} in ${file}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('Ctrl-C during an import that reads as it goes', () => {
+  it('from a pipe: exit 130, one line, no image left', async () => {
+    const dir = tmpDir();
+    const store = path.join(dir, 'st');
+    strataOk(store, ['init']);
+    const log = path.join(dir, 'points.log');
+    const child = spawn(process.execPath, [STRATA_BIN, '--store', store, 'import', '-', 'piped'], { env: { ...process.env, STRATA_FAULT_LOG: log } });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exit = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
+    child.stdin.write(disk(1024 * 1024));
+    await waitForLog(log, /^import\.after-create$/m);
+    child.kill('SIGINT');
+    // The import sees the interrupt at its next chunk.
+    await new Promise((r) => setTimeout(r, 100));
+    child.stdin.on('error', () => undefined);
+    child.stdin.write(disk(1024 * 1024));
+    expect(await exit).toBe(130);
+    expect(stderr).toBe('strata: interrupted: nothing imported\n');
+    expect(names(store)).toEqual([]);
+    expect(strata(store, ['check']).status).toBe(0);
   });
 });

@@ -5,13 +5,13 @@
  * without qemu-nbd, or for what cannot be imported safely, one line says
  * which format it is and the way in.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { detectFormat, probeFile } from '../../src/formats/magic.js';
-import { strata, strataOk } from '../helpers/cli.js';
+import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
 import { requireTool } from '../helpers/tools.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -133,5 +133,31 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
     expect(plain.stderr).toBe(`strata: warning: ${s.file} looks like a text file, not a disk image; importing it as raw all the same\n`);
     strataOk(store, ['import', s.file, 'vm', '--format', 'vmdk']);
     expect(strataOk(store, ['read', 'vm']).out.equals(s.raw)).toBe(true);
+  });
+
+  it('Ctrl-C part-way: exit 130, nothing imported, and qemu-nbd is gone', async () => {
+    const dir = tmpDir();
+    const store = path.join(dir, 'st');
+    const s = sample(dir, 'slow.vdi', 'vdi');
+    const log = path.join(dir, 'points.log');
+    // Each progress step sleeps: the import is still reading when the interrupt comes.
+    const child = spawn(process.execPath, [STRATA_BIN, '--store', store, 'import', s.file, 'slow'], {
+      env: { ...process.env, STRATA_FAULT: 'progress:sleep:300', STRATA_FAULT_LOG: log },
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exit = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
+    const until = Date.now() + 30_000;
+    while (!(fs.existsSync(log) && /^import\.after-create$/m.test(fs.readFileSync(log, 'utf8')))) {
+      if (Date.now() > until) throw new Error('the import never started');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(qemuNbdFor(s.file)).toHaveLength(1);
+    child.kill('SIGINT');
+    expect(await exit).toBe(130);
+    expect(stderr).toBe('strata: interrupted: nothing imported\n');
+    expect(qemuNbdFor(s.file)).toEqual([]);
+    expect(strataOk(store, ['ls', '--json']).stdout.trim()).toBe('[]');
+    expect(strataOk(store, ['check']).status).toBe(0);
   });
 });
