@@ -13,7 +13,7 @@ import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
-import { requireTool } from '../helpers/tools.js';
+import { requireTool, waitForFile } from '../helpers/tools.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const haveQemu = requireTool('qemu-img') && requireTool('qemu-io');
@@ -193,15 +193,6 @@ describe.skipIf(!haveQemu)('qcow2 overlays and the parent they go over', () => {
   });
 });
 
-/** Waits until `re` shows in the fault log `file` (the points a process has passed). */
-async function waitForLog(file: string, re: RegExp, ms = 30_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(fs.existsSync(file) && re.test(fs.readFileSync(file, 'utf8')))) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${re} in ${file}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe('Ctrl-C during an import that reads as it goes', () => {
   it('from a pipe: exit 130, one line, no image left', async () => {
     const dir = tmpDir();
@@ -213,7 +204,7 @@ describe('Ctrl-C during an import that reads as it goes', () => {
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exit = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
     child.stdin.write(disk(1024 * 1024));
-    await waitForLog(log, /^import\.after-create$/m);
+    await waitForFile(log, /^import\.after-create$/m);
     child.kill('SIGINT');
     // The import sees the interrupt at its next chunk.
     await new Promise((r) => setTimeout(r, 100));

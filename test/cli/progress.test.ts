@@ -20,6 +20,7 @@ import { nativeStatus } from '../../src/store/native.js';
 import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
 import { hasScript, strataInPty } from '../helpers/pty.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { waitForFile } from '../helpers/tools.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -78,14 +79,6 @@ function startStrata(args: readonly string[], env: NodeJS.ProcessEnv) {
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   const exit = new Promise<{ status: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (status, signal) => resolve({ status, signal })));
   return { child, exit, out: () => ({ stdout, stderr }) };
-}
-
-async function waitForFile(file: string, re: RegExp, ms = 30_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(fs.existsSync(file) && re.test(fs.readFileSync(file, 'utf8')))) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${re} in ${file}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** A progress line as drawn: label, percentage, bytes done of the total. */

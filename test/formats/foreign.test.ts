@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { detectFormat, probeFile } from '../../src/formats/magic.js';
 import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
-import { requireTool } from '../helpers/tools.js';
+import { requireTool, waitForFile } from '../helpers/tools.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const haveQemu = requireTool('qemu-img') && requireTool('qemu-io') && requireTool('qemu-nbd');
@@ -147,11 +147,7 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exit = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
-    const until = Date.now() + 30_000;
-    while (!(fs.existsSync(log) && /^import\.after-create$/m.test(fs.readFileSync(log, 'utf8')))) {
-      if (Date.now() > until) throw new Error('the import never started');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitForFile(log, /^import\.after-create$/m);
     expect(qemuNbdFor(s.file)).toHaveLength(1);
     child.kill('SIGINT');
     expect(await exit).toBe(130);
