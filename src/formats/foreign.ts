@@ -16,7 +16,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { StrataError, corrupt, unsupported } from '../errors.js';
+import { StrataError, corrupt, isStrataError, unsupported } from '../errors.js';
 import { connectNbd, type NbdClient } from '../nbd/client.js';
 import type { Store } from '../store/store.js';
 import type { ImageRecord } from '../store/types.js';
@@ -118,6 +118,13 @@ export async function withQemuNbd<T>(file: string, format: ForeignFormat, fn: (c
     await spawned;
     client = await waitForSocket(sock, child, () => err, file);
     return await fn(client, { virtualSize: info['virtual-size'] });
+  } catch (e) {
+    // The NBD conversation is an implementation detail: a server gone or confused is an I/O failure reading the file.
+    if (isStrataError(e, 'E_PROTOCOL')) {
+      const why = err.trim().split('\n')[0]?.replace(/^qemu-nbd: /, '') || e.message;
+      throw new StrataError('E_IO', `reading ${file} through qemu-nbd failed: ${why}`, { file }, { cause: e });
+    }
+    throw e;
   } finally {
     await client?.close().catch(() => undefined);
     await stop(child);

@@ -156,4 +156,25 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
     expect(strataOk(store, ['ls', '--json']).stdout.trim()).toBe('[]');
     expect(strataOk(store, ['check']).status).toBe(0);
   });
+
+  it('qemu-nbd dying part-way is an I/O error in one line, and nothing is imported', async () => {
+    const dir = tmpDir();
+    const store = path.join(dir, 'st');
+    const s = sample(dir, 'dies.vdi', 'vdi');
+    const log = path.join(dir, 'points.log');
+    const child = spawn(process.execPath, [STRATA_BIN, '--store', store, 'import', s.file, 'dies'], {
+      env: { ...process.env, STRATA_FAULT: 'progress:sleep:300', STRATA_FAULT_LOG: log },
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exit = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
+    await waitForFile(log, /^import\.after-create$/m);
+    const server = qemuNbdFor(s.file);
+    expect(server).toHaveLength(1);
+    process.kill(Number(server[0].split(' ')[0]), 'SIGKILL');
+    expect(await exit).toBe(ERROR_CODES.E_IO);
+    expect(stderr).toMatch(new RegExp(`^strata: reading ${s.file} through qemu-nbd failed: .+\\n$`));
+    expect(strataOk(store, ['ls', '--json']).stdout.trim()).toBe('[]');
+    expect(strataOk(store, ['check']).status).toBe(0);
+  });
 });
