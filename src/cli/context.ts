@@ -31,6 +31,12 @@ export function defaultStoreDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(data, 'strata');
 }
 
+/**
+ * The commands that may make a new store. Every other command needs one that
+ * exists, so a mistyped --store is an error, not a new empty store.
+ */
+const CREATES_STORE = new Set(['init', 'create', 'import', 'demo']);
+
 export type Render<R> = (result: R, ctx: Ctx) => string | undefined;
 
 /** Runs a command body with a context, prints its result, and always closes the store. */
@@ -43,7 +49,7 @@ export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R>
     logger: await makeLogger(g.logLevel),
     async store() {
       if (!opened) {
-        opened = await openStore(ctx.storeDir);
+        opened = await openStore(ctx.storeDir, { create: CREATES_STORE.has(cmd.name()) });
         ctx.logger.debug({ store: ctx.storeDir }, 'store opened');
         const dropped = recoverAbandoned(opened);
         if (dropped > 0) ctx.logger.warn({ dropped }, 'dropped images left by interrupted imports');
@@ -53,7 +59,7 @@ export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R>
   };
   try {
     const result = await body(ctx);
-    // A command that prints as it goes (read, serve) returns nothing, and then nothing more is printed.
+    // A command that wrote its data to stdout itself (read, export -) returns nothing to print.
     const text = result === undefined ? undefined : ctx.json ? JSON.stringify(result, null, 2) + '\n' : render(result, ctx);
     if (text) process.stdout.write(text);
   } catch (e) {

@@ -35,10 +35,20 @@ export function longWork<T>(ctx: Ctx, label: string, kept: (done: number, total:
     }
     line?.update(done, total);
   };
-  try {
-    return work(onProgress);
-  } finally {
+  const end = () => {
     line?.clear();
     watch?.stop();
+  };
+  let pending = false;
+  try {
+    const r = work(onProgress);
+    // Async work (an import read through qemu-nbd or from a pipe) keeps the line and the watch until it settles.
+    if (r instanceof Promise) {
+      pending = true;
+      return r.finally(end) as T;
+    }
+    return r;
+  } finally {
+    if (!pending) end();
   }
 }

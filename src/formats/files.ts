@@ -1,27 +1,28 @@
 /** Import and export by file format: detection, and the dispatch to raw or qcow2. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { StrataError, badInput } from '../errors.js';
+import { StrataError, badInput, unsupported } from '../errors.js';
 import { openImage } from '../image/image.js';
 import { removeImages } from '../image/lifecycle.js';
 import { ownExtents } from '../image/inspect.js';
-import { chainOf, getImage } from '../store/catalog.js';
+import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
-import type { ImageRecord, OnProgress } from '../store/types.js';
-import { importSource, type ImportOptions } from './import.js';
+import { isFrozen, type ImageRecord, type OnProgress } from '../store/types.js';
+import { fileStamp, importSource, type ImportOptions } from './import.js';
 import { backingChain, openQcow2, readQcow2Info, writeQcow2, type Qcow2Info } from './qcow2/index.js';
+import { chainFiles } from './chain-files.js';
+import { openOutput, realTarget, type Output } from './output.js';
 import { exportRaw, openFileForRead, openRawSource } from './raw.js';
 import type { ImportSource } from './source.js';
+import { FOREIGN_FORMATS, FORMAT_LABEL, detectFormat as detectMagic, probeFile, type DetectedFormat } from './magic.js';
 
 export type FileFormat = 'raw' | 'qcow2';
-const QCOW2_MAGIC = 0x514649fb;
 
-export function detectFormat(file: string): FileFormat {
+/** A file's format, by its magic (see magic.ts). */
+export function detectFormat(file: string): DetectedFormat {
   const fd = openFileForRead(file);
   try {
-    const head = Buffer.alloc(4);
-    const n = fs.readSync(fd, head, 0, 4, 0);
-    return n === 4 && head.readUInt32BE(0) === QCOW2_MAGIC ? 'qcow2' : 'raw';
+    return detectMagic(probeFile(fd, fs.fstatSync(fd).size));
   } finally {
     fs.closeSync(fd);
   }
@@ -33,6 +34,14 @@ function checkFormat(f: string | undefined): FileFormat | undefined {
   return f;
 }
 
+/** An import's --format: raw, qcow2, or a format qemu-nbd reads, by QEMU's name (vhd for vpc too). */
+export function checkImportFormat(f: string | undefined): Exclude<DetectedFormat, 'luks'> | undefined {
+  if (f === undefined) return undefined;
+  const g = f === 'vhd' ? 'vpc' : f;
+  if (g === 'raw' || g === 'qcow2' || (FOREIGN_FORMATS as readonly string[]).includes(g)) return g as Exclude<DetectedFormat, 'luks'>;
+  throw badInput(`unknown format ${JSON.stringify(f)}: use raw, qcow2, or one qemu-nbd reads: vhd, ${FOREIGN_FORMATS.filter((x) => x !== 'vpc').join(', ')}`);
+}
+
 export interface FileImportOptions extends ImportOptions {
   format?: string;
   /** qcow2: import the backing chain too, as layers sharing their blocks. */
@@ -41,6 +50,8 @@ export interface FileImportOptions extends ImportOptions {
   namePrefix?: string;
   /** qcow2: import this internal snapshot (id or name) instead of the active state. */
   snapshot?: string;
+  /** Import over a --parent that does not stand for the file's backing file. */
+  force?: boolean;
   /** Told about things worth a warning (a dirty qcow2 file). */
   warn?: (message: string) => void;
 }
@@ -62,8 +73,8 @@ function qcow2Source(file: string, snapshot: string | undefined, holesInherit: b
 }
 
 /** A valid image name from a file name: its stem, with other characters made '-'. */
-function nameFromFile(file: string, prefix: string): string {
-  const stem = path.basename(file).replace(/\.(qcow2|img|raw)$/i, '');
+export function nameFromFile(file: string, prefix = ''): string {
+  const stem = path.basename(file).replace(/\.(qcow2?|img|raw|vhdx?|vpc|vmdk|vdi|qed|hdd|dmg|bochs)$/i, '');
   const clean = (prefix + stem).replace(/[^A-Za-z0-9._+-]/g, '-').replace(/\.\.+/g, '.').replace(/^[^A-Za-z0-9]+/, '');
   return clean.slice(0, 128) || 'backing';
 }
@@ -76,32 +87,79 @@ function importOne(store: Store, src: ImportSource, name: string, opts: ImportOp
   }
 }
 
+/**
+ * `import overlay.qcow2 --parent P`: where the store knows the file P was
+ * imported from, that must be the overlay's backing file, or the overlay's
+ * unallocated clusters would show P's unrelated data.
+ */
+function checkParentStandsFor(store: Store, parent: string, backing: string, file: string, force: boolean | undefined): void {
+  const from = getImage(store.db, parent).source?.file;
+  if (typeof from !== 'string' || force) return;
+  if (realTarget(from) === realTarget(backing)) return;
+  throw badInput(`${file} is backed by ${backing}, but ${parent} was imported from ${from}; pass --force to import it over ${parent} all the same`, {
+    file,
+    backingFile: backing,
+    parent,
+    parentSource: from,
+  });
+}
+
+/**
+ * The image already imported from `file` (the same file, unchanged since) over
+ * `parentId`, to reuse rather than import again; undefined if there is none.
+ * A same-named image from a changed file is refused: importing it again would
+ * take its name.
+ */
+function importedFrom(store: Store, file: string, parentId: number | null, wantedName: string): ImageRecord | undefined {
+  const stamp = fileStamp(file);
+  const real = realTarget(file);
+  for (const img of listVisibleImages(store.db)) {
+    const src = img.source;
+    if (!isFrozen(img) || typeof src?.file !== 'string' || realTarget(src.file) !== real) continue;
+    if (src.bytes === stamp.bytes && src.mtimeMs === stamp.mtimeMs && img.parentId === parentId) return img;
+    if (img.name === wantedName) {
+      throw new StrataError('E_EXISTS', `${file} changed since it was imported as ${img.name}; use --name-prefix to import the chain again under other names`, { file, image: img.name });
+    }
+  }
+  return undefined;
+}
+
 export function importFile(store: Store, file: string, name: string, opts: FileImportOptions = {}): ImageRecord {
-  const format = checkFormat(opts.format) ?? detectFormat(file);
+  const format = checkImportFormat(opts.format) ?? detectFormat(file);
+  if (format !== 'raw' && format !== 'qcow2') {
+    throw unsupported(`${file} is a ${FORMAT_LABEL[format]} image: import it with strata import, which reads it through qemu-nbd`, { file, format });
+  }
   if (format === 'raw') {
     if (opts.withBacking || opts.snapshot) throw badInput(`${file} is imported as raw: --with-backing and --snapshot apply to qcow2 files`);
     const src = openRawSource(file);
-    return importOne(store, src, name, { ...opts, source: { format: 'raw', file: path.resolve(file), size: src.size } });
+    return importOne(store, src, name, { ...opts, source: { format: 'raw', ...fileStamp(file), size: src.size } });
   }
 
   const info = readQcow2Info(file);
   if (info.dirty) opts.warn?.(`${file} was not closed cleanly (dirty bit set); reading it anyway, refcounts are not needed to read`);
   const provenance = (f: string, i: Qcow2Info) => ({
     format: 'qcow2',
-    file: path.resolve(f),
+    ...fileStamp(f),
     clusterSize: i.clusterSize,
     version: i.version,
     ...(opts.snapshot && f === file ? { snapshot: opts.snapshot } : {}),
   });
   if (info.backingFile === undefined || (opts.parent !== undefined && !opts.withBacking)) {
+    if (info.backingFile !== undefined) {
+      const backing = path.isAbsolute(info.backingFile) ? info.backingFile : path.resolve(path.dirname(file), info.backingFile);
+      checkParentStandsFor(store, opts.parent!, backing, file, opts.force);
+    }
     // Over a parent the user says stands for the backing file, holes fall through to it.
     const holesInherit = info.backingFile !== undefined;
     return importOne(store, qcow2Source(file, opts.snapshot, holesInherit), name, { ...opts, source: provenance(file, info) });
   }
   if (!opts.withBacking) {
-    throw badInput(`${file} has a backing file (${info.backingFile}); import the chain with --with-backing, or name a --parent to store it over`, {
-      backingFile: info.backingFile,
-    });
+    const known = listVisibleImages(store.db).find((i) => isFrozen(i) && typeof i.source?.file === 'string' && realTarget(i.source.file as string) === realTarget(path.resolve(path.dirname(file), info.backingFile!)));
+    throw badInput(
+      `${file} has a backing file (${info.backingFile}); import the chain with --with-backing, or name a --parent to store it over` +
+        (known ? ` (${known.name} was imported from it: --parent ${known.name})` : ''),
+      { backingFile: info.backingFile },
+    );
   }
   if (opts.parent !== undefined) throw badInput('--with-backing imports the backing chain as the parents; it does not go with --parent');
 
@@ -110,28 +168,34 @@ export function importFile(store: Store, file: string, name: string, opts: FileI
   const names = chain.map((c, i) => (i === chain.length - 1 ? name : nameFromFile(c.path, opts.namePrefix ?? '')));
   const dup = names.find((n, i) => names.indexOf(n) !== i);
   if (dup) throw badInput(`two files of the chain would both be named ${dup}; use --name-prefix or rename the files`);
-  let parent: string | undefined;
+  let parent: ImageRecord | undefined;
   let rec: ImageRecord | undefined;
   const made: string[] = [];
   try {
     chain.forEach((c, i) => {
       const top = i === chain.length - 1;
+      // A backing file already imported, unchanged, over the same parent is shared, not imported twice.
+      const reuse = top ? undefined : importedFrom(store, c.path, parent?.id ?? null, names[i]);
+      if (reuse) {
+        parent = rec = reuse;
+        return;
+      }
       let src: ImportSource;
       let source: Record<string, unknown>;
       if (c.format === 'raw') {
         src = openRawSource(c.path);
-        source = { format: 'raw', file: c.path, size: src.size };
+        source = { format: 'raw', ...fileStamp(c.path), size: src.size };
       } else {
         const q = qcow2Source(c.path, top ? opts.snapshot : undefined, parent !== undefined);
         src = q;
         source = provenance(c.path, q.info);
       }
-      rec = importOne(store, src, names[i], { ...opts, parent, writable: top ? opts.writable : false, source });
+      rec = importOne(store, src, names[i], { ...opts, parent: parent?.name, writable: top ? opts.writable : false, source });
       made.push(names[i]);
-      parent = names[i];
+      parent = rec;
     });
   } catch (e) {
-    // Leave the store as it was: the layers imported so far go too.
+    // Leave the store as it was: the layers imported so far go too (shared ones stay).
     if (made.length > 0) removeImages(store, [made[0]], { recursive: true });
     throw e;
   }
@@ -148,6 +212,8 @@ export interface ExportOptions {
   clusterSize?: number;
   compress?: boolean;
   chain?: boolean;
+  /** --chain: overwrite existing files where the lower layers go. */
+  force?: boolean;
   /** Raw: fsync the output before returning (default: no, like qemu-img convert). qcow2 output is always synced. */
   sync?: boolean;
   /** Told about things worth a warning (a qcow2 size rounded up to whole sectors). */
@@ -164,28 +230,27 @@ export interface ExportResult {
   fileVirtualSize?: number;
 }
 
-function writeImageQcow2(
-  store: Store,
-  name: string,
-  file: string,
-  opts: ExportOptions,
-  backing?: { file: string; ownOnly: true },
-  onProgress = opts.onProgress,
-): { bytes: number; virtualSize: number } {
+/** Writes one image as qcow2 into an opened output; over `backing`, only the image's own layer. */
+function writeImageQcow2(store: Store, name: string, out: Output, opts: ExportOptions, backing?: { file: string }, onProgress = opts.onProgress): { bytes: number; virtualSize: number } {
+  if (out.kind === 'stream') {
+    throw badInput(`qcow2 needs an output it can seek in, and ${out.name} is ${out.what}; export --format raw to stream`, { file: out.name });
+  }
   const img = openImage(store, name);
   try {
-    const rec = getImage(store.db, name);
+    const rec = img.record;
     const source = backing
       ? { size: img.size, read: (o: number, l: number) => img.read(o, l), extents: (o: number, l: number) => ownExtents(store, rec, o, l) }
       : img;
-    const r = writeQcow2(file, source, {
+    const r = writeQcow2(out.name, source, {
       clusterSize: opts.clusterSize,
       compress: opts.compress,
+      fd: out.fd,
+      truncate: out.kind === 'file',
       onProgress,
       ...(backing ? { backingFile: backing.file, backingFormat: 'qcow2' } : {}),
     });
     if (r.virtualSize !== img.size) {
-      opts.warn?.(`qcow2 sizes are whole 512-byte sectors: ${file} has a virtual size of ${r.virtualSize} bytes, the last ${r.virtualSize - img.size} reading as zeros`);
+      opts.warn?.(`qcow2 sizes are whole 512-byte sectors: ${out.name} has a virtual size of ${r.virtualSize} bytes, the last ${r.virtualSize - img.size} reading as zeros`);
     }
     return { bytes: r.bytes, virtualSize: r.virtualSize };
   } finally {
@@ -202,35 +267,40 @@ export function exportFile(store: Store, name: string, file: string, opts: Expor
   }
   const rec = getImage(store.db, name);
   if (!opts.chain) {
-    const r = writeImageQcow2(store, name, file, opts);
-    return { files: [file], size: rec.virtualSize, dataBytes: r.bytes, fileVirtualSize: r.virtualSize };
+    const out = openOutput(file);
+    try {
+      const r = writeImageQcow2(store, name, out, opts);
+      out.commit({ sync: true });
+      return { files: [file], size: rec.virtualSize, dataBytes: r.bytes, fileVirtualSize: r.virtualSize };
+    } catch (e) {
+      out.abort();
+      throw e;
+    }
   }
   // One file per layer, bottom first, each backed by the one below by relative name.
   const chain = chainOf(store.db, rec).reverse();
-  const dir = path.dirname(path.resolve(file));
-  const files = chain.map((c, i) => (i === chain.length - 1 ? path.resolve(file) : path.join(dir, `${c.name}.qcow2`)));
-  let bytes = 0;
-  let fileVirtualSize = 0;
+  const files = chainFiles(chain.map((c) => c.name), file, !!opts.force);
   // Progress runs over the whole chain: each layer's file counts its virtual size.
   const total = chain.reduce((n, c) => n + c.virtualSize, 0);
   let before = 0;
-  let written = 0;
+  const outs: Output[] = [];
   try {
+    let bytes = 0;
+    let fileVirtualSize = 0;
     chain.forEach((c, i) => {
-      if (i > 0 && c.virtualSize < chain[i - 1].virtualSize) {
-        throw new StrataError('E_UNSUPPORTED', `image ${c.name} is smaller than its parent; a qcow2 chain cannot express that (export it without --chain)`);
-      }
+      const out = openOutput(files[i]);
+      outs.push(out);
+      if (out.kind !== 'file') throw badInput(`--chain writes regular files, and ${files[i]} is ${out.what}; export without --chain`, { file: files[i] });
       const progress = opts.onProgress && ((done: number) => opts.onProgress!(before + done, total));
-      const r = writeImageQcow2(store, c.name, files[i], opts, i === 0 ? undefined : { file: path.basename(files[i - 1]), ownOnly: true }, progress);
+      const r = writeImageQcow2(store, c.name, out, opts, i === 0 ? undefined : { file: path.basename(files[i - 1]) }, progress);
       bytes += r.bytes;
       fileVirtualSize = r.virtualSize;
-      written++;
       before += c.virtualSize;
     });
-  } catch (e) {
-    // The layers written so far are no chain without the top: remove them too (the failed one removed itself).
-    for (const f of files.slice(0, written)) fs.rmSync(f, { force: true });
-    throw e;
+    // Every file is complete before any takes its name; until then a failure (or Ctrl-C) leaves none.
+    for (const out of outs.splice(0)) out.commit({ sync: true });
+    return { files, size: rec.virtualSize, dataBytes: bytes, fileVirtualSize };
+  } finally {
+    for (const out of outs) out.abort();
   }
-  return { files, size: rec.virtualSize, dataBytes: bytes, fileVirtualSize };
 }

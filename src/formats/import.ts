@@ -4,11 +4,13 @@
  * store holds either no image or the whole one; a half-built hidden image is
  * dropped by the next recovery (see recoverAbandoned).
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { badInput } from '../errors.js';
 import { assertNameFree, chainOf, getImage, insertImage, listImagesWithPrefix, updateImage } from '../store/catalog.js';
 import { imageName } from '../store/names.js';
 import type { Store } from '../store/store.js';
-import { isFrozen, type ImageName, type ImageRecord, type OnProgress } from '../store/types.js';
+import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageName, type ImageRecord, type OnProgress } from '../store/types.js';
 import { checkVirtualSize, dropImageInTx, frozenKind } from '../image/lifecycle.js';
 import { leaseTx, liveLeases } from '../store/leases.js';
 import { Image } from '../image/image.js';
@@ -17,6 +19,12 @@ import type { ImportSource } from './source.js';
 import { faultPoint } from '../store/faults.js';
 
 export const HIDDEN_PREFIX = '.import-';
+
+/** Which file, and which version of it, an image came from: size and mtime tell a changed file from the one imported. */
+export function fileStamp(file: string): { file: string; bytes: number; mtimeMs: number } {
+  const st = fs.statSync(file);
+  return { file: path.resolve(file), bytes: st.size, mtimeMs: Math.floor(st.mtimeMs) };
+}
 
 export interface ImportOptions {
   parent?: string;
@@ -30,9 +38,26 @@ export interface ImportOptions {
   dirtyLimit?: number;
 }
 
-export function importSource(store: Store, src: ImportSource, name: string, opts: ImportOptions = {}): ImageRecord {
+/** An import under way: write into `img`, then finish() or abandon(). */
+export interface ImportTarget {
+  readonly img: Image;
+  /**
+   * Flushes and gives the image its real name in one transaction. `size`
+   * sets the final virtual size of an import begun without knowing it.
+   */
+  finish(size?: number): ImageRecord;
+  /** Drops the hidden image and everything written to it. */
+  abandon(): void;
+}
+
+/**
+ * Starts an import of `size` bytes (or, for a stream of unknown length,
+ * `'unknown'`: written as if the image were as large as allowed, and cut to
+ * the bytes received by finish()).
+ */
+export function beginImport(store: Store, name: string, size: number | 'unknown', opts: ImportOptions = {}): ImportTarget {
   const final = imageName(name);
-  checkVirtualSize(src.size);
+  const virtualSize = size === 'unknown' ? MAX_VIRTUAL_SIZE : checkVirtualSize(size);
   const tmp = `${HIDDEN_PREFIX}${process.pid}-${Math.random().toString(36).slice(2, 10)}` as ImageName;
   // The hidden row and its writer lease commit together, and the lease is held until the rename
   // has committed: at no moment can another process's recovery take the import for abandoned.
@@ -46,7 +71,7 @@ export function importSource(store: Store, src: ImportSource, name: string, opts
           parent: parent.name,
         });
       }
-      const rec = insertImage(store.db, { name: tmp, kind: 'leaf', parentId: parent?.id ?? null, virtualSize: src.size, labels: opts.labels, source: opts.source ?? null });
+      const rec = insertImage(store.db, { name: tmp, kind: 'leaf', parentId: parent?.id ?? null, virtualSize, labels: opts.labels, source: opts.source ?? null });
       return { rec, chain: chainOf(store.db, rec), lease: take(store, rec.id, rec.name, 'write') };
     },
     { durable: true },
@@ -61,31 +86,50 @@ export function importSource(store: Store, src: ImportSource, name: string, opts
     }
     store.write(() => dropImageInTx(store, getImage(store.db, tmp)));
   };
+  const finish = (size?: number): ImageRecord => {
+    try {
+      if (size !== undefined) {
+        checkVirtualSize(size);
+        // The last block's bytes past the end read zero, as after a shrink, so a later grow shows zeros there.
+        const tail = size % BLOCK_SIZE;
+        if (tail !== 0) img.writeZeroes(size, BLOCK_SIZE - tail);
+      }
+      faultPoint('import.before-flush');
+      // Inside the try: a final flush that fails (E_NO_SPACE) drops the hidden image too.
+      img.flush();
+      faultPoint('import.after-flush');
+    } catch (e) {
+      abandon();
+      throw e;
+    }
+    let done: ImageRecord;
+    try {
+      done = store.write(() => {
+        assertNameFree(store.db, final);
+        updateImage(store.db, made.rec.id, { name: final, kind: opts.writable ? 'leaf' : frozenKind(made.rec.parentId), ...(size !== undefined ? { virtualSize: size } : {}) });
+        faultPoint('import.before-rename-commit');
+        return getImage(store.db, final);
+      });
+    } catch (e) {
+      abandon();
+      throw e;
+    }
+    faultPoint('import.after-rename-commit');
+    img.close();
+    return done;
+  };
+  return { img, finish, abandon };
+}
+
+export function importSource(store: Store, src: ImportSource, name: string, opts: ImportOptions = {}): ImageRecord {
+  const target = beginImport(store, name, src.size, opts);
   try {
-    copySourceInto(src, img, (done) => opts.onProgress?.(done, src.size));
-    faultPoint('import.before-flush');
-    // Inside the try: a final flush that fails (E_NO_SPACE) drops the hidden image too.
-    img.flush();
-    faultPoint('import.after-flush');
+    copySourceInto(src, target.img, (done) => opts.onProgress?.(done, src.size));
   } catch (e) {
-    abandon();
+    target.abandon();
     throw e;
   }
-  let done: ImageRecord;
-  try {
-    done = store.write(() => {
-      assertNameFree(store.db, final);
-      updateImage(store.db, made.rec.id, { name: final, kind: opts.writable ? 'leaf' : frozenKind(made.rec.parentId) });
-      faultPoint('import.before-rename-commit');
-      return getImage(store.db, final);
-    });
-  } catch (e) {
-    abandon();
-    throw e;
-  }
-  faultPoint('import.after-rename-commit');
-  img.close();
-  return done;
+  return target.finish();
 }
 
 /** Drops hidden images left by imports whose process died. Returns how many. */

@@ -2,7 +2,8 @@
 import fs from 'node:fs';
 import { StrataError, badInput } from '../errors.js';
 import type { Extent } from '../image/device.js';
-import { openImage } from '../image/image.js';
+import { openImage, type Image } from '../image/image.js';
+import { openOutput, type Output } from './output.js';
 import { dataExtents } from '../store/native.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, type OnProgress } from '../store/types.js';
@@ -95,50 +96,55 @@ export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'rea
 }
 
 /**
- * Writes an image to a raw file, leaving holes where it reads zeros. Like
- * qemu-img convert, the output is left to the page cache unless `sync` asks
- * for an fsync before returning. On any error (or a throw from `onProgress`)
- * a regular output file is removed: its old content is gone already, and a
- * partial image must not pass for a whole one.
+ * Writes an image as raw bytes to `out`. A regular file gets holes where
+ * the image reads zeros; a device or a stream gets every byte, zeros
+ * included. Like qemu-img convert, a file is left to the page cache unless
+ * `sync` asks for an fsync first.
+ */
+export function writeRaw(
+  img: Pick<Image, 'size' | 'extents' | 'readInto'>,
+  out: Output,
+  range: { offset: number; length: number } = { offset: 0, length: img.size },
+  onProgress?: OnProgress,
+): number {
+  const dense = out.kind !== 'file';
+  if (out.kind === 'file') fs.ftruncateSync(out.fd, range.length);
+  let dataBytes = 0;
+  const scratch = Buffer.allocUnsafe(CHUNK);
+  const zeros = dense ? Buffer.alloc(CHUNK) : scratch;
+  const end = range.offset + range.length;
+  for (const ext of extentWindows({ size: end, extents: (o, l) => img.extents(o, l) }, undefined, range.offset)) {
+    const isData = ext.kind === 'data';
+    if (!isData && !dense) continue;
+    for (let off = ext.offset; off < ext.offset + ext.length; off += CHUNK) {
+      const n = Math.min(CHUNK, ext.offset + ext.length - off);
+      out.write(isData ? img.readInto(off, n, scratch) : zeros.subarray(0, n), off - range.offset);
+      if (isData) dataBytes += n;
+      onProgress?.(off + n - range.offset, range.length);
+    }
+  }
+  return dataBytes;
+}
+
+/**
+ * Exports an image to a raw file, device or stream (`-`: stdout). On any
+ * error (or a throw from `onProgress`) a file's temporary copy is removed,
+ * leaving what was there before.
  */
 export function exportRaw(store: Store, name: string, file: string, opts: { sync?: boolean; onProgress?: OnProgress } = {}): { size: number; dataBytes: number } {
   const img = openImage(store, name);
-  let fd: number | undefined;
-  let failed = true;
+  let out: Output | undefined;
   try {
-    try {
-      fd = fs.openSync(file, 'w', 0o644);
-    } catch (e) {
-      throw new StrataError('E_IO', `cannot create ${file}: ${(e as NodeJS.ErrnoException).code}`, { file });
+    out = openOutput(file);
+    if (out.kind === 'device' && out.capacity !== undefined && out.capacity < img.size) {
+      throw new StrataError('E_NO_SPACE', `${file} holds ${out.capacity} bytes, less than image ${name} (${img.size} bytes)`, { file, capacity: out.capacity, size: img.size });
     }
-    fs.ftruncateSync(fd, img.size);
-    let dataBytes = 0;
-    const scratch = Buffer.allocUnsafe(CHUNK);
-    for (const ext of extentWindows(img)) {
-      if (ext.kind !== 'data') continue;
-      for (let off = ext.offset; off < ext.offset + ext.length; off += CHUNK) {
-        const n = Math.min(CHUNK, ext.offset + ext.length - off);
-        const buf = img.readInto(off, n, scratch);
-        let put = 0;
-        while (put < n) put += fs.writeSync(fd, buf, put, n - put, off + put);
-        dataBytes += n;
-        opts.onProgress?.(off + n, img.size);
-      }
-    }
-    if (opts.sync) fs.fsyncSync(fd);
-    failed = false;
+    const dataBytes = writeRaw(img, out, undefined, opts.onProgress);
+    out.commit({ sync: opts.sync });
+    out = undefined;
     return { size: img.size, dataBytes };
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOSPC') throw new StrataError('E_NO_SPACE', `no space left to write ${file}`, { file });
-    throw e;
   } finally {
-    if (fd !== undefined) {
-      // Never unlink a device or a pipe written to; only a regular file this export made or truncated.
-      const regular = failed && fs.fstatSync(fd).isFile();
-      fs.closeSync(fd);
-      if (regular) fs.rmSync(file, { force: true });
-    }
+    out?.abort();
     img.close();
   }
 }

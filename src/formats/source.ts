@@ -14,8 +14,8 @@ export interface ImportSource {
 }
 
 /** Works through [0, size) in windows, so extent lists stay bounded for huge sparse sources. */
-export function* extentWindows(src: Pick<ImportSource, 'size' | 'extents'>, window = 1 << 30): Generator<Extent> {
-  for (let off = 0; off < src.size; off += window) {
+export function* extentWindows(src: Pick<ImportSource, 'size' | 'extents'>, window = 1 << 30, from = 0): Generator<Extent> {
+  for (let off = from; off < src.size; off += window) {
     yield* src.extents(off, Math.min(window, src.size - off));
   }
 }

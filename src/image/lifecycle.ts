@@ -23,9 +23,12 @@ import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord, type OnProgress } from '../store/types.js';
 import { imageName } from '../store/names.js';
 import { faultPoint } from '../store/faults.js';
+import { collectGarbage } from '../store/gc.js';
+import { metaNumber } from '../store/store.js';
 
+/** 0 is a valid size, as in qemu: an empty disk reads nothing and is served with size 0. */
 export function checkVirtualSize(size: number): number {
-  if (!Number.isSafeInteger(size) || size <= 0) throw badInput(`invalid virtual size ${size}: must be a positive number of bytes`);
+  if (!Number.isSafeInteger(size) || size < 0) throw badInput(`invalid virtual size ${size}: must be a whole number of bytes, 0 or more`);
   if (size > MAX_VIRTUAL_SIZE) throw badInput(`virtual size ${bytesText(size)} is over the limit of ${bytesText(MAX_VIRTUAL_SIZE)}`);
   return size;
 }
@@ -227,29 +230,52 @@ export function dropImagesInTx(store: Store, imgs: readonly ImageRecord[], onPro
 
 export const dropImageInTx = (store: Store, img: ImageRecord): void => dropImagesInTx(store, [img]);
 
+/** The images `rm names` removes, children before parents; refuses a subtree without `recursive`. */
+function doomedImages(store: Store, names: readonly string[], opts: { recursive?: boolean }): ImageRecord[] {
+  const doomed: ImageRecord[] = [];
+  const seen = new Set<number>();
+  for (const name of names) {
+    const img = getImage(store.db, name);
+    const below = descendantsOf(store.db, img.id);
+    if (below.length > 0 && !opts.recursive) {
+      const kids = childrenOf(store.db, img.id).map((c) => c.name);
+      throw new StrataError('E_HAS_CHILDREN', `image ${name} has ${kids.length} child image(s) (${kids.slice(0, 5).join(', ')}${kids.length > 5 ? ', …' : ''}); remove them first or use -r`, {
+        image: name,
+        children: kids,
+      });
+    }
+    // Children before parents.
+    for (const r of [...below.reverse(), img]) {
+      if (!seen.has(r.id)) {
+        seen.add(r.id);
+        doomed.push(r);
+      }
+    }
+  }
+  return doomed;
+}
+
+/**
+ * What `rm` would do, changing nothing: the images, and the bytes of stored
+ * data that would be freed (slots every one of whose references is in the
+ * removed images' maps).
+ */
+export function planRemoval(store: Store, names: readonly string[], opts: { recursive?: boolean } = {}): { images: ImageRecord[]; freedBytes: number } {
+  return store.db.transaction(() => {
+    const images = doomedImages(store, names, opts);
+    const refs = new Map<number, number>();
+    for (const img of images) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
+    const refcount = store.db.prepare('SELECT refcount FROM blocks WHERE slot = ?').pluck();
+    let freed = 0;
+    for (const [slot, n] of refs) if (refcount.get(slot) === n) freed++;
+    return { images, freedBytes: freed * BLOCK_SIZE };
+  }).deferred();
+}
+
 /** Removes images in one transaction. `onProgress` counts the references released; a throw from it removes nothing. */
 export function removeImages(store: Store, names: readonly string[], opts: { recursive?: boolean; onProgress?: OnProgress } = {}): ImageRecord[] {
   const r = store.write(() => {
-    const doomed: ImageRecord[] = [];
-    const seen = new Set<number>();
-    for (const name of names) {
-      const img = getImage(store.db, name);
-      const below = descendantsOf(store.db, img.id);
-      if (below.length > 0 && !opts.recursive) {
-        const kids = childrenOf(store.db, img.id).map((c) => c.name);
-        throw new StrataError('E_HAS_CHILDREN', `image ${name} has ${kids.length} child image(s) (${kids.slice(0, 5).join(', ')}${kids.length > 5 ? ', …' : ''}); remove them first or use -r`, {
-          image: name,
-          children: kids,
-        });
-      }
-      // Children before parents.
-      for (const r of [...below.reverse(), img]) {
-        if (!seen.has(r.id)) {
-          seen.add(r.id);
-          doomed.push(r);
-        }
-      }
-    }
+    const doomed = doomedImages(store, names, opts);
     assertNotOpen(store, doomed, `remove ${doomed.map((d) => d.name).join(', ')}`);
     dropImagesInTx(store, doomed, opts.onProgress);
     faultPoint('rm.before-commit');
@@ -257,4 +283,31 @@ export function removeImages(store: Store, names: readonly string[], opts: { rec
   });
   faultPoint('rm.after-commit');
   return r;
+}
+
+export interface RemovalReport {
+  removed: ImageRecord[];
+  /** Stored data the removal freed. */
+  freedBytes: number;
+  /** Of that, given back to the file system at once. */
+  reclaimedBytes: number;
+  /** Of that, still visible to a live reader (or check): returned by gc once it ends. */
+  pinnedBytes: number;
+  /** False where the data files cannot have holes punched: only a freed tail is returned. */
+  punchSupported: boolean;
+}
+
+/**
+ * rm as a user expects it from zfs destroy: the space comes back. After the
+ * removal commits, the slots it freed are punched (and the store's tail cut)
+ * by gc's own code, which skips what a live reader may still see; a kill
+ * between the two leaves only free slots that the next gc returns.
+ */
+export function removeImagesAndReclaim(store: Store, names: readonly string[], opts: { recursive?: boolean; onProgress?: OnProgress } = {}): RemovalReport {
+  const since = metaNumber(store.db, 'free_epoch');
+  const removed = removeImages(store, names, opts);
+  // Not stopped by onProgress: once the removal has committed, "interrupted, nothing removed" would be false.
+  const gc = collectGarbage(store, { freedAfter: since });
+  const f = gc.freed ?? { slots: 0, reclaimed: 0, pinned: 0 };
+  return { removed, freedBytes: f.slots * BLOCK_SIZE, reclaimedBytes: f.reclaimed * BLOCK_SIZE, pinnedBytes: f.pinned * BLOCK_SIZE, punchSupported: gc.punchSupported };
 }

@@ -32,6 +32,27 @@ import { reusableEpoch } from './freelist.js';
 import { metaNumber, setMeta, type Store } from './store.js';
 import { BLOCK_SIZE, type OnProgress, type SlotNumber } from './types.js';
 
+export interface GcOptions {
+  /**
+   * Punch only slots freed after this free epoch (meta.free_epoch read before
+   * the freeing transaction): what `rm` just freed, not the whole free list.
+   * The tail is cut as always.
+   */
+  freedAfter?: number;
+  /** Bytes of free slots gone through; may throw to stop (see the note above). */
+  onProgress?: OnProgress;
+}
+
+/** What became of the slots freed after `freedAfter`. */
+export interface FreedReport {
+  /** Slots freed since the epoch. */
+  slots: number;
+  /** Of those, given back to the file system (cut from the tail, or punched). */
+  reclaimed: number;
+  /** Of those, still visible to a live reader (or check): kept until it ends. */
+  pinned: number;
+}
+
 export interface GcReport {
   /** Slots punched inside the data files (0 where punching is unsupported). */
   punchedSlots: number;
@@ -46,9 +67,11 @@ export interface GcReport {
   allocatedBytesAfter: number;
   reclaimedBytes: number;
   elapsedMs: number;
+  /** With `freedAfter`: the slots freed since then. */
+  freed?: FreedReport;
 }
 
-export function collectGarbage(store: Store, opts: { onProgress?: OnProgress } = {}): GcReport {
+export function collectGarbage(store: Store, opts: GcOptions = {}): GcReport {
   const t0 = performance.now();
   const r = store.write(() => {
     const db = store.db;
@@ -60,6 +83,12 @@ export function collectGarbage(store: Store, opts: { onProgress?: OnProgress } =
     const pinned = db.prepare('SELECT max(slot) FROM free_slots WHERE epoch > ?').pluck().get(limit) as number | null;
     const highest = Math.max(inUse ?? -1, pinned ?? -1);
     const nextAfter = highest + 1;
+    const since = opts.freedAfter;
+    let freed: FreedReport | undefined;
+    if (since !== undefined) {
+      const count = (where: string, ...args: number[]) => db.prepare(`SELECT count(*) FROM free_slots WHERE epoch > ? ${where}`).pluck().get(since, ...args) as number;
+      freed = { slots: count(''), reclaimed: count('AND slot >= ?', nextAfter), pinned: count('AND epoch > ?', limit) };
+    }
     if (nextAfter < nextBefore) {
       db.prepare('DELETE FROM free_slots WHERE slot >= ?').run(nextAfter);
       setMeta(db, 'next_slot', nextAfter);
@@ -77,12 +106,19 @@ export function collectGarbage(store: Store, opts: { onProgress?: OnProgress } =
       if (runLen === 0 || (tried && !supported)) return;
       tried = true;
       supported = true;
-      if (store.blocks.release(runStart as SlotNumber, runLen)) punched += runLen;
+      if (store.blocks.release(runStart as SlotNumber, runLen)) {
+        punched += runLen;
+        if (freed) freed.reclaimed += runLen;
+      }
       else supported = false;
       faultPoint('gc.after-punch');
       runLen = 0;
     };
-    const free = db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? ORDER BY slot').pluck().all(limit) as number[];
+    const free = (
+      since === undefined
+        ? db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? ORDER BY slot').pluck().all(limit)
+        : db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? AND epoch > ? ORDER BY slot').pluck().all(limit, since)
+    ) as number[];
     const total = free.length * BLOCK_SIZE;
     for (let i = 0; i < free.length; i++) {
       const slot = free[i];
@@ -107,6 +143,7 @@ export function collectGarbage(store: Store, opts: { onProgress?: OnProgress } =
       allocatedBytesBefore: before,
       allocatedBytesAfter: after,
       reclaimedBytes: Math.max(0, before - after),
+      ...(freed ? { freed } : {}),
       elapsedMs: 0,
     };
   });

@@ -79,13 +79,44 @@ function makeStoreDir(abs: string): void {
   }
 }
 
+/** What a store directory may hold before its database exists (a first open killed part-way). */
+const STORE_ENTRIES = new Set(['data', 'lock', 'run', DB_FILE, `${DB_FILE}-wal`, `${DB_FILE}-shm`, `${DB_FILE}-journal`, 'lost+found']);
+
+/**
+ * A path without strata.db becomes a store only if it is new or an empty
+ * directory: a mistyped --store that names a file, or a directory of other
+ * things (a home directory, a mount point), must not have a store made in it.
+ */
+function refuseNonStore(abs: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(abs);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') {
+      let file = path.dirname(abs);
+      while (!fs.existsSync(file) && path.dirname(file) !== file) file = path.dirname(file);
+      throw badInput(`store path ${abs} is inside ${file}, which is a file, not a directory (give --store a directory, or a path to create one)`, { store: abs });
+    }
+    throw new StrataError('E_IO', `cannot use store path ${abs}: ${code}`, { store: abs });
+  }
+  if (!st.isDirectory()) throw badInput(`store path ${abs} is a file, not a strata store directory (give --store a directory, or a path to create one)`, { store: abs });
+  const others = fs.readdirSync(abs).filter((n) => !STORE_ENTRIES.has(n));
+  if (others.length > 0) {
+    const shown = others.slice(0, 3).join(', ') + (others.length > 3 ? ', …' : '');
+    throw badInput(`${abs} is not a strata store and holds other files (${shown}); give a new or empty directory`, { store: abs });
+  }
+}
+
 export async function openStore(dir: string, opts: StoreOptions = {}): Promise<Store> {
   const create = opts.create ?? true;
   const readOnly = opts.readOnly ?? false;
   const abs = path.resolve(dir);
   const dbPath = path.join(abs, DB_FILE);
   if (!fs.existsSync(dbPath)) {
-    if (!create || readOnly) throw new StrataError('E_NOT_FOUND', `no strata store at ${abs} (run: strata init --store ${abs})`, { store: abs });
+    refuseNonStore(abs);
+    if (!create || readOnly) throw new StrataError('E_NOT_FOUND', `no strata store at ${abs} (strata init creates one)`, { store: abs });
     makeStoreDir(abs);
   }
   const hash = opts.hash ?? (await loadXxh64());

@@ -85,10 +85,10 @@ describe('ordinary mistakes are typed errors', () => {
     fs.writeFileSync(file, '');
     for (const args of [['init'], ['create', 'x', '--size', '1M']]) {
       const r = strata(file, args);
-      expectError(r, ERROR_CODES.E_BAD_INPUT, `cannot make a store at ${file}: ${file} is a file, not a directory (give --store a directory, or a path to create one)`);
+      expectError(r, ERROR_CODES.E_BAD_INPUT, `store path ${file} is a file, not a strata store directory (give --store a directory, or a path to create one)`);
     }
     const r = strata(path.join(file, 'sub'), ['init']);
-    expectError(r, ERROR_CODES.E_BAD_INPUT, `cannot make a store at ${path.join(file, 'sub')}: ${file} is a file, not a directory (give --store a directory, or a path to create one)`);
+    expectError(r, ERROR_CODES.E_BAD_INPUT, `store path ${path.join(file, 'sub')} is inside ${file}, which is a file, not a directory (give --store a directory, or a path to create one)`);
     expect(fs.readdirSync(dir)).toEqual(['store']);
     expect(fs.statSync(file).size).toBe(0);
   });

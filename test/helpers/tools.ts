@@ -4,7 +4,7 @@
  * always has a timeout and never throws on a non-zero exit.
  */
 import { execFile } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 const found = new Map<string, boolean>();
@@ -58,4 +58,13 @@ export async function runOk(cmd: string, args: string[], opts?: { timeoutMs?: nu
   const r = await run(cmd, args, opts);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code ?? r.signal}\n${r.stderr}\n${r.stdout}`);
   return r;
+}
+
+/** Waits until `re` matches the text of `file` (a fault log, a server's output), polling every 20 ms. */
+export async function waitForFile(file: string, re: RegExp, ms = 30_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(existsSync(file) && re.test(readFileSync(file, 'utf8')))) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${re} in ${file}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

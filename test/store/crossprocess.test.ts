@@ -120,8 +120,9 @@ describe('a write racing a change of the image it opens (#2)', () => {
 
 describe('import beside other commands', () => {
   it('refuses a writable leaf as --parent, naming it, and changes nothing (#4)', () => {
-    const store = tmpDir();
-    const file = path.join(store, 'in.raw');
+    const dir = tmpDir();
+    const store = path.join(dir, 'st'); // a store is made only in a new or empty directory
+    const file = path.join(dir, 'in.raw');
     fs.writeFileSync(file, randomBytes(64 * KiB));
     strataOk(store, ['create', 'leaf', '--size', '64K']);
     const before = strataOk(store, ['ls', '--json']).stdout;

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { badInput } from '../../errors.js';
 import { createImage } from '../../image/lifecycle.js';
-import { importFile } from '../../formats/files.js';
+import { importPath } from '../../formats/import-path.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
 import { parseBytes, humanBytes } from '../parse.js';
@@ -13,8 +13,8 @@ export const createCommand = () =>
     .description('create an empty writable image (--size), or a read-only base from a raw or qcow2 file (--from)')
     .argument('<name>', 'new image name')
     .option('-s, --size <size>', 'virtual size: 4096, 64K, 10G, 1T')
-    .option('--from <file>', 'import this raw or qcow2 file as a read-only base')
-    .option('-f, --format <format>', 'format of --from: raw or qcow2 (default: detect)')
+    .option('--from <file>', 'import this image file (raw, qcow2, or a format qemu-nbd reads; - for stdin) as a read-only base')
+    .option('-f, --format <format>', 'format of --from (default: detect by magic)')
     .action(async (name: string, o: { size?: string; from?: string; format?: string }, cmd: Command) =>
       runCommand(
         cmd,
@@ -24,8 +24,8 @@ export const createCommand = () =>
           if (o.from) {
             const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
             const from = o.from;
-            const rec = longWork(ctx, `importing ${path.basename(from)}`, () => 'nothing imported', (onProgress) =>
-              importFile(store, from, name, { format: o.format, warn, onProgress }),
+            const rec = await longWork(ctx, `importing ${from === '-' ? 'stdin' : path.basename(from)}`, () => 'nothing imported', (onProgress) =>
+              importPath(store, from, name, { format: o.format, warn, onProgress }),
             );
             return describeImage(store, rec.name);
           }

@@ -9,17 +9,32 @@ import { humanBytes, parseBytes } from '../parse.js';
 
 const isDirectory = (file: string) => fs.statSync(file, { throwIfNoEntry: false })?.isDirectory() ?? false;
 
+/**
+ * What an interrupted export leaves: files are written under temporary names
+ * (formats/output.ts), so nothing; a device or a stream has had part of it.
+ */
+function interruptedExport(file: string, chain: boolean): () => string {
+  const st = file === '-' ? undefined : fs.statSync(file, { throwIfNoEntry: false });
+  return () => {
+    if (file === '-') return 'export stopped part-way: stdout got part of the image';
+    if (st && !st.isFile()) return `export stopped part-way: ${file} holds part of the image`;
+    if (chain) return 'nothing exported; no file of the chain was written';
+    return st ? `nothing exported; ${file} is as it was` : 'nothing exported; no partial file was left';
+  };
+}
+
 export const exportCommand = () =>
   new Command('export')
-    .description('write an image to a raw file (sparse where it reads zeros), or to qcow2 with --format qcow2')
+    .description('write an image to a raw file (sparse where it reads zeros), a device or stdout (-), or to qcow2 with --format qcow2')
     .argument('<name>', 'image')
-    .argument('<file>', 'output file')
+    .argument('<file>', 'output file, block device, or - for stdout (raw only)')
     .option('-f, --format <format>', 'raw or qcow2', 'raw')
     .option('--cluster-size <size>', 'qcow2 cluster size, 512 to 2M', '64K')
     .option('-c, --compress', 'qcow2: deflate-compress clusters')
     .option('--chain', 'qcow2: one file per layer, each backed by the one below (written beside FILE as NAME.qcow2)')
+    .option('--force', 'with --chain: overwrite existing files where the lower layers go')
     .option('--sync', 'raw: fsync the output before exiting (default: leave it to the page cache, like qemu-img convert)')
-    .action(async (name: string, file: string, o: { format: string; clusterSize: string; compress?: boolean; chain?: boolean; sync?: boolean }, cmd: Command) =>
+    .action(async (name: string, file: string, o: { format: string; clusterSize: string; compress?: boolean; chain?: boolean; force?: boolean; sync?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => {
@@ -29,10 +44,13 @@ export const exportCommand = () =>
           const store = await ctx.store();
           const clusterSize = parseBytes(o.clusterSize, 'cluster size');
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
-          const kept = () => `nothing exported; the partial ${o.chain ? 'files were' : `${file} was`} removed`;
-          const { size, ...rest } = longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, name, file, { ...o, clusterSize, warn, onProgress }));
+          const kept = interruptedExport(file, !!o.chain);
+          const r = longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, name, file, { ...o, clusterSize, warn, onProgress }));
+          // The image itself went to stdout: nothing else may follow it there.
+          if (file === '-') return undefined;
+          const { size, ...rest } = r;
           return { name, virtualSize: size, ...rest };
         },
-        (r) => `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.dataBytes)} written)\n`,
+        (r) => (r ? `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.dataBytes)} written)\n` : undefined),
       ),
     );

@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import { openImage } from '../../image/image.js';
 import { StrataError, badInput } from '../../errors.js';
+import { openOutput } from '../../formats/output.js';
+import { writeRaw } from '../../formats/raw.js';
 import { runCommand } from '../context.js';
 import { parseBytes } from '../parse.js';
 import { bytesText } from '../../units.js';
@@ -13,16 +15,17 @@ async function writeOut(buf: Buffer): Promise<void> {
 
 export const readCommand = () =>
   new Command('read')
-    .description('write bytes of an image to stdout')
+    .description('write bytes of an image to stdout, or to a file')
     .argument('<name>', 'image')
+    .argument('[file]', 'output file, or - for stdout', '-')
     .option('-o, --offset <offset>', 'first byte', '0')
     .option('-l, --length <length>', 'bytes to read (default: to the end)')
-    .action(async (name: string, o: { offset: string; length?: string }, cmd: Command) =>
+    .action(async (name: string, file: string, o: { offset: string; length?: string }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => {
           // The bytes go to stdout as they are; JSON around them would be neither bytes nor JSON.
-          if (ctx.json) throw badInput('read writes raw bytes to stdout and has no --json output: pipe it to xxd or base64, or see map --json');
+          if (ctx.json && file === '-') throw badInput('read writes raw bytes to stdout and has no --json output: pipe it to xxd or base64, or see map --json');
           const offset = parseBytes(o.offset, 'offset');
           const img = openImage(await ctx.store(), name);
           try {
@@ -31,11 +34,24 @@ export const readCommand = () =>
             if (offset + length > img.size) {
               throw new StrataError('E_RANGE', `range ${offset}+${length} is beyond the end of image ${name} (${bytesText(img.size)})`);
             }
+            if (file !== '-') {
+              // A file gets the same care as an export: complete under its name, or not there.
+              const out = openOutput(file);
+              try {
+                writeRaw(img, out, { offset, length });
+                out.commit();
+              } catch (e) {
+                out.abort();
+                throw e;
+              }
+              return { name, file, offset, length };
+            }
             for (let done = 0; done < length; done += CHUNK) await writeOut(img.read(offset + done, Math.min(CHUNK, length - done)));
           } finally {
             img.close();
           }
+          return undefined;
         },
-        () => undefined,
+        (r) => (r ? `read ${r.length} bytes of ${r.image} at offset ${r.offset} into ${r.file}\n` : undefined),
       ),
     );

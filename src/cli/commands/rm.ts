@@ -1,21 +1,55 @@
 import { Command } from 'commander';
-import { removeImages } from '../../image/lifecycle.js';
+import { planRemoval, removeImagesAndReclaim, type RemovalReport } from '../../image/lifecycle.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
+import { humanBytes } from '../parse.js';
+
+interface RmResult {
+  dryRun: boolean;
+  removed: string[];
+  freedBytes: number;
+  reclaimedBytes?: number;
+  pinnedBytes?: number;
+  punchSupported?: boolean;
+}
+
+const bytes = (n: number) => `${humanBytes(n)} (${n} bytes)`;
+
+/** Where the freed space went, in one line. */
+function spaceLine(r: RmResult): string {
+  if (r.freedBytes === 0) return 'freed 0 B: no stored block was used by these images alone\n';
+  const reclaimed = r.reclaimedBytes ?? 0;
+  const pinned = r.pinnedBytes ?? 0;
+  const kept = r.freedBytes - reclaimed - pinned;
+  if (reclaimed === r.freedBytes) return `freed ${bytes(r.freedBytes)}, returned to the file system\n`;
+  const parts = [`freed ${bytes(r.freedBytes)}`];
+  if (reclaimed > 0) parts.push(`${humanBytes(reclaimed)} returned to the file system`);
+  if (pinned > 0) parts.push(`${humanBytes(pinned)} still seen by a running reader (strata gc returns it once that reader ends)`);
+  if (kept > 0) parts.push(`${humanBytes(kept)} kept in the data files for new writes (this file system cannot punch holes)`);
+  return parts.join('; ') + '\n';
+}
 
 export const rmCommand = () =>
   new Command('rm')
-    .description('remove images; refuses an image with children unless -r')
+    .description('remove images and return the space they alone used; refuses an image with children unless -r')
     .argument('<names...>', 'images')
     .option('-r, --recursive', 'remove the images below too')
-    .action(async (names: string[], o: { recursive?: boolean }, cmd: Command) =>
-      runCommand(
+    .option('-n, --dry-run', 'list what would be removed and the space it would free; change nothing')
+    .action(async (names: string[], o: { recursive?: boolean; dryRun?: boolean }, cmd: Command) =>
+      runCommand<RmResult>(
         cmd,
         async (ctx) => {
           const store = await ctx.store();
-          const removed = longWork(ctx, `removing ${names.join(', ')}`, () => 'nothing removed', (onProgress) => removeImages(store, names, { ...o, onProgress }));
-          return { removed: removed.map((r) => r.name) };
+          if (o.dryRun) {
+            const plan = planRemoval(store, names, o);
+            return { dryRun: true, removed: plan.images.map((i) => i.name), freedBytes: plan.freedBytes };
+          }
+          const r: RemovalReport = longWork(ctx, `removing ${names.join(', ')}`, () => 'nothing removed', (onProgress) => removeImagesAndReclaim(store, names, { ...o, onProgress }));
+          return { dryRun: false, ...r, removed: r.removed.map((i) => i.name) };
         },
-        (r) => r.removed.map((n) => `removed ${n}\n`).join(''),
+        (r) =>
+          r.dryRun
+            ? r.removed.map((n) => `would remove ${n}\n`).join('') + `would free ${bytes(r.freedBytes)}\n`
+            : r.removed.map((n) => `removed ${n}\n`).join('') + spaceLine(r),
       ),
     );

@@ -1,11 +1,11 @@
 /**
  * compress.ts: compressed clusters. qcow2's "zlib" type is a raw deflate
  * stream with a 4 KiB window (qemu: deflateInit2(..., -12, ...)); zstd is one
- * zstd frame. Either may be followed by padding up to the sector boundary, and
- * must produce exactly one cluster.
+ * or more zstd frames. Either may be followed by padding up to the sector
+ * boundary, and must produce exactly one cluster.
  */
 import { constants, deflateRawSync, inflateRawSync } from 'node:zlib';
-import { decompress as zstdDecompress } from 'fzstd';
+import { Decompress as ZstdStream, decompress as zstdDecompress } from 'fzstd';
 import { corrupt } from '../../errors.js';
 
 export type CompressionType = 'deflate' | 'zstd';
@@ -24,21 +24,60 @@ export function decompressCluster(type: CompressionType, data: Buffer, clusterSi
 }
 
 /**
- * Decodes one zstd frame. The frame is walked first (header, block headers) so
- * sector padding after it is ignored and a declared content size or window
- * larger than one cluster is refused before anything is allocated.
+ * Decodes a compressed cluster's zstd data as qemu does: frame after frame
+ * until exactly one cluster has come out (qemu's writer makes one frame, but
+ * its reader accepts several, and so must we). Skippable frames are skipped;
+ * what follows the last frame (sector padding) is ignored.
  */
 function zstdCluster(data: Buffer, clusterSize: number, what: string): Buffer {
+  const out = Buffer.alloc(clusterSize);
+  let produced = 0;
+  let pos = 0;
+  while (produced < clusterSize) {
+    if (pos + 8 <= data.length && (data.readUInt32LE(pos) & 0xfffffff0) === 0x184d2a50) {
+      pos += 8 + data.readUInt32LE(pos + 4);
+      continue;
+    }
+    if (produced > 0 && (pos + 4 > data.length || data.readUInt32LE(pos) !== 0xfd2fb528)) {
+      throw corrupt(`${what}: zstd frames inflate to ${produced} bytes, then no further frame: not one cluster (${clusterSize})`);
+    }
+    const { end, contentSize } = zstdFrame(data, pos, clusterSize - produced, what);
+    const frame = data.subarray(pos, end);
+    if (contentSize >= 0) {
+      const r = zstdDecompress(frame, out.subarray(produced, produced + contentSize));
+      if (r.length !== contentSize) throw corrupt(`${what}: bad zstd frame: ${r.length} bytes where its header says ${contentSize}`);
+      if (r.buffer !== out.buffer || r.byteOffset !== out.byteOffset + produced) out.set(r, produced);
+      produced += r.length;
+    } else {
+      // No declared size: decode block by block, and stop at the first byte past the cluster.
+      const d = new ZstdStream((chunk) => {
+        if (produced + chunk.length > clusterSize) throw corrupt(`${what}: compressed data inflates past one cluster (${clusterSize} bytes)`);
+        out.set(chunk, produced);
+        produced += chunk.length;
+      });
+      d.push(frame, true);
+    }
+    pos = end;
+  }
+  return out;
+}
+
+/**
+ * Walks the zstd frame at `start` (header, block headers) without decoding
+ * it, so its end is known and a declared content size or window larger than
+ * the `room` left in the cluster is refused before anything is allocated.
+ */
+function zstdFrame(data: Buffer, start: number, room: number, what: string): { end: number; contentSize: number } {
   const bad = (why: string) => corrupt(`${what}: bad zstd frame: ${why}`);
-  if (data.length < 6 || data.readUInt32LE(0) !== 0xfd2fb528) throw bad('missing magic');
-  const fhd = data[4];
+  if (start + 6 > data.length || data.readUInt32LE(start) !== 0xfd2fb528) throw bad('missing magic');
+  const fhd = data[start + 4];
   const fcsFlag = fhd >> 6;
   const single = (fhd >> 5) & 1;
   const checksum = (fhd >> 2) & 1;
   const dictFlag = fhd & 3;
   if (fhd & 8) throw bad('reserved bit set');
   if (dictFlag) throw bad('dictionary frames are not used by qcow2');
-  let pos = 5;
+  let pos = start + 5;
   let window = 0;
   if (!single) {
     const wd = data[pos++];
@@ -53,8 +92,8 @@ function zstdCluster(data: Buffer, clusterSize: number, what: string): Buffer {
   else if (fcsBytes === 4) fcs = data.readUInt32LE(pos);
   else if (fcsBytes === 8) fcs = data.readUInt32LE(pos) + data.readUInt32LE(pos + 4) * 2 ** 32;
   pos += fcsBytes;
-  if (fcs >= 0 && fcs !== clusterSize) throw bad(`content size ${fcs} is not one cluster (${clusterSize})`);
-  if (window > Math.max(clusterSize, 1 << 20) * 8) throw bad(`window of ${window} bytes is too large`);
+  if (fcs > room) throw bad(`content size ${fcs} is more than the ${room} bytes left of the cluster`);
+  if (window > Math.max(room, 1 << 20) * 8) throw bad(`window of ${window} bytes is too large`);
   for (;;) {
     if (pos + 3 > data.length) throw bad('truncated block');
     const bh = data[pos] | (data[pos + 1] << 8) | (data[pos + 2] << 16);
@@ -68,14 +107,7 @@ function zstdCluster(data: Buffer, clusterSize: number, what: string): Buffer {
   }
   if (checksum) pos += 4;
   if (pos > data.length) throw bad('truncated checksum');
-  const frame = data.subarray(0, pos);
-  if (fcs >= 0) {
-    const out = Buffer.alloc(clusterSize);
-    const r = zstdDecompress(frame, out);
-    return r.length === clusterSize ? out : Buffer.from(r.buffer, r.byteOffset, r.length);
-  }
-  const r = zstdDecompress(frame);
-  return Buffer.from(r.buffer, r.byteOffset, r.length);
+  return { end: pos, contentSize: fcs };
 }
 
 /** Compresses one cluster as qemu does (raw deflate, 4 KiB window); null when that saves nothing. */

@@ -31,8 +31,16 @@ export interface Qcow2WriteOptions {
   compress?: boolean;
   backingFile?: string;
   backingFormat?: string;
-  /** Bytes of the virtual size gone through; may throw to stop, and the file is removed. */
+  /** Bytes of the virtual size gone through; may throw to stop, and the file is removed (one this call created). */
   onProgress?: OnProgress;
+  /**
+   * Write into this open file or block device instead of creating `path`
+   * (which then only names it in errors). The caller owns `fd`: it is neither
+   * closed nor removed here.
+   */
+  fd?: number;
+  /** Cut the file to the image's end (default true). A block device cannot be cut, and needs no cut. */
+  truncate?: boolean;
 }
 
 export interface Qcow2WriteResult {
@@ -112,8 +120,9 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
   const header = buildHeader(cs, opts);
 
   let fd: number;
+  const owned = opts.fd === undefined;
   try {
-    fd = openSync(path, 'w');
+    fd = opts.fd ?? openSync(path, 'w');
   } catch (e) {
     throw new StrataError('E_IO', `${path}: cannot create: ${(e as Error).message}`, { path }, { cause: e });
   }
@@ -247,7 +256,8 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
     }
     if (l1Clusters) out.write(l1, cs);
     out.flush();
-    ftruncateSync(fd, totalClusters * cs);
+    // On a device nothing is cut: every cluster the tables point at has been written whole, so old bytes there are never read.
+    if (opts.truncate ?? true) ftruncateSync(fd, totalClusters * cs);
     // Everything the header points at is durable before the header (and its magic) exists:
     // a crash before this point leaves a file that is not recognisably qcow2.
     fdatasyncSync(fd);
@@ -258,9 +268,10 @@ export function writeQcow2(path: string, source: Qcow2Source, opts: Qcow2WriteOp
     header.writeUInt32BE(tableClusters, 56);
     writeSync(fd, header, 0, header.length, 0);
     fdatasyncSync(fd);
-    closeSync(fd);
+    if (owned) closeSync(fd);
     return { virtualSize, clusters: dataClusters, bytes: totalClusters * cs };
   } catch (e) {
+    if (!owned) throw e;
     try {
       closeSync(fd);
     } catch {
