@@ -52,6 +52,6 @@ export const readCommand = () =>
           }
           return undefined;
         },
-        (r) => (r ? `read ${r.length} bytes of ${r.image} at offset ${r.offset} into ${r.file}\n` : undefined),
+        (r) => (r ? `read ${r.length} bytes of ${r.name} at offset ${r.offset} into ${r.file}\n` : undefined),
       ),
     );
