@@ -116,7 +116,7 @@ function importedFrom(store: Store, file: string, parentId: number | null, wante
   for (const img of listVisibleImages(store.db)) {
     const src = img.source;
     if (!isFrozen(img) || typeof src?.file !== 'string' || realTarget(src.file) !== real) continue;
-    if (src.bytes === stamp.bytes && src.mtimeMs === stamp.mtimeMs && img.parentId === parentId) return img;
+    if (src.fileBytes === stamp.fileBytes && src.modifiedAt === stamp.modifiedAt && img.parentId === parentId) return img;
     if (img.name === wantedName) {
       throw new StrataError('E_EXISTS', `${file} changed since it was imported as ${img.name}; use --name-prefix to import the chain again under other names`, { file, image: img.name });
     }

@@ -21,9 +21,9 @@ import { faultPoint } from '../store/faults.js';
 export const HIDDEN_PREFIX = '.import-';
 
 /** Which file, and which version of it, an image came from: size and mtime tell a changed file from the one imported. */
-export function fileStamp(file: string): { file: string; bytes: number; mtimeMs: number } {
+export function fileStamp(file: string): { file: string; fileBytes: number; modifiedAt: string } {
   const st = fs.statSync(file);
-  return { file: path.resolve(file), bytes: st.size, mtimeMs: Math.floor(st.mtimeMs) };
+  return { file: path.resolve(file), fileBytes: st.size, modifiedAt: new Date(Math.floor(st.mtimeMs)).toISOString() };
 }
 
 export interface ImportOptions {

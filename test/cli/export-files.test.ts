@@ -133,7 +133,7 @@ describe('export to devices, pipes and stdout', () => {
     const { dir, store } = fixture();
     strataOk(store, ['export', 'top', path.join(dir, 'top.raw')]);
     const want = fs.readFileSync(path.join(dir, 'top.raw'));
-    expect(strataOk(store, ['export', 'top', '/dev/null']).stdout).toBe('exported top to /dev/null (8.00 MiB virtual, 72.0 KiB written)\n');
+    expect(strataOk(store, ['export', 'top', '/dev/null']).stdout).toBe('exported top to /dev/null (8 MiB virtual, 72 KiB written)\n');
     const stdout = strataOk(store, ['export', 'top', '-']);
     expect(stdout.out.equals(want)).toBe(true);
     expect(strataOk(store, ['export', 'top', '-', '--json']).out.equals(want)).toBe(true);
@@ -155,8 +155,8 @@ describe('export to devices, pipes and stdout', () => {
     const cases: [string[], number, string][] = [
       [['export', 'top', '-', '--format', 'qcow2'], ERROR_CODES.E_BAD_INPUT, 'strata: qcow2 needs an output it can seek in, and - is stdout; export --format raw to stream\n'],
       [['export', 'top', '/dev/null', '--format', 'qcow2'], ERROR_CODES.E_BAD_INPUT, 'strata: qcow2 needs an output it can seek in, and /dev/null is a character device; export --format raw to stream\n'],
-      [['export', 'top', dir], ERROR_CODES.E_BAD_INPUT, `strata: ${dir} is a directory; give the name of a file to write\n`],
-      [['export', 'top', path.join(dir, 'no', 'such.raw')], ERROR_CODES.E_NOT_FOUND, `strata: cannot create ${path.join(dir, 'no', 'such.raw')}: its directory does not exist\n`],
+      [['export', 'top', dir], ERROR_CODES.E_BAD_INPUT, `strata: ${dir} is a directory: give the file to write, such as ${path.join(dir, 'top.raw')}\n`],
+      [['export', 'top', path.join(dir, 'no', 'such.raw')], ERROR_CODES.E_NOT_FOUND, `strata: cannot create ${path.join(dir, 'no', 'such.raw')}: no such directory ${path.join(dir, 'no')} (create it first)\n`],
       [['export', 'top', '/dev/null', '--format', 'qcow2', '--chain'], ERROR_CODES.E_BAD_INPUT, 'strata: --chain writes regular files, and /dev/null is a character device; export without --chain\n'],
     ];
     for (const [args, status, stderr] of cases) {

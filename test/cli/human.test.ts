@@ -16,8 +16,10 @@ const lines = (...l: string[]) => l.join('\n') + '\n';
 const widest = (text: string) => Math.max(...text.split('\n').map((l) => l.length));
 
 beforeAll(() => {
-  store = fs.mkdtempSync('/tmp/strata-human-');
-  raw = path.join(store, 'debian-bookworm.raw');
+  const top = fs.mkdtempSync('/tmp/strata-human-');
+  // The store is a directory of its own: one holding other files is not made a store.
+  store = path.join(top, 'store');
+  raw = path.join(top, 'debian-bookworm.raw');
   // A 64 MiB disk: 3 MiB of distinct blocks, then a hole.
   const data = Buffer.alloc(3 * MiB);
   for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i + 1, i);
@@ -28,7 +30,7 @@ beforeAll(() => {
   strataOk(store, ['write', 'web-frontend-01', '--offset', '1M'], { input: Buffer.alloc(8192, 0x77) });
   strataOk(store, ['snapshot', 'web-frontend-01', 'web-frontend-01-pre-upgrade']);
   strataOk(store, ['write', 'web-frontend-01', '--offset', '40M'], { input: Buffer.alloc(4096, 0x55) });
-  return () => fs.rmSync(store, { recursive: true, force: true });
+  return () => fs.rmSync(top, { recursive: true, force: true });
 });
 
 describe('human output', () => {

@@ -35,7 +35,7 @@ describe('rm', () => {
     const store = fixture();
     const before = strataOk(store, ['ls', '--json']).stdout;
     const r = strataOk(store, ['rm', '-r', 'a', '--dry-run']);
-    expect(r.stdout).toBe('would remove c\nwould remove a\nwould free 384.0 KiB (393216 bytes)\n');
+    expect(r.stdout).toBe('would remove c\nwould remove a\nwould free 384 KiB (393216 bytes)\n');
     expect(strataOk(store, ['ls', '--json']).stdout).toBe(before);
     const j = JSON.parse(strataOk(store, ['rm', '-r', 'a', '-n', '--json']).stdout);
     expect(j).toEqual({ dryRun: true, removed: ['c', 'a'], freedBytes: 393216 });
@@ -49,7 +49,7 @@ describe('rm', () => {
     const store = fixture();
     const full = allocated(store);
     const r = strataOk(store, ['rm', '-r', 'a']);
-    expect(r.stdout).toBe('removed c\nremoved a\nfreed 384.0 KiB (393216 bytes), returned to the file system\n');
+    expect(r.stdout).toBe('removed c\nremoved a\nfreed 384 KiB (393216 bytes), returned to the file system\n');
     // a's and c's slots lie before b's: they were punched, not cut from the end.
     expect(allocated(store)).toBe(full - 393216);
     expect(names(store)).toEqual(['b']);
@@ -73,7 +73,7 @@ describe('rm', () => {
     try {
       const full = allocated(store);
       const r = strataOk(store, ['rm', 'b']);
-      expect(r.stdout).toBe('removed b\nfreed 256.0 KiB (262144 bytes); 256.0 KiB still seen by a running reader (strata gc returns it once that reader ends)\n');
+      expect(r.stdout).toBe('removed b\nfreed 256 KiB (262144 bytes); 256 KiB still seen by a running reader (strata gc returns it once that reader ends)\n');
       expect(allocated(store)).toBe(full);
     } finally {
       reader.close();

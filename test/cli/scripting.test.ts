@@ -96,9 +96,11 @@ describe('one JSON vocabulary', () => {
   }
 
   it('every key any command prints with --json is in the README table, and the shared ones are spelt one way', () => {
-    const s = fs.mkdtempSync('/tmp/strata-vocab-');
+    const top = fs.mkdtempSync('/tmp/strata-vocab-');
+    // The store is a directory of its own: one holding other files is not made a store.
+    const s = path.join(top, 'store');
     try {
-      const raw = path.join(s, 'disk.raw');
+      const raw = path.join(top, 'disk.raw');
       fs.writeFileSync(raw, Buffer.concat([Buffer.alloc(4096, 1), Buffer.alloc(8192)]));
       const j = (...args: string[]) => {
         const r = strata(s, ['--json', ...args]);
@@ -151,7 +153,7 @@ describe('one JSON vocabulary', () => {
       expect(out.check).toHaveProperty('elapsedMs');
       expect(out.gc).toHaveProperty('allocatedBytesBefore');
     } finally {
-      fs.rmSync(s, { recursive: true, force: true });
+      fs.rmSync(top, { recursive: true, force: true });
     }
   });
 });

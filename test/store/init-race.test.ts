@@ -24,11 +24,11 @@ function cli(store: string, args: string[]): Promise<{ status: number; err: stri
 }
 
 describe('racing on a new store', () => {
-  it(`${PROCS} processes (init and ls) on a fresh store path, ${ROUNDS} rounds: all exit 0, the store works`, async () => {
+  it(`${PROCS} processes (init and create) on a fresh store path, ${ROUNDS} rounds: all exit 0, the store works`, async () => {
     const dir = tmpDir();
     for (let round = 0; round < ROUNDS; round++) {
       const store = path.join(dir, `st${round}`);
-      const runs = await Promise.all(Array.from({ length: PROCS }, (_, i) => cli(store, i % 2 === 0 ? ['init'] : ['ls'])));
+      const runs = await Promise.all(Array.from({ length: PROCS }, (_, i) => cli(store, i % 2 === 0 ? ['init'] : ['create', `img${i}`, '--size', '1M'])));
       const failed = runs.filter((r) => r.status !== 0).map((r) => `exit ${r.status}: ${r.err.trim()}`);
       expect(failed, `round ${round}`).toEqual([]);
       strataOk(store, ['create', 'a', '--size', '64K']);

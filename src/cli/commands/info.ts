@@ -45,7 +45,8 @@ export function describeImage(store: Store, name: string): ImageInfo {
  * does not know (a later version's) follow as key=value.
  */
 export function sourceText(source: Record<string, unknown>): string {
-  const { format, file, size, clusterSize, version, snapshot, ...rest } = source;
+  // fileBytes and modifiedAt only tell a changed file from the one imported: not worth a line.
+  const { format, file, size, clusterSize, version, snapshot, fileBytes: _bytes, modifiedAt: _at, ...rest } = source;
   const parts = [`${String(format ?? 'unknown')}${version !== undefined ? ` v${String(version)}` : ''} file ${String(file ?? '?')}${typeof size === 'number' ? ` (${humanBytes(size)})` : ''}`];
   if (typeof clusterSize === 'number') parts.push(`${humanBytes(clusterSize)} clusters`);
   if (snapshot !== undefined) parts.push(`snapshot ${String(snapshot)}`);
