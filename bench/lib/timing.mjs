@@ -83,18 +83,21 @@ export function vmHwm(pid) {
 }
 
 /**
- * Times two sides alternately (A, B, A, B, ...) after one warm-up run of each,
- * so drift in the machine hits both alike. Each side is
+ * Times two sides alternately (A, B, B, A, A, B, ...) after one warm-up run of
+ * each, so drift in the machine hits both alike. Each side is
  * { setup?(i), run(i) -> ms | number | {ms,...}, teardown?(i) }; a run returns
  * its own measured figure (ms unless the caller says otherwise).
  */
 export async function compare({ runs, warmup = 1, a, b, log }) {
   const out = { a: [], b: [], aExtra: [], bExtra: [] };
   for (let i = -warmup; i < runs; i++) {
-    for (const [side, key] of [
+    // A then B on even runs, B then A on odd ones: neither side always goes first.
+    const order = [
       [a, 'a'],
       [b, 'b'],
-    ]) {
+    ];
+    if (i % 2 !== 0) order.reverse();
+    for (const [side, key] of order) {
       if (!side) continue;
       await side.setup?.(i);
       const r = await side.run(i);
