@@ -115,8 +115,28 @@ export function rmDirLater(d) {
   scratch.delete(d);
   trash.push(t);
 }
+/** Something to stop before the scratch space goes (a server a workload started). */
+const stoppers = new Set();
+export function onCleanup(fn) {
+  stoppers.add(fn);
+  return () => stoppers.delete(fn);
+}
 export function cleanupAll() {
-  for (const d of scratch) fs.rmSync(d, { recursive: true, force: true });
+  for (const fn of stoppers) {
+    try {
+      fn();
+    } catch {
+      // already gone
+    }
+  }
+  stoppers.clear();
+  for (const d of scratch) {
+    try {
+      fs.rmSync(d, { recursive: true, force: true, maxRetries: 3 });
+    } catch (e) {
+      console.error(`could not remove ${d}: ${e.message}`);
+    }
+  }
   scratch.clear();
   if (trash.length) {
     spawn('rm', ['-rf', ...trash.splice(0)], { detached: true, stdio: 'ignore' }).unref();

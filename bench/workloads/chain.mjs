@@ -17,7 +17,7 @@ import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { run, stats } from '../lib/timing.mjs';
+import { run, stats, tick } from '../lib/timing.mjs';
 import { fig } from '../lib/report.mjs';
 import { GiB, MiB, randomFile, rmDir, syncTree, tmpDir, warmFile } from '../lib/inputs.mjs';
 import { ROOT, strataArgs } from '../lib/tools.mjs';
@@ -78,6 +78,7 @@ export async function chainWorkload(ctx) {
       const rot = ((i % readers.length) + readers.length) % readers.length;
       const order = [...readers.keys()].slice(rot).concat([...readers.keys()].slice(0, rot));
       for (const k of order) {
+        await tick();
         const ms = readers[k].fn();
         if (i >= 0) xs[k].push((size / ms) * 1e3 / 1e6);
       }

@@ -28,9 +28,9 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { run, stats, vmHwm } from '../lib/timing.mjs';
+import { run, stats, tick, vmHwm } from '../lib/timing.mjs';
 import { fig, single } from '../lib/report.mjs';
-import { GiB, MiB, randomFile, rmDir, rmDirLater, syncTree, tmpDir, warmFile } from '../lib/inputs.mjs';
+import { GiB, MiB, onCleanup, randomFile, rmDir, rmDirLater, syncTree, tmpDir, warmFile } from '../lib/inputs.mjs';
 import { hasServe, strataArgs, STRATA_MAIN } from '../lib/tools.mjs';
 
 const node = process.execPath;
@@ -51,6 +51,7 @@ async function startServer(cmd, args, sock, timeoutMs = 30000) {
   child.stderr.on('data', (d) => (err += d));
   let exited = null;
   child.on('exit', (c) => (exited = c));
+  const forget = onCleanup(() => exited === null && child.kill('SIGKILL'));
   const t0 = Date.now();
   while (!fs.existsSync(sock)) {
     if (exited !== null) throw new Error(`${cmd} exited (${exited}) before listening: ${err.slice(0, 500)}`);
@@ -64,6 +65,7 @@ async function startServer(cmd, args, sock, timeoutMs = 30000) {
     pid: child.pid,
     alive: () => exited === null,
     async stop() {
+      forget();
       if (exited !== null) return;
       child.kill('SIGTERM');
       const t = Date.now();
@@ -160,6 +162,7 @@ async function runCase(ctx, c) {
         ];
         if (i % 2 !== 0) sides.reverse();
         for (const [sock, xs] of sides) {
+          await tick();
           const j = fio(fioArgs(job, sock, c.size, ioSize, seed, capS));
           const d = job.rw.includes('write') ? j.write : j.read;
           if (d.io_bytes < ioSize) capped = true;

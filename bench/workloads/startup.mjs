@@ -8,7 +8,7 @@
  * `qemu-img create -b` (the qemu way to clone) are references.
  */
 import path from 'node:path';
-import { run, stats } from '../lib/timing.mjs';
+import { run, stats, tick } from '../lib/timing.mjs';
 import { fig } from '../lib/report.mjs';
 import { rmDir, tmpDir } from '../lib/inputs.mjs';
 import { STRATA_MAIN, strataArgs } from '../lib/tools.mjs';
@@ -43,6 +43,7 @@ export async function startupWorkload(ctx) {
     for (let i = -3; i < runs; i++) {
       const rot = ((i % keys.length) + keys.length) % keys.length;
       for (const k of [...keys.slice(rot), ...keys.slice(0, rot)]) {
+        await tick();
         const ms = cmds[k]();
         if (i >= 0) xs[k].push(ms);
       }
