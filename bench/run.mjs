@@ -2,8 +2,8 @@
 /**
  * strata benchmark harness.
  *
- *   npm run bench                      quick mode (about 5 minutes on 2 cores)
- *   npm run bench -- --full            full mode: 4 GiB linearity, 1000 clones, longer fio runs, more runs
+ *   npm run bench                      quick mode (3-5 minutes on 2 cores, more when shared)
+ *   npm run bench -- --full            full mode (12-15 minutes): 4 GiB linearity, 1000 clones, longer fio runs, more runs
  *   npm run bench -- --only nbd,startup
  *   npm run bench -- --runs 7          runs per side for every workload
  *
@@ -96,7 +96,7 @@ const ctx = {
   have: tools.have,
   shared: {},
   explicitRuns: args.runs,
-  /** Runs per side: `heavy` (imports, fio, chain reads) 3 (quick) / 5 (full); `cheap` 5 / 7. */
+  /** Runs per side: `heavy` (imports, fio) 3 (quick) / 5 (full); `cheap` (exports, chain reads, clones) 5 / 7. */
   runs(kind) {
     if (args.runs) return args.runs;
     if (kind === 'heavy') return quick ? 3 : 5;
