@@ -2,16 +2,21 @@
 /**
  * strata benchmark harness.
  *
- *   npm run bench                      quick mode (about 3-4 minutes)
- *   npm run bench -- --full            full mode: all inputs at full size, more runs
- *   npm run bench -- --only clone,chain
+ *   npm run bench                      quick mode (3-5 minutes on 2 cores, more when shared)
+ *   npm run bench -- --full            full mode (12-15 minutes): 4 GiB linearity, 1000 clones, longer fio runs, more runs
+ *   npm run bench -- --only nbd,startup
  *   npm run bench -- --runs 7          runs per side for every workload
  *
- * Workloads: import (incl. export), clone, chain, nbd, space, startup, memory.
- * Prints a markdown table on stdout (progress on stderr) and writes
+ * Workloads: import (import, linearity, import RSS, export), nbd (fio and
+ * serve RSS), startup, chain, clone, space. Every goal of issue #16 is one row
+ * of one goals table, strata beside its peer measured in the same run, with
+ * the peer's exact command; the other workloads go to a second table.
+ * Prints markdown on stdout (progress on stderr) and writes
  * bench/results/<time>-<mode>.json, latest-<mode>.json and latest-<mode>.md.
  * Installs nothing: missing tools are named with the apt-get line to add them.
  */
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Report } from './lib/report.mjs';
 import { cleanupAll, ensureInputs } from './lib/inputs.mjs';
@@ -22,16 +27,14 @@ import { chainWorkload } from './workloads/chain.mjs';
 import { nbdWorkload } from './workloads/nbd.mjs';
 import { spaceWorkload } from './workloads/space.mjs';
 import { startupWorkload } from './workloads/startup.mjs';
-import { memoryWorkload } from './workloads/memory.mjs';
 
 const WORKLOADS = {
   import: importWorkload,
-  clone: cloneWorkload,
-  chain: chainWorkload,
   nbd: nbdWorkload,
-  space: spaceWorkload,
   startup: startupWorkload,
-  memory: memoryWorkload,
+  chain: chainWorkload,
+  clone: cloneWorkload,
+  space: spaceWorkload,
 };
 
 function parseArgs(argv) {
@@ -66,8 +69,20 @@ function parseArgs(argv) {
   return { ...o, names };
 }
 
+/** One line on the ext4 inputs, from bench/cache/images.json when make-images wrote it. */
+function describeInputs(report) {
+  try {
+    const m = JSON.parse(fs.readFileSync(path.join(ROOT, 'bench', 'cache', 'images.json'), 'utf8'));
+    const a = m.images['debian-a.ext4'];
+    report.say(`inputs: debian-a.ext4 = 1 GiB ext4 from mke2fs -d of a ${m.source.kind === 'usr' ? '/usr' : m.source.kind} tree, ${(a.treeBytes / 2 ** 20).toFixed(0)} MiB of files, ${(a.allocatedBytes / 2 ** 20).toFixed(0)} MiB allocated; random-*.raw = seeded AES-CTR keystream`);
+  } catch {
+    // make-images' manifest is optional
+  }
+}
+
 const args = parseArgs(process.argv.slice(2));
-const log = (m) => console.error(m);
+const tStart = Date.now();
+const log = (m) => console.error(`[${((Date.now() - tStart) / 1000).toFixed(0).padStart(4)} s] ${m}`);
 const tools = checkTools(log);
 if (!tools.ok || !checkBuilt(log)) process.exit(1);
 
@@ -81,34 +96,46 @@ const ctx = {
   have: tools.have,
   shared: {},
   explicitRuns: args.runs,
-  /** Runs per side: `cheap` workloads 5 (quick) / 10 (full); 1 GiB imports 3 / 5. */
+  /** Runs per side: `heavy` (imports, fio) 3 (quick) / 5 (full); `cheap` (exports, chain reads, clones) 5 / 7. */
   runs(kind) {
     if (args.runs) return args.runs;
     if (kind === 'heavy') return quick ? 3 : 5;
-    return quick ? 5 : 10;
+    return quick ? 5 : 7;
   },
 };
 
 const t0 = Date.now();
 let failed = 0;
+// 1-minute load average before each workload and at the end: the bench itself adds about 1.
+const loads = [os.loadavg()[0]];
 process.on('SIGINT', () => {
   cleanupAll();
   process.exit(130);
 });
 try {
   ctx.inputs = await ensureInputs(log);
+  describeInputs(report);
   for (const name of args.names) {
+    loads.push(os.loadavg()[0]);
     log(`\n== ${name}`);
     try {
       await WORKLOADS[name](ctx);
     } catch (e) {
       failed++;
       log(`workload ${name} failed: ${e.stack ?? e}`);
-      report.add({ workload: `${name}: failed`, strata: null, peer: null, skipped: `error: ${String(e.message ?? e).split('\n')[0].slice(0, 160)}` });
+      report.add({ section: 'other', goal: `${name}: failed`, strata: null, peer: null, skipped: `error: ${String(e.message ?? e).split('\n')[0].slice(0, 160)}` });
     }
   }
 } finally {
   cleanupAll();
+}
+loads.push(os.loadavg()[0]);
+{
+  const [lo, hi] = [Math.min(...loads), Math.max(...loads)];
+  report.say(
+    `1-minute load average before each workload: ${loads.map((l) => l.toFixed(1)).join(', ')} on ${os.cpus().length} cores` +
+      (hi > 2.5 ? ' (the bench alone makes about 1: the machine was shared with other work during this run)' : lo > 1 ? ' (some other load)' : ''),
+  );
 }
 const secs = ((Date.now() - t0) / 1000).toFixed(0);
 const file = report.write(path.join(ROOT, 'bench', 'results'));

@@ -1,21 +1,28 @@
 /**
- * Rows, the markdown table and the JSON file. A row:
- *   { workload, strata: Figure|null, peer: Figure|null, ratio, target, met, note, skipped }
- * Figure: { median, min, max, runs, unit }, unit one of ms, bytes, MB/s, IOPS, x.
- * ratio is strata / peer of the figures shown (for times lower is better, for
- * throughput higher is better; the target column says which).
+ * Rows, the markdown tables and the JSON file.
+ *
+ * A row:
+ *   { section: 'goal' | 'other', goal, strata: Figure|null, peerCmd, peer: Figure|null,
+ *     ratio, target, met, note, skipped }
+ * Figure: { median, min, max, runs, unit, label? }, unit one of ms, bytes, MB/s, IOPS, x.
+ * ratio is strata / peer of the two medians shown unless the row gives its
+ * own; the target column says which way is better.
+ *
+ * The goals table holds only the goals of issue #16, in its order; every
+ * other workload (space, many clones, clone of 1 TiB, qcow2 chains) goes to a
+ * second table of other targets and references.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-export function fig(st, unit) {
+export function fig(st, unit, label) {
   if (!st) return null;
-  return { median: st.median, min: st.min, max: st.max, runs: st.runs, unit };
+  return { median: st.median, min: st.min, max: st.max, runs: st.runs, unit, ...(label ? { label } : {}) };
 }
-export const single = (v, unit) => ({ median: v, min: v, max: v, runs: 1, unit });
+export const single = (v, unit, label) => ({ median: v, min: v, max: v, runs: 1, unit, ...(label ? { label } : {}) });
 
-function num(v, unit) {
+export function num(v, unit) {
   if (v === undefined || v === null || Number.isNaN(v)) return '?';
   switch (unit) {
     case 'ms':
@@ -38,9 +45,10 @@ function num(v, unit) {
 export function showFig(f) {
   if (!f) return '—';
   const m = num(f.median, f.unit);
-  if (f.runs <= 1 || f.min === f.max) return m + (f.runs > 1 ? ` (n=${f.runs})` : '');
+  const pre = f.label ? `${f.label}: ` : '';
+  if (f.runs <= 1 || f.min === f.max) return pre + m + (f.runs > 1 ? ` (n=${f.runs})` : '');
   const short = (v) => num(v, f.unit).replace(/ (s|ms|MiB|MB\/s|IOPS)$/, '');
-  return `${m} (${short(f.min)}–${short(f.max)}, n=${f.runs})`;
+  return `${pre}${m} (${short(f.min)}–${short(f.max)}, n=${f.runs})`;
 }
 
 export function ratioOf(a, b) {
@@ -48,37 +56,63 @@ export function ratioOf(a, b) {
   return a.median / b.median;
 }
 
+const cell = (s) => String(s ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ');
+
+function tableLine(r) {
+  const met = r.met === true ? 'met' : r.met === false ? '**not met**' : '';
+  const cmd = r.peerCmd ? `\`${r.peerCmd.replace(/`/g, "'")}\`` : '';
+  if (r.skipped) return `| ${cell(r.goal)} | skipped: ${cell(r.skipped)} | ${cell(cmd)} | ${showFig(r.peer)} | — | ${cell(r.target)} | ${met || '—'} |`;
+  const ratio = r.ratio === null || r.ratio === undefined ? '—' : `${r.ratio.toFixed(r.ratio < 10 ? 2 : 1)}×`;
+  return `| ${cell(r.goal)} | ${showFig(r.strata)} | ${cell(cmd)} | ${showFig(r.peer)} | ${ratio} | ${cell(r.target)} | ${met} |`;
+}
+
+const HEAD = ['| goal | strata | peer (exact command) | peer | ratio | target | met |', '|---|---:|---|---:|---:|---|:---:|'];
+
 export class Report {
-  constructor({ mode, runs }) {
+  constructor({ mode }) {
     this.mode = mode;
-    this.runs = runs;
     this.rows = [];
     this.started = new Date();
+    this.context = [];
+  }
+
+  /** A line of run context printed above the tables (machine load, inputs). */
+  say(line) {
+    this.context.push(line);
   }
 
   add(row) {
-    const r = { ratio: ratioOf(row.strata, row.peer), target: '', met: null, note: '', ...row };
+    const r = { section: 'goal', ratio: ratioOf(row.strata, row.peer), target: '', met: null, note: '', peerCmd: '', ...row };
     this.rows.push(r);
     console.error(`  => ${tableLine(r)}`);
     return r;
   }
 
-  skip(workload, why, extra = {}) {
-    return this.add({ workload, strata: null, peer: null, ratio: null, skipped: why, ...extra });
+  skip(goal, why, extra = {}) {
+    return this.add({ goal, strata: null, peer: null, ratio: null, skipped: why, ...extra });
   }
 
   markdown() {
-    const head = [
+    // Goals in the issue's order (each workload gives its rows an `order`).
+    const goals = this.rows.filter((r) => r.section === 'goal').sort((a, b) => (a.order ?? 999) - (b.order ?? 999));
+    const other = this.rows.filter((r) => r.section !== 'goal');
+    const met = goals.filter((r) => r.met === true).length;
+    const judged = goals.filter((r) => r.met !== null && r.met !== undefined).length;
+    const out = [
       `strata bench, ${this.mode} mode, ${this.started.toISOString()}`,
       `host: ${os.cpus().length} × ${os.cpus()[0]?.model?.trim() ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${os.release()}, Node ${process.version}`,
-      'figures: median (min–max, n=runs) after one warm-up run per side; ratio = strata / peer',
+      'figures: median (min–max, n=runs) after one warm-up run per side, the two sides alternating run by run; ratio = strata / peer unless the row says otherwise',
+      ...this.context,
       '',
-      '| workload | strata | peer | ratio | target | met |',
-      '|---|---:|---:|---:|---|:---:|',
+      `### Goals (issue #16): ${met} of ${judged} met`,
+      '',
+      ...HEAD,
+      ...goals.map(tableLine),
     ];
-    const lines = this.rows.map(tableLine);
-    const notes = this.rows.filter((r) => r.note).map((r) => `- ${r.workload}: ${r.note}`);
-    return [...head, ...lines, ...(notes.length ? ['', 'notes:', ...notes] : [])].join('\n') + '\n';
+    if (other.length) out.push('', '### Other targets and references', '', ...HEAD, ...other.map(tableLine));
+    const notes = this.rows.filter((r) => r.note).map((r) => `- ${r.goal}: ${r.note}`);
+    if (notes.length) out.push('', 'notes:', ...notes);
+    return out.join('\n') + '\n';
   }
 
   write(dir) {
@@ -89,6 +123,7 @@ export class Report {
       started: this.started.toISOString(),
       finished: new Date().toISOString(),
       host: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memBytes: os.totalmem(), kernel: os.release(), node: process.version },
+      context: this.context,
       rows: this.rows,
     };
     const jf = path.join(dir, `${stamp}-${this.mode}.json`);
@@ -97,11 +132,4 @@ export class Report {
     fs.writeFileSync(path.join(dir, `latest-${this.mode}.md`), this.markdown());
     return jf;
   }
-}
-
-function tableLine(r) {
-  const met = r.met === true ? 'met' : r.met === false ? '**not met**' : '';
-  if (r.skipped) return `| ${r.workload} | skipped: ${r.skipped} | ${showFig(r.peer)} | — | ${r.target ?? ''} | ${met || '—'} |`;
-  const ratio = r.ratio === null || r.ratio === undefined ? '—' : `${r.ratio.toFixed(r.ratio < 10 ? 3 : 1)}×`;
-  return `| ${r.workload} | ${showFig(r.strata)} | ${showFig(r.peer)} | ${ratio} | ${r.target ?? ''} | ${met} |`;
 }

@@ -8,6 +8,13 @@ import fs from 'node:fs';
 
 export const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
+/**
+ * Lets the event loop turn. The runs are spawnSync calls between awaits of
+ * plain promises, which never reach the loop, so without this a Ctrl-C
+ * (SIGINT handler) would wait for the whole workload.
+ */
+export const tick = () => new Promise((r) => setImmediate(r));
+
 export function stats(samples) {
   const s = [...samples].sort((a, b) => a - b);
   const n = s.length;
@@ -83,19 +90,23 @@ export function vmHwm(pid) {
 }
 
 /**
- * Times two sides alternately (A, B, A, B, ...) after one warm-up run of each,
- * so drift in the machine hits both alike. Each side is
+ * Times two sides alternately (A, B, B, A, A, B, ...) after one warm-up run of
+ * each, so drift in the machine hits both alike. Each side is
  * { setup?(i), run(i) -> ms | number | {ms,...}, teardown?(i) }; a run returns
  * its own measured figure (ms unless the caller says otherwise).
  */
 export async function compare({ runs, warmup = 1, a, b, log }) {
   const out = { a: [], b: [], aExtra: [], bExtra: [] };
   for (let i = -warmup; i < runs; i++) {
-    for (const [side, key] of [
+    // A then B on even runs, B then A on odd ones: neither side always goes first.
+    const order = [
       [a, 'a'],
       [b, 'b'],
-    ]) {
+    ];
+    if (i % 2 !== 0) order.reverse();
+    for (const [side, key] of order) {
       if (!side) continue;
+      await tick();
       await side.setup?.(i);
       const r = await side.run(i);
       await side.teardown?.(i);
@@ -109,9 +120,38 @@ export async function compare({ runs, warmup = 1, a, b, log }) {
   return { a: a ? stats(out.a) : null, b: b ? stats(out.b) : null, aExtra: out.aExtra, bExtra: out.bExtra };
 }
 
+/**
+ * Several sides in rounds: each round runs every side once, the order rotated
+ * by one each round, after `warmup` untimed rounds. sides: { key: { setup?,
+ * run, teardown? } } as in compare(). Returns { key: stats } and, under
+ * `extra`, each side's raw results.
+ */
+export async function rounds({ runs, warmup = 1, sides, log }) {
+  const keys = Object.keys(sides);
+  const xs = Object.fromEntries(keys.map((k) => [k, []]));
+  const extra = Object.fromEntries(keys.map((k) => [k, []]));
+  for (let i = -warmup; i < runs; i++) {
+    const rot = (((i + warmup) % keys.length) + keys.length) % keys.length;
+    for (const k of [...keys.slice(rot), ...keys.slice(0, rot)]) {
+      const side = sides[k];
+      await tick();
+      await side.setup?.(i);
+      const r = await side.run(i);
+      await side.teardown?.(i);
+      if (i < 0) continue;
+      xs[k].push(typeof r === 'number' ? r : r.value ?? r.ms);
+      extra[k].push(r);
+    }
+    log?.(`  round ${i < 0 ? 'warm-up' : i + 1}/${runs}`);
+  }
+  const out = Object.fromEntries(keys.map((k) => [k, stats(xs[k])]));
+  return { ...out, extra };
+}
+
 export async function repeat({ runs, warmup = 1, setup, run: fn, teardown }) {
   const xs = [];
   for (let i = -warmup; i < runs; i++) {
+    await tick();
     await setup?.(i);
     const v = await fn(i);
     await teardown?.(i);

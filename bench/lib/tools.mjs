@@ -17,8 +17,7 @@ const TOOLS = [
   { bin: 'qemu-io', pkg: 'qemu-utils', required: true },
   { bin: 'fio', pkg: 'fio', required: true },
   { bin: 'mke2fs', pkg: 'e2fsprogs', required: false, why: 'building the ext4 inputs' },
-  { bin: 'hyperfine', pkg: 'hyperfine', required: false, why: 'start-up timing (else a built-in loop)' },
-  { bin: '/usr/bin/time', pkg: 'time', required: false, why: 'peak RSS (else /proc VmHWM polling)' },
+  { bin: '/usr/bin/time', pkg: 'time', required: false, why: 'peak RSS of imports (else /proc VmHWM polling every 20 ms)' },
 ];
 
 export function which(bin) {
