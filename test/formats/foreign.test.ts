@@ -108,7 +108,14 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
     expect(r.status).toBe(ERROR_CODES.E_UNSUPPORTED);
     expect(r.stderr).toBe(`strata: ${path.join(dir, 'top.qed')} (QED) has a backing file, base.raw; strata imports QED files whole only: flatten it first with qemu-img convert -f qed -O raw\n`);
 
-    execFileSync('qemu-img', ['create', '-q', '--object', 'secret,id=s0,data=pw', '-f', 'luks', '-o', 'key-secret=s0,iter-time=10', path.join(dir, 'vol.luks'), '1M']);
+    // qemu times PBKDF2 to pick its iteration count; on a busy machine a short timing fails with
+    // "Unable to get accurate CPU usage", so give it 100 ms and a second try.
+    const luks = ['create', '-q', '--object', 'secret,id=s0,data=pw', '-f', 'luks', '-o', 'key-secret=s0,iter-time=100', path.join(dir, 'vol.luks'), '1M'];
+    try {
+      execFileSync('qemu-img', luks, { stdio: 'pipe' });
+    } catch {
+      execFileSync('qemu-img', luks, { stdio: 'pipe' });
+    }
     r = strata(store, ['import', path.join(dir, 'vol.luks'), 'vol']);
     expect(r.status).toBe(ERROR_CODES.E_UNSUPPORTED);
     expect(r.stderr).toBe(`strata: ${path.join(dir, 'vol.luks')} is a LUKS encrypted volume; strata does not import encrypted images\n`);
