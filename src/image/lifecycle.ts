@@ -179,10 +179,7 @@ export function rollbackImage(store: Store, leafName: string, to?: string): Roll
     }
     assertNotOpen(store, [leaf], `roll back ${leafName}`);
     const target = chain[at];
-    const refs = new Map<number, number>();
-    for (const [, seg] of segmentsOf(store.db, leaf.id)) countSlotRefs(seg, refs);
-    for (const [slot, n] of refs) refs.set(slot, -n);
-    applyRefDeltas(store.db, refs);
+    releaseOwnRefs(store, [leaf]);
     store.db.prepare('DELETE FROM segments WHERE image_id = ?').run(leaf.id);
     updateImage(store.db, leaf.id, { parentId: target.id, ownBlocks: 0, virtualSize: target.virtualSize });
     faultPoint('rollback.before-commit');
@@ -221,11 +218,16 @@ export function renameImage(store: Store, from: string, to: string): ImageRecord
  * are released in one pass, so a slot they share is updated once.
  */
 export function dropImagesInTx(store: Store, imgs: readonly ImageRecord[], onProgress?: OnProgress): void {
+  releaseOwnRefs(store, imgs, onProgress);
+  for (const img of imgs) deleteImageRow(store.db, img.id);
+}
+
+/** Takes back every reference the images' own maps hold, in one pass; the maps themselves stay. */
+function releaseOwnRefs(store: Store, imgs: readonly ImageRecord[], onProgress?: OnProgress): void {
   const refs = new Map<number, number>();
   for (const img of imgs) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
   for (const [slot, n] of refs) refs.set(slot, -n);
   applyRefDeltas(store.db, refs, undefined, onProgress);
-  for (const img of imgs) deleteImageRow(store.db, img.id);
 }
 
 export const dropImageInTx = (store: Store, img: ImageRecord): void => dropImagesInTx(store, [img]);

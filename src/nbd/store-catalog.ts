@@ -27,27 +27,11 @@ export interface StoreCatalog extends ExportCatalog {
   readonly controlPath?: string;
 }
 
-/** Keeps the image open when the NBD layer is done with it: the catalog owns its lifetime. */
-function pinned(img: Image): BlockDevice {
+/** The image as the NBD layer sees it, with `close` doing what the catalog says instead. */
+function closingWith(img: Image, close: () => void): BlockDevice {
   return new Proxy(img, {
     get(target, prop, receiver) {
-      if (prop === 'close') return () => target.flush();
-      const v = Reflect.get(target, prop, receiver);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
-}
-
-/** Closing forgets the image in `live` too. */
-function tracked(img: Image, live: Map<string, Image>): BlockDevice {
-  return new Proxy(img, {
-    get(target, prop, receiver) {
-      if (prop === 'close') {
-        return () => {
-          if (live.get(target.name) === target) live.delete(target.name);
-          target.close();
-        };
-      }
+      if (prop === 'close') return close;
       const v = Reflect.get(target, prop, receiver);
       return typeof v === 'function' ? v.bind(target) : v;
     },
@@ -87,9 +71,13 @@ export function storeCatalog(store: Store, names?: readonly string[], opts: { co
     },
     open(name) {
       const h = held.get(name);
-      if (h) return pinned(h);
+      if (h) return closingWith(h, () => h.flush()); // the catalog owns a named export's lifetime
       if (names?.length) throw notFound(`image ${name} is not exported by this server`, { image: name });
-      return tracked(open(name), live);
+      const img = open(name);
+      return closingWith(img, () => {
+        if (live.get(name) === img) live.delete(name);
+        img.close();
+      });
     },
     closeAll() {
       for (const img of held.values()) img.close();

@@ -114,11 +114,8 @@ export function collectGarbage(store: Store, opts: GcOptions = {}): GcReport {
       faultPoint('gc.after-punch');
       runLen = 0;
     };
-    const free = (
-      since === undefined
-        ? db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? ORDER BY slot').pluck().all(limit)
-        : db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? AND epoch > ? ORDER BY slot').pluck().all(limit, since)
-    ) as number[];
+    // Epochs start at 0, so without `freedAfter` every reusable free slot is taken.
+    const free = db.prepare('SELECT slot FROM free_slots WHERE epoch <= ? AND epoch > ? ORDER BY slot').pluck().all(limit, since ?? -1) as number[];
     const total = free.length * BLOCK_SIZE;
     for (let i = 0; i < free.length; i++) {
       const slot = free[i];
