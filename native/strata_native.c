@@ -26,7 +26,13 @@
  *       false where the platform has no sigaction.
  *   interruptDisarm()                   puts back the SIGINT handling of before
  *   interrupted() -> boolean            whether SIGINT came since interruptArm()
- *   features -> { punchHole, seekData, ofdLock, interrupt: boolean }  compiled-in support
+ *   startWriteback(fd, offset, length) -> boolean
+ *       sync_file_range(SYNC_FILE_RANGE_WRITE): starts writing the range's
+ *       dirty pages to the device and returns without waiting. It makes
+ *       nothing durable and, unlike an fsync, consumes no write error: the
+ *       fdatasync that later makes the range durable still reports it. false
+ *       where the platform has no sync_file_range.
+ *   features -> { punchHole, seekData, ofdLock, interrupt, writeback: boolean }  compiled-in support
  *
  * Offsets and lengths travel as doubles and must be integers in
  * [0, 2^53 - 1]. Any other failure throws an Error shaped like Node's fs
@@ -66,6 +72,12 @@
 #define STRATA_HAVE_OFD_LOCK 1
 #else
 #define STRATA_HAVE_OFD_LOCK 0
+#endif
+
+#if defined(__linux__) && defined(SYNC_FILE_RANGE_WRITE)
+#define STRATA_HAVE_WRITEBACK 1
+#else
+#define STRATA_HAVE_WRITEBACK 0
 #endif
 
 #if defined(SA_RESTART)
@@ -216,6 +228,33 @@ static napi_value punch_hole(napi_env env, napi_callback_info info) {
   punched = length == 0;
 #endif
   NAPI_CALL(env, napi_get_boolean(env, punched, &result));
+  return result;
+}
+
+static napi_value start_writeback(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result;
+  int fd;
+  off_t offset, length;
+  if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], &fd) ||
+      !get_off(env, argv[1], "offset", &offset) || !get_off(env, argv[2], "length", &length))
+    return NULL;
+  bool started = false;
+#if STRATA_HAVE_WRITEBACK
+  int r;
+  do {
+    r = sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
+  } while (r != 0 && errno == EINTR);
+  if (r != 0) {
+    int e = errno;
+    if (e != ENOSYS && e != EOPNOTSUPP && e != ESPIPE) {
+      throw_errno(env, e, "sync_file_range");
+      return NULL;
+    }
+  } else {
+    started = true;
+  }
+#endif
+  NAPI_CALL(env, napi_get_boolean(env, started, &result));
   return result;
 }
 
@@ -412,9 +451,12 @@ static napi_value init(napi_env env, napi_value exports) {
   NAPI_CALL(env, napi_set_named_property(env, features, "ofdLock", v));
   NAPI_CALL(env, napi_get_boolean(env, STRATA_HAVE_INTERRUPT, &v));
   NAPI_CALL(env, napi_set_named_property(env, features, "interrupt", v));
+  NAPI_CALL(env, napi_get_boolean(env, STRATA_HAVE_WRITEBACK, &v));
+  NAPI_CALL(env, napi_set_named_property(env, features, "writeback", v));
 
   napi_property_descriptor props[] = {
       {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"startWriteback", NULL, start_writeback, NULL, NULL, NULL, napi_enumerable, NULL},
       {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_enumerable, NULL},
       {"seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lockRange", NULL, lock_range, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -77,7 +77,8 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
     { durable: true },
   );
   faultPoint('import.after-create');
-  const img = new Image(store, made.rec, made.chain, { writable: true, dirtyLimit: opts.dirtyLimit, lease: made.lease });
+  // lazyData: nobody else sees the image until finish(), whose flush makes all of it durable first.
+  const img = new Image(store, made.rec, made.chain, { writable: true, dirtyLimit: opts.dirtyLimit, lease: made.lease, lazyData: true });
   const abandon = () => {
     try {
       img.close({ discard: true });

@@ -79,7 +79,8 @@ export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'rea
     }
     for (let off = ext.offset; off < ext.offset + ext.length; off += CHUNK) {
       const n = Math.min(CHUNK, ext.offset + ext.length - off);
-      img.write(off, src.read(off, n));
+      // src.read gives a fresh buffer each time: the image keeps it rather than copying it.
+      img.write(off, src.read(off, n), true);
       onProgress?.(off + n);
     }
   }

@@ -9,6 +9,7 @@ import type { Extent } from '../image/device.js';
 export interface ImportSource {
   readonly size: number;
   extents(offset: number, length: number): Extent[];
+  /** A new buffer on every call: the importer keeps it without copying (Image.write's `owned`). */
   read(offset: number, length: number): Buffer;
   close(): void;
 }

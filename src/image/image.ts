@@ -16,6 +16,7 @@ import { loadSegment, saveSegment } from '../store/maps.js';
 import { hashBlocks, placeBlocks } from '../store/placement.js';
 import { faultPoint } from '../store/faults.js';
 import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
+import { indexSlots } from '../store/slots.js';
 import { segClone, segCompact, segExpand, segGet, segOverlay, type Segment } from '../store/segment.js';
 import type { Store } from '../store/store.js';
 import {
@@ -41,6 +42,11 @@ export interface OpenOptions {
   control?: string;
 }
 
+/** Flushes placing at most this many new slots add them to the dedup index at once. */
+const INDEX_NOW = 1024;
+/** Larger ones gather index rows until this many, then add them in one sorted batch (about 3 MiB of rows). */
+const INDEX_BATCH = 131072;
+
 const segOf = (b: number): SegmentIndex => Math.floor(b / SEGMENT_ENTRIES) as SegmentIndex;
 
 export class Image implements BlockDevice {
@@ -61,6 +67,23 @@ export class Image implements BlockDevice {
   /** Reference changes made by unflushed zeroing. */
   private readonly pendingRefs: RefDeltas = new Map();
   private pendingOwnBlocks = 0;
+  /**
+   * Committed slots of this writer not yet in the dedup index (hash, slot,
+   * ...), and the same as a map for this writer's own lookups. Large flushes
+   * add to the index in sorted batches of INDEX_BATCH: inserting each
+   * flush's rows at random points of the index rewrote most of its pages on
+   * every flush, which made an import's cost grow with the square of its size.
+   */
+  private unindexed: number[] = [];
+  private readonly recent = new Map<number, number>();
+  /**
+   * An import under a hidden name: flushes made because the dirty limit was
+   * reached commit without waiting for their data to reach the device; an
+   * explicit flush() syncs it all before its commit (placement.ts).
+   */
+  private readonly lazyData: boolean;
+  /** Committed slots whose data may not be durable yet (lazyData only). */
+  private unsyncedData = false;
   /** The leaf's own resolved segments; frozen images use the store's shared cache. */
   private readonly resolved = new Map<number, Segment>();
   private lastSeg = -1;
@@ -71,7 +94,7 @@ export class Image implements BlockDevice {
     private readonly store: Store,
     rec: ImageRecord,
     chain: ImageRecord[],
-    opts: { writable: boolean; dirtyLimit?: number; lease: Lease | null },
+    opts: { writable: boolean; dirtyLimit?: number; lease: Lease | null; lazyData?: boolean },
   ) {
     this.rec = rec;
     this.chain = chain;
@@ -79,6 +102,7 @@ export class Image implements BlockDevice {
     this.stable = isFrozen(rec);
     this.dirtyLimit = opts.dirtyLimit ?? 64 * 1024 * 1024;
     this.lease = opts.lease;
+    this.lazyData = opts.lazyData ?? false;
   }
 
   get name(): string {
@@ -231,7 +255,11 @@ export class Image implements BlockDevice {
 
   // ---- writes ----------------------------------------------------------------
 
-  write(offset: number, data: Uint8Array): void {
+  /**
+   * `owned`: the caller gives `data` away (an import's read buffer) and never
+   * touches it again, so whole blocks are kept without a copy.
+   */
+  write(offset: number, data: Uint8Array, owned = false): void {
     this.checkWritable();
     this.checkRange(offset, data.length);
     const end = offset + data.length;
@@ -239,9 +267,14 @@ export class Image implements BlockDevice {
     // Whole blocks: one copy of the span, each block a view into it (no per-block allocation).
     const fullEnd = end === this.size ? Math.max(fullStart, end) : Math.floor(end / BLOCK_SIZE) * BLOCK_SIZE;
     if (fullEnd > fullStart) {
-      const span = Buffer.allocUnsafe(Math.ceil((fullEnd - fullStart) / BLOCK_SIZE) * BLOCK_SIZE);
-      span.set(data.subarray(fullStart - offset, fullEnd - offset));
-      span.fill(0, fullEnd - fullStart);
+      let span: Buffer;
+      if (owned && fullStart === offset && (fullEnd - fullStart) % BLOCK_SIZE === 0) {
+        span = Buffer.from(data.buffer, data.byteOffset, fullEnd - fullStart);
+      } else {
+        span = Buffer.allocUnsafe(Math.ceil((fullEnd - fullStart) / BLOCK_SIZE) * BLOCK_SIZE);
+        span.set(data.subarray(fullStart - offset, fullEnd - offset));
+        span.fill(0, fullEnd - fullStart);
+      }
       const b0 = fullStart / BLOCK_SIZE;
       for (let k = 0; k * BLOCK_SIZE < span.length; k++) this.dirtyData.set(b0 + k, span.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
     }
@@ -258,7 +291,7 @@ export class Image implements BlockDevice {
     const headEnd = Math.min(end, fullStart);
     edge(offset, headEnd);
     edge(Math.max(fullEnd, headEnd), end);
-    if (this.dirtyData.size * BLOCK_SIZE >= this.dirtyLimit) this.flush();
+    if (this.dirtyData.size * BLOCK_SIZE >= this.dirtyLimit) this.flushAndIndex('auto');
   }
 
   writeZeroes(offset: number, length: number): void {
@@ -336,8 +369,28 @@ export class Image implements BlockDevice {
   // ---- flush -----------------------------------------------------------------
 
   flush(): void {
+    this.flushAndIndex('explicit');
+  }
+
+  /** 'auto': the dirty limit was reached; 'final': closing, so every index row this handle owes goes in. */
+  private flushAndIndex(mode: 'auto' | 'explicit' | 'final'): void {
     this.checkOpen();
-    if (this.readOnly || (this.dirtyData.size === 0 && this.dirtySegs.size === 0)) return;
+    if (this.readOnly) return;
+    const final = mode === 'final';
+    const durable = !(this.lazyData && mode === 'auto');
+    if (this.dirtyData.size === 0 && this.dirtySegs.size === 0) {
+      if (durable && this.unsyncedData) {
+        this.store.blocks.sync();
+        this.unsyncedData = false;
+      }
+      if (final && this.unindexed.length > 0) {
+        const pairs = this.unindexed;
+        this.store.write(() => indexSlots(this.store.db, pairs));
+        this.unindexed = [];
+        this.recent.clear();
+      }
+      return;
+    }
     const blockNos = [...this.dirtyData.keys()].sort((a, b) => a - b);
     const bufs = blockNos.map((b) => this.dirtyData.get(b)!);
     const hashes = hashBlocks(this.store, bufs);
@@ -349,8 +402,12 @@ export class Image implements BlockDevice {
     let ownBlocks = this.rec.ownBlocks + this.pendingOwnBlocks;
 
     const id = this.rec.id;
+    const pairs: number[] = [];
+    let indexedNow = false;
     this.store.write(() => {
-      const { entries, fresh } = placeBlocks(this.store, bufs, hashes);
+      const { entries, fresh } = placeBlocks(this.store, bufs, hashes, { recent: this.recent, durable });
+      // Slots of earlier lazy flushes are made durable by this commit too.
+      if (durable && this.unsyncedData) this.store.blocks.sync();
       let cur = -1;
       let arr: Uint32Array | undefined;
       let parent: Segment = INHERIT;
@@ -381,7 +438,13 @@ export class Image implements BlockDevice {
       }
       if (arr) staged.set(cur, arr);
       for (const [seg, s] of staged) saveSegment(this.store.db, id, seg as SegmentIndex, segCompact(s));
-      applyRefDeltas(this.store.db, deltas, fresh as Map<SlotNumber, number>);
+      applyRefDeltas(this.store.db, deltas, fresh as Map<SlotNumber, number>, { index: pairs });
+      const queued = this.unindexed.length + pairs.length;
+      // Never index a slot whose data may not be durable: another image could come to share it.
+      if (durable && (final || queued <= 2 * INDEX_NOW || queued >= 2 * INDEX_BATCH)) {
+        indexSlots(this.store.db, this.unindexed.length === 0 ? pairs : this.unindexed.concat(pairs));
+        indexedNow = true;
+      }
       updateImage(this.store.db, id, { ownBlocks });
       faultPoint('flush.before-commit');
     });
@@ -392,6 +455,16 @@ export class Image implements BlockDevice {
       this.invalidate(seg);
     }
     this.clearPending();
+    this.unsyncedData = !durable;
+    if (indexedNow) {
+      this.unindexed = [];
+      this.recent.clear();
+    } else {
+      for (let k = 0; k < pairs.length; k += 2) {
+        this.unindexed.push(pairs[k], pairs[k + 1]);
+        this.recent.set(pairs[k], pairs[k + 1]);
+      }
+    }
     this.rec = { ...this.rec, ownBlocks, generation: this.rec.generation + 1 };
   }
 
@@ -479,7 +552,7 @@ export class Image implements BlockDevice {
     if (this.closed) return;
     try {
       if (opts.discard) this.dropUnflushed();
-      else this.flush();
+      else this.flushAndIndex('final');
     } finally {
       this.closed = true;
       if (this.lease !== null) {

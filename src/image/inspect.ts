@@ -8,6 +8,7 @@ import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
 import { countSlotRefs, loadSegment, segmentsOf } from '../store/maps.js';
 import { metaNumber, type Store } from '../store/store.js';
 import { segGet, type Segment } from '../store/segment.js';
+import { forEachLiveSlot } from '../store/slots.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
 import { appendExtent, type Extent, type ExtentKind } from './device.js';
 import { blocksIn, resolveFrozen } from './resolve.js';
@@ -156,8 +157,9 @@ export interface ImageUsage {
  */
 function refcountTable(store: Store): Float64Array {
   const t = new Float64Array(Math.max(metaNumber(store.db, 'next_slot'), 1));
-  const it = store.db.prepare('SELECT slot, refcount FROM blocks').raw().iterate() as IterableIterator<[number, number]>;
-  for (const [slot, rc] of it) if (slot < t.length) t[slot] = rc;
+  forEachLiveSlot(store.db, (slot, rc) => {
+    if (slot < t.length) t[slot] = rc;
+  });
   return t;
 }
 

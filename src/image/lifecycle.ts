@@ -19,6 +19,7 @@ import {
 import { assertNotOpen, type Lease } from '../store/leases.js';
 import { countSlotRefs, segmentsOf } from '../store/maps.js';
 import { applyRefDeltas } from '../store/refcounts.js';
+import { slotReader } from '../store/slots.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord, type OnProgress } from '../store/types.js';
 import { imageName } from '../store/names.js';
@@ -227,7 +228,7 @@ function releaseOwnRefs(store: Store, imgs: readonly ImageRecord[], onProgress?:
   const refs = new Map<number, number>();
   for (const img of imgs) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
   for (const [slot, n] of refs) refs.set(slot, -n);
-  applyRefDeltas(store.db, refs, undefined, onProgress);
+  applyRefDeltas(store.db, refs, undefined, { onProgress });
 }
 
 export const dropImageInTx = (store: Store, img: ImageRecord): void => dropImagesInTx(store, [img]);
@@ -267,9 +268,9 @@ export function planRemoval(store: Store, names: readonly string[], opts: { recu
     const images = doomedImages(store, names, opts);
     const refs = new Map<number, number>();
     for (const img of images) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
-    const refcount = store.db.prepare('SELECT refcount FROM blocks WHERE slot = ?').pluck();
+    const now = slotReader(store.db);
     let freed = 0;
-    for (const [slot, n] of refs) if (refcount.get(slot) === n) freed++;
+    for (const [slot, n] of refs) if (now.refcount(slot) === n) freed++;
     return { images, freedBytes: freed * BLOCK_SIZE };
   }).deferred();
 }

@@ -176,7 +176,7 @@ export function flattenImage(store: Store, name: string, opts: ReshapeOptions = 
     if (img.parentId === null) return result(store, name, img.ownBlocks);
     const deltas: RefDeltas = new Map();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: [], size: img.virtualSize }, deltas);
-    applyRefDeltas(store.db, deltas, undefined, opts.onProgress);
+    applyRefDeltas(store.db, deltas, undefined, { onProgress: opts.onProgress });
     updateImage(store.db, img.id, { parentId: null, ownBlocks, kind: isFrozen(img) ? frozenKind(null) : 'leaf' });
     touchDescendants(store, img);
     return result(store, name, img.ownBlocks);
@@ -201,7 +201,7 @@ export function rebaseImage(store: Store, name: string, onto: string, opts: Resh
     assertNotOpen(store, [img, ...below], `rebase ${name}`);
     const deltas: RefDeltas = new Map();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: parentChain, size: img.virtualSize }, deltas);
-    applyRefDeltas(store.db, deltas, undefined, opts.onProgress);
+    applyRefDeltas(store.db, deltas, undefined, { onProgress: opts.onProgress });
     updateImage(store.db, img.id, { parentId: parent.id, ownBlocks, kind: isFrozen(img) ? frozenKind(parent.id) : 'leaf' });
     touchDescendants(store, img);
     return result(store, name, img.ownBlocks);
@@ -258,7 +258,7 @@ export function commitImage(store: Store, leafName: string, opts: ReshapeOptions
       for (const [slot, n] of refs) addRef(deltas, slot, -n);
       saveSegment(store.db, leaf.id, seg, INHERIT);
     }
-    applyRefDeltas(store.db, deltas, undefined, opts.onProgress);
+    applyRefDeltas(store.db, deltas, undefined, { onProgress: opts.onProgress });
     updateImage(store.db, parent.id, { ownBlocks, virtualSize: leaf.virtualSize });
     updateImage(store.db, leaf.id, { ownBlocks: 0 });
     const r = result(store, leafName, leaf.ownBlocks);
@@ -316,7 +316,7 @@ export function resizeImage(store: Store, name: string, size: number, opts: Resh
     const override = new Map<number, MapEntry>(cut ? [[cut.block, cut.entry]] : []);
     const fresh = cut?.fresh ?? new Map<SlotNumber, BlockHash>();
     const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: chain.slice(1), size, override }, deltas);
-    applyRefDeltas(store.db, deltas, fresh, opts.onProgress);
+    applyRefDeltas(store.db, deltas, fresh, { onProgress: opts.onProgress });
     updateImage(store.db, img.id, { ownBlocks, virtualSize: size });
     return result(store, name, img.ownBlocks);
   });

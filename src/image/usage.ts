@@ -10,6 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { usedSlotCount } from '../store/slots.js';
 import { chainOf, listVisibleImages } from '../store/catalog.js';
 import { segmentsOf } from '../store/maps.js';
 import { DB_FILE, type Store } from '../store/store.js';
@@ -117,7 +118,7 @@ export function storeStats(store: Store): StoreStats {
       own += img.ownBlocks * BLOCK_SIZE;
       clusters += ownClusters(store, img);
     }
-    const stored = (store.db.prepare('SELECT count(*) FROM blocks').pluck().get() as number) * BLOCK_SIZE;
+    const stored = usedSlotCount(store.db) * BLOCK_SIZE;
     return { images: images.length, logical, referenced, own, stored, qcow2: clusters * BLOCKS_PER_CLUSTER * BLOCK_SIZE };
   }).deferred();
   const du = store.blocks.diskUsage();

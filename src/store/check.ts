@@ -5,11 +5,14 @@
  * - catalog: every parent exists, no chain loops;
  * - maps: no entry points past next_slot or at a free slot; no map rows
  *   belong to a missing image;
- * - refcounts: each blocks row's refcount equals the map references to it;
- *   every referenced slot has a row;
- * - free list: every slot below next_slot is exactly one of in use (row) or
- *   free (free_slots row); nothing beyond next_slot is either;
- * - data: every slot in use is read and its hash compared with the index.
+ * - refcounts: each slot's refcount equals the map references to it, and
+ *   the count of slots in use agrees;
+ * - free list: every slot below next_slot is exactly one of in use
+ *   (refcount above zero) or free (free_slots row); nothing beyond
+ *   next_slot is either;
+ * - data: every slot in use is read and its hash compared with the hash
+ *   recorded for it. The dedup index is a hint and is not checked: a missing
+ *   row costs space, a stale one a failed compare (slots.ts).
  *
  * Faults are of two classes, which decide the exit status like qemu-img:
  * - leak: space is lost, nothing is at risk (an unreferenced slot on no
@@ -18,15 +21,16 @@
  *
  * --repair fixes what it can without dropping data: leaks go to the free
  * list, refcounts are set to the counted references, and a referenced slot
- * that is on the free list (or has no index row) is taken back and indexed
- * from its current content. Content that fails its hash is reported, never
+ * that is on the free list (or counted 0) is taken back and hashed from
+ * its current content. Content that fails its hash is reported, never
  * repaired: no copy of the right bytes exists.
  */
 import { segDecode } from './segment.js';
 import { faultPoint } from './faults.js';
 import { freeSlots } from './freelist.js';
 import { STORE_LEASE, leaseTx, releaseLease } from './leases.js';
-import { metaNumber, type Store } from './store.js';
+import { metaNumber, setMeta, type Store } from './store.js';
+import { forEachLiveSlot, indexSlots, slotEditor, slotReader, usedSlotCount } from './slots.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type OnProgress, type SlotNumber } from './types.js';
 
 export type FaultClass = 'corruption' | 'leak';
@@ -39,7 +43,7 @@ export interface Fault {
     | 'unreadable-slot'
     | 'refcount-high'
     | 'refcount-low'
-    | 'unindexed-slot'
+    | 'used-slots'
     | 'map-points-at-free-slot'
     | 'map-points-past-end'
     | 'lost-slot'
@@ -130,12 +134,12 @@ function confirmDataFaults(store: Store, report: CheckReport): CheckReport {
   const suspects = report.faults.filter((f) => f.slot !== undefined && (f.kind === 'bad-hash' || f.kind === 'unreadable-slot'));
   if (suspects.length === 0) return report;
   const gone = store.write(() => {
-    const row = store.db.prepare('SELECT hash FROM blocks WHERE slot = ?').pluck();
+    const now = slotReader(store.db);
     const buf = Buffer.allocUnsafe(BLOCK_SIZE);
     return new Set(
       suspects.filter((f) => {
-        const hash = row.get(f.slot!) as number | undefined;
-        if (hash === undefined) return true;
+        if (now.refcount(f.slot!) === 0) return true;
+        const hash = now.hash(f.slot!);
         try {
           store.blocks.read(f.slot! as SlotNumber, 1, buf, 0);
         } catch {
@@ -243,37 +247,36 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
     }
   }
 
-  // ---- refcounts, index and free list, slot by slot ------------------------
-  const setRef = db.prepare('UPDATE blocks SET refcount = ? WHERE slot = ?');
-  const delRow = db.prepare('DELETE FROM blocks WHERE slot = ?');
+  // ---- refcounts, hashes and free list, slot by slot -------------------------
+  const edit = slotEditor(db);
   /** Slots repair puts on the free list, stamped together (freelist.ts). */
   const toFree: number[] = [];
   const delFree = db.prepare('DELETE FROM free_slots WHERE slot = ?');
-  const addRow = db.prepare('INSERT INTO blocks(slot, hash, refcount) VALUES (?, ?, ?)');
-  const indexed = new Uint8Array(next);
+  const live = new Uint8Array(next);
   const inUse: number[] = [];
   const hashes = new Map<number, number>();
-  // all(), not iterate(): the connection cannot run the repair statements while a query is open.
-  for (const [slot, hash, rc] of db.prepare('SELECT slot, hash, refcount FROM blocks ORDER BY slot').raw().all() as [number, number, number][]) {
+  const beyond: number[] = [];
+  let liveCount = 0;
+  forEachLiveSlot(db, (slot, rc, hash) => {
+    liveCount++;
     if (slot >= next) {
-      // A row past next_slot: the allocator could hand the slot out again.
-      fault('corruption', 'list-past-end', `slot ${slot}: in the block index but at or past next_slot ${next}`);
-      continue;
+      beyond.push(slot);
+      return;
     }
-    indexed[slot] = 1;
+    live[slot] = 1;
     const n = refs[slot];
     if (n === 0) {
       if (repair) {
-        delRow.run(slot);
+        edit.set(slot, 0);
         toFree.push(slot);
       }
       fault('leak', 'refcount-high', `slot ${slot}: refcount ${rc}, maps reference it 0 times`, repair);
-      continue;
+      return;
     }
     inUse.push(slot);
     hashes.set(slot, hash);
     if (rc !== n) {
-      if (repair) setRef.run(n, slot);
+      if (repair) edit.set(slot, n);
       if (rc > n) fault('leak', 'refcount-high', `slot ${slot}: refcount ${rc}, maps reference it ${n} times`, repair);
       else fault('corruption', 'refcount-low', `slot ${slot}: refcount ${rc}, maps reference it ${n} times`, repair);
     }
@@ -282,23 +285,29 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
       if (repair) delFree.run(slot);
       markFreeHitsRepaired(faults, slot, repair);
     }
+  });
+  for (const slot of beyond) {
+    // A refcount past next_slot: the allocator could hand the slot out again.
+    fault('corruption', 'list-past-end', `slot ${slot}: has a refcount but is at or past next_slot ${next}`);
   }
   const scratch = Buffer.allocUnsafe(BLOCK_SIZE);
   for (let slot = 0; slot < next; slot++) {
-    if (indexed[slot]) continue;
+    if (live[slot]) continue;
     if (refs[slot] > 0) {
-      // Referenced but unindexed: take it back from wherever it is, indexed by what it holds now.
+      // Referenced but counted 0: take it back from wherever it is, with the hash of what it holds now.
       let ok = true;
       if (repair) {
         try {
           store.blocks.read(slot as SlotNumber, 1, scratch, 0);
           delFree.run(slot);
-          addRow.run(slot, store.hash(scratch), refs[slot]);
+          const hash = store.hash(scratch);
+          edit.set(slot, refs[slot], hash);
+          indexSlots(db, [hash, slot]);
         } catch {
           ok = false;
         }
       }
-      if (!free[slot]) fault('corruption', 'unindexed-slot', `slot ${slot}: maps reference it ${refs[slot]} times but it has no block-index row`, repair && ok);
+      if (!free[slot]) fault('corruption', 'refcount-low', `slot ${slot}: refcount 0, maps reference it ${refs[slot]} times`, repair && ok);
       else markFreeHitsRepaired(faults, slot, repair && ok);
       continue;
     }
@@ -306,6 +315,12 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
       if (repair) toFree.push(slot);
       fault('leak', 'lost-slot', `slot ${slot}: neither referenced nor on the free list`, repair);
     }
+  }
+  const counted = usedSlotCount(db);
+  edit.commit();
+  if (counted !== liveCount) {
+    if (repair) setMeta(db, 'used_slots', liveCount + (usedSlotCount(db) - counted));
+    fault('leak', 'used-slots', `the store counts ${counted} slots in use, its refcounts say ${liveCount}`, repair);
   }
 
   freeSlots(db, toFree);

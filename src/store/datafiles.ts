@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError, corrupt } from '../errors.js';
 import { BLOCK_SIZE, SLOTS_PER_FILE, type SlotNumber } from './types.js';
-import { punchHole } from './native.js';
+import { punchHole, startWriteback } from './native.js';
 import { faultError } from './faults.js';
 
 export interface BlockBackend {
@@ -17,6 +17,12 @@ export interface BlockBackend {
   write(first: SlotNumber, buffers: readonly Uint8Array[]): void;
   /** Makes every write so far durable. */
   sync(): void;
+  /**
+   * Lets the device start on the writes made since the last call, without
+   * waiting and without making anything durable (only sync() does): the
+   * disk works while the writer prepares its next batch.
+   */
+  startWriteback(): void;
   /** Returns free slots' space to the file system; false where it cannot. */
   release(first: SlotNumber, count: number): boolean;
   /** Cuts the data files down to hold exactly `slots` slots. */
@@ -70,6 +76,8 @@ function writeAll(fd: number, fileNo: number, buffers: Uint8Array[], position: n
 export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = true): BlockBackend {
   const fds = new Map<number, number>();
   const unsynced = new Set<number>();
+  /** Byte ranges per data file written since the last startWriteback(). */
+  const written = new Map<number, [number, number]>();
 
   /** A data file was created since the last sync: its directory entry must be made durable too. */
   let dirDirty = false;
@@ -153,8 +161,13 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
       const flushPending = () => {
         if (pending.length === 0) return;
         const fileNo = Math.floor(pendingStart / SLOTS_PER_FILE);
-        writeAll(fileFor(fileNo), fileNo, pending, (pendingStart % SLOTS_PER_FILE) * BLOCK_SIZE);
+        const at = (pendingStart % SLOTS_PER_FILE) * BLOCK_SIZE;
+        writeAll(fileFor(fileNo), fileNo, pending, at);
         unsynced.add(fileNo);
+        const bytes = (slot - pendingStart) * BLOCK_SIZE;
+        const r = written.get(fileNo);
+        if (!r) written.set(fileNo, [at, at + bytes]);
+        else written.set(fileNo, [Math.min(r[0], at), Math.max(r[1], at + bytes)]);
         pending = [];
       };
       for (let buf of buffers) {
@@ -171,7 +184,13 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
       flushPending();
     },
 
+    startWriteback() {
+      if (durable) for (const [fileNo, [from, to]] of written) startWriteback(fileFor(fileNo), from, to - from);
+      written.clear();
+    },
+
     sync() {
+      written.clear();
       if (!durable) {
         unsynced.clear();
         dirDirty = false;

@@ -27,6 +27,7 @@
  * held only free slots, so it stays returned to the file system.
  */
 import { nativeStatus } from './native.js';
+import { highestLiveSlot, pruneIndex } from './slots.js';
 import { faultPoint } from './faults.js';
 import { reusableEpoch } from './freelist.js';
 import { metaNumber, setMeta, type Store } from './store.js';
@@ -54,6 +55,8 @@ export interface FreedReport {
 }
 
 export interface GcReport {
+  /** Stale rows dropped from the dedup index (slots freed or reused since they were indexed). */
+  indexRowsPruned: number;
   /** Slots punched inside the data files (0 where punching is unsupported). */
   punchedSlots: number;
   /** Whether the backend could punch holes; if not, only the tail was reclaimed. */
@@ -79,9 +82,9 @@ export function collectGarbage(store: Store, opts: GcOptions = {}): GcReport {
     const nextBefore = metaNumber(db, 'next_slot');
     const limit = reusableEpoch(store);
     // The store ends after the last slot in use or still visible to a live lease.
-    const inUse = db.prepare('SELECT max(slot) FROM blocks').pluck().get() as number | null;
+    const inUse = highestLiveSlot(db);
     const pinned = db.prepare('SELECT max(slot) FROM free_slots WHERE epoch > ?').pluck().get(limit) as number | null;
-    const highest = Math.max(inUse ?? -1, pinned ?? -1);
+    const highest = Math.max(inUse, pinned ?? -1);
     const nextAfter = highest + 1;
     const since = opts.freedAfter;
     let freed: FreedReport | undefined;
@@ -129,10 +132,13 @@ export function collectGarbage(store: Store, opts: GcOptions = {}): GcReport {
       }
     }
     flush();
+    // The dedup index is a hint; rows naming freed or reused slots only cost failed looks, so they go here.
+    const pruned = pruneIndex(db, Math.min(nextAfter, nextBefore));
     faultPoint('gc.before-commit');
     const after = store.blocks.diskUsage().allocated;
     return {
       punchedSlots: punched,
+      indexRowsPruned: pruned,
       punchSupported: supported,
       truncatedSlots: nextBefore - Math.min(nextAfter, nextBefore),
       nextSlotBefore: nextBefore,

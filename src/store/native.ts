@@ -45,7 +45,8 @@ interface Addon {
   interruptArm?(): boolean;
   interruptDisarm?(): void;
   interrupted?(): boolean;
-  features: { punchHole: boolean; seekData: boolean; ofdLock?: boolean; interrupt?: boolean };
+  startWriteback?(fd: number, offset: number, length: number): boolean;
+  features: { punchHole: boolean; seekData: boolean; ofdLock?: boolean; interrupt?: boolean; writeback?: boolean };
 }
 
 export interface NativeStatus {
@@ -100,6 +101,18 @@ export function punchHole(fd: number, offset: number, length: number): boolean {
   const { addon } = load();
   if (!addon || !addon.features.punchHole) return false;
   return addon.punchHole(fd, offset, length);
+}
+
+/**
+ * Starts writing a range's dirty pages to the device without waiting
+ * (sync_file_range WRITE). Durability still needs fdatasync; this only lets
+ * the device work while the caller goes on. false where unsupported (an old
+ * addon, no addon): nothing happened, and nothing is wrong.
+ */
+export function startWriteback(fd: number, offset: number, length: number): boolean {
+  const { addon } = load();
+  if (!addon?.startWriteback || !addon.features.writeback) return false;
+  return addon.startWriteback(fd, offset, length);
 }
 
 /**

@@ -8,10 +8,10 @@
  */
 import { BLOCK_SIZE, ZERO, slotEntry, type MapEntry, type SlotNumber } from './types.js';
 import { allocateSlots } from './allocator.js';
-import { prepared } from './statements.js';
 import type { BlockHash } from './hash.js';
 import type { Store } from './store.js';
 import { faultPoint } from './faults.js';
+import { indexLookup, slotReader } from './slots.js';
 
 /** Candidates compared per hash: a flood of colliding blocks degrades dedup, never correctness or speed. */
 const MAX_CANDIDATES = 8;
@@ -22,22 +22,20 @@ export function isZeroBlock(b: Uint8Array): boolean {
   return b.length === BLOCK_SIZE ? Buffer.compare(b, ZERO_BLOCK) === 0 : b.every((x) => x === 0);
 }
 
-/** Hash lookups per statement: one SQLite call answers a batch instead of one block. */
-const LOOKUP_BATCH = 500;
-
-/** Committed slots whose hash is one of `hashes`, up to MAX_CANDIDATES each. */
-function candidatesFor(store: Store, hashes: readonly BlockHash[]): Map<BlockHash, number[]> {
-  const out = new Map<BlockHash, number[]>();
-  const wanted = [...new Set(hashes.filter((h) => h !== -1))];
-  const full = prepared(store.db, `SELECT hash, slot FROM blocks WHERE hash IN (${Array(LOOKUP_BATCH).fill('?').join(',')})`).raw();
-  for (let i = 0; i < wanted.length; i += LOOKUP_BATCH) {
-    const part = wanted.slice(i, i + LOOKUP_BATCH);
-    // The last, shorter batch varies in size: prepared once, not cached.
-    const stmt = part.length === LOOKUP_BATCH ? full : store.db.prepare(`SELECT hash, slot FROM blocks WHERE hash IN (${part.map(() => '?').join(',')})`).raw();
-    for (const [h, slot] of stmt.all(...part) as [number, number][]) {
+/**
+ * Slots that may already hold each hash: the index's rows, and `recent`
+ * (slots this writer placed but has not yet added to the index), up to
+ * MAX_CANDIDATES each. Unverified: placeBlocks checks each before sharing.
+ */
+function candidatesFor(store: Store, hashes: readonly BlockHash[], recent?: ReadonlyMap<BlockHash, number>): Map<BlockHash, number[]> {
+  const out = indexLookup(store.db, hashes.filter((h) => h !== -1), MAX_CANDIDATES);
+  if (recent && recent.size > 0) {
+    for (const h of hashes) {
+      const slot = recent.get(h);
+      if (slot === undefined) continue;
       const list = out.get(h);
       if (!list) out.set(h, [slot]);
-      else if (list.length < MAX_CANDIDATES) list.push(slot);
+      else if (list.length < MAX_CANDIDATES && !list.includes(slot)) list.push(slot);
     }
   }
   return out;
@@ -62,9 +60,23 @@ export function hashBlocks(store: Store, blocks: readonly Uint8Array[]): BlockHa
  * Finds or stores each block. Call inside store.write(); returns after the
  * new slots are written and synced, so the caller's commit can reference them.
  */
-export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes: readonly BlockHash[]): Placement {
+export interface PlaceOptions {
+  /** Slots this writer placed and has not yet added to the index (hash -> slot). */
+  recent?: ReadonlyMap<BlockHash, number>;
+  /**
+   * false: start writing the new slots to the device but do not wait for it.
+   * Only for an image nobody else can see (an import under its hidden name)
+   * whose new slots stay out of the dedup index until a later sync: if the
+   * process dies, recovery drops the image and its slots, and no other image
+   * can have come to share them.
+   */
+  durable?: boolean;
+}
+
+export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes: readonly BlockHash[], opts: PlaceOptions = {}): Placement {
   const entries: MapEntry[] = new Array(blocks.length);
-  const known = candidatesFor(store, hashes);
+  const known = candidatesFor(store, hashes, opts.recent);
+  const slotsNow = slotReader(store.db);
   const scratch = Buffer.allocUnsafe(BLOCK_SIZE);
   // Blocks of this batch that need a new slot, and an index to share within the batch.
   const newBlocks: number[] = [];
@@ -86,8 +98,10 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
     }
     let found: number | undefined;
     for (const slot of known.get(h) ?? []) {
+      // The index is only a hint: share a slot only while it is referenced (committed, so no
+      // other process can free it before we commit), says it holds this hash, and holds these bytes.
+      if (slotsNow.refcount(slot) === 0 || slotsNow.hash(slot) !== h) continue;
       store.blocks.read(slot as SlotNumber, 1, scratch, 0);
-      // A hash match is only a hint: share the slot only if the bytes are equal.
       if (scratch.equals(data)) {
         found = slot;
         break;
@@ -128,7 +142,10 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
   for (let i = 0; i < blocks.length; i++) if (owner[i] >= 0) entries[i] = entries[owner[i]];
   faultPoint('flush.after-data-write');
   // Ordering: the data must be durable before the transaction that references it commits.
-  if (newBlocks.length > 0) store.blocks.sync();
+  if (newBlocks.length > 0) {
+    if (opts.durable === false) store.blocks.startWriteback();
+    else store.blocks.sync();
+  }
   faultPoint('flush.after-data-sync');
   return { entries, fresh };
 }

@@ -5,8 +5,11 @@
  */
 import type Database from 'better-sqlite3';
 import { StrataError } from '../errors.js';
+import { indexSlots, slotEditor } from './slots.js';
 
-const MIGRATIONS: string[] = [
+type Migration = string | ((db: Database.Database) => void);
+
+const MIGRATIONS: Migration[] = [
   // 1: images, maps, block index, free slots, open-image leases.
   `
   CREATE TABLE meta (key TEXT PRIMARY KEY, value ANY) STRICT;
@@ -79,6 +82,26 @@ const MIGRATIONS: string[] = [
   ALTER TABLE images ADD COLUMN snapshot_at INTEGER;
   INSERT INTO meta(key, value) VALUES ('free_epoch', 0);
   `,
+  // 3: refcounts and block hashes as fixed arrays per 4096 slots; the dedup index as a hint table
+  // of its own (slots.ts). One row per block in two B-trees was the cost that grew with the data.
+  (db) => {
+    db.exec(`
+    CREATE TABLE slot_refs (chunk INTEGER PRIMARY KEY, counts BLOB NOT NULL) STRICT;
+    CREATE TABLE wide_refs (slot INTEGER PRIMARY KEY, refcount INTEGER NOT NULL CHECK (refcount >= 4294967295)) STRICT;
+    CREATE TABLE slot_hashes (chunk INTEGER PRIMARY KEY, hashes BLOB NOT NULL) STRICT;
+    CREATE TABLE hash_index (hash INTEGER NOT NULL, slot INTEGER NOT NULL, PRIMARY KEY (hash, slot)) WITHOUT ROWID, STRICT;
+    INSERT INTO meta(key, value) VALUES ('used_slots', 0);
+    `);
+    const edit = slotEditor(db);
+    const pairs: number[] = [];
+    for (const [slot, hash, rc] of db.prepare('SELECT slot, hash, refcount FROM blocks ORDER BY slot').raw().all() as [number, number, number][]) {
+      edit.set(slot, rc, hash);
+      pairs.push(hash, slot);
+    }
+    edit.commit();
+    indexSlots(db, pairs);
+    db.exec('DROP TABLE blocks');
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -99,7 +122,11 @@ export function migrate(db: Database.Database): void {
     // and every one but the first must find the migration done, not run it again.
     const version = db.pragma('user_version', { simple: true }) as number;
     checkVersion(version);
-    for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]);
+    for (let v = version; v < SCHEMA_VERSION; v++) {
+      const m = MIGRATIONS[v];
+      if (typeof m === 'string') db.exec(m);
+      else m(db);
+    }
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }

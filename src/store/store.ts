@@ -9,6 +9,7 @@
  * instantiated); everything after that is synchronous.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { StrataError, badInput, corrupt } from '../errors.js';
@@ -112,6 +113,8 @@ function refuseNonStore(abs: string): void {
 export async function openStore(dir: string, opts: StoreOptions = {}): Promise<Store> {
   const create = opts.create ?? true;
   const readOnly = opts.readOnly ?? false;
+  // Refcount and hash rows are typed arrays in the machine's byte order (slots.ts).
+  if (os.endianness() !== 'LE') throw new StrataError('E_UNSUPPORTED', 'strata stores need a little-endian machine');
   const abs = path.resolve(dir);
   const dbPath = path.join(abs, DB_FILE);
   if (!fs.existsSync(dbPath)) {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCli, cli, makeExt4Pair, tmpDir } from '../reshape/fixture.js';
+import { forceRefcount, liveSlots } from '../helpers/slots.js';
 
 /**
  * Planted faults, found by the real binary: each named in the report, and
@@ -58,7 +59,7 @@ describe('strata check: planted faults', () => {
 
   it('a flipped byte in a slot: content does not match its hash, exit 2, and --repair does not hide it', () => {
     const s = fresh();
-    const slot = sql(s, (db) => db.prepare('SELECT slot FROM blocks ORDER BY slot LIMIT 1 OFFSET 100').pluck().get() as number);
+    const slot = sql(s, (db) => liveSlots(db)[100].slot);
     const file = path.join(s, 'data', '000000.dat');
     const fd = fs.openSync(file, 'r+');
     const b = Buffer.alloc(1);
@@ -75,9 +76,9 @@ describe('strata check: planted faults', () => {
   it('a refcount above the references is a leak (exit 3); --repair fixes it', () => {
     const s = fresh();
     const [slot, rc] = sql(s, (db) => {
-      const row = db.prepare('SELECT slot, refcount FROM blocks ORDER BY slot LIMIT 1 OFFSET 7').raw().get() as [number, number];
-      db.prepare('UPDATE blocks SET refcount = refcount + 1 WHERE slot = ?').run(row[0]);
-      return row;
+      const { slot, refcount } = liveSlots(db)[7];
+      forceRefcount(db, slot, refcount + 1);
+      return [slot, refcount];
     });
     const r = check(s);
     expect(r.status).toBe(3);
@@ -89,9 +90,9 @@ describe('strata check: planted faults', () => {
   it('a refcount below the references is corruption (exit 2); --repair fixes it', () => {
     const s = fresh();
     const [slot, rc] = sql(s, (db) => {
-      const row = db.prepare('SELECT slot, refcount FROM blocks WHERE refcount >= 2 ORDER BY slot LIMIT 1').raw().get() as [number, number];
-      db.prepare('UPDATE blocks SET refcount = refcount - 1 WHERE slot = ?').run(row[0]);
-      return row;
+      const { slot, refcount } = liveSlots(db).find((r) => r.refcount >= 2)!;
+      forceRefcount(db, slot, refcount - 1);
+      return [slot, refcount];
     });
     const r = check(s);
     expect(r.status).toBe(2);

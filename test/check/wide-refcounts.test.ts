@@ -21,6 +21,7 @@ import { openImage } from '../../src/image/image.js';
 import { diskUsageOf } from '../../src/image/inspect.js';
 import { strata } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { forceRefcount, refcountOf } from '../helpers/slots.js';
 
 const TWO32 = 2 ** 32;
 const WIDE_SEGMENTS = TWO32 / SEGMENT_ENTRIES;
@@ -55,8 +56,8 @@ async function wideStore(dir: string) {
        INSERT INTO segments(image_id, seg, entries) SELECT ?, i, ? FROM n`,
     ).run(WIDE_SEGMENTS, big.id, segEncode(x));
     db.prepare('INSERT INTO segments(image_id, seg, entries) VALUES (?, ?, ?)').run(big.id, WIDE_SEGMENTS, segEncode(tail));
-    db.prepare('UPDATE blocks SET refcount = ? WHERE slot = ?').run(TWO32 + 1, x - 2);
-    db.prepare('UPDATE blocks SET refcount = ? WHERE slot = ?').run(3, y - 2);
+    forceRefcount(db, x - 2, TWO32 + 1);
+    forceRefcount(db, y - 2, 3);
     db.prepare('UPDATE images SET own_blocks = ? WHERE id = ?').run(TWO32 + 3, big.id);
   });
   return { store, slotX: x - 2 };
@@ -82,7 +83,7 @@ describe('references past 2^32 to one slot', () => {
     expect(strata(dir, ['rm', 'small']).status).toBe(0);
     const after = await openStore(dir);
     try {
-      expect(after.db.prepare('SELECT refcount FROM blocks WHERE slot = ?').pluck().get(slotX)).toBe(TWO32);
+      expect(refcountOf(after.db, slotX)).toBe(TWO32);
       expect(after.db.prepare('SELECT count(*) FROM free_slots WHERE slot = ?').pluck().get(slotX)).toBe(0);
       expect(checkStore(after).status).toBe('clean');
       const big = openImage(after, 'big');

@@ -21,6 +21,7 @@ import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
 import { hasScript, strataInPty } from '../helpers/pty.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { waitForFile } from '../helpers/tools.js';
+import { forceRefcount, liveSlots } from '../helpers/slots.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -60,7 +61,7 @@ function peek(): { names: string[]; blocks: number; free: number } {
   try {
     return {
       names: db.prepare('SELECT name FROM images ORDER BY name').pluck().all() as string[],
-      blocks: db.prepare('SELECT count(*) FROM blocks').pluck().get() as number,
+      blocks: liveSlots(db).length,
       free: db.prepare('SELECT count(*) FROM free_slots').pluck().get() as number,
     };
   } finally {
@@ -235,7 +236,8 @@ describe.skipIf(!native)('Ctrl-C', () => {
 
     // A leak to repair: one refcount above its references.
     const db = new Database(path.join(store, 'strata.db'));
-    db.prepare('UPDATE blocks SET refcount = refcount + 1 WHERE slot = (SELECT min(slot) FROM blocks)').run();
+    const first = liveSlots(db)[0];
+    forceRefcount(db, first.slot, first.refcount + 1);
     db.close();
     const repair = strataInPty(store, ['check', '--repair'], slow(150));
     await repair.waitFor(progressOf('checking and repairing'));

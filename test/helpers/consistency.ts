@@ -1,6 +1,7 @@
 import { countSlotRefs, segmentsOf } from '../../src/store/maps.js';
 import { listImages } from '../../src/store/catalog.js';
 import type { Store } from '../../src/store/store.js';
+import { liveSlots } from './slots.js';
 
 /**
  * Independent recount of the store's bookkeeping: every refcount equals the
@@ -10,7 +11,7 @@ import type { Store } from '../../src/store/store.js';
 export function auditStore(store: Store): string[] {
   const refs = new Map<number, number>();
   for (const img of listImages(store.db)) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
-  const rows = new Map((store.db.prepare('SELECT slot, refcount FROM blocks').all() as { slot: number; refcount: number }[]).map((r) => [r.slot, r.refcount]));
+  const rows = new Map(liveSlots(store.db).map((r) => [r.slot, r.refcount]));
   const free = new Set(store.db.prepare('SELECT slot FROM free_slots').pluck().all() as number[]);
   const next = Number(store.db.prepare("SELECT value FROM meta WHERE key = 'next_slot'").pluck().get());
   const problems: string[] = [];

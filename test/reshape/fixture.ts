@@ -81,7 +81,9 @@ export function metadataDigest(store: Store): string {
   for (const [t, order] of [
     ['images', 'id'],
     ['segments', 'image_id, seg'],
-    ['blocks', 'slot'],
+    ['slot_refs', 'chunk'],
+    ['slot_hashes', 'chunk'],
+    ['wide_refs', 'slot'],
     ['free_slots', 'slot'],
     ['meta', 'key'],
   ]) {

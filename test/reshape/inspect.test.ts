@@ -13,6 +13,7 @@ import { countSlotRefs, segmentsOf } from '../../src/store/maps.js';
 import { nativeStatus } from '../../src/store/native.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import { distinctNonZeroBlocks, makeExt4Pair, tmpDir } from './fixture.js';
+import { refcountOf } from '../helpers/slots.js';
 
 const SLOT = 4096;
 
@@ -101,8 +102,7 @@ describe('inspect: stats, du, map, diff over two overlapping ext4 images', () =>
       // counts map entries, so a block repeated inside the image counts more than once.
       const refs = new Map<number, number>();
       for (const [, seg] of segmentsOf(store.db, getImage(store.db, victim).id)) countSlotRefs(seg, refs);
-      const refcount = store.db.prepare('SELECT refcount FROM blocks WHERE slot = ?').pluck();
-      const freedSlots = [...refs].filter(([slot, n]) => refcount.get(slot) === n).length;
+      const freedSlots = [...refs].filter(([slot, n]) => refcountOf(store.db, slot) === n).length;
       expect(freedSlots * SLOT).toBeLessThanOrEqual(excl);
       const before = store.blocks.diskUsage().allocated;
       removeImages(store, [victim]);

@@ -16,6 +16,7 @@ import { openStore } from '../../src/store/store.js';
 import { strata } from '../helpers/cli.js';
 import { auditStore } from '../helpers/consistency.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { liveSlots, refcountOf } from '../helpers/slots.js';
 
 const M64 = (1n << 64n) - 1n;
 const P1 = 11400714785074694791n;
@@ -83,7 +84,7 @@ describe('hash collisions', () => {
       expect(read('two', 0).equals(b)).toBe(true);
       for (const [blk, want] of [[0, b], [1, a], [2, a], [3, b]] as const) expect(read('both', blk).equals(want)).toBe(true);
       // Equal bytes still share: one slot for a, one for b, each referenced three times.
-      const rows = store.db.prepare('SELECT hash, refcount FROM blocks').all() as { hash: number; refcount: number }[];
+      const rows = liveSlots(store.db);
       expect(rows).toHaveLength(2);
       expect(rows[0].hash).toBe(rows[1].hash);
       expect(rows.map((r) => r.refcount)).toEqual([3, 3]);
@@ -132,10 +133,10 @@ describe('hash collisions', () => {
         h.close();
       }
       // shared: one slot (the first stored, so always among the compared candidates), 1 + 2 * 12 references.
-      const sharedRef = store.db.prepare('SELECT refcount FROM blocks WHERE slot = 0').pluck().get();
+      const sharedRef = refcountOf(store.db, 0);
       expect(sharedRef).toBe(25);
       // Per image, the twin pair shares one slot too: 1 + 12 * 3 distinct blocks stored in all.
-      expect(store.db.prepare('SELECT count(*) FROM blocks').pluck().get()).toBe(1 + 12 * 3);
+      expect(liveSlots(store.db).length).toBe(1 + 12 * 3);
       expect(auditStore(store)).toEqual([]);
       const report = checkStore(store);
       expect(report.exitStatus).toBe(0);

@@ -22,6 +22,7 @@ import { openStore } from '../../src/store/store.js';
 import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
 import { auditStore } from '../helpers/consistency.js';
 import { rng } from '../helpers/random.js';
+import { forceRefcount, liveSlots } from '../helpers/slots.js';
 
 const MiB = 1024 * 1024;
 /** Kill at most this many hits of one point per operation (gc punches once per free run). */
@@ -88,7 +89,8 @@ function copyTemplate(prepare?: (dir: string) => void): string {
 /** Space lost and nothing else: refcount above its references, a slot on no list. */
 function makeLeaks(dir: string): void {
   const db = new Database(path.join(dir, 'strata.db'));
-  db.prepare('UPDATE blocks SET refcount = refcount + 1 WHERE slot = (SELECT min(slot) FROM blocks)').run();
+  const first = liveSlots(db)[0];
+  forceRefcount(db, first.slot, first.refcount + 1);
   db.prepare('DELETE FROM free_slots WHERE slot = (SELECT min(slot) FROM free_slots)').run();
   db.close();
 }

@@ -1,0 +1,35 @@
+/**
+ * The slot table as tests read and damage it: refcounts and hashes live in
+ * arrays per 4096 slots (src/store/slots.ts), not in one row per slot, so
+ * tests go through the same functions strata uses.
+ */
+import type Database from 'better-sqlite3';
+import { forEachLiveSlot, slotEditor, slotReader } from '../../src/store/slots.js';
+
+export interface SlotRow {
+  slot: number;
+  refcount: number;
+  hash: number;
+}
+
+/** Every slot with a refcount above zero, in ascending order. */
+export function liveSlots(db: Database.Database): SlotRow[] {
+  const out: SlotRow[] = [];
+  forEachLiveSlot(db, (slot, refcount, hash) => out.push({ slot, refcount, hash }));
+  return out;
+}
+
+export function refcountOf(db: Database.Database, slot: number): number {
+  return slotReader(db).refcount(slot);
+}
+
+/** Sets a slot's refcount behind strata's back (no free list, no counters): damage for check to find. */
+export function forceRefcount(db: Database.Database, slot: number, refcount: number): void {
+  db.transaction(() => {
+    const used = db.prepare("SELECT value FROM meta WHERE key = 'used_slots'").pluck().get();
+    const edit = slotEditor(db);
+    edit.set(slot, refcount);
+    edit.commit();
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'used_slots'").run(used);
+  })();
+}
