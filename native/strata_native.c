@@ -32,6 +32,18 @@
  *       nothing durable and, unlike an fsync, consumes no write error: the
  *       fdatasync that later makes the range durable still reports it. false
  *       where the platform has no sync_file_range.
+ *   writeAt(fd, buffers, offsets) -> undefined
+ *       pwrite of each buffer at its offset, in order, resuming short writes:
+ *       one call for the scattered 4 KiB slots of a flush (a random-write
+ *       workload reuses free slots all over the store), where fs.writeSync
+ *       cost a JS-to-C round trip per slot.
+ *   tuneMalloc() -> boolean
+ *       mallopt(M_MMAP_THRESHOLD, 128 KiB) and mallopt(M_ARENA_MAX, 2) (glibc).
+ *       A long-running server frees many buffers of 64 KiB to 1 MiB; glibc's
+ *       default raises its mmap threshold after each such free, so they come
+ *       from the brk heap afterwards and their pages are never given back.
+ *       A fixed threshold keeps them in mmaps that return to the kernel when
+ *       freed. false where the C library has no mallopt.
  *   features -> { punchHole, seekData, ofdLock, interrupt, writeback: boolean }  compiled-in support
  *
  * Offsets and lengths travel as doubles and must be integers in
@@ -78,6 +90,13 @@
 #define STRATA_HAVE_WRITEBACK 1
 #else
 #define STRATA_HAVE_WRITEBACK 0
+#endif
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#define STRATA_HAVE_MALLOPT 1
+#else
+#define STRATA_HAVE_MALLOPT 0
 #endif
 
 #if defined(SA_RESTART)
@@ -255,6 +274,65 @@ static napi_value start_writeback(napi_env env, napi_callback_info info) {
   }
 #endif
   NAPI_CALL(env, napi_get_boolean(env, started, &result));
+  return result;
+}
+
+static napi_value write_at(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int fd;
+  uint32_t n, n2;
+  if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], &fd)) return NULL;
+  NAPI_CALL(env, napi_get_array_length(env, argv[1], &n));
+  NAPI_CALL(env, napi_get_array_length(env, argv[2], &n2));
+  if (n != n2) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "buffers and offsets differ in length");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value b, o;
+    NAPI_CALL(env, napi_get_element(env, argv[1], i, &b));
+    NAPI_CALL(env, napi_get_element(env, argv[2], i, &o));
+    void *data;
+    size_t len;
+    bool is_typed;
+    NAPI_CALL(env, napi_is_typedarray(env, b, &is_typed));
+    if (!is_typed) {
+      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "buffers must be Uint8Arrays");
+      return NULL;
+    }
+    napi_typedarray_type t;
+    napi_value ab;
+    size_t off_in_ab;
+    NAPI_CALL(env, napi_get_typedarray_info(env, b, &t, &len, &data, &ab, &off_in_ab));
+    if (t != napi_uint8_array) {
+      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "buffers must be Uint8Arrays");
+      return NULL;
+    }
+    off_t at;
+    if (!get_off(env, o, "offset", &at)) return NULL;
+    size_t done = 0;
+    while (done < len) {
+      ssize_t r = pwrite(fd, (char *)data + done, len - done, at + (off_t)done);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        throw_errno(env, errno, "pwrite");
+        return NULL;
+      }
+      done += (size_t)r;
+    }
+  }
+  return NULL;
+}
+
+static napi_value tune_malloc(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+  bool done = false;
+#if STRATA_HAVE_MALLOPT
+  done = mallopt(M_MMAP_THRESHOLD, 128 * 1024) == 1;
+  done = mallopt(M_ARENA_MAX, 2) == 1 && done;
+#endif
+  NAPI_CALL(env, napi_get_boolean(env, done, &result));
   return result;
 }
 
@@ -456,6 +534,8 @@ static napi_value init(napi_env env, napi_value exports) {
 
   napi_property_descriptor props[] = {
       {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"writeAt", NULL, write_at, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tuneMalloc", NULL, tune_malloc, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startWriteback", NULL, start_writeback, NULL, NULL, NULL, napi_enumerable, NULL},
       {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_enumerable, NULL},
       {"seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { corrupt } from '../errors.js';
-import { DB_FILE, openStore, type Store } from '../store/store.js';
+import { DB_FILE, openStore, type Store, type StoreOptions } from '../store/store.js';
 import { recoverAbandoned } from '../formats/import.js';
 import { makeLogger, type Logger } from './logger.js';
 
@@ -22,7 +22,8 @@ export interface Ctx {
   json: boolean;
   logger: Logger;
   /** Opens the store once per command; closed by runCommand. */
-  store(): Promise<Store>;
+  /** Opens the store on first use; `tuning` (memory of a long-running server) counts only on that first call. */
+  store(tuning?: Pick<StoreOptions, 'sqliteCacheBytes' | 'cacheSegments'>): Promise<Store>;
 }
 
 export function defaultStoreDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -47,9 +48,9 @@ export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R>
     storeDir: g.store ? path.resolve(g.store) : defaultStoreDir(),
     json: !!g.json,
     logger: await makeLogger(g.logLevel),
-    async store() {
+    async store(tuning) {
       if (!opened) {
-        opened = await openStore(ctx.storeDir, { create: CREATES_STORE.has(cmd.name()) });
+        opened = await openStore(ctx.storeDir, { ...tuning, create: CREATES_STORE.has(cmd.name()) });
         ctx.logger.debug({ store: ctx.storeDir }, 'store opened');
         const dropped = recoverAbandoned(opened);
         if (dropped > 0) ctx.logger.warn({ dropped }, 'dropped images left by interrupted imports');

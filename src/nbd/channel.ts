@@ -11,6 +11,7 @@ import { StreamReader } from './stream-reader.js';
 export class Channel {
   reader: StreamReader;
   private closed = false;
+  private corked = false;
 
   constructor(public socket: Duplex) {
     this.reader = new StreamReader(socket);
@@ -26,7 +27,12 @@ export class Channel {
     return this.closed || this.socket.destroyed;
   }
 
-  /** Queues buffers as one message; `done` runs once they left our buffers (or the socket died). */
+  /**
+   * Queues buffers as one message; `done` runs once they left our buffers (or
+   * the socket died). Messages queued in one turn of the event loop go out
+   * together: the socket stays corked until setImmediate, so a burst of
+   * replies to pipelined requests is one writev, not one syscall each.
+   */
   write(parts: Buffer | Buffer[], done?: () => void): void {
     const list = Array.isArray(parts) ? parts : [parts];
     if (this.isClosed || this.socket.writableEnded) {
@@ -34,12 +40,18 @@ export class Channel {
       return;
     }
     const s = this.socket as Duplex & { cork?: () => void; uncork?: () => void };
-    s.cork?.();
+    if (!this.corked && s.cork) {
+      this.corked = true;
+      s.cork();
+      setImmediate(() => {
+        this.corked = false;
+        s.uncork?.();
+      });
+    }
     for (let i = 0; i < list.length; i++) {
       if (i === list.length - 1) s.write(list[i], () => done?.());
       else s.write(list[i]);
     }
-    s.uncork?.();
   }
 
   /** Graceful close once queued writes are out. */

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError, corrupt } from '../errors.js';
 import { BLOCK_SIZE, SLOTS_PER_FILE, type SlotNumber } from './types.js';
-import { punchHole, startWriteback } from './native.js';
+import { punchHole, startWriteback, writeAt } from './native.js';
 import { faultError } from './faults.js';
 
 export interface BlockBackend {
@@ -15,6 +15,8 @@ export interface BlockBackend {
   read(first: SlotNumber, count: number, into: Uint8Array, at: number): void;
   /** Writes consecutive slots from `first`; each buffer holds a whole number of slots. Never called on a referenced slot. */
   write(first: SlotNumber, buffers: readonly Uint8Array[]): void;
+  /** Writes single blocks to scattered slots (slots[i] gets blocks[i]), in as few calls as the platform allows. */
+  writeScattered(slots: readonly SlotNumber[], blocks: readonly Uint8Array[]): void;
   /** Makes every write so far durable. */
   sync(): void;
   /**
@@ -182,6 +184,34 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
         }
       }
       flushPending();
+    },
+
+    writeScattered(slots, blocks) {
+      const byFile = new Map<number, { bufs: Uint8Array[]; offsets: number[] }>();
+      for (let i = 0; i < slots.length; i++) {
+        const fileNo = Math.floor(slots[i] / SLOTS_PER_FILE);
+        let f = byFile.get(fileNo);
+        if (!f) byFile.set(fileNo, (f = { bufs: [], offsets: [] }));
+        f.bufs.push(blocks[i]);
+        f.offsets.push((slots[i] % SLOTS_PER_FILE) * BLOCK_SIZE);
+      }
+      for (const [fileNo, f] of byFile) {
+        const fd = fileFor(fileNo);
+        let native: boolean;
+        try {
+          const injected = faultError('datafile.write');
+          if (injected) throw Object.assign(new Error(`${injected}: injected`), { code: injected });
+          native = writeAt(fd, f.bufs, f.offsets);
+        } catch (e) {
+          throw ioError(e, dataFileName(fileNo), 'write');
+        }
+        if (!native) for (let i = 0; i < f.bufs.length; i++) writeAll(fd, fileNo, [f.bufs[i]], f.offsets[i]);
+        unsynced.add(fileNo);
+        const lo = Math.min(...f.offsets);
+        const hi = Math.max(...f.offsets) + BLOCK_SIZE;
+        const r = written.get(fileNo);
+        written.set(fileNo, r ? [Math.min(r[0], lo), Math.max(r[1], hi)] : [lo, hi]);
+      }
     },
 
     startWriteback() {

@@ -46,6 +46,8 @@ interface Addon {
   interruptDisarm?(): void;
   interrupted?(): boolean;
   startWriteback?(fd: number, offset: number, length: number): boolean;
+  tuneMalloc?(): boolean;
+  writeAt?(fd: number, buffers: Uint8Array[], offsets: number[]): void;
   features: { punchHole: boolean; seekData: boolean; ofdLock?: boolean; interrupt?: boolean; writeback?: boolean };
 }
 
@@ -113,6 +115,28 @@ export function startWriteback(fd: number, offset: number, length: number): bool
   const { addon } = load();
   if (!addon?.startWriteback || !addon.features.writeback) return false;
   return addon.startWriteback(fd, offset, length);
+}
+
+/**
+ * Writes each buffer at its own offset with one call into the addon; false
+ * (nothing written) where the addon lacks it, and the caller writes them one
+ * by one. Throws fs-style errors (code ENOSPC, EIO...).
+ */
+export function writeAt(fd: number, buffers: Uint8Array[], offsets: number[]): boolean {
+  const { addon } = load();
+  if (!addon?.writeAt) return false;
+  addon.writeAt(fd, buffers, offsets);
+  return true;
+}
+
+/**
+ * Makes the C heap give freed large buffers back to the kernel (a fixed
+ * mmap threshold; see native/strata_native.c). For long-running servers;
+ * false where unsupported.
+ */
+export function tuneMalloc(): boolean {
+  const { addon } = load();
+  return addon?.tuneMalloc?.() ?? false;
 }
 
 /**

@@ -119,10 +119,19 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
 
   const fresh = new Map<SlotNumber, BlockHash>();
   const slots = allocateSlots(store, newBlocks.length);
-  // Write runs of consecutive slots with one call each; blocks adjacent in memory merge into one buffer.
+  // Write runs of consecutive slots with one call each; blocks adjacent in memory merge into one
+  // buffer. Lone slots (reused free slots scattered over the store) go together in one call.
+  const loneSlots: SlotNumber[] = [];
+  const loneBlocks: Uint8Array[] = [];
   let runStart = 0;
   for (let k = 1; k <= newBlocks.length; k++) {
     if (k === newBlocks.length || slots[k] !== slots[k - 1] + 1) {
+      if (k - runStart === 1) {
+        loneSlots.push(slots[runStart]);
+        loneBlocks.push(blocks[newBlocks[runStart]]);
+        runStart = k;
+        continue;
+      }
       const bufs: Uint8Array[] = [];
       for (let j = runStart; j < k; j++) {
         const b = blocks[newBlocks[j]];
@@ -134,6 +143,7 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
       runStart = k;
     }
   }
+  if (loneSlots.length > 0) store.blocks.writeScattered(loneSlots, loneBlocks);
   for (let k = 0; k < newBlocks.length; k++) {
     const i = newBlocks[k];
     entries[i] = slotEntry(slots[k]);

@@ -27,8 +27,10 @@ export interface StoreOptions {
   readOnly?: boolean;
   /** Replace XXH64, e.g. with a colliding function in tests. */
   hash?: HashFn;
-  /** Resolved map segments kept per store handle (16 KiB each at most). */
+  /** Resolved map segments kept per store handle (16 KiB each at most; default 4096). */
   cacheSegments?: number;
+  /** SQLite's page cache (default 16 MiB). */
+  sqliteCacheBytes?: number;
   /**
    * 'full' (default): a flush survives power loss. 'unsafe': nothing is
    * synced, like qemu's cache=unsafe; for throwaway stores and logic tests.
@@ -132,9 +134,10 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
     if (!readOnly) db.pragma('journal_mode = WAL');
     // FULL: a flush acknowledged to an NBD client must survive power loss, not only a crash.
     db.pragma(`synchronous = ${durability === 'full' ? 'FULL' : 'OFF'}`);
-    // The block index's hash column is random: a flush of many new blocks touches most of its
-    // pages. The default 2 MiB page cache makes each of those a read; 64 MiB holds ~2M blocks' rows.
-    db.pragma('cache_size = -65536');
+    // The dedup index's keys are random, so a batch of new rows touches pages all over it; the
+    // default 2 MiB cache made each of those a read. Refcounts and hashes are arrays (slots.ts),
+    // so 16 MiB holds what a flush touches in a store of ~300k index rows per MiB.
+    db.pragma(`cache_size = -${Math.max(1024, Math.floor((opts.sqliteCacheBytes ?? 16 * 1024 * 1024) / 1024))}`);
     if (!readOnly) migrate(db);
     db.prepare('SELECT count(*) FROM meta').get();
   } catch (e) {

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { badInput } from '../../errors.js';
+import { tuneMalloc } from '../../store/native.js';
 // The NBD server (node:net, node:tls) is loaded only when serve runs: every other command starts faster.
 const DEFAULT_PORT = 10809; // nbd/server.ts DEFAULT_PORT, the IANA port for NBD
 import { runCommand } from '../context.js';
@@ -69,7 +70,11 @@ export const serveCommand = () =>
             import('../../nbd/store-catalog.js'),
             import('../../nbd/control.js'),
           ]);
-          const store = await ctx.store();
+          // A server lives long and its peak RSS is what a host budgets per served disk: give freed
+          // buffers back to the kernel, and keep SQLite's and the segment cache small (the working
+          // set of one served image's map is a few MiB).
+          tuneMalloc();
+          const store = await ctx.store({ sqliteCacheBytes: 4 * 1024 * 1024, cacheSegments: 1024 });
           // Other processes ask this server for snapshots of the leaves it writes through this socket.
           const catalog = storeCatalog(store, names, { control: controlPath(store.dir) });
           let server;
