@@ -3,6 +3,7 @@ import { nativeStatus } from '../../store/native.js';
 import { STRATA_VERSION } from '../version.js';
 import { chainOf, countVisibleImages, getImage } from '../../store/catalog.js';
 import type { Store } from '../../store/store.js';
+import { usedSlotCount } from '../../store/slots.js';
 import { BLOCK_SIZE } from '../../store/types.js';
 import { runCommand } from '../context.js';
 import { humanBytes } from '../parse.js';
@@ -71,7 +72,7 @@ export function describeStore(store: Store): StoreInfo {
     store: store.dir,
     schemaVersion: store.db.pragma('user_version', { simple: true }) as number,
     images: countVisibleImages(store.db),
-    slotsInUse: store.db.prepare('SELECT count(*) FROM blocks').pluck().get() as number,
+    slotsInUse: usedSlotCount(store.db),
     native: nativeStatus(),
     leases: store.locks.supported ? 'ofd-lock' : 'pid',
     node: process.version,
