@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { badInput, corrupt, notFound } from '../../errors.js';
 import { sha256Digest, type Digest } from './digest.js';
-import { parseConfig, parseJsonBlob, refText, type ContainerImage, type ContainerRef } from './source.js';
+import { parseConfig, parseJsonBlob, readError, refText, type ContainerImage, type ContainerRef } from './source.js';
 import { checksumOk, cstring, number, paxRecords } from './tar.js';
 
 interface Member {
@@ -61,8 +61,8 @@ export function openDockerArchive(ref: ContainerRef): ContainerImage {
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');
-  } catch {
-    throw notFound(`no such file: ${file}`, { file });
+  } catch (e) {
+    throw readError(e, file);
   }
   let members: Map<string, Member>;
   try {

@@ -136,8 +136,9 @@ export function debugfsScript(ops: readonly Op[], scratch: string): string {
           if (n.content === undefined) throw new StrataError('E_INTERNAL', `no staged content for /${o.path}`);
           lines.push(`write ${q(n.content)} ${abs(o.path)}`);
         } else {
-          // mknod makes its name in the current directory, whatever the name holds.
-          lines.push(`cd ${abs(dir)}`, n.kind === 'fifo' ? `mknod ${q(base)} p` : `mknod ${q(base)} ${n.kind === 'char' ? 'c' : 'b'} ${n.major} ${n.minor}`);
+          // mknod makes its name in the current directory, whatever the name holds; and mkdir and
+          // write take "/a/b" as relative to it, so the script goes back to the root at once.
+          lines.push(`cd ${abs(dir)}`, n.kind === 'fifo' ? `mknod ${q(base)} p` : `mknod ${q(base)} ${n.kind === 'char' ? 'c' : 'b'} ${n.major} ${n.minor}`, 'cd "/"');
         }
         break;
       }

@@ -36,7 +36,7 @@ import { chainIds, shortHex, type Digest } from './digest.js';
 import { debugfsScript, ext4Params, fsSizeFor, growExt4, makeExt4, minimumSize, runDebugfs } from './ext4.js';
 import { openOciLayout } from './layout.js';
 import { readLayer, verifyBlob } from './layer.js';
-import type { ContainerImage, ContainerRef } from './source.js';
+import { readError, type ContainerImage, type ContainerRef } from './source.js';
 import type { TarHeader } from './tar.js';
 import { FileTree, type LayerEntry } from './tree.js';
 
@@ -136,7 +136,8 @@ export async function importContainer(store: Store, ref: ContainerRef, name: str
     for (let i = 0; i < img.layers.length; i++) {
       const l = img.layers[i];
       const what = `layer ${i + 1} of ${img.layers.length} (${l.digest ?? l.diffId})`;
-      if (l.digest !== null) await verifyBlob(l.open(), { digest: l.digest, size: l.size }, what);
+      const blob = img.source.path;
+      if (l.digest !== null) await verifyBlob(l.open(), { digest: l.digest, size: l.size }, what).catch((e) => Promise.reject(readError(e, blob)));
       const build = i >= reused;
       const entries: LayerEntry[] = [];
       let fd = -1;
@@ -157,6 +158,8 @@ export async function importContainer(store: Store, ref: ContainerRef, name: str
       };
       try {
         expanded += await readLayer(l.open(), sink, { diffId: l.diffId, maxBytes: maxSize - expanded, maxSizeText: bytesText(maxSize), what });
+      } catch (e) {
+        throw readError(e, blob);
       } finally {
         if (fd >= 0) fs.closeSync(fd);
       }

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { badInput, corrupt, notFound } from '../../errors.js';
 import { parseDigest, type Digest } from './digest.js';
-import { checkLayerType, parseConfig, parseJsonBlob, readSmallFile, refText, type ContainerImage, type ContainerRef } from './source.js';
+import { checkLayerType, parseConfig, parseJsonBlob, readError, readSmallFile, refText, type ContainerImage, type ContainerRef } from './source.js';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 const MANIFEST_TYPES = new Set(['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json']);
@@ -73,7 +73,8 @@ export function openOciLayout(ref: ContainerRef, opts: { platform?: string } = {
       if (!fs.existsSync(dir)) throw notFound(`no such directory: ${dir}`, { file: dir });
       throw badInput(`${dir} is not an OCI image layout (no oci-layout file)`, { file: dir });
     }
-    throw corrupt(`${dir}/oci-layout is not valid JSON`);
+    if (e instanceof SyntaxError) throw corrupt(`${dir}/oci-layout is not valid JSON`);
+    throw readError(e, path.join(dir, 'oci-layout'));
   }
   if (layout.imageLayoutVersion !== '1.0.0') throw corrupt(`${dir}: unknown image layout version ${JSON.stringify(layout.imageLayoutVersion)}`);
   const index = parseJsonBlob(readSmallFile(path.join(dir, 'index.json'), `${dir}/index.json`), `${dir}/index.json`);
@@ -116,7 +117,7 @@ export function openOciLayout(ref: ContainerRef, opts: { platform?: string } = {
       open: () => {
         const file = blobPath(dir, l.digest);
         if (!fs.existsSync(file)) throw corrupt(`layer ${i + 1} blob ${l.digest} is missing from ${dir}`, { digest: l.digest });
-        return fs.createReadStream(file);
+        return fs.createReadStream(file, { highWaterMark: 1 << 20 });
       },
     })),
   };

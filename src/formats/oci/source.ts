@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
-import { badInput, corrupt, unsupported } from '../../errors.js';
+import { StrataError, badInput, corrupt, unsupported } from '../../errors.js';
 import { parseDigest, sha256Digest, type Digest } from './digest.js';
 
 export type Transport = 'oci' | 'docker-archive';
@@ -84,15 +84,24 @@ export function parseJsonBlob(bytes: Buffer, what: string, digest?: Digest): Rec
   }
 }
 
+/** A file-system error while reading the image, as one typed line (a StrataError passes through). */
+export function readError(e: unknown, file: string): StrataError {
+  if (e instanceof StrataError) return e;
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new StrataError('E_NOT_FOUND', `no such file: ${file}`, { file });
+  if (code === 'EACCES' || code === 'EPERM') return new StrataError('E_IO', `cannot read ${file}: permission denied`, { file });
+  return new StrataError('E_IO', `cannot read ${file}: ${code ?? (e as Error).message}`, { file });
+}
+
 export function readSmallFile(file: string, what: string): Buffer {
-  let st: fs.Stats;
   try {
-    st = fs.statSync(file);
-  } catch {
-    throw badInput(`${what} is missing (${file})`, { file });
+    const st = fs.statSync(file);
+    if (st.size > 4 << 20) throw corrupt(`${what} is ${st.size} bytes; a JSON document over 4 MiB is refused`, { file });
+    return fs.readFileSync(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw badInput(`${what} is missing (${file})`, { file });
+    throw readError(e, file);
   }
-  if (st.size > 4 << 20) throw corrupt(`${what} is ${st.size} bytes; a JSON document over 4 MiB is refused`, { file });
-  return fs.readFileSync(file);
 }
 
 /** The config's diffIDs and platform; as many diffIDs as the manifest has layers. */
