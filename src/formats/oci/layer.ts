@@ -6,7 +6,7 @@
  * as tar into a sink.
  */
 import crypto from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { Decompress as ZstdStream } from 'fzstd';
 import { StrataError, corrupt } from '../../errors.js';
@@ -51,23 +51,19 @@ async function* decompressed(src: AsyncIterable<Buffer>, what: string): AsyncGen
     return;
   }
   if (kind === 'gzip') {
+    const input = Readable.from(rest);
     const gunzip = zlib.createGunzip();
-    const feed = (async () => {
-      try {
-        for await (const c of rest) if (!gunzip.write(c)) await new Promise((r) => gunzip.once('drain', r));
-        gunzip.end();
-      } catch (e) {
-        gunzip.destroy(e as Error);
-      }
-    })();
+    input.on('error', (e) => gunzip.destroy(e));
+    input.pipe(gunzip);
     try {
       for await (const c of gunzip as AsyncIterable<Buffer>) yield c;
     } catch (e) {
       if (e instanceof StrataError) throw e;
       throw corrupt(`${what} is not a valid gzip stream (${(e as Error).message})`);
     } finally {
+      // Stopped early (a refusal): nothing may wait on the other side, or the process would hang.
+      input.destroy();
       gunzip.destroy();
-      await feed;
     }
     return;
   }

@@ -64,7 +64,8 @@ export function number(b: Buffer, off: number, len: number, what: string): numbe
 export function checksumOk(b: Buffer): boolean {
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : b[i];
-  return number(b, 148, 8, 'chksum') === sum;
+  const stored = cstring(b, 148, 8).trim();
+  return /^[0-7]+$/.test(stored) && parseInt(stored, 8) === sum;
 }
 
 /** PAX records: "LEN KEY=VALUE\n", values kept as bytes (xattrs are binary). */
