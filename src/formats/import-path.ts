@@ -13,6 +13,25 @@ import { importForeign } from './foreign.js';
 import { FORMAT_LABEL, detectFormat, notADisk, probeFile } from './magic.js';
 import { openFileForRead } from './raw.js';
 import { importStream } from './stdin.js';
+import { importContainer, type ContainerImportOptions } from './oci/import.js';
+import { parseContainerRef } from './oci/source.js';
+
+export type PathImportOptions = FileImportOptions & Pick<ContainerImportOptions, 'size' | 'maxSize' | 'platform'>;
+
+/** `oci:PATH[:REF]` and `docker-archive:FILE[:REF]`: container images, with options of their own. */
+function importContainerRef(store: Store, arg: string, name: string | undefined, opts: PathImportOptions): Promise<ImageRecord> | undefined {
+  const ref = parseContainerRef(arg);
+  if (ref === undefined) {
+    const given = (['size', 'maxSize', 'platform'] as const).filter((k) => opts[k] !== undefined);
+    if (given.length > 0) throw badInput(`--${given.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)).join(', --')} apply to container images (oci:PATH, docker-archive:FILE), not to ${arg}`);
+    return undefined;
+  }
+  const wrong = (['parent', 'format', 'withBacking', 'snapshot', 'namePrefix'] as const).filter((k) => opts[k] !== undefined && opts[k] !== false);
+  if (wrong.length > 0) {
+    throw badInput(`${arg} is a container image: --${wrong.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)).join(', --')} do not apply (its layers are its parents)`);
+  }
+  return importContainer(store, ref, name, { size: opts.size, maxSize: opts.maxSize, platform: opts.platform, writable: opts.writable, onProgress: opts.onProgress });
+}
 
 /** stdin redirected from a file (`< disk.raw`) is that file, read like any other. */
 function stdinFile(): string | undefined {
@@ -25,7 +44,9 @@ function stdinFile(): string | undefined {
   }
 }
 
-export async function importPath(store: Store, file: string, name: string | undefined, opts: FileImportOptions = {}): Promise<ImageRecord> {
+export async function importPath(store: Store, file: string, name: string | undefined, opts: PathImportOptions = {}): Promise<ImageRecord> {
+  const container = importContainerRef(store, file, name, opts);
+  if (container !== undefined) return container;
   const warn = opts.warn ?? (() => undefined);
   if (file === '-') {
     if (name === undefined) throw badInput('import from stdin (-) needs a name for the new image: strata import - NAME');

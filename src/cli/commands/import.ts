@@ -18,15 +18,18 @@ interface ImportFlags {
   listSnapshots?: boolean;
   dirtyLimit?: string;
   force?: boolean;
+  size?: string;
+  maxSize?: string;
+  platform?: string;
 }
 
 type Snapshots = { id: string; name: string; virtualSize: number; createdAt: string }[];
 
 export const importCommand = () =>
   new Command('import')
-    .description('import a disk image file (raw, qcow2; VHD, VHDX, VMDK, VDI, QED, ... through qemu-nbd) as a new read-only image; over --parent only the blocks that differ are stored')
-    .argument('<file>', 'image file, or - for stdin (raw)')
-    .argument('[name]', 'new image name (default: the file name without its extension)')
+    .description('import a disk image file (raw, qcow2; VHD, VHDX, VMDK, VDI, QED, ... through qemu-nbd), or a container image (oci:PATH[:REF], docker-archive:FILE[:REF]) as ext4 layers, as a new read-only image; over --parent only the blocks that differ are stored')
+    .argument('<file>', 'image file, - for stdin (raw), oci:PATH[:REF] or docker-archive:FILE[:REF]')
+    .argument('[name]', 'new image name (default: the file name without its extension; for a container, its reference)')
     .option('-p, --parent <image>', 'store the file as a layer over this image')
     .option('-f, --format <format>', 'raw, qcow2, or vhd, vhdx, vmdk, vdi, qed, ... (default: detect by magic)')
     .option('--writable', 'make the new image a writable leaf instead of frozen')
@@ -35,6 +38,9 @@ export const importCommand = () =>
     .option('--snapshot <name>', "qcow2: import this internal snapshot's state instead of the active one")
     .option('--list-snapshots', "qcow2: list the file's internal snapshots and import nothing")
     .option('--dirty-limit <bytes>', 'flush every this many bytes of data, bounding memory (default 64M)')
+    .option('--size <bytes>', "container: every layer's ext4 file system size (default: the files' size plus headroom)")
+    .option('--max-size <bytes>', 'container: refuse layers that expand beyond this many bytes in all (default 64G)')
+    .option('--platform <os/arch>', 'container: the platform to take from a multi-platform index (default: the only one, else this host\'s)')
     .option('--force', "qcow2 with --parent: import over a parent that was imported from another file than the overlay's backing file")
     .action(async (file: string, name: string | undefined, o: ImportFlags, cmd: Command) =>
       runCommand<ImageInfo | Snapshots>(
@@ -45,9 +51,10 @@ export const importCommand = () =>
           }
           const store = await ctx.store();
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
-          const dirtyLimit = o.dirtyLimit === undefined ? undefined : parseBytes(o.dirtyLimit, 'dirty limit');
+          const bytes = (v: string | undefined, what: string) => (v === undefined ? undefined : parseBytes(v, what));
+          const sizes = { dirtyLimit: bytes(o.dirtyLimit, 'dirty limit'), size: bytes(o.size, 'size'), maxSize: bytes(o.maxSize, 'max size') };
           const rec = await longWork(ctx, `importing ${file === '-' ? 'stdin' : path.basename(file)}`, () => 'nothing imported', (onProgress) =>
-            importPath(store, file, name, { ...o, dirtyLimit, warn, onProgress }),
+            importPath(store, file, name, { ...o, ...sizes, warn, onProgress }),
           );
           return describeImage(store, rec.name);
         },

@@ -21,7 +21,11 @@ export interface ImageInfo {
   createdAt: string;
   labels: Record<string, string>;
   source: Record<string, unknown> | null;
+  /** A container image: the OCI layer each strata layer of its chain came from, top first. */
+  layers?: { name: string; layer: number; digest: string | null; diffId: string; chainId: string }[];
 }
+
+const isContainer = (s: Record<string, unknown> | null) => s?.format === 'oci' || s?.format === 'docker-archive';
 
 export function describeImage(store: Store, name: string): ImageInfo {
   const rec = getImage(store.db, name);
@@ -37,7 +41,21 @@ export function describeImage(store: Store, name: string): ImageInfo {
     createdAt: new Date(rec.createdAt).toISOString(),
     labels: rec.labels,
     source: rec.source,
+    ...(isContainer(rec.source)
+      ? {
+          layers: chain
+            .filter((c) => c.source?.format === 'oci-layer')
+            .map((c) => ({ name: c.name, layer: c.source!.layer as number, digest: (c.source!.digest as string | null) ?? null, diffId: c.source!.diffId as string, chainId: c.source!.chainId as string })),
+        }
+      : {}),
   };
+}
+
+/** A short origin for tables and trees: "nginx:1.27", "OCI layer 2 sha256:3f2a1b4c5d6e". */
+export function originText(source: Record<string, unknown> | null): string | undefined {
+  if (source?.format === 'oci-layer') return `OCI layer ${String(source.layer)} ${String(source.digest ?? source.diffId).slice(0, 19)}`;
+  if (isContainer(source)) return String(source!.reference ?? source!.file);
+  return undefined;
 }
 
 /**
@@ -46,6 +64,13 @@ export function describeImage(store: Store, name: string): ImageInfo {
  * does not know (a later version's) follow as key=value.
  */
 export function sourceText(source: Record<string, unknown>): string {
+  if (source.format === 'oci-layer') {
+    return `OCI layer ${String(source.layer)}: ${String(source.digest ?? '(docker-archive)')}, diffID ${String(source.diffId)}, chain ID ${String(source.chainId)}, ext4 of ${humanBytes(Number(source.fsBytes))}`;
+  }
+  if (isContainer(source)) {
+    const { format, file, reference, manifestDigest, configDigest, platform, layers } = source;
+    return `${String(format)}:${String(file)}${reference ? ` ${String(reference)}` : ''}, ${platform ? `${String(platform)}, ` : ''}${String(layers)} layers, ${manifestDigest ? `manifest ${String(manifestDigest)}, ` : ''}config ${String(configDigest)}`;
+  }
   // fileBytes and modifiedAt only tell a changed file from the one imported: not worth a line.
   const { format, file, size, clusterSize, version, snapshot, fileBytes: _bytes, modifiedAt: _at, ...rest } = source;
   const parts = [`${String(format ?? 'unknown')}${version !== undefined ? ` v${String(version)}` : ''} file ${String(file ?? '?')}${typeof size === 'number' ? ` (${humanBytes(size)})` : ''}`];
@@ -112,6 +137,7 @@ export const infoCommand = () =>
             ['own bytes', `${humanBytes(r.ownBytes)} (${r.ownBytes} bytes)`],
             ['created', localTime(r.createdAt)],
             ...(r.source ? ([['source', sourceText(r.source)]] as [string, string][]) : []),
+            ...(r.layers ?? []).map((l): [string, string] => [`  ${l.name}`, `OCI layer ${l.layer}: ${l.digest ?? `diffID ${l.diffId}`}`]),
           ]),
       ),
     );

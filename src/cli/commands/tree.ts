@@ -3,6 +3,7 @@ import { listVisibleImages } from '../../store/catalog.js';
 import { BLOCK_SIZE, type ImageRecord } from '../../store/types.js';
 import { runCommand } from '../context.js';
 import { humanBytes } from '../parse.js';
+import { originText } from './info.js';
 
 export interface TreeNode {
   name: string;
@@ -10,6 +11,8 @@ export interface TreeNode {
   writable: boolean;
   virtualSize: number;
   ownBytes: number;
+  /** Where a container image or layer came from, shortly (absent for disks). */
+  origin?: string;
   children: TreeNode[];
 }
 
@@ -23,6 +26,7 @@ export function imageForest(images: readonly ImageRecord[]): TreeNode[] {
     writable: i.kind === 'leaf',
     virtualSize: i.virtualSize,
     ownBytes: i.ownBlocks * BLOCK_SIZE,
+    ...(originText(i.source) ? { origin: originText(i.source) } : {}),
     children: (kids.get(i.id) ?? []).map(build),
   });
   return (kids.get(null) ?? []).map(build);
@@ -31,7 +35,7 @@ export function imageForest(images: readonly ImageRecord[]): TreeNode[] {
 export function renderForest(forest: readonly TreeNode[]): string {
   const lines: string[] = [];
   const walk = (n: TreeNode, prefix: string, last: boolean, root: boolean) => {
-    const label = `${n.name}  ${n.kind}${n.writable ? ' (writable)' : ''}  ${humanBytes(n.virtualSize)}  own ${humanBytes(n.ownBytes)}`;
+    const label = `${n.name}  ${n.kind}${n.writable ? ' (writable)' : ''}  ${humanBytes(n.virtualSize)}  own ${humanBytes(n.ownBytes)}${n.origin ? `  [${n.origin}]` : ''}`;
     lines.push(root ? label : `${prefix}${last ? '└── ' : '├── '}${label}`);
     const next = root ? '' : prefix + (last ? '    ' : '│   ');
     n.children.forEach((c, i) => walk(c, next, i === n.children.length - 1, false));
