@@ -10,11 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { bytes, ociImage, type Entry } from '../helpers/oci.js';
 import { requireTool } from '../helpers/tools.js';
+import { liveSlots } from '../helpers/slots.js';
 
 const slots = (store: string) => {
   const db = new Database(path.join(store, 'strata.db'), { readonly: true });
   try {
-    return db.prepare('SELECT count(*) FROM blocks').pluck().get() as number;
+    return liveSlots(db).length;
   } finally {
     db.close();
   }
