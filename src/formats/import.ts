@@ -78,7 +78,8 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
   );
   faultPoint('import.after-create');
   // lazyData: nobody else sees the image until finish(), whose flush makes all of it durable first.
-  const img = new Image(store, made.rec, made.chain, { writable: true, dirtyLimit: opts.dirtyLimit, lease: made.lease, lazyData: true });
+  // 32 MiB: a lazy flush costs one commit, not a sync, so smaller batches cost little and keep an import's RSS low.
+  const img = new Image(store, made.rec, made.chain, { writable: true, dirtyLimit: opts.dirtyLimit ?? 32 * 1024 * 1024, lease: made.lease, lazyData: true });
   const abandon = () => {
     try {
       img.close({ discard: true });

@@ -47,29 +47,42 @@ export function openRawSource(file: string): ImportSource {
       if (pos < end) out.push({ offset: pos, length: end - pos, kind: 'zero' });
       return out;
     },
-    read(offset, length) {
-      const buf = Buffer.allocUnsafe(length);
-      let got = 0;
-      while (got < length) {
-        const n = fs.readSync(fd, buf, got, length - got, offset + got);
-        if (n === 0) {
-          buf.fill(0, got);
-          break;
-        }
-        got += n;
-      }
-      return buf;
-    },
+    read: (offset, length) => readAt(offset, length, Buffer.allocUnsafe(length)),
+    readInto: (offset, length, into) => readAt(offset, length, into),
     close() {
       fs.closeSync(fd);
     },
   };
+  function readAt(offset: number, length: number, into: Buffer): Buffer {
+    const buf = into.length === length ? into : into.subarray(0, length);
+    let got = 0;
+    while (got < length) {
+      const n = fs.readSync(fd, buf, got, length - got, offset + got);
+      if (n === 0) {
+        buf.fill(0, got);
+        break;
+      }
+      got += n;
+    }
+    return buf;
+  }
 }
 
 const CHUNK = 4 * 1024 * 1024;
 
 /** Copies a source into an open writable image; `onProgress` hears the source offset reached. */
-export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'read'>, img: ReturnType<typeof openImage>, onProgress?: (done: number) => void): void {
+export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'read' | 'readInto'>, img: ReturnType<typeof openImage>, onProgress?: (done: number) => void): void {
+  // Read buffers are lent to the image (no copy) and come back once a flush has emptied it, so an
+  // import holds its dirty limit plus one chunk, however long it runs: fresh buffers per chunk
+  // left hundreds of MiB for the garbage collector to find.
+  const idle: Buffer[] = [];
+  const lent: Buffer[] = [];
+  const readChunk = (off: number, n: number): Buffer => {
+    if (!src.readInto) return src.read(off, n);
+    const buf = idle.pop() ?? Buffer.allocUnsafe(CHUNK);
+    lent.push(buf);
+    return src.readInto(off, n, buf);
+  };
   for (const ext of extentWindows(src)) {
     if (ext.kind === 'hole') continue;
     if (ext.kind === 'zero') {
@@ -79,8 +92,8 @@ export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'rea
     }
     for (let off = ext.offset; off < ext.offset + ext.length; off += CHUNK) {
       const n = Math.min(CHUNK, ext.offset + ext.length - off);
-      // src.read gives a fresh buffer each time: the image keeps it rather than copying it.
-      img.write(off, src.read(off, n), true);
+      img.write(off, readChunk(off, n), true);
+      if (img.dirtyBytes === 0) idle.push(...lent.splice(0));
       onProgress?.(off + n);
     }
   }

@@ -11,6 +11,8 @@ export interface ImportSource {
   extents(offset: number, length: number): Extent[];
   /** A new buffer on every call: the importer keeps it without copying (Image.write's `owned`). */
   read(offset: number, length: number): Buffer;
+  /** Like read, into `buf` (at least `length` bytes); returns the filled part. Lets an importer reuse its buffers. */
+  readInto?(offset: number, length: number, buf: Buffer): Buffer;
   close(): void;
 }
 

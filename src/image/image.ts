@@ -119,6 +119,10 @@ export class Image implements BlockDevice {
   get size(): number {
     return this.rec.virtualSize;
   }
+  /** Bytes of writes held in memory, waiting for a flush. */
+  get dirtyBytes(): number {
+    return this.dirtyData.size * BLOCK_SIZE;
+  }
   /** Chain depth: 1 for an image without parent. */
   get depth(): number {
     return this.chain.length;
@@ -255,8 +259,9 @@ export class Image implements BlockDevice {
   // ---- writes ----------------------------------------------------------------
 
   /**
-   * `owned`: the caller gives `data` away (an import's read buffer) and never
-   * touches it again, so whole blocks are kept without a copy.
+   * `owned`: the caller lends `data` (an import's read buffer) until the
+   * image's next flush (dirtyBytes back to 0) and does not touch it meanwhile,
+   * so whole blocks are kept without a copy.
    */
   write(offset: number, data: Uint8Array, owned = false): void {
     this.checkWritable();

@@ -8,7 +8,7 @@
  * every handle; reading at chain depth 100 then costs what it costs at depth 1.
  */
 import { INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
-import { loadSegment } from '../store/maps.js';
+import { loadSegment, loadSegmentOfEach } from '../store/maps.js';
 import { segExpand, segOverlay, type Segment } from '../store/segment.js';
 import type { Store } from '../store/store.js';
 
@@ -24,16 +24,37 @@ function clip(s: Segment, seg: number, blocks: number): Segment {
   return out;
 }
 
-/** Resolved segment `seg` of chain[k..] (chain is nearest first). */
+/**
+ * Resolved segment `seg` of chain[k..] (chain is nearest first).
+ *
+ * Walks down only to the first layer already resolved in the cache, reads
+ * the own segments of the layers above it with one query, and caches only
+ * the result for chain[k]: at depth 100 a segment costs one query and one
+ * overlay per layer that has rows, not a query and a cached copy per layer.
+ */
 export function resolveFrozen(store: Store, chain: readonly ImageRecord[], k: number, seg: SegmentIndex): Segment {
   if (k >= chain.length) return INHERIT;
-  const img = chain[k];
-  const key = `${img.id}:${img.generation}:${seg}`;
-  const hit = store.resolvedCache.get(key);
-  if (hit !== undefined) return hit;
-  const own = loadSegment(store.db, img.id, seg);
-  const below = typeof own === 'number' && own !== INHERIT ? INHERIT : resolveFrozen(store, chain, k + 1, seg);
-  const r = clip(segOverlay(own, below), seg, blocksIn(img.virtualSize));
-  store.resolvedCache.set(key, r);
+  const keyOf = (img: ImageRecord) => `${img.id}:${img.generation}:${seg}`;
+  const top = store.resolvedCache.get(keyOf(chain[k]));
+  if (top !== undefined) return top;
+  let stop = chain.length;
+  let below: Segment = INHERIT;
+  for (let j = k + 1; j < chain.length; j++) {
+    const hit = store.resolvedCache.get(keyOf(chain[j]));
+    if (hit !== undefined) {
+      stop = j;
+      below = hit;
+      break;
+    }
+  }
+  const layers = chain.slice(k, stop);
+  const own = layers.length === 1 ? [loadSegment(store.db, layers[0].id, seg)] : loadSegmentOfEach(store.db, layers.map((l) => l.id), seg);
+  // A uniform own segment (all ZERO or all one slot) hides everything below it.
+  let start = own.findIndex((o) => typeof o === 'number' && o !== INHERIT);
+  if (start === -1) start = own.length - 1;
+  else below = INHERIT;
+  let r = below;
+  for (let j = start; j >= 0; j--) r = clip(segOverlay(own[j], r), seg, blocksIn(layers[j].virtualSize));
+  store.resolvedCache.set(keyOf(chain[k]), r);
   return r;
 }

@@ -9,6 +9,18 @@ export function loadSegment(db: Database.Database, image: ImageId, seg: SegmentI
   return row ? segDecode(row.entries, `${image}/${seg}`) : INHERIT;
 }
 
+/** Segment `seg` of each image, in the order given (INHERIT where an image has no row): one query for a whole chain. */
+export function loadSegmentOfEach(db: Database.Database, images: readonly ImageId[], seg: SegmentIndex): Segment[] {
+  const rows = prepared(db, 'SELECT image_id, entries FROM segments WHERE seg = ? AND image_id IN (SELECT value FROM json_each(?))')
+    .raw()
+    .all(seg, JSON.stringify(images)) as [number, Buffer][];
+  const found = new Map(rows.map(([id, entries]) => [id, entries]));
+  return images.map((id) => {
+    const b = found.get(id);
+    return b ? segDecode(b, `${id}/${seg}`) : INHERIT;
+  });
+}
+
 export function saveSegment(db: Database.Database, image: ImageId, seg: SegmentIndex, s: Segment): void {
   if (s === INHERIT) {
     prepared(db, 'DELETE FROM segments WHERE image_id = ? AND seg = ?').run(image, seg);
