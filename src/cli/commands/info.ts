@@ -1,43 +1,13 @@
 import { Command } from 'commander';
 import { nativeStatus } from '../../store/native.js';
 import { STRATA_VERSION } from '../version.js';
-import { chainOf, countVisibleImages, getImage } from '../../store/catalog.js';
+import { countVisibleImages } from '../../store/catalog.js';
+import { describeImage, type ImageInfo } from '../../image/listing.js';
 import type { Store } from '../../store/store.js';
 import { BLOCK_SIZE } from '../../store/types.js';
 import { runCommand } from '../context.js';
 import { humanBytes } from '../parse.js';
 import { keyValues, localTime } from '../render.js';
-
-export interface ImageInfo {
-  name: string;
-  kind: string;
-  writable: boolean;
-  parent: string | null;
-  chain: string[];
-  virtualSize: number;
-  ownBytes: number;
-  /** ISO-8601, UTC. */
-  createdAt: string;
-  labels: Record<string, string>;
-  source: Record<string, unknown> | null;
-}
-
-export function describeImage(store: Store, name: string): ImageInfo {
-  const rec = getImage(store.db, name);
-  const chain = chainOf(store.db, rec);
-  return {
-    name: rec.name,
-    kind: rec.kind,
-    writable: rec.kind === 'leaf',
-    parent: chain[1]?.name ?? null,
-    chain: chain.map((c) => c.name),
-    virtualSize: rec.virtualSize,
-    ownBytes: rec.ownBlocks * BLOCK_SIZE,
-    createdAt: new Date(rec.createdAt).toISOString(),
-    labels: rec.labels,
-    source: rec.source,
-  };
-}
 
 /**
  * Where an import came from, as a sentence: "raw file /srv/a.raw (4 MiB)",
