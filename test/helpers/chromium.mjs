@@ -10,6 +10,8 @@ import path from 'node:path';
 
 export const CHROMIUM = process.env.STRATA_CHROMIUM ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => fs.existsSync(p)) ?? null;
 
+if (!CHROMIUM) console.warn('[skip] chromium is not installed (apt-get install chromium); the tests of the web page are skipped');
+
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
 
 /** A headless Chromium with a fresh profile; close() also removes the profile. Null when Chromium is not installed. */

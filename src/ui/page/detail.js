@@ -36,6 +36,7 @@ export function renderDetail(root, d, { onSelect }) {
   const kv = (label, ...v) => h('tr', {}, h('th', {}, label), h('td', {}, ...v));
   const maxShared = Math.max(1, ...d.sharedWith.map((w) => w.sharedBytes));
   fill(
+    root,
     h('h3', { dataset: { detail: info.name } }, info.name, ' ', h('span', { class: `badge kind-${info.kind}` }, info.kind + (info.writable ? ' (writable)' : ' (read-only)'))),
     d.open.length ? h('p', { class: 'openby' }, '● open by ', d.open.map((o) => `${o.server ? 'strata serve' : 'process'} ${o.pid}${o.host ? ` on ${o.host}` : ''} (${o.mode}, since ${localTime(o.openedAt)})`).join('; ')) : null,
     h(

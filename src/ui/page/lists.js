@@ -10,6 +10,7 @@ export function renderDrift(root, model, { onSelect, match }) {
   const top = leaves.slice(0, SHOWN).filter((d) => d.aboveBaseBytes > 0);
   const max = Math.max(1, ...top.map((d) => d.aboveBaseBytes));
   fill(
+    root,
     top.length === 0
       ? h('p', { class: 'muted' }, leaves.length ? 'no leaf has written anything above its base' : 'no leaves over a base')
       : h(
@@ -40,6 +41,7 @@ export function renderOpen(root, open, { onSelect }) {
     return;
   }
   fill(
+    root,
     h(
       'table',
       { class: 'list' },

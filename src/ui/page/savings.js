@@ -41,6 +41,7 @@ export function renderSavings(root, stats) {
     row('metadata (strata.db + wal)', 'metadataBytes', stats.metadataBytes),
   );
   fill(
+    root,
     h('div', { class: 'bar-ends' }, h('span', {}, 'raw copies ', bytes(total)), h('span', {}, 'stored ', bytes(stats.storedBytes))),
     bar,
     legend,
