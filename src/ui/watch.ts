@@ -65,7 +65,8 @@ const HISTORY = 240;
 const SHARED_SHOWN = 10;
 
 export class StoreWatch {
-  private key = '';
+  private data = -1;
+  private leases = '';
   private state: StoreState | undefined;
   private json = '';
   private readonly history = new Map<string, OwnSample[]>();
@@ -73,20 +74,24 @@ export class StoreWatch {
 
   constructor(private readonly store: Store) {}
 
-  /** A string that changes whenever anything the page shows may have changed. */
-  private changeKey(open: readonly OpenImage[]): string {
-    const dv = this.store.db.pragma('data_version', { simple: true }) as number;
-    return `${dv}|${open.map((o) => `${o.pid}:${o.name}:${o.mode}:${o.openedAt}`).join(',')}`;
+  /** Moves whenever another connection commits: this one never writes. */
+  private dataVersion(): number {
+    return this.store.db.pragma('data_version', { simple: true }) as number;
   }
 
   /** The state, recomputed if the store changed since the last call. */
   current(): StoreState {
     const open = openImages(this.store);
-    const key = this.changeKey(open);
-    if (this.state && key === this.key) return this.state;
+    const leases = open.map((o) => `${o.pid}:${o.name}:${o.mode}:${o.openedAt}`).join(',');
+    const data = this.dataVersion();
+    if (this.state && data === this.data && leases === this.leases) return this.state;
     const t0 = performance.now();
-    // One read snapshot, so ls, du and stats agree with each other.
-    const read = this.store.db.transaction(() => ({ stats: storeStats(this.store), images: listImageRows(this.store), usage: diskUsageOf(this.store) })).deferred();
+    // Only who holds what changed (a server opened an image): the figures stand, no need to read them again.
+    const read =
+      this.state && data === this.data
+        ? { stats: this.state.stats, images: this.state.images, usage: this.state.usage }
+        : // One read snapshot, so ls, du and stats agree with each other.
+          this.store.db.transaction(() => ({ stats: storeStats(this.store), images: listImageRows(this.store), usage: diskUsageOf(this.store) })).deferred();
     const readAt = new Date().toISOString();
     this.record(read.images, readAt);
     this.state = {
@@ -98,7 +103,8 @@ export class StoreWatch {
       open,
     };
     this.json = JSON.stringify(this.state);
-    this.key = key;
+    this.data = data;
+    this.leases = leases;
     this.details.clear();
     return this.state;
   }
