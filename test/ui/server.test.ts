@@ -54,8 +54,9 @@ describe('strata ui: the server', () => {
     const busy = strata(store, ['ui', '--listen', `127.0.0.1:${portOf(ui.address)}`]);
     expect(busy.status).toBe(ERROR_CODES.E_BUSY);
     expect(busy.stderr).toMatch(/^strata: cannot listen on 127\.0\.0\.1:\d+: the port is in use/);
-    // With --allow-remote it listens, and says the page is reachable from elsewhere.
-    const remote = await startUi(store, ['--listen', '0.0.0.0:0', '--allow-remote']);
+    // With --allow-remote it listens, and says the page is reachable from elsewhere; --json names the URL and the store.
+    const remote = await startUi(store, ['--listen', '0.0.0.0:0', '--allow-remote', '--json']);
+    expect(JSON.parse(remote.stdout)).toEqual({ address: remote.address, store });
     expect(remote.stderr).toMatch(/warning: the page is served on 0\.0\.0\.0, reachable beyond this machine/);
     expect((await get(portOf(remote.address), '/api/state', 'Host: strata.example:8411\r\n')).status).toBe(200);
     expect(await remote.stop()).toEqual({ code: 0, signal: null });

@@ -23,15 +23,14 @@ export function renderDrift(root, model, { onSelect, match }) {
             layers.style.width = `${(100 * (d.aboveBaseBytes - d.ownBytes)) / max}%`;
             return h(
               'li',
-              { dataset: { drift: d.name }, on: { click: () => onSelect(d.name) } },
+              { dataset: { drift: d.name }, title: `${d.name}: written above its base ${d.base}`, on: { click: () => onSelect(d.name) } },
               h('span', { class: 'name' }, d.name),
               h('span', { class: 'minibar' }, own, layers),
               bytes(d.aboveBaseBytes),
-              h('small', { class: 'muted' }, ` over ${d.base}`),
             );
           }),
         ),
-    h('p', { class: 'muted small' }, `${leaves.length} leaves over a base; ${still} have written nothing above it. Drift here is what a chain wrote above its base (own bytes of the leaf and its snapshots, from du); the exact bytes that differ are in an image's details (strata diff).`),
+    h('p', { class: 'muted small' }, `Green: the leaf's own bytes; purple: those of the layers between it and its base. ${leaves.length} leaves over a base; ${still} have written nothing above it. Drift here is what a chain wrote above its base (own bytes of the leaf and its snapshots, from du); the exact bytes that differ are in an image's details (strata diff).`),
   );
 }
 

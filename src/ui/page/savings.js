@@ -45,6 +45,6 @@ export function renderSavings(root, stats) {
     h('div', { class: 'bar-ends' }, h('span', {}, 'raw copies ', bytes(total)), h('span', {}, 'stored ', bytes(stats.storedBytes))),
     bar,
     legend,
-    h('details', { open: true }, h('summary', {}, 'all figures (strata stats)'), table),
+    h('details', {}, h('summary', {}, 'all figures (strata stats)'), table),
   );
 }
