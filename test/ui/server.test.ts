@@ -46,7 +46,10 @@ const get = (port: number, target: string, headers = 'Host: 127.0.0.1\r\n') => r
 const portOf = (url: string) => Number(new URL(url).port);
 
 describe('strata ui: the server', () => {
-  it('refuses a non-loopback listen without --allow-remote, and a port in use, each with its own status', async () => {
+  it('refuses a non-loopback listen without --allow-remote, a missing store, and a port in use, each with its own status', async () => {
+    const missing = strata(path.join(tmpDir(), 'nope'), ['ui', '--listen', '127.0.0.1:0']);
+    expect(missing.status).toBe(ERROR_CODES.E_NOT_FOUND);
+    expect(missing.stderr).toMatch(/^strata: no strata store at \S+ \(strata init creates one\)\n$/);
     const r = strata(store, ['ui', '--listen', '0.0.0.0:0']);
     expect(r.status).toBe(ERROR_CODES.E_BAD_INPUT);
     expect(r.stderr).toBe("strata: refusing to listen on 0.0.0.0, which is not loopback: pass --allow-remote to show the store's page to the network\n");

@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { openStore } from '../../store/store.js';
 import { runCommand } from '../context.js';
 import { LOOPBACK, parseListen } from '../listen.js';
 import { openBrowser } from '../open-browser.js';
@@ -24,9 +23,9 @@ export const uiCommand = () =>
         async (ctx) => {
           const listen = parseListen(o.listen ?? `127.0.0.1:${UI_PORT}`, !!o.allowRemote, "show the store's page to the network");
           if (!LOOPBACK.test(listen.host)) process.stderr.write(`strata: warning: the page is served on ${listen.host}, reachable beyond this machine, without authentication\n`);
-          const { startUiServer } = await import('../../ui/server.js');
+          const [{ startUiServer }, { openStoreForPage }] = await Promise.all([import('../../ui/server.js'), import('../../ui/open.js')]);
           // Read-only: the page never changes the store, and runs beside any other strata process.
-          const store = await openStore(ctx.storeDir, { create: false, readOnly: true });
+          const store = await openStoreForPage(ctx.storeDir);
           try {
             const server = await startUiServer({
               store,

@@ -7,6 +7,13 @@ import { h, humanBytes, s } from './dom.js';
 const ROOT = '\u0000'; // no image name contains NUL
 const MIN_BOX = 1; // px
 const LABEL_MIN = 15; // px
+const CHAR_W = 7; // px, about, at 12px
+
+/** A label cut to fit `width` px, with an ellipsis when cut. */
+const fit = (text, width) => {
+  const n = Math.max(1, Math.floor((width - 12) / CHAR_W));
+  return text.length <= n ? text : `${text.slice(0, n - 1)}…`;
+};
 
 export const SIZE_BY = {
   own: { label: 'own bytes', value: (d) => d.ownBytes, fmt: humanBytes },
@@ -90,9 +97,9 @@ export class Icicle {
         if (this.match && !this.match(d)) cls.push('dim');
         if (this.selected === d.name) cls.push('selected');
         const box = s('g', { class: cls.join(' '), 'data-name': d.name, transform: `translate(${col * colW},${y0})` });
-        box.append(s('rect', { width: colW - 2, height: Math.max(hgt - 1, 0.5), rx: 2 }));
+        box.append(s('rect', { width: colW - 2, height: Math.max(hgt - 1, 0.5), rx: 2 }, s('title', {}, d.name)));
         if (hgt >= LABEL_MIN) {
-          box.append(s('text', { x: 6, y: Math.min(hgt / 2 + 4, 16) }, `${d.open.length ? '● ' : ''}${d.name}`));
+          box.append(s('text', { x: 6, y: Math.min(hgt / 2 + 4, 16) }, fit(`${d.open.length ? '● ' : ''}${d.name}`, colW)));
           if (hgt >= LABEL_MIN * 2) box.append(s('text', { x: 6, y: 31, class: 'sub' }, by.fmt(n.value)));
         }
         g.append(box);
