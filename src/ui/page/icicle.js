@@ -96,8 +96,8 @@ export class Icicle {
         if (d.open.length) cls.push('open');
         if (this.match && !this.match(d)) cls.push('dim');
         if (this.selected === d.name) cls.push('selected');
-        const box = s('g', { class: cls.join(' '), 'data-name': d.name, transform: `translate(${col * colW},${y0})` });
-        box.append(s('rect', { width: colW - 2, height: Math.max(hgt - 1, 0.5), rx: 2 }, s('title', {}, d.name)));
+        const box = s('g', { class: cls.join(' '), 'data-name': d.name, 'aria-label': `${d.name}, ${d.kind}, ${by.fmt(n.value)}`, transform: `translate(${col * colW},${y0})` });
+        box.append(s('rect', { width: colW - 2, height: Math.max(hgt - 1, 0.5), rx: 2 }));
         if (hgt >= LABEL_MIN) {
           box.append(s('text', { x: 6, y: Math.min(hgt / 2 + 4, 16) }, fit(`${d.open.length ? '● ' : ''}${d.name}`, colW)));
           if (hgt >= LABEL_MIN * 2) box.append(s('text', { x: 6, y: 31, class: 'sub' }, by.fmt(n.value)));
