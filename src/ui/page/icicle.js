@@ -78,25 +78,23 @@ export class Icicle {
     const span = f.x1 - f.x0;
     const by = SIZE_BY[this.sizeBy];
     const g = s('g');
+    const lit = this.litNames();
     let drawn = 0;
     let hidden = 0;
+    const yOf = (x) => (span > 0 ? ((x - f.x0) / span) * height : 0);
+    const colOf = (n) => n.depth - f.depth - (f.id === ROOT ? 1 : 0);
     const stack = [f];
     while (stack.length) {
       const n = stack.pop();
-      const y0 = span > 0 ? ((n.x0 - f.x0) / span) * height : 0;
-      const hgt = span > 0 ? ((n.x1 - n.x0) / span) * height : 0;
+      const y0 = yOf(n.x0);
+      const hgt = yOf(n.x1) - y0;
       if (n.id !== ROOT) {
-        if (hgt < MIN_BOX) {
-          hidden += n.descendants().length;
-          continue;
-        }
-        const col = n.depth - f.depth - (f.id === ROOT ? 1 : 0);
         const d = n.data;
         const cls = ['node', `kind-${d.kind}`];
         if (d.open.length) cls.push('open');
-        if (this.match && !this.match(d)) cls.push('dim');
+        if (lit && !lit.has(d.name)) cls.push('dim');
         if (this.selected === d.name) cls.push('selected');
-        const box = s('g', { class: cls.join(' '), 'data-name': d.name, 'aria-label': `${d.name}, ${d.kind}, ${by.fmt(n.value)}`, transform: `translate(${col * colW},${y0})` });
+        const box = s('g', { class: cls.join(' '), 'data-name': d.name, 'aria-label': `${d.name}, ${d.kind}, ${by.fmt(n.value)}`, transform: `translate(${colOf(n) * colW},${y0})` });
         box.append(s('rect', { width: colW - 2, height: Math.max(hgt - 1, 0.5), rx: 2 }));
         if (hgt >= LABEL_MIN) {
           box.append(s('text', { x: 6, y: Math.min(hgt / 2 + 4, 16) }, fit(`${d.open.length ? '● ' : ''}${d.name}`, colW)));
@@ -105,10 +103,39 @@ export class Icicle {
         g.append(box);
         drawn++;
       }
-      if (n.children) for (const c of n.children) stack.push(c);
+      if (!n.children) continue;
+      // Children too thin to draw (sorted by size, they come last) share one box: "+N smaller".
+      let more = 0;
+      let moreX0 = Infinity;
+      let moreX1 = -Infinity;
+      for (const c of n.children) {
+        if (yOf(c.x1) - yOf(c.x0) >= MIN_BOX) stack.push(c);
+        else {
+          more += c.descendants().length;
+          moreX0 = Math.min(moreX0, c.x0);
+          moreX1 = Math.max(moreX1, c.x1);
+        }
+      }
+      if (more === 0) continue;
+      hidden += more;
+      const moreY = yOf(moreX0);
+      const moreH = yOf(moreX1) - moreY;
+      if (moreH < MIN_BOX) continue;
+      const rest = s('g', { class: 'more', 'data-more': n.id, transform: `translate(${(colOf(n) + 1) * colW},${moreY})` }, s('rect', { width: colW - 2, height: Math.max(moreH - 1, 0.5), rx: 2 }));
+      if (moreH >= LABEL_MIN) rest.append(s('text', { x: 6, y: Math.min(moreH / 2 + 4, 16) }, fit(`+${more} smaller`, colW)));
+      g.append(rest);
     }
     const svg = s('svg', { width: svgW, height, class: 'icicle', role: 'img', 'aria-label': 'forest of images' }, g);
     svg.addEventListener('click', (e) => {
+      // "+N smaller": zoom into their parent, where they may be drawn.
+      const parent = e.target.closest('[data-more]')?.getAttribute('data-more');
+      if (parent) {
+        if (parent !== ROOT && parent !== this.focus) {
+          this.focus = parent;
+          this.onSelect(parent);
+        }
+        return;
+      }
       const name = e.target.closest('[data-name]')?.getAttribute('data-name');
       if (!name) return;
       // A click selects the image and zooms into it; a click on the focus zooms back out.
@@ -123,11 +150,24 @@ export class Icicle {
       total === 0 && this.sizeBy !== 'images'
         ? `nothing here holds ${by.label} of its own: size by images to see the tree`
         : hidden > 0
-          ? `${hidden} image${hidden === 1 ? '' : 's'} too small to draw at this size (${this.sizeBy === 'images' ? 'zoom in' : 'no or few bytes of their own; size by images'})`
+          ? `${hidden} image${hidden === 1 ? '' : 's'} too small to draw one by one at this size (${this.sizeBy === 'images' ? 'click a box to zoom in' : 'no or few bytes of their own: size by images'}); the table lists them all`
           : '';
     this.root.replaceChildren(svg);
     this.drawnCount = drawn;
     return { note, total: by.fmt(total) };
+  }
+
+  /** With a search: the matches and every image above one (the way to them); null without. */
+  litNames() {
+    if (!this.match) return null;
+    if (this.litFor === this.match && this.litTree === this.tree) return this.lit;
+    const lit = new Set();
+    for (const n of this.byName.values()) {
+      if (n.id === ROOT || !this.match(n.data)) continue;
+      for (let a = n; a && a.id !== ROOT && !lit.has(a.id); a = a.parent) lit.add(a.id);
+    }
+    Object.assign(this, { lit, litFor: this.match, litTree: this.tree });
+    return lit;
   }
 
   /** The focus's chain from the top, for a breadcrumb. */
