@@ -79,6 +79,14 @@ export async function startUiServer(o: UiServerOptions): Promise<UiServer> {
     server.listen(o.port, o.host, () => resolve());
   });
   server.on('error', onError);
+  // Read the figures now, so a page opened in a moment (--open) finds them ready.
+  setImmediate(() => {
+    try {
+      watch.current();
+    } catch (e) {
+      onError(e);
+    }
+  });
   const port = (server.address() as AddressInfo).port;
   const host = o.host.includes(':') ? `[${o.host}]` : o.host;
   return {
