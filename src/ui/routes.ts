@@ -90,6 +90,8 @@ function image(ctx: RouteContext, query: URLSearchParams): Reply {
   const name = one(query, 'name');
   if (!name) throw bad('name= names the image');
   if (name.length > 128) throw bad('an image name is at most 128 characters');
+  // Names starting with '.' are strata's own (an import under way): never shown, so never found.
+  if (name.startsWith('.')) throw new StrataError('E_NOT_FOUND', `no image named ${name}`);
   return jsonReply(200, ctx.watch.detail(name));
 }
 

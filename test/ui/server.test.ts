@@ -109,6 +109,7 @@ describe('strata ui: the server', () => {
       [`GET /api/image?name=${'x'.repeat(200)} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`, 400],
       ['GET /api/image?name=nope HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', 404],
       ['GET /api/image?name=%ff%fe HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', 404],
+      ['GET /api/image?name=.import-x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', 404],
       ['POST /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}', 405],
       ['DELETE /api/image?name=vm1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', 405],
       // DNS rebinding: a page of another site reaching 127.0.0.1 under its own name.
