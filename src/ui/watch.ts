@@ -91,7 +91,11 @@ export class StoreWatch {
       this.state && data === this.data
         ? { stats: this.state.stats, images: this.state.images, usage: this.state.usage }
         : // One read snapshot, so ls, du and stats agree with each other.
-          this.store.db.transaction(() => ({ stats: storeStats(this.store), images: listImageRows(this.store), usage: diskUsageOf(this.store) })).deferred();
+          this.store.db.transaction(() => {
+            // Each image's referenced blocks are counted once for both (they would be the same twice).
+            const referenced = new Map<number, number>();
+            return { stats: storeStats(this.store, { referenced }), images: listImageRows(this.store), usage: diskUsageOf(this.store, [], { referenced }) };
+          }).deferred();
     const readAt = new Date().toISOString();
     this.record(read.images, readAt);
     this.state = {
