@@ -56,14 +56,8 @@ function parseTarget(target: string): { path: string; query: URLSearchParams } {
   const path = q < 0 ? target : target.slice(0, q);
   // A path of the page is plain: a dot-segment, a backslash or an escape can only be an attempt at another file.
   if (/(^|\/)\.\.?(\/|$)|\\|%/.test(path)) throw bad(`no such path ${JSON.stringify(path.slice(0, 100))}`);
-  let query: URLSearchParams;
-  try {
-    query = new URLSearchParams(q < 0 ? '' : target.slice(q + 1));
-    for (const v of query.values()) decodeURIComponent(encodeURIComponent(v)); // lone surrogates from bad escapes
-  } catch {
-    throw bad('the query string is not valid');
-  }
-  return { path, query };
+  // URLSearchParams never throws: a bad escape decodes to U+FFFD, which names no image.
+  return { path, query: new URLSearchParams(q < 0 ? '' : target.slice(q + 1)) };
 }
 
 function only(query: URLSearchParams, allowed: readonly string[]): void {
@@ -97,7 +91,11 @@ function image(ctx: RouteContext, query: URLSearchParams): Reply {
 
 export function route(ctx: RouteContext, method: string, target: string): Reply {
   try {
-    if (method !== 'GET' && method !== 'HEAD') return { ...errorReply(405, 'E_BAD_INPUT', `${method} is not allowed: the page only reads`), headers: { ...jsonReply(405, '').headers, allow: 'GET, HEAD' } };
+    if (method !== 'GET' && method !== 'HEAD') {
+      const r = errorReply(405, 'E_BAD_INPUT', `${method} is not allowed: the page only reads`);
+      r.headers.allow = 'GET, HEAD';
+      return r;
+    }
     const { path, query } = parseTarget(target);
     if (path === '/api/state') return state(ctx, query);
     if (path === '/api/image') return image(ctx, query);
