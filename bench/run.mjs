@@ -9,7 +9,8 @@
  *
  * Workloads: import (import, linearity, import RSS, export), nbd (fio and
  * serve RSS), startup, chain, clone, space, container (OCI import beside
- * umoci unpack + mke2fs -d, and two images sharing a base vs ideal dedup). Every goal of issue #16 is one row
+ * umoci unpack + mke2fs -d, and two images sharing a base vs ideal dedup),
+ * ui (the web page of a 10,000-image store in Chromium). Every goal of issue #16 is one row
  * of one goals table, strata beside its peer measured in the same run, with
  * the peer's exact command; the other workloads go to a second table.
  * Prints markdown on stdout (progress on stderr) and writes
@@ -29,6 +30,7 @@ import { nbdWorkload } from './workloads/nbd.mjs';
 import { spaceWorkload } from './workloads/space.mjs';
 import { startupWorkload } from './workloads/startup.mjs';
 import { containerWorkload } from './workloads/container.mjs';
+import { uiWorkload } from './workloads/ui.mjs';
 
 const WORKLOADS = {
   import: importWorkload,
@@ -38,6 +40,7 @@ const WORKLOADS = {
   clone: cloneWorkload,
   space: spaceWorkload,
   container: containerWorkload,
+  ui: uiWorkload,
 };
 
 function parseArgs(argv) {
@@ -116,8 +119,8 @@ process.on('SIGINT', () => {
   process.exit(130);
 });
 try {
-  // The container workload builds its own inputs: --only container needs none of the disk images.
-  if (args.names.some((n) => n !== 'container')) {
+  // The container and ui workloads build their own inputs: the disk images are built only for the others.
+  if (args.names.some((n) => n !== 'container' && n !== 'ui')) {
     ctx.inputs = await ensureInputs(log);
     describeInputs(report);
   }

@@ -26,5 +26,6 @@ export const EXAMPLES: Record<string, string> = {
   read: 'strata read web1 --offset 1M --length 4096 | xxd | head',
   write: 'strata write web1 --offset 1M patch.bin',
   serve: 'strata serve web1 web2 --socket /run/strata.sock',
+  ui: 'strata ui --open',
   demo: 'strata --store /tmp/demo demo',
 };

@@ -30,6 +30,7 @@ import { rebaseCommand } from './commands/rebase.js';
 import { resizeCommand } from './commands/resize.js';
 import { rollbackCommand } from './commands/rollback.js';
 import { statsCommand } from './commands/stats.js';
+import { uiCommand } from './commands/ui.js';
 
 
 export function buildProgram(): Command {
@@ -71,6 +72,7 @@ export function buildProgram(): Command {
     readCommand,
     writeCommand,
     serveCommand,
+    uiCommand,
     demoCommand,
   ];
   for (const make of commands) {

@@ -12,7 +12,7 @@ import { forEachLiveSlot } from '../store/slots.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
 import { appendExtent, type Extent, type ExtentKind } from './device.js';
 import { blocksIn, resolveFrozen } from './resolve.js';
-import { chainSegments, referencedBlocks } from './usage.js';
+import { chainSegments, referencedBlocks, type ReferencedCache } from './usage.js';
 
 // ---- map -----------------------------------------------------------------------
 
@@ -168,7 +168,7 @@ function refcountTable(store: Store): Float64Array {
  * image's own map: refcount == references from that map (a slot referenced
  * twice by one map and by nothing else is exclusive, both times).
  */
-function usageOf(store: Store, img: ImageRecord, refcounts: Float64Array): ImageUsage {
+function usageOf(store: Store, img: ImageRecord, refcounts: Float64Array, referenced?: ReferencedCache): ImageUsage {
   const refs = new Map<number, number>();
   for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
   let own = 0;
@@ -181,7 +181,7 @@ function usageOf(store: Store, img: ImageRecord, refcounts: Float64Array): Image
     name: img.name,
     kind: img.kind,
     virtualSize: img.virtualSize,
-    referencedBytes: referencedBlocks(store, img) * BLOCK_SIZE,
+    referencedBytes: referencedBlocks(store, img, referenced) * BLOCK_SIZE,
     ownBytes: own * BLOCK_SIZE,
     exclusiveBytes: exclusive * BLOCK_SIZE,
     sharedBytes: (own - exclusive) * BLOCK_SIZE,
@@ -189,11 +189,11 @@ function usageOf(store: Store, img: ImageRecord, refcounts: Float64Array): Image
 }
 
 /** Usage of the named images, or of every visible image. Read in one snapshot so the figures agree. */
-export function diskUsageOf(store: Store, names: readonly string[] = []): ImageUsage[] {
+export function diskUsageOf(store: Store, names: readonly string[] = [], opts: { referenced?: ReferencedCache } = {}): ImageUsage[] {
   return store.db.transaction(() => {
     const images = names.length > 0 ? names.map((n) => getImage(store.db, n)) : listVisibleImages(store.db);
     const refcounts = refcountTable(store);
-    return images.map((i) => usageOf(store, i, refcounts));
+    return images.map((i) => usageOf(store, i, refcounts, opts.referenced));
   }).deferred();
 }
 

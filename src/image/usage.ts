@@ -34,10 +34,20 @@ export function chainSegments(store: Store, chain: readonly ImageRecord[]): Segm
     .all(...ids) as SegmentIndex[];
 }
 
-export function referencedBlocks(store: Store, rec: ImageRecord): number {
+/**
+ * Referenced blocks per image id, shared by storeStats and diskUsageOf when a
+ * caller runs both in one read transaction (the web page does): each image's
+ * chain is then resolved once, not twice. Valid for that snapshot only.
+ */
+export type ReferencedCache = Map<number, number>;
+
+export function referencedBlocks(store: Store, rec: ImageRecord, cache?: ReferencedCache): number {
+  const known = cache?.get(rec.id);
+  if (known !== undefined) return known;
   const chain = chainOf(store.db, rec);
   let n = 0;
   for (const seg of chainSegments(store, chain)) n += countSlots(resolveFrozen(store, chain, 0, seg));
+  cache?.set(rec.id, n);
   return n;
 }
 
@@ -104,7 +114,7 @@ function fileSize(p: string): number {
   }
 }
 
-export function storeStats(store: Store): StoreStats {
+export function storeStats(store: Store, opts: { referenced?: ReferencedCache } = {}): StoreStats {
   // One read snapshot, so the figures add up even while others write.
   const maps = store.db.transaction(() => {
     const images = listVisibleImages(store.db);
@@ -114,7 +124,7 @@ export function storeStats(store: Store): StoreStats {
     let clusters = 0;
     for (const img of images) {
       logical += img.virtualSize;
-      referenced += referencedBlocks(store, img) * BLOCK_SIZE;
+      referenced += referencedBlocks(store, img, opts.referenced) * BLOCK_SIZE;
       own += img.ownBlocks * BLOCK_SIZE;
       clusters += ownClusters(store, img);
     }

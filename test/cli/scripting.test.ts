@@ -120,6 +120,7 @@ describe('one JSON vocabulary', () => {
       out.store = j('info');
       out.tree = j('tree');
       out.du = j('du');
+      out.sharing = j('du', 'vm', '--sharing');
       out.stats = j('stats');
       out.map = j('map', 'vm');
       out.diff = j('diff', 'base', 'vm');
@@ -150,6 +151,7 @@ describe('one JSON vocabulary', () => {
       expect(out.export).toMatchObject({ name: 'vm', virtualSize: 16384, files: [path.join(s, 'out.raw')] });
       for (const k of ['commit', 'resize', 'flatten', 'rebase'] as const) expect(out[k], k).toMatchObject({ name: 'vm' });
       expect(out.diff).toMatchObject({ a: 'base', b: 'vm', virtualSizeA: 12288, virtualSizeB: 16384 });
+      expect(out.sharing).toMatchObject({ name: 'vm', sharedWith: [] });
       expect(out.check).toHaveProperty('elapsedMs');
       expect(out.gc).toHaveProperty('allocatedBytesBefore');
     } finally {

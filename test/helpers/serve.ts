@@ -58,13 +58,22 @@ process.on('exit', killAll);
 export async function startServe(
   store: string,
   names: readonly string[] = [],
-  opts: { extraArgs?: string[]; timeoutMs?: number; nodeArgs?: string[]; /** Instead of `--socket <tmp>/nbd.sock`. */ listenArgs?: string[] } = {},
+  opts: {
+    extraArgs?: string[];
+    timeoutMs?: number;
+    nodeArgs?: string[];
+    /** Instead of `--socket <tmp>/nbd.sock`. */ listenArgs?: string[];
+    /** Another server command with the same first line (`ui`); default `serve`. */ command?: 'serve' | 'ui';
+    env?: NodeJS.ProcessEnv;
+  } = {},
 ): Promise<Served> {
   const dir = mkdtempSync(join(tmpdir(), 'strata-serve-'));
   dirs.add(dir);
   const socketPath = join(dir, 'nbd.sock');
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), STRATA_BIN, '--store', store, 'serve', ...names, ...(opts.listenArgs ?? ['--socket', socketPath]), ...(opts.extraArgs ?? [])], {
+  const command = opts.command ?? 'serve';
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), STRATA_BIN, '--store', store, command, ...names, ...(opts.listenArgs ?? ['--socket', socketPath]), ...(opts.extraArgs ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: opts.env ? { ...process.env, ...opts.env } : undefined,
   });
   live.add(child);
   let stdout = '';
@@ -82,7 +91,7 @@ export async function startServe(
     const timeoutMs = opts.timeoutMs ?? 20_000;
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`strata serve printed no "serving" line within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(new Error(`strata ${command} printed no "serving" line within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
     }, timeoutMs);
     const onData = () => {
       // The text line, or with --json the first key of the JSON line.
@@ -96,7 +105,7 @@ export async function startServe(
     child.stdout!.on('data', onData);
     void exited.then((e) => {
       clearTimeout(timer);
-      reject(new Error(`strata serve exited (${e.code ?? e.signal}) before serving\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(new Error(`strata ${command} exited (${e.code ?? e.signal}) before serving\nstdout: ${stdout}\nstderr: ${stderr}`));
     });
   });
 
@@ -108,7 +117,7 @@ export async function startServe(
     if (e) return e;
     child.kill('SIGKILL');
     await exited;
-    throw new Error(`strata serve did not exit within ${timeoutMs} ms of its signal; killed\nstderr: ${stderr}`);
+    throw new Error(`strata ${command} did not exit within ${timeoutMs} ms of its signal; killed\nstderr: ${stderr}`);
   };
 
   return {

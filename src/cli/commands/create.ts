@@ -6,7 +6,7 @@ import { importPath } from '../../formats/import-path.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
 import { parseBytes, humanBytes } from '../parse.js';
-import { describeImage } from './info.js';
+import { describeImage } from '../../image/listing.js';
 
 export const createCommand = () =>
   new Command('create')

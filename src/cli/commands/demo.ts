@@ -11,7 +11,8 @@ import { storeStats, type StoreStats } from '../../image/usage.js';
 import { importFile } from '../../formats/files.js';
 import { runCommand } from '../context.js';
 import { humanBytes } from '../parse.js';
-import { imageForest, renderForest, type TreeNode } from './tree.js';
+import { imageForest, type TreeNode } from '../../image/listing.js';
+import { renderForest } from './tree.js';
 import { prng, writeTree } from '../demo-data.js';
 
 const IMAGE_SIZE = 256 * 1024 * 1024;

@@ -6,7 +6,7 @@ import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
 import { humanBytes, parseBytes } from '../parse.js';
 import { localTime, table } from '../render.js';
-import { describeImage, type ImageInfo } from './info.js';
+import { describeImage, type ImageInfo } from '../../image/listing.js';
 
 interface ImportFlags {
   parent?: string;

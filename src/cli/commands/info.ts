@@ -1,62 +1,14 @@
 import { Command } from 'commander';
 import { nativeStatus } from '../../store/native.js';
 import { STRATA_VERSION } from '../version.js';
-import { chainOf, countVisibleImages, getImage } from '../../store/catalog.js';
+import { countVisibleImages } from '../../store/catalog.js';
+import { describeImage, isContainer, type ImageInfo } from '../../image/listing.js';
 import type { Store } from '../../store/store.js';
 import { usedSlotCount } from '../../store/slots.js';
 import { BLOCK_SIZE } from '../../store/types.js';
 import { runCommand } from '../context.js';
 import { humanBytes } from '../parse.js';
 import { keyValues, localTime } from '../render.js';
-
-export interface ImageInfo {
-  name: string;
-  kind: string;
-  writable: boolean;
-  parent: string | null;
-  chain: string[];
-  virtualSize: number;
-  ownBytes: number;
-  /** ISO-8601, UTC. */
-  createdAt: string;
-  labels: Record<string, string>;
-  source: Record<string, unknown> | null;
-  /** A container image: the OCI layer each strata layer of its chain came from, top first. */
-  layers?: { name: string; layer: number; digest: string | null; diffId: string; chainId: string }[];
-}
-
-const isContainer = (s: Record<string, unknown> | null) => s?.format === 'oci' || s?.format === 'docker-archive';
-
-export function describeImage(store: Store, name: string): ImageInfo {
-  const rec = getImage(store.db, name);
-  const chain = chainOf(store.db, rec);
-  return {
-    name: rec.name,
-    kind: rec.kind,
-    writable: rec.kind === 'leaf',
-    parent: chain[1]?.name ?? null,
-    chain: chain.map((c) => c.name),
-    virtualSize: rec.virtualSize,
-    ownBytes: rec.ownBlocks * BLOCK_SIZE,
-    createdAt: new Date(rec.createdAt).toISOString(),
-    labels: rec.labels,
-    source: rec.source,
-    ...(isContainer(rec.source)
-      ? {
-          layers: chain
-            .filter((c) => c.source?.format === 'oci-layer')
-            .map((c) => ({ name: c.name, layer: c.source!.layer as number, digest: (c.source!.digest as string | null) ?? null, diffId: c.source!.diffId as string, chainId: c.source!.chainId as string })),
-        }
-      : {}),
-  };
-}
-
-/** A short origin for tables and trees: "nginx:1.27", "OCI layer 2 sha256:3f2a1b4c5d6e". */
-export function originText(source: Record<string, unknown> | null): string | undefined {
-  if (source?.format === 'oci-layer') return `OCI layer ${String(source.layer)} ${String(source.digest ?? source.diffId).slice(0, 19)}`;
-  if (isContainer(source)) return String(source!.reference ?? source!.file);
-  return undefined;
-}
 
 /**
  * Where an import came from, as a sentence: "raw file /srv/a.raw (4 MiB)",

@@ -1,19 +1,9 @@
 import { Command } from 'commander';
-import { listVisibleImages } from '../../store/catalog.js';
-import { BLOCK_SIZE } from '../../store/types.js';
+import { listImageRows, type ListedImage } from '../../image/listing.js';
 import { runCommand } from '../context.js';
 import { BYTES_OPTION, localTime, sizeFormatter, table } from '../render.js';
 
-interface Listed {
-  name: string;
-  kind: string;
-  parent: string | null;
-  virtualSize: number;
-  ownBytes: number;
-  createdAt: string;
-}
-
-function renderList(rows: readonly Listed[], exact?: boolean): string {
+function renderList(rows: readonly ListedImage[], exact?: boolean): string {
   if (rows.length === 0) return 'no images (create one: strata create NAME --size 10G, or strata create NAME --from disk.raw)\n';
   const size = sizeFormatter(exact);
   return table(
@@ -36,18 +26,7 @@ export const lsCommand = () =>
     .action(async (o: { bytes?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
-        async (ctx): Promise<Listed[]> => {
-          const all = listVisibleImages((await ctx.store()).db);
-          const byId = new Map(all.map((i) => [i.id, i.name]));
-          return all.map((i) => ({
-            name: i.name,
-            kind: i.kind,
-            parent: i.parentId === null ? null : (byId.get(i.parentId) ?? null),
-            virtualSize: i.virtualSize,
-            ownBytes: i.ownBlocks * BLOCK_SIZE,
-            createdAt: new Date(i.createdAt).toISOString(),
-          }));
-        },
+        async (ctx): Promise<ListedImage[]> => listImageRows(await ctx.store()),
         (rows) => renderList(rows, o.bytes),
       ),
     );

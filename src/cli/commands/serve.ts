@@ -5,6 +5,7 @@ import { tuneMalloc } from '../../store/native.js';
 const DEFAULT_PORT = 10809; // nbd/server.ts DEFAULT_PORT, the IANA port for NBD
 import { runCommand } from '../context.js';
 import { parseBytes } from '../parse.js';
+import { LOOPBACK, parseListen } from '../listen.js';
 
 interface ServeOptions {
   socket?: string;
@@ -15,20 +16,6 @@ interface ServeOptions {
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
-}
-
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
-
-export function parseListen(raw: string, allowRemote: boolean): { host: string; port: number } {
-  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(raw) ?? /^()(\d+)$/.exec(raw);
-  if (!m) throw badInput(`invalid --listen ${JSON.stringify(raw)}: expected HOST:PORT, such as 127.0.0.1:10809`);
-  const host = m[1] || '127.0.0.1';
-  const port = Number(m[2]);
-  if (port > 65535) throw badInput(`invalid port ${port} in --listen`);
-  if (!LOOPBACK.test(host) && !allowRemote) {
-    throw badInput(`refusing to listen on ${host}, which is not loopback: pass --allow-remote to serve disks to the network (and consider --tls-cert)`);
-  }
-  return { host, port };
 }
 
 /** The first line names the server's address (scripts match `^serving .* on (\S+)$`); then one line per export with its URI. */

@@ -1,36 +1,8 @@
 import { Command } from 'commander';
 import { listVisibleImages } from '../../store/catalog.js';
-import { BLOCK_SIZE, type ImageRecord } from '../../store/types.js';
+import { imageForest, type TreeNode } from '../../image/listing.js';
 import { runCommand } from '../context.js';
 import { humanBytes } from '../parse.js';
-import { originText } from './info.js';
-
-export interface TreeNode {
-  name: string;
-  kind: string;
-  writable: boolean;
-  virtualSize: number;
-  ownBytes: number;
-  /** Where a container image or layer came from, shortly (absent for disks). */
-  origin?: string;
-  children: TreeNode[];
-}
-
-/** The forest of the given images (callers pass the visible ones). */
-export function imageForest(images: readonly ImageRecord[]): TreeNode[] {
-  const kids = new Map<number | null, ImageRecord[]>();
-  for (const i of images) kids.set(i.parentId, [...(kids.get(i.parentId) ?? []), i]);
-  const build = (i: ImageRecord): TreeNode => ({
-    name: i.name,
-    kind: i.kind,
-    writable: i.kind === 'leaf',
-    virtualSize: i.virtualSize,
-    ownBytes: i.ownBlocks * BLOCK_SIZE,
-    ...(originText(i.source) ? { origin: originText(i.source) } : {}),
-    children: (kids.get(i.id) ?? []).map(build),
-  });
-  return (kids.get(null) ?? []).map(build);
-}
 
 export function renderForest(forest: readonly TreeNode[]): string {
   const lines: string[] = [];

@@ -1,0 +1,112 @@
+/**
+ * The catalog as data: the rows of `ls`, the forest of `tree` and the record
+ * of `info NAME`. The CLI prints these and the web page (src/ui/) draws them,
+ * so both show the same figures from the same calls.
+ */
+import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
+import type { Store } from '../store/store.js';
+import { BLOCK_SIZE, type ImageRecord } from '../store/types.js';
+
+/** One row of `strata ls --json`. */
+export interface ListedImage {
+  name: string;
+  kind: string;
+  parent: string | null;
+  virtualSize: number;
+  ownBytes: number;
+  /** ISO-8601, UTC. */
+  createdAt: string;
+}
+
+/** Every visible image, by name, with its parent's name. */
+export function listImageRows(store: Store): ListedImage[] {
+  const all = listVisibleImages(store.db);
+  const byId = new Map(all.map((i) => [i.id, i.name]));
+  return all.map((i) => ({
+    name: i.name,
+    kind: i.kind,
+    parent: i.parentId === null ? null : (byId.get(i.parentId) ?? null),
+    virtualSize: i.virtualSize,
+    ownBytes: i.ownBlocks * BLOCK_SIZE,
+    createdAt: new Date(i.createdAt).toISOString(),
+  }));
+}
+
+/** One node of `strata tree --json`. */
+export interface TreeNode {
+  name: string;
+  kind: string;
+  writable: boolean;
+  virtualSize: number;
+  ownBytes: number;
+  /** Where a container image or layer came from, shortly (absent for disks). */
+  origin?: string;
+  children: TreeNode[];
+}
+
+/** The forest of the given images (callers pass the visible ones). */
+export function imageForest(images: readonly ImageRecord[]): TreeNode[] {
+  const kids = new Map<number | null, ImageRecord[]>();
+  for (const i of images) kids.set(i.parentId, [...(kids.get(i.parentId) ?? []), i]);
+  const build = (i: ImageRecord): TreeNode => ({
+    name: i.name,
+    kind: i.kind,
+    writable: i.kind === 'leaf',
+    virtualSize: i.virtualSize,
+    ownBytes: i.ownBlocks * BLOCK_SIZE,
+    ...(originText(i.source) ? { origin: originText(i.source) } : {}),
+    children: (kids.get(i.id) ?? []).map(build),
+  });
+  return (kids.get(null) ?? []).map(build);
+}
+
+/** `strata info NAME --json`. */
+export interface ImageInfo {
+  name: string;
+  kind: string;
+  writable: boolean;
+  parent: string | null;
+  chain: string[];
+  virtualSize: number;
+  ownBytes: number;
+  /** ISO-8601, UTC. */
+  createdAt: string;
+  labels: Record<string, string>;
+  source: Record<string, unknown> | null;
+  /** A container image: the OCI layer each strata layer of its chain came from, top first. */
+  layers?: { name: string; layer: number; digest: string | null; diffId: string; chainId: string }[];
+}
+
+/** Imported from an OCI layout or a docker archive (the image name on top of its layers). */
+export const isContainer = (s: Record<string, unknown> | null) => s?.format === 'oci' || s?.format === 'docker-archive';
+
+/** A short origin for tables and trees: "nginx:1.27", "OCI layer 2 sha256:3f2a1b4c5d6e". */
+export function originText(source: Record<string, unknown> | null): string | undefined {
+  if (source?.format === 'oci-layer') return `OCI layer ${String(source.layer)} ${String(source.digest ?? source.diffId).slice(0, 19)}`;
+  if (isContainer(source)) return String(source!.reference ?? source!.file);
+  return undefined;
+}
+
+export function describeImage(store: Store, name: string): ImageInfo {
+  const rec = getImage(store.db, name);
+  const chain = chainOf(store.db, rec);
+  return {
+    name: rec.name,
+    kind: rec.kind,
+    writable: rec.kind === 'leaf',
+    parent: chain[1]?.name ?? null,
+    chain: chain.map((c) => c.name),
+    virtualSize: rec.virtualSize,
+    ownBytes: rec.ownBlocks * BLOCK_SIZE,
+    createdAt: new Date(rec.createdAt).toISOString(),
+    labels: rec.labels,
+    source: rec.source,
+    ...(isContainer(rec.source)
+      ? {
+          layers: chain
+            .filter((c) => c.source?.format === 'oci-layer')
+            .map((c) => ({ name: c.name, layer: c.source!.layer as number, digest: (c.source!.digest as string | null) ?? null, diffId: c.source!.diffId as string, chainId: c.source!.chainId as string })),
+        }
+      : {}),
+  };
+}
