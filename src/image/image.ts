@@ -407,7 +407,9 @@ export class Image implements BlockDevice {
     this.checkOpen();
     if (this.readOnly) return;
     const final = mode === 'final';
-    const durable = !(this.lazyData && mode === 'auto');
+    // A lazy import still syncs once it holds INDEX_BATCH unindexed slots, so they can join the
+    // index: its memory (the `recent` map) and the final sorted insert stay bounded by the batch.
+    const durable = !(this.lazyData && mode === 'auto') || this.unindexed.length >= 2 * INDEX_BATCH;
     if (this.dirtyData.size === 0 && this.dirtySegs.size === 0) {
       if (durable && this.unsyncedData) {
         this.store.blocks.sync();

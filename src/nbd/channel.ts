@@ -8,10 +8,14 @@ import * as tls from 'node:tls';
 import { StrataError } from '../errors.js';
 import { StreamReader } from './stream-reader.js';
 
+/** Corked bytes past which replies are sent without waiting for the end of the event-loop turn. */
+const UNCORK_BYTES = 256 * 1024;
+
 export class Channel {
   reader: StreamReader;
   private closed = false;
   private corked = false;
+  private corkedBytes = 0;
 
   constructor(public socket: Duplex) {
     this.reader = new StreamReader(socket);
@@ -42,16 +46,24 @@ export class Channel {
     const s = this.socket as Duplex & { cork?: () => void; uncork?: () => void };
     if (!this.corked && s.cork) {
       this.corked = true;
+      this.corkedBytes = 0;
       s.cork();
-      setImmediate(() => {
-        this.corked = false;
-        s.uncork?.();
-      });
+      setImmediate(() => this.uncork());
     }
     for (let i = 0; i < list.length; i++) {
+      this.corkedBytes += list[i].length;
       if (i === list.length - 1) s.write(list[i], () => done?.());
       else s.write(list[i]);
     }
+    // Large replies (1 MiB reads) go out at once: holding a burst of them back would make the
+    // client wait for the last read before it gets the first.
+    if (this.corked && this.corkedBytes >= UNCORK_BYTES) this.uncork();
+  }
+
+  private uncork(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    (this.socket as Duplex & { uncork?: () => void }).uncork?.();
   }
 
   /** Graceful close once queued writes are out. */
