@@ -49,7 +49,10 @@ export const importCommand = () =>
           if (o.listSnapshots) {
             return listQcow2Snapshots(file).map((s) => ({ id: s.id, name: s.name, virtualSize: s.virtualSize, createdAt: s.date.toISOString() }));
           }
-          const store = await ctx.store();
+          // A large import looks up and adds index rows all over a growing B-tree: with SQLite's
+          // cache at 16 MiB, a 4 GiB import spent a third of its time re-reading index pages (22.6 s
+          // against 16.0 s with 64 MiB).
+          const store = await ctx.store({ sqliteCacheBytes: 64 * 1024 * 1024 });
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
           const bytes = (v: string | undefined, what: string) => (v === undefined ? undefined : parseBytes(v, what));
           const sizes = { dirtyLimit: bytes(o.dirtyLimit, 'dirty limit'), size: bytes(o.size, 'size'), maxSize: bytes(o.maxSize, 'max size') };
