@@ -157,9 +157,13 @@ export interface ImageUsage {
  */
 function refcountTable(store: Store): Float64Array {
   const t = new Float64Array(Math.max(metaNumber(store.db, 'next_slot'), 1));
-  forEachLiveSlot(store.db, (slot, rc) => {
-    if (slot < t.length) t[slot] = rc;
-  });
+  forEachLiveSlot(
+    store.db,
+    (slot, rc) => {
+      if (slot < t.length) t[slot] = rc;
+    },
+    { hashes: false },
+  );
   return t;
 }
 

@@ -178,9 +178,11 @@ export function usedSlotCount(db: Database.Database): number {
 
 /**
  * Every live slot in ascending order: fn(slot, refcount, hash). Reads whole
- * rows; for check, du and gc, which look at every slot anyway.
+ * rows; for check, du and gc, which look at every slot anyway. Without
+ * `hashes` (du), the hash rows are not read and `hash` is NaN.
  */
-export function forEachLiveSlot(db: Database.Database, fn: (slot: number, refcount: number, hash: number) => void): void {
+export function forEachLiveSlot(db: Database.Database, fn: (slot: number, refcount: number, hash: number) => void, opts: { hashes?: boolean } = {}): void {
+  const withHashes = opts.hashes ?? true;
   // all(), not iterate(): callers may run statements (wide_refs) while walking.
   const rows = db.prepare('SELECT chunk FROM slot_refs ORDER BY chunk').pluck().all() as number[];
   for (const c of rows) {
@@ -189,9 +191,9 @@ export function forEachLiveSlot(db: Database.Database, fn: (slot: number, refcou
     for (let i = 0; i < CHUNK_SLOTS; i++) {
       const v = refs[i];
       if (v === 0) continue;
-      hashes ??= loadHashesRow(db, c);
+      if (withHashes) hashes ??= loadHashesRow(db, c);
       const slot = c * CHUNK_SLOTS + i;
-      fn(slot, v === WIDE ? wideCount(db, slot) : v, hashes[i]);
+      fn(slot, v === WIDE ? wideCount(db, slot) : v, hashes ? hashes[i] : NaN);
     }
   }
 }
