@@ -80,6 +80,16 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
   const unsynced = new Set<number>();
   /** Byte ranges per data file written since the last startWriteback(). */
   const written = new Map<number, [number, number]>();
+  /** Bytes [from, to) of a data file were written: it needs a sync, and its range a writeback. */
+  const noteWritten = (fileNo: number, from: number, to: number) => {
+    unsynced.add(fileNo);
+    const r = written.get(fileNo);
+    if (!r) written.set(fileNo, [from, to]);
+    else {
+      r[0] = Math.min(r[0], from);
+      r[1] = Math.max(r[1], to);
+    }
+  };
 
   /** A data file was created since the last sync: its directory entry must be made durable too. */
   let dirDirty = false;
@@ -165,11 +175,7 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
         const fileNo = Math.floor(pendingStart / SLOTS_PER_FILE);
         const at = (pendingStart % SLOTS_PER_FILE) * BLOCK_SIZE;
         writeAll(fileFor(fileNo), fileNo, pending, at);
-        unsynced.add(fileNo);
-        const bytes = (slot - pendingStart) * BLOCK_SIZE;
-        const r = written.get(fileNo);
-        if (!r) written.set(fileNo, [at, at + bytes]);
-        else written.set(fileNo, [Math.min(r[0], at), Math.max(r[1], at + bytes)]);
+        noteWritten(fileNo, at, at + (slot - pendingStart) * BLOCK_SIZE);
         pending = [];
       };
       for (let buf of buffers) {
@@ -206,11 +212,7 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
           throw ioError(e, dataFileName(fileNo), 'write');
         }
         if (!native) for (let i = 0; i < f.bufs.length; i++) writeAll(fd, fileNo, [f.bufs[i]], f.offsets[i]);
-        unsynced.add(fileNo);
-        const lo = Math.min(...f.offsets);
-        const hi = Math.max(...f.offsets) + BLOCK_SIZE;
-        const r = written.get(fileNo);
-        written.set(fileNo, r ? [Math.min(r[0], lo), Math.max(r[1], hi)] : [lo, hi]);
+        for (const at of f.offsets) noteWritten(fileNo, at, at + BLOCK_SIZE);
       }
     },
 

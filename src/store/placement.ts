@@ -56,10 +56,6 @@ export function hashBlocks(store: Store, blocks: readonly Uint8Array[]): BlockHa
   return blocks.map((b) => (isZeroBlock(b) ? -1 : store.hash(b)));
 }
 
-/**
- * Finds or stores each block. Call inside store.write(); returns after the
- * new slots are written and synced, so the caller's commit can reference them.
- */
 export interface PlaceOptions {
   /** Slots this writer placed and has not yet added to the index (hash -> slot). */
   recent?: ReadonlyMap<BlockHash, number>;
@@ -73,6 +69,11 @@ export interface PlaceOptions {
   durable?: boolean;
 }
 
+/**
+ * Finds or stores each block. Call inside store.write(); returns after the
+ * new slots are written and synced (unless `durable` is false), so the
+ * caller's commit can reference them.
+ */
 export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes: readonly BlockHash[], opts: PlaceOptions = {}): Placement {
   const entries: MapEntry[] = new Array(blocks.length);
   const known = candidatesFor(store, hashes, opts.recent);

@@ -26,7 +26,7 @@ import { corrupt } from '../errors.js';
 import { prepared } from './statements.js';
 import { metaNumber, setMeta } from './store.js';
 
-export const CHUNK_SLOTS = 4096;
+const CHUNK_SLOTS = 4096;
 /** In slot_refs: the count is in wide_refs. */
 const WIDE = 0xffffffff;
 

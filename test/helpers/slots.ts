@@ -4,7 +4,9 @@
  * tests go through the same functions strata uses.
  */
 import type Database from 'better-sqlite3';
-import { forEachLiveSlot, slotEditor, slotReader } from '../../src/store/slots.js';
+import { forEachLiveSlot, slotEditor } from '../../src/store/slots.js';
+
+export { refcountOf } from '../../src/store/slots.js';
 
 export interface SlotRow {
   slot: number;
@@ -19,9 +21,6 @@ export function liveSlots(db: Database.Database): SlotRow[] {
   return out;
 }
 
-export function refcountOf(db: Database.Database, slot: number): number {
-  return slotReader(db).refcount(slot);
-}
 
 /** Sets a slot's refcount behind strata's back (no free list, no counters): damage for check to find. */
 export function forceRefcount(db: Database.Database, slot: number, refcount: number): void {
