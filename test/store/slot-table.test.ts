@@ -6,6 +6,7 @@
  *   same bytes, same refcounts, check clean, and its blocks still dedup.
  * - Index rows removed: nothing is wrong, identical data is only stored again.
  * - Index rows that lie (a slot with other bytes, a free slot): never shared.
+ * - A wrong count of slots in use: check names it, --repair sets it right.
  * - An import's slots stay out of the index until its data is synced at
  *   finish, so no other image can come to share a slot a crash could void;
  *   after finish, they dedup.
@@ -131,6 +132,22 @@ describe('slot table', () => {
       for (const [h, s] of rows) expect(live.get(s)).toBe(h);
       expect(goneSlots.length).toBe(8);
       expect(checkStore(store).status).toBe('clean');
+    } finally {
+      store.close();
+    }
+  });
+
+  it('a wrong count of slots in use is a leak that check names and --repair sets right', async () => {
+    const store = await openStore(tmpDir());
+    try {
+      writeImage(store, 'a', crypto.randomBytes(16 * BLOCK));
+      store.write(() => store.db.prepare("UPDATE meta SET value = 99 WHERE key = 'used_slots'").run());
+      const r = checkStore(store);
+      expect(r.status).toBe('leaks');
+      expect(r.faults.map((f) => f.message)).toContain('the store counts 99 slots in use, its refcounts say 16');
+      expect(checkStore(store, { repair: true }).repaired).toBe(1);
+      expect(checkStore(store).status).toBe('clean');
+      expect(store.db.prepare("SELECT value FROM meta WHERE key = 'used_slots'").pluck().get()).toBe(16);
     } finally {
       store.close();
     }
