@@ -37,6 +37,17 @@
  *       one call for the scattered 4 KiB slots of a flush (a random-write
  *       workload reuses free slots all over the store), where fs.writeSync
  *       cost a JS-to-C round trip per slot.
+ *   compressBlocks(codec, level, src, count, dst, sizes, limit) -> undefined
+ *       Compresses `count` 4 KiB blocks of `src` one by one (zstd at `level`,
+ *       or lz4): block i's output goes to dst[i*4096...] and its length to
+ *       sizes[i], or 0 when it would not fit in `limit` bytes (stored as it
+ *       is). Splits the blocks over up to 4 threads (one per core): an import
+ *       compresses while the other core reads and hashes. codec 1 = zstd,
+ *       2 = lz4; each exists only when built against the system library
+ *       (features.zstd, features.lz4).
+ *   decompressBlock(codec, src, srcOffset, srcLength, dst, dstOffset) -> number
+ *       One fragment back to its bytes; returns their count (4096 for a
+ *       whole block), throws on a corrupt fragment.
  *   tuneMalloc() -> boolean
  *       mallopt(M_MMAP_THRESHOLD, 4 MiB) and mallopt(M_ARENA_MAX, 2) (glibc).
  *       glibc's default threshold starts at 128 KiB and rises (up to 32 MiB)
@@ -326,6 +337,168 @@ static napi_value write_at(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- block codecs --------------------------------------------------------- */
+
+#define CODEC_ZSTD 1
+#define CODEC_LZ4 2
+#define CODEC_BLOCK 4096
+
+#ifdef STRATA_HAVE_ZSTD
+#include <zstd.h>
+#endif
+#ifdef STRATA_HAVE_LZ4
+#include <lz4.h>
+#endif
+#include <pthread.h>
+#include <unistd.h>
+
+struct compress_job {
+  int codec, level;
+  const uint8_t *src;
+  uint8_t *dst;
+  int32_t *sizes;
+  size_t first, end, limit;
+};
+
+static void *compress_range(void *arg) {
+  struct compress_job *j = arg;
+#ifdef STRATA_HAVE_ZSTD
+  ZSTD_CCtx *cctx = j->codec == CODEC_ZSTD ? ZSTD_createCCtx() : NULL;
+#endif
+  for (size_t i = j->first; i < j->end; i++) {
+    const uint8_t *in = j->src + i * CODEC_BLOCK;
+    uint8_t *out = j->dst + i * CODEC_BLOCK;
+    int32_t n = 0;
+#ifdef STRATA_HAVE_ZSTD
+    if (j->codec == CODEC_ZSTD && cctx) {
+      size_t r = ZSTD_compressCCtx(cctx, out, j->limit, in, CODEC_BLOCK, j->level);
+      n = ZSTD_isError(r) ? 0 : (int32_t)r;
+    }
+#endif
+#ifdef STRATA_HAVE_LZ4
+    if (j->codec == CODEC_LZ4) n = LZ4_compress_fast((const char *)in, (char *)out, CODEC_BLOCK, (int)j->limit, j->level > 0 ? j->level : 1);
+#endif
+    j->sizes[i] = n;
+  }
+#ifdef STRATA_HAVE_ZSTD
+  if (cctx) ZSTD_freeCCtx(cctx);
+#endif
+  return NULL;
+}
+
+static bool codec_built(int codec) {
+#ifdef STRATA_HAVE_ZSTD
+  if (codec == CODEC_ZSTD) return true;
+#endif
+#ifdef STRATA_HAVE_LZ4
+  if (codec == CODEC_LZ4) return true;
+#endif
+  return false;
+}
+
+static bool get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+  bool is_typed;
+  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a Uint8Array");
+    return false;
+  }
+  napi_typedarray_type t;
+  napi_value ab;
+  size_t off;
+  void *p;
+  if (napi_get_typedarray_info(env, v, &t, len, &p, &ab, &off) != napi_ok) return false;
+  if (t != napi_uint8_array && t != napi_int32_array) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a Uint8Array or Int32Array");
+    return false;
+  }
+  if (t == napi_int32_array) *len *= 4;
+  *data = p;
+  return true;
+}
+
+static napi_value compress_blocks(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  int32_t codec, level;
+  uint32_t count, limit;
+  uint8_t *src, *dst, *sizes;
+  size_t src_len, dst_len, sizes_len;
+  if (!get_args(env, info, 7, argv)) return NULL;
+  NAPI_CALL(env, napi_get_value_int32(env, argv[0], &codec));
+  NAPI_CALL(env, napi_get_value_int32(env, argv[1], &level));
+  if (!get_bytes(env, argv[2], &src, &src_len)) return NULL;
+  NAPI_CALL(env, napi_get_value_uint32(env, argv[3], &count));
+  if (!get_bytes(env, argv[4], &dst, &dst_len) || !get_bytes(env, argv[5], &sizes, &sizes_len)) return NULL;
+  NAPI_CALL(env, napi_get_value_uint32(env, argv[6], &limit));
+  if (!codec_built(codec)) {
+    napi_throw_error(env, "ENOTSUP", "codec not built into the addon");
+    return NULL;
+  }
+  if (src_len < (size_t)count * CODEC_BLOCK || dst_len < (size_t)count * CODEC_BLOCK || sizes_len < (size_t)count * 4 || limit > CODEC_BLOCK) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "buffers too small for count blocks");
+    return NULL;
+  }
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  size_t threads = cores < 1 ? 1 : cores > 4 ? 4 : (size_t)cores;
+  if (count < 64) threads = 1; // a thread costs more than a few blocks
+  struct compress_job jobs[4];
+  pthread_t tids[4];
+  bool started[4] = {false, false, false, false};
+  size_t per = (count + threads - 1) / threads;
+  for (size_t t = 0; t < threads; t++) {
+    size_t first = t * per, end = first + per > count ? count : first + per;
+    jobs[t] = (struct compress_job){codec, level, src, dst, (int32_t *)sizes, first, end, limit};
+    if (t > 0 && first < end) started[t] = pthread_create(&tids[t], NULL, compress_range, &jobs[t]) == 0;
+  }
+  compress_range(&jobs[0]);
+  for (size_t t = 1; t < threads; t++) {
+    if (started[t]) pthread_join(tids[t], NULL);
+    else if (jobs[t].first < jobs[t].end) compress_range(&jobs[t]); // no thread: do it here
+  }
+  return NULL;
+}
+
+static napi_value decompress_block(napi_env env, napi_callback_info info) {
+  napi_value argv[6], result;
+  int32_t codec;
+  uint32_t src_off, src_n, dst_off;
+  uint8_t *src, *dst;
+  size_t src_len, dst_len;
+  if (!get_args(env, info, 6, argv)) return NULL;
+  NAPI_CALL(env, napi_get_value_int32(env, argv[0], &codec));
+  if (!get_bytes(env, argv[1], &src, &src_len)) return NULL;
+  NAPI_CALL(env, napi_get_value_uint32(env, argv[2], &src_off));
+  NAPI_CALL(env, napi_get_value_uint32(env, argv[3], &src_n));
+  if (!get_bytes(env, argv[4], &dst, &dst_len)) return NULL;
+  NAPI_CALL(env, napi_get_value_uint32(env, argv[5], &dst_off));
+  if ((size_t)src_off + src_n > src_len || dst_off > dst_len) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "fragment outside its buffer");
+    return NULL;
+  }
+  size_t room = dst_len - dst_off > CODEC_BLOCK ? CODEC_BLOCK : dst_len - dst_off;
+  long long n = -1;
+#ifdef STRATA_HAVE_ZSTD
+  static ZSTD_DCtx *dctx;
+  if (codec == CODEC_ZSTD) {
+    if (!dctx) dctx = ZSTD_createDCtx();
+    size_t r = ZSTD_decompressDCtx(dctx, dst + dst_off, room, src + src_off, src_n);
+    n = ZSTD_isError(r) ? -1 : (long long)r;
+  }
+#endif
+#ifdef STRATA_HAVE_LZ4
+  if (codec == CODEC_LZ4) n = LZ4_decompress_safe((const char *)src + src_off, (char *)dst + dst_off, (int)src_n, (int)room);
+#endif
+  if (!codec_built(codec)) {
+    napi_throw_error(env, "ENOTSUP", "codec not built into the addon");
+    return NULL;
+  }
+  if (n < 0) {
+    napi_throw_error(env, "E_CORRUPT", "compressed fragment does not decode");
+    return NULL;
+  }
+  NAPI_CALL(env, napi_create_int64(env, n, &result));
+  return result;
+}
+
 static napi_value tune_malloc(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result;
@@ -533,10 +706,16 @@ static napi_value init(napi_env env, napi_value exports) {
   NAPI_CALL(env, napi_set_named_property(env, features, "interrupt", v));
   NAPI_CALL(env, napi_get_boolean(env, STRATA_HAVE_WRITEBACK, &v));
   NAPI_CALL(env, napi_set_named_property(env, features, "writeback", v));
+  NAPI_CALL(env, napi_get_boolean(env, codec_built(CODEC_ZSTD), &v));
+  NAPI_CALL(env, napi_set_named_property(env, features, "zstd", v));
+  NAPI_CALL(env, napi_get_boolean(env, codec_built(CODEC_LZ4), &v));
+  NAPI_CALL(env, napi_set_named_property(env, features, "lz4", v));
 
   napi_property_descriptor props[] = {
       {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeAt", NULL, write_at, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"compressBlocks", NULL, compress_blocks, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"decompressBlock", NULL, decompress_block, NULL, NULL, NULL, napi_enumerable, NULL},
       {"tuneMalloc", NULL, tune_malloc, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startWriteback", NULL, start_writeback, NULL, NULL, NULL, napi_enumerable, NULL},
       {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -25,6 +25,7 @@ import { diffCommand } from './commands/diff.js';
 import { duCommand } from './commands/du.js';
 import { flattenCommand } from './commands/flatten.js';
 import { gcCommand } from './commands/gc.js';
+import { compressCommand } from './commands/compress.js';
 import { mapCommand } from './commands/map.js';
 import { rebaseCommand } from './commands/rebase.js';
 import { resizeCommand } from './commands/resize.js';
@@ -69,6 +70,7 @@ export function buildProgram(): Command {
     resizeCommand,
     checkCommand,
     gcCommand,
+    compressCommand,
     readCommand,
     writeCommand,
     serveCommand,

@@ -16,7 +16,7 @@ import { importStream } from './stdin.js';
 import { importContainer, type ContainerImportOptions } from './oci/import.js';
 import { parseContainerRef } from './oci/source.js';
 
-export type PathImportOptions = FileImportOptions & Pick<ContainerImportOptions, 'size' | 'maxSize' | 'platform'>;
+export type PathImportOptions = FileImportOptions & Pick<ContainerImportOptions, 'size' | 'maxSize' | 'platform' | 'compress'>;
 
 /** `oci:PATH[:REF]` and `docker-archive:FILE[:REF]`: container images, with options of their own. */
 function importContainerRef(store: Store, arg: string, name: string | undefined, opts: PathImportOptions): Promise<ImageRecord> | undefined {
@@ -30,7 +30,7 @@ function importContainerRef(store: Store, arg: string, name: string | undefined,
   if (wrong.length > 0) {
     throw badInput(`${arg} is a container image: --${wrong.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)).join(', --')} do not apply (its layers are its parents)`);
   }
-  return importContainer(store, ref, name, { size: opts.size, maxSize: opts.maxSize, platform: opts.platform, writable: opts.writable, onProgress: opts.onProgress });
+  return importContainer(store, ref, name, { size: opts.size, maxSize: opts.maxSize, platform: opts.platform, writable: opts.writable, onProgress: opts.onProgress, compress: opts.compress });
 }
 
 /** stdin redirected from a file (`< disk.raw`) is that file, read like any other. */

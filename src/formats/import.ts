@@ -4,6 +4,7 @@
  * store holds either no image or the whole one; a half-built hidden image is
  * dropped by the next recovery (see recoverAbandoned).
  */
+import { requireCompressor, storeCompression, type CodecSpec } from '../store/codecs.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { badInput } from '../errors.js';
@@ -36,6 +37,8 @@ export interface ImportOptions {
   onProgress?: OnProgress;
   /** Flush by itself every this many bytes of data (default: the image default, 64 MiB). */
   dirtyLimit?: number;
+  /** Compression of the new blocks: null for none; default, the store's setting (strata init --compress). */
+  compress?: CodecSpec | null;
 }
 
 /** An import under way: write into `img`, then finish() or abandon(). */
@@ -58,6 +61,8 @@ export interface ImportTarget {
 export function beginImport(store: Store, name: string, size: number | 'unknown', opts: ImportOptions = {}): ImportTarget {
   const final = imageName(name);
   const virtualSize = size === 'unknown' ? MAX_VIRTUAL_SIZE : checkVirtualSize(size);
+  const compress = opts.compress === undefined ? storeCompression(store.db) : opts.compress;
+  if (compress) requireCompressor(compress.codec);
   const tmp = `${HIDDEN_PREFIX}${process.pid}-${Math.random().toString(36).slice(2, 10)}` as ImageName;
   // The hidden row and its writer lease commit together, and the lease is held until the rename
   // has committed: at no moment can another process's recovery take the import for abandoned.
@@ -79,7 +84,7 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
   faultPoint('import.after-create');
   // lazyData: nobody else sees the image until finish(), whose flush makes all of it durable first.
   // 32 MiB: a lazy flush costs one commit, not a sync, so smaller batches cost little and keep an import's RSS low.
-  const img = new Image(store, made.rec, made.chain, { writable: true, dirtyLimit: opts.dirtyLimit ?? 32 * 1024 * 1024, lease: made.lease, lazyData: true });
+  const img = new Image(store, made.rec, made.chain, { writable: true, dirtyLimit: opts.dirtyLimit ?? 32 * 1024 * 1024, lease: made.lease, lazyData: true, compress: compress ?? undefined });
   const abandon = () => {
     try {
       img.close({ discard: true });

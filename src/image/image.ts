@@ -14,6 +14,7 @@ import { chainOf, getImage, getImageById, updateImage } from '../store/catalog.j
 import { snapshotInTx } from './lifecycle.js';
 import { loadSegment, saveSegment } from '../store/maps.js';
 import { hashBlocks, placeBlocks } from '../store/placement.js';
+import type { CodecSpec } from '../store/codecs.js';
 import { faultPoint } from '../store/faults.js';
 import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
 import { indexSlots } from '../store/slots.js';
@@ -87,6 +88,12 @@ export class Image implements BlockDevice {
    * explicit flush() syncs it all before its commit (placement.ts).
    */
   private readonly lazyData: boolean;
+  /**
+   * Set for imports into a compressing store: new blocks go in compressed. A
+   * writable leaf keeps its blocks as they are (hot blocks rewritten often
+   * pay no codec); compress them when frozen (relocate.ts).
+   */
+  private readonly compress: CodecSpec | undefined;
   /** Committed slots whose data may not be durable yet (lazyData only). */
   private unsyncedData = false;
   /** The leaf's own resolved segments; frozen images use the store's shared cache. */
@@ -99,7 +106,7 @@ export class Image implements BlockDevice {
     private readonly store: Store,
     rec: ImageRecord,
     chain: ImageRecord[],
-    opts: { writable: boolean; dirtyLimit?: number; lease: Lease | null; lazyData?: boolean },
+    opts: { writable: boolean; dirtyLimit?: number; lease: Lease | null; lazyData?: boolean; compress?: CodecSpec },
   ) {
     this.rec = rec;
     this.chain = chain;
@@ -108,6 +115,7 @@ export class Image implements BlockDevice {
     this.dirtyLimit = opts.dirtyLimit ?? 64 * 1024 * 1024;
     this.lease = opts.lease;
     this.lazyData = opts.lazyData ?? false;
+    this.compress = opts.compress;
   }
 
   get name(): string {
@@ -251,7 +259,7 @@ export class Image implements BlockDevice {
       }
       let n = 1;
       while (b + n < b1 && (!dirty || !this.dirtyData.has(b + n)) && this.resolvedEntry(b + n) === e + n) n++;
-      this.store.blocks.read(entrySlot(e), n, out, at);
+      this.store.read(entrySlot(e), n, out, at);
       b += n;
     }
   }
@@ -437,7 +445,7 @@ export class Image implements BlockDevice {
     const pairs: number[] = [];
     let indexedNow = false;
     this.store.write(() => {
-      const { entries, fresh } = placeBlocks(this.store, bufs, hashes, { recent: this.recent, durable });
+      const { entries, fresh, packing } = placeBlocks(this.store, bufs, hashes, { recent: this.recent, durable, compress: this.compress });
       // Slots of earlier lazy flushes are made durable by this commit too.
       if (durable && this.unsyncedData) this.store.blocks.sync();
       let cur = -1;
@@ -470,7 +478,7 @@ export class Image implements BlockDevice {
       }
       if (arr) staged.set(cur, arr);
       for (const [seg, s] of staged) saveSegment(this.store.db, id, seg as SegmentIndex, segCompact(s));
-      applyRefDeltas(this.store.db, deltas, fresh as Map<SlotNumber, number>, { index: pairs });
+      applyRefDeltas(this.store.db, deltas, fresh as Map<SlotNumber, number>, { index: pairs, packing });
       const queued = this.unindexed.length + pairs.length;
       // Never index a slot whose data may not be durable: another image could come to share it.
       if (durable && (final || queued <= 2 * INDEX_NOW || queued >= 2 * INDEX_BATCH)) {

@@ -9,6 +9,7 @@ import { countSlotRefs, loadSegment, segmentsOf } from '../store/maps.js';
 import { metaNumber, type Store } from '../store/store.js';
 import { segGet, type Segment } from '../store/segment.js';
 import { forEachLiveSlot } from '../store/slots.js';
+import { fragmentLength, isPackedLoc } from '../store/locations.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
 import { appendExtent, type Extent, type ExtentKind } from './device.js';
 import { blocksIn, resolveFrozen } from './resolve.js';
@@ -148,6 +149,11 @@ export interface ImageUsage {
   exclusiveBytes: number;
   /** Own bytes that other images' maps reference too. own = exclusive + shared. */
   sharedBytes: number;
+  /**
+   * Distinct blocks of its own layer stored compressed: their bytes before
+   * (4 KiB each) and after (their fragments; containers add some slack).
+   */
+  compression: { bytesBefore: number; bytesAfter: number };
 }
 
 /**
@@ -155,12 +161,21 @@ export interface ImageUsage {
  * Float64, not Uint32: a refcount reaches 2^32 with 16 TiB of one repeated
  * block (all-equal segments make that cheap), and doubles are exact to 2^53.
  */
-function refcountTable(store: Store): Float64Array {
-  const t = new Float64Array(Math.max(metaNumber(store.db, 'next_slot'), 1));
+interface SlotFacts {
+  refcounts: Float64Array;
+  /** Fragment bytes of a packed slot, 0 for one in its own place. */
+  fragment: Uint16Array;
+}
+
+function refcountTable(store: Store): SlotFacts {
+  const n = Math.max(metaNumber(store.db, 'next_slot'), 1);
+  const t = { refcounts: new Float64Array(n), fragment: new Uint16Array(n) };
   forEachLiveSlot(
     store.db,
-    (slot, rc) => {
-      if (slot < t.length) t[slot] = rc;
+    (slot, rc, _hash, w0, w1) => {
+      if (slot >= n) return;
+      t.refcounts[slot] = rc;
+      if (isPackedLoc(w0)) t.fragment[slot] = fragmentLength(w1);
     },
     { hashes: false },
   );
@@ -172,14 +187,20 @@ function refcountTable(store: Store): Float64Array {
  * image's own map: refcount == references from that map (a slot referenced
  * twice by one map and by nothing else is exclusive, both times).
  */
-function usageOf(store: Store, img: ImageRecord, refcounts: Float64Array, referenced?: ReferencedCache): ImageUsage {
+function usageOf(store: Store, img: ImageRecord, facts: SlotFacts, referenced?: ReferencedCache): ImageUsage {
   const refs = new Map<number, number>();
   for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
   let own = 0;
   let exclusive = 0;
+  let packed = 0;
+  let packedBytes = 0;
   for (const [slot, n] of refs) {
     own += n;
-    if (refcounts[slot] === n) exclusive += n;
+    if (facts.refcounts[slot] === n) exclusive += n;
+    if (facts.fragment[slot] > 0) {
+      packed++;
+      packedBytes += facts.fragment[slot];
+    }
   }
   return {
     name: img.name,
@@ -189,6 +210,7 @@ function usageOf(store: Store, img: ImageRecord, refcounts: Float64Array, refere
     ownBytes: own * BLOCK_SIZE,
     exclusiveBytes: exclusive * BLOCK_SIZE,
     sharedBytes: (own - exclusive) * BLOCK_SIZE,
+    compression: { bytesBefore: packed * BLOCK_SIZE, bytesAfter: packedBytes },
   };
 }
 

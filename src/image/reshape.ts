@@ -279,7 +279,7 @@ function zeroedTail(store: Store, chain: readonly ImageRecord[], end: number): {
   const e = segGet(view, block % SEGMENT_ENTRIES);
   if (e < 2) return null;
   const buf = Buffer.alloc(BLOCK_SIZE);
-  store.blocks.read(entrySlot(e), 1, buf, 0);
+  store.read(entrySlot(e), 1, buf, 0);
   if (!buf.subarray(tail).some((x) => x !== 0)) return null;
   buf.fill(0, tail);
   const placed = placeBlocks(store, [buf], hashBlocks(store, [buf]));

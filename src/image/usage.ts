@@ -6,11 +6,13 @@
  *
  * The savings telescope: logical - referenced (zero blocks never stored)
  * + referenced - own (layers and clones share their parents' blocks)
- * + own - stored (the same 4 KiB block kept once across images) = logical - stored.
+ * + own - distinct (the same 4 KiB block kept once across images)
+ * + distinct - stored (blocks packed compressed, in container slots) = logical - stored.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { usedSlotCount } from '../store/slots.js';
+import { packedCounts, usedSlotCount } from '../store/slots.js';
+import { compressionText, storeCompression } from '../store/codecs.js';
 import { chainOf, listVisibleImages } from '../store/catalog.js';
 import { segmentsOf } from '../store/maps.js';
 import { DB_FILE, type Store } from '../store/store.js';
@@ -59,9 +61,13 @@ export interface StoreStats {
   referencedBytes: number;
   /** Sum of each layer's own data: what separate qcow2-style chains take at 4 KiB granularity. */
   ownBytes: number;
-  /** Distinct blocks actually stored. */
+  /** Distinct blocks, 4 KiB each: what the store would take uncompressed. */
+  distinctBytes: number;
+  /** Slots actually used: distinct blocks in their own place, plus the containers of compressed ones. */
   storedBytes: number;
-  savings: { zeroBytes: number; layeringBytes: number; dedupBytes: number };
+  savings: { zeroBytes: number; layeringBytes: number; dedupBytes: number; compressionBytes: number };
+  /** Blocks stored compressed: how many, their bytes before, their fragments' bytes, the container slots holding them. */
+  compression: { setting: string; blocks: number; bytesBefore: number; fragmentBytes: number; bytesAfter: number };
   /** What one qcow2 file per layer would allocate: 64 KiB clusters holding any of the layer's own blocks. */
   qcow2Bytes: number;
   /** The data files as the file system sees them (allocated is what they cost). */
@@ -75,8 +81,10 @@ export interface StoreStats {
     storedOfReferenced: number;
     /** stored / qcow2: what strata keeps of separate qcow2 chains. */
     storedOfQcow2: number;
-    /** own / stored: how many times each stored block is used by the layers' maps. */
+    /** own / distinct: how many times each stored block is used by the layers' maps. */
     dedup: number;
+    /** Of the compressed blocks: bytes before / container bytes after (0 when none is compressed). */
+    compression: number;
   };
 }
 
@@ -128,8 +136,17 @@ export function storeStats(store: Store, opts: { referenced?: ReferencedCache } 
       own += img.ownBlocks * BLOCK_SIZE;
       clusters += ownClusters(store, img);
     }
-    const stored = usedSlotCount(store.db) * BLOCK_SIZE;
-    return { images: images.length, logical, referenced, own, stored, qcow2: clusters * BLOCKS_PER_CLUSTER * BLOCK_SIZE };
+    const p = packedCounts(store.db);
+    const distinct = (usedSlotCount(store.db) - p.containers) * BLOCK_SIZE;
+    const stored = distinct - (p.packedBlocks - p.containers) * BLOCK_SIZE;
+    const compression = {
+      setting: compressionText(storeCompression(store.db)),
+      blocks: p.packedBlocks,
+      bytesBefore: p.packedBlocks * BLOCK_SIZE,
+      fragmentBytes: p.packedBytes,
+      bytesAfter: p.containers * BLOCK_SIZE,
+    };
+    return { images: images.length, logical, referenced, own, distinct, stored, compression, qcow2: clusters * BLOCKS_PER_CLUSTER * BLOCK_SIZE };
   }).deferred();
   const du = store.blocks.diskUsage();
   const db = path.join(store.dir, DB_FILE);
@@ -138,8 +155,15 @@ export function storeStats(store: Store, opts: { referenced?: ReferencedCache } 
     logicalBytes: maps.logical,
     referencedBytes: maps.referenced,
     ownBytes: maps.own,
+    distinctBytes: maps.distinct,
     storedBytes: maps.stored,
-    savings: { zeroBytes: maps.logical - maps.referenced, layeringBytes: maps.referenced - maps.own, dedupBytes: maps.own - maps.stored },
+    savings: {
+      zeroBytes: maps.logical - maps.referenced,
+      layeringBytes: maps.referenced - maps.own,
+      dedupBytes: maps.own - maps.distinct,
+      compressionBytes: maps.distinct - maps.stored,
+    },
+    compression: maps.compression,
     qcow2Bytes: maps.qcow2,
     dataFiles: { files: du.files, apparentBytes: du.apparent, allocatedBytes: du.allocated },
     metadataBytes: fileSize(db) + fileSize(`${db}-wal`),
@@ -147,7 +171,8 @@ export function storeStats(store: Store, opts: { referenced?: ReferencedCache } 
       storedOfLogical: ratio(maps.stored, maps.logical),
       storedOfReferenced: ratio(maps.stored, maps.referenced),
       storedOfQcow2: ratio(maps.stored, maps.qcow2),
-      dedup: ratio(maps.own, maps.stored),
+      dedup: ratio(maps.own, maps.distinct),
+      compression: ratio(maps.compression.bytesBefore, maps.compression.bytesAfter),
     },
   };
 }

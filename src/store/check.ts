@@ -10,8 +10,11 @@
  * - free list: every slot below next_slot is exactly one of in use
  *   (refcount above zero) or free (free_slots row); nothing beyond
  *   next_slot is either;
- * - data: every slot in use is read and its hash compared with the hash
- *   recorded for it. The dedup index is a hint and is not checked: a missing
+ * - locations: a compressed block's fragment lies inside a container slot;
+ *   each container's refcount equals the live fragments in it; the packed
+ *   counts in meta agree;
+ * - data: every slot in use is read (decompressed where packed) and its
+ *   hash compared with the hash recorded for it. The dedup index is a hint and is not checked: a missing
  *   row costs space, a stale one a failed compare (slots.ts).
  *
  * Faults are of two classes, which decide the exit status like qemu-img:
@@ -30,7 +33,8 @@ import { faultPoint } from './faults.js';
 import { freeSlots } from './freelist.js';
 import { STORE_LEASE, leaseTx, releaseLease } from './leases.js';
 import { metaNumber, setMeta, type Store } from './store.js';
-import { forEachLiveSlot, indexSlots, slotEditor, slotReader, usedSlotCount } from './slots.js';
+import { CONTAINER, forEachLiveSlot, indexSlots, packedCounts, slotEditor, slotReader, usedSlotCount } from './slots.js';
+import { fragmentLength, fragmentOffset, isPackedLoc } from './locations.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type OnProgress, type SlotNumber } from './types.js';
 
 export type FaultClass = 'corruption' | 'leak';
@@ -51,7 +55,9 @@ export interface Fault {
     | 'orphan-map'
     | 'missing-parent'
     | 'chain-loop'
-    | 'own-blocks';
+    | 'own-blocks'
+    | 'bad-location'
+    | 'packed-counts';
   message: string;
   repaired: boolean;
   /** The slot a data fault is about. */
@@ -141,7 +147,7 @@ function confirmDataFaults(store: Store, report: CheckReport): CheckReport {
         if (now.refcount(f.slot!) === 0) return true;
         const hash = now.hash(f.slot!);
         try {
-          store.blocks.read(f.slot! as SlotNumber, 1, buf, 0);
+          store.read(f.slot! as SlotNumber, 1, buf, 0);
         } catch {
           return false;
         }
@@ -257,7 +263,12 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
   const hashes = new Map<number, number>();
   const beyond: number[] = [];
   let liveCount = 0;
-  forEachLiveSlot(db, (slot, rc, hash) => {
+  /** Containers with their refcount, and the live fragments counted in each. */
+  const containers = new Map<number, number>();
+  const fragmentsIn = new Map<number, number>();
+  const packedSeen = { packedBlocks: 0, packedBytes: 0, containers: 0 };
+  const packedAt: number[] = [];
+  forEachLiveSlot(db, (slot, rc, hash, w0, w1) => {
     liveCount++;
     if (slot >= next) {
       beyond.push(slot);
@@ -265,9 +276,26 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
     }
     live[slot] = 1;
     const n = refs[slot];
+    if (w0 === CONTAINER) {
+      containers.set(slot, rc);
+      packedSeen.containers++;
+      if (n > 0) fault('corruption', 'bad-location', `slot ${slot} holds packed fragments, yet maps reference it ${n} times`);
+      return;
+    }
+    if (isPackedLoc(w0) && n > 0) {
+      const c = w0 - 1;
+      if (fragmentOffset(w1) + fragmentLength(w1) > BLOCK_SIZE || fragmentLength(w1) === 0) {
+        fault('corruption', 'bad-location', `slot ${slot}: its fragment (offset ${fragmentOffset(w1)}, ${fragmentLength(w1)} bytes) does not fit in a slot`);
+      }
+      fragmentsIn.set(c, (fragmentsIn.get(c) ?? 0) + 1);
+      packedAt.push(slot, c);
+      packedSeen.packedBlocks++;
+      packedSeen.packedBytes += fragmentLength(w1);
+    }
     if (n === 0) {
       if (repair) {
         edit.set(slot, 0);
+        if (w0 !== 0) edit.setLoc(slot, 0, 0);
         toFree.push(slot);
       }
       fault('leak', 'refcount-high', `slot ${slot}: refcount ${rc}, maps reference it 0 times`, repair);
@@ -286,6 +314,28 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
       markFreeHitsRepaired(faults, slot, repair);
     }
   });
+  // A packed block must lie in a live container; a container counts its live fragments.
+  for (let k = 0; k < packedAt.length; k += 2) {
+    if (!containers.has(packedAt[k + 1])) fault('corruption', 'bad-location', `slot ${packedAt[k]}: packed into slot ${packedAt[k + 1]}, which is not a container in use`);
+  }
+  for (const [c, rc] of containers) {
+    const n = fragmentsIn.get(c) ?? 0;
+    if (rc === n) continue;
+    if (repair) {
+      edit.set(c, n);
+      if (n === 0) {
+        edit.setLoc(c, 0, 0);
+        toFree.push(c);
+      }
+    }
+    if (rc > n) fault('leak', 'refcount-high', `container slot ${c}: refcount ${rc}, holds ${n} live fragments`, repair);
+    else fault('corruption', 'refcount-low', `container slot ${c}: refcount ${rc}, holds ${n} live fragments`, repair);
+  }
+  const packedMeta = packedCounts(db);
+  if (packedMeta.packedBlocks !== packedSeen.packedBlocks || packedMeta.packedBytes !== packedSeen.packedBytes || packedMeta.containers !== packedSeen.containers) {
+    // Repair sets them after the edit's own commit, which moves them by what it changed.
+    fault('leak', 'packed-counts', `the store counts ${packedMeta.packedBlocks} packed blocks (${packedMeta.packedBytes} bytes) in ${packedMeta.containers} containers; its locations say ${packedSeen.packedBlocks} (${packedSeen.packedBytes} bytes) in ${packedSeen.containers}`, repair);
+  }
   for (const slot of beyond) {
     // A refcount past next_slot: the allocator could hand the slot out again.
     fault('corruption', 'list-past-end', `slot ${slot}: has a refcount but is at or past next_slot ${next}`);
@@ -298,7 +348,7 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
       let ok = true;
       if (repair) {
         try {
-          store.blocks.read(slot as SlotNumber, 1, scratch, 0);
+          store.read(slot as SlotNumber, 1, scratch, 0);
           delFree.run(slot);
           const hash = store.hash(scratch);
           edit.set(slot, refs[slot], hash);
@@ -318,6 +368,20 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
   }
   const counted = usedSlotCount(db);
   edit.commit();
+  if (repair) {
+    // What the locations say once the repairs above are in (freed leaks lost their fragments).
+    const now = { packedBlocks: 0, packedBytes: 0, containers: 0 };
+    forEachLiveSlot(db, (_slot, _rc, _hash, w0, w1) => {
+      if (w0 === CONTAINER) now.containers++;
+      else if (isPackedLoc(w0)) {
+        now.packedBlocks++;
+        now.packedBytes += fragmentLength(w1);
+      }
+    }, { hashes: false });
+    setMeta(db, 'packed_blocks', now.packedBlocks);
+    setMeta(db, 'packed_bytes', now.packedBytes);
+    setMeta(db, 'container_slots', now.containers);
+  }
   if (counted !== liveCount) {
     if (repair) setMeta(db, 'used_slots', liveCount + (usedSlotCount(db) - counted));
     fault('leak', 'used-slots', `the store counts ${counted} slots in use, its refcounts say ${liveCount}`, repair);
@@ -367,7 +431,7 @@ function verifySlots(store: Store, slots: readonly number[], hashes: Map<number,
     let n = 1;
     while (i + n < slots.length && n < VERIFY_RUN && slots[i + n] === slots[i] + n) n++;
     try {
-      store.blocks.read(slots[i] as SlotNumber, n, buf, 0);
+      store.read(slots[i] as SlotNumber, n, buf, 0);
     } catch (e) {
       // Fall back to one slot at a time, so one short file names the slots it lost.
       for (let k = 0; k < n; k++) verified += verifyOne(store, slots[i + k], hashes, fault, buf) ? 1 : 0;
@@ -387,7 +451,7 @@ function verifySlots(store: Store, slots: readonly number[], hashes: Map<number,
 
 function verifyOne(store: Store, slot: number, hashes: Map<number, number>, fault: DataFault, buf: Buffer): boolean {
   try {
-    store.blocks.read(slot as SlotNumber, 1, buf, 0);
+    store.read(slot as SlotNumber, 1, buf, 0);
   } catch (e) {
     fault('corruption', 'unreadable-slot', `slot ${slot}: cannot be read (${(e as Error).message})`, false, slot);
     return false;

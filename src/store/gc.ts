@@ -32,6 +32,7 @@ import { faultPoint } from './faults.js';
 import { reusableEpoch } from './freelist.js';
 import { metaNumber, setMeta, type Store } from './store.js';
 import { BLOCK_SIZE, type OnProgress, type SlotNumber } from './types.js';
+import { repackContainers, type RepackReport } from './relocate.js';
 
 export interface GcOptions {
   /**
@@ -72,10 +73,14 @@ export interface GcReport {
   elapsedMs: number;
   /** With `freedAfter`: the slots freed since then. */
   freed?: FreedReport;
+  /** A full gc's repacking of half-empty containers of compressed blocks (relocate.ts). */
+  repack?: RepackReport;
 }
 
 export function collectGarbage(store: Store, opts: GcOptions = {}): GcReport {
   const t0 = performance.now();
+  // First, in its own transaction: the containers it empties must be free (committed) before they are punched.
+  const repack = opts.freedAfter === undefined ? repackContainers(store) : undefined;
   const r = store.write(() => {
     const db = store.db;
     const before = store.blocks.diskUsage().allocated;
@@ -149,6 +154,7 @@ export function collectGarbage(store: Store, opts: GcOptions = {}): GcReport {
       allocatedBytesAfter: after,
       reclaimedBytes: Math.max(0, before - after),
       ...(freed ? { freed } : {}),
+      ...(repack ? { repack } : {}),
       elapsedMs: 0,
     };
   });

@@ -109,6 +109,12 @@ export function oldestPin(store: Store): number | null {
   return rows.length === 0 ? null : Math.min(...rows.map((r) => r.pin!));
 }
 
+/** Images any live lease holds (STORE_LEASE for a store-wide one); dead rows are deleted. Call inside a write transaction. */
+export function leasedImageIds(store: Store): ImageId[] {
+  const rows = keepLive(store, prepared(store.db, `SELECT ${COLS} FROM leases`).all() as LeaseRow[]);
+  return [...new Set(rows.map((r) => r.image_id as ImageId))];
+}
+
 export type { LeaseRow };
 
 /** The live writer of an image, if any. Call inside a write transaction. */

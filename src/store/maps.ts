@@ -3,14 +3,20 @@ import type Database from 'better-sqlite3';
 import { INHERIT, SEGMENT_ENTRIES, isSlotEntry, type ImageId, type SegmentIndex } from './types.js';
 import { segDecode, segEncode, type Segment } from './segment.js';
 import { prepared } from './statements.js';
+import { refreshLocations } from './locations.js';
+
+// Every load of map entries first drops stale block locations (locations.ts): the entries may name
+// slots freed and reused, with new locations, since this process last looked.
 
 export function loadSegment(db: Database.Database, image: ImageId, seg: SegmentIndex): Segment {
+  refreshLocations(db);
   const row = prepared(db, 'SELECT entries FROM segments WHERE image_id = ? AND seg = ?').get(image, seg) as { entries: Buffer } | undefined;
   return row ? segDecode(row.entries, `${image}/${seg}`) : INHERIT;
 }
 
 /** Segment `seg` of each image, in the order given (INHERIT where an image has no row): one query for a whole chain. */
 export function loadSegmentOfEach(db: Database.Database, images: readonly ImageId[], seg: SegmentIndex): Segment[] {
+  refreshLocations(db);
   const rows = prepared(db, 'SELECT image_id, entries FROM segments WHERE seg = ? AND image_id IN (SELECT value FROM json_each(?))')
     .raw()
     .all(seg, JSON.stringify(images)) as [number, Buffer][];
@@ -35,6 +41,7 @@ export function saveSegment(db: Database.Database, image: ImageId, seg: SegmentI
 
 /** Every stored segment of an image, in order. */
 export function* segmentsOf(db: Database.Database, image: ImageId): Generator<[SegmentIndex, Segment]> {
+  refreshLocations(db);
   const it = db.prepare('SELECT seg, entries FROM segments WHERE image_id = ? ORDER BY seg').iterate(image) as IterableIterator<{ seg: number; entries: Buffer }>;
   for (const r of it) yield [r.seg as SegmentIndex, segDecode(r.entries, `${image}/${r.seg}`)];
 }

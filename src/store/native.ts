@@ -48,7 +48,9 @@ interface Addon {
   startWriteback?(fd: number, offset: number, length: number): boolean;
   tuneMalloc?(): boolean;
   writeAt?(fd: number, buffers: Uint8Array[], offsets: number[]): void;
-  features: { punchHole: boolean; seekData: boolean; ofdLock?: boolean; interrupt?: boolean; writeback?: boolean };
+  compressBlocks?(codec: number, level: number, src: Uint8Array, count: number, out: Uint8Array, sizes: Int32Array, limit: number): void;
+  decompressBlock?(codec: number, src: Uint8Array, offset: number, length: number, out: Uint8Array, at: number): number;
+  features: { punchHole: boolean; seekData: boolean; ofdLock?: boolean; interrupt?: boolean; writeback?: boolean; zstd?: boolean; lz4?: boolean };
 }
 
 export interface NativeStatus {
@@ -127,6 +129,28 @@ export function writeAt(fd: number, buffers: Uint8Array[], offsets: number[]): b
   if (!addon?.writeAt) return false;
   addon.writeAt(fd, buffers, offsets);
   return true;
+}
+
+/** The addon's block codecs (see codecs.ts); null without the addon or with one built before them. */
+export interface NativeCodecs {
+  zstd: boolean;
+  lz4: boolean;
+  compress(codec: number, level: number, src: Uint8Array, count: number, out: Uint8Array, sizes: Int32Array, limit: number): void;
+  decompress(codec: number, src: Uint8Array, offset: number, length: number, out: Uint8Array, at: number): number;
+}
+
+let codecs: NativeCodecs | null | undefined;
+
+export function nativeCodecs(): NativeCodecs | null {
+  if (codecs !== undefined) return codecs;
+  const { addon } = load();
+  if (!addon?.compressBlocks || !addon.decompressBlock) return (codecs = null);
+  return (codecs = {
+    zstd: addon.features.zstd === true,
+    lz4: addon.features.lz4 === true,
+    compress: addon.compressBlocks.bind(addon),
+    decompress: addon.decompressBlock.bind(addon),
+  });
 }
 
 /**

@@ -12,6 +12,9 @@ import type { BlockHash } from './hash.js';
 import type { Store } from './store.js';
 import { faultPoint } from './faults.js';
 import { indexLookup, slotReader } from './slots.js';
+import { compressBlocks, CODEC_IDS, type CodecSpec } from './codecs.js';
+import { fragmentWord } from './locations.js';
+import type { Packing } from './refcounts.js';
 
 /** Candidates compared per hash: a flood of colliding blocks degrades dedup, never correctness or speed. */
 const MAX_CANDIDATES = 8;
@@ -49,6 +52,8 @@ export interface Placement {
   entries: MapEntry[];
   /** Slots allocated and written by this call, with their hash. */
   fresh: Map<SlotNumber, BlockHash>;
+  /** Which of `fresh` were stored compressed, and where (pass to applyRefDeltas). */
+  packing: Packing;
 }
 
 /** Hashes outside the transaction; -1 marks an all-zero block. */
@@ -67,6 +72,8 @@ export interface PlaceOptions {
    * can have come to share them.
    */
   durable?: boolean;
+  /** Stores new blocks that shrink compressed as fragments packed into container slots. */
+  compress?: CodecSpec;
 }
 
 /**
@@ -102,7 +109,7 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
       // The index is only a hint: share a slot only while it is referenced (committed, so no
       // other process can free it before we commit), says it holds this hash, and holds these bytes.
       if (slotsNow.refcount(slot) === 0 || slotsNow.hash(slot) !== h) continue;
-      store.blocks.read(slot as SlotNumber, 1, scratch, 0);
+      store.read(slot as SlotNumber, 1, scratch, 0);
       if (scratch.equals(data)) {
         found = slot;
         break;
@@ -119,23 +126,73 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
   }
 
   const fresh = new Map<SlotNumber, BlockHash>();
-  const slots = allocateSlots(store, newBlocks.length);
-  // Write runs of consecutive slots with one call each; blocks adjacent in memory merge into one
-  // buffer. Lone slots (reused free slots scattered over the store) go together in one call.
+  const packing: Packing = { locs: new Map(), containers: [] };
+  const stored = opts.compress && newBlocks.length > 0 ? packBlocks(opts.compress, newBlocks.map((i) => blocks[i])) : null;
+  const placed = stored ? stored.raw.length + stored.containers.length : newBlocks.length;
+  // Raw blocks and containers take the lowest slots, in runs; a packed block's own slot is only
+  // its number (its place in the data files stays a hole).
+  const slots = allocateSlots(store, placed + (stored ? stored.packed.length : 0));
+  const writes: Uint8Array[] = [];
+  if (!stored) {
+    for (let k = 0; k < newBlocks.length; k++) {
+      const i = newBlocks[k];
+      writes.push(blocks[i]);
+      entries[i] = slotEntry(slots[k]);
+      fresh.set(slots[k], hashes[i]);
+    }
+  } else {
+    let k = 0;
+    for (const j of stored.raw) {
+      const i = newBlocks[j];
+      writes.push(blocks[i]);
+      entries[i] = slotEntry(slots[k]);
+      fresh.set(slots[k++], hashes[i]);
+    }
+    const firstContainer = k;
+    for (const c of stored.containers) {
+      writes.push(c);
+      packing.containers.push(slots[k++]);
+    }
+    for (const p of stored.packed) {
+      const i = newBlocks[p.block];
+      const slot = slots[k++];
+      entries[i] = slotEntry(slot);
+      fresh.set(slot, hashes[i]);
+      packing.locs.set(slot, [slots[firstContainer + p.container] + 1, fragmentWord(CODEC_IDS[opts.compress!.codec], p.offset, p.length)]);
+    }
+  }
+  writeSlots(store, slots.slice(0, placed), writes);
+  for (let i = 0; i < blocks.length; i++) if (owner[i] >= 0) entries[i] = entries[owner[i]];
+  faultPoint('flush.after-data-write');
+  // Ordering: the data must be durable before the transaction that references it commits.
+  if (placed > 0) {
+    if (opts.durable === false) store.blocks.startWriteback();
+    else store.blocks.sync();
+  }
+  faultPoint('flush.after-data-sync');
+  return { entries, fresh, packing };
+}
+
+/**
+ * Writes blocks[k] to slots[k] (ascending): runs of consecutive slots with
+ * one call each, blocks adjacent in memory merged into one buffer; lone
+ * slots (reused free slots scattered over the store) together in one call.
+ */
+function writeSlots(store: Store, slots: readonly SlotNumber[], blocks: readonly Uint8Array[]): void {
   const loneSlots: SlotNumber[] = [];
   const loneBlocks: Uint8Array[] = [];
   let runStart = 0;
-  for (let k = 1; k <= newBlocks.length; k++) {
-    if (k === newBlocks.length || slots[k] !== slots[k - 1] + 1) {
+  for (let k = 1; k <= slots.length; k++) {
+    if (k === slots.length || slots[k] !== slots[k - 1] + 1) {
       if (k - runStart === 1) {
         loneSlots.push(slots[runStart]);
-        loneBlocks.push(blocks[newBlocks[runStart]]);
+        loneBlocks.push(blocks[runStart]);
         runStart = k;
         continue;
       }
       const bufs: Uint8Array[] = [];
       for (let j = runStart; j < k; j++) {
-        const b = blocks[newBlocks[j]];
+        const b = blocks[j];
         const last = bufs[bufs.length - 1];
         if (last && adjacent(last, b)) bufs[bufs.length - 1] = new Uint8Array(last.buffer, last.byteOffset, last.length + b.length);
         else bufs.push(b);
@@ -145,18 +202,51 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
     }
   }
   if (loneSlots.length > 0) store.blocks.writeScattered(loneSlots, loneBlocks);
-  for (let k = 0; k < newBlocks.length; k++) {
-    const i = newBlocks[k];
-    entries[i] = slotEntry(slots[k]);
-    fresh.set(slots[k], hashes[i]);
+}
+
+/** A compressed block's place: in which of the new containers, where, how long. */
+interface Fragment {
+  block: number;
+  container: number;
+  offset: number;
+  length: number;
+}
+
+/** Containers still open for fragments; first fit looks at these only, so packing stays linear. */
+const OPEN_CONTAINERS = 16;
+
+/**
+ * Compresses blocks and packs the fragments first fit into 4 KiB containers
+ * (dm-vdo's scheme; a fragment never spans two). `raw`: indexes of blocks
+ * that do not shrink enough, stored as they are.
+ */
+export function packBlocks(spec: CodecSpec, blocks: readonly Uint8Array[]): { raw: number[]; containers: Buffer[]; packed: Fragment[] } {
+  const n = blocks.length;
+  const src = Buffer.allocUnsafe(n * BLOCK_SIZE);
+  for (let i = 0; i < n; i++) src.set(blocks[i], i * BLOCK_SIZE);
+  const { out, sizes } = compressBlocks(spec, src, n);
+  const raw: number[] = [];
+  const containers: Buffer[] = [];
+  const used: number[] = [];
+  const open: number[] = [];
+  const packed: Fragment[] = [];
+  for (let i = 0; i < n; i++) {
+    const len = sizes[i];
+    if (len === 0) {
+      raw.push(i);
+      continue;
+    }
+    let c = open.find((k) => used[k] + len <= BLOCK_SIZE);
+    if (c === undefined) {
+      c = containers.length;
+      containers.push(Buffer.alloc(BLOCK_SIZE));
+      used.push(0);
+      open.push(c);
+      if (open.length > OPEN_CONTAINERS) open.shift();
+    }
+    out.copy(containers[c], used[c], i * BLOCK_SIZE, i * BLOCK_SIZE + len);
+    packed.push({ block: i, container: c, offset: used[c], length: len });
+    used[c] += len;
   }
-  for (let i = 0; i < blocks.length; i++) if (owner[i] >= 0) entries[i] = entries[owner[i]];
-  faultPoint('flush.after-data-write');
-  // Ordering: the data must be durable before the transaction that references it commits.
-  if (newBlocks.length > 0) {
-    if (opts.durable === false) store.blocks.startWriteback();
-    else store.blocks.sync();
-  }
-  faultPoint('flush.after-data-sync');
-  return { entries, fresh };
+  return { raw, containers, packed };
 }

@@ -6,7 +6,7 @@
 import type Database from 'better-sqlite3';
 import { corrupt } from '../errors.js';
 import { freeSlots } from './freelist.js';
-import { indexSlots, slotEditor } from './slots.js';
+import { CONTAINER, indexSlots, slotEditor, type SlotEdit } from './slots.js';
 import type { BlockHash } from './hash.js';
 import { BLOCK_SIZE, type OnProgress, type SlotNumber } from './types.js';
 
@@ -27,6 +27,41 @@ export interface ApplyOptions {
    * add later in one sorted batch (the index is a hint: see slots.ts).
    */
   index?: 'now' | number[];
+  /** Where the packed ones among `fresh` live, and the containers written for them. */
+  packing?: Packing;
+}
+
+/** New blocks stored as fragments: their locations, and the fresh container slots that hold them. */
+export interface Packing {
+  locs: Map<SlotNumber, readonly [number, number]>;
+  containers: SlotNumber[];
+}
+
+/**
+ * Settles container refcounts (live fragments in each) after blocks moved in
+ * or out: `delta` per container; `fresh` containers were written by this
+ * transaction and start at their delta. Containers left with no fragment go
+ * to `freed`. Call inside a write transaction, before edit.commit().
+ */
+export function settleContainers(edit: SlotEdit, delta: Map<number, number>, fresh: readonly number[], freed: number[]): void {
+  for (const c of fresh) {
+    const n = delta.get(c) ?? 0;
+    delta.delete(c);
+    if (n > 0) {
+      edit.set(c, n, NaN); // NaN: never equal to a block's hash, so the dedup index never offers it
+      edit.setLoc(c, CONTAINER, 0);
+    } else freed.push(c);
+  }
+  for (const [c, d] of delta) {
+    if (edit.loc0(c) !== CONTAINER) throw corrupt(`a block's location names slot ${c}, which is not a container`, { slot: c });
+    const next = edit.get(c) + d;
+    if (next < 0) throw corrupt(`container slot ${c} would hold fewer than no fragments`, { slot: c });
+    edit.set(c, next);
+    if (next === 0) {
+      edit.setLoc(c, 0, 0);
+      freed.push(c);
+    }
+  }
 }
 
 /**
@@ -40,10 +75,17 @@ export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: 
   const edit = slotEditor(db);
   const freed: number[] = [];
   const pairs: number[] = Array.isArray(opts.index) ? opts.index : [];
+  const containerDelta = new Map<number, number>();
+  const locs = opts.packing?.locs;
   for (const [slot, hash] of fresh) {
     const d = deltas.get(slot) ?? 0;
     if (d > 0) {
       edit.set(slot, d, hash);
+      const loc = locs?.get(slot);
+      if (loc) {
+        edit.setLoc(slot, loc[0], loc[1]);
+        addRef(containerDelta, loc[0] - 1, 1);
+      }
       pairs.push(hash, slot);
     } else freed.push(slot); // written but, in the end, referenced by nothing
   }
@@ -57,8 +99,18 @@ export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: 
     const next = cur + d;
     if (next < 0) throw corrupt(`refcount of slot ${slot} would fall below zero`, { slot });
     edit.set(slot, next);
-    if (next === 0) freed.push(slot);
+    if (next === 0) {
+      freed.push(slot);
+      const w0 = edit.loc0(slot);
+      if (w0 === CONTAINER) throw corrupt(`map references slot ${slot}, which holds packed fragments`, { slot });
+      if (w0 !== 0) {
+        // A packed block's fragment dies with it; its container lives while any other does.
+        addRef(containerDelta, w0 - 1, -1);
+        edit.setLoc(slot, 0, 0);
+      }
+    }
   }
+  settleContainers(edit, containerDelta, opts.packing?.containers ?? [], freed);
   edit.commit();
   if (opts.index === undefined || opts.index === 'now') indexSlots(db, pairs);
   freeSlots(db, freed);

@@ -102,6 +102,13 @@ const MIGRATIONS: Migration[] = [
     indexSlots(db, pairs);
     db.exec('DROP TABLE blocks');
   },
+  // 4: block locations apart from block identity (slots.ts, locations.ts): compressed blocks packed
+  // as fragments into container slots, movable without touching any map. 'compression' is the
+  // store's default for imports (none until set).
+  `
+  CREATE TABLE slot_locs (chunk INTEGER PRIMARY KEY, locs BLOB NOT NULL) STRICT;
+  INSERT INTO meta(key, value) VALUES ('loc_seq', 0), ('packed_blocks', 0), ('packed_bytes', 0), ('container_slots', 0), ('compression', 'none');
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

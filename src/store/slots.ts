@@ -18,6 +18,14 @@
  *   stale one only a failed look; rows are added in sorted batches (possibly
  *   long after the slot was written) and stale rows are pruned by gc.
  *
+ * - slot_locs: where a slot's block lives, two Uint32 per slot (locations.ts):
+ *   [0, 0] at its own place in the data files (the default: a chunk with
+ *   no packed block has no row); [CONTAINER, 0] for a slot that holds the
+ *   packed fragments of other slots (its refcount counts them); else
+ *   [container + 1, codec << 28 | offset << 14 | length]. A slot's number
+ *   is the block's identity, named by maps; its location may change
+ *   (compress, repack) without any map changing.
+ *
  * Arrays are stored in the machine's byte order; strata runs on
  * little-endian machines only (x86-64, arm64), which openStore checks.
  */
@@ -25,6 +33,7 @@ import type Database from 'better-sqlite3';
 import { corrupt } from '../errors.js';
 import { prepared } from './statements.js';
 import { metaNumber, setMeta } from './store.js';
+import { locsChanged } from './locations.js';
 
 const CHUNK_SLOTS = 4096;
 /** In slot_refs: the count is in wide_refs. */
@@ -32,14 +41,17 @@ const WIDE = 0xffffffff;
 
 const chunkOf = (slot: number) => Math.floor(slot / CHUNK_SLOTS);
 
+/** slot_locs word 0 of a slot that holds packed fragments. */
+export const CONTAINER = 0xffffffff;
+
 function toBlob(a: Uint32Array | Float64Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 }
 
 /** One row of an array table as a fresh, zero-filled array when the row is absent. */
-function loadRow<T extends Uint32Array | Float64Array>(db: Database.Database, table: 'slot_refs' | 'slot_hashes', chunk: number, make: () => T): T {
+function loadRow<T extends Uint32Array | Float64Array>(db: Database.Database, table: 'slot_refs' | 'slot_hashes' | 'slot_locs', chunk: number, make: () => T): T {
   const out = make();
-  const column = table === 'slot_refs' ? 'counts' : 'hashes';
+  const column = table === 'slot_refs' ? 'counts' : table === 'slot_hashes' ? 'hashes' : 'locs';
   const blob = prepared(db, `SELECT ${column} FROM ${table} WHERE chunk = ?`).pluck().get(chunk) as Buffer | undefined;
   if (blob) {
     if (blob.length !== out.byteLength) throw corrupt(`${table} row ${chunk} is ${blob.length} bytes, expected ${out.byteLength}`, { chunk });
@@ -50,6 +62,16 @@ function loadRow<T extends Uint32Array | Float64Array>(db: Database.Database, ta
 
 const loadRefsRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_refs', chunk, () => new Uint32Array(CHUNK_SLOTS));
 const loadHashesRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_hashes', chunk, () => new Float64Array(CHUNK_SLOTS));
+
+/** A chunk's locations: words 2i and 2i + 1 are slot i's. Absent row: every slot in its own place. */
+export const loadLocsRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_locs', chunk, () => new Uint32Array(2 * CHUNK_SLOTS));
+
+function saveLocsRow(db: Database.Database, chunk: number, a: Uint32Array): void {
+  if (a.every((x) => x === 0)) prepared(db, 'DELETE FROM slot_locs WHERE chunk = ?').run(chunk);
+  else prepared(db, 'INSERT INTO slot_locs(chunk, locs) VALUES (?, ?) ON CONFLICT(chunk) DO UPDATE SET locs = excluded.locs').run(chunk, toBlob(a));
+}
+
+export const LOC_CHUNK_SLOTS = CHUNK_SLOTS;
 
 function saveRefsRow(db: Database.Database, chunk: number, a: Uint32Array): void {
   // A chunk with no live slot has no row: an empty store stays empty, and gc's scan stays short.
@@ -74,11 +96,15 @@ function wideCount(db: Database.Database, slot: number): number {
 export interface SlotReader {
   refcount(slot: number): number;
   hash(slot: number): number;
+  /** Word 0 of the slot's location (0: in its own place). */
+  loc0(slot: number): number;
+  loc1(slot: number): number;
 }
 
 export function slotReader(db: Database.Database): SlotReader {
   const refs = new Map<number, Uint32Array>();
   const hashes = new Map<number, Float64Array>();
+  const locs = new Map<number, Uint32Array>();
   // Bounded: gc's walk of the whole index must not hold the whole slot table.
   const keep = <T>(m: Map<number, T>, c: number, v: T) => {
     if (m.size >= 1024) m.clear();
@@ -97,6 +123,16 @@ export function slotReader(db: Database.Database): SlotReader {
       const a = hashes.get(c) ?? keep(hashes, c, loadHashesRow(db, c));
       return a[slot - c * CHUNK_SLOTS];
     },
+    loc0(slot) {
+      const c = chunkOf(slot);
+      const a = locs.get(c) ?? keep(locs, c, loadLocsRow(db, c));
+      return a[2 * (slot - c * CHUNK_SLOTS)];
+    },
+    loc1(slot) {
+      const c = chunkOf(slot);
+      const a = locs.get(c) ?? keep(locs, c, loadLocsRow(db, c));
+      return a[2 * (slot - c * CHUNK_SLOTS) + 1];
+    },
   };
 }
 
@@ -113,16 +149,44 @@ export interface SlotEdit {
   /** Slot's count now (0 if free). */
   get(slot: number): number;
   set(slot: number, count: number, hash?: number): void;
+  loc0(slot: number): number;
+  loc1(slot: number): number;
+  /** Moves a slot's block (see slot_locs above); keeps the packed counts in meta. */
+  setLoc(slot: number, w0: number, w1: number): void;
   /** Writes every changed row; returns the change in live slots. */
   commit(): number;
 }
+
+/** meta counters of packed data, kept by setLoc and checked by check. */
+export interface PackedCounts {
+  /** Live slots whose block is a fragment in a container. */
+  packedBlocks: number;
+  /** Their fragments' bytes. */
+  packedBytes: number;
+  /** Slots that hold fragments. */
+  containers: number;
+}
+
+export function packedCounts(db: Database.Database): PackedCounts {
+  return { packedBlocks: metaNumber(db, 'packed_blocks'), packedBytes: metaNumber(db, 'packed_bytes'), containers: metaNumber(db, 'container_slots') };
+}
+
+const fragmentBytes = (w0: number, w1: number) => (w0 !== 0 && w0 !== CONTAINER ? w1 & 0x3fff : 0);
 
 export function slotEditor(db: Database.Database): SlotEdit {
   const refs = new Map<number, Uint32Array>();
   const hashes = new Map<number, Float64Array>();
   const dirtyRefs = new Set<number>();
   const dirtyHashes = new Set<number>();
+  const locs = new Map<number, Uint32Array>();
+  const dirtyLocs = new Set<number>();
+  const packed = { packedBlocks: 0, packedBytes: 0, containers: 0 };
   let liveDelta = 0;
+  const locsOf = (c: number) => {
+    let a = locs.get(c);
+    if (!a) locs.set(c, (a = loadLocsRow(db, c)));
+    return a;
+  };
   const refsOf = (c: number) => {
     let a = refs.get(c);
     if (!a) refs.set(c, (a = loadRefsRow(db, c)));
@@ -135,6 +199,22 @@ export function slotEditor(db: Database.Database): SlotEdit {
   };
   return {
     get,
+    loc0: (slot) => locsOf(chunkOf(slot))[2 * (slot % CHUNK_SLOTS)],
+    loc1: (slot) => locsOf(chunkOf(slot))[2 * (slot % CHUNK_SLOTS) + 1],
+    setLoc(slot, w0, w1) {
+      const c = chunkOf(slot);
+      const a = locsOf(c);
+      const i = 2 * (slot - c * CHUNK_SLOTS);
+      const [o0, o1] = [a[i], a[i + 1]];
+      if (o0 === w0 && o1 === w1) return;
+      const isPacked = (x: number) => (x !== 0 && x !== CONTAINER ? 1 : 0);
+      packed.packedBlocks += isPacked(w0) - isPacked(o0);
+      packed.packedBytes += fragmentBytes(w0, w1) - fragmentBytes(o0, o1);
+      packed.containers += (w0 === CONTAINER ? 1 : 0) - (o0 === CONTAINER ? 1 : 0);
+      a[i] = w0;
+      a[i + 1] = w1;
+      dirtyLocs.add(c);
+    },
     set(slot, count, hash) {
       if (!Number.isSafeInteger(count) || count < 0) throw corrupt(`refcount of slot ${slot} would be ${count}`, { slot });
       const c = chunkOf(slot);
@@ -161,8 +241,19 @@ export function slotEditor(db: Database.Database): SlotEdit {
     commit() {
       for (const c of dirtyRefs) saveRefsRow(db, c, refs.get(c)!);
       for (const c of dirtyHashes) saveHashesRow(db, c, hashes.get(c)!);
+      for (const c of dirtyLocs) saveLocsRow(db, c, locs.get(c)!);
+      if (dirtyLocs.size > 0) {
+        // Processes cache locations (locations.ts) and drop them when this moves.
+        setMeta(db, 'loc_seq', metaNumber(db, 'loc_seq') + 1);
+        setMeta(db, 'packed_blocks', metaNumber(db, 'packed_blocks') + packed.packedBlocks);
+        setMeta(db, 'packed_bytes', metaNumber(db, 'packed_bytes') + packed.packedBytes);
+        setMeta(db, 'container_slots', metaNumber(db, 'container_slots') + packed.containers);
+        packed.packedBlocks = packed.packedBytes = packed.containers = 0;
+        locsChanged(db);
+      }
       dirtyRefs.clear();
       dirtyHashes.clear();
+      dirtyLocs.clear();
       if (liveDelta !== 0) setMeta(db, 'used_slots', metaNumber(db, 'used_slots') + liveDelta);
       const d = liveDelta;
       liveDelta = 0;
@@ -181,19 +272,25 @@ export function usedSlotCount(db: Database.Database): number {
  * rows; for check, du and gc, which look at every slot anyway. Without
  * `hashes` (du), the hash rows are not read and `hash` is NaN.
  */
-export function forEachLiveSlot(db: Database.Database, fn: (slot: number, refcount: number, hash: number) => void, opts: { hashes?: boolean } = {}): void {
+export function forEachLiveSlot(
+  db: Database.Database,
+  fn: (slot: number, refcount: number, hash: number, loc0: number, loc1: number) => void,
+  opts: { hashes?: boolean } = {},
+): void {
   const withHashes = opts.hashes ?? true;
+  const locChunks = new Set(db.prepare('SELECT chunk FROM slot_locs').pluck().all() as number[]);
   // all(), not iterate(): callers may run statements (wide_refs) while walking.
   const rows = db.prepare('SELECT chunk FROM slot_refs ORDER BY chunk').pluck().all() as number[];
   for (const c of rows) {
     const refs = loadRefsRow(db, c);
     let hashes: Float64Array | null = null;
+    const locs = locChunks.has(c) ? loadLocsRow(db, c) : null;
     for (let i = 0; i < CHUNK_SLOTS; i++) {
       const v = refs[i];
       if (v === 0) continue;
       if (withHashes) hashes ??= loadHashesRow(db, c);
       const slot = c * CHUNK_SLOTS + i;
-      fn(slot, v === WIDE ? wideCount(db, slot) : v, hashes ? hashes[i] : NaN);
+      fn(slot, v === WIDE ? wideCount(db, slot) : v, hashes ? hashes[i] : NaN, locs ? locs[2 * i] : 0, locs ? locs[2 * i + 1] : 0);
     }
   }
 }

@@ -18,8 +18,10 @@ import { loadXxh64, type HashFn } from './hash.js';
 import { Lru } from './lru.js';
 import { openLockFile, type LockFile } from './lockfile.js';
 import { migrate } from './schema.js';
+import { forgetLocations, readSlots, refreshLocations } from './locations.js';
 import { prepared } from './statements.js';
 import type { Segment } from './segment.js';
+import type { SlotNumber } from './types.js';
 
 export interface StoreOptions {
   /** Create the store if absent (default true). */
@@ -41,7 +43,10 @@ export interface StoreOptions {
 export interface Store {
   readonly dir: string;
   readonly db: Database.Database;
+  /** The data files, slot by slot: where blocks live in their own place, and containers of packed ones. */
   readonly blocks: BlockBackend;
+  /** Reads `count` consecutive slots' blocks wherever each lives (locations.ts): what every reader of block data calls. */
+  read(first: SlotNumber, count: number, into: Uint8Array, at: number): void;
   readonly hash: HashFn;
   /** Which leases are live, as the kernel knows it. */
   readonly locks: LockFile;
@@ -151,8 +156,15 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
   function write<T>(fn: () => T): T {
     if (readOnly) throw new StrataError('E_READONLY', `store ${abs} is open read-only`);
     try {
-      return db.transaction(fn).immediate();
+      return db
+        .transaction(() => {
+          refreshLocations(db);
+          return fn();
+        })
+        .immediate();
     } catch (e) {
+      // Rolled back: locations cached inside may have been this transaction's own.
+      forgetLocations(db);
       if (e instanceof StrataError) throw e;
       sqliteError(e, dbPath);
     }
@@ -164,6 +176,7 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
     blocks,
     hash,
     locks,
+    read: (first, count, into, at) => readSlots(db, blocks, first, count, into, at),
     readOnly,
     resolvedCache,
     write,

@@ -16,6 +16,7 @@ export function renderUsage(rows: readonly ImageUsage[], exact?: boolean): strin
       own: size(r.ownBytes),
       exclusive: size(r.exclusiveBytes),
       shared: size(r.sharedBytes),
+      compressed: r.compression.bytesBefore === 0 ? '-' : `${size(r.compression.bytesBefore)}->${size(r.compression.bytesAfter)}`,
     })),
     [
       ['name', 'NAME'],
@@ -24,6 +25,7 @@ export function renderUsage(rows: readonly ImageUsage[], exact?: boolean): strin
       ['own', 'OWN'],
       ['exclusive', 'EXCLUSIVE'],
       ['shared', 'SHARED'],
+      ['compressed', 'COMPRESSED'],
     ],
   );
 }
@@ -41,7 +43,7 @@ export function renderSharing(s: Sharing, exact?: boolean): string {
 
 export const duCommand = () =>
   new Command('du')
-    .description('space per image: referenced (whole chain), own (its layer), exclusive (freed by removing it alone), shared (own, used elsewhere too)')
+    .description('space per image: referenced (whole chain), own (its layer), exclusive (freed by removing it alone), shared (own, used elsewhere too), compressed (own blocks stored compressed: before->after)')
     .argument('[names...]', 'images (default: all)')
     .option(...BYTES_OPTION)
     .option('--sharing', "with one NAME: the images whose own layers hold NAME's own blocks too, most first")

@@ -17,6 +17,8 @@ export const gcCommand = () =>
       (r) =>
         `reclaimed ${humanBytes(r.reclaimedBytes)} (${r.reclaimedBytes} bytes): ${r.truncatedSlots} slot(s) cut from the end` +
         (r.punchSupported ? `, ${r.punchedSlots} free slot(s) punched` : ', punching holes is not supported here, so only the tail was reclaimed') +
+        (r.repack && r.repack.containers > 0 ? `; repacked ${r.repack.fragments} compressed block(s) from ${r.repack.containers} half-empty container(s) into ${r.repack.containers - (r.repack.slotsBefore - r.repack.slotsAfter)}` : '') +
+        (r.repack && r.repack.busy > 0 ? `; ${r.repack.busy} compressed block(s) in use by open images left in place` : '') +
         ` in ${r.elapsedMs} ms\n`,
     ),
   );

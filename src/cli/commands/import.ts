@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { Command } from 'commander';
+import { parseCompression } from '../../store/codecs.js';
 import { listQcow2Snapshots } from '../../formats/files.js';
 import { importPath } from '../../formats/import-path.js';
 import { runCommand } from '../context.js';
@@ -21,6 +22,7 @@ interface ImportFlags {
   size?: string;
   maxSize?: string;
   platform?: string;
+  compress?: string;
 }
 
 type Snapshots = { id: string; name: string; virtualSize: number; createdAt: string }[];
@@ -41,6 +43,7 @@ export const importCommand = () =>
     .option('--size <bytes>', "container: every layer's ext4 file system size (default: the files' size plus headroom)")
     .option('--max-size <bytes>', 'container: refuse layers that expand beyond this many bytes in all (default 64G)')
     .option('--platform <os/arch>', 'container: the platform to take from a multi-platform index (default: the only one, else this host\'s)')
+    .option('--compress <codec>', "store new blocks compressed: zstd, zstd-LEVEL, lz4 or none (default: the store's setting, see strata init --compress)")
     .option('--force', "qcow2 with --parent: import over a parent that was imported from another file than the overlay's backing file")
     .action(async (file: string, name: string | undefined, o: ImportFlags, cmd: Command) =>
       runCommand<ImageInfo | Snapshots>(
@@ -57,7 +60,7 @@ export const importCommand = () =>
           const bytes = (v: string | undefined, what: string) => (v === undefined ? undefined : parseBytes(v, what));
           const sizes = { dirtyLimit: bytes(o.dirtyLimit, 'dirty limit'), size: bytes(o.size, 'size'), maxSize: bytes(o.maxSize, 'max size') };
           const rec = await longWork(ctx, `importing ${file === '-' ? 'stdin' : path.basename(file)}`, () => 'nothing imported', (onProgress) =>
-            importPath(store, file, name, { ...o, ...sizes, warn, onProgress }),
+            importPath(store, file, name, { ...o, ...sizes, compress: o.compress === undefined ? undefined : parseCompression(o.compress), warn, onProgress }),
           );
           return describeImage(store, rec.name);
         },

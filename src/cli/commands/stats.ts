@@ -13,12 +13,19 @@ export function renderStats(s: StoreStats, exact?: boolean): string {
     ['referenced (sparse copies)', size(s.referencedBytes)],
     ['qcow2 chains (64K clusters)', size(s.qcow2Bytes)],
     ['own (layers, 4K blocks)', size(s.ownBytes)],
+    ['distinct (4K blocks)', size(s.distinctBytes)],
     ['stored (slots in use)', `${size(s.storedBytes)}, ${pct(s.ratios.storedOfLogical)} of logical, ${pct(s.ratios.storedOfQcow2)} of qcow2`],
     ['data files on disk', `${size(s.dataFiles.allocatedBytes)} in ${s.dataFiles.files} file(s) (${size(s.dataFiles.apparentBytes)} apparent)`],
     ['metadata (strata.db + wal)', size(s.metadataBytes)],
     ['saved by zero blocks', size(s.savings.zeroBytes)],
     ['saved by layers and clones', size(s.savings.layeringBytes)],
     ['saved by dedup across images', `${size(s.savings.dedupBytes)}, ratio ${s.ratios.dedup.toFixed(2)}x`],
+    [
+      'saved by compression',
+      s.compression.blocks === 0
+        ? `none (setting: ${s.compression.setting})`
+        : `${size(s.savings.compressionBytes)}: ${s.compression.blocks} block(s), ${size(s.compression.bytesBefore)} -> ${size(s.compression.bytesAfter)}, ratio ${s.ratios.compression.toFixed(2)}x (setting: ${s.compression.setting})`,
+    ],
   ]);
 }
 

@@ -30,6 +30,7 @@ import { assertNameFree, findImage } from '../../store/catalog.js';
 import type { Store } from '../../store/store.js';
 import type { ImageRecord, OnProgress } from '../../store/types.js';
 import { beginImport, importSource } from '../import.js';
+import type { CodecSpec } from '../../store/codecs.js';
 import { exportRaw, openRawSource } from '../raw.js';
 import { openDockerArchive } from './archive.js';
 import { chainIds, shortHex, type Digest } from './digest.js';
@@ -54,6 +55,8 @@ export interface ContainerImportOptions {
   onProgress?: OnProgress;
   /** Where to stage layer contents and file systems (default: the system temp directory). */
   tmpdir?: string;
+  /** Compression of the layers' blocks (null: none; default: the store's setting). */
+  compress?: CodecSpec | null;
 }
 
 export const DEFAULT_MAX_SIZE = 64 * GiB;
@@ -200,7 +203,7 @@ export async function importContainer(store: Store, ref: ContainerRef, name: str
       const size = img.layers[p.index].size ?? 0;
       const onProgress: OnProgress | undefined = opts.onProgress && ((d, t) => opts.onProgress!(before + (t > 0 ? (d / t) * size : 0), total));
       try {
-        parent = importSource(store, openRawSource(work), p.name, { parent: parent?.name, source: { ...p.source }, onProgress });
+        parent = importSource(store, openRawSource(work), p.name, { parent: parent?.name, source: { ...p.source }, onProgress, compress: opts.compress });
         made.push(p.name);
       } catch (e) {
         // Another import made this layer first: the same bytes, so go on over theirs.

@@ -1,0 +1,158 @@
+/**
+ * Where blocks live, and reading them from there.
+ *
+ * A slot number is a block's identity: maps name it, refcounts count it, the
+ * dedup index finds it. Its location is a separate fact in slot_locs
+ * (slots.ts): by default the block sits in its own slot of the data files;
+ * a compressed block is a fragment (offset, length, codec) packed with
+ * others into a container slot. Compression and gc's repacking move blocks
+ * by changing locations only, never a map, so every image sharing a block
+ * sees the move at once.
+ *
+ * Each process caches location rows and drops them whenever meta.loc_seq
+ * moves (every commit that changes a location raises it). It looks at
+ * loc_seq at the start of each of its write transactions (where leases are
+ * taken, so before it reads any image) and whenever it loads map segments.
+ * A cached location can then be stale only for a block that another
+ * process moved after this one last looked, and moves keep away from
+ * blocks of images anyone holds open (relocate.ts): what a holder reads
+ * stays where it found it.
+ *
+ * A store with no packed block takes the old path: one pread per run of
+ * consecutive slots.
+ */
+import type Database from 'better-sqlite3';
+import { corrupt } from '../errors.js';
+import { decompressBlock } from './codecs.js';
+import type { BlockBackend } from './datafiles.js';
+import { prepared } from './statements.js';
+import { BLOCK_SIZE, type SlotNumber } from './types.js';
+
+const CHUNK = 4096;
+/** slot_locs word 0 of a container (kept equal to slots.ts's CONTAINER). */
+const CONTAINER = 0xffffffff;
+/** Location rows a process keeps: 512 × 32 KiB covers 8 GiB of blocks. */
+const MAX_ROWS = 512;
+
+/** Packs a fragment's place into word 1 of its location. */
+export const fragmentWord = (codec: number, offset: number, length: number): number => ((codec << 28) | (offset << 14) | length) >>> 0;
+export const fragmentCodec = (w1: number) => w1 >>> 28;
+export const fragmentOffset = (w1: number) => (w1 >>> 14) & 0x3fff;
+export const fragmentLength = (w1: number) => w1 & 0x3fff;
+export const isPackedLoc = (w0: number) => w0 !== 0 && w0 !== CONTAINER;
+
+interface LocCache {
+  seq: number;
+  /** Whether any block is packed: false means every slot is in its own place. */
+  packed: boolean;
+  rows: Map<number, Uint32Array | null>;
+  /** The container read last, kept for neighbouring fragments. */
+  containerSlot: number;
+  container: Buffer;
+}
+
+const caches = new WeakMap<Database.Database, LocCache>();
+
+function metaValue(db: Database.Database, key: string): number {
+  // Not plucked: prepared() shares the statement with store.ts's metaNumber.
+  const row = prepared(db, 'SELECT value FROM meta WHERE key = ?').get(key) as { value: number } | undefined;
+  return row === undefined ? 0 : Number(row.value);
+}
+
+function cacheOf(db: Database.Database): LocCache {
+  let c = caches.get(db);
+  if (!c) {
+    c = { seq: -1, packed: false, rows: new Map(), containerSlot: -1, container: Buffer.alloc(BLOCK_SIZE) };
+    caches.set(db, c);
+    refreshLocations(db);
+  }
+  return c;
+}
+
+/** Drops cached locations if another commit moved any block since they were read. */
+export function refreshLocations(db: Database.Database): void {
+  const c = caches.get(db);
+  if (!c) return;
+  const seq = metaValue(db, 'loc_seq');
+  if (seq === c.seq) return;
+  c.rows.clear();
+  c.containerSlot = -1;
+  c.seq = seq;
+  c.packed = metaValue(db, 'packed_blocks') > 0 || metaValue(db, 'container_slots') > 0;
+}
+
+/** Called by the slot editor when this process changed locations (committed or not yet). */
+export function locsChanged(db: Database.Database): void {
+  const c = caches.get(db);
+  if (c) c.seq = -1; // re-read at the next look, after the commit or the rollback
+}
+
+/** Forgets everything cached: after a rolled-back transaction that may have loaded its own writes. */
+export function forgetLocations(db: Database.Database): void {
+  const c = caches.get(db);
+  if (c) {
+    c.seq = -1;
+    c.rows.clear();
+    c.containerSlot = -1;
+  }
+}
+
+function rowOf(db: Database.Database, c: LocCache, chunk: number): Uint32Array | null {
+  let r = c.rows.get(chunk);
+  if (r !== undefined) return r;
+  const blob = prepared(db, 'SELECT locs FROM slot_locs WHERE chunk = ?').pluck().get(chunk) as Buffer | undefined;
+  if (blob) {
+    if (blob.length !== 8 * CHUNK) throw corrupt(`slot_locs row ${chunk} is ${blob.length} bytes, expected ${8 * CHUNK}`, { chunk });
+    r = new Uint32Array(2 * CHUNK);
+    Buffer.from(r.buffer).set(blob);
+  } else r = null;
+  if (c.rows.size >= MAX_ROWS) c.rows.clear();
+  c.rows.set(chunk, r);
+  return r;
+}
+
+/**
+ * Reads `count` consecutive slots' blocks into `into` at `at`, each from
+ * where it lives: runs in their own place with one read, fragments through
+ * their codec.
+ */
+export function readSlots(db: Database.Database, blocks: BlockBackend, first: SlotNumber, count: number, into: Uint8Array, at: number): void {
+  const c = cacheOf(db);
+  if (c.seq === -1) refreshLocations(db);
+  if (!c.packed) {
+    blocks.read(first, count, into, at);
+    return;
+  }
+  let i = 0;
+  while (i < count) {
+    const slot = first + i;
+    const chunk = Math.floor(slot / CHUNK);
+    const row = rowOf(db, c, chunk);
+    const w0 = row ? row[2 * (slot - chunk * CHUNK)] : 0;
+    if (w0 === 0) {
+      // A run in place: as far as the chunk's row says so.
+      let k = 1;
+      while (i + k < count) {
+        const s = slot + k;
+        if (Math.floor(s / CHUNK) !== chunk) break;
+        if (row && row[2 * (s - chunk * CHUNK)] !== 0) break;
+        k++;
+      }
+      blocks.read(slot as SlotNumber, k, into, at + i * BLOCK_SIZE);
+      i += k;
+      continue;
+    }
+    if (w0 === CONTAINER) throw corrupt(`slot ${slot} holds packed fragments but a map names it as a block`, { slot });
+    const w1 = row![2 * (slot - chunk * CHUNK) + 1];
+    const container = w0 - 1;
+    if (c.containerSlot !== container) {
+      blocks.read(container as SlotNumber, 1, c.container, 0);
+      c.containerSlot = container;
+    }
+    const off = fragmentOffset(w1);
+    const len = fragmentLength(w1);
+    if (off + len > BLOCK_SIZE) throw corrupt(`slot ${slot}'s fragment runs past its container ${container}`, { slot });
+    decompressBlock(fragmentCodec(w1), c.container, off, len, into, at + i * BLOCK_SIZE);
+    i++;
+  }
+}

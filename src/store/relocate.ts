@@ -1,0 +1,313 @@
+/**
+ * Moving blocks without touching maps: compressing blocks already stored
+ * (`strata compress`) and repacking half-empty containers (gc).
+ *
+ * A move writes the block's new home (fresh container slots, synced), then
+ * commits the new locations, then gives the old place back: a raw block's
+ * own slot is punched (the slot number stays the block's identity), an
+ * emptied container goes to the free list like any freed slot. A crash
+ * before the commit leaves the old locations, all intact; after it, at most
+ * some old places not yet punched, which the next gc punches.
+ *
+ * Blocks of images that someone holds open (any live lease, through its
+ * whole chain) are not moved: the holder may have read their locations and
+ * must find the bytes where it looked (locations.ts). A store-wide lease (a
+ * check) stops all moves. Such blocks are counted as `busy`, for a later run.
+ *
+ * May run beside anything: each batch is one write transaction.
+ */
+import { corrupt } from '../errors.js';
+import { allocateSlots } from './allocator.js';
+import { chainOf, getImageById, listImages } from './catalog.js';
+import { compressBlocks, CODEC_IDS, type CodecSpec } from './codecs.js';
+import { faultPoint } from './faults.js';
+import { freeSlots } from './freelist.js';
+import { leasedImageIds, STORE_LEASE } from './leases.js';
+import { fragmentCodec, fragmentLength, fragmentOffset, fragmentWord, isPackedLoc } from './locations.js';
+import { segmentsOf } from './maps.js';
+import { addRef, settleContainers } from './refcounts.js';
+import { CONTAINER, forEachLiveSlot, slotEditor, slotReader } from './slots.js';
+import { metaNumber, type Store } from './store.js';
+import { BLOCK_SIZE, isFrozen, type ImageId, type ImageRecord, type OnProgress, type SlotNumber } from './types.js';
+
+/** Blocks per transaction: 64 MiB read, compressed and written per batch. */
+const BATCH = 16384;
+
+/** Marks in `into` every slot the images' own maps reference. */
+function markSlotsOf(store: Store, ids: Iterable<ImageId>, into: Uint8Array): void {
+  for (const id of ids) {
+    for (const [, seg] of segmentsOf(store.db, id)) {
+      if (typeof seg === 'number') {
+        if (seg >= 2 && seg - 2 < into.length) into[seg - 2] = 1;
+        continue;
+      }
+      for (let i = 0; i < seg.length; i++) {
+        const e = seg[i];
+        if (e >= 2 && e - 2 < into.length) into[e - 2] = 1;
+      }
+    }
+  }
+}
+
+/** Slots that open images may be reading (null: a store-wide lease; move nothing). Inside a write transaction. */
+function busySlots(store: Store, next: number): Uint8Array | null {
+  const ids = leasedImageIds(store);
+  if (ids.includes(STORE_LEASE)) return null;
+  const chains = new Set<ImageId>();
+  for (const id of ids) {
+    let rec: ImageRecord;
+    try {
+      rec = getImageById(store.db, id);
+    } catch {
+      continue; // an image removed under a lease row not yet cleaned up
+    }
+    for (const r of chainOf(store.db, rec)) chains.add(r.id);
+  }
+  const busy = new Uint8Array(next);
+  markSlotsOf(store, chains, busy);
+  return busy;
+}
+
+export interface CompressReport {
+  codec: string;
+  /** Blocks looked at: in their own place, referenced by the chosen images. */
+  blocks: number;
+  /** Of those, now stored compressed. */
+  compressed: number;
+  /** Stored as they are: they would not shrink enough. */
+  incompressible: number;
+  /** Not moved because an open image uses them (or a check is running). */
+  busy: number;
+  /** Bytes of the compressed blocks before (4 KiB each) and after (their container slots). */
+  bytesBefore: number;
+  bytesAfter: number;
+  elapsedMs: number;
+}
+
+/**
+ * Compresses the blocks of frozen images that are stored as they are. With
+ * `images`, those images' own layers; else every frozen image. Blocks only a
+ * writable leaf uses stay as they are (leaves keep hot blocks uncompressed).
+ */
+export function compressStored(store: Store, spec: CodecSpec, opts: { images?: ImageRecord[]; onProgress?: OnProgress } = {}): CompressReport {
+  const t0 = performance.now();
+  const report: CompressReport = { codec: spec.codec, blocks: 0, compressed: 0, incompressible: 0, busy: 0, bytesBefore: 0, bytesAfter: 0, elapsedMs: 0 };
+  // Candidates are chosen once; each batch re-checks them under its own lock.
+  const candidates = store.write(() => {
+    const next = metaNumber(store.db, 'next_slot');
+    const want = new Uint8Array(next);
+    const images = opts.images ?? listImages(store.db).filter(isFrozen);
+    markSlotsOf(store, images.map((r) => r.id), want);
+    const out: number[] = [];
+    forEachLiveSlot(
+      store.db,
+      (slot, _rc, _hash, w0) => {
+        if (slot < next && want[slot] && w0 === 0) out.push(slot);
+      },
+      { hashes: false },
+    );
+    return out;
+  });
+  report.blocks = candidates.length;
+  const total = candidates.length * BLOCK_SIZE;
+  for (let b = 0; b < candidates.length; b += BATCH) {
+    opts.onProgress?.(b * BLOCK_SIZE, total);
+    const part = candidates.slice(b, b + BATCH);
+    const moved = store.write(() => compressBatch(store, spec, part, report));
+    faultPoint('compress.after-commit');
+    store.write(() => punchPackedPlaces(store, moved));
+  }
+  opts.onProgress?.(total, total);
+  report.elapsedMs = Math.round(performance.now() - t0);
+  return report;
+}
+
+/** One transaction: compresses the still-eligible slots of `part`; returns the slots moved. */
+function compressBatch(store: Store, spec: CodecSpec, part: number[], report: CompressReport): number[] {
+  const db = store.db;
+  const next = metaNumber(db, 'next_slot');
+  const busy = busySlots(store, next);
+  const edit = slotEditor(db);
+  const todo = part.filter((s) => {
+    if (s >= next || edit.get(s) === 0 || edit.loc0(s) !== 0) return false; // freed or moved since
+    if (busy === null || busy[s]) {
+      report.busy++;
+      return false;
+    }
+    return true;
+  });
+  if (todo.length === 0) return [];
+  // Read in runs of consecutive slots.
+  const src = Buffer.allocUnsafe(todo.length * BLOCK_SIZE);
+  for (let i = 0; i < todo.length; ) {
+    let n = 1;
+    while (i + n < todo.length && todo[i + n] === todo[i] + n && n < 256) n++;
+    store.blocks.read(todo[i] as SlotNumber, n, src, i * BLOCK_SIZE);
+    i += n;
+  }
+  const { out, sizes } = compressBlocks(spec, src, todo.length);
+  const frags: Frag[] = [];
+  for (let i = 0; i < todo.length; i++) {
+    if (sizes[i] === 0) report.incompressible++;
+    else frags.push({ slot: todo[i], src: out, at: i * BLOCK_SIZE, length: sizes[i], codec: CODEC_IDS[spec.codec] });
+  }
+  const moved = placeFragments(store, edit, frags);
+  report.compressed += moved.length;
+  report.bytesBefore += moved.length * BLOCK_SIZE;
+  report.bytesAfter += Math.ceil(frags.reduce((n, f) => n + f.length, 0) / BLOCK_SIZE) * BLOCK_SIZE;
+  return moved;
+}
+
+interface Frag {
+  slot: number;
+  src: Uint8Array;
+  at: number;
+  length: number;
+  codec: number;
+}
+
+/**
+ * Packs fragments first fit into new container slots, writes and syncs them,
+ * and points each fragment's block at its new home; containers left empty
+ * are freed. Inside a write transaction; commits the slot editor.
+ */
+function placeFragments(store: Store, edit: ReturnType<typeof slotEditor>, frags: Frag[]): number[] {
+  if (frags.length === 0) return [];
+  const bufs: Buffer[] = [];
+  const used: number[] = [];
+  const open: number[] = [];
+  const where: [number, number][] = [];
+  for (const f of frags) {
+    let c = open.find((k) => used[k] + f.length <= BLOCK_SIZE);
+    if (c === undefined) {
+      c = bufs.length;
+      bufs.push(Buffer.alloc(BLOCK_SIZE));
+      used.push(0);
+      open.push(c);
+      if (open.length > 16) open.shift();
+    }
+    bufs[c].set(f.src.subarray(f.at, f.at + f.length), used[c]);
+    where.push([c, used[c]]);
+    used[c] += f.length;
+  }
+  const slots = allocateSlots(store, bufs.length);
+  for (let i = 0; i < slots.length; ) {
+    let n = 1;
+    while (i + n < slots.length && slots[i + n] === slots[i] + n) n++;
+    store.blocks.write(slots[i], bufs.slice(i, i + n));
+    i += n;
+  }
+  store.blocks.sync();
+  faultPoint('relocate.after-data-sync');
+  const delta = new Map<number, number>();
+  for (let k = 0; k < frags.length; k++) {
+    const f = frags[k];
+    const old = edit.loc0(f.slot);
+    if (isPackedLoc(old)) addRef(delta, old - 1, -1);
+    const c = slots[where[k][0]];
+    edit.setLoc(f.slot, c + 1, fragmentWord(f.codec, where[k][1], f.length));
+    addRef(delta, c, 1);
+  }
+  const freed: number[] = [];
+  settleContainers(edit, delta, slots, freed);
+  edit.commit();
+  freeSlots(store.db, freed);
+  return frags.map((f) => f.slot);
+}
+
+/**
+ * Punches the own places of packed blocks (their numbers stay in use; their
+ * bytes live in a container). Inside a write transaction, and only for slots
+ * that are packed now: once the move has committed, another process may
+ * have freed a moved block and written its slot anew.
+ */
+function punchPackedPlaces(store: Store, slots: readonly number[]): number {
+  const now = slotReader(store.db);
+  const sorted = slots.filter((s) => now.refcount(s) > 0 && isPackedLoc(now.loc0(s))).sort((a, b) => a - b);
+  let punched = 0;
+  for (let i = 0; i < sorted.length; ) {
+    let n = 1;
+    while (i + n < sorted.length && sorted[i + n] === sorted[i] + n) n++;
+    if (store.blocks.release(sorted[i] as SlotNumber, n)) punched += n;
+    i += n;
+  }
+  return punched;
+}
+
+export interface RepackReport {
+  /** Containers less than half full of live fragments, emptied into new ones. */
+  containers: number;
+  /** Fragments moved. */
+  fragments: number;
+  /** Container slots before and after (freed ones go back like any free slot). */
+  slotsBefore: number;
+  slotsAfter: number;
+  /** Fragments left in place because an open image uses their blocks. */
+  busy: number;
+  /** Own places of packed blocks punched (left over by a crash between a move and its punch). */
+  placesPunched: number;
+}
+
+/**
+ * gc's part: repacks containers whose live fragments fill less than half of
+ * them. One transaction; the emptied containers are on the free list when
+ * it commits, for gc's reclaim to punch.
+ */
+export function repackContainers(store: Store): RepackReport {
+  const report = store.write(() => {
+    const packedPlaces: number[] = [];
+    const db = store.db;
+    const next = metaNumber(db, 'next_slot');
+    const live = new Map<number, number>(); // container -> live bytes
+    const members = new Map<number, [number, number][]>(); // container -> [slot, w1]
+    let containers = 0;
+    forEachLiveSlot(
+      db,
+      (slot, _rc, _hash, w0, w1) => {
+        if (w0 === CONTAINER) {
+          containers++;
+          if (!live.has(slot)) live.set(slot, 0);
+        } else if (isPackedLoc(w0)) {
+          packedPlaces.push(slot);
+          const c = w0 - 1;
+          live.set(c, (live.get(c) ?? 0) + fragmentLength(w1));
+          let m = members.get(c);
+          if (!m) members.set(c, (m = []));
+          m.push([slot, w1]);
+        }
+      },
+      { hashes: false },
+    );
+    // Places a crash left unpunched between a move's commit and its punch. Here, under the lock.
+    const r: RepackReport = { containers: 0, fragments: 0, slotsBefore: containers, slotsAfter: containers, busy: 0, placesPunched: punchPackedPlaces(store, packedPlaces) };
+    const sparse = [...live].filter(([, bytes]) => bytes < BLOCK_SIZE / 2).map(([c]) => c);
+    if (sparse.length < 2) return r; // one half-empty container cannot be packed any tighter
+    const busy = busySlots(store, next);
+    const edit = slotEditor(db);
+    const frags: Frag[] = [];
+    const buf = Buffer.allocUnsafe(BLOCK_SIZE * sparse.length);
+    let k = 0;
+    for (const c of sparse) {
+      const m = members.get(c) ?? [];
+      if (busy === null || m.some(([slot]) => busy[slot])) {
+        r.busy += m.length;
+        continue;
+      }
+      const at = k++ * BLOCK_SIZE;
+      store.blocks.read(c as SlotNumber, 1, buf, at);
+      for (const [slot, w1] of m) {
+        const off = fragmentOffset(w1);
+        if (off + fragmentLength(w1) > BLOCK_SIZE) throw corrupt(`slot ${slot}'s fragment runs past its container ${c}`, { slot });
+        frags.push({ slot, src: buf, at: at + off, length: fragmentLength(w1), codec: fragmentCodec(w1) });
+      }
+      r.containers++;
+    }
+    if (r.containers < 2) return { ...r, containers: 0 };
+    placeFragments(store, edit, frags);
+    r.fragments = frags.length;
+    r.slotsAfter = metaNumber(db, 'container_slots');
+    return r;
+  });
+  faultPoint('repack.after-commit');
+  return report;
+}
