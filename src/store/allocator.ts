@@ -25,3 +25,15 @@ export function allocateSlots(store: Store, n: number): SlotNumber[] {
   if (fresh > 0) setMeta(db, 'next_slot', next + fresh);
   return out;
 }
+
+/**
+ * `n` consecutive fresh slots past the end of the store: a run of containers
+ * that fragments may cross from one slot into the next (locations.ts).
+ */
+export function allocateRun(store: Store, n: number): SlotNumber[] {
+  if (n === 0) return [];
+  const next = metaNumber(store.db, 'next_slot');
+  if (next + n - 1 > MAX_SLOT) throw new StrataError('E_NO_SPACE', `store is full: more than ${MAX_SLOT + 1} distinct blocks`);
+  setMeta(store.db, 'next_slot', next + n);
+  return Array.from({ length: n }, (_, i) => (next + i) as SlotNumber);
+}

@@ -34,7 +34,7 @@ import { freeSlots } from './freelist.js';
 import { STORE_LEASE, leaseTx, releaseLease } from './leases.js';
 import { metaNumber, setMeta, type Store } from './store.js';
 import { CONTAINER, forEachLiveSlot, indexSlots, packedCounts, slotEditor, slotReader, usedSlotCount } from './slots.js';
-import { fragmentLength, fragmentOffset, isPackedLoc } from './locations.js';
+import { fragmentLength, fragmentOffset, fragmentSpans, isPackedLoc } from './locations.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type OnProgress, type SlotNumber } from './types.js';
 
 export type FaultClass = 'corruption' | 'leak';
@@ -284,11 +284,16 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
     }
     if (isPackedLoc(w0) && n > 0) {
       const c = w0 - 1;
-      if (fragmentOffset(w1) + fragmentLength(w1) > BLOCK_SIZE || fragmentLength(w1) === 0) {
-        fault('corruption', 'bad-location', `slot ${slot}: its fragment (offset ${fragmentOffset(w1)}, ${fragmentLength(w1)} bytes) does not fit in a slot`);
+      if (fragmentLength(w1) === 0 || fragmentLength(w1) > BLOCK_SIZE) {
+        fault('corruption', 'bad-location', `slot ${slot}: its fragment (offset ${fragmentOffset(w1)}, ${fragmentLength(w1)} bytes) is not a fragment of one block`);
       }
       fragmentsIn.set(c, (fragmentsIn.get(c) ?? 0) + 1);
       packedAt.push(slot, c);
+      if (fragmentSpans(w1)) {
+        // It runs on into the next slot, which must be a container too and counts it as well.
+        fragmentsIn.set(c + 1, (fragmentsIn.get(c + 1) ?? 0) + 1);
+        packedAt.push(slot, c + 1);
+      }
       packedSeen.packedBlocks++;
       packedSeen.packedBytes += fragmentLength(w1);
     }

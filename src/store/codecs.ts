@@ -15,7 +15,7 @@ import type Database from 'better-sqlite3';
 import { decompress as fzstdDecompress } from 'fzstd';
 import { prepared } from './statements.js';
 import { StrataError, corrupt } from '../errors.js';
-import { nativeCodecs } from './native.js';
+import { nativeCodecs, nativeStatus } from './native.js';
 import { BLOCK_SIZE } from './types.js';
 
 export type CodecName = 'zstd' | 'lz4';
@@ -81,11 +81,9 @@ export function canCompress(codec: CodecName): boolean {
 /** Throws a clear error when `codec` cannot be written here. */
 export function requireCompressor(codec: CodecName): void {
   if (canCompress(codec)) return;
-  throw new StrataError(
-    'E_UNSUPPORTED',
-    `cannot write ${codec}-compressed blocks: the native addon was built without lib${codec} (apt-get install libzstd-dev liblz4-dev, then npm rebuild strata-disk)`,
-    { codec },
-  );
+  const status = nativeStatus();
+  const why = status.mode === 'fallback' ? `the native addon is not in use (${status.reason})` : `the native addon was built without lib${codec} (apt-get install libzstd-dev liblz4-dev, then npm rebuild strata-disk)`;
+  throw new StrataError('E_UNSUPPORTED', `cannot write ${codec}-compressed blocks: ${why}`, { codec });
 }
 
 /**

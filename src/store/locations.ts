@@ -5,7 +5,8 @@
  * dedup index finds it. Its location is a separate fact in slot_locs
  * (slots.ts): by default the block sits in its own slot of the data files;
  * a compressed block is a fragment (offset, length, codec) packed with
- * others into a container slot. Compression and gc's repacking move blocks
+ * others into a run of container slots, which it may cross from one slot
+ * into the next (so packing wastes nothing but the tail of a batch). Compression and gc's repacking move blocks
  * by changing locations only, never a map, so every image sharing a block
  * sees the move at once.
  *
@@ -40,14 +41,17 @@ export const fragmentCodec = (w1: number) => w1 >>> 28;
 export const fragmentOffset = (w1: number) => (w1 >>> 14) & 0x3fff;
 export const fragmentLength = (w1: number) => w1 & 0x3fff;
 export const isPackedLoc = (w0: number) => w0 !== 0 && w0 !== CONTAINER;
+/** Whether a fragment runs on from its container into the next slot, also a container. */
+export const fragmentSpans = (w1: number) => fragmentOffset(w1) + fragmentLength(w1) > BLOCK_SIZE;
 
 interface LocCache {
   seq: number;
   /** Whether any block is packed: false means every slot is in its own place. */
   packed: boolean;
   rows: Map<number, Uint32Array | null>;
-  /** The container read last, kept for neighbouring fragments. */
+  /** The container(s) read last, kept for neighbouring fragments: first slot, and 1 or 2 slots. */
   containerSlot: number;
+  containerSlots: number;
   container: Buffer;
 }
 
@@ -62,7 +66,7 @@ function metaValue(db: Database.Database, key: string): number {
 function cacheOf(db: Database.Database): LocCache {
   let c = caches.get(db);
   if (!c) {
-    c = { seq: -1, packed: false, rows: new Map(), containerSlot: -1, container: Buffer.alloc(BLOCK_SIZE) };
+    c = { seq: -1, packed: false, rows: new Map(), containerSlot: -1, containerSlots: 0, container: Buffer.alloc(2 * BLOCK_SIZE) };
     caches.set(db, c);
     refreshLocations(db);
   }
@@ -145,13 +149,15 @@ export function readSlots(db: Database.Database, blocks: BlockBackend, first: Sl
     if (w0 === CONTAINER) throw corrupt(`slot ${slot} holds packed fragments but a map names it as a block`, { slot });
     const w1 = row![2 * (slot - chunk * CHUNK) + 1];
     const container = w0 - 1;
-    if (c.containerSlot !== container) {
-      blocks.read(container as SlotNumber, 1, c.container, 0);
-      c.containerSlot = container;
-    }
     const off = fragmentOffset(w1);
     const len = fragmentLength(w1);
-    if (off + len > BLOCK_SIZE) throw corrupt(`slot ${slot}'s fragment runs past its container ${container}`, { slot });
+    const need = off + len > BLOCK_SIZE ? 2 : 1;
+    if (c.containerSlot !== container || c.containerSlots < need) {
+      c.containerSlot = -1;
+      blocks.read(container as SlotNumber, need, c.container, 0);
+      c.containerSlot = container;
+      c.containerSlots = need;
+    }
     decompressBlock(fragmentCodec(w1), c.container, off, len, into, at + i * BLOCK_SIZE);
     i++;
   }

@@ -7,7 +7,7 @@
  * slots it allocates become referenced in the same commit.
  */
 import { BLOCK_SIZE, ZERO, slotEntry, type MapEntry, type SlotNumber } from './types.js';
-import { allocateSlots } from './allocator.js';
+import { allocateRun, allocateSlots } from './allocator.js';
 import type { BlockHash } from './hash.js';
 import type { Store } from './store.js';
 import { faultPoint } from './faults.js';
@@ -128,10 +128,11 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
   const fresh = new Map<SlotNumber, BlockHash>();
   const packing: Packing = { locs: new Map(), containers: [] };
   const stored = opts.compress && newBlocks.length > 0 ? packBlocks(opts.compress, newBlocks.map((i) => blocks[i])) : null;
-  const placed = stored ? stored.raw.length + stored.containers.length : newBlocks.length;
-  // Raw blocks and containers take the lowest slots, in runs; a packed block's own slot is only
-  // its number (its place in the data files stays a hole).
+  const placed = stored ? stored.raw.length : newBlocks.length;
+  // Raw blocks take the lowest slots, in runs; a packed block's own slot is only its number (its
+  // place in the data files stays a hole). Containers are one run of fresh slots at the end.
   const slots = allocateSlots(store, placed + (stored ? stored.packed.length : 0));
+  const run = stored ? allocateRun(store, stored.run.length / BLOCK_SIZE) : [];
   const writes: Uint8Array[] = [];
   if (!stored) {
     for (let k = 0; k < newBlocks.length; k++) {
@@ -148,24 +149,22 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
       entries[i] = slotEntry(slots[k]);
       fresh.set(slots[k++], hashes[i]);
     }
-    const firstContainer = k;
-    for (const c of stored.containers) {
-      writes.push(c);
-      packing.containers.push(slots[k++]);
-    }
+    packing.containers.push(...run);
     for (const p of stored.packed) {
       const i = newBlocks[p.block];
       const slot = slots[k++];
       entries[i] = slotEntry(slot);
       fresh.set(slot, hashes[i]);
-      packing.locs.set(slot, [slots[firstContainer + p.container] + 1, fragmentWord(CODEC_IDS[opts.compress!.codec], p.offset, p.length)]);
+      const c = Math.floor(p.at / BLOCK_SIZE);
+      packing.locs.set(slot, [run[c] + 1, fragmentWord(CODEC_IDS[opts.compress!.codec], p.at - c * BLOCK_SIZE, p.length)]);
     }
+    if (run.length > 0) store.blocks.write(run[0], [stored.run]);
   }
   writeSlots(store, slots.slice(0, placed), writes);
   for (let i = 0; i < blocks.length; i++) if (owner[i] >= 0) entries[i] = entries[owner[i]];
   faultPoint('flush.after-data-write');
   // Ordering: the data must be durable before the transaction that references it commits.
-  if (placed > 0) {
+  if (placed > 0 || run.length > 0) {
     if (opts.durable === false) store.blocks.startWriteback();
     else store.blocks.sync();
   }
@@ -204,49 +203,37 @@ function writeSlots(store: Store, slots: readonly SlotNumber[], blocks: readonly
   if (loneSlots.length > 0) store.blocks.writeScattered(loneSlots, loneBlocks);
 }
 
-/** A compressed block's place: in which of the new containers, where, how long. */
+/** A compressed block's place in the run of new containers: byte offset into the run, and length. */
 interface Fragment {
   block: number;
-  container: number;
-  offset: number;
+  at: number;
   length: number;
 }
 
-/** Containers still open for fragments; first fit looks at these only, so packing stays linear. */
-const OPEN_CONTAINERS = 16;
-
 /**
- * Compresses blocks and packs the fragments first fit into 4 KiB containers
- * (dm-vdo's scheme; a fragment never spans two). `raw`: indexes of blocks
- * that do not shrink enough, stored as they are.
+ * Compresses blocks and packs the fragments one after another into a run of
+ * 4 KiB container slots, a fragment crossing into the next slot where it
+ * must: only the run's tail is wasted. (dm-vdo packs first fit and never
+ * crosses a slot; with fragments over 2 KiB, as lz4 leaves many, that wastes
+ * up to half of each slot.) `raw`: indexes of blocks that do not shrink
+ * enough, stored as they are.
  */
-export function packBlocks(spec: CodecSpec, blocks: readonly Uint8Array[]): { raw: number[]; containers: Buffer[]; packed: Fragment[] } {
+export function packBlocks(spec: CodecSpec, blocks: readonly Uint8Array[]): { raw: number[]; run: Buffer; packed: Fragment[] } {
   const n = blocks.length;
   const src = Buffer.allocUnsafe(n * BLOCK_SIZE);
   for (let i = 0; i < n; i++) src.set(blocks[i], i * BLOCK_SIZE);
   const { out, sizes } = compressBlocks(spec, src, n);
   const raw: number[] = [];
-  const containers: Buffer[] = [];
-  const used: number[] = [];
-  const open: number[] = [];
   const packed: Fragment[] = [];
+  let total = 0;
   for (let i = 0; i < n; i++) {
-    const len = sizes[i];
-    if (len === 0) {
-      raw.push(i);
-      continue;
+    if (sizes[i] === 0) raw.push(i);
+    else {
+      packed.push({ block: i, at: total, length: sizes[i] });
+      total += sizes[i];
     }
-    let c = open.find((k) => used[k] + len <= BLOCK_SIZE);
-    if (c === undefined) {
-      c = containers.length;
-      containers.push(Buffer.alloc(BLOCK_SIZE));
-      used.push(0);
-      open.push(c);
-      if (open.length > OPEN_CONTAINERS) open.shift();
-    }
-    out.copy(containers[c], used[c], i * BLOCK_SIZE, i * BLOCK_SIZE + len);
-    packed.push({ block: i, container: c, offset: used[c], length: len });
-    used[c] += len;
   }
-  return { raw, containers, packed };
+  const run = Buffer.alloc(Math.ceil(total / BLOCK_SIZE) * BLOCK_SIZE);
+  for (const f of packed) out.copy(run, f.at, f.block * BLOCK_SIZE, f.block * BLOCK_SIZE + f.length);
+  return { raw, run, packed };
 }

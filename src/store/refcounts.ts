@@ -7,6 +7,7 @@ import type Database from 'better-sqlite3';
 import { corrupt } from '../errors.js';
 import { freeSlots } from './freelist.js';
 import { CONTAINER, indexSlots, slotEditor, type SlotEdit } from './slots.js';
+import { fragmentSpans } from './locations.js';
 import type { BlockHash } from './hash.js';
 import { BLOCK_SIZE, type OnProgress, type SlotNumber } from './types.js';
 
@@ -35,6 +36,12 @@ export interface ApplyOptions {
 export interface Packing {
   locs: Map<SlotNumber, readonly [number, number]>;
   containers: SlotNumber[];
+}
+
+/** Counts a fragment in its container, and in the next one too when it runs on into it. */
+export function addFragmentRef(delta: Map<number, number>, w0: number, w1: number, by: number): void {
+  addRef(delta, w0 - 1, by);
+  if (fragmentSpans(w1)) addRef(delta, w0, by);
 }
 
 /**
@@ -84,7 +91,7 @@ export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: 
       const loc = locs?.get(slot);
       if (loc) {
         edit.setLoc(slot, loc[0], loc[1]);
-        addRef(containerDelta, loc[0] - 1, 1);
+        addFragmentRef(containerDelta, loc[0], loc[1], 1);
       }
       pairs.push(hash, slot);
     } else freed.push(slot); // written but, in the end, referenced by nothing
@@ -105,7 +112,7 @@ export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: 
       if (w0 === CONTAINER) throw corrupt(`map references slot ${slot}, which holds packed fragments`, { slot });
       if (w0 !== 0) {
         // A packed block's fragment dies with it; its container lives while any other does.
-        addRef(containerDelta, w0 - 1, -1);
+        addFragmentRef(containerDelta, w0, edit.loc1(slot), -1);
         edit.setLoc(slot, 0, 0);
       }
     }

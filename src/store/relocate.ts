@@ -16,8 +16,7 @@
  *
  * May run beside anything: each batch is one write transaction.
  */
-import { corrupt } from '../errors.js';
-import { allocateSlots } from './allocator.js';
+import { allocateRun } from './allocator.js';
 import { chainOf, getImageById, listImages } from './catalog.js';
 import { compressBlocks, CODEC_IDS, type CodecSpec } from './codecs.js';
 import { faultPoint } from './faults.js';
@@ -25,7 +24,7 @@ import { freeSlots } from './freelist.js';
 import { leasedImageIds, STORE_LEASE } from './leases.js';
 import { fragmentCodec, fragmentLength, fragmentOffset, fragmentWord, isPackedLoc } from './locations.js';
 import { segmentsOf } from './maps.js';
-import { addRef, settleContainers } from './refcounts.js';
+import { addFragmentRef, settleContainers } from './refcounts.js';
 import { CONTAINER, forEachLiveSlot, slotEditor, slotReader } from './slots.js';
 import { metaNumber, type Store } from './store.js';
 import { BLOCK_SIZE, isFrozen, type ImageId, type ImageRecord, type OnProgress, type SlotNumber } from './types.js';
@@ -167,46 +166,35 @@ interface Frag {
 }
 
 /**
- * Packs fragments first fit into new container slots, writes and syncs them,
- * and points each fragment's block at its new home; containers left empty
- * are freed. Inside a write transaction; commits the slot editor.
+ * Packs fragments one after another into a run of new container slots
+ * (crossing slot boundaries, as placement.ts does), writes and syncs it, and
+ * points each fragment's block at its new home; containers left empty are
+ * freed. Inside a write transaction; commits the slot editor.
  */
 function placeFragments(store: Store, edit: ReturnType<typeof slotEditor>, frags: Frag[]): number[] {
   if (frags.length === 0) return [];
-  const bufs: Buffer[] = [];
-  const used: number[] = [];
-  const open: number[] = [];
-  const where: [number, number][] = [];
+  const total = frags.reduce((n, f) => n + f.length, 0);
+  const run = Buffer.alloc(Math.ceil(total / BLOCK_SIZE) * BLOCK_SIZE);
+  const at: number[] = [];
+  let pos = 0;
   for (const f of frags) {
-    let c = open.find((k) => used[k] + f.length <= BLOCK_SIZE);
-    if (c === undefined) {
-      c = bufs.length;
-      bufs.push(Buffer.alloc(BLOCK_SIZE));
-      used.push(0);
-      open.push(c);
-      if (open.length > 16) open.shift();
-    }
-    bufs[c].set(f.src.subarray(f.at, f.at + f.length), used[c]);
-    where.push([c, used[c]]);
-    used[c] += f.length;
+    run.set(f.src.subarray(f.at, f.at + f.length), pos);
+    at.push(pos);
+    pos += f.length;
   }
-  const slots = allocateSlots(store, bufs.length);
-  for (let i = 0; i < slots.length; ) {
-    let n = 1;
-    while (i + n < slots.length && slots[i + n] === slots[i] + n) n++;
-    store.blocks.write(slots[i], bufs.slice(i, i + n));
-    i += n;
-  }
+  const slots = allocateRun(store, run.length / BLOCK_SIZE);
+  store.blocks.write(slots[0], [run]);
   store.blocks.sync();
   faultPoint('relocate.after-data-sync');
   const delta = new Map<number, number>();
   for (let k = 0; k < frags.length; k++) {
     const f = frags[k];
     const old = edit.loc0(f.slot);
-    if (isPackedLoc(old)) addRef(delta, old - 1, -1);
-    const c = slots[where[k][0]];
-    edit.setLoc(f.slot, c + 1, fragmentWord(f.codec, where[k][1], f.length));
-    addRef(delta, c, 1);
+    if (isPackedLoc(old)) addFragmentRef(delta, old, edit.loc1(f.slot), -1);
+    const c = Math.floor(at[k] / BLOCK_SIZE);
+    const w1 = fragmentWord(f.codec, at[k] - c * BLOCK_SIZE, f.length);
+    edit.setLoc(f.slot, slots[c] + 1, w1);
+    addFragmentRef(delta, slots[c] + 1, w1, 1);
   }
   const freed: number[] = [];
   settleContainers(edit, delta, slots, freed);
@@ -255,12 +243,18 @@ export interface RepackReport {
  */
 export function repackContainers(store: Store): RepackReport {
   const report = store.write(() => {
-    const packedPlaces: number[] = [];
     const db = store.db;
     const next = metaNumber(db, 'next_slot');
-    const live = new Map<number, number>(); // container -> live bytes
-    const members = new Map<number, [number, number][]>(); // container -> [slot, w1]
+    const packedPlaces: number[] = [];
+    const live = new Map<number, number>(); // container -> live bytes in it
+    const members = new Map<number, [number, number, number][]>(); // container -> [slot, w0, w1] of fragments touching it
     let containers = 0;
+    const touch = (c: number, bytes: number, m: [number, number, number]) => {
+      live.set(c, (live.get(c) ?? 0) + bytes);
+      let list = members.get(c);
+      if (!list) members.set(c, (list = []));
+      list.push(m);
+    };
     forEachLiveSlot(
       db,
       (slot, _rc, _hash, w0, w1) => {
@@ -269,11 +263,11 @@ export function repackContainers(store: Store): RepackReport {
           if (!live.has(slot)) live.set(slot, 0);
         } else if (isPackedLoc(w0)) {
           packedPlaces.push(slot);
-          const c = w0 - 1;
-          live.set(c, (live.get(c) ?? 0) + fragmentLength(w1));
-          let m = members.get(c);
-          if (!m) members.set(c, (m = []));
-          m.push([slot, w1]);
+          const off = fragmentOffset(w1);
+          const len = fragmentLength(w1);
+          const inFirst = Math.min(len, BLOCK_SIZE - off);
+          touch(w0 - 1, inFirst, [slot, w0, w1]);
+          if (len > inFirst) touch(w0, len - inFirst, [slot, w0, w1]);
         }
       },
       { hashes: false },
@@ -285,22 +279,23 @@ export function repackContainers(store: Store): RepackReport {
     const busy = busySlots(store, next);
     const edit = slotEditor(db);
     const frags: Frag[] = [];
-    const buf = Buffer.allocUnsafe(BLOCK_SIZE * sparse.length);
-    let k = 0;
+    const moving = new Set<number>();
     for (const c of sparse) {
       const m = members.get(c) ?? [];
       if (busy === null || m.some(([slot]) => busy[slot])) {
         r.busy += m.length;
         continue;
       }
-      const at = k++ * BLOCK_SIZE;
-      store.blocks.read(c as SlotNumber, 1, buf, at);
-      for (const [slot, w1] of m) {
-        const off = fragmentOffset(w1);
-        if (off + fragmentLength(w1) > BLOCK_SIZE) throw corrupt(`slot ${slot}'s fragment runs past its container ${c}`, { slot });
-        frags.push({ slot, src: buf, at: at + off, length: fragmentLength(w1), codec: fragmentCodec(w1) });
-      }
       r.containers++;
+      for (const [slot, w0, w1] of m) {
+        if (moving.has(slot)) continue; // crosses into a container also being emptied
+        moving.add(slot);
+        const buf = Buffer.allocUnsafe(2 * BLOCK_SIZE);
+        const off = fragmentOffset(w1);
+        const len = fragmentLength(w1);
+        store.blocks.read((w0 - 1) as SlotNumber, off + len > BLOCK_SIZE ? 2 : 1, buf, 0);
+        frags.push({ slot, src: buf, at: off, length: len, codec: fragmentCodec(w1) });
+      }
     }
     if (r.containers < 2) return { ...r, containers: 0 };
     placeFragments(store, edit, frags);

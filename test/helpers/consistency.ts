@@ -2,6 +2,7 @@ import { countSlotRefs, segmentsOf } from '../../src/store/maps.js';
 import { listImages } from '../../src/store/catalog.js';
 import type { Store } from '../../src/store/store.js';
 import { liveSlots } from './slots.js';
+import { CONTAINER, forEachLiveSlot } from '../../src/store/slots.js';
 
 /**
  * Independent recount of the store's bookkeeping: every refcount equals the
@@ -11,6 +12,16 @@ import { liveSlots } from './slots.js';
 export function auditStore(store: Store): string[] {
   const refs = new Map<number, number>();
   for (const img of listImages(store.db)) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
+  // A container slot's count is the live fragments packed in it (slot_locs), not map references.
+  const containers = new Set<number>();
+  forEachLiveSlot(store.db, (slot, _rc, _hash, w0, w1) => {
+    if (w0 === CONTAINER) containers.add(slot);
+    else if (w0 !== 0) {
+      refs.set(w0 - 1, (refs.get(w0 - 1) ?? 0) + 1);
+      // A fragment that runs past its first container's end counts in the next one too.
+      if (((w1 >>> 14) & 0x3fff) + (w1 & 0x3fff) > 4096) refs.set(w0, (refs.get(w0) ?? 0) + 1);
+    }
+  }, { hashes: false });
   const rows = new Map(liveSlots(store.db).map((r) => [r.slot, r.refcount]));
   const free = new Set(store.db.prepare('SELECT slot FROM free_slots').pluck().all() as number[]);
   const next = Number(store.db.prepare("SELECT value FROM meta WHERE key = 'next_slot'").pluck().get());

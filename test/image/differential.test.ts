@@ -9,6 +9,9 @@ import { openImage, type Image } from '../../src/image/image.js';
 import { cloneImage, createImage, freezeImage, removeImages, snapshotImage } from '../../src/image/lifecycle.js';
 import { childrenOf, getImage, listImages } from '../../src/store/catalog.js';
 import { auditStore } from '../helpers/consistency.js';
+import { compressStored } from '../../src/store/relocate.js';
+import { collectGarbage } from '../../src/store/gc.js';
+import { checkStore } from '../../src/store/check.js';
 import { rng } from '../helpers/random.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -20,7 +23,9 @@ interface Model {
   frozen: boolean;
 }
 
-function runDifferential(seed: number, store: Store) {
+/** With `compress`, frozen images' blocks are compressed (and gc repacks) now and then, and data is text-like. */
+function runDifferential(seed: number, store: Store, opts: { ops?: number; compress?: boolean } = {}) {
+  const ops = opts.ops ?? OPS;
   const r = rng(seed);
   const models = new Map<string, Model>();
   const handles = new Map<string, Image>();
@@ -48,7 +53,7 @@ function runDifferential(seed: number, store: Store) {
     models.set(name, { data: Buffer.alloc(size), frozen: false });
   }
 
-  for (let op = 0; op < OPS; op++) {
+  for (let op = 0; op < ops; op++) {
     const names = [...models.keys()];
     const leaves = names.filter((n) => !models.get(n)!.frozen);
     const x = r.next();
@@ -58,7 +63,8 @@ function runDifferential(seed: number, store: Store) {
       const len = 1 + r.int(r.next() < 0.2 ? 40_000 : 9000);
       const off = r.int(m.data.length - len);
       // Mostly a few distinct patterns so that dedup is exercised, sometimes random bytes.
-      const data = r.next() < 0.7 ? Buffer.alloc(len, 1 + r.int(4)) : r.bytes(len);
+      const y = r.next();
+      const data = y < 0.7 ? Buffer.alloc(len, 1 + r.int(4)) : opts.compress && y < 0.9 ? r.text(len) : r.bytes(len);
       handle(name).write(off, data);
       data.copy(m.data, off);
       count('write');
@@ -112,6 +118,12 @@ function runDifferential(seed: number, store: Store) {
         models.delete(victim);
         count('rm');
       }
+    } else if (opts.compress && x < 0.91) {
+      // Blocks of frozen images move into containers; those of images still open stay (busy).
+      if (r.next() < 0.5) closeAll();
+      compressStored(store, { codec: r.next() < 0.7 ? 'zstd' : 'lz4', level: 1 });
+      if (r.next() < 0.3) collectGarbage(store);
+      count('compress');
     } else if (x < 0.95) {
       const name = r.pick(names);
       // Dropping a handle without flush loses its unflushed writes, like a crash: flush first.
@@ -159,4 +171,20 @@ describe('images against raw-file models', () => {
       again.close();
     });
   }
+
+  it('match with compressed blocks: frozen images compressed and repacked between the operations (seed 2)', { timeout: 600_000 }, async () => {
+    const dir = tmpDir();
+    const store = await openStore(dir, { durability: 'unsafe' });
+    const { models, counts } = runDifferential(2, store, { ops: Math.min(OPS, 8000), compress: true });
+    expect(counts.compress).toBeGreaterThan(20);
+    assertAllMatch(store, models);
+    expect(auditStore(store)).toEqual([]);
+    expect(checkStore(store).status).toBe('clean');
+    const packed = store.db.prepare("SELECT value FROM meta WHERE key = 'packed_blocks'").pluck().get() as number;
+    expect(packed).toBeGreaterThan(0);
+    store.close();
+    const again = await openStore(dir);
+    assertAllMatch(again, models);
+    again.close();
+  });
 });
