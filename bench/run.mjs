@@ -10,7 +10,10 @@
  * Workloads: import (import, linearity, import RSS, export), nbd (fio and
  * serve RSS), startup, chain, clone, space, container (OCI import beside
  * umoci unpack + mke2fs -d, and two images sharing a base vs ideal dedup),
- * ui (the web page of a 10,000-image store in Chromium). Every goal of issue #16 is one row
+ * ui (the web page of a 10,000-image store in Chromium), compress (compressed
+ * blocks: space vs per-block zstd and qemu-img convert -c, compressed import vs
+ * qemu-img convert -c, fio random read of a compressed image vs uncompressed;
+ * a goals table of its own). Every goal of issue #16 is one row
  * of one goals table, strata beside its peer measured in the same run, with
  * the peer's exact command; the other workloads go to a second table.
  * Prints markdown on stdout (progress on stderr) and writes
@@ -31,6 +34,7 @@ import { spaceWorkload } from './workloads/space.mjs';
 import { startupWorkload } from './workloads/startup.mjs';
 import { containerWorkload } from './workloads/container.mjs';
 import { uiWorkload } from './workloads/ui.mjs';
+import { compressWorkload } from './workloads/compress.mjs';
 
 const WORKLOADS = {
   import: importWorkload,
@@ -41,6 +45,7 @@ const WORKLOADS = {
   space: spaceWorkload,
   container: containerWorkload,
   ui: uiWorkload,
+  compress: compressWorkload,
 };
 
 function parseArgs(argv) {

@@ -48,6 +48,12 @@
  *   decompressBlock(codec, src, srcOffset, srcLength, dst, dstOffset) -> number
  *       One fragment back to its bytes; returns their count (4096 for a
  *       whole block), throws on a corrupt fragment.
+ *   readFragment(fd, offset, length, codec, dst, dstOffset) -> number
+ *       pread of one fragment (length bytes at offset) and its decoding into
+ *       dst, in one call: a random read of a compressed block costs one
+ *       crossing into C instead of a read, a buffer and a second call.
+ *       Returns the bytes decoded; throws errno errors like fs.readSync
+ *       and E_CORRUPT for a fragment that does not decode or a short file.
  *   tuneMalloc() -> boolean
  *       mallopt(M_MMAP_THRESHOLD, 4 MiB) and mallopt(M_ARENA_MAX, 2) (glibc).
  *       glibc's default threshold starts at 128 KiB and rises (up to 32 MiB)
@@ -499,6 +505,68 @@ static napi_value decompress_block(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static long long decode_fragment(int codec, const uint8_t *src, size_t n, uint8_t *dst, size_t room) {
+  long long r = -1;
+#ifdef STRATA_HAVE_ZSTD
+  static ZSTD_DCtx *rctx;
+  if (codec == CODEC_ZSTD) {
+    if (!rctx) rctx = ZSTD_createDCtx();
+    size_t z = ZSTD_decompressDCtx(rctx, dst, room, src, n);
+    r = ZSTD_isError(z) ? -1 : (long long)z;
+  }
+#endif
+#ifdef STRATA_HAVE_LZ4
+  if (codec == CODEC_LZ4) r = LZ4_decompress_safe((const char *)src, (char *)dst, (int)n, (int)room);
+#endif
+  return r;
+}
+
+static napi_value read_fragment(napi_env env, napi_callback_info info) {
+  napi_value argv[6], result;
+  int fd;
+  off_t at;
+  uint32_t n, dst_off;
+  int32_t codec;
+  uint8_t *dst;
+  size_t dst_len;
+  if (!get_args(env, info, 6, argv) || !get_fd(env, argv[0], &fd) || !get_off(env, argv[1], "offset", &at)) return NULL;
+  NAPI_CALL(env, napi_get_value_uint32(env, argv[2], &n));
+  NAPI_CALL(env, napi_get_value_int32(env, argv[3], &codec));
+  if (!get_bytes(env, argv[4], &dst, &dst_len)) return NULL;
+  NAPI_CALL(env, napi_get_value_uint32(env, argv[5], &dst_off));
+  if (!codec_built(codec)) {
+    napi_throw_error(env, "ENOTSUP", "codec not built into the addon");
+    return NULL;
+  }
+  if (n == 0 || n > 2 * CODEC_BLOCK || dst_off > dst_len) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "fragment length or destination out of range");
+    return NULL;
+  }
+  uint8_t buf[2 * CODEC_BLOCK];
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = pread(fd, buf + got, n - got, at + (off_t)got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(env, errno, "pread");
+      return NULL;
+    }
+    if (r == 0) {
+      napi_throw_error(env, "E_CORRUPT", "data file ends inside a fragment");
+      return NULL;
+    }
+    got += (size_t)r;
+  }
+  size_t room = dst_len - dst_off > CODEC_BLOCK ? CODEC_BLOCK : dst_len - dst_off;
+  long long d = decode_fragment(codec, buf, n, dst + dst_off, room);
+  if (d < 0) {
+    napi_throw_error(env, "E_CORRUPT", "compressed fragment does not decode");
+    return NULL;
+  }
+  NAPI_CALL(env, napi_create_int64(env, d, &result));
+  return result;
+}
+
 static napi_value tune_malloc(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result;
@@ -716,6 +784,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"writeAt", NULL, write_at, NULL, NULL, NULL, napi_enumerable, NULL},
       {"compressBlocks", NULL, compress_blocks, NULL, NULL, NULL, napi_enumerable, NULL},
       {"decompressBlock", NULL, decompress_block, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readFragment", NULL, read_fragment, NULL, NULL, NULL, napi_enumerable, NULL},
       {"tuneMalloc", NULL, tune_malloc, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startWriteback", NULL, start_writeback, NULL, NULL, NULL, napi_enumerable, NULL},
       {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -44,7 +44,7 @@ const JOBS = [
 
 export const QEMU_NBD_FLAGS = ['--cache=writeback', '-f', 'qcow2', '-t', '-x', 'vm'];
 
-async function startServer(cmd, args, sock, timeoutMs = 30000) {
+export async function startServer(cmd, args, sock, timeoutMs = 30000) {
   fs.rmSync(sock, { force: true });
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
@@ -75,9 +75,9 @@ async function startServer(cmd, args, sock, timeoutMs = 30000) {
   };
 }
 
-const uri = (sock) => `nbd+unix:///vm?socket=${sock}`;
+export const uri = (sock) => `nbd+unix:///vm?socket=${sock}`;
 
-function fioArgs(job, sock, size, ioSize, seed, capS) {
+export function fioArgs(job, sock, size, ioSize, seed, capS) {
   return [
     `--name=${job.key}`,
     '--ioengine=nbd',
@@ -94,13 +94,13 @@ function fioArgs(job, sock, size, ioSize, seed, capS) {
   ];
 }
 
-function fio(args) {
+export function fio(args) {
   const r = run('fio', args);
   const j = JSON.parse(r.stdout.slice(r.stdout.indexOf('{')));
   return j.jobs[0];
 }
 
-function virtualSize(sock) {
+export function virtualSize(sock) {
   const r = run('qemu-img', ['info', '--output=json', '-f', 'raw', uri(sock)]);
   return JSON.parse(r.stdout)['virtual-size'];
 }

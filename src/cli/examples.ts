@@ -1,6 +1,6 @@
 /** One example per command, shown at the end of its --help (kept under 80 columns). */
 export const EXAMPLES: Record<string, string> = {
-  init: 'strata --store /srv/strata init',
+  init: 'strata --store /srv/strata init --compress zstd',
   create: 'strata create debian --from debian.qcow2',
   import: 'strata import debian-b.raw debian-b --parent debian-a',
   export: 'strata export web1 web1.qcow2 --format qcow2',
@@ -23,6 +23,7 @@ export const EXAMPLES: Record<string, string> = {
   resize: 'strata resize web1 20G',
   check: 'strata check --repair',
   gc: 'strata gc',
+  compress: 'strata compress debian --codec zstd-9',
   read: 'strata read web1 --offset 1M --length 4096 | xxd | head',
   write: 'strata write web1 --offset 1M patch.bin',
   serve: 'strata serve web1 web2 --socket /run/strata.sock',

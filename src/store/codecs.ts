@@ -86,18 +86,27 @@ export function requireCompressor(codec: CodecName): void {
   throw new StrataError('E_UNSUPPORTED', `cannot write ${codec}-compressed blocks: ${why}`, { codec });
 }
 
+/** Blocks per call into the addon: the scratch buffers stay at 4 MiB each whatever the batch. */
+const CHUNK_BLOCKS = 1024;
+let scratch: { src: Buffer; out: Buffer; sizes: Int32Array } | null = null;
+
 /**
- * Compresses `count` blocks held one after another in `src`. Returns the
- * outputs (block i's at i * 4096) and their sizes; size 0: the block does
- * not shrink to FRAGMENT_LIMIT and is stored as it is.
+ * Compresses `blocks` (4 KiB each) in chunks through reused scratch buffers,
+ * calling visit(i, buf, at, length) for each: its output is buf[at, at +
+ * length), valid only during the call; length 0 means it does not shrink
+ * to FRAGMENT_LIMIT. Memory stays flat however many blocks a flush holds.
  */
-export function compressBlocks(spec: CodecSpec, src: Uint8Array, count: number): { out: Buffer; sizes: Int32Array } {
+export function compressEach(spec: CodecSpec, blocks: readonly Uint8Array[], visit: (i: number, buf: Buffer, at: number, length: number) => void): void {
   const codecs = nativeCodecs();
   if (!codecs?.[spec.codec]) requireCompressor(spec.codec);
-  const out = Buffer.allocUnsafe(count * BLOCK_SIZE);
-  const sizes = new Int32Array(count);
-  if (count > 0) codecs!.compress(CODEC_IDS[spec.codec], spec.level, src, count, out, sizes, FRAGMENT_LIMIT);
-  return { out, sizes };
+  scratch ??= { src: Buffer.allocUnsafe(CHUNK_BLOCKS * BLOCK_SIZE), out: Buffer.allocUnsafe(CHUNK_BLOCKS * BLOCK_SIZE), sizes: new Int32Array(CHUNK_BLOCKS) };
+  const { src, out, sizes } = scratch;
+  for (let first = 0; first < blocks.length; first += CHUNK_BLOCKS) {
+    const n = Math.min(CHUNK_BLOCKS, blocks.length - first);
+    for (let k = 0; k < n; k++) src.set(blocks[first + k], k * BLOCK_SIZE);
+    codecs!.compress(CODEC_IDS[spec.codec], spec.level, src, n, out, sizes, FRAGMENT_LIMIT);
+    for (let k = 0; k < n; k++) visit(first + k, out, k * BLOCK_SIZE, sizes[k]);
+  }
 }
 
 /** Decodes one fragment into out[at, at + 4096); throws E_CORRUPT unless it is exactly one block. */

@@ -7,12 +7,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError, corrupt } from '../errors.js';
 import { BLOCK_SIZE, SLOTS_PER_FILE, type SlotNumber } from './types.js';
-import { punchHole, startWriteback, writeAt } from './native.js';
+import { nativeCodecs, punchHole, startWriteback, writeAt } from './native.js';
 import { faultError } from './faults.js';
 
 export interface BlockBackend {
   /** Reads `count` consecutive slots into `into` at byte `at`. */
   read(first: SlotNumber, count: number, into: Uint8Array, at: number): void;
+  /**
+   * Reads `length` bytes from byte `offset` of slot `slot` on (possibly into
+   * the next slot) and decodes them with `codec` into into[at, at + 4096), in
+   * one call where the platform allows. Returns the bytes decoded, or -1
+   * when it cannot (no addon, the codec not built in, a file boundary in
+   * between): the caller then reads the slots and decodes itself.
+   */
+  readFragment(slot: SlotNumber, offset: number, length: number, codec: number, into: Uint8Array, at: number): number;
   /** Writes consecutive slots from `first`; each buffer holds a whole number of slots. Never called on a referenced slot. */
   write(first: SlotNumber, buffers: readonly Uint8Array[]): void;
   /** Writes single blocks to scattered slots (slots[i] gets blocks[i]), in as few calls as the platform allows. */
@@ -163,6 +171,22 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
           got += r;
         }
       });
+    },
+
+    readFragment(slot, offset, length, codec, into, at) {
+      const read = nativeCodecs()?.readFragment;
+      if (!read) return -1;
+      const fileNo = Math.floor(slot / SLOTS_PER_FILE);
+      const inFile = (slot % SLOTS_PER_FILE) * BLOCK_SIZE + offset;
+      if (inFile + length > SLOTS_PER_FILE * BLOCK_SIZE) return -1;
+      try {
+        return read(fileFor(fileNo), inFile, length, codec, into, at);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOTSUP') return -1;
+        if (code === 'E_CORRUPT') throw corrupt(`a fragment at slot ${slot} in ${dataFileName(fileNo)} does not decode: ${(e as Error).message}`, { slot });
+        throw ioError(e, dataFileName(fileNo), 'read');
+      }
     },
 
     write(first, buffers) {

@@ -151,6 +151,13 @@ export function readSlots(db: Database.Database, blocks: BlockBackend, first: Sl
     const container = w0 - 1;
     const off = fragmentOffset(w1);
     const len = fragmentLength(w1);
+    // One call into the addon where it can: no container buffer, no second crossing.
+    const direct = c.containerSlot === container ? -1 : blocks.readFragment(container as SlotNumber, off, len, fragmentCodec(w1), into, at + i * BLOCK_SIZE);
+    if (direct === BLOCK_SIZE) {
+      i++;
+      continue;
+    }
+    if (direct >= 0) throw corrupt(`slot ${slot}'s fragment decodes to ${direct} bytes, not ${BLOCK_SIZE}`, { slot });
     const need = off + len > BLOCK_SIZE ? 2 : 1;
     if (c.containerSlot !== container || c.containerSlots < need) {
       c.containerSlot = -1;

@@ -50,6 +50,7 @@ interface Addon {
   writeAt?(fd: number, buffers: Uint8Array[], offsets: number[]): void;
   compressBlocks?(codec: number, level: number, src: Uint8Array, count: number, out: Uint8Array, sizes: Int32Array, limit: number): void;
   decompressBlock?(codec: number, src: Uint8Array, offset: number, length: number, out: Uint8Array, at: number): number;
+  readFragment?(fd: number, offset: number, length: number, codec: number, out: Uint8Array, at: number): number;
   features: { punchHole: boolean; seekData: boolean; ofdLock?: boolean; interrupt?: boolean; writeback?: boolean; zstd?: boolean; lz4?: boolean };
 }
 
@@ -137,6 +138,8 @@ export interface NativeCodecs {
   lz4: boolean;
   compress(codec: number, level: number, src: Uint8Array, count: number, out: Uint8Array, sizes: Int32Array, limit: number): void;
   decompress(codec: number, src: Uint8Array, offset: number, length: number, out: Uint8Array, at: number): number;
+  /** pread of a fragment and its decoding in one call; null where the addon lacks it. */
+  readFragment: ((fd: number, offset: number, length: number, codec: number, out: Uint8Array, at: number) => number) | null;
 }
 
 let codecs: NativeCodecs | null | undefined;
@@ -150,6 +153,7 @@ export function nativeCodecs(): NativeCodecs | null {
     lz4: addon.features.lz4 === true,
     compress: addon.compressBlocks.bind(addon),
     decompress: addon.decompressBlock.bind(addon),
+    readFragment: addon.readFragment ? addon.readFragment.bind(addon) : null,
   });
 }
 

@@ -12,7 +12,7 @@ import type { BlockHash } from './hash.js';
 import type { Store } from './store.js';
 import { faultPoint } from './faults.js';
 import { indexLookup, slotReader } from './slots.js';
-import { compressBlocks, CODEC_IDS, type CodecSpec } from './codecs.js';
+import { compressEach, CODEC_IDS, type CodecSpec } from './codecs.js';
 import { fragmentWord } from './locations.js';
 import type { Packing } from './refcounts.js';
 
@@ -219,21 +219,31 @@ interface Fragment {
  * enough, stored as they are.
  */
 export function packBlocks(spec: CodecSpec, blocks: readonly Uint8Array[]): { raw: number[]; run: Buffer; packed: Fragment[] } {
-  const n = blocks.length;
-  const src = Buffer.allocUnsafe(n * BLOCK_SIZE);
-  for (let i = 0; i < n; i++) src.set(blocks[i], i * BLOCK_SIZE);
-  const { out, sizes } = compressBlocks(spec, src, n);
   const raw: number[] = [];
   const packed: Fragment[] = [];
+  // Fragments gather in 1 MiB pieces, then go into the run: memory follows the compressed size.
+  const pieces: Buffer[] = [];
+  let piece = Buffer.allocUnsafe(1 << 20);
+  let used = 0;
   let total = 0;
-  for (let i = 0; i < n; i++) {
-    if (sizes[i] === 0) raw.push(i);
-    else {
-      packed.push({ block: i, at: total, length: sizes[i] });
-      total += sizes[i];
+  compressEach(spec, blocks, (i, buf, at, length) => {
+    if (length === 0) {
+      raw.push(i);
+      return;
     }
-  }
+    if (used + length > piece.length) {
+      pieces.push(piece.subarray(0, used));
+      piece = Buffer.allocUnsafe(1 << 20);
+      used = 0;
+    }
+    buf.copy(piece, used, at, at + length);
+    used += length;
+    packed.push({ block: i, at: total, length });
+    total += length;
+  });
+  pieces.push(piece.subarray(0, used));
   const run = Buffer.alloc(Math.ceil(total / BLOCK_SIZE) * BLOCK_SIZE);
-  for (const f of packed) out.copy(run, f.at, f.block * BLOCK_SIZE, f.block * BLOCK_SIZE + f.length);
+  let pos = 0;
+  for (const p of pieces) pos += p.copy(run, pos);
   return { raw, run, packed };
 }

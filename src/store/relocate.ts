@@ -18,7 +18,7 @@
  */
 import { allocateRun } from './allocator.js';
 import { chainOf, getImageById, listImages } from './catalog.js';
-import { compressBlocks, CODEC_IDS, type CodecSpec } from './codecs.js';
+import { compressEach, CODEC_IDS, FRAGMENT_LIMIT, type CodecSpec } from './codecs.js';
 import { faultPoint } from './faults.js';
 import { freeSlots } from './freelist.js';
 import { leasedImageIds, STORE_LEASE } from './leases.js';
@@ -29,8 +29,8 @@ import { CONTAINER, forEachLiveSlot, slotEditor, slotReader } from './slots.js';
 import { metaNumber, type Store } from './store.js';
 import { BLOCK_SIZE, isFrozen, type ImageId, type ImageRecord, type OnProgress, type SlotNumber } from './types.js';
 
-/** Blocks per transaction: 64 MiB read, compressed and written per batch. */
-const BATCH = 16384;
+/** Blocks per transaction: 16 MiB read, compressed and written per batch. */
+const BATCH = 4096;
 
 /** Marks in `into` every slot the images' own maps reference. */
 function markSlotsOf(store: Store, ids: Iterable<ImageId>, into: Uint8Array): void {
@@ -144,12 +144,20 @@ function compressBatch(store: Store, spec: CodecSpec, part: number[], report: Co
     store.blocks.read(todo[i] as SlotNumber, n, src, i * BLOCK_SIZE);
     i += n;
   }
-  const { out, sizes } = compressBlocks(spec, src, todo.length);
+  // Each fragment copied out of the codec's scratch space into one buffer of the batch's fragments.
+  const kept = Buffer.allocUnsafe(todo.length * FRAGMENT_LIMIT);
+  let used = 0;
   const frags: Frag[] = [];
-  for (let i = 0; i < todo.length; i++) {
-    if (sizes[i] === 0) report.incompressible++;
-    else frags.push({ slot: todo[i], src: out, at: i * BLOCK_SIZE, length: sizes[i], codec: CODEC_IDS[spec.codec] });
-  }
+  const views = todo.map((_, i) => src.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
+  compressEach(spec, views, (i, buf, at, length) => {
+    if (length === 0) {
+      report.incompressible++;
+      return;
+    }
+    buf.copy(kept, used, at, at + length);
+    frags.push({ slot: todo[i], src: kept, at: used, length, codec: CODEC_IDS[spec.codec] });
+    used += length;
+  });
   const moved = placeFragments(store, edit, frags);
   report.compressed += moved.length;
   report.bytesBefore += moved.length * BLOCK_SIZE;

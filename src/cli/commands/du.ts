@@ -8,6 +8,8 @@ import { BYTES_OPTION, sizeFormatter, table } from '../render.js';
 export function renderUsage(rows: readonly ImageUsage[], exact?: boolean): string {
   if (rows.length === 0) return 'no images\n';
   const size = sizeFormatter(exact);
+  // The column only where some image has compressed blocks: an uncompressed store's table stays in 80 columns.
+  const compressed = rows.some((r) => r.compression.bytesBefore > 0);
   return table(
     rows.map((r) => ({
       name: r.name,
@@ -25,7 +27,7 @@ export function renderUsage(rows: readonly ImageUsage[], exact?: boolean): strin
       ['own', 'OWN'],
       ['exclusive', 'EXCLUSIVE'],
       ['shared', 'SHARED'],
-      ['compressed', 'COMPRESSED'],
+      ...(compressed ? [['compressed', 'COMPRESSED'] as [string, string]] : []),
     ],
   );
 }

@@ -4,6 +4,7 @@ import { bytes, fill, h, humanBytes } from './dom.js';
 
 const CAUSES = [
   { key: 'storedBytes', label: 'stored (slots in use)', cls: 'seg-stored', get: (s) => s.storedBytes },
+  { key: 'savings.compressionBytes', label: 'saved by compression', cls: 'seg-compression', get: (s) => s.savings.compressionBytes ?? 0 },
   { key: 'savings.dedupBytes', label: 'saved by dedup across images', cls: 'seg-dedup', get: (s) => s.savings.dedupBytes },
   { key: 'savings.layeringBytes', label: 'saved by layers and clones', cls: 'seg-layering', get: (s) => s.savings.layeringBytes },
   { key: 'savings.zeroBytes', label: 'saved by zero blocks', cls: 'seg-zero', get: (s) => s.savings.zeroBytes },
@@ -25,7 +26,6 @@ export function renderSavings(root, stats) {
     'ul',
     { class: 'legend' },
     CAUSES.map((c) => h('li', {}, h('i', { class: `key ${c.cls}` }), `${c.label} `, bytes(c.get(stats), { dataset: { figure: c.key } }), total > 0 ? h('small', {}, ` ${pct(c.get(stats) / total)}`) : null)),
-    h('li', { class: 'muted' }, h('i', { class: 'key seg-none' }), 'saved by compression ', h('span', { dataset: { figure: 'compression' } }, '—'), h('small', {}, ' (strata does not compress blocks yet)')),
   );
   const row = (label, key, n, extra) => h('tr', {}, h('th', {}, label), h('td', {}, bytes(n, { dataset: { figure: key } })), h('td', { class: 'muted' }, extra ?? ''));
   const table = h(
@@ -36,9 +36,16 @@ export function renderSavings(root, stats) {
     row('referenced (sparse copies)', 'referencedBytes', stats.referencedBytes),
     row('qcow2 chains (64K clusters)', 'qcow2Bytes', stats.qcow2Bytes),
     row('own (layers, 4K blocks)', 'ownBytes', stats.ownBytes),
+    row('distinct (4K blocks)', 'distinctBytes', stats.distinctBytes),
     row('stored (slots in use)', 'storedBytes', stats.storedBytes, `${pct(stats.ratios.storedOfLogical)} of logical, ${pct(stats.ratios.storedOfQcow2)} of qcow2; dedup ratio ${stats.ratios.dedup.toFixed(2)}x`),
     row('data files on disk', 'dataFiles.allocatedBytes', stats.dataFiles.allocatedBytes, `in ${stats.dataFiles.files} file(s), ${humanBytes(stats.dataFiles.apparentBytes)} apparent`),
     row('metadata (strata.db + wal)', 'metadataBytes', stats.metadataBytes),
+    row(
+      'compressed blocks',
+      'compression.bytesAfter',
+      stats.compression.bytesAfter,
+      `${stats.compression.blocks} block(s), ${humanBytes(stats.compression.bytesBefore)} before; store setting: ${stats.compression.setting}`,
+    ),
   );
   fill(
     root,
