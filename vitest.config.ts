@@ -6,6 +6,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
-    globalSetup: ['test/setup/build.ts'],
+    // rgw.ts only stops, after the run, the loopback Ceph RGW that remote tests start on first use.
+    globalSetup: ['test/setup/build.ts', 'test/setup/rgw.ts'],
   },
 });

@@ -1,0 +1,41 @@
+/**
+ * The loopback Ceph RGW for the remote tests (test/setup/rgw.sh): started on
+ * first use by whichever test file asks first (rgw.sh serialises starts and
+ * reuses a running one), stopped after the run by test/setup/rgw.ts if the
+ * run started it. Tests get its endpoint and keys, and make buckets of their
+ * own so files running in parallel never see each other's objects.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { requireTool } from './tools.js';
+
+export const RGW_SCRIPT = path.resolve('test/setup/rgw.sh');
+
+export interface RgwEnv {
+  endpoint: string;
+  /** AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION: pass to child processes, or set on process.env. */
+  env: Record<string, string>;
+}
+
+/** True when the ceph packages are installed; logs why remote tests skip otherwise. */
+export const haveRgw = (): boolean => requireTool('radosgw') && requireTool('ceph-mon');
+
+let started: RgwEnv | undefined;
+
+/** Starts the RGW (or finds it running) and returns how to reach it. Also sets the keys on process.env. */
+export function rgw(): RgwEnv {
+  if (started) return started;
+  const out = execFileSync(RGW_SCRIPT, ['start'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 120_000 });
+  const env: Record<string, string> = {};
+  for (const m of out.matchAll(/^export (\w+)=(.*)$/gm)) env[m[1]] = m[2];
+  const endpoint = env.STRATA_TEST_S3_ENDPOINT;
+  if (!endpoint) throw new Error(`rgw.sh start printed no endpoint:\n${out}`);
+  delete env.STRATA_TEST_S3_ENDPOINT;
+  Object.assign(process.env, env);
+  started = { endpoint, env };
+  return started;
+}
+
+/** A bucket name no other test uses (created by whoever first writes to it: strata remote add). */
+export const freshBucket = (what: string): string => `strata-${what}-${randomBytes(4).toString('hex')}`;
