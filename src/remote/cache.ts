@@ -1,0 +1,72 @@
+/**
+ * What a store knows of a remote, cached in STORE/remotes/NAME/cache.db
+ * (SQLite, apart from strata.db: a cache may be deleted at any time and is
+ * rebuilt from the bucket):
+ *
+ * - indexes: the index objects already read;
+ * - blocks: every block those indexes name (digest → pack, offset, length,
+ *   codec, hint). The first place read for a digest is kept; another is as
+ *   good (two hosts that pushed one block at once each uploaded a copy);
+ * - layers: local frozen images known to equal a remote layer, keyed by
+ *   (image id, generation), which never name another map.
+ *
+ * Everything in it is immutable in the bucket, so nothing here goes stale
+ * but the layers of removed images, which are never looked up by id again
+ * (ids are not reused).
+ */
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { BlockPlace } from './index-file.js';
+import { remoteDir } from './config.js';
+
+export interface RemoteCache {
+  knownIndexes(): Set<string>;
+  /** Records an index and the places it names, in one transaction. */
+  addIndex(id: string, places: readonly BlockPlace[]): void;
+  place(digest: Buffer): BlockPlace | undefined;
+  blockCount(): number;
+  layerOf(imageId: number, generation: number): string | undefined;
+  setLayer(imageId: number, generation: number, layer: string): void;
+  /** Local images recorded as equal to `layer`. */
+  imagesWithLayer(layer: string): { imageId: number; generation: number }[];
+  close(): void;
+}
+
+export function openRemoteCache(storeDir: string, remote: string): RemoteCache {
+  const db = new Database(path.join(remoteDir(storeDir, remote), 'cache.db'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('busy_timeout = 60000');
+  // A cache: a lost commit costs a download, not data.
+  db.pragma('synchronous = NORMAL');
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS indexes (id TEXT PRIMARY KEY) STRICT;
+    CREATE TABLE IF NOT EXISTS blocks (
+      digest BLOB PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, codec INTEGER NOT NULL, hint REAL NOT NULL
+    ) WITHOUT ROWID, STRICT;
+    CREATE TABLE IF NOT EXISTS layers (image_id INTEGER NOT NULL, generation INTEGER NOT NULL, layer TEXT NOT NULL, PRIMARY KEY (image_id, generation)) STRICT;
+    CREATE INDEX IF NOT EXISTS layers_layer ON layers(layer);
+  `);
+  const insBlock = db.prepare('INSERT OR IGNORE INTO blocks(digest, pack, offset, length, codec, hint) VALUES (?, ?, ?, ?, ?, ?)');
+  const insIndex = db.prepare('INSERT OR IGNORE INTO indexes(id) VALUES (?)');
+  const getBlock = db.prepare('SELECT pack, offset, length, codec, hint FROM blocks WHERE digest = ?');
+  const addIndex = db.transaction((id: string, places: readonly BlockPlace[]) => {
+    for (const p of places) insBlock.run(p.digest, p.pack, p.offset, p.length, p.codec, p.hint);
+    insIndex.run(id);
+  });
+  return {
+    knownIndexes: () => new Set(db.prepare('SELECT id FROM indexes').pluck().all() as string[]),
+    addIndex: (id, places) => addIndex(id, places),
+    place(digest) {
+      const r = getBlock.get(digest) as Omit<BlockPlace, 'digest'> | undefined;
+      return r && { digest, ...r };
+    },
+    blockCount: () => db.prepare('SELECT count(*) FROM blocks').pluck().get() as number,
+    layerOf: (id, gen) => db.prepare('SELECT layer FROM layers WHERE image_id = ? AND generation = ?').pluck().get(id, gen) as string | undefined,
+    setLayer(id, gen, layer) {
+      db.prepare('INSERT OR REPLACE INTO layers(image_id, generation, layer) VALUES (?, ?, ?)').run(id, gen, layer);
+    },
+    imagesWithLayer: (layer) =>
+      (db.prepare('SELECT image_id, generation FROM layers WHERE layer = ?').raw().all(layer) as [number, number][]).map(([imageId, generation]) => ({ imageId, generation })),
+    close: () => db.close(),
+  };
+}

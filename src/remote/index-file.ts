@@ -1,0 +1,118 @@
+/**
+ * Index objects and pack trailers: which block is where. Pure encode and
+ * decode; a malformed object is E_CORRUPT naming it.
+ *
+ * Index (little-endian):
+ *   "STRATAIX" u32 version=1 u32 packs  packs × 32-byte pack id
+ *   u32 entries  entries × 52 bytes:
+ *     digest[32] u32 pack-number u32 offset u16 length u8 codec u8 0 f64 hint
+ *
+ * Pack: the fragments back to back, then its trailer (so a lost index can
+ * be rebuilt from the packs, as restic's rebuild-index does):
+ *   entries × 48 bytes: digest[32] u32 offset u16 length u8 codec u8 0 f64 hint
+ *   u32 entries  "STRATAPK"
+ *
+ * codec: 0 = the raw 4 KiB block, else the store's codec numbers
+ * (codecs.ts: 1 zstd, 2 lz4). hint: the block's 53-bit XXH64 as the store
+ * computes it (hash.ts), which another store looks up in its dedup index to
+ * find the block locally before fetching it.
+ */
+import { corrupt } from '../errors.js';
+
+export interface BlockPlace {
+  /** SHA-256 of the uncompressed block. */
+  digest: Buffer;
+  /** Pack id (hex). */
+  pack: string;
+  offset: number;
+  length: number;
+  codec: number;
+  hint: number;
+}
+
+const INDEX_MAGIC = Buffer.from('STRATAIX');
+const PACK_MAGIC = Buffer.from('STRATAPK');
+const INDEX_ENTRY = 52;
+const PACK_ENTRY = 48;
+
+export function encodeIndex(places: readonly BlockPlace[]): Buffer {
+  const packs = [...new Set(places.map((p) => p.pack))].sort();
+  const packNo = new Map(packs.map((p, i) => [p, i]));
+  const out = Buffer.alloc(8 + 4 + 4 + 32 * packs.length + 4 + INDEX_ENTRY * places.length);
+  let at = INDEX_MAGIC.copy(out, 0);
+  at = out.writeUInt32LE(1, at);
+  at = out.writeUInt32LE(packs.length, at);
+  for (const p of packs) at += Buffer.from(p, 'hex').copy(out, at);
+  at = out.writeUInt32LE(places.length, at);
+  for (const e of places) {
+    at += e.digest.copy(out, at);
+    at = out.writeUInt32LE(packNo.get(e.pack)!, at);
+    at = out.writeUInt32LE(e.offset, at);
+    at = out.writeUInt16LE(e.length, at);
+    at = out.writeUInt8(e.codec, at);
+    at = out.writeUInt8(0, at);
+    at = out.writeDoubleLE(e.hint, at);
+  }
+  return out;
+}
+
+export function decodeIndex(b: Buffer, name: string): BlockPlace[] {
+  const bad = (why: string) => corrupt(`remote index ${name} is malformed: ${why}`, { index: name });
+  if (b.length < 20 || !b.subarray(0, 8).equals(INDEX_MAGIC)) throw bad('no STRATAIX header');
+  if (b.readUInt32LE(8) !== 1) throw bad(`version ${b.readUInt32LE(8)}, this strata reads 1`);
+  const packCount = b.readUInt32LE(12);
+  let at = 16;
+  if (b.length < at + 32 * packCount + 4) throw bad('truncated pack list');
+  const packs: string[] = [];
+  for (let i = 0; i < packCount; i++, at += 32) packs.push(b.toString('hex', at, at + 32));
+  const n = b.readUInt32LE(at);
+  at += 4;
+  if (b.length !== at + INDEX_ENTRY * n) throw bad(`${b.length} bytes for ${n} entries`);
+  const out: BlockPlace[] = new Array(n);
+  for (let i = 0; i < n; i++, at += INDEX_ENTRY) {
+    const p = b.readUInt32LE(at + 32);
+    if (p >= packCount) throw bad(`entry ${i} names pack ${p} of ${packCount}`);
+    out[i] = {
+      digest: Buffer.from(b.subarray(at, at + 32)),
+      pack: packs[p],
+      offset: b.readUInt32LE(at + 36),
+      length: b.readUInt16LE(at + 40),
+      codec: b.readUInt8(at + 42),
+      hint: b.readDoubleLE(at + 44),
+    };
+  }
+  return out;
+}
+
+/** The trailer that ends a pack whose fragments are `places` (pack ids ignored). */
+export function encodePackTrailer(places: readonly Omit<BlockPlace, 'pack'>[]): Buffer {
+  const out = Buffer.alloc(PACK_ENTRY * places.length + 4 + 8);
+  let at = 0;
+  for (const e of places) {
+    at += e.digest.copy(out, at);
+    at = out.writeUInt32LE(e.offset, at);
+    at = out.writeUInt16LE(e.length, at);
+    at = out.writeUInt8(e.codec, at);
+    at = out.writeUInt8(0, at);
+    at = out.writeDoubleLE(e.hint, at);
+  }
+  at = out.writeUInt32LE(places.length, at);
+  PACK_MAGIC.copy(out, at);
+  return out;
+}
+
+/** The blocks a whole pack object says it holds. */
+export function decodePackTrailer(b: Buffer, pack: string): BlockPlace[] {
+  const bad = (why: string) => corrupt(`remote pack ${pack} is malformed: ${why}`, { pack });
+  if (b.length < 12 || !b.subarray(b.length - 8).equals(PACK_MAGIC)) throw bad('no STRATAPK trailer');
+  const n = b.readUInt32LE(b.length - 12);
+  const start = b.length - 12 - PACK_ENTRY * n;
+  if (start < 0) throw bad(`trailer of ${n} entries is longer than the pack`);
+  const out: BlockPlace[] = [];
+  for (let i = 0, at = start; i < n; i++, at += PACK_ENTRY) {
+    const e = { digest: Buffer.from(b.subarray(at, at + 32)), pack, offset: b.readUInt32LE(at + 32), length: b.readUInt16LE(at + 36), codec: b.readUInt8(at + 38), hint: b.readDoubleLE(at + 40) };
+    if (e.offset + e.length > start) throw bad(`entry ${i} runs past the fragments`);
+    out.push(e);
+  }
+  return out;
+}

@@ -1,0 +1,107 @@
+/**
+ * Builds packs from blocks and uploads them: each block compressed on its
+ * own (zstd by default; the raw block where it does not shrink, or where
+ * this build cannot compress), fragments back to back, the trailer
+ * (index-file.ts) last, the pack named by the SHA-256 of all of it.
+ *
+ * A few packs go up at once; finish() returns only when every pack is
+ * complete in the bucket, with the places of all blocks added: the caller
+ * may then write the index that names them (write order, layout.ts).
+ */
+import { canCompress, CODEC_IDS, compressEach, type CodecSpec } from '../store/codecs.js';
+import { BLOCK_SIZE } from '../store/types.js';
+import { encodePackTrailer, type BlockPlace } from './index-file.js';
+import { sha256Hex } from './layout.js';
+import type { Remote } from './remote.js';
+
+export interface PackerOptions {
+  /** A pack is sealed once its fragments reach this (default 16 MiB, restic's size). */
+  packBytes?: number;
+  /** null: blocks go raw. Default zstd-3 where the native addon has it. */
+  compress?: CodecSpec | null;
+  /** Packs uploading at once (default 3). */
+  uploads?: number;
+  /** Told of each pack once it is in the bucket. */
+  onPack?: (bytes: number) => void;
+}
+
+export interface PackBlock {
+  digest: Buffer;
+  hint: number;
+  data: Uint8Array;
+}
+
+export interface Packer {
+  /** Adds blocks (copied: the caller may reuse the buffers at once); waits while too many packs are uploading. */
+  add(blocks: readonly PackBlock[]): Promise<void>;
+  /** Seals the last pack, waits for every upload; the places of every block added. */
+  finish(): Promise<BlockPlace[]>;
+  readonly stats: { packs: number; blocks: number; rawBytes: number; packedBytes: number };
+}
+
+export function makePacker(remote: Remote, opts: PackerOptions = {}): Packer {
+  const packBytes = opts.packBytes ?? 16 * 1024 * 1024;
+  const spec = opts.compress === undefined ? (canCompress('zstd') ? { codec: 'zstd' as const, level: 3 } : null) : opts.compress;
+  const uploads = opts.uploads ?? 3;
+  const places: BlockPlace[] = [];
+  const stats = { packs: 0, blocks: 0, rawBytes: 0, packedBytes: 0 };
+  let pieces: Buffer[] = [];
+  let entries: Omit<BlockPlace, 'pack'>[] = [];
+  let size = 0;
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+
+  const seal = () => {
+    if (entries.length === 0) return;
+    const body = Buffer.concat([...pieces, encodePackTrailer(entries)]);
+    const id = sha256Hex(body);
+    const mine = entries;
+    pieces = [];
+    entries = [];
+    size = 0;
+    const p = remote.bucket.put(remote.keys.pack(id), body).then(
+      () => {
+        for (const e of mine) places.push({ ...e, pack: id });
+        stats.packs++;
+        stats.packedBytes += body.length;
+        opts.onPack?.(body.length);
+      },
+      (e: unknown) => {
+        failure ??= e;
+      },
+    );
+    const tracked = p.finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+  };
+
+  const append = (b: PackBlock, buf: Uint8Array, at: number, length: number, codec: number) => {
+    pieces.push(Buffer.from(buf.subarray(at, at + length)));
+    entries.push({ digest: b.digest, offset: size, length, codec, hint: b.hint });
+    size += length;
+    stats.blocks++;
+    stats.rawBytes += BLOCK_SIZE;
+    if (size >= packBytes) seal();
+  };
+
+  return {
+    stats,
+    async add(blocks) {
+      if (failure) throw failure;
+      if (spec) {
+        compressEach(
+          spec,
+          blocks.map((b) => b.data),
+          (i, buf, at, length) => (length === 0 ? append(blocks[i], blocks[i].data, 0, BLOCK_SIZE, 0) : append(blocks[i], buf, at, length, CODEC_IDS[spec.codec])),
+        );
+      } else for (const b of blocks) append(b, b.data, 0, BLOCK_SIZE, 0);
+      while (inFlight.size >= uploads) await Promise.race(inFlight);
+      if (failure) throw failure;
+    },
+    async finish() {
+      seal();
+      await Promise.all(inFlight);
+      if (failure) throw failure;
+      return places;
+    },
+  };
+}
