@@ -32,6 +32,9 @@ import { resizeCommand } from './commands/resize.js';
 import { rollbackCommand } from './commands/rollback.js';
 import { statsCommand } from './commands/stats.js';
 import { uiCommand } from './commands/ui.js';
+import { pullCommand } from './commands/pull.js';
+import { pushCommand } from './commands/push.js';
+import { remoteCommand } from './commands/remote.js';
 
 
 export function buildProgram(): Command {
@@ -74,12 +77,17 @@ export function buildProgram(): Command {
     readCommand,
     writeCommand,
     serveCommand,
+    remoteCommand,
+    pushCommand,
+    pullCommand,
     uiCommand,
     demoCommand,
   ];
   for (const make of commands) {
     // Subcommands share the program's error output, exit override and help layout (global options shown).
     const cmd = make().copyInheritedSettings(program);
+    // And theirs (strata remote add): made before their parent was wired, so given its settings here.
+    for (const sub of cmd.commands) sub.copyInheritedSettings(cmd);
     const example = EXAMPLES[cmd.name()];
     if (example) cmd.addHelpText('after', `\nExample:\n  $ ${example}`);
     program.addCommand(cmd);

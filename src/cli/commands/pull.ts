@@ -1,0 +1,38 @@
+import { Command } from 'commander';
+import { badInput } from '../../errors.js';
+import { pullImage } from '../../remote/pull.js';
+import { openRemote } from '../../remote/remote.js';
+import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
+import { humanBytes } from '../parse.js';
+
+/** REMOTE/IMAGE or REMOTE/IMAGE@MANIFEST */
+function parseRef(ref: string): { remote: string; image: string; manifest?: string } {
+  const m = /^([^/]+)\/([^/@]+)(?:@([0-9a-f]{4,64}))?$/.exec(ref);
+  if (!m) throw badInput(`${JSON.stringify(ref)} is not REMOTE/IMAGE (or REMOTE/IMAGE@MANIFEST-ID)`, { ref });
+  return { remote: m[1], image: m[2], manifest: m[3] };
+}
+
+export const pullCommand = () =>
+  new Command('pull')
+    .description('fetch an image and its chain from a remote: only blocks this store lacks, each checked against its digest')
+    .argument('<ref>', 'REMOTE/IMAGE, or REMOTE/IMAGE@MANIFEST for an older push')
+    .action(async (ref: string, _o, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => {
+          const { remote: remoteName, image, manifest } = parseRef(ref);
+          const store = await ctx.store();
+          const remote = openRemote(ctx.storeDir, remoteName);
+          try {
+            const kept = () => `pull stopped; layers pulled whole are kept, the one under way was dropped`;
+            return await longWork(ctx, `pulling ${ref}`, kept, (onProgress) => pullImage(store, remote, image, { manifest, onProgress }));
+          } finally {
+            remote.close();
+          }
+        },
+        (r) =>
+          `pulled ${r.image} from ${r.remote} (manifest ${r.manifest.slice(0, 12)}): ${r.layers.filter((l) => !l.reused).length} of ${r.layers.length} layer(s) new; ` +
+          `${r.blocks} block(s): ${r.localBlocks} found here, ${r.fetchedBlocks} fetched (${humanBytes(r.fetchedBytes)} in ${r.gets} request(s))\n`,
+      ),
+    );

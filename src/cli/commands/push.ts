@@ -1,0 +1,36 @@
+import { Command } from 'commander';
+import { parseCompression } from '../../store/codecs.js';
+import { pushImage } from '../../remote/push.js';
+import { openRemote } from '../../remote/remote.js';
+import { runCommand } from '../context.js';
+import { longWork } from '../long-work.js';
+import { humanBytes, parseBytes } from '../parse.js';
+
+export const pushCommand = () =>
+  new Command('push')
+    .description('upload a frozen image and its chain to a remote: only blocks the bucket lacks, compressed, in packs')
+    .argument('<image>', 'frozen image (base or layer)')
+    .argument('<remote>', 'remote (strata remote add)')
+    .option('--compress <codec>', 'codec of uploaded blocks: zstd, zstd-LEVEL, lz4 or none', 'zstd')
+    .option('--pack-size <size>', 'pack objects of about this size', '16M')
+    .action(async (image: string, remoteName: string, o: { compress: string; packSize: string }, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => {
+          const store = await ctx.store();
+          const compress = parseCompression(o.compress);
+          const packBytes = parseBytes(o.packSize, 'pack size');
+          const remote = openRemote(ctx.storeDir, remoteName);
+          try {
+            // What a stopped push leaves: complete packs (and perhaps an index) no manifest names yet.
+            const kept = () => `push stopped; ${remoteName} does not list ${image} yet (packs uploaded so far are reused by the next push)`;
+            return await longWork(ctx, `pushing ${image}`, kept, (onProgress) => pushImage(store, remote, image, { compress, packBytes, onProgress }));
+          } finally {
+            remote.close();
+          }
+        },
+        (r) =>
+          `pushed ${r.image} to ${r.remote} (manifest ${r.manifest.slice(0, 12)}): ${r.newBlocks} of ${r.blocks} block(s) new, ` +
+          `${humanBytes(r.uploadedBytes)} in ${r.packs} pack(s); ${r.layers.filter((l) => l.uploaded).length} of ${r.layers.length} layer(s) uploaded\n`,
+      ),
+    );
