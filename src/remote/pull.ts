@@ -14,6 +14,7 @@
  *   single dedup choke point (placement.ts) decides where it goes.
  */
 import { StrataError, corrupt } from '../errors.js';
+import { faultPoint } from '../store/faults.js';
 import { chainOf, findImage, getImageById } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress, type SlotNumber } from '../store/types.js';
@@ -51,8 +52,8 @@ export interface PullResult {
   fetchedBytes: number;
 }
 
-/** Blocks looked up and fetched together: 16 MiB of data. */
-const BATCH = 4096;
+/** Blocks looked up and fetched together: 16 MiB of data (STRATA_PULL_BATCH: smaller, for tests). */
+const BATCH = Number(process.env.STRATA_PULL_BATCH) || 4096;
 /** Local candidates tried per hint. */
 const CANDIDATES = 4;
 
@@ -135,6 +136,7 @@ async function buildLayer(store: Store, remote: Remote, ml: ManifestLayer, map: 
       tally.blocks += batch.length;
       batch = [];
       progress();
+      faultPoint('pull.after-batch');
     };
     for (const run of map.runs) {
       if (run.kind !== RUN_DATA) {
@@ -182,6 +184,7 @@ export async function pullImage(store: Store, remote: Remote, image: string, opt
     remote.cache.setLayer(rec.id, rec.generation, ml.layer);
     tally.layers.push({ name: rec.name, layer: ml.layer, reused: false });
     parent = rec;
+    faultPoint('pull.after-layer');
   }
   return tally;
 }

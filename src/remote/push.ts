@@ -15,6 +15,7 @@
  * waste for `remote gc`, never harm. No lock: every name is content-derived.
  */
 import { StrataError } from '../errors.js';
+import { faultPoint } from '../store/faults.js';
 import { chainOf } from '../store/catalog.js';
 import type { CodecSpec } from '../store/codecs.js';
 import type { Store } from '../store/store.js';
@@ -93,6 +94,7 @@ export async function pushImage(store: Store, remote: Remote, name: string, opts
       }
     }
     const places = await packer.finish();
+    faultPoint('push.after-packs');
 
     // Packs complete: now the index that names them.
     if (places.length > 0) {
@@ -101,6 +103,7 @@ export async function pushImage(store: Store, remote: Remote, name: string, opts
       await remote.bucket.put(remote.keys.index(id), bytes);
       remote.cache.addIndex(id, places);
     }
+    faultPoint('push.after-index');
 
     // Index complete: the layers (one two hosts pushed is the same object: skip it if there).
     const uploaded: boolean[] = [];
@@ -111,6 +114,7 @@ export async function pushImage(store: Store, remote: Remote, name: string, opts
       uploaded.push(!there);
     }
     for (const { rec: r, layer } of layers) remote.cache.setLayer(r.id, r.generation, layer.id);
+    faultPoint('push.after-layers');
 
     // Layers complete: the manifest, which makes the image visible.
     const manifest: Manifest = {
