@@ -22,6 +22,8 @@ import { auditStore } from '../helpers/consistency.js';
 import { rng } from '../helpers/random.js';
 import { startServe } from '../helpers/serve.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { forceRefcount, refcountOf } from '../helpers/slots.js';
+import { CONTAINER, forEachLiveSlot } from '../../src/store/slots.js';
 import { requireTool, runOk } from '../helpers/tools.js';
 
 const KiB = 1024;
@@ -222,6 +224,33 @@ describe('compressed blocks', () => {
     expect(r.stdout + r.stderr).toMatch(/slot \d+: (content does not match its hash|cannot be read \(a (zstd )?fragment)/);
     expect(strata(store, ['check', '--repair']).status).toBe(2);
     expect(strata(store, ['read', 'img']).status).not.toBe(0);
+  });
+
+  it('check names a container whose count is off and wrong packed counts; --repair sets them right', async () => {
+    const dir = tmpDir();
+    const store = path.join(dir, 'store');
+    fs.writeFileSync(path.join(dir, 'in.raw'), rng(12).text(256 * KiB));
+    strataOk(store, ['import', '--compress', 'zstd', path.join(dir, 'in.raw'), 'img']);
+    const s = await openStore(store, { create: false });
+    let container = -1;
+    try {
+      forEachLiveSlot(s.db, (slot, _rc, _hash, w0) => {
+        if (w0 === CONTAINER && container < 0) container = slot;
+      });
+      expect(container).toBeGreaterThanOrEqual(0);
+      forceRefcount(s.db, container, refcountOf(s.db, container) + 5);
+      s.db.prepare("UPDATE meta SET value = value + 7 WHERE key = 'packed_bytes'").run();
+    } finally {
+      s.close();
+    }
+    const r = strata(store, ['check']);
+    expect(r.status).toBe(3);
+    expect(r.stdout).toMatch(new RegExp(`container slot ${container}: refcount \\d+, holds \\d+ live fragments`));
+    expect(r.stdout).toMatch(/the store counts \d+ packed blocks/);
+    expect(strata(store, ['check', '--repair']).status).toBe(0);
+    expect(strata(store, ['check']).status).toBe(0);
+    expect(await audit(store)).toEqual([]);
+    expect(read(store, 'img').equals(fs.readFileSync(path.join(dir, 'in.raw')))).toBe(true);
   });
 
   it('without the native addon a compressed store reads (zstd by fzstd, lz4 in JS); writing compressed fails cleanly', () => {
