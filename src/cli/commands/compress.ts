@@ -12,7 +12,7 @@ export const compressCommand = () =>
   new Command('compress')
     .description('compress the blocks of frozen images already in the store (all of them without IMAGE); maps do not change, clones and servers see the same bytes')
     .argument('[image...]', 'frozen images (base or layer) whose own blocks to compress')
-    .option('--codec <codec>', "zstd, zstd-LEVEL (1-19) or lz4 (default: the store's setting, else zstd)")
+    .option('--codec <codec>', "zstd, zstd-LEVEL, lz4 or lz4hc[-LEVEL] (default: the store's setting, else zstd)")
     .action(async (names: string[], o: { codec?: string }, cmd: Command) =>
       runCommand(
         cmd,

@@ -53,7 +53,7 @@ export function describeStore(store: Store): StoreInfo {
     schemaVersion: store.db.pragma('user_version', { simple: true }) as number,
     images: countVisibleImages(store.db),
     slotsInUse: usedSlotCount(store.db),
-    compression: { setting: compressionText(storeCompression(store.db)), codecs: (['zstd', 'lz4'] as const).filter(canCompress) },
+    compression: { setting: compressionText(storeCompression(store.db)), codecs: (['zstd', 'lz4', 'lz4hc'] as const).filter(canCompress) },
     native: nativeStatus(),
     leases: store.locks.supported ? 'ofd-lock' : 'pid',
     node: process.version,
