@@ -77,6 +77,8 @@ export interface CompressReport {
   incompressible: number;
   /** Not moved because an open image uses them (or a check is running). */
   busy: number;
+  /** Not moved because their bytes do not match their hash: left in place for check to report. */
+  damaged: number;
   /** Bytes of the compressed blocks before (4 KiB each) and after (their container slots). */
   bytesBefore: number;
   bytesAfter: number;
@@ -90,7 +92,7 @@ export interface CompressReport {
  */
 export function compressStored(store: Store, spec: CodecSpec, opts: { images?: ImageRecord[]; onProgress?: OnProgress } = {}): CompressReport {
   const t0 = performance.now();
-  const report: CompressReport = { codec: spec.codec, blocks: 0, compressed: 0, incompressible: 0, busy: 0, bytesBefore: 0, bytesAfter: 0, elapsedMs: 0 };
+  const report: CompressReport = { codec: spec.codec, blocks: 0, compressed: 0, incompressible: 0, busy: 0, damaged: 0, bytesBefore: 0, bytesAfter: 0, elapsedMs: 0 };
   // Candidates are chosen once; each batch re-checks them under its own lock.
   const candidates = store.write(() => {
     const next = metaNumber(store.db, 'next_slot');
@@ -148,14 +150,26 @@ function compressBatch(store: Store, spec: CodecSpec, part: number[], report: Co
   const kept = Buffer.allocUnsafe(todo.length * FRAGMENT_LIMIT);
   let used = 0;
   const frags: Frag[] = [];
-  const views = todo.map((_, i) => src.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
+  // A block whose bytes no longer match its hash stays where it is: compressing it would carry the
+  // damage into a new home and lose the evidence check reads.
+  const recorded = slotReader(db);
+  const sound: number[] = [];
+  const views: Buffer[] = [];
+  todo.forEach((slot, i) => {
+    const block = src.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE);
+    if (store.hash(block) !== recorded.hash(slot)) report.damaged++;
+    else {
+      sound.push(slot);
+      views.push(block);
+    }
+  });
   compressEach(spec, views, (i, buf, at, length) => {
     if (length === 0) {
       report.incompressible++;
       return;
     }
     buf.copy(kept, used, at, at + length);
-    frags.push({ slot: todo[i], src: kept, at: used, length, codec: CODEC_IDS[spec.codec] });
+    frags.push({ slot: sound[i], src: kept, at: used, length, codec: CODEC_IDS[spec.codec] });
     used += length;
   });
   const moved = placeFragments(store, edit, frags);

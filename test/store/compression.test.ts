@@ -206,6 +206,23 @@ describe('compressed blocks', () => {
     expect(strata(store, ['check']).status).toBe(0);
   });
 
+  it('compress leaves a block whose bytes no longer match its hash where it is (damaged), and check still names it', () => {
+    const dir = tmpDir();
+    const store = path.join(dir, 'store');
+    fs.writeFileSync(path.join(dir, 'in.raw'), rng(13).text(64 * KiB));
+    strataOk(store, ['import', path.join(dir, 'in.raw'), 'img']);
+    const dat = path.join(store, 'data', '000000.dat');
+    const fd = fs.openSync(dat, 'r+');
+    fs.writeSync(fd, Buffer.from('damage'), 0, 6, 100); // inside slot 0
+    fs.closeSync(fd);
+    const r = JSON.parse(strataOk(store, ['compress', '--json']).stdout);
+    expect(r.damaged).toBe(1);
+    expect(r.compressed).toBe(15);
+    const check = strata(store, ['check']);
+    expect(check.status).toBe(2);
+    expect(check.stdout).toMatch(/slot 0: content does not match its hash/);
+  });
+
   it('check finds a damaged fragment (exit 2, naming the slot) and --repair does not hide it', () => {
     const dir = tmpDir();
     const store = path.join(dir, 'store');

@@ -33,6 +33,7 @@ export const compressCommand = () =>
           `compressed ${r.compressed} of ${r.blocks} block(s) with ${r.codec}: ${humanBytes(r.bytesBefore)} -> ${humanBytes(r.bytesAfter)}` +
           (r.incompressible ? `; ${r.incompressible} would not shrink and stay as they are` : '') +
           (r.busy ? `; ${r.busy} in use by open images (or a running check) were left for a later run` : '') +
+          (r.damaged ? `; ${r.damaged} do not match their hash and were left in place: run strata check` : '') +
           ` in ${r.elapsedMs} ms\n`,
       ),
     );
