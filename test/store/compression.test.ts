@@ -170,6 +170,35 @@ describe('compressed blocks', () => {
     expect(JSON.parse(strataOk(store, ['compress', 'base', '--json']).stdout).compressed).toBe(0);
   });
 
+  it('compress --codec recompresses with another codec, and --codec none puts blocks back uncompressed; the bytes never change', async () => {
+    const dir = tmpDir();
+    const store = path.join(dir, 'store');
+    const data = mixed(14);
+    fs.writeFileSync(path.join(dir, 'in.raw'), data);
+    strataOk(store, ['import', '--compress', 'zstd', path.join(dir, 'in.raw'), 'base']);
+    strataOk(store, ['clone', 'base', 'vm']);
+    const zstd = stats(store);
+    const hot = JSON.parse(strataOk(store, ['compress', 'base', '--codec', 'lz4hc', '--json']).stdout);
+    expect(hot.compressed).toBe(zstd.compression.blocks - hot.uncompressed);
+    const lz4 = stats(store);
+    expect(lz4.compression.blocks).toBe(hot.compressed);
+    expect(lz4.storedBytes).toBeGreaterThan(zstd.storedBytes); // lz4 packs less tightly
+    expect(read(store, 'vm').equals(data)).toBe(true);
+    // Already lz4 blocks: only the random ones (stored as they are) are looked at again, and stay.
+    const again = JSON.parse(strataOk(store, ['compress', '--codec', 'lz4', '--json']).stdout);
+    expect(again).toMatchObject({ compressed: 0, uncompressed: 0, incompressible: again.blocks });
+    const back = JSON.parse(strataOk(store, ['compress', '--codec', 'none', '--json']).stdout);
+    expect(back.uncompressed).toBe(lz4.compression.blocks);
+    const plain = stats(store);
+    expect(plain.compression).toMatchObject({ blocks: 0, bytesAfter: 0 });
+    expect(plain.storedBytes).toBe(plain.distinctBytes);
+    expect(read(store, 'base').equals(data)).toBe(true);
+    expect(read(store, 'vm').equals(data)).toBe(true);
+    strataOk(store, ['gc']);
+    expect(strata(store, ['check']).status).toBe(0);
+    expect(await audit(store)).toEqual([]);
+  });
+
   it('rm frees fragments; gc repacks half-empty containers; what stays reads the same', async () => {
     const dir = tmpDir();
     const store = path.join(dir, 'store');
