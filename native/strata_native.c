@@ -43,7 +43,7 @@
  *       sizes[i], or 0 when it would not fit in `limit` bytes (stored as it
  *       is). Splits the blocks over up to 4 threads (one per core): an import
  *       compresses while the other core reads and hashes. codec 1 = zstd,
- *       2 = lz4; each exists only when built against the system library
+ *       2 = lz4, 3 = lz4 in high-compression mode (decoded as 2); each exists only when built against the system library
  *       (features.zstd, features.lz4).
  *   decompressBlock(codec, src, srcOffset, srcLength, dst, dstOffset) -> number
  *       One fragment back to its bytes; returns their count (4096 for a
@@ -347,6 +347,8 @@ static napi_value write_at(napi_env env, napi_callback_info info) {
 
 #define CODEC_ZSTD 1
 #define CODEC_LZ4 2
+/* Only at compression: lz4's high-compression mode writes the lz4 block format, stored as CODEC_LZ4. */
+#define CODEC_LZ4HC 3
 #define CODEC_BLOCK 4096
 
 #ifdef STRATA_HAVE_ZSTD
@@ -354,6 +356,7 @@ static napi_value write_at(napi_env env, napi_callback_info info) {
 #endif
 #ifdef STRATA_HAVE_LZ4
 #include <lz4.h>
+#include <lz4hc.h>
 #endif
 #include <pthread.h>
 #include <unistd.h>
@@ -383,6 +386,7 @@ static void *compress_range(void *arg) {
 #endif
 #ifdef STRATA_HAVE_LZ4
     if (j->codec == CODEC_LZ4) n = LZ4_compress_fast((const char *)in, (char *)out, CODEC_BLOCK, (int)j->limit, j->level > 0 ? j->level : 1);
+    if (j->codec == CODEC_LZ4HC) n = LZ4_compress_HC((const char *)in, (char *)out, CODEC_BLOCK, (int)j->limit, j->level);
 #endif
     j->sizes[i] = n;
   }
@@ -397,7 +401,7 @@ static bool codec_built(int codec) {
   if (codec == CODEC_ZSTD) return true;
 #endif
 #ifdef STRATA_HAVE_LZ4
-  if (codec == CODEC_LZ4) return true;
+  if (codec == CODEC_LZ4 || codec == CODEC_LZ4HC) return true;
 #endif
   return false;
 }

@@ -18,14 +18,18 @@ import { StrataError, corrupt } from '../errors.js';
 import { nativeCodecs, nativeStatus } from './native.js';
 import { BLOCK_SIZE } from './types.js';
 
-export type CodecName = 'zstd' | 'lz4';
+/** lz4hc is lz4's high-compression mode: slower to write, the same lz4 blocks to read (stored as lz4). */
+export type CodecName = 'zstd' | 'lz4' | 'lz4hc';
 
-/** Codec numbers as stored in slot locations: never renumber. */
-export const CODEC_IDS: Record<CodecName, number> = { zstd: 1, lz4: 2 };
-export const codecName = (id: number): CodecName | undefined => (id === 1 ? 'zstd' : id === 2 ? 'lz4' : undefined);
+/** Codec numbers as stored in slot locations: never renumber. lz4hc writes lz4 blocks. */
+export const CODEC_IDS: Record<CodecName, number> = { zstd: 1, lz4: 2, lz4hc: 2 };
+/** What the addon's compressBlocks takes for each codec. */
+const NATIVE_CODEC: Record<CodecName, number> = { zstd: 1, lz4: 2, lz4hc: 3 };
+/** The codec that decodes a stored codec number. */
+export const codecName = (id: number): 'zstd' | 'lz4' | undefined => (id === 1 ? 'zstd' : id === 2 ? 'lz4' : undefined);
 
-/** Default levels: zstd 3 (its own default), lz4 acceleration 1. */
-export const DEFAULT_LEVEL: Record<CodecName, number> = { zstd: 3, lz4: 1 };
+/** Default levels: zstd 3 (its own default), lz4 acceleration 1, lz4hc 9 (its own default). */
+export const DEFAULT_LEVEL: Record<CodecName, number> = { zstd: 3, lz4: 1, lz4hc: 9 };
 
 /**
  * A block is stored compressed only if it shrinks to this or less: a fragment
@@ -39,17 +43,17 @@ export interface CodecSpec {
 }
 
 /** Level ranges, as the libraries take them (lz4's is its acceleration: higher is faster, larger). */
-const LEVELS: Record<CodecName, [number, number]> = { zstd: [1, 19], lz4: [1, 65537] };
+const LEVELS: Record<CodecName, [number, number]> = { zstd: [1, 19], lz4: [1, 65537], lz4hc: [1, 12] };
 
 /**
  * Parses a compression setting as ZFS spells it: `zstd`, `zstd-7`, `lz4`,
- * `none` (also `off`). Returns null for none.
+ * `lz4hc`, `lz4hc-12`, `none` (also `off`). Returns null for none.
  */
 export function parseCompression(s: string): CodecSpec | null {
   const v = s.trim().toLowerCase();
   if (v === 'none' || v === 'off') return null;
-  const m = /^(zstd|lz4)(?:-(\d+))?$/.exec(v);
-  if (!m) throw new StrataError('E_BAD_INPUT', `unknown compression '${s}': use zstd, zstd-LEVEL (1-19), lz4 or none`, { compression: s });
+  const m = /^(zstd|lz4hc|lz4)(?:-(\d+))?$/.exec(v);
+  if (!m) throw new StrataError('E_BAD_INPUT', `unknown compression '${s}': use zstd, zstd-LEVEL (1-19), lz4, lz4hc, lz4hc-LEVEL (1-12) or none`, { compression: s });
   const codec = m[1] as CodecName;
   const level = m[2] === undefined ? DEFAULT_LEVEL[codec] : Number(m[2]);
   const [lo, hi] = LEVELS[codec];
@@ -75,14 +79,15 @@ export function setStoreCompression(db: Database.Database, spec: CodecSpec | nul
 
 /** Whether this process can write blocks compressed with `codec`. */
 export function canCompress(codec: CodecName): boolean {
-  return nativeCodecs()?.[codec] ?? false;
+  return nativeCodecs()?.[codec === 'lz4hc' ? 'lz4' : codec] ?? false;
 }
 
 /** Throws a clear error when `codec` cannot be written here. */
 export function requireCompressor(codec: CodecName): void {
   if (canCompress(codec)) return;
   const status = nativeStatus();
-  const why = status.mode === 'fallback' ? `the native addon is not in use (${status.reason})` : `the native addon was built without lib${codec} (apt-get install libzstd-dev liblz4-dev, then npm rebuild strata-disk)`;
+  const lib = codec === 'zstd' ? 'libzstd' : 'liblz4';
+  const why = status.mode === 'fallback' ? `the native addon is not in use (${status.reason})` : `the native addon was built without ${lib} (apt-get install libzstd-dev liblz4-dev, then npm rebuild strata-disk)`;
   throw new StrataError('E_UNSUPPORTED', `cannot write ${codec}-compressed blocks: ${why}`, { codec });
 }
 
@@ -98,13 +103,13 @@ let scratch: { src: Buffer; out: Buffer; sizes: Int32Array } | null = null;
  */
 export function compressEach(spec: CodecSpec, blocks: readonly Uint8Array[], visit: (i: number, buf: Buffer, at: number, length: number) => void): void {
   const codecs = nativeCodecs();
-  if (!codecs?.[spec.codec]) requireCompressor(spec.codec);
+  if (!canCompress(spec.codec)) requireCompressor(spec.codec);
   scratch ??= { src: Buffer.allocUnsafe(CHUNK_BLOCKS * BLOCK_SIZE), out: Buffer.allocUnsafe(CHUNK_BLOCKS * BLOCK_SIZE), sizes: new Int32Array(CHUNK_BLOCKS) };
   const { src, out, sizes } = scratch;
   for (let first = 0; first < blocks.length; first += CHUNK_BLOCKS) {
     const n = Math.min(CHUNK_BLOCKS, blocks.length - first);
     for (let k = 0; k < n; k++) src.set(blocks[first + k], k * BLOCK_SIZE);
-    codecs!.compress(CODEC_IDS[spec.codec], spec.level, src, n, out, sizes, FRAGMENT_LIMIT);
+    codecs!.compress(NATIVE_CODEC[spec.codec], spec.level, src, n, out, sizes, FRAGMENT_LIMIT);
     for (let k = 0; k < n; k++) visit(first + k, out, k * BLOCK_SIZE, sizes[k]);
   }
 }

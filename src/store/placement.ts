@@ -132,7 +132,7 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
   // Raw blocks take the lowest slots, in runs; a packed block's own slot is only its number (its
   // place in the data files stays a hole). Containers are one run of fresh slots at the end.
   const slots = allocateSlots(store, placed + (stored ? stored.packed.length : 0));
-  const run = stored ? allocateRun(store, stored.run.length / BLOCK_SIZE) : [];
+  const run = stored ? allocateRun(store, stored.slots) : [];
   const writes: Uint8Array[] = [];
   if (!stored) {
     for (let k = 0; k < newBlocks.length; k++) {
@@ -158,7 +158,7 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
       const c = Math.floor(p.at / BLOCK_SIZE);
       packing.locs.set(slot, [run[c] + 1, fragmentWord(CODEC_IDS[opts.compress!.codec], p.at - c * BLOCK_SIZE, p.length)]);
     }
-    if (run.length > 0) store.blocks.write(run[0], [stored.run]);
+    if (run.length > 0) store.blocks.write(run[0], stored.run);
   }
   writeSlots(store, slots.slice(0, placed), writes);
   for (let i = 0; i < blocks.length; i++) if (owner[i] >= 0) entries[i] = entries[owner[i]];
@@ -218,12 +218,14 @@ interface Fragment {
  * up to half of each slot.) `raw`: indexes of blocks that do not shrink
  * enough, stored as they are.
  */
-export function packBlocks(spec: CodecSpec, blocks: readonly Uint8Array[]): { raw: number[]; run: Buffer; packed: Fragment[] } {
+export function packBlocks(spec: CodecSpec, blocks: readonly Uint8Array[]): { raw: number[]; run: Buffer[]; slots: number; packed: Fragment[] } {
   const raw: number[] = [];
   const packed: Fragment[] = [];
-  // Fragments gather in 1 MiB pieces, then go into the run: memory follows the compressed size.
-  const pieces: Buffer[] = [];
-  let piece = Buffer.allocUnsafe(1 << 20);
+  // The run is built in 1 MiB pieces (256 whole slots each, the last cut to whole slots), a fragment
+  // split where a piece ends: memory follows the compressed size, and the pieces are written as they are.
+  const PIECE = 1 << 20;
+  const run: Buffer[] = [];
+  let piece = Buffer.alloc(PIECE);
   let used = 0;
   let total = 0;
   compressEach(spec, blocks, (i, buf, at, length) => {
@@ -231,19 +233,22 @@ export function packBlocks(spec: CodecSpec, blocks: readonly Uint8Array[]): { ra
       raw.push(i);
       return;
     }
-    if (used + length > piece.length) {
-      pieces.push(piece.subarray(0, used));
-      piece = Buffer.allocUnsafe(1 << 20);
-      used = 0;
-    }
-    buf.copy(piece, used, at, at + length);
-    used += length;
     packed.push({ block: i, at: total, length });
     total += length;
+    let from = at;
+    const end = at + length;
+    while (from < end) {
+      const n = Math.min(end - from, PIECE - used);
+      buf.copy(piece, used, from, from + n);
+      used += n;
+      from += n;
+      if (used === PIECE) {
+        run.push(piece);
+        piece = Buffer.alloc(PIECE);
+        used = 0;
+      }
+    }
   });
-  pieces.push(piece.subarray(0, used));
-  const run = Buffer.alloc(Math.ceil(total / BLOCK_SIZE) * BLOCK_SIZE);
-  let pos = 0;
-  for (const p of pieces) pos += p.copy(run, pos);
-  return { raw, run, packed };
+  if (used > 0) run.push(piece.subarray(0, Math.ceil(used / BLOCK_SIZE) * BLOCK_SIZE));
+  return { raw, run, slots: Math.ceil(total / BLOCK_SIZE), packed };
 }

@@ -1,11 +1,14 @@
 /**
- * Moving blocks without touching maps: compressing blocks already stored
- * (`strata compress`) and repacking half-empty containers (gc).
+ * Moving blocks without touching maps: compressing blocks already stored,
+ * recompressing them with another codec or putting them back in their own
+ * slot (`strata compress --codec`), and repacking half-empty containers (gc).
  *
  * A move writes the block's new home (fresh container slots, synced), then
  * commits the new locations, then gives the old place back: a raw block's
  * own slot is punched (the slot number stays the block's identity), an
- * emptied container goes to the free list like any freed slot. A crash
+ * emptied container goes to the free list like any freed slot. A block put
+ * back in its own slot is written there first: that place belongs to its
+ * number alone and holds nothing committed while the block is packed. A crash
  * before the commit leaves the old locations, all intact; after it, at most
  * some old places not yet punched, which the next gc punches.
  *
@@ -69,28 +72,49 @@ function busySlots(store: Store, next: number): Uint8Array | null {
 
 export interface CompressReport {
   codec: string;
-  /** Blocks looked at: in their own place, referenced by the chosen images. */
+  /** Blocks looked at: referenced by the chosen images and not yet stored with this codec. */
   blocks: number;
-  /** Of those, now stored compressed. */
+  /** Of those, now stored compressed with it. */
   compressed: number;
   /** Stored as they are: they would not shrink enough. */
   incompressible: number;
+  /** Compressed blocks put back in their own slot (codec none, or no longer shrinking enough). */
+  uncompressed: number;
   /** Not moved because an open image uses them (or a check is running). */
   busy: number;
+  /** Not moved because their bytes do not match their hash: left in place for check to report. */
+  damaged: number;
   /** Bytes of the compressed blocks before (4 KiB each) and after (their container slots). */
   bytesBefore: number;
   bytesAfter: number;
   elapsedMs: number;
 }
 
+/** Whether a block at this location is already what `spec` asks for. */
+const settled = (spec: CodecSpec | null, w0: number, w1: number): boolean =>
+  spec === null ? w0 === 0 : isPackedLoc(w0) && fragmentCodec(w1) === CODEC_IDS[spec.codec];
+
 /**
- * Compresses the blocks of frozen images that are stored as they are. With
- * `images`, those images' own layers; else every frozen image. Blocks only a
- * writable leaf uses stay as they are (leaves keep hot blocks uncompressed).
+ * Stores the blocks of frozen images with `spec`: compresses those stored as
+ * they are, recompresses those compressed with another codec, and with null
+ * puts compressed ones back in their own slot. With `images`, those images'
+ * own layers; else every frozen image. Blocks only a writable leaf uses stay
+ * as they are (leaves keep hot blocks uncompressed).
  */
-export function compressStored(store: Store, spec: CodecSpec, opts: { images?: ImageRecord[]; onProgress?: OnProgress } = {}): CompressReport {
+export function compressStored(store: Store, spec: CodecSpec | null, opts: { images?: ImageRecord[]; onProgress?: OnProgress } = {}): CompressReport {
   const t0 = performance.now();
-  const report: CompressReport = { codec: spec.codec, blocks: 0, compressed: 0, incompressible: 0, busy: 0, bytesBefore: 0, bytesAfter: 0, elapsedMs: 0 };
+  const report: CompressReport = {
+    codec: spec?.codec ?? 'none',
+    blocks: 0,
+    compressed: 0,
+    incompressible: 0,
+    uncompressed: 0,
+    busy: 0,
+    damaged: 0,
+    bytesBefore: 0,
+    bytesAfter: 0,
+    elapsedMs: 0,
+  };
   // Candidates are chosen once; each batch re-checks them under its own lock.
   const candidates = store.write(() => {
     const next = metaNumber(store.db, 'next_slot');
@@ -100,8 +124,8 @@ export function compressStored(store: Store, spec: CodecSpec, opts: { images?: I
     const out: number[] = [];
     forEachLiveSlot(
       store.db,
-      (slot, _rc, _hash, w0) => {
-        if (slot < next && want[slot] && w0 === 0) out.push(slot);
+      (slot, _rc, _hash, w0, w1) => {
+        if (slot < next && want[slot] && w0 !== CONTAINER && !settled(spec, w0, w1)) out.push(slot);
       },
       { hashes: false },
     );
@@ -121,14 +145,14 @@ export function compressStored(store: Store, spec: CodecSpec, opts: { images?: I
   return report;
 }
 
-/** One transaction: compresses the still-eligible slots of `part`; returns the slots moved. */
-function compressBatch(store: Store, spec: CodecSpec, part: number[], report: CompressReport): number[] {
+/** One transaction: stores the still-eligible slots of `part` with `spec`; returns the slots moved out of their own place. */
+function compressBatch(store: Store, spec: CodecSpec | null, part: number[], report: CompressReport): number[] {
   const db = store.db;
   const next = metaNumber(db, 'next_slot');
   const busy = busySlots(store, next);
   const edit = slotEditor(db);
   const todo = part.filter((s) => {
-    if (s >= next || edit.get(s) === 0 || edit.loc0(s) !== 0) return false; // freed or moved since
+    if (s >= next || edit.get(s) === 0 || settled(spec, edit.loc0(s), edit.loc1(s))) return false; // freed or moved since
     if (busy === null || busy[s]) {
       report.busy++;
       return false;
@@ -136,29 +160,63 @@ function compressBatch(store: Store, spec: CodecSpec, part: number[], report: Co
     return true;
   });
   if (todo.length === 0) return [];
-  // Read in runs of consecutive slots.
+  // Each block's bytes, wherever it lives now (runs in place with one read).
   const src = Buffer.allocUnsafe(todo.length * BLOCK_SIZE);
   for (let i = 0; i < todo.length; ) {
     let n = 1;
     while (i + n < todo.length && todo[i + n] === todo[i] + n && n < 256) n++;
-    store.blocks.read(todo[i] as SlotNumber, n, src, i * BLOCK_SIZE);
+    store.read(todo[i] as SlotNumber, n, src, i * BLOCK_SIZE);
     i += n;
   }
-  // Each fragment copied out of the codec's scratch space into one buffer of the batch's fragments.
-  const kept = Buffer.allocUnsafe(todo.length * FRAGMENT_LIMIT);
-  let used = 0;
-  const frags: Frag[] = [];
-  const views = todo.map((_, i) => src.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
-  compressEach(spec, views, (i, buf, at, length) => {
-    if (length === 0) {
-      report.incompressible++;
-      return;
+  // A block whose bytes no longer match its hash stays where it is: moving it would carry the
+  // damage into a new home and lose the evidence check reads.
+  const recorded = slotReader(db);
+  const sound: number[] = [];
+  const views: Buffer[] = [];
+  todo.forEach((slot, i) => {
+    const block = src.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE);
+    if (store.hash(block) !== recorded.hash(slot)) report.damaged++;
+    else {
+      sound.push(slot);
+      views.push(block);
     }
-    buf.copy(kept, used, at, at + length);
-    frags.push({ slot: todo[i], src: kept, at: used, length, codec: CODEC_IDS[spec.codec] });
-    used += length;
   });
+  const frags: Frag[] = [];
+  /** Packed blocks to put back in their own slot: [slot, bytes]. */
+  const home: [number, Buffer][] = [];
+  if (spec === null) sound.forEach((slot, i) => home.push([slot, views[i]]));
+  else {
+    const kept = Buffer.allocUnsafe(sound.length * FRAGMENT_LIMIT);
+    let used = 0;
+    compressEach(spec, views, (i, buf, at, length) => {
+      if (length > 0) {
+        buf.copy(kept, used, at, at + length);
+        frags.push({ slot: sound[i], src: kept, at: used, length, codec: CODEC_IDS[spec.codec] });
+        used += length;
+      } else if (isPackedLoc(edit.loc0(sound[i]))) home.push([sound[i], views[i]]);
+      else report.incompressible++;
+    });
+  }
+  if (home.length > 0) {
+    // Into the block's own place, synced before the commit that points there.
+    store.blocks.writeScattered(
+      home.map(([slot]) => slot as SlotNumber),
+      home.map(([, b]) => b),
+    );
+    store.blocks.sync();
+    faultPoint('uncompress.after-data-sync');
+    const delta = new Map<number, number>();
+    for (const [slot] of home) {
+      addFragmentRef(delta, edit.loc0(slot), edit.loc1(slot), -1);
+      edit.setLoc(slot, 0, 0);
+    }
+    const freed: number[] = [];
+    settleContainers(edit, delta, [], freed);
+    freeSlots(db, freed);
+    report.uncompressed += home.length;
+  }
   const moved = placeFragments(store, edit, frags);
+  edit.commit();
   report.compressed += moved.length;
   report.bytesBefore += moved.length * BLOCK_SIZE;
   report.bytesAfter += Math.ceil(frags.reduce((n, f) => n + f.length, 0) / BLOCK_SIZE) * BLOCK_SIZE;

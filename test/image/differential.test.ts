@@ -121,7 +121,8 @@ function runDifferential(seed: number, store: Store, opts: { ops?: number; compr
     } else if (opts.compress && x < 0.91) {
       // Blocks of frozen images move into containers; those of images still open stay (busy).
       if (r.next() < 0.5) closeAll();
-      compressStored(store, { codec: r.next() < 0.7 ? 'zstd' : 'lz4', level: 1 });
+      const y = r.next();
+      compressStored(store, y < 0.6 ? { codec: 'zstd', level: 1 } : y < 0.9 ? { codec: 'lz4', level: 1 } : null);
       if (r.next() < 0.3) collectGarbage(store);
       count('compress');
     } else if (x < 0.95) {

@@ -124,6 +124,8 @@ const OPS: Op[] = [
   { name: 'gc (repacking half-empty containers)', args: () => ['gc'], done: 'gc.after-commit', hits: 2 },
   { name: 'import --compress zstd (flushing every 1 MiB)', args: () => ['import', '--compress', 'zstd', textRaw, 'ztext', '--dirty-limit', '1M'], done: 'import.after-rename-commit', hits: 2 },
   { name: 'compress (moving frozen blocks into containers)', args: () => ['compress'], done: 'compress.after-commit', hits: 2 },
+  { name: 'compress --codec lz4hc (recompressing zstd blocks)', args: () => ['compress', 'zhalf', '--codec', 'lz4hc'], done: 'compress.after-commit' },
+  { name: 'compress --codec none (back to their own slots)', args: () => ['compress', 'zhalf', '--codec', 'none'], done: 'compress.after-commit' },
   { name: 'check --repair', args: () => ['check', '--repair'], done: 'repair.after-commit', prepare: makeLeaks },
 ];
 

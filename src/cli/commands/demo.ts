@@ -131,10 +131,16 @@ export function renderDemo(r: DemoResult): string {
     `  full raw copies would take      ${humanBytes(s.logicalBytes)}`,
     `  sparse copies would take        ${humanBytes(s.referencedBytes)}   (zero blocks not stored: ${humanBytes(s.savings.zeroBytes)} saved)`,
     `  layered chains (qcow2-style)    ${humanBytes(s.ownBytes)}   (layers and clones: ${humanBytes(s.savings.layeringBytes)} more saved)`,
-    `  strata stores                   ${humanBytes(s.storedBytes)}   (4 KiB dedup across images: ${humanBytes(s.savings.dedupBytes)} more saved)`,
+    ...(s.compression.blocks > 0
+      ? [
+          `  distinct 4 KiB blocks           ${humanBytes(s.distinctBytes)}   (4 KiB dedup across images: ${humanBytes(s.savings.dedupBytes)} more saved)`,
+          `  strata stores                   ${humanBytes(s.storedBytes)}   (compression: ${humanBytes(s.savings.compressionBytes)} more saved)`,
+        ]
+      : [`  strata stores                   ${humanBytes(s.storedBytes)}   (4 KiB dedup across images: ${humanBytes(s.savings.dedupBytes)} more saved)`]),
     `  that is ${pct(s.storedBytes, s.logicalBytes)} of the raw copies and ${pct(s.storedBytes, s.referencedBytes)} of the sparse ones.`,
     '',
-    'Try: strata tree; strata info demo-vm1; strata read demo-vm1 --offset 200M --length 64 | xxd; strata export demo-vm1 vm1.raw',
+    'Try: strata tree; strata info demo-vm1; strata read demo-vm1 --offset 200M --length 64 | xxd; strata export demo-vm1 vm1.raw;',
+    '     strata compress demo-base demo-apps; strata stats',
     '',
   ].join('\n');
 }

@@ -43,7 +43,7 @@ export const importCommand = () =>
     .option('--size <bytes>', "container: every layer's ext4 file system size (default: the files' size plus headroom)")
     .option('--max-size <bytes>', 'container: refuse layers that expand beyond this many bytes in all (default 64G)')
     .option('--platform <os/arch>', 'container: the platform to take from a multi-platform index (default: the only one, else this host\'s)')
-    .option('--compress <codec>', "store new blocks compressed: zstd, zstd-LEVEL, lz4 or none (default: the store's setting, see strata init --compress)")
+    .option('--compress <codec>', "store new blocks compressed: zstd, zstd-LEVEL, lz4, lz4hc[-LEVEL] or none (default: the store's setting, see strata init --compress)")
     .option('--force', "qcow2 with --parent: import over a parent that was imported from another file than the overlay's backing file")
     .action(async (file: string, name: string | undefined, o: ImportFlags, cmd: Command) =>
       runCommand<ImageInfo | Snapshots>(

@@ -1,3 +1,4 @@
+import { canCompress, compressionText, storeCompression } from '../../store/codecs.js';
 import { Command } from 'commander';
 import { nativeStatus } from '../../store/native.js';
 import { STRATA_VERSION } from '../version.js';
@@ -37,6 +38,8 @@ export interface StoreInfo {
   schemaVersion: number;
   images: number;
   slotsInUse: number;
+  /** The store's compression for imports, and which codecs this process can write. */
+  compression: { setting: string; codecs: string[] };
   native: { mode: 'native' | 'fallback'; reason?: string };
   /** How a lease's holder is known to be alive: a kernel lock (any PID namespace), or its pid (this namespace only). */
   leases: 'ofd-lock' | 'pid';
@@ -50,6 +53,7 @@ export function describeStore(store: Store): StoreInfo {
     schemaVersion: store.db.pragma('user_version', { simple: true }) as number,
     images: countVisibleImages(store.db),
     slotsInUse: usedSlotCount(store.db),
+    compression: { setting: compressionText(storeCompression(store.db)), codecs: (['zstd', 'lz4', 'lz4hc'] as const).filter(canCompress) },
     native: nativeStatus(),
     leases: store.locks.supported ? 'ofd-lock' : 'pid',
     node: process.version,
@@ -63,6 +67,7 @@ function renderStore(r: StoreInfo): string {
     ['schema version', r.schemaVersion],
     ['images', r.images],
     ['slots in use', `${r.slotsInUse} (${humanBytes(r.slotsInUse * BLOCK_SIZE)})`],
+    ['compression', `${r.compression.setting} for imports; can write ${r.compression.codecs.length ? r.compression.codecs.join(', ') : 'none (native addon without libzstd/liblz4)'}`],
     ['native addon', r.native.mode === 'native' ? 'in use (punch-hole, SEEK_DATA/SEEK_HOLE, OFD locks)' : `fallback: ${r.native.reason ?? 'not built'}`],
     ['leases', r.leases === 'ofd-lock' ? 'kernel locks on STORE/lock (safe across containers)' : 'pid checks (one PID namespace only: build the native addon to share a store with containers)'],
     ['strata', `${r.strata} on node ${r.node}`],

@@ -5,7 +5,7 @@ import { runCommand } from '../context.js';
 export const initCommand = () =>
   new Command('init')
     .description('create the store (done on first use by every command); with --compress, set how new imports store their blocks')
-    .option('--compress <codec>', 'compression for imports from now on: zstd, zstd-LEVEL (1-19), lz4 or none; blocks already stored stay as they are (strata compress)')
+    .option('--compress <codec>', 'compression for imports from now on: zstd, zstd-LEVEL (1-19), lz4, lz4hc, lz4hc-LEVEL (1-12) or none; blocks already stored stay as they are (strata compress)')
     .action(async (o: { compress?: string }, cmd: Command) =>
       runCommand(
         cmd,
