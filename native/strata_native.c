@@ -467,6 +467,22 @@ static napi_value compress_blocks(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static long long decode_fragment(int codec, const uint8_t *src, size_t n, uint8_t *dst, size_t room) {
+  long long r = -1;
+#ifdef STRATA_HAVE_ZSTD
+  static ZSTD_DCtx *rctx;
+  if (codec == CODEC_ZSTD) {
+    if (!rctx) rctx = ZSTD_createDCtx();
+    size_t z = ZSTD_decompressDCtx(rctx, dst, room, src, n);
+    r = ZSTD_isError(z) ? -1 : (long long)z;
+  }
+#endif
+#ifdef STRATA_HAVE_LZ4
+  if (codec == CODEC_LZ4) r = LZ4_decompress_safe((const char *)src, (char *)dst, (int)n, (int)room);
+#endif
+  return r;
+}
+
 static napi_value decompress_block(napi_env env, napi_callback_info info) {
   napi_value argv[6], result;
   int32_t codec;
@@ -485,18 +501,7 @@ static napi_value decompress_block(napi_env env, napi_callback_info info) {
     return NULL;
   }
   size_t room = dst_len - dst_off > CODEC_BLOCK ? CODEC_BLOCK : dst_len - dst_off;
-  long long n = -1;
-#ifdef STRATA_HAVE_ZSTD
-  static ZSTD_DCtx *dctx;
-  if (codec == CODEC_ZSTD) {
-    if (!dctx) dctx = ZSTD_createDCtx();
-    size_t r = ZSTD_decompressDCtx(dctx, dst + dst_off, room, src + src_off, src_n);
-    n = ZSTD_isError(r) ? -1 : (long long)r;
-  }
-#endif
-#ifdef STRATA_HAVE_LZ4
-  if (codec == CODEC_LZ4) n = LZ4_decompress_safe((const char *)src + src_off, (char *)dst + dst_off, (int)src_n, (int)room);
-#endif
+  long long n = decode_fragment(codec, src + src_off, src_n, dst + dst_off, room);
   if (!codec_built(codec)) {
     napi_throw_error(env, "ENOTSUP", "codec not built into the addon");
     return NULL;
@@ -509,21 +514,6 @@ static napi_value decompress_block(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static long long decode_fragment(int codec, const uint8_t *src, size_t n, uint8_t *dst, size_t room) {
-  long long r = -1;
-#ifdef STRATA_HAVE_ZSTD
-  static ZSTD_DCtx *rctx;
-  if (codec == CODEC_ZSTD) {
-    if (!rctx) rctx = ZSTD_createDCtx();
-    size_t z = ZSTD_decompressDCtx(rctx, dst, room, src, n);
-    r = ZSTD_isError(z) ? -1 : (long long)z;
-  }
-#endif
-#ifdef STRATA_HAVE_LZ4
-  if (codec == CODEC_LZ4) r = LZ4_decompress_safe((const char *)src, (char *)dst, (int)n, (int)room);
-#endif
-  return r;
-}
 
 static napi_value read_fragment(napi_env env, napi_callback_info info) {
   napi_value argv[6], result;
