@@ -23,7 +23,7 @@
  * consecutive slots.
  */
 import type Database from 'better-sqlite3';
-import { corrupt } from '../errors.js';
+import { StrataError, corrupt } from '../errors.js';
 import { decompressBlock } from './codecs.js';
 import type { BlockBackend } from './datafiles.js';
 import { prepared } from './statements.js';
@@ -32,6 +32,8 @@ import { BLOCK_SIZE, type SlotNumber } from './types.js';
 const CHUNK = 4096;
 /** slot_locs word 0 of a container (kept equal to slots.ts's CONTAINER). */
 const CONTAINER = 0xffffffff;
+/** slot_locs word 0 of a block still in a remote pack (kept equal to slots.ts's REMOTE). */
+const REMOTE = 0xfffffffe;
 /** Location rows a process keeps: 512 × 32 KiB covers 8 GiB of blocks. */
 const MAX_ROWS = 512;
 
@@ -40,7 +42,19 @@ export const fragmentWord = (codec: number, offset: number, length: number): num
 export const fragmentCodec = (w1: number) => w1 >>> 28;
 export const fragmentOffset = (w1: number) => (w1 >>> 14) & 0x3fff;
 export const fragmentLength = (w1: number) => w1 & 0x3fff;
-export const isPackedLoc = (w0: number) => w0 !== 0 && w0 !== CONTAINER;
+export const isPackedLoc = (w0: number) => w0 !== 0 && w0 !== CONTAINER && w0 !== REMOTE;
+export const isRemoteLoc = (w0: number) => w0 === REMOTE;
+
+/**
+ * A read met a block that is still in a remote pack (a lazy clone's chain):
+ * E_IO, never zeros. Async readers (the NBD server, export) fetch what
+ * remoteSlotsIn() names before the synchronous read; this is what a read
+ * that was not prepared, or lost a race, gets.
+ */
+export function remoteMiss(slots: readonly number[]): StrataError {
+  return new StrataError('E_IO', `block${slots.length > 1 ? 's' : ''} in slot${slots.length > 1 ? 's' : ''} ${slots.slice(0, 4).join(', ')}${slots.length > 4 ? ', ...' : ''} not fetched from the remote yet`, { slots: [...slots], remoteMiss: true });
+}
+export const isRemoteMiss = (e: unknown): boolean => e instanceof StrataError && (e.data as { remoteMiss?: boolean } | undefined)?.remoteMiss === true;
 /** Whether a fragment runs on from its container into the next slot, also a container. */
 export const fragmentSpans = (w1: number) => fragmentOffset(w1) + fragmentLength(w1) > BLOCK_SIZE;
 
@@ -82,7 +96,7 @@ export function refreshLocations(db: Database.Database): void {
   c.rows.clear();
   c.containerSlot = -1;
   c.seq = seq;
-  c.packed = metaValue(db, 'packed_blocks') > 0 || metaValue(db, 'container_slots') > 0;
+  c.packed = metaValue(db, 'packed_blocks') > 0 || metaValue(db, 'container_slots') > 0 || metaValue(db, 'remote_blocks') > 0;
 }
 
 /** Called by the slot editor when this process changed locations (committed or not yet). */
@@ -120,6 +134,20 @@ function rowOf(db: Database.Database, c: LocCache, chunk: number): Uint32Array |
  * where it lives: runs in their own place with one read, fragments through
  * their codec.
  */
+/** Of `slots`, those whose block is still in a remote pack, by this process's cached locations. */
+export function remoteSlotsOf(db: Database.Database, slots: Iterable<number>): number[] {
+  const c = cacheOf(db);
+  if (c.seq === -1) refreshLocations(db);
+  const out: number[] = [];
+  if (!c.packed) return out;
+  for (const slot of slots) {
+    const chunk = Math.floor(slot / CHUNK);
+    const row = rowOf(db, c, chunk);
+    if (row && row[2 * (slot - chunk * CHUNK)] === REMOTE) out.push(slot);
+  }
+  return out;
+}
+
 export function readSlots(db: Database.Database, blocks: BlockBackend, first: SlotNumber, count: number, into: Uint8Array, at: number): void {
   const c = cacheOf(db);
   if (c.seq === -1) refreshLocations(db);
@@ -147,6 +175,16 @@ export function readSlots(db: Database.Database, blocks: BlockBackend, first: Sl
       continue;
     }
     if (w0 === CONTAINER) throw corrupt(`slot ${slot} holds packed fragments but a map names it as a block`, { slot });
+    if (w0 === REMOTE) {
+      const missing = [slot];
+      for (let k = i + 1; k < count && missing.length < 64; k++) {
+        const s = first + k;
+        const ch = Math.floor(s / CHUNK);
+        const r = rowOf(db, c, ch);
+        if (r && r[2 * (s - ch * CHUNK)] === REMOTE) missing.push(s);
+      }
+      throw remoteMiss(missing);
+    }
     const w1 = row![2 * (slot - chunk * CHUNK) + 1];
     const container = w0 - 1;
     const off = fragmentOffset(w1);

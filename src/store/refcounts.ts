@@ -6,7 +6,8 @@
 import type Database from 'better-sqlite3';
 import { corrupt } from '../errors.js';
 import { freeSlots } from './freelist.js';
-import { CONTAINER, indexSlots, slotEditor, type SlotEdit } from './slots.js';
+import { CONTAINER, REMOTE, indexSlots, slotEditor, type SlotEdit } from './slots.js';
+import { addRemoteLoc, dropRemoteLoc, type RemotePlace } from './remote-locs.js';
 import { fragmentSpans } from './locations.js';
 import type { BlockHash } from './hash.js';
 import { BLOCK_SIZE, type OnProgress, type SlotNumber } from './types.js';
@@ -30,6 +31,8 @@ export interface ApplyOptions {
   index?: 'now' | number[];
   /** Where the packed ones among `fresh` live, and the containers written for them. */
   packing?: Packing;
+  /** Fresh slots whose block is still in a remote pack (a lazy clone's layers): nothing was written for them. */
+  remote?: Map<SlotNumber, RemotePlace>;
 }
 
 /** New blocks stored as fragments: their locations, and the fresh container slots that hold them. */
@@ -89,6 +92,12 @@ export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: 
     if (d > 0) {
       edit.set(slot, d, hash);
       const loc = locs?.get(slot);
+      const far = opts.remote?.get(slot);
+      if (far) {
+        edit.setLoc(slot, REMOTE, 0);
+        addRemoteLoc(db, slot, far);
+        continue; // not indexed: nothing may share it before its bytes are here to compare
+      }
       if (loc) {
         edit.setLoc(slot, loc[0], loc[1]);
         addFragmentRef(containerDelta, loc[0], loc[1], 1);
@@ -110,7 +119,11 @@ export function applyRefDeltas(db: Database.Database, deltas: RefDeltas, fresh: 
       freed.push(slot);
       const w0 = edit.loc0(slot);
       if (w0 === CONTAINER) throw corrupt(`map references slot ${slot}, which holds packed fragments`, { slot });
-      if (w0 !== 0) {
+      if (w0 === REMOTE) {
+        // Never fetched: nothing of it is here to free but its place.
+        edit.setLoc(slot, 0, 0);
+        dropRemoteLoc(db, slot);
+      } else if (w0 !== 0) {
         // A packed block's fragment dies with it; its container lives while any other does.
         addFragmentRef(containerDelta, w0, edit.loc1(slot), -1);
         edit.setLoc(slot, 0, 0);

@@ -28,7 +28,7 @@ import { leasedImageIds, STORE_LEASE } from './leases.js';
 import { fragmentCodec, fragmentLength, fragmentOffset, fragmentWord, isPackedLoc } from './locations.js';
 import { segmentsOf } from './maps.js';
 import { addFragmentRef, settleContainers } from './refcounts.js';
-import { CONTAINER, forEachLiveSlot, slotEditor, slotReader } from './slots.js';
+import { CONTAINER, REMOTE, forEachLiveSlot, slotEditor, slotReader } from './slots.js';
 import { metaNumber, type Store } from './store.js';
 import { BLOCK_SIZE, isFrozen, type ImageId, type ImageRecord, type OnProgress, type SlotNumber } from './types.js';
 
@@ -125,7 +125,8 @@ export function compressStored(store: Store, spec: CodecSpec | null, opts: { ima
     forEachLiveSlot(
       store.db,
       (slot, _rc, _hash, w0, w1) => {
-        if (slot < next && want[slot] && w0 !== CONTAINER && !settled(spec, w0, w1)) out.push(slot);
+        // A block still in a remote pack (a lazy clone's) is not here to move: fetched, it is a raw block like any.
+        if (slot < next && want[slot] && w0 !== CONTAINER && w0 !== REMOTE && !settled(spec, w0, w1)) out.push(slot);
       },
       { hashes: false },
     );
@@ -152,7 +153,7 @@ function compressBatch(store: Store, spec: CodecSpec | null, part: number[], rep
   const busy = busySlots(store, next);
   const edit = slotEditor(db);
   const todo = part.filter((s) => {
-    if (s >= next || edit.get(s) === 0 || settled(spec, edit.loc0(s), edit.loc1(s))) return false; // freed or moved since
+    if (s >= next || edit.get(s) === 0 || edit.loc0(s) === REMOTE || settled(spec, edit.loc0(s), edit.loc1(s))) return false; // freed or moved since
     if (busy === null || busy[s]) {
       report.busy++;
       return false;

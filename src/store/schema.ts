@@ -109,6 +109,18 @@ const MIGRATIONS: Migration[] = [
   CREATE TABLE slot_locs (chunk INTEGER PRIMARY KEY, locs BLOB NOT NULL) STRICT;
   INSERT INTO meta(key, value) VALUES ('loc_seq', 0), ('packed_blocks', 0), ('packed_bytes', 0), ('container_slots', 0), ('compression', 'none');
   `,
+  // 5: blocks still in a remote pack (lazy clones, remote/lazy.ts): slot_locs word 0 REMOTE, and the
+  // place here, one row per such slot (a pack name and a digest do not fit two words). Rows go when
+  // the block is fetched (its location becomes its own slot) or freed. By digest, so a second lazy
+  // clone of a layer sharing the block names the same slot.
+  `
+  CREATE TABLE remote_locs (
+    slot INTEGER PRIMARY KEY, remote TEXT NOT NULL, pack TEXT NOT NULL, offset INTEGER NOT NULL,
+    length INTEGER NOT NULL, codec INTEGER NOT NULL, digest BLOB NOT NULL
+  ) STRICT;
+  CREATE INDEX remote_locs_digest ON remote_locs(digest);
+  INSERT INTO meta(key, value) VALUES ('remote_blocks', 0);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

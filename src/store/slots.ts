@@ -43,6 +43,15 @@ const chunkOf = (slot: number) => Math.floor(slot / CHUNK_SLOTS);
 
 /** slot_locs word 0 of a slot that holds packed fragments. */
 export const CONTAINER = 0xffffffff;
+/**
+ * slot_locs word 0 of a block that lives in a remote pack and has not been
+ * fetched yet (a lazy clone's chain, remote/lazy.ts): its place (remote,
+ * pack, offset, length, codec, sha256) is the slot's row in remote_locs
+ * (remote-locs.ts); word 1 is 0. Its own slot is a hole until the fetch
+ * writes it there and the location becomes [0, 0].
+ * (A container at slot 0xfffffffd would collide; the allocator stops far below.)
+ */
+export const REMOTE = 0xfffffffe;
 
 function toBlob(a: Uint32Array | Float64Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -171,7 +180,7 @@ export function packedCounts(db: Database.Database): PackedCounts {
   return { packedBlocks: metaNumber(db, 'packed_blocks'), packedBytes: metaNumber(db, 'packed_bytes'), containers: metaNumber(db, 'container_slots') };
 }
 
-const fragmentBytes = (w0: number, w1: number) => (w0 !== 0 && w0 !== CONTAINER ? w1 & 0x3fff : 0);
+const fragmentBytes = (w0: number, w1: number) => (w0 !== 0 && w0 !== CONTAINER && w0 !== REMOTE ? w1 & 0x3fff : 0);
 
 export function slotEditor(db: Database.Database): SlotEdit {
   const refs = new Map<number, Uint32Array>();
@@ -180,7 +189,7 @@ export function slotEditor(db: Database.Database): SlotEdit {
   const dirtyHashes = new Set<number>();
   const locs = new Map<number, Uint32Array>();
   const dirtyLocs = new Set<number>();
-  const packed = { packedBlocks: 0, packedBytes: 0, containers: 0 };
+  const packed = { packedBlocks: 0, packedBytes: 0, containers: 0, remote: 0 };
   let liveDelta = 0;
   const locsOf = (c: number) => {
     let a = locs.get(c);
@@ -207,8 +216,9 @@ export function slotEditor(db: Database.Database): SlotEdit {
       const i = 2 * (slot - c * CHUNK_SLOTS);
       const [o0, o1] = [a[i], a[i + 1]];
       if (o0 === w0 && o1 === w1) return;
-      const isPacked = (x: number) => (x !== 0 && x !== CONTAINER ? 1 : 0);
+      const isPacked = (x: number) => (x !== 0 && x !== CONTAINER && x !== REMOTE ? 1 : 0);
       packed.packedBlocks += isPacked(w0) - isPacked(o0);
+      packed.remote += (w0 === REMOTE ? 1 : 0) - (o0 === REMOTE ? 1 : 0);
       packed.packedBytes += fragmentBytes(w0, w1) - fragmentBytes(o0, o1);
       packed.containers += (w0 === CONTAINER ? 1 : 0) - (o0 === CONTAINER ? 1 : 0);
       a[i] = w0;
@@ -248,7 +258,8 @@ export function slotEditor(db: Database.Database): SlotEdit {
         setMeta(db, 'packed_blocks', metaNumber(db, 'packed_blocks') + packed.packedBlocks);
         setMeta(db, 'packed_bytes', metaNumber(db, 'packed_bytes') + packed.packedBytes);
         setMeta(db, 'container_slots', metaNumber(db, 'container_slots') + packed.containers);
-        packed.packedBlocks = packed.packedBytes = packed.containers = 0;
+        if (packed.remote !== 0) setMeta(db, 'remote_blocks', metaNumber(db, 'remote_blocks') + packed.remote);
+        packed.packedBlocks = packed.packedBytes = packed.containers = packed.remote = 0;
         locsChanged(db);
       }
       dirtyRefs.clear();

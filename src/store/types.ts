@@ -28,8 +28,11 @@ export const SEGMENT_ENTRIES = 4096;
 export const SEGMENT_SHIFT = 12;
 /** 1 GiB data files: large enough that a store has few, small enough to punch and copy. */
 export const SLOTS_PER_FILE = 262_144;
-/** u32 entries minus the two reserved values: 16 TiB of distinct data per store. */
-export const MAX_SLOT = 0xffff_ffff - 2;
+/**
+ * u32 entries minus the two reserved values: 16 TiB of distinct data per store. One less
+ * than that bound, so a container's location word (slot + 1) never equals slot_locs's REMOTE.
+ */
+export const MAX_SLOT = 0xffff_ffff - 3;
 /** Virtual sizes are bounded so that every byte offset is an exact JS number. */
 export const MAX_VIRTUAL_SIZE = 2 ** 53 - BLOCK_SIZE;
 
