@@ -58,7 +58,7 @@ const BATCH = Number(process.env.STRATA_PULL_BATCH) || 4096;
 const CANDIDATES = 4;
 
 /** A local frozen image equal to `ml` over `parent`, if there is one. */
-function localEqual(store: Store, remote: Remote, ml: ManifestLayer, parent: ImageRecord | null): ImageRecord | undefined {
+export function localEqual(store: Store, remote: Remote, ml: ManifestLayer, parent: ImageRecord | null): ImageRecord | undefined {
   const fits = (r: ImageRecord) => isFrozen(r) && r.parentId === (parent?.id ?? null) && r.virtualSize === ml.virtualSize;
   for (const { imageId, generation } of remote.cache.imagesWithLayer(ml.layer)) {
     const r = store.db.prepare('SELECT 1 FROM images WHERE id = ? AND generation = ?').get(imageId, generation) ? getImageById(store.db, imageId as ImageRecord['id']) : undefined;

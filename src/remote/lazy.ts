@@ -1,0 +1,240 @@
+/**
+ * Lazy clones: `strata clone fleet/IMAGE vm7` makes a local writable leaf
+ * over a remote image whose blocks stay in the bucket until first read.
+ *
+ * Building (lazyClone): each layer of the manifest's chain, base first, is
+ * reused when a local frozen image equals it (as pull does), else made a
+ * local frozen image in ONE write transaction, its map written directly:
+ * a data block whose digest this store already has (found by hint in the
+ * dedup index, confirmed by SHA-256; or a slot already standing for that
+ * digest in remote_locs) names that slot; any other gets a fresh slot whose
+ * location is REMOTE (store/remote-locs.ts: pack, offset, length, codec,
+ * digest), its hash the pusher's hint, nothing written. Then a leaf is
+ * cloned over the top layer. No block is fetched.
+ *
+ * Reading (LazyFetcher): the image core is synchronous and never fetches
+ * (a REMOTE block read there is E_IO, never zeros); async readers (the NBD
+ * server, export) first ask the fetcher to make the slots a range names
+ * local: it reads their places, fetches them with coalesced ranged GETs
+ * (fetch.ts: each block decoded and checked against its digest), and
+ * installs them (store/remote-locs.ts installFetched: own slot written and
+ * synced, then the location moves to [0, 0]). A GET that fails after the
+ * S3 client's retries is E_IO for that read only; the next read tries again.
+ */
+import { StrataError, corrupt } from '../errors.js';
+import { allocateSlots } from '../store/allocator.js';
+import { getImage, insertImage, updateImage } from '../store/catalog.js';
+import { remoteSlotsOf } from '../store/locations.js';
+import { saveSegment } from '../store/maps.js';
+import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
+import { installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../store/remote-locs.js';
+import { segCompact } from '../store/segment.js';
+import { slotReader } from '../store/slots.js';
+import type { Store } from '../store/store.js';
+import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber } from '../store/types.js';
+import { cloneImage } from '../image/lifecycle.js';
+import { frozenKind } from '../image/lifecycle.js';
+import { remoteUrl } from './config.js';
+import { fetchBlocks, type FetchOptions, type FetchStats } from './fetch.js';
+import type { BlockPlace } from './index-file.js';
+import { decodeLayer, RUN_DATA, type LayerMap } from './layer-file.js';
+import { sha256Hex } from './layout.js';
+import type { ManifestLayer } from './manifest.js';
+import { localEqual } from './pull.js';
+import { findManifest, syncIndexes, type Remote } from './remote.js';
+
+export interface LazyCloneResult {
+  image: string;
+  remote: string;
+  manifest: string;
+  leaf: string;
+  layers: { name: string; layer: string; reused: boolean }[];
+  /** Data blocks of the layers made. */
+  blocks: number;
+  /** Of those, already in this store (by digest). */
+  localBlocks: number;
+  /** Distinct blocks left in the bucket, to fetch on first read. */
+  remoteBlocks: number;
+}
+
+/** One layer as a local frozen image whose new blocks stay remote. One write transaction. */
+function buildLazyLayer(store: Store, remote: Remote, ml: ManifestLayer, map: LayerMap, parent: ImageRecord | null, source: Record<string, unknown>, tally: LazyCloneResult): ImageRecord {
+  // Candidates found outside the transaction (reads); confirmed inside it by refcount and hash.
+  const places: BlockPlace[] = [];
+  let d = 0;
+  for (const run of map.runs) {
+    if (run.kind !== RUN_DATA) continue;
+    for (let k = 0; k < run.count; k++, d++) {
+      const digest = Buffer.from(map.digests.subarray(32 * d, 32 * d + 32));
+      const place = remote.cache.place(digest);
+      if (!place) throw corrupt(`remote ${remote.config.name}: block ${digest.toString('hex')} of layer ${ml.layer} is in no index`, { layer: ml.layer });
+      places.push(place);
+    }
+  }
+  return store.write(() => {
+    const db = store.db;
+    const rec = insertImage(db, { name: ml.name as ImageName, kind: frozenKind(parent?.id ?? null), parentId: parent?.id ?? null, virtualSize: map.virtualSize, labels: ml.labels, source });
+    const slots = slotReader(db);
+    const bySha = new Map<string, number>();
+    const deltas: RefDeltas = new Map();
+    const fresh = new Map<SlotNumber, number>();
+    const far = new Map<SlotNumber, RemotePlace>();
+    const need: number[] = [];
+    places.forEach((p, i) => {
+      const hex = p.digest.toString('hex');
+      if (bySha.has(hex)) return;
+      // A local copy by hint, confirmed by digest (read inside this transaction, so it stays live).
+      const slot = localSlotOf(store, p);
+      if (slot !== undefined) {
+        bySha.set(hex, slot);
+        tally.localBlocks++;
+        return;
+      }
+      const s = remoteSlotOf(db, p.digest);
+      if (s !== undefined && slots.refcount(s) > 0) {
+        bySha.set(hex, s);
+        return;
+      }
+      need.push(i);
+      bySha.set(hex, -1);
+    });
+    const got = allocateSlots(store, need.length);
+    need.forEach((i, k) => {
+      const p = places[i];
+      const slot = got[k];
+      bySha.set(p.digest.toString('hex'), slot);
+      fresh.set(slot, p.hint);
+      far.set(slot, { remote: remote.config.name, pack: p.pack, offset: p.offset, length: p.length, codec: p.codec, digest: p.digest });
+    });
+    tally.remoteBlocks += need.length;
+    // The map, segment by segment.
+    const segs = new Map<number, Uint32Array>();
+    const put = (b: number, e: number) => {
+      const seg = Math.floor(b / SEGMENT_ENTRIES);
+      let a = segs.get(seg);
+      if (!a) segs.set(seg, (a = new Uint32Array(SEGMENT_ENTRIES).fill(INHERIT)));
+      a[b % SEGMENT_ENTRIES] = e;
+    };
+    let i = 0;
+    let own = 0;
+    for (const run of map.runs) {
+      for (let k = 0; k < run.count; k++) {
+        if (run.kind === RUN_DATA) {
+          const slot = bySha.get(places[i++].digest.toString('hex'))!;
+          put(run.first + k, slot + 2);
+          addRef(deltas, slot, 1);
+          own++;
+        } else put(run.first + k, ZERO);
+      }
+    }
+    for (const [seg, a] of segs) saveSegment(db, rec.id, seg as SegmentIndex, segCompact(a));
+    applyRefDeltas(db, deltas, fresh, { remote: far });
+    updateImage(db, rec.id, { ownBlocks: own });
+    tally.blocks += places.length;
+    return getImage(db, rec.name);
+  });
+}
+
+/** A live slot whose bytes have p's digest, found by its hint in the dedup index (a hint; the digest is proof). */
+function localSlotOf(store: Store, p: BlockPlace): number | undefined {
+  const hex = p.digest.toString('hex');
+  const rows = store.db.prepare('SELECT slot FROM hash_index WHERE hash = ?').pluck().all(p.hint) as number[];
+  const reader = slotReader(store.db);
+  for (const s of rows) {
+    if (reader.refcount(s) === 0) continue;
+    const buf = Buffer.allocUnsafe(BLOCK_SIZE);
+    store.read(s as SlotNumber, 1, buf, 0);
+    if (sha256Hex(buf) === hex) return s;
+  }
+  return undefined;
+}
+
+export async function lazyClone(store: Store, remote: Remote, image: string, leaf: string, opts: { manifest?: string } = {}): Promise<LazyCloneResult> {
+  const { id, manifest } = await findManifest(remote, image, opts.manifest);
+  await syncIndexes(remote);
+  const tally: LazyCloneResult = { image, remote: remote.config.name, manifest: id, leaf, layers: [], blocks: 0, localBlocks: 0, remoteBlocks: 0 };
+  let parent: ImageRecord | null = null;
+  for (const ml of manifest.chain) {
+    const mine = localEqual(store, remote, ml, parent);
+    if (mine) {
+      tally.layers.push({ name: mine.name, layer: ml.layer, reused: true });
+      parent = mine;
+      continue;
+    }
+    const bytes = await remote.bucket.get(remote.keys.layer(ml.layer));
+    if (sha256Hex(bytes) !== ml.layer) throw corrupt(`remote layer ${ml.layer} in ${remote.bucket.where} does not match its name`, { layer: ml.layer });
+    const map = decodeLayer(bytes, ml.layer);
+    const source = { format: 'remote-lazy', remote: remote.config.name, url: remoteUrl(remote.config), image, manifest: id, layer: ml.layer };
+    const rec = buildLazyLayer(store, remote, ml, map, parent, source, tally);
+    remote.cache.setLayer(rec.id, rec.generation, ml.layer);
+    tally.layers.push({ name: rec.name, layer: ml.layer, reused: false });
+    parent = rec;
+  }
+  if (!parent) throw new StrataError('E_CORRUPT', `remote manifest ${id} has no layers`);
+  cloneImage(store, parent.name, [leaf]);
+  return tally;
+}
+
+/**
+ * Makes the slots reads are about to touch local, fetching what is still
+ * remote. One per process; remotes are opened on first need, by the name
+ * recorded in each block's place.
+ */
+export class LazyFetcher {
+  readonly stats: FetchStats = { gets: 0, bytes: 0, blocks: 0 };
+  private readonly remotes = new Map<string, Remote>();
+  constructor(
+    private readonly store: Store,
+    private readonly open: (name: string) => Remote,
+    private readonly opts: FetchOptions = {},
+  ) {}
+
+  /** Fetches and installs those of `slots` that are still remote. E_IO when the bucket cannot be read. */
+  async ensure(slots: Iterable<number>): Promise<number> {
+    const far = remoteSlotsOf(this.store.db, slots);
+    if (far.length === 0) return 0;
+    const places = remotePlacesOf(this.store.db, far);
+    const byRemote = new Map<string, [number, RemotePlace][]>();
+    for (const [slot, p] of places) {
+      let l = byRemote.get(p.remote);
+      if (!l) byRemote.set(p.remote, (l = []));
+      l.push([slot, p]);
+    }
+    let moved = 0;
+    for (const [name, list] of byRemote) {
+      let r = this.remotes.get(name);
+      if (!r) this.remotes.set(name, (r = this.open(name)));
+      const slotsOf = new Map<string, number[]>();
+      const want: BlockPlace[] = [];
+      for (const [slot, p] of list) {
+        const hex = p.digest.toString('hex');
+        const l = slotsOf.get(hex);
+        if (l) l.push(slot);
+        else {
+          slotsOf.set(hex, [slot]);
+          want.push({ digest: p.digest, pack: p.pack, offset: p.offset, length: p.length, codec: p.codec, hint: 0 });
+        }
+      }
+      const got: { slot: number; digest: Buffer; data: Uint8Array }[] = [];
+      let st: FetchStats;
+      try {
+        st = await fetchBlocks(r, want, (p, data) => {
+          for (const slot of slotsOf.get(p.digest.toString('hex'))!) got.push({ slot, digest: p.digest, data: Buffer.from(data) });
+        }, this.opts);
+      } catch (e) {
+        if (e instanceof StrataError && e.code === 'E_NOT_FOUND') throw new StrataError('E_IO', `remote ${name}: ${e.message}`, e.data, { cause: e });
+        throw e;
+      }
+      this.stats.gets += st.gets;
+      this.stats.bytes += st.bytes;
+      this.stats.blocks += st.blocks;
+      moved += installFetched(this.store, got);
+    }
+    return moved;
+  }
+
+  close(): void {
+    for (const r of this.remotes.values()) r.close();
+    this.remotes.clear();
+  }
+}
