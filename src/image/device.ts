@@ -40,7 +40,19 @@ export interface BlockDevice {
   flush(): void;
   /** Allocation status of [offset, offset+length), merged into maximal runs, in order. */
   extents(offset: number, length: number): Extent[];
+  /**
+   * For async callers (the NBD server), before a read or write of the range:
+   * makes local what it needs that is still in a remote pack (a lazy
+   * clone's blocks). null when nothing is; a rejected promise (E_IO) when a
+   * block cannot be fetched, which fails that request only.
+   */
+  prepare?(offset: number, length: number, write: boolean): Promise<void> | null;
   close(): void;
+}
+
+/** Fetches blocks still in a remote pack and makes them local (remote/lazy.ts's LazyFetcher). */
+export interface RemoteBlockSource {
+  ensure(slots: Iterable<number>): Promise<number>;
 }
 
 /** Appends `e` to `out`, merging it into the last extent when they touch and say the same thing. Empty extents are dropped. */

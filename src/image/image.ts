@@ -8,7 +8,8 @@
  */
 import { StrataError } from '../errors.js';
 import { bytesText } from '../units.js';
-import { appendExtent, type BlockDevice, type Extent, type ExtentKind } from './device.js';
+import { appendExtent, type BlockDevice, type Extent, type ExtentKind, type RemoteBlockSource } from './device.js';
+import { refreshLocations, remoteSlotsOf } from '../store/locations.js';
 import { leaseTx, moveLease, releaseLease, type Lease } from '../store/leases.js';
 import { chainOf, getImage, getImageById, updateImage } from '../store/catalog.js';
 import { snapshotInTx } from './lifecycle.js';
@@ -234,6 +235,47 @@ export class Image implements BlockDevice {
     const b0 = offset / BLOCK_SIZE;
     this.readBlocks(b0, b0 + blocks, scratch);
     return scratch.subarray(0, length);
+  }
+
+  /** Where blocks still in a remote pack come from (set by serve); without it such a read is E_IO. */
+  remoteBlocks: RemoteBlockSource | undefined;
+
+  prepare(offset: number, length: number, write: boolean): Promise<void> | null {
+    if (!this.remoteBlocks || length === 0) return null;
+    let slots: number[];
+    try {
+      if (write) {
+        // A write needs only the blocks it covers in part (it reads them to merge).
+        const b0 = Math.floor(offset / BLOCK_SIZE);
+        const b1 = Math.ceil((offset + length) / BLOCK_SIZE) - 1;
+        slots = [];
+        if (offset % BLOCK_SIZE !== 0) slots.push(...this.slotsIn(b0 * BLOCK_SIZE, BLOCK_SIZE));
+        if ((offset + length) % BLOCK_SIZE !== 0 && (b1 !== b0 || offset % BLOCK_SIZE === 0)) slots.push(...this.slotsIn(b1 * BLOCK_SIZE, BLOCK_SIZE));
+      } else slots = this.slotsIn(offset, length);
+    } catch {
+      return null; // a bad range: the request itself reports it
+    }
+    refreshLocations(this.store.db);
+    const far = remoteSlotsOf(this.store.db, slots);
+    if (far.length === 0) return null;
+    return this.remoteBlocks.ensure(far).then(() => undefined);
+  }
+
+  /**
+   * The slots a read of [offset, offset + length) would touch (blocks held
+   * unflushed in memory excepted): for a lazy clone's reader, which makes
+   * them local (remote/lazy.ts) before the synchronous read.
+   */
+  slotsIn(offset: number, length: number): number[] {
+    this.checkRange(offset, length);
+    const out: number[] = [];
+    const b1 = Math.ceil((offset + length) / BLOCK_SIZE);
+    for (let b = Math.floor(offset / BLOCK_SIZE); b < b1; b++) {
+      if (this.dirtyData.size > 0 && this.dirtyData.has(b)) continue;
+      const e = this.resolvedEntry(b);
+      if (e >= 2) out.push(entrySlot(e));
+    }
+    return out;
   }
 
   /** Fills `out` with blocks [b0, b1), coalescing runs of consecutive slots into one read. */

@@ -5,7 +5,7 @@
  * client's first connection, and each stays open, holding its writer lease,
  * for the server's whole life.
  */
-import type { BlockDevice } from '../image/device.js';
+import type { BlockDevice, RemoteBlockSource } from '../image/device.js';
 import { openImage, type Image } from '../image/image.js';
 import { assertNameFree } from '../store/catalog.js';
 import { cloneNames, cloneSummary, insertClones, snapshotSummary } from '../image/lifecycle.js';
@@ -42,7 +42,7 @@ function closingWith(img: Image, close: () => void): BlockDevice {
  * `control`: this server's control socket, recorded in the leases of the
  * leaves it writes, so other processes can ask it for snapshots.
  */
-export function storeCatalog(store: Store, names?: readonly string[], opts: { control?: string } = {}): StoreCatalog {
+export function storeCatalog(store: Store, names?: readonly string[], opts: { control?: string; remoteBlocks?: RemoteBlockSource } = {}): StoreCatalog {
   const held = new Map<string, Image>();
   /** Every image open now, named or opened on demand. */
   const live = new Map<string, Image>();
@@ -50,6 +50,7 @@ export function storeCatalog(store: Store, names?: readonly string[], opts: { co
   // by itself when full) keeps its memory bounded, at the cost of more frequent syncs.
   const open = (name: string) => {
     const img = openImage(store, name, { writable: 'if-leaf', dirtyLimit: SERVE_DIRTY_LIMIT, control: opts.control });
+    img.remoteBlocks = opts.remoteBlocks;
     live.set(name, img);
     return img;
   };

@@ -15,6 +15,7 @@
 import type { Channel } from './channel.js';
 import { type CommandContext, type Request, dataBytes, errorReply, execute, validate } from './commands.js';
 import { InflightLimit } from './inflight.js';
+import { errnoFor, messageFor } from './errno.js';
 import type { Logger } from '../log.js';
 import { CMD, NBD_ERRNO, REQUEST_HEADER_SIZE, REQUEST_MAGIC, decodeRequestHeader } from './protocol.js';
 import type { Session } from './handshake.js';
@@ -59,6 +60,39 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
     send(parts, held);
   };
 
+  /**
+   * Requests whose range holds blocks still in a remote pack (a lazy clone)
+   * wait for the device to fetch them; a failed fetch fails that request
+   * (EIO). Later requests queue behind a waiting one, so requests still run
+   * in arrival order; with nothing to fetch, nothing waits.
+   */
+  let tail: Promise<void> | null = null;
+  const prepareOf = (req: Request): Promise<void> | null =>
+    (req.type === CMD.READ || req.type === CMD.WRITE) && ctx.device.prepare ? ctx.device.prepare(Number(req.offset), req.length, req.type === CMD.WRITE) : null;
+  const ordered = (req: Request, held: number) => {
+    const go = (): Promise<void> | undefined => {
+      const p = prepareOf(req);
+      if (!p) {
+        run(req, held);
+        return undefined;
+      }
+      return p.then(
+        () => run(req, held),
+        (e) => {
+          log.debug({ offset: String(req.offset), length: req.length, err: messageFor(e) }, 'fetch for request failed');
+          send([errorReply(req, ctx, errnoFor(e), messageFor(e))], held);
+        },
+      );
+    };
+    const t = tail ? tail.then(go) : go();
+    if (t) {
+      tail = t;
+      void t.then(() => {
+        if (tail === t) tail = null;
+      });
+    }
+  };
+
   const dispatch = (req: Request, held: number) => {
     const errno = validate(req, ctx);
     if (errno !== 0) {
@@ -67,9 +101,9 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
       return;
     }
     const wait = limiter?.admit(dataBytes(req));
-    if (!wait) return run(req, held);
+    if (!wait) return ordered(req, held);
     wait.then(
-      () => run(req, held),
+      () => ordered(req, held),
       () => send([errorReply(req, ctx, NBD_ERRNO.ESHUTDOWN, 'export is closing')], held),
     );
   };

@@ -7,7 +7,7 @@ import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
 
 /** REMOTE/IMAGE or REMOTE/IMAGE@MANIFEST */
-function parseRef(ref: string): { remote: string; image: string; manifest?: string } {
+export function parseRef(ref: string): { remote: string; image: string; manifest?: string } {
   const m = /^([^/]+)\/([^/@]+)(?:@([0-9a-f]{4,64}))?$/.exec(ref);
   if (!m) throw badInput(`${JSON.stringify(ref)} is not REMOTE/IMAGE (or REMOTE/IMAGE@MANIFEST-ID)`, { ref });
   return { remote: m[1], image: m[2], manifest: m[3] };

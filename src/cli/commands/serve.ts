@@ -52,10 +52,12 @@ export const serveCommand = () =>
           if (o.tlsCa && !o.tlsCert) throw badInput('--tls-ca goes with --tls-cert and --tls-key');
           const tls = o.tlsCert && o.tlsKey ? (await import('../../nbd/tls-files.js')).readTlsFiles({ cert: o.tlsCert, key: o.tlsKey, ca: o.tlsCa }) : undefined;
 
-          const [{ startNbdServer }, { storeCatalog }, { controlPath, startControl }] = await Promise.all([
+          const [{ startNbdServer }, { storeCatalog }, { controlPath, startControl }, { LazyFetcher }, { openRemote }] = await Promise.all([
             import('../../nbd/server.js'),
             import('../../nbd/store-catalog.js'),
             import('../../nbd/control.js'),
+            import('../../remote/lazy.js'),
+            import('../../remote/remote.js'),
           ]);
           // A server lives long and its peak RSS is what a host budgets per served disk: give freed
           // buffers back to the kernel, and keep SQLite's and the segment cache small (the working
@@ -63,7 +65,9 @@ export const serveCommand = () =>
           tuneMalloc();
           const store = await ctx.store({ sqliteCacheBytes: 4 * 1024 * 1024, cacheSegments: 1024 });
           // Other processes ask this server for snapshots of the leaves it writes through this socket.
-          const catalog = storeCatalog(store, names, { control: controlPath(store.dir) });
+          // Blocks of lazy clones still in a bucket are fetched on first read; remotes open on first need.
+          const fetcher = new LazyFetcher(store, (name) => openRemote(store.dir, name));
+          const catalog = storeCatalog(store, names, { control: controlPath(store.dir), remoteBlocks: fetcher });
           let server;
           let control;
           try {
@@ -81,6 +85,7 @@ export const serveCommand = () =>
           } catch (e) {
             await control?.close();
             catalog.closeAll();
+            fetcher.close();
             throw e;
           }
           const exports = catalog.list().map((e) => ({ name: e.name, uri: server.uri(e.name) }));
@@ -97,6 +102,7 @@ export const serveCommand = () =>
           await server.close();
           await control.close();
           catalog.closeAll();
+          fetcher.close();
           return undefined;
         },
         () => undefined,
