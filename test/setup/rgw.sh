@@ -5,6 +5,11 @@
 #   test/setup/rgw.sh env      print the env of the running one (exit 1 if none)
 #   test/setup/rgw.sh stop     stop every daemon it started and remove its directory
 #   test/setup/rgw.sh status   exit 0 if it answers S3 requests
+#   test/setup/rgw.sh gw-stop  stop only radosgw (an S3 outage; the cluster and its data stay)
+#   test/setup/rgw.sh gw-start start radosgw again after gw-stop and wait until it answers
+#
+# `stop` removes everything (the OSD is a memstore: the data lives in RAM), so an outage test that
+# needs the bucket's objects after the outage uses gw-stop / gw-start.
 #
 # One mon, one mgr, one memstore OSD (data in RAM: about 500 MiB once written to, gone at stop),
 # and radosgw's beast frontend on 127.0.0.1 only. Auth is off inside the cluster; S3 requests are
@@ -166,6 +171,32 @@ EOF
   print_env
 }
 
+gw_stop() {
+  local f=$D/run/client.rgw.a.pid pid
+  [ -f "$f" ] || { say "no radosgw pid file in $D/run"; exit 1; }
+  pid=$(cat "$f")
+  if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "CEPH_CONF=$D/ceph.conf"; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+  for _ in $(seq 50); do answers || return 0; sleep 0.1; done
+  say "radosgw still answers on $PORT"
+  exit 1
+}
+
+gw_start() {
+  answers && return 0
+  radosgw -n client.rgw.a >>"$D/log/start.log" 2>&1 9>&-
+  for _ in $(seq 120); do
+    answers && return 0
+    sleep 0.5
+  done
+  say "radosgw did not answer on 127.0.0.1:$PORT within 60 s after gw-start"
+  exit 1
+}
+
 # One start or stop at a time: test files running in parallel all call start.
 exec 9>"$D.lock"
 flock 9
@@ -175,8 +206,10 @@ start) start ;;
 stop) stop ;;
 env) [ -f "$D/env" ] && all_alive && print_env || { say "not running ($D)"; exit 1; } ;;
 status) [ -f "$D/env" ] && all_alive && answers ;;
+gw-stop) gw_stop ;;
+gw-start) gw_start ;;
 *)
-  say "usage: $0 start|env|status|stop"
+  say "usage: $0 start|env|status|stop|gw-stop|gw-start"
   exit 2
   ;;
 esac
