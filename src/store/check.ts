@@ -33,7 +33,8 @@ import { faultPoint } from './faults.js';
 import { freeSlots } from './freelist.js';
 import { STORE_LEASE, leaseTx, releaseLease } from './leases.js';
 import { metaNumber, setMeta, type Store } from './store.js';
-import { CONTAINER, forEachLiveSlot, indexSlots, packedCounts, slotEditor, slotReader, usedSlotCount } from './slots.js';
+import { dropRemoteLoc, remotePlacesOf } from './remote-locs.js';
+import { CONTAINER, REMOTE, forEachLiveSlot, indexSlots, packedCounts, slotEditor, slotReader, usedSlotCount } from './slots.js';
 import { fragmentLength, fragmentOffset, fragmentSpans, isPackedLoc } from './locations.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type OnProgress, type SlotNumber } from './types.js';
 
@@ -301,12 +302,16 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
       if (repair) {
         edit.set(slot, 0);
         if (w0 !== 0) edit.setLoc(slot, 0, 0);
+        if (w0 === REMOTE) dropRemoteLoc(db, slot);
         toFree.push(slot);
       }
       fault('leak', 'refcount-high', `slot ${slot}: refcount ${rc}, maps reference it 0 times`, repair);
       return;
     }
-    inUse.push(slot);
+    if (w0 === REMOTE) {
+      // Still in a remote pack (a lazy clone's): no bytes here to verify; its place must be recorded.
+      if (remotePlacesOf(db, [slot]).size === 0) fault('corruption', 'bad-location', `slot ${slot}: its location says remote, but no remote place is recorded`);
+    } else inUse.push(slot);
     hashes.set(slot, hash);
     if (rc !== n) {
       if (repair) edit.set(slot, n);
