@@ -103,7 +103,8 @@ start() {
   cat >"$D/ceph.conf" <<EOF
 [global]
 fsid = $(cat /proc/sys/kernel/random/uuid)
-mon host = 127.0.0.1:$MON_PORT
+mon host = v1:127.0.0.1:$MON_PORT
+ms bind msgr2 = false
 auth cluster required = none
 auth service required = none
 auth client required = none
@@ -124,6 +125,7 @@ admin socket = $D/run/\$name.asok
 keyring = /dev/null
 [mon.a]
 mon data = $D/mon
+public addr = v1:127.0.0.1:$MON_PORT
 [mgr.x]
 mgr data = $D/mgr
 [osd.0]
