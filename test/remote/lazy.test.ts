@@ -69,7 +69,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
       expect(remoteBlockCount(store.db)).toBe(distinct(img).size);
       expect(fs.existsSync(path.join(B, 'data')) ? fs.readdirSync(path.join(B, 'data')).reduce((n, f) => n + fs.statSync(path.join(B, 'data', f)).blocks, 0) : 0).toBe(0);
 
-      const vm = openImage(store, 'vm7');
+      const vm = openImage(store, 'vm7', { writable: true });
       try {
         // Not fetched yet: an I/O error, never zeros.
         expect(() => vm.read(1 * MiB, 64 * 1024)).toThrow(expect.objectContaining({ code: 'E_IO' }));
