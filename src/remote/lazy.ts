@@ -41,7 +41,9 @@ import { decodeLayer, RUN_DATA, type LayerMap } from './layer-file.js';
 import { sha256Hex } from './layout.js';
 import type { ManifestLayer } from './manifest.js';
 import { localEqual } from './pull.js';
-import { findManifest, syncIndexes, type Remote } from './remote.js';
+import { findManifest, openRemote, syncIndexes, type Remote } from './remote.js';
+import { openImage } from '../image/image.js';
+import { metaNumber } from '../store/store.js';
 
 export interface LazyCloneResult {
   image: string;
@@ -236,5 +238,27 @@ export class LazyFetcher {
   close(): void {
     for (const r of this.remotes.values()) r.close();
     this.remotes.clear();
+  }
+}
+
+/**
+ * Before a synchronous whole-range read (strata read, export): fetches what
+ * [offset, offset + length) of `image` still has in a remote pack, 64 MiB
+ * of address space at a time. Nothing when the store has no remote block.
+ * Blocks only ever move from remote to local (no eviction yet), so what
+ * this fetched is still local when the read comes.
+ */
+export async function fetchForRead(store: Store, image: string, offset = 0, length?: number): Promise<FetchStats | undefined> {
+  if (metaNumber(store.db, 'remote_blocks') <= 0) return undefined;
+  const img = openImage(store, image);
+  const fetcher = new LazyFetcher(store, (name) => openRemote(store.dir, name));
+  try {
+    const end = length === undefined ? img.size : Math.min(img.size, offset + length);
+    const STEP = 64 * 1024 * 1024;
+    for (let at = offset; at < end; at += STEP) await fetcher.ensure(img.slotsIn(at, Math.min(STEP, end - at)));
+    return fetcher.stats;
+  } finally {
+    fetcher.close();
+    img.close();
   }
 }

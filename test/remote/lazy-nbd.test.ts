@@ -116,4 +116,17 @@ describe.skipIf(!haveRgw() || !tools())('a lazy clone served over NBD (Ceph RGW)
     expect(r2.stdout.replace(/\s+/g, ' ')).toContain(hex.slice(0, 23));
     await served.stop();
   }, 240_000);
+
+  it('strata read and export of a lazy clone fetch what they read first', () => {
+    const { img, B, dir } = setUp(93);
+    const part = path.join(dir, 'part.raw');
+    strataOk(B, ['read', 'vm7', part, '--offset', '9M', '--length', '64K']);
+    expect(fs.readFileSync(part).equals(img.subarray(9 * MiB, 9 * MiB + 65536))).toBe(true);
+    expect(distinct(img).size - stillRemote(B)).toBe(distinct(img.subarray(9 * MiB, 9 * MiB + 65536)).size);
+    const out = path.join(dir, 'out.raw');
+    strataOk(B, ['export', 'vm7', out]);
+    expect(fs.readFileSync(out).equals(img)).toBe(true);
+    expect(stillRemote(B)).toBe(0);
+    strataOk(B, ['check']);
+  }, 180_000);
 });

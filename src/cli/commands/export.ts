@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
+import { metaNumber } from '../../store/store.js';
 import { StrataError, badInput } from '../../errors.js';
 import { exportFile } from '../../formats/files.js';
 import { runCommand } from '../context.js';
@@ -42,6 +43,8 @@ export const exportCommand = () =>
           const dir = path.dirname(path.resolve(file));
           if (!isDirectory(dir)) throw new StrataError('E_NOT_FOUND', `cannot create ${file}: no such directory ${dir} (create it first)`, { file });
           const store = await ctx.store();
+          // A lazy clone's blocks still in a bucket are fetched first (a block that cannot be: E_IO).
+          if (metaNumber(store.db, 'remote_blocks') > 0) await (await import('../../remote/lazy.js')).fetchForRead(store, name);
           const clusterSize = parseBytes(o.clusterSize, 'cluster size');
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
           const kept = interruptedExport(file, !!o.chain);

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { openImage } from '../../image/image.js';
+import { metaNumber } from '../../store/store.js';
 import { StrataError, badInput } from '../../errors.js';
 import { openOutput } from '../../formats/output.js';
 import { writeRaw } from '../../formats/raw.js';
@@ -27,7 +28,11 @@ export const readCommand = () =>
           // The bytes go to stdout as they are; JSON around them would be neither bytes nor JSON.
           if (ctx.json && file === '-') throw badInput('read writes raw bytes to stdout and has no --json output: pipe it to xxd or base64, or see map --json');
           const offset = parseBytes(o.offset, 'offset');
-          const img = openImage(await ctx.store(), name);
+          const store = await ctx.store();
+          // A lazy clone's blocks still in a bucket come first (a block that cannot be fetched: E_IO).
+          // (Loaded only where a store has such blocks: the S3 client costs a start-up.)
+          if (metaNumber(store.db, 'remote_blocks') > 0) await (await import('../../remote/lazy.js')).fetchForRead(store, name, offset, o.length === undefined ? undefined : parseBytes(o.length, 'length'));
+          const img = openImage(store, name);
           try {
             if (offset > img.size) throw new StrataError('E_RANGE', `offset ${offset} is beyond the end of image ${name} (${bytesText(img.size)})`);
             const length = o.length === undefined ? img.size - offset : parseBytes(o.length, 'length');
