@@ -104,4 +104,38 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
       store.close();
     }
   }, 120_000);
+
+  it('removing a lazy clone and its layer frees its blocks, fetched or not, and the store checks clean', async () => {
+    const dir = tmpDir();
+    const img = Buffer.alloc(SIZE);
+    rng(78).text(4 * MiB).copy(img);
+    const file = path.join(dir, 'src.raw');
+    fs.writeFileSync(file, img);
+    const A = path.join(dir, 'A');
+    const B = path.join(dir, 'B');
+    const bucket = freshBucket('lazyrm');
+    for (const s of [A, B]) {
+      strataOk(s, ['init']);
+      strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', endpoint]);
+    }
+    strataOk(A, ['create', 'deb', '--from', file]);
+    strataOk(A, ['freeze', 'deb']);
+    strataOk(A, ['push', 'deb', 'fleet']);
+    strataOk(B, ['clone', 'fleet/deb', 'vm7']);
+    // Part of it fetched, part not.
+    strataOk(B, ['read', 'vm7', path.join(dir, 'part.raw'), '--offset', '1M', '--length', '256K']);
+    strataOk(B, ['check']);
+    strataOk(B, ['rm', 'vm7']);
+    strataOk(B, ['rm', 'deb']);
+    const store = await openStore(B);
+    try {
+      expect(remoteBlockCount(store.db)).toBe(0);
+      expect(store.db.prepare("SELECT value FROM meta WHERE key = 'remote_blocks'").pluck().get()).toBe(0);
+      expect(checkStore(store).status).toBe('clean');
+    } finally {
+      store.close();
+    }
+    strataOk(B, ['gc']);
+    strataOk(B, ['check']);
+  }, 120_000);
 });
