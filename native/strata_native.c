@@ -406,6 +406,12 @@ static bool codec_built(int codec) {
   return false;
 }
 
+static bool require_codec(napi_env env, int codec) {
+  if (codec_built(codec)) return true;
+  napi_throw_error(env, "ENOTSUP", "codec not built into the addon");
+  return false;
+}
+
 static bool get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
   bool is_typed;
   if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) {
@@ -439,10 +445,7 @@ static napi_value compress_blocks(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_value_uint32(env, argv[3], &count));
   if (!get_bytes(env, argv[4], &dst, &dst_len) || !get_bytes(env, argv[5], &sizes, &sizes_len)) return NULL;
   NAPI_CALL(env, napi_get_value_uint32(env, argv[6], &limit));
-  if (!codec_built(codec)) {
-    napi_throw_error(env, "ENOTSUP", "codec not built into the addon");
-    return NULL;
-  }
+  if (!require_codec(env, codec)) return NULL;
   if (src_len < (size_t)count * CODEC_BLOCK || dst_len < (size_t)count * CODEC_BLOCK || sizes_len < (size_t)count * 4 || limit > CODEC_BLOCK) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "buffers too small for count blocks");
     return NULL;
@@ -483,8 +486,21 @@ static long long decode_fragment(int codec, const uint8_t *src, size_t n, uint8_
   return r;
 }
 
+/* Decodes a fragment into dst[dst_off, dst_off + 4096) and answers the bytes decoded; throws E_CORRUPT when it does not decode. */
+static napi_value decode_answer(napi_env env, int codec, const uint8_t *src, size_t n, uint8_t *dst, size_t dst_len, size_t dst_off) {
+  napi_value result;
+  size_t room = dst_len - dst_off > CODEC_BLOCK ? CODEC_BLOCK : dst_len - dst_off;
+  long long d = decode_fragment(codec, src, n, dst + dst_off, room);
+  if (d < 0) {
+    napi_throw_error(env, "E_CORRUPT", "compressed fragment does not decode");
+    return NULL;
+  }
+  NAPI_CALL(env, napi_create_int64(env, d, &result));
+  return result;
+}
+
 static napi_value decompress_block(napi_env env, napi_callback_info info) {
-  napi_value argv[6], result;
+  napi_value argv[6];
   int32_t codec;
   uint32_t src_off, src_n, dst_off;
   uint8_t *src, *dst;
@@ -496,27 +512,17 @@ static napi_value decompress_block(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_value_uint32(env, argv[3], &src_n));
   if (!get_bytes(env, argv[4], &dst, &dst_len)) return NULL;
   NAPI_CALL(env, napi_get_value_uint32(env, argv[5], &dst_off));
+  if (!require_codec(env, codec)) return NULL;
   if ((size_t)src_off + src_n > src_len || dst_off > dst_len) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "fragment outside its buffer");
     return NULL;
   }
-  size_t room = dst_len - dst_off > CODEC_BLOCK ? CODEC_BLOCK : dst_len - dst_off;
-  long long n = decode_fragment(codec, src + src_off, src_n, dst + dst_off, room);
-  if (!codec_built(codec)) {
-    napi_throw_error(env, "ENOTSUP", "codec not built into the addon");
-    return NULL;
-  }
-  if (n < 0) {
-    napi_throw_error(env, "E_CORRUPT", "compressed fragment does not decode");
-    return NULL;
-  }
-  NAPI_CALL(env, napi_create_int64(env, n, &result));
-  return result;
+  return decode_answer(env, codec, src + src_off, src_n, dst, dst_len, dst_off);
 }
 
 
 static napi_value read_fragment(napi_env env, napi_callback_info info) {
-  napi_value argv[6], result;
+  napi_value argv[6];
   int fd;
   off_t at;
   uint32_t n, dst_off;
@@ -528,10 +534,7 @@ static napi_value read_fragment(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_value_int32(env, argv[3], &codec));
   if (!get_bytes(env, argv[4], &dst, &dst_len)) return NULL;
   NAPI_CALL(env, napi_get_value_uint32(env, argv[5], &dst_off));
-  if (!codec_built(codec)) {
-    napi_throw_error(env, "ENOTSUP", "codec not built into the addon");
-    return NULL;
-  }
+  if (!require_codec(env, codec)) return NULL;
   if (n == 0 || n > 2 * CODEC_BLOCK || dst_off > dst_len) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "fragment length or destination out of range");
     return NULL;
@@ -551,14 +554,7 @@ static napi_value read_fragment(napi_env env, napi_callback_info info) {
     }
     got += (size_t)r;
   }
-  size_t room = dst_len - dst_off > CODEC_BLOCK ? CODEC_BLOCK : dst_len - dst_off;
-  long long d = decode_fragment(codec, buf, n, dst + dst_off, room);
-  if (d < 0) {
-    napi_throw_error(env, "E_CORRUPT", "compressed fragment does not decode");
-    return NULL;
-  }
-  NAPI_CALL(env, napi_create_int64(env, d, &result));
-  return result;
+  return decode_answer(env, codec, buf, n, dst, dst_len, dst_off);
 }
 
 static napi_value tune_malloc(napi_env env, napi_callback_info info) {

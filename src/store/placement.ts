@@ -13,7 +13,7 @@ import type { Store } from './store.js';
 import { faultPoint } from './faults.js';
 import { indexLookup, slotReader } from './slots.js';
 import { compressEach, CODEC_IDS, type CodecSpec } from './codecs.js';
-import { fragmentWord } from './locations.js';
+import { fragmentLocation, fragmentRun, type FragmentRun } from './fragment-run.js';
 import type { Packing } from './refcounts.js';
 
 /** Candidates compared per hash: a flood of colliding blocks degrades dedup, never correctness or speed. */
@@ -128,37 +128,30 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
   const fresh = new Map<SlotNumber, BlockHash>();
   const packing: Packing = { locs: new Map(), containers: [] };
   const stored = opts.compress && newBlocks.length > 0 ? packBlocks(opts.compress, newBlocks.map((i) => blocks[i])) : null;
-  const placed = stored ? stored.raw.length : newBlocks.length;
+  const raw = stored ? stored.raw : newBlocks.map((_, k) => k);
+  const placed = raw.length;
   // Raw blocks take the lowest slots, in runs; a packed block's own slot is only its number (its
   // place in the data files stays a hole). Containers are one run of fresh slots at the end.
   const slots = allocateSlots(store, placed + (stored ? stored.packed.length : 0));
-  const run = stored ? allocateRun(store, stored.slots) : [];
+  const run = stored ? allocateRun(store, stored.run.slots()) : [];
   const writes: Uint8Array[] = [];
-  if (!stored) {
-    for (let k = 0; k < newBlocks.length; k++) {
-      const i = newBlocks[k];
-      writes.push(blocks[i]);
-      entries[i] = slotEntry(slots[k]);
-      fresh.set(slots[k], hashes[i]);
-    }
-  } else {
-    let k = 0;
-    for (const j of stored.raw) {
-      const i = newBlocks[j];
-      writes.push(blocks[i]);
-      entries[i] = slotEntry(slots[k]);
-      fresh.set(slots[k++], hashes[i]);
-    }
+  let k = 0;
+  for (const j of raw) {
+    const i = newBlocks[j];
+    writes.push(blocks[i]);
+    entries[i] = slotEntry(slots[k]);
+    fresh.set(slots[k++], hashes[i]);
+  }
+  if (stored) {
     packing.containers.push(...run);
     for (const p of stored.packed) {
       const i = newBlocks[p.block];
       const slot = slots[k++];
       entries[i] = slotEntry(slot);
       fresh.set(slot, hashes[i]);
-      const c = Math.floor(p.at / BLOCK_SIZE);
-      packing.locs.set(slot, [run[c] + 1, fragmentWord(CODEC_IDS[opts.compress!.codec], p.at - c * BLOCK_SIZE, p.length)]);
+      packing.locs.set(slot, fragmentLocation(run, p.at, p.length, CODEC_IDS[opts.compress!.codec]));
     }
-    if (run.length > 0) store.blocks.write(run[0], stored.run);
+    if (run.length > 0) store.blocks.write(run[0], stored.run.pieces());
   }
   writeSlots(store, slots.slice(0, placed), writes);
   for (let i = 0; i < blocks.length; i++) if (owner[i] >= 0) entries[i] = entries[owner[i]];
@@ -211,44 +204,17 @@ interface Fragment {
 }
 
 /**
- * Compresses blocks and packs the fragments one after another into a run of
- * 4 KiB container slots, a fragment crossing into the next slot where it
- * must: only the run's tail is wasted. (dm-vdo packs first fit and never
- * crosses a slot; with fragments over 2 KiB, as lz4 leaves many, that wastes
- * up to half of each slot.) `raw`: indexes of blocks that do not shrink
- * enough, stored as they are.
+ * Compresses blocks and packs the fragments into a run of container slots
+ * (fragment-run.ts). `raw`: indexes of blocks that do not shrink enough,
+ * stored as they are.
  */
-export function packBlocks(spec: CodecSpec, blocks: readonly Uint8Array[]): { raw: number[]; run: Buffer[]; slots: number; packed: Fragment[] } {
+export function packBlocks(spec: CodecSpec, blocks: readonly Uint8Array[]): { raw: number[]; run: FragmentRun; packed: Fragment[] } {
   const raw: number[] = [];
   const packed: Fragment[] = [];
-  // The run is built in 1 MiB pieces (256 whole slots each, the last cut to whole slots), a fragment
-  // split where a piece ends: memory follows the compressed size, and the pieces are written as they are.
-  const PIECE = 1 << 20;
-  const run: Buffer[] = [];
-  let piece = Buffer.alloc(PIECE);
-  let used = 0;
-  let total = 0;
+  const run = fragmentRun();
   compressEach(spec, blocks, (i, buf, at, length) => {
-    if (length === 0) {
-      raw.push(i);
-      return;
-    }
-    packed.push({ block: i, at: total, length });
-    total += length;
-    let from = at;
-    const end = at + length;
-    while (from < end) {
-      const n = Math.min(end - from, PIECE - used);
-      buf.copy(piece, used, from, from + n);
-      used += n;
-      from += n;
-      if (used === PIECE) {
-        run.push(piece);
-        piece = Buffer.alloc(PIECE);
-        used = 0;
-      }
-    }
+    if (length === 0) raw.push(i);
+    else packed.push({ block: i, at: run.add(buf, at, length), length });
   });
-  if (used > 0) run.push(piece.subarray(0, Math.ceil(used / BLOCK_SIZE) * BLOCK_SIZE));
-  return { raw, run, slots: Math.ceil(total / BLOCK_SIZE), packed };
+  return { raw, run, packed };
 }

@@ -21,11 +21,12 @@
  */
 import { allocateRun } from './allocator.js';
 import { chainOf, getImageById, listImages } from './catalog.js';
-import { compressEach, CODEC_IDS, FRAGMENT_LIMIT, type CodecSpec } from './codecs.js';
+import { compressEach, CODEC_IDS, type CodecSpec } from './codecs.js';
+import { fragmentLocation, fragmentRun, type FragmentRun } from './fragment-run.js';
 import { faultPoint } from './faults.js';
 import { freeSlots } from './freelist.js';
 import { leasedImageIds, STORE_LEASE } from './leases.js';
-import { fragmentCodec, fragmentLength, fragmentOffset, fragmentWord, isPackedLoc } from './locations.js';
+import { fragmentCodec, fragmentLength, fragmentOffset, isPackedLoc } from './locations.js';
 import { segmentsOf } from './maps.js';
 import { addFragmentRef, settleContainers } from './refcounts.js';
 import { CONTAINER, REMOTE, forEachLiveSlot, slotEditor, slotReader } from './slots.js';
@@ -182,19 +183,15 @@ function compressBatch(store: Store, spec: CodecSpec | null, part: number[], rep
       views.push(block);
     }
   });
-  const frags: Frag[] = [];
+  const run = fragmentRun();
+  const moves: Move[] = [];
   /** Packed blocks to put back in their own slot: [slot, bytes]. */
   const home: [number, Buffer][] = [];
   if (spec === null) sound.forEach((slot, i) => home.push([slot, views[i]]));
   else {
-    const kept = Buffer.allocUnsafe(sound.length * FRAGMENT_LIMIT);
-    let used = 0;
     compressEach(spec, views, (i, buf, at, length) => {
-      if (length > 0) {
-        buf.copy(kept, used, at, at + length);
-        frags.push({ slot: sound[i], src: kept, at: used, length, codec: CODEC_IDS[spec.codec] });
-        used += length;
-      } else if (isPackedLoc(edit.loc0(sound[i]))) home.push([sound[i], views[i]]);
+      if (length > 0) moves.push({ slot: sound[i], at: run.add(buf, at, length), length, codec: CODEC_IDS[spec.codec] });
+      else if (isPackedLoc(edit.loc0(sound[i]))) home.push([sound[i], views[i]]);
       else report.incompressible++;
     });
   }
@@ -216,58 +213,46 @@ function compressBatch(store: Store, spec: CodecSpec | null, part: number[], rep
     freeSlots(db, freed);
     report.uncompressed += home.length;
   }
-  const moved = placeFragments(store, edit, frags);
+  const moved = placeFragments(store, edit, run, moves);
   edit.commit();
   report.compressed += moved.length;
   report.bytesBefore += moved.length * BLOCK_SIZE;
-  report.bytesAfter += Math.ceil(frags.reduce((n, f) => n + f.length, 0) / BLOCK_SIZE) * BLOCK_SIZE;
+  report.bytesAfter += run.slots() * BLOCK_SIZE;
   return moved;
 }
 
-interface Frag {
+/** A block moving into the run: where its fragment starts in it, how long, which codec. */
+interface Move {
   slot: number;
-  src: Uint8Array;
   at: number;
   length: number;
   codec: number;
 }
 
 /**
- * Packs fragments one after another into a run of new container slots
- * (crossing slot boundaries, as placement.ts does), writes and syncs it, and
- * points each fragment's block at its new home; containers left empty are
- * freed. Inside a write transaction; commits the slot editor.
+ * Writes and syncs `run` into fresh container slots, and points each moved
+ * block at its fragment there; containers left empty are freed. Inside a
+ * write transaction; commits the slot editor.
  */
-function placeFragments(store: Store, edit: ReturnType<typeof slotEditor>, frags: Frag[]): number[] {
-  if (frags.length === 0) return [];
-  const total = frags.reduce((n, f) => n + f.length, 0);
-  const run = Buffer.alloc(Math.ceil(total / BLOCK_SIZE) * BLOCK_SIZE);
-  const at: number[] = [];
-  let pos = 0;
-  for (const f of frags) {
-    run.set(f.src.subarray(f.at, f.at + f.length), pos);
-    at.push(pos);
-    pos += f.length;
-  }
-  const slots = allocateRun(store, run.length / BLOCK_SIZE);
-  store.blocks.write(slots[0], [run]);
+function placeFragments(store: Store, edit: ReturnType<typeof slotEditor>, run: FragmentRun, moves: readonly Move[]): number[] {
+  if (moves.length === 0) return [];
+  const slots = allocateRun(store, run.slots());
+  store.blocks.write(slots[0], run.pieces());
   store.blocks.sync();
   faultPoint('relocate.after-data-sync');
   const delta = new Map<number, number>();
-  for (let k = 0; k < frags.length; k++) {
-    const f = frags[k];
-    const old = edit.loc0(f.slot);
-    if (isPackedLoc(old)) addFragmentRef(delta, old, edit.loc1(f.slot), -1);
-    const c = Math.floor(at[k] / BLOCK_SIZE);
-    const w1 = fragmentWord(f.codec, at[k] - c * BLOCK_SIZE, f.length);
-    edit.setLoc(f.slot, slots[c] + 1, w1);
-    addFragmentRef(delta, slots[c] + 1, w1, 1);
+  for (const m of moves) {
+    const old = edit.loc0(m.slot);
+    if (isPackedLoc(old)) addFragmentRef(delta, old, edit.loc1(m.slot), -1);
+    const [w0, w1] = fragmentLocation(slots, m.at, m.length, m.codec);
+    edit.setLoc(m.slot, w0, w1);
+    addFragmentRef(delta, w0, w1, 1);
   }
   const freed: number[] = [];
   settleContainers(edit, delta, slots, freed);
   edit.commit();
   freeSlots(store.db, freed);
-  return frags.map((f) => f.slot);
+  return moves.map((m) => m.slot);
 }
 
 /**
@@ -345,8 +330,10 @@ export function repackContainers(store: Store): RepackReport {
     if (sparse.length < 2) return r; // one half-empty container cannot be packed any tighter
     const busy = busySlots(store, next);
     const edit = slotEditor(db);
-    const frags: Frag[] = [];
+    const run = fragmentRun();
+    const moves: Move[] = [];
     const moving = new Set<number>();
+    const buf = Buffer.allocUnsafe(2 * BLOCK_SIZE);
     for (const c of sparse) {
       const m = members.get(c) ?? [];
       if (busy === null || m.some(([slot]) => busy[slot])) {
@@ -357,16 +344,15 @@ export function repackContainers(store: Store): RepackReport {
       for (const [slot, w0, w1] of m) {
         if (moving.has(slot)) continue; // crosses into a container also being emptied
         moving.add(slot);
-        const buf = Buffer.allocUnsafe(2 * BLOCK_SIZE);
         const off = fragmentOffset(w1);
         const len = fragmentLength(w1);
         store.blocks.read((w0 - 1) as SlotNumber, off + len > BLOCK_SIZE ? 2 : 1, buf, 0);
-        frags.push({ slot, src: buf, at: off, length: len, codec: fragmentCodec(w1) });
+        moves.push({ slot, at: run.add(buf, off, len), length: len, codec: fragmentCodec(w1) });
       }
     }
     if (r.containers < 2) return { ...r, containers: 0 };
-    placeFragments(store, edit, frags);
-    r.fragments = frags.length;
+    placeFragments(store, edit, run, moves);
+    r.fragments = moves.length;
     r.slotsAfter = metaNumber(db, 'container_slots');
     return r;
   });

@@ -3,6 +3,7 @@ import { listImages } from '../../src/store/catalog.js';
 import type { Store } from '../../src/store/store.js';
 import { liveSlots } from './slots.js';
 import { CONTAINER, forEachLiveSlot } from '../../src/store/slots.js';
+import { fragmentSpans } from '../../src/store/locations.js';
 
 /**
  * Independent recount of the store's bookkeeping: every refcount equals the
@@ -19,7 +20,7 @@ export function auditStore(store: Store): string[] {
     else if (w0 !== 0) {
       refs.set(w0 - 1, (refs.get(w0 - 1) ?? 0) + 1);
       // A fragment that runs past its first container's end counts in the next one too.
-      if (((w1 >>> 14) & 0x3fff) + (w1 & 0x3fff) > 4096) refs.set(w0, (refs.get(w0) ?? 0) + 1);
+      if (fragmentSpans(w1)) refs.set(w0, (refs.get(w0) ?? 0) + 1);
     }
   }, { hashes: false });
   const rows = new Map(liveSlots(store.db).map((r) => [r.slot, r.refcount]));

@@ -11,7 +11,7 @@ export const pushCommand = () =>
     .description('upload a frozen image and its chain to a remote: only blocks the bucket lacks, compressed, in packs')
     .argument('<image>', 'frozen image (base or layer)')
     .argument('<remote>', 'remote (strata remote add)')
-    .option('--compress <codec>', 'codec of uploaded blocks: zstd, zstd-LEVEL, lz4 or none', 'zstd')
+    .option('--compress <codec>', 'codec of uploaded blocks: zstd, zstd-LEVEL, lz4, lz4hc[-LEVEL] or none', 'zstd')
     .option('--pack-size <size>', 'pack objects of about this size', '16M')
     .action(async (image: string, remoteName: string, o: { compress: string; packSize: string }, cmd: Command) =>
       runCommand(
