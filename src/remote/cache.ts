@@ -4,15 +4,19 @@
  * rebuilt from the bucket):
  *
  * - indexes: the index objects already read;
- * - blocks: every block those indexes name (digest → pack, offset, length,
- *   codec, hint). The first place read for a digest is kept; another is as
- *   good (two hosts that pushed one block at once each uploaded a copy);
+ * - blocks: every place those indexes name (digest → pack, offset, length,
+ *   codec, hint, and the index that says so). A digest may have several
+ *   places (two hosts that pushed one block at once each uploaded a copy;
+ *   `remote gc` repacks); any one is as good;
  * - layers: local frozen images known to equal a remote layer, keyed by
  *   (image id, generation), which never name another map.
  *
- * Everything in it is immutable in the bucket, so nothing here goes stale
- * but the layers of removed images, which are never looked up by id again
- * (ids are not reused).
+ * Objects in the bucket are immutable, but `remote gc` deletes some: an
+ * index that is gone from the bucket is forgotten with its places at the
+ * next sync (remote.ts syncIndexes), and a read that finds a pack gone
+ * syncs and tries the block's other places (fetch.ts). The layers of
+ * removed local images are never looked up by id again (ids are not
+ * reused).
  */
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -23,7 +27,12 @@ export interface RemoteCache {
   knownIndexes(): Set<string>;
   /** Records an index and the places it names, in one transaction. */
   addIndex(id: string, places: readonly BlockPlace[]): void;
+  /** Drops an index (gone from the bucket) and the places only it named. */
+  forgetIndex(id: string): void;
+  /** A place of the block with this digest (the first recorded). */
   place(digest: Buffer): BlockPlace | undefined;
+  /** Every recorded place of the block, e.g. to try another when one pack is gone. */
+  places(digest: Buffer): BlockPlace[];
   blockCount(): number;
   layerOf(imageId: number, generation: number): string | undefined;
   setLayer(imageId: number, generation: number, layer: string): void;
@@ -32,35 +41,52 @@ export interface RemoteCache {
   close(): void;
 }
 
+/** The cache's table layout; another is dropped and rebuilt. 2: every place of a digest, with its index. */
+const CACHE_VERSION = 2;
+
 export function openRemoteCache(storeDir: string, remote: string): RemoteCache {
   const db = new Database(path.join(remoteDir(storeDir, remote), 'cache.db'));
   db.pragma('journal_mode = WAL');
   db.pragma('busy_timeout = 60000');
   // A cache: a lost commit costs a download, not data.
   db.pragma('synchronous = NORMAL');
+  // A cache of an older layout is dropped and rebuilt from the bucket.
+  if ((db.pragma('user_version', { simple: true }) as number) !== CACHE_VERSION) {
+    db.exec('DROP TABLE IF EXISTS indexes; DROP TABLE IF EXISTS blocks; DROP TABLE IF EXISTS layers;');
+    db.pragma(`user_version = ${CACHE_VERSION}`);
+  }
   db.exec(`
     CREATE TABLE IF NOT EXISTS indexes (id TEXT PRIMARY KEY) STRICT;
     CREATE TABLE IF NOT EXISTS blocks (
-      digest BLOB PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, codec INTEGER NOT NULL, hint REAL NOT NULL
+      digest BLOB NOT NULL, idx TEXT NOT NULL, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, codec INTEGER NOT NULL, hint REAL NOT NULL,
+      PRIMARY KEY (digest, idx, pack, offset)
     ) WITHOUT ROWID, STRICT;
+    CREATE INDEX IF NOT EXISTS blocks_idx ON blocks(idx);
     CREATE TABLE IF NOT EXISTS layers (image_id INTEGER NOT NULL, generation INTEGER NOT NULL, layer TEXT NOT NULL, PRIMARY KEY (image_id, generation)) STRICT;
     CREATE INDEX IF NOT EXISTS layers_layer ON layers(layer);
   `);
-  const insBlock = db.prepare('INSERT OR IGNORE INTO blocks(digest, pack, offset, length, codec, hint) VALUES (?, ?, ?, ?, ?, ?)');
+  const insBlock = db.prepare('INSERT OR IGNORE INTO blocks(digest, idx, pack, offset, length, codec, hint) VALUES (?, ?, ?, ?, ?, ?, ?)');
   const insIndex = db.prepare('INSERT OR IGNORE INTO indexes(id) VALUES (?)');
-  const getBlock = db.prepare('SELECT pack, offset, length, codec, hint FROM blocks WHERE digest = ?');
+  const getBlock = db.prepare('SELECT pack, offset, length, codec, hint FROM blocks WHERE digest = ? LIMIT 1');
+  const getBlocks = db.prepare('SELECT DISTINCT pack, offset, length, codec, hint FROM blocks WHERE digest = ?');
   const addIndex = db.transaction((id: string, places: readonly BlockPlace[]) => {
-    for (const p of places) insBlock.run(p.digest, p.pack, p.offset, p.length, p.codec, p.hint);
+    for (const p of places) insBlock.run(p.digest, id, p.pack, p.offset, p.length, p.codec, p.hint);
     insIndex.run(id);
+  });
+  const forgetIndex = db.transaction((id: string) => {
+    db.prepare('DELETE FROM blocks WHERE idx = ?').run(id);
+    db.prepare('DELETE FROM indexes WHERE id = ?').run(id);
   });
   return {
     knownIndexes: () => new Set(db.prepare('SELECT id FROM indexes').pluck().all() as string[]),
     addIndex: (id, places) => addIndex(id, places),
+    forgetIndex: (id) => forgetIndex(id),
     place(digest) {
       const r = getBlock.get(digest) as Omit<BlockPlace, 'digest'> | undefined;
       return r && { digest, ...r };
     },
-    blockCount: () => db.prepare('SELECT count(*) FROM blocks').pluck().get() as number,
+    places: (digest) => (getBlocks.all(digest) as Omit<BlockPlace, 'digest'>[]).map((r) => ({ digest, ...r })),
+    blockCount: () => db.prepare('SELECT count(DISTINCT digest) FROM blocks').pluck().get() as number,
     layerOf: (id, gen) => db.prepare('SELECT layer FROM layers WHERE image_id = ? AND generation = ?').pluck().get(id, gen) as string | undefined,
     setLayer(id, gen, layer) {
       db.prepare('INSERT OR REPLACE INTO layers(image_id, generation, layer) VALUES (?, ?, ?)').run(id, gen, layer);

@@ -5,13 +5,13 @@
  * block decoded and checked against its digest before anyone sees it. A
  * block whose bytes do not match is E_CORRUPT, never written or served.
  */
-import { corrupt } from '../errors.js';
+import { StrataError, corrupt } from '../errors.js';
 import { decompressBlock } from '../store/codecs.js';
 import { BLOCK_SIZE } from '../store/types.js';
 import type { BlockPlace } from './index-file.js';
 import { sha256 } from './layout.js';
 import { mapLimit } from './pool.js';
-import type { Remote } from './remote.js';
+import { syncIndexes, type Remote } from './remote.js';
 
 export interface FetchOptions {
   /** Read across gaps up to this size between fragments (default 256 KiB). */
@@ -73,18 +73,48 @@ export function decodeFragment(p: BlockPlace, src: Buffer, at: number, out: Buff
   return out;
 }
 
-/** Fetches, decodes and verifies `places`, handing each block to onBlock (its buffer is the caller's). */
+/**
+ * Fetches, decodes and verifies `places`, handing each block to onBlock
+ * (its buffer is the caller's) once.
+ *
+ * A pack that is gone was repacked or collected by `remote gc` since our
+ * cache was read: the cache is synced with the bucket's indexes and the
+ * blocks not yet delivered are fetched from their places now, once. A
+ * block the bucket's indexes no longer name is E_NOT_FOUND.
+ */
 export async function fetchBlocks(remote: Remote, places: readonly BlockPlace[], onBlock: (p: BlockPlace, data: Buffer) => void, opts: FetchOptions = {}): Promise<FetchStats> {
-  const ranges = planRanges(places, opts.gapBytes ?? 256 * 1024, opts.rangeBytes ?? 8 * 1024 * 1024);
   const stats: FetchStats = { gets: 0, bytes: 0, blocks: 0 };
+  const done = new Set<string>();
+  const deliver = (p: BlockPlace, data: Buffer) => {
+    const hex = p.digest.toString('hex');
+    if (done.has(hex)) return;
+    done.add(hex);
+    onBlock(p, data);
+    stats.blocks++;
+  };
+  try {
+    await fetchRanges(remote, places, deliver, opts, stats);
+  } catch (e) {
+    if (!(e instanceof StrataError && e.code === 'E_NOT_FOUND' && typeof e.data.key === 'string' && e.data.key.startsWith(remote.keys.packs))) throw e;
+    await syncIndexes(remote);
+    const left: BlockPlace[] = [];
+    for (const p of places) {
+      if (done.has(p.digest.toString('hex'))) continue;
+      const now = remote.cache.place(p.digest);
+      if (!now) throw new StrataError('E_NOT_FOUND', `remote ${remote.config.name}: block ${p.digest.toString('hex')} is in no pack of ${remote.bucket.where} any more`, { digest: p.digest.toString('hex') }, { cause: e });
+      left.push(now);
+    }
+    await fetchRanges(remote, left, deliver, opts, stats);
+  }
+  return stats;
+}
+
+async function fetchRanges(remote: Remote, places: readonly BlockPlace[], deliver: (p: BlockPlace, data: Buffer) => void, opts: FetchOptions, stats: FetchStats): Promise<void> {
+  const ranges = planRanges(places, opts.gapBytes ?? 256 * 1024, opts.rangeBytes ?? 8 * 1024 * 1024);
   await mapLimit(ranges, opts.gets ?? 8, async (r) => {
     const body = await remote.bucket.getRange(remote.keys.pack(r.pack), r.start, r.end);
     stats.gets++;
     stats.bytes += body.length;
-    for (const p of r.places) {
-      onBlock(p, decodeFragment(p, body, p.offset - r.start));
-      stats.blocks++;
-    }
+    for (const p of r.places) deliver(p, decodeFragment(p, body, p.offset - r.start));
   });
-  return stats;
 }

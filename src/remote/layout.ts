@@ -26,6 +26,7 @@
  *   index/<sha256 of the object>
  *   layers/<sha256 of the object>
  *   manifests/<image name>/<sha256 of the object>.json
+ *   locks/push/<host>-<pid>-<random>, locks/gc   (locks.ts: gc runs alone)
  *
  * Every name is derived from the content, so two hosts pushing the same
  * thing at once write the same bytes under the same key (or, for packs,
@@ -57,6 +58,7 @@ export interface Keys {
   /** Prefixes to list. */
   readonly packs: string;
   readonly indexes: string;
+  readonly layers: string;
   readonly manifests: string;
   manifestsOf(image: string): string;
   /** The id (or image/id) from a listed key, or undefined for a key that is not ours. */
@@ -72,6 +74,7 @@ export function keysFor(prefix: string): Keys {
     manifest: (image, id) => `${p}${MANIFEST_DIR}${image}/${id}.json`,
     packs: `${p}${PACK_DIR}`,
     indexes: `${p}${INDEX_DIR}`,
+    layers: `${p}${LAYER_DIR}`,
     manifests: `${p}${MANIFEST_DIR}`,
     manifestsOf: (image) => `${p}${MANIFEST_DIR}${image}/`,
     idOf(key, dir) {

@@ -31,9 +31,18 @@ export interface PackBlock {
   data: Uint8Array;
 }
 
+export interface Fragment {
+  digest: Buffer;
+  hint: number;
+  codec: number;
+  bytes: Uint8Array;
+}
+
 export interface Packer {
   /** Adds blocks (copied: the caller may reuse the buffers at once); waits while too many packs are uploading. */
   add(blocks: readonly PackBlock[]): Promise<void>;
+  /** Adds fragments already compressed (`remote gc` moving them from a sparse pack), as they are. */
+  addFragments(frags: readonly Fragment[]): Promise<void>;
   /** Seals the last pack, waits for every upload; the places of every block added. */
   finish(): Promise<BlockPlace[]>;
   readonly stats: { packs: number; blocks: number; rawBytes: number; packedBytes: number };
@@ -74,7 +83,7 @@ export function makePacker(remote: Remote, opts: PackerOptions = {}): Packer {
     inFlight.add(tracked);
   };
 
-  const append = (b: PackBlock, buf: Uint8Array, at: number, length: number, codec: number) => {
+  const append = (b: Pick<PackBlock, 'digest' | 'hint'>, buf: Uint8Array, at: number, length: number, codec: number) => {
     pieces.push(Buffer.from(buf.subarray(at, at + length)));
     entries.push({ digest: b.digest, offset: size, length, codec, hint: b.hint });
     size += length;
@@ -83,8 +92,18 @@ export function makePacker(remote: Remote, opts: PackerOptions = {}): Packer {
     if (size >= packBytes) seal();
   };
 
+  const room = async () => {
+    while (inFlight.size >= uploads) await Promise.race(inFlight);
+    if (failure) throw failure;
+  };
+
   return {
     stats,
+    async addFragments(frags) {
+      if (failure) throw failure;
+      for (const f of frags) append(f, f.bytes, 0, f.bytes.length, f.codec);
+      await room();
+    },
     async add(blocks) {
       if (failure) throw failure;
       if (spec) {
@@ -94,8 +113,7 @@ export function makePacker(remote: Remote, opts: PackerOptions = {}): Packer {
           (i, buf, at, length) => (length === 0 ? append(blocks[i], blocks[i].data, 0, BLOCK_SIZE, 0) : append(blocks[i], buf, at, length, CODEC_IDS[spec.codec])),
         );
       } else for (const b of blocks) append(b, b.data, 0, BLOCK_SIZE, 0);
-      while (inFlight.size >= uploads) await Promise.race(inFlight);
-      if (failure) throw failure;
+      await room();
     },
     async finish() {
       seal();

@@ -12,10 +12,12 @@
  * Ordering: each step starts only after the uploads of the one before have
  * completed, so whoever finds a manifest finds everything it needs. A push
  * killed part-way leaves packs (and perhaps an index) no manifest reaches:
- * waste for `remote gc`, never harm. No lock: every name is content-derived.
+ * waste for `remote gc`, never harm. Pushes need no lock among themselves
+ * (every name is content-derived); each holds a shared lock so that
+ * `remote gc` does not run beside it (locks.ts).
  */
 import { StrataError } from '../errors.js';
-import { faultPoint } from '../store/faults.js';
+import { faultDelay, faultPoint } from '../store/faults.js';
 import { chainOf } from '../store/catalog.js';
 import type { CodecSpec } from '../store/codecs.js';
 import type { Store } from '../store/store.js';
@@ -26,6 +28,7 @@ import { encodeIndex } from './index-file.js';
 import { walkLayer, type LocalLayer } from './layers.js';
 import { sha256Hex } from './layout.js';
 import { encodeManifest, MANIFEST_FORMAT, type Manifest } from './manifest.js';
+import { lockForPush } from './locks.js';
 import { makePacker, type PackBlock } from './packer.js';
 import { syncIndexes, thisHost, type Remote } from './remote.js';
 
@@ -61,84 +64,94 @@ export async function pushImage(store: Store, remote: Remote, name: string, opts
       throw new StrataError('E_BAD_INPUT', `image ${name} is a writable leaf: snapshot or freeze it first (strata snapshot ${name}), then push the frozen image`, { image: name });
     }
     const chain = store.db.transaction(() => chainOf(store.db, rec)).deferred();
-    const baseFirst = chain.map((_, i) => chain.slice(i)).reverse();
-    const total = chain.reduce((n, r) => n + r.ownBlocks, 0) * BLOCK_SIZE;
-    let done = 0;
-
     await remote.bucket.ensure();
-    const indexesRead = await syncIndexes(remote);
-
-    const packer = makePacker(remote, { packBytes: opts.packBytes, compress: opts.compress });
-    const queued = new Set<string>();
-    let blocks = 0;
-    const layers: { rec: ImageRecord; layer: LocalLayer }[] = [];
-    for (const sub of baseFirst) {
-      const walk = walkLayer(store, sub);
-      for (;;) {
-        const r = walk.next();
-        if (r.done) {
-          layers.push({ rec: sub[0], layer: r.value });
-          break;
-        }
-        const fresh: PackBlock[] = [];
-        for (const b of r.value) {
-          blocks++;
-          const hex = b.digest.toString('hex');
-          if (queued.has(hex) || remote.cache.place(b.digest)) continue;
-          queued.add(hex);
-          fresh.push(b);
-        }
-        if (fresh.length > 0) await packer.add(fresh);
-        done += r.value.length * BLOCK_SIZE;
-        opts.onProgress?.(Math.min(done, total), total);
-      }
+    // Shared with other pushes; keeps `remote gc` from collecting what this push counts on or has half-written.
+    const lock = await lockForPush(remote);
+    try {
+      return await pushChain(store, remote, rec, chain, opts);
+    } finally {
+      await lock.release();
     }
-    const places = await packer.finish();
-    faultPoint('push.after-packs');
-
-    // Packs complete: now the index that names them.
-    if (places.length > 0) {
-      const bytes = encodeIndex(places);
-      const id = sha256Hex(bytes);
-      await remote.bucket.put(remote.keys.index(id), bytes);
-      remote.cache.addIndex(id, places);
-    }
-    faultPoint('push.after-index');
-
-    // Index complete: the layers (one two hosts pushed is the same object: skip it if there).
-    const uploaded: boolean[] = [];
-    for (const { layer } of layers) {
-      const key = remote.keys.layer(layer.id);
-      const there = await remote.bucket.has(key);
-      if (!there) await remote.bucket.put(key, layer.bytes);
-      uploaded.push(!there);
-    }
-    for (const { rec: r, layer } of layers) remote.cache.setLayer(r.id, r.generation, layer.id);
-    faultPoint('push.after-layers');
-
-    // Layers complete: the manifest, which makes the image visible.
-    const manifest: Manifest = {
-      format: MANIFEST_FORMAT,
-      image: rec.name,
-      pushedAt: new Date().toISOString(),
-      host: thisHost(),
-      chain: layers.map(({ rec: r, layer }) => ({ layer: layer.id, name: r.name, kind: r.kind, virtualSize: r.virtualSize, labels: r.labels, blocks: dataBlocks(layer.map) })),
-    };
-    const m = encodeManifest(manifest);
-    await remote.bucket.put(remote.keys.manifest(rec.name, m.id), m.bytes);
-
-    return {
-      image: rec.name,
-      remote: remote.config.name,
-      manifest: m.id,
-      layers: layers.map(({ rec: r, layer }, i) => ({ name: r.name, layer: layer.id, uploaded: uploaded[i] })),
-      blocks,
-      newBlocks: packer.stats.blocks,
-      packs: packer.stats.packs,
-      uploadedBytes: packer.stats.packedBytes,
-      indexesRead,
-    };
   } finally {
     img.close();
   }
+}
+
+async function pushChain(store: Store, remote: Remote, rec: ImageRecord, chain: ImageRecord[], opts: PushOptions): Promise<PushResult> {
+  const baseFirst = chain.map((_, i) => chain.slice(i)).reverse();
+  const total = chain.reduce((n, r) => n + r.ownBlocks, 0) * BLOCK_SIZE;
+  let done = 0;
+  const indexesRead = await syncIndexes(remote);
+
+  const packer = makePacker(remote, { packBytes: opts.packBytes, compress: opts.compress });
+  const queued = new Set<string>();
+  let blocks = 0;
+  const layers: { rec: ImageRecord; layer: LocalLayer }[] = [];
+  for (const sub of baseFirst) {
+    const walk = walkLayer(store, sub);
+    for (;;) {
+      const r = walk.next();
+      if (r.done) {
+        layers.push({ rec: sub[0], layer: r.value });
+        break;
+      }
+      const fresh: PackBlock[] = [];
+      for (const b of r.value) {
+        blocks++;
+        const hex = b.digest.toString('hex');
+        if (queued.has(hex) || remote.cache.place(b.digest)) continue;
+        queued.add(hex);
+        fresh.push(b);
+      }
+      if (fresh.length > 0) await packer.add(fresh);
+      done += r.value.length * BLOCK_SIZE;
+      opts.onProgress?.(Math.min(done, total), total);
+    }
+  }
+  const places = await packer.finish();
+  faultPoint('push.after-packs');
+
+  // Packs complete: now the index that names them.
+  if (places.length > 0) {
+    const bytes = encodeIndex(places);
+    const id = sha256Hex(bytes);
+    await remote.bucket.put(remote.keys.index(id), bytes);
+    remote.cache.addIndex(id, places);
+  }
+  faultPoint('push.after-index');
+
+  // Index complete: the layers (one two hosts pushed is the same object: skip it if there).
+  const uploaded: boolean[] = [];
+  for (const { layer } of layers) {
+    const key = remote.keys.layer(layer.id);
+    const there = await remote.bucket.has(key);
+    if (!there) await remote.bucket.put(key, layer.bytes);
+    uploaded.push(!there);
+  }
+  for (const { rec: r, layer } of layers) remote.cache.setLayer(r.id, r.generation, layer.id);
+  faultPoint('push.after-layers');
+
+  // Layers complete: the manifest, which makes the image visible.
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT,
+    image: rec.name,
+    pushedAt: new Date().toISOString(),
+    host: thisHost(),
+    chain: layers.map(({ rec: r, layer }) => ({ layer: layer.id, name: r.name, kind: r.kind, virtualSize: r.virtualSize, labels: r.labels, blocks: dataBlocks(layer.map) })),
+  };
+  const m = encodeManifest(manifest);
+  faultDelay('push.before-manifest');
+  await remote.bucket.put(remote.keys.manifest(rec.name, m.id), m.bytes);
+
+  return {
+    image: rec.name,
+    remote: remote.config.name,
+    manifest: m.id,
+    layers: layers.map(({ rec: r, layer }, i) => ({ name: r.name, layer: layer.id, uploaded: uploaded[i] })),
+    blocks,
+    newBlocks: packer.stats.blocks,
+    packs: packer.stats.packs,
+    uploadedBytes: packer.stats.packedBytes,
+    indexesRead,
+  };
 }

@@ -42,10 +42,16 @@ export function openRemote(storeDir: string, name: string, tuning: RemoteTuning 
 /** Objects fetched at once when reading many small ones (indexes, manifests). */
 const SMALL_GETS = 8;
 
-/** Reads the index objects this store has not seen into its cache. Returns how many were new. */
+/**
+ * Brings the cache up to the bucket's indexes: reads those this store has
+ * not seen, forgets those `remote gc` has deleted. Returns how many were new.
+ */
 export async function syncIndexes(r: Remote): Promise<number> {
   const known = r.cache.knownIndexes();
-  const fresh = (await r.bucket.list(r.keys.indexes)).map((o) => r.keys.idOf(o.key, INDEX_DIR)!).filter((id) => HEX_ID.test(id) && !known.has(id));
+  const listed = (await r.bucket.list(r.keys.indexes)).map((o) => r.keys.idOf(o.key, INDEX_DIR)!).filter((id) => HEX_ID.test(id));
+  const there = new Set(listed);
+  for (const id of known) if (!there.has(id)) r.cache.forgetIndex(id);
+  const fresh = listed.filter((id) => !known.has(id));
   await mapLimit(fresh, SMALL_GETS, async (id) => {
     const bytes = await r.bucket.get(r.keys.index(id));
     // Content-named: an object whose bytes do not hash to its name is damaged, never used.
@@ -61,7 +67,8 @@ export interface RemoteImage {
   manifests: { id: string; pushedAt: string; host: string; virtualSize: number; layers: number; blocks: number }[];
 }
 
-async function readManifest(r: Remote, image: string, id: string): Promise<Manifest> {
+/** One manifest, checked against its name and image. */
+export async function readManifest(r: Remote, image: string, id: string): Promise<Manifest> {
   const bytes = await r.bucket.get(r.keys.manifest(image, id));
   if (sha256Hex(bytes) !== id) throw corrupt(`remote manifest ${image}/${id} in ${r.bucket.where} does not match its name`, { manifest: id });
   const m = decodeManifest(bytes, `${image}/${id}`);
@@ -103,3 +110,19 @@ export async function findManifest(r: Remote, image: string, id?: string): Promi
 }
 
 export const thisHost = (): string => os.hostname();
+
+/**
+ * Deletes the manifests of `image` (or the one whose id starts with `id`):
+ * the image is no longer listed or pullable; its blocks go at the next
+ * `remote gc` unless another manifest reaches them. Lazy clones of it on
+ * other hosts lose the blocks they have not fetched yet, as a clone of a
+ * destroyed snapshot would: say so before deleting.
+ */
+export async function deleteRemoteImage(r: Remote, image: string, id?: string): Promise<{ image: string; deleted: string[] }> {
+  const [img] = await listRemoteImages(r, image);
+  const pick = img?.manifests.filter((m) => id === undefined || m.id.startsWith(id)) ?? [];
+  if (pick.length === 0) throw new StrataError('E_NOT_FOUND', `remote ${r.config.name} has no image ${image}${id ? `@${id}` : ''}`, { remote: r.config.name, image });
+  if (id !== undefined && pick.length > 1) throw new StrataError('E_BAD_INPUT', `${image}@${id} names ${pick.length} manifests; give more of the id`, { image, id });
+  for (const m of pick) await r.bucket.remove(r.keys.manifest(image, m.id));
+  return { image, deleted: pick.map((m) => m.id) };
+}

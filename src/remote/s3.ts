@@ -23,6 +23,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -68,6 +69,10 @@ export interface Bucket {
   /** Throws E_NOT_FOUND when the bucket does not exist, E_IO when it cannot be reached. */
   check(): Promise<void>;
   put(key: string, body: Uint8Array): Promise<void>;
+  /** Puts only if no object has this key (a conditional write: If-None-Match: *). False when one has. */
+  putNew(key: string, body: Uint8Array): Promise<boolean>;
+  /** Deletes an object; one that is already gone is no error. */
+  remove(key: string): Promise<void>;
   get(key: string): Promise<Buffer>;
   /** Bytes [start, end) of an object. */
   getRange(key: string, start: number, end: number): Promise<Buffer>;
@@ -174,6 +179,23 @@ export function openBucket(opts: BucketOptions): Bucket {
         else await client.send(new PutObjectCommand({ Bucket, Key, Body: data, ContentLength: data.length }));
       } catch (e) {
         throw fail(e, 'upload', Key);
+      }
+    },
+    async putNew(Key, data) {
+      try {
+        await client.send(new PutObjectCommand({ Bucket, Key, Body: data, ContentLength: data.length, IfNoneMatch: '*' }));
+        return true;
+      } catch (e) {
+        const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
+        if (err.name === 'PreconditionFailed' || err.$metadata?.httpStatusCode === 412) return false;
+        throw fail(e, 'create', Key);
+      }
+    },
+    async remove(Key) {
+      try {
+        await client.send(new DeleteObjectCommand({ Bucket, Key }));
+      } catch (e) {
+        if (!isNotFound(e)) throw fail(e, 'delete', Key);
       }
     },
     async get(Key) {

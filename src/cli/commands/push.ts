@@ -23,7 +23,7 @@ export const pushCommand = () =>
           const remote = openRemote(ctx.storeDir, remoteName);
           try {
             // What a stopped push leaves: complete packs (and perhaps an index) no manifest names yet.
-            const kept = () => `push stopped; ${remoteName} does not list ${image} yet (packs uploaded so far are reused by the next push)`;
+            const kept = () => `push stopped; ${remoteName} does not list ${image} yet (blocks whose index was written are reused by the next push; the rest is waste for remote gc)`;
             return await longWork(ctx, `pushing ${image}`, kept, (onProgress) => pushImage(store, remote, image, { compress, packBytes, onProgress }));
           } finally {
             remote.close();

@@ -1,6 +1,10 @@
 import { Command } from 'commander';
 import { addRemote, listRemotes, parseEndpoint, parseS3Url, remoteName, remoteUrl, removeRemote, type RemoteConfig } from '../../remote/config.js';
-import { listRemoteImages, openRemote } from '../../remote/remote.js';
+import { checkRemote, type RemoteCheckResult } from '../../remote/check.js';
+import { remoteGc, type RemoteGcResult } from '../../remote/gc.js';
+import { deleteRemoteImage, listRemoteImages, openRemote, type Remote } from '../../remote/remote.js';
+import { badInput } from '../../errors.js';
+import { parseRef } from './pull.js';
 import { runCommand } from '../context.js';
 import { localTime, table } from '../render.js';
 import { humanBytes } from '../parse.js';
@@ -95,8 +99,86 @@ const rmCommand = () =>
       ),
     );
 
+/** Runs fn with the remote open, closing it after. */
+async function withRemote<T>(storeDir: string, name: string, fn: (r: Remote) => Promise<T>): Promise<T> {
+  const r = openRemote(storeDir, name);
+  try {
+    return await fn(r);
+  } finally {
+    r.close();
+  }
+}
+
+const deleteCommand = () =>
+  new Command('delete')
+    .description("delete an image's manifests from a remote (all its pushes, or one); its blocks go at the next remote gc unless another image reaches them")
+    .argument('<ref>', 'REMOTE/IMAGE, or REMOTE/IMAGE@MANIFEST for one push')
+    .action(async (ref: string, _o, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => {
+          const { remote, image, manifest } = parseRef(ref);
+          await ctx.store();
+          return { remote, ...(await withRemote(ctx.storeDir, remote, (r) => deleteRemoteImage(r, image, manifest))) };
+        },
+        (r) => `deleted ${r.deleted.length} push(es) of ${r.image} from ${r.remote} (${r.deleted.map((id) => id.slice(0, 12)).join(', ')}); strata remote gc ${r.remote} frees their blocks\n`,
+      ),
+    );
+
+const renderGc = (r: RemoteGcResult) =>
+  `${r.dryRun ? 'would delete' : 'deleted'} ${r.packs.deleted} dead pack(s) and repack ${r.packs.repacked} sparse one(s)${r.dryRun ? '' : ` into ${r.packs.written}`}, ` +
+  `${r.layers.deleted} unreachable layer(s); ${r.indexes.rewritten} index(es) rewritten, ${r.indexes.deleted} deleted\n` +
+  `${r.manifests} manifest(s) reach ${r.layers.live} layer(s), ${r.blocks.live} block(s); packs ${humanBytes(r.bytes.before)} -> ${humanBytes(r.bytes.after)}\n`;
+
+const gcCommand = () =>
+  new Command('gc')
+    .description('delete packs and layers no manifest reaches, repack packs less than half live (runs alone: waits for no push, fails E_BUSY beside one)')
+    .argument('<name>', 'remote')
+    .option('-n, --dry-run', 'say what would be deleted and repacked; change nothing')
+    .option('--repack-below <percent>', 'repack packs whose live blocks fill less than this', '50')
+    .action(async (name: string, o: { dryRun?: boolean; repackBelow: string }, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => {
+          const pct = Number(o.repackBelow.replace(/%$/, ''));
+          if (!Number.isFinite(pct) || pct < 0 || pct > 100) throw badInput(`--repack-below ${JSON.stringify(o.repackBelow)} is not a percentage from 0 to 100`, { repackBelow: o.repackBelow });
+          await ctx.store();
+          return withRemote(ctx.storeDir, name, (r) => remoteGc(r, { dryRun: o.dryRun, repackBelow: pct / 100 }));
+        },
+        renderGc,
+      ),
+    );
+
+const renderRemoteCheck = (r: RemoteCheckResult) =>
+  r.problems.map((p) => `ERROR: ${p.message}\n`).join('') +
+  `${r.manifests} manifest(s), ${r.layers} layer(s), ${r.indexes} index(es), ${r.packs} pack(s), ${r.blocks} live block(s)` +
+  `${r.readData ? `, ${humanBytes(r.bytesRead)} of packs read and every block verified` : ' (metadata only; --read-data verifies every block)'}\n` +
+  (r.waste.packs || r.waste.layers ? `waste for remote gc: ${r.waste.packs} pack(s) (${humanBytes(r.waste.bytes)}), ${r.waste.layers} layer(s)\n` : '') +
+  (r.status === 'clean' ? `No errors were found on remote ${r.remote}.\n` : `${r.problems.length} problem(s): remote ${r.remote} is DAMAGED\n`);
+
+const checkCommand = () =>
+  new Command('check')
+    .description('verify a remote: manifests, layers and indexes, and with --read-data every block of every pack (exit 0 clean, 2 damaged)')
+    .argument('<name>', 'remote')
+    .option('--read-data', 'download every pack and verify every block against its digest')
+    .action(async (name: string, o: { readData?: boolean }, cmd: Command) => {
+      let status = 0;
+      await runCommand(
+        cmd,
+        async (ctx) => {
+          await ctx.store();
+          const r = await withRemote(ctx.storeDir, name, (rem) => checkRemote(rem, { readData: o.readData }));
+          status = r.status === 'clean' ? 0 : 2;
+          return r;
+        },
+        renderRemoteCheck,
+      );
+      // As strata check: the status is the finding; the report is printed in full either way.
+      process.exitCode = status;
+    });
+
 export const remoteCommand = () => {
   const cmd = new Command('remote').description('buckets on S3 (or Ceph RGW, MinIO) that stores push images to and pull them from');
-  for (const make of [addCommand, lsCommand, rmCommand]) cmd.addCommand(make());
+  for (const make of [addCommand, lsCommand, rmCommand, deleteCommand, gcCommand, checkCommand]) cmd.addCommand(make());
   return cmd;
 };
