@@ -10,6 +10,10 @@
  * - layers: local frozen images known to equal a remote layer, keyed by
  *   (image id, generation), which never name another map.
  *
+ * - fetched: when this store fetched a block into a slot (a hint for the
+ *   cache limit's order, cache-limit.ts: a lost or stale row only changes
+ *   which block is evicted first).
+ *
  * Everything in it is immutable in the bucket, so nothing here goes stale
  * but the layers of removed images, which are never looked up by id again
  * (ids are not reused).
@@ -29,6 +33,12 @@ export interface RemoteCache {
   setLayer(imageId: number, generation: number, layer: string): void;
   /** Local images recorded as equal to `layer`. */
   imagesWithLayer(layer: string): { imageId: number; generation: number }[];
+  /** Records that these slots' blocks were fetched now. */
+  noteFetched(slots: readonly number[]): void;
+  /** When each of `slots` was fetched (ms since the epoch), where known. */
+  fetchedAt(slots: readonly number[]): Map<number, number>;
+  /** Forgets these slots' fetch times (evicted). */
+  forgetFetched(slots: readonly number[]): void;
   close(): void;
 }
 
@@ -45,7 +55,17 @@ export function openRemoteCache(storeDir: string, remote: string): RemoteCache {
     ) WITHOUT ROWID, STRICT;
     CREATE TABLE IF NOT EXISTS layers (image_id INTEGER NOT NULL, generation INTEGER NOT NULL, layer TEXT NOT NULL, PRIMARY KEY (image_id, generation)) STRICT;
     CREATE INDEX IF NOT EXISTS layers_layer ON layers(layer);
+    CREATE TABLE IF NOT EXISTS fetched (slot INTEGER PRIMARY KEY, at INTEGER NOT NULL) STRICT;
   `);
+  const putFetched = db.prepare('INSERT OR REPLACE INTO fetched(slot, at) VALUES (?, ?)');
+  const getFetched = db.prepare('SELECT at FROM fetched WHERE slot = ?').pluck();
+  const delFetched = db.prepare('DELETE FROM fetched WHERE slot = ?');
+  const noteFetched = db.transaction((slots: readonly number[], at: number) => {
+    for (const s of slots) putFetched.run(s, at);
+  });
+  const forgetFetched = db.transaction((slots: readonly number[]) => {
+    for (const s of slots) delFetched.run(s);
+  });
   const insBlock = db.prepare('INSERT OR IGNORE INTO blocks(digest, pack, offset, length, codec, hint) VALUES (?, ?, ?, ?, ?, ?)');
   const insIndex = db.prepare('INSERT OR IGNORE INTO indexes(id) VALUES (?)');
   const getBlock = db.prepare('SELECT pack, offset, length, codec, hint FROM blocks WHERE digest = ?');
@@ -67,6 +87,16 @@ export function openRemoteCache(storeDir: string, remote: string): RemoteCache {
     },
     imagesWithLayer: (layer) =>
       (db.prepare('SELECT image_id, generation FROM layers WHERE layer = ?').raw().all(layer) as [number, number][]).map(([imageId, generation]) => ({ imageId, generation })),
+    noteFetched: (slots) => noteFetched(slots, Date.now()),
+    fetchedAt(slots) {
+      const out = new Map<number, number>();
+      for (const s of slots) {
+        const at = getFetched.get(s) as number | undefined;
+        if (at !== undefined) out.set(s, at);
+      }
+      return out;
+    },
+    forgetFetched: (slots) => forgetFetched(slots),
     close: () => db.close(),
   };
 }
