@@ -15,7 +15,7 @@ import { packedCounts, usedSlotCount } from '../store/slots.js';
 import { compressionText, storeCompression } from '../store/codecs.js';
 import { chainOf, listVisibleImages } from '../store/catalog.js';
 import { segmentsOf } from '../store/maps.js';
-import { DB_FILE, type Store } from '../store/store.js';
+import { DB_FILE, metaNumber, type Store } from '../store/store.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
 import type { Segment } from '../store/segment.js';
 import { resolveFrozen } from './resolve.js';
@@ -65,6 +65,8 @@ export interface StoreStats {
   distinctBytes: number;
   /** Slots actually used: distinct blocks in their own place, plus the containers of compressed ones. */
   storedBytes: number;
+  /** Distinct blocks whose bytes are in a remote pack, not here (a lazy clone's: not fetched yet, or evicted). */
+  remoteBytes: number;
   savings: { zeroBytes: number; layeringBytes: number; dedupBytes: number; compressionBytes: number };
   /** Blocks stored compressed: how many, their bytes before, their fragments' bytes, the container slots holding them. */
   compression: { setting: string; blocks: number; bytesBefore: number; fragmentBytes: number; bytesAfter: number };
@@ -138,7 +140,8 @@ export function storeStats(store: Store, opts: { referenced?: ReferencedCache } 
     }
     const p = packedCounts(store.db);
     const distinct = (usedSlotCount(store.db) - p.containers) * BLOCK_SIZE;
-    const stored = distinct - (p.packedBlocks - p.containers) * BLOCK_SIZE;
+    const remote = metaNumber(store.db, 'remote_blocks') * BLOCK_SIZE;
+    const stored = distinct - remote - (p.packedBlocks - p.containers) * BLOCK_SIZE;
     const compression = {
       setting: compressionText(storeCompression(store.db)),
       blocks: p.packedBlocks,
@@ -146,7 +149,7 @@ export function storeStats(store: Store, opts: { referenced?: ReferencedCache } 
       fragmentBytes: p.packedBytes,
       bytesAfter: p.containers * BLOCK_SIZE,
     };
-    return { images: images.length, logical, referenced, own, distinct, stored, compression, qcow2: clusters * BLOCKS_PER_CLUSTER * BLOCK_SIZE };
+    return { images: images.length, logical, referenced, own, distinct, remote, stored, compression, qcow2: clusters * BLOCKS_PER_CLUSTER * BLOCK_SIZE };
   }).deferred();
   const du = store.blocks.diskUsage();
   const db = path.join(store.dir, DB_FILE);
@@ -157,11 +160,12 @@ export function storeStats(store: Store, opts: { referenced?: ReferencedCache } 
     ownBytes: maps.own,
     distinctBytes: maps.distinct,
     storedBytes: maps.stored,
+    remoteBytes: maps.remote,
     savings: {
       zeroBytes: maps.logical - maps.referenced,
       layeringBytes: maps.referenced - maps.own,
       dedupBytes: maps.own - maps.distinct,
-      compressionBytes: maps.distinct - maps.stored,
+      compressionBytes: maps.distinct - maps.remote - maps.stored,
     },
     compression: maps.compression,
     qcow2Bytes: maps.qcow2,

@@ -11,6 +11,10 @@
  * - layers: local frozen images known to equal a remote layer, keyed by
  *   (image id, generation), which never name another map.
  *
+ * - fetched: when this store fetched a block into a slot (a hint for the
+ *   cache limit's order, cache-limit.ts: a lost or stale row only changes
+ *   which block is evicted first).
+ *
  * Objects in the bucket are immutable, but `remote gc` deletes some: an
  * index that is gone from the bucket is forgotten with its places at the
  * next sync (remote.ts syncIndexes), and a read that finds a pack gone
@@ -38,6 +42,12 @@ export interface RemoteCache {
   setLayer(imageId: number, generation: number, layer: string): void;
   /** Local images recorded as equal to `layer`. */
   imagesWithLayer(layer: string): { imageId: number; generation: number }[];
+  /** Records that these slots' blocks were fetched now. */
+  noteFetched(slots: readonly number[]): void;
+  /** When each of `slots` was fetched (ms since the epoch), where known. */
+  fetchedAt(slots: readonly number[]): Map<number, number>;
+  /** Forgets these slots' fetch times (evicted). */
+  forgetFetched(slots: readonly number[]): void;
   close(): void;
 }
 
@@ -52,7 +62,7 @@ export function openRemoteCache(storeDir: string, remote: string): RemoteCache {
   db.pragma('synchronous = NORMAL');
   // A cache of an older layout is dropped and rebuilt from the bucket.
   if ((db.pragma('user_version', { simple: true }) as number) !== CACHE_VERSION) {
-    db.exec('DROP TABLE IF EXISTS indexes; DROP TABLE IF EXISTS blocks; DROP TABLE IF EXISTS layers;');
+    db.exec('DROP TABLE IF EXISTS indexes; DROP TABLE IF EXISTS blocks; DROP TABLE IF EXISTS layers; DROP TABLE IF EXISTS fetched;');
     db.pragma(`user_version = ${CACHE_VERSION}`);
   }
   db.exec(`
@@ -64,7 +74,17 @@ export function openRemoteCache(storeDir: string, remote: string): RemoteCache {
     CREATE INDEX IF NOT EXISTS blocks_idx ON blocks(idx);
     CREATE TABLE IF NOT EXISTS layers (image_id INTEGER NOT NULL, generation INTEGER NOT NULL, layer TEXT NOT NULL, PRIMARY KEY (image_id, generation)) STRICT;
     CREATE INDEX IF NOT EXISTS layers_layer ON layers(layer);
+    CREATE TABLE IF NOT EXISTS fetched (slot INTEGER PRIMARY KEY, at INTEGER NOT NULL) STRICT;
   `);
+  const putFetched = db.prepare('INSERT OR REPLACE INTO fetched(slot, at) VALUES (?, ?)');
+  const getFetched = db.prepare('SELECT at FROM fetched WHERE slot = ?').pluck();
+  const delFetched = db.prepare('DELETE FROM fetched WHERE slot = ?');
+  const noteFetched = db.transaction((slots: readonly number[], at: number) => {
+    for (const s of slots) putFetched.run(s, at);
+  });
+  const forgetFetched = db.transaction((slots: readonly number[]) => {
+    for (const s of slots) delFetched.run(s);
+  });
   const insBlock = db.prepare('INSERT OR IGNORE INTO blocks(digest, idx, pack, offset, length, codec, hint) VALUES (?, ?, ?, ?, ?, ?, ?)');
   const insIndex = db.prepare('INSERT OR IGNORE INTO indexes(id) VALUES (?)');
   const getBlock = db.prepare('SELECT pack, offset, length, codec, hint FROM blocks WHERE digest = ? LIMIT 1');
@@ -93,6 +113,16 @@ export function openRemoteCache(storeDir: string, remote: string): RemoteCache {
     },
     imagesWithLayer: (layer) =>
       (db.prepare('SELECT image_id, generation FROM layers WHERE layer = ?').raw().all(layer) as [number, number][]).map(([imageId, generation]) => ({ imageId, generation })),
+    noteFetched: (slots) => noteFetched(slots, Date.now()),
+    fetchedAt(slots) {
+      const out = new Map<number, number>();
+      for (const s of slots) {
+        const at = getFetched.get(s) as number | undefined;
+        if (at !== undefined) out.set(s, at);
+      }
+      return out;
+    },
+    forgetFetched: (slots) => forgetFetched(slots),
     close: () => db.close(),
   };
 }

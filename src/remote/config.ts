@@ -15,6 +15,11 @@ export interface RemoteConfig {
   endpoint?: string;
   region?: string;
   pathStyle?: boolean;
+  /**
+   * Bytes of this remote's blocks kept locally once fetched (cache-limit.ts);
+   * absent: no limit. Counted 4 KiB per block.
+   */
+  cacheSize?: number;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -87,6 +92,17 @@ export function listRemotes(storeDir: string): RemoteConfig[] {
     .filter((n) => NAME_RE.test(n) && fs.existsSync(path.join(dir, n, 'remote.json')))
     .sort()
     .map((n) => loadRemote(storeDir, n));
+}
+
+/** Sets (or, with undefined, removes) a remote's cache limit. Returns the new configuration. */
+export function setCacheSize(storeDir: string, name: string, bytes: number | undefined): RemoteConfig {
+  const c = loadRemote(storeDir, name);
+  if (bytes !== undefined && (!Number.isSafeInteger(bytes) || bytes < 0)) throw badInput(`invalid cache size ${bytes}: a number of bytes, 0 or more`, { remote: name });
+  const next: RemoteConfig = { ...c };
+  if (bytes === undefined) delete next.cacheSize;
+  else next.cacheSize = bytes;
+  addRemote(storeDir, next, { replace: true });
+  return next;
 }
 
 /** Forgets a remote and its cache; the bucket is not touched. */

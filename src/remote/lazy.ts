@@ -20,11 +20,13 @@
  * installs them (store/remote-locs.ts installFetched: own slot written and
  * synced, then the location moves to [0, 0]). A GET that fails after the
  * S3 client's retries is E_IO for that read only; the next read tries again.
+ * Each batch is noted in the remote's cache (when fetched) and may take the
+ * cache over its limit, which evicts idle blocks (cache-limit.ts).
  */
 import { StrataError, corrupt } from '../errors.js';
 import { allocateSlots } from '../store/allocator.js';
 import { getImage, insertImage, updateImage } from '../store/catalog.js';
-import { remoteSlotsOf } from '../store/locations.js';
+import { isRemoteLoc, remoteSlotsOf } from '../store/locations.js';
 import { saveSegment } from '../store/maps.js';
 import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
 import { installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../store/remote-locs.js';
@@ -34,6 +36,8 @@ import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber } from '../store/types.js';
 import { cloneImage } from '../image/lifecycle.js';
 import { frozenKind } from '../image/lifecycle.js';
+import type { Logger } from '../log.js';
+import { cacheLimiter, LAZY_FORMAT } from './cache-limit.js';
 import { remoteUrl } from './config.js';
 import { fetchBlocks, type FetchOptions, type FetchStats } from './fetch.js';
 import type { BlockPlace } from './index-file.js';
@@ -143,7 +147,7 @@ function localSlotOf(store: Store, p: BlockPlace): number | undefined {
   const rows = store.db.prepare('SELECT slot FROM hash_index WHERE hash = ?').pluck().all(p.hint) as number[];
   const reader = slotReader(store.db);
   for (const s of rows) {
-    if (reader.refcount(s) === 0) continue;
+    if (reader.refcount(s) === 0 || isRemoteLoc(reader.loc0(s))) continue; // a stale row: nothing here to compare
     const buf = Buffer.allocUnsafe(BLOCK_SIZE);
     store.read(s as SlotNumber, 1, buf, 0);
     if (sha256Hex(buf) === hex) return s;
@@ -166,7 +170,7 @@ export async function lazyClone(store: Store, remote: Remote, image: string, lea
     const bytes = await remote.bucket.get(remote.keys.layer(ml.layer));
     if (sha256Hex(bytes) !== ml.layer) throw corrupt(`remote layer ${ml.layer} in ${remote.bucket.where} does not match its name`, { layer: ml.layer });
     const map = decodeLayer(bytes, ml.layer);
-    const source = { format: 'remote-lazy', remote: remote.config.name, url: remoteUrl(remote.config), image, manifest: id, layer: ml.layer };
+    const source = { format: LAZY_FORMAT, remote: remote.config.name, url: remoteUrl(remote.config), image, manifest: id, layer: ml.layer };
     const rec = buildLazyLayer(store, remote, ml, map, parent, source, tally);
     remote.cache.setLayer(rec.id, rec.generation, ml.layer);
     tally.layers.push({ name: rec.name, layer: ml.layer, reused: false });
@@ -185,11 +189,24 @@ export async function lazyClone(store: Store, remote: Remote, image: string, lea
 export class LazyFetcher {
   readonly stats: FetchStats = { gets: 0, bytes: 0, blocks: 0 };
   private readonly remotes = new Map<string, Remote>();
+  /** Per remote: keeps its cache under its limit after each batch. */
+  private readonly limits = new Map<string, (fetched: number, released?: boolean) => unknown>();
   constructor(
     private readonly store: Store,
     private readonly open: (name: string) => Remote,
-    private readonly opts: FetchOptions = {},
+    private readonly opts: FetchOptions & { log?: Logger } = {},
   ) {}
+
+  private limitOf(name: string, r: Remote): (fetched: number, released?: boolean) => unknown {
+    let l = this.limits.get(name);
+    if (!l) this.limits.set(name, (l = cacheLimiter(this.store, r, this.opts.log)));
+    return l;
+  }
+
+  /** Brings each remote this fetcher used under its limit, where it is over (after a reader let go). */
+  trim(): void {
+    for (const [name, r] of this.remotes) this.limitOf(name, r)(0, true);
+  }
 
   /** Fetches and installs those of `slots` that are still remote. E_IO when the bucket cannot be read. */
   async ensure(slots: Iterable<number>): Promise<number> {
@@ -230,7 +247,10 @@ export class LazyFetcher {
       this.stats.gets += st.gets;
       this.stats.bytes += st.bytes;
       this.stats.blocks += st.blocks;
-      moved += installFetched(this.store, got);
+      const n = installFetched(this.store, got);
+      r.cache.noteFetched(got.map((g) => g.slot));
+      moved += n;
+      this.limitOf(name, r)(n);
     }
     return moved;
   }
@@ -245,20 +265,29 @@ export class LazyFetcher {
  * Before a synchronous whole-range read (strata read, export): fetches what
  * [offset, offset + length) of `image` still has in a remote pack, 64 MiB
  * of address space at a time. Nothing when the store has no remote block.
- * Blocks only ever move from remote to local (no eviction yet), so what
- * this fetched is still local when the read comes.
+ * The image stays open (leased) until `done()`, so no eviction takes what
+ * was fetched before the read comes; `done()` then lets the caches shrink
+ * back under their limits.
  */
-export async function fetchForRead(store: Store, image: string, offset = 0, length?: number): Promise<FetchStats | undefined> {
-  if (metaNumber(store.db, 'remote_blocks') <= 0) return undefined;
+export async function fetchForRead(store: Store, image: string, offset = 0, length?: number): Promise<{ stats?: FetchStats; done(): void }> {
+  if (metaNumber(store.db, 'remote_blocks') <= 0) return { done() {} };
   const img = openImage(store, image);
   const fetcher = new LazyFetcher(store, (name) => openRemote(store.dir, name));
+  const done = () => {
+    try {
+      img.close();
+      fetcher.trim();
+    } finally {
+      fetcher.close();
+    }
+  };
   try {
     const end = length === undefined ? img.size : Math.min(img.size, offset + length);
     const STEP = 64 * 1024 * 1024;
     for (let at = offset; at < end; at += STEP) await fetcher.ensure(img.slotsIn(at, Math.min(STEP, end - at)));
-    return fetcher.stats;
-  } finally {
-    fetcher.close();
-    img.close();
+    return { stats: fetcher.stats, done };
+  } catch (e) {
+    done();
+    throw e;
   }
 }

@@ -19,6 +19,7 @@ import { chainOf, findImage, getImageById } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress, type SlotNumber } from '../store/types.js';
 import { indexLookup, slotReader } from '../store/slots.js';
+import { isRemoteLoc, isRemoteMiss } from '../store/locations.js';
 import { beginImport } from '../formats/import.js';
 import { openImage } from '../image/image.js';
 import { remoteUrl } from './config.js';
@@ -86,9 +87,15 @@ function localBlocks(store: Store, places: readonly BlockPlace[]): (Buffer | und
   const slots = slotReader(store.db);
   return places.map((p) => {
     for (const slot of cands.get(p.hint) ?? []) {
-      if (slots.refcount(slot) === 0) continue;
+      // A block whose bytes are in a remote pack (a lazy clone's, not fetched or evicted) is no copy.
+      if (slots.refcount(slot) === 0 || isRemoteLoc(slots.loc0(slot))) continue;
       const b = Buffer.allocUnsafe(BLOCK_SIZE);
-      store.read(slot as SlotNumber, 1, b, 0);
+      try {
+        store.read(slot as SlotNumber, 1, b, 0);
+      } catch (e) {
+        if (isRemoteMiss(e)) continue; // evicted since the look above
+        throw e;
+      }
       // The index is a hint; the digest is proof (and what is read is what gets written).
       if (sha256(b).equals(p.digest)) return b;
     }

@@ -11,7 +11,7 @@ import { allocateRun, allocateSlots } from './allocator.js';
 import type { BlockHash } from './hash.js';
 import type { Store } from './store.js';
 import { faultPoint } from './faults.js';
-import { indexLookup, slotReader } from './slots.js';
+import { REMOTE, indexLookup, slotReader } from './slots.js';
 import { compressEach, CODEC_IDS, type CodecSpec } from './codecs.js';
 import { fragmentLocation, fragmentRun, type FragmentRun } from './fragment-run.js';
 import type { Packing } from './refcounts.js';
@@ -108,7 +108,8 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
     for (const slot of known.get(h) ?? []) {
       // The index is only a hint: share a slot only while it is referenced (committed, so no
       // other process can free it before we commit), says it holds this hash, and holds these bytes.
-      if (slotsNow.refcount(slot) === 0 || slotsNow.hash(slot) !== h) continue;
+      // A block whose bytes are in a remote pack (not fetched, or evicted) has nothing here to compare.
+      if (slotsNow.refcount(slot) === 0 || slotsNow.hash(slot) !== h || slotsNow.loc0(slot) === REMOTE) continue;
       store.read(slot as SlotNumber, 1, scratch, 0);
       if (scratch.equals(data)) {
         found = slot;

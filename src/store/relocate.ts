@@ -20,56 +20,20 @@
  * May run beside anything: each batch is one write transaction.
  */
 import { allocateRun } from './allocator.js';
-import { chainOf, getImageById, listImages } from './catalog.js';
+import { busySlots, markSlotsOf } from './busy.js';
+import { listImages } from './catalog.js';
 import { compressEach, CODEC_IDS, type CodecSpec } from './codecs.js';
 import { fragmentLocation, fragmentRun, type FragmentRun } from './fragment-run.js';
 import { faultPoint } from './faults.js';
 import { freeSlots } from './freelist.js';
-import { leasedImageIds, STORE_LEASE } from './leases.js';
 import { fragmentCodec, fragmentLength, fragmentOffset, isPackedLoc } from './locations.js';
-import { segmentsOf } from './maps.js';
 import { addFragmentRef, settleContainers } from './refcounts.js';
 import { CONTAINER, REMOTE, forEachLiveSlot, slotEditor, slotReader } from './slots.js';
 import { metaNumber, type Store } from './store.js';
-import { BLOCK_SIZE, isFrozen, type ImageId, type ImageRecord, type OnProgress, type SlotNumber } from './types.js';
+import { BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress, type SlotNumber } from './types.js';
 
 /** Blocks per transaction: 16 MiB read, compressed and written per batch. */
 const BATCH = 4096;
-
-/** Marks in `into` every slot the images' own maps reference. */
-function markSlotsOf(store: Store, ids: Iterable<ImageId>, into: Uint8Array): void {
-  for (const id of ids) {
-    for (const [, seg] of segmentsOf(store.db, id)) {
-      if (typeof seg === 'number') {
-        if (seg >= 2 && seg - 2 < into.length) into[seg - 2] = 1;
-        continue;
-      }
-      for (let i = 0; i < seg.length; i++) {
-        const e = seg[i];
-        if (e >= 2 && e - 2 < into.length) into[e - 2] = 1;
-      }
-    }
-  }
-}
-
-/** Slots that open images may be reading (null: a store-wide lease; move nothing). Inside a write transaction. */
-function busySlots(store: Store, next: number): Uint8Array | null {
-  const ids = leasedImageIds(store);
-  if (ids.includes(STORE_LEASE)) return null;
-  const chains = new Set<ImageId>();
-  for (const id of ids) {
-    let rec: ImageRecord;
-    try {
-      rec = getImageById(store.db, id);
-    } catch {
-      continue; // an image removed under a lease row not yet cleaned up
-    }
-    for (const r of chainOf(store.db, rec)) chains.add(r.id);
-  }
-  const busy = new Uint8Array(next);
-  markSlotsOf(store, chains, busy);
-  return busy;
-}
 
 export interface CompressReport {
   codec: string;

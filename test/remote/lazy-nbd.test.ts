@@ -9,7 +9,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { strataOk } from '../helpers/cli.js';
@@ -17,20 +16,11 @@ import { rng } from '../helpers/random.js';
 import { RGW_SCRIPT, freshBucket, haveRgw, rgw } from '../helpers/rgw.js';
 import { startServe } from '../helpers/serve.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { distinctBlocks as distinct } from '../helpers/blocks.js';
 import { requireTool, run, runOk } from '../helpers/tools.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 16 * MiB;
-
-function distinct(b: Buffer): Set<string> {
-  const out = new Set<string>();
-  const zero = Buffer.alloc(4096);
-  for (let at = 0; at < b.length; at += 4096) {
-    const blk = b.subarray(at, at + 4096);
-    if (!blk.equals(zero)) out.add(createHash('sha256').update(blk).digest('hex'));
-  }
-  return out;
-}
 
 /** Blocks of the store still in a remote pack (read beside the server: WAL readers do not block). */
 function stillRemote(store: string): number {

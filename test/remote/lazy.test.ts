@@ -7,7 +7,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/store.js';
 import { checkStore } from '../../src/store/check.js';
@@ -19,20 +18,10 @@ import { strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
 import { freshBucket, haveRgw, rgw } from '../helpers/rgw.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { distinctBlocks as distinct } from '../helpers/blocks.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 16 * MiB;
-
-/** Distinct non-zero 4 KiB blocks of a buffer, by SHA-256. */
-function distinct(b: Buffer): Set<string> {
-  const out = new Set<string>();
-  const zero = Buffer.alloc(4096);
-  for (let at = 0; at < b.length; at += 4096) {
-    const blk = b.subarray(at, at + 4096);
-    if (!blk.equals(zero)) out.add(createHash('sha256').update(blk).digest('hex'));
-  }
-  return out;
-}
 
 describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => {
   let endpoint: string;

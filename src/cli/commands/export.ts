@@ -44,11 +44,17 @@ export const exportCommand = () =>
           if (!isDirectory(dir)) throw new StrataError('E_NOT_FOUND', `cannot create ${file}: no such directory ${dir} (create it first)`, { file });
           const store = await ctx.store();
           // A lazy clone's blocks still in a bucket are fetched first (a block that cannot be: E_IO).
-          if (metaNumber(store.db, 'remote_blocks') > 0) await (await import('../../remote/lazy.js')).fetchForRead(store, name);
-          const clusterSize = parseBytes(o.clusterSize, 'cluster size');
-          const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
-          const kept = interruptedExport(file, !!o.chain);
-          const r = longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, name, file, { ...o, clusterSize, warn, onProgress }));
+          // Held until the export is done, so no cache eviction takes them first.
+          const fetched = metaNumber(store.db, 'remote_blocks') > 0 ? await (await import('../../remote/lazy.js')).fetchForRead(store, name) : undefined;
+          let r: ReturnType<typeof exportFile>;
+          try {
+            const clusterSize = parseBytes(o.clusterSize, 'cluster size');
+            const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
+            const kept = interruptedExport(file, !!o.chain);
+            r = longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, name, file, { ...o, clusterSize, warn, onProgress }));
+          } finally {
+            fetched?.done();
+          }
           // The image itself went to stdout: nothing else may follow it there.
           if (file === '-') return undefined;
           const { size, ...rest } = r;

@@ -31,8 +31,16 @@ export const readCommand = () =>
           const store = await ctx.store();
           // A lazy clone's blocks still in a bucket come first (a block that cannot be fetched: E_IO).
           // (Loaded only where a store has such blocks: the S3 client costs a start-up.)
-          if (metaNumber(store.db, 'remote_blocks') > 0) await (await import('../../remote/lazy.js')).fetchForRead(store, name, offset, o.length === undefined ? undefined : parseBytes(o.length, 'length'));
-          const img = openImage(store, name);
+          // Held until the read is done, so no cache eviction takes them first.
+          const fetched =
+            metaNumber(store.db, 'remote_blocks') > 0 ? await (await import('../../remote/lazy.js')).fetchForRead(store, name, offset, o.length === undefined ? undefined : parseBytes(o.length, 'length')) : undefined;
+          let img;
+          try {
+            img = openImage(store, name);
+          } catch (e) {
+            fetched?.done();
+            throw e;
+          }
           try {
             if (offset > img.size) throw new StrataError('E_RANGE', `offset ${offset} is beyond the end of image ${name} (${bytesText(img.size)})`);
             const length = o.length === undefined ? img.size - offset : parseBytes(o.length, 'length');
@@ -53,7 +61,11 @@ export const readCommand = () =>
             }
             for (let done = 0; done < length; done += CHUNK) await writeOut(img.read(offset + done, Math.min(CHUNK, length - done)));
           } finally {
-            img.close();
+            try {
+              img.close();
+            } finally {
+              fetched?.done();
+            }
           }
           return undefined;
         },

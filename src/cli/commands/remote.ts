@@ -1,15 +1,26 @@
 import { Command } from 'commander';
-import { addRemote, listRemotes, parseEndpoint, parseS3Url, remoteName, remoteUrl, removeRemote, type RemoteConfig } from '../../remote/config.js';
+import { addRemote, listRemotes, loadRemote, parseEndpoint, parseS3Url, remoteName, remoteUrl, removeRemote, setCacheSize, type RemoteConfig } from '../../remote/config.js';
+import { cacheUsage, evictRemoteCache, type CacheUsage } from '../../remote/cache-limit.js';
 import { checkRemote, type RemoteCheckResult } from '../../remote/check.js';
 import { remoteGc, type RemoteGcResult } from '../../remote/gc.js';
 import { deleteRemoteImage, listRemoteImages, openRemote, type Remote } from '../../remote/remote.js';
+import type { Store } from '../../store/store.js';
+import { BLOCK_SIZE } from '../../store/types.js';
 import { badInput } from '../../errors.js';
 import { parseRef } from './pull.js';
 import { runCommand } from '../context.js';
 import { localTime, table } from '../render.js';
-import { humanBytes } from '../parse.js';
+import { humanBytes, parseBytes } from '../parse.js';
 
 const describe = (c: RemoteConfig) => ({ name: c.name, url: remoteUrl(c), endpoint: c.endpoint ?? null, region: c.region ?? null, pathStyle: c.pathStyle ?? c.endpoint !== undefined });
+
+/** A remote and its local cache: the limit and what is cached now. */
+const describeWithCache = (store: Store, c: RemoteConfig) => ({ ...describe(c), cache: cacheUsage(store, c) });
+
+/** --cache-size: a size as the other size options take it, or none (no limit). */
+const parseCacheSize = (raw: string): number | undefined => (/^(none|unlimited)$/i.test(raw.trim()) ? undefined : parseBytes(raw, 'cache size'));
+
+const cacheText = (u: CacheUsage) => `${humanBytes(u.cachedBytes)}${u.limit === null ? '' : ` of ${humanBytes(u.limit)}`}${u.inUseBytes > 0 ? ` (${humanBytes(u.inUseBytes)} in use)` : ''}`;
 
 const addCommand = () =>
   new Command('add')
@@ -21,13 +32,16 @@ const addCommand = () =>
     .option('--no-path-style', 'virtual-host requests (BUCKET.host) instead of path-style (default with --endpoint)')
     .option('--no-check', 'do not reach the endpoint now')
     .option('--replace', 'replace a remote of that name')
-    .action(async (name: string, url: string, o: { endpoint?: string; region?: string; pathStyle: boolean; check: boolean; replace?: boolean }, cmd: Command) =>
+    .option('--cache-size <size>', "keep at most this much of the remote's fetched blocks locally (512M, 10G; none: no limit)")
+    .action(async (name: string, url: string, o: { endpoint?: string; region?: string; pathStyle: boolean; check: boolean; replace?: boolean; cacheSize?: string }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => {
           await ctx.store();
           const { bucket, prefix } = parseS3Url(url);
           const config: RemoteConfig = { name: remoteName(name), bucket, prefix };
+          const cacheSize = o.cacheSize === undefined ? undefined : parseCacheSize(o.cacheSize);
+          if (cacheSize !== undefined) config.cacheSize = cacheSize;
           if (o.endpoint !== undefined) config.endpoint = parseEndpoint(o.endpoint);
           if (o.region !== undefined) config.region = o.region;
           if (!o.pathStyle || o.endpoint === undefined) config.pathStyle = o.pathStyle && o.endpoint !== undefined;
@@ -44,9 +58,9 @@ const addCommand = () =>
               r.close();
             }
           }
-          return describe(config);
+          return { ...describe(config), cacheSize: config.cacheSize };
         },
-        (r) => `remote ${r.name} is ${r.url}${r.endpoint ? ` at ${r.endpoint}` : ''}\n`,
+        (r) => `remote ${r.name} is ${r.url}${r.endpoint ? ` at ${r.endpoint}` : ''}${r.cacheSize !== undefined ? `, cache limit ${humanBytes(r.cacheSize)}` : ''}\n`,
       ),
     );
 
@@ -60,7 +74,10 @@ const lsCommand = () =>
         cmd,
         async (ctx) => {
           await ctx.store();
-          if (name === undefined) return { remotes: listRemotes(ctx.storeDir).map(describe), remote: undefined, images: undefined };
+          if (name === undefined) {
+            const store = await ctx.store();
+            return { remotes: listRemotes(ctx.storeDir).map((c) => describeWithCache(store, c)), remote: undefined, images: undefined };
+          }
           const r = openRemote(ctx.storeDir, name);
           try {
             const images = await listRemoteImages(r);
@@ -74,7 +91,10 @@ const lsCommand = () =>
           }
         },
         (r) => {
-          if (r.remotes) return table(r.remotes.map((c) => ({ name: c.name, url: c.url, endpoint: c.endpoint ?? '(AWS S3)' })), [['name', 'NAME'], ['url', 'URL'], ['endpoint', 'ENDPOINT']]) || 'no remotes (strata remote add NAME s3://BUCKET --endpoint URL)\n';
+          if (r.remotes) {
+            const rows = r.remotes.map((c) => ({ name: c.name, url: c.url, endpoint: c.endpoint ?? '(AWS S3)', cache: cacheText(c.cache) }));
+            return table(rows, [['name', 'NAME'], ['url', 'URL'], ['endpoint', 'ENDPOINT'], ['cache', 'CACHED']]) || 'no remotes (strata remote add NAME s3://BUCKET --endpoint URL)\n';
+          }
           const rows = r.images!.flatMap((i) =>
             (i.manifests ?? [i]).map((m) => ({ name: i.name, size: humanBytes(m.virtualSize), data: humanBytes(m.blocks * 4096), layers: m.layers, pushed: localTime(m.pushedAt), host: m.host, id: m.id.slice(0, 12) })),
           );
@@ -177,8 +197,66 @@ const checkCommand = () =>
       process.exitCode = status;
     });
 
+const setCommand = () =>
+  new Command('set')
+    .description("change a remote's settings: its local cache limit")
+    .argument('<name>', 'remote')
+    .requiredOption('--cache-size <size>', "keep at most this much of the remote's fetched blocks locally (512M, 10G; none: no limit)")
+    .action(async (name: string, o: { cacheSize: string }, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => {
+          const store = await ctx.store();
+          const bytes = parseCacheSize(o.cacheSize);
+          loadRemote(ctx.storeDir, name);
+          // Applied at the next fetch, or now with strata remote evict.
+          return describeWithCache(store, setCacheSize(ctx.storeDir, name, bytes));
+        },
+        (r) => `remote ${r.name}: cache limit ${r.cache.limit === null ? 'none' : humanBytes(r.cache.limit)}, ${humanBytes(r.cache.cachedBytes)} cached\n`,
+      ),
+    );
+
+const evictCommand = () =>
+  new Command('evict')
+    .description("drop local copies of the remote's fetched blocks that no local image owns, oldest fetched first (they are fetched again when read)")
+    .argument('<name>', 'remote')
+    .option('--to <size>', 'bring the cache down to this size (default: its limit, else 0)')
+    .action(async (name: string, o: { to?: string }, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => {
+          const store = await ctx.store();
+          const to = o.to === undefined ? undefined : parseBytes(o.to, 'size');
+          const r = openRemote(ctx.storeDir, name);
+          try {
+            const rep = evictRemoteCache(store, r, to ?? r.config.cacheSize ?? 0);
+            const B = BLOCK_SIZE;
+            return {
+              remote: name,
+              to: rep.to,
+              evictedBlocks: rep.evicted,
+              evictedBytes: rep.evicted * B,
+              keptInUseBlocks: rep.inUse,
+              keptInUseBytes: rep.inUse * B,
+              unplacedBlocks: rep.unplaced,
+              damagedBlocks: rep.damaged,
+              cachedBytesBefore: rep.before.blocks * B,
+              cachedBytesAfter: rep.after * B,
+            };
+          } finally {
+            r.close();
+          }
+        },
+        (r) =>
+          `evicted ${r.evictedBlocks} block(s) (${humanBytes(r.evictedBytes)}) of ${r.remote}'s cache: ${humanBytes(r.cachedBytesBefore)} -> ${humanBytes(r.cachedBytesAfter)}` +
+          `${r.keptInUseBlocks > 0 ? `; kept ${r.keptInUseBlocks} block(s) (${humanBytes(r.keptInUseBytes)}) in use by open images` : ''}` +
+          `${r.unplacedBlocks > 0 ? `; ${r.unplacedBlocks} not in the remote's index cache, kept` : ''}` +
+          `${r.damagedBlocks > 0 ? `; ${r.damagedBlocks} damaged, kept (strata check)` : ''}\n`,
+      ),
+    );
+
 export const remoteCommand = () => {
   const cmd = new Command('remote').description('buckets on S3 (or Ceph RGW, MinIO) that stores push images to and pull them from');
-  for (const make of [addCommand, lsCommand, rmCommand, deleteCommand, gcCommand, checkCommand]) cmd.addCommand(make());
+  for (const make of [addCommand, lsCommand, setCommand, evictCommand, rmCommand, deleteCommand, gcCommand, checkCommand]) cmd.addCommand(make());
   return cmd;
 };

@@ -66,7 +66,7 @@ export const serveCommand = () =>
           const store = await ctx.store({ sqliteCacheBytes: 4 * 1024 * 1024, cacheSegments: 1024 });
           // Other processes ask this server for snapshots of the leaves it writes through this socket.
           // Blocks of lazy clones still in a bucket are fetched on first read; remotes open on first need.
-          const fetcher = new LazyFetcher(store, (name) => openRemote(store.dir, name));
+          const fetcher = new LazyFetcher(store, (name) => openRemote(store.dir, name), { log: ctx.logger });
           const catalog = storeCatalog(store, names, { control: controlPath(store.dir), remoteBlocks: fetcher });
           let server;
           let control;
@@ -102,6 +102,8 @@ export const serveCommand = () =>
           await server.close();
           await control.close();
           catalog.closeAll();
+          // What the exports held may now go back under the remotes' cache limits.
+          fetcher.trim();
           fetcher.close();
           return undefined;
         },

@@ -15,6 +15,7 @@ export function renderStats(s: StoreStats, exact?: boolean): string {
     ['own (layers, 4K blocks)', size(s.ownBytes)],
     ['distinct (4K blocks)', size(s.distinctBytes)],
     ['stored (slots in use)', `${size(s.storedBytes)}, ${pct(s.ratios.storedOfLogical)} of logical, ${pct(s.ratios.storedOfQcow2)} of qcow2`],
+    ...(s.remoteBytes > 0 ? [['in remote packs, not here', size(s.remoteBytes)] as [string, string]] : []),
     ['data files on disk', `${size(s.dataFiles.allocatedBytes)} in ${s.dataFiles.files} file(s) (${size(s.dataFiles.apparentBytes)} apparent)`],
     ['metadata (strata.db + wal)', size(s.metadataBytes)],
     ['saved by zero blocks', size(s.savings.zeroBytes)],

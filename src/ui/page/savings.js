@@ -4,6 +4,7 @@ import { bytes, fill, h, humanBytes } from './dom.js';
 
 const CAUSES = [
   { key: 'storedBytes', label: 'stored (slots in use)', cls: 'seg-stored', get: (s) => s.storedBytes },
+  { key: 'remoteBytes', label: 'in remote packs, not here', cls: 'seg-remote', get: (s) => s.remoteBytes ?? 0 },
   { key: 'savings.compressionBytes', label: 'saved by compression', cls: 'seg-compression', get: (s) => s.savings.compressionBytes ?? 0 },
   { key: 'savings.dedupBytes', label: 'saved by dedup across images', cls: 'seg-dedup', get: (s) => s.savings.dedupBytes },
   { key: 'savings.layeringBytes', label: 'saved by layers and clones', cls: 'seg-layering', get: (s) => s.savings.layeringBytes },
