@@ -13,7 +13,12 @@
  * ui (the web page of a 10,000-image store in Chromium), compress (compressed
  * blocks: space vs per-block zstd and qemu-img convert -c, compressed import vs
  * qemu-img convert -c, fio random read of a compressed image vs uncompressed;
- * a goals table of its own). Every goal of issue #16 is one row
+ * a goals table of its own), remote (issue #13 on a loopback Ceph RGW of its
+ * own, test/setup/rgw.sh on STRATA_RGW_DIR/PORT/MON_PORT, default
+ * /tmp/strata-rgw-bench, 7530, 6830: push vs an SDK upload of the qemu-img
+ * convert -c file, a second image's upload vs its new blocks compressed, and
+ * the bytes a lazy clone fetches for a boot-style read; a goals table of its
+ * own). Every goal of issue #16 is one row
  * of one goals table, strata beside its peer measured in the same run, with
  * the peer's exact command; the other workloads go to a second table.
  * Prints markdown on stdout (progress on stderr) and writes
@@ -35,6 +40,7 @@ import { startupWorkload } from './workloads/startup.mjs';
 import { containerWorkload } from './workloads/container.mjs';
 import { uiWorkload } from './workloads/ui.mjs';
 import { compressWorkload } from './workloads/compress.mjs';
+import { remoteWorkload } from './workloads/remote.mjs';
 
 const WORKLOADS = {
   import: importWorkload,
@@ -46,6 +52,7 @@ const WORKLOADS = {
   container: containerWorkload,
   ui: uiWorkload,
   compress: compressWorkload,
+  remote: remoteWorkload,
 };
 
 function parseArgs(argv) {

@@ -12,7 +12,7 @@
  * other workload (space, many clones, clone of 1 TiB, qcow2 chains) goes to a
  * second table of other targets and references. A feature with goals of its
  * own gives its rows a section named in SECTIONS and gets a goals table of
- * its own (compressed blocks: section 'compress').
+ * its own (compressed blocks: section 'compress'; remotes: section 'remote').
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -69,7 +69,7 @@ function tableLine(r) {
 }
 
 /** Sections with a goals table of their own, after the issue #16 goals. */
-const SECTIONS = { compress: 'Goals (compressed blocks)' };
+const SECTIONS = { compress: 'Goals (compressed blocks)', remote: 'Goals (many hosts, one bucket: issue #13)' };
 
 const HEAD = ['| goal | strata | peer (exact command) | peer | ratio | target | met |', '|---|---:|---|---:|---:|---|:---:|'];
 

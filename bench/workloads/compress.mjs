@@ -49,7 +49,7 @@ function strataStats(store) {
 }
 
 /** The native addon when it can compress zstd, else null. */
-function zstdAddon() {
+export function zstdAddon() {
   try {
     const a = createRequire(import.meta.url)(ADDON);
     return a.features?.zstd && typeof a.compressBlocks === 'function' ? a : null;
@@ -62,9 +62,12 @@ function zstdAddon() {
  * Peer A: distinct non-zero 4 KiB blocks of `files` (SHA-256), each
  * compressed on its own with zstd at `level`. Returns the sum with a block
  * that does not shrink counted as 4096, the same with strata's rule (stored
- * raw unless it shrinks to 7/8 of a block), and the counts.
+ * raw unless it shrinks to 7/8 of a block), and the counts. With `countFrom`
+ * k, the blocks of files[0..k) are only remembered: the figures are those of
+ * the later files' blocks that none of the first k holds (a second image's
+ * new blocks; bench/workloads/remote.mjs).
  */
-function idealCompressedBytes(addon, files, level) {
+export function idealCompressedBytes(addon, files, level, { countFrom = 0 } = {}) {
   const seen = new Set();
   const zero = Buffer.alloc(BLOCK);
   const buf = Buffer.allocUnsafe(16 * MiB);
@@ -92,7 +95,8 @@ function idealCompressedBytes(addon, files, level) {
     }
     n = 0;
   };
-  for (const f of files) {
+  for (const [fi, f] of files.entries()) {
+    const counting = fi >= countFrom;
     const fd = fs.openSync(f, 'r');
     try {
       for (let pos = 0; ; ) {
@@ -105,6 +109,7 @@ function idealCompressedBytes(addon, files, level) {
           const h = crypto.createHash('sha256').update(blk).digest('base64');
           if (seen.has(h)) continue;
           seen.add(h);
+          if (!counting) continue;
           r.distinct++;
           blk.copy(batch, n * BLOCK);
           if (++n === BATCH) flush();

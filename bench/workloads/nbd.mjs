@@ -64,6 +64,8 @@ export async function startServer(cmd, args, sock, timeoutMs = 30000) {
   return {
     pid: child.pid,
     alive: () => exited === null,
+    /** What the server wrote on stderr so far (its log lines with --log-level). */
+    stderr: () => err,
     async stop() {
       forget();
       if (exited !== null) return;

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import Database from 'better-sqlite3';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
 import { RGW_SCRIPT, freshBucket, haveRgw, rgw } from '../helpers/rgw.js';
@@ -67,7 +67,7 @@ describe.skipIf(!haveRgw() || !tools())('a lazy clone served over NBD (Ceph RGW)
     const { img, B, dir } = setUp(91);
     const all = distinct(img).size;
     expect(stillRemote(B)).toBe(all);
-    const served = await startServe(B, ['vm7']);
+    const served = await startServe(B, ['vm7'], { extraArgs: ['--log-level', 'info'] });
     const uri = served.uri('vm7');
 
     // 64 KiB at 1 MiB with qemu-img convert through a raw window (qemu-img dd cannot skip on nbd):
@@ -85,6 +85,14 @@ describe.skipIf(!haveRgw() || !tools())('a lazy clone served over NBD (Ceph RGW)
     expect(fs.readFileSync(whole).equals(img)).toBe(true);
     expect(stillRemote(B)).toBe(0);
     await served.stop();
+    // At exit the server logs what it fetched (bench/workloads/remote.mjs reads this line): every
+    // block (at least once: two requests in flight may both fetch a block they share), in ranged GETs.
+    await vi.waitFor(() => expect(served.stderr).toMatch(/"msg":"stopped"/));
+    const line = served.stderr.split('\n').find((l) => l.includes('"msg":"stopped"'))!;
+    const stopped = JSON.parse(line) as { fetchedBlocks: number; fetchedBytes: number; gets: number };
+    expect(stopped.fetchedBlocks).toBeGreaterThanOrEqual(all);
+    expect(stopped.gets).toBeGreaterThanOrEqual(2);
+    expect(stopped.fetchedBytes).toBeGreaterThan(0);
     strataOk(B, ['check']);
   }, 180_000);
 

@@ -105,6 +105,10 @@ export const serveCommand = () =>
           // What the exports held may now go back under the remotes' cache limits.
           fetcher.trim();
           fetcher.close();
+          // What lazy clones cost the bucket while this server ran (every request has been answered):
+          // blocks fetched, bytes of the ranged GETs (compressed fragments and the gaps read across).
+          const f = fetcher.stats;
+          ctx.logger.info({ fetchedBlocks: f.blocks, fetchedBytes: f.bytes, gets: f.gets }, 'stopped');
           return undefined;
         },
         () => undefined,
