@@ -14,6 +14,8 @@ export const RGW_SCRIPT = path.resolve('test/setup/rgw.sh');
 
 export interface RgwEnv {
   endpoint: string;
+  /** Gateway b: the same cluster and buckets, on its own port; only outage tests use it (outageGateway). */
+  endpoint2: string;
   /** AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION: pass to child processes, or set on process.env. */
   env: Record<string, string>;
 }
@@ -31,11 +33,25 @@ export function rgw(): RgwEnv {
   for (const m of out.matchAll(/^export (\w+)=(.*)$/gm)) env[m[1]] = m[2];
   const endpoint = env.STRATA_TEST_S3_ENDPOINT;
   if (!endpoint) throw new Error(`rgw.sh start printed no endpoint:\n${out}`);
+  const endpoint2 = env.STRATA_TEST_S3_ENDPOINT2;
+  if (!endpoint2) throw new Error(`rgw.sh start printed no second endpoint (an instance started by an older rgw.sh? stop it):\n${out}`);
   delete env.STRATA_TEST_S3_ENDPOINT;
+  delete env.STRATA_TEST_S3_ENDPOINT2;
   Object.assign(process.env, env);
-  started = { endpoint, env };
+  started = { endpoint, endpoint2, env };
   return started;
 }
 
 /** A bucket name no other test uses (created by whoever first writes to it: strata remote add). */
 export const freshBucket = (what: string): string => `strata-${what}-${randomBytes(4).toString('hex')}`;
+
+/**
+ * Starts gateway b (same cluster, same buckets, its own port) and returns its
+ * endpoint: a test that stops a gateway (`rgw.sh gw-stop b`) talks through
+ * this one, so test files running beside it on gateway a see no outage.
+ */
+export function outageGateway(): string {
+  const { endpoint2 } = rgw();
+  execFileSync(RGW_SCRIPT, ['gw-start', 'b'], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
+  return endpoint2;
+}

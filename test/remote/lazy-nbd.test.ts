@@ -4,7 +4,9 @@
  * image, and only the blocks read are fetched (counted as the store's
  * blocks still remote, before and after). Then the RGW gateway stopped in
  * the middle: a read of blocks not yet fetched fails with an I/O error
- * (never zeros), and succeeds once the gateway is back.
+ * (never zeros), and succeeds once the gateway is back. The gateway stopped
+ * is a second one on the same cluster (rgw.sh gw-start b), so other test
+ * files running meanwhile see no outage.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,7 +15,7 @@ import Database from 'better-sqlite3';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
-import { RGW_SCRIPT, freshBucket, haveRgw, rgw } from '../helpers/rgw.js';
+import { RGW_SCRIPT, freshBucket, haveRgw, outageGateway, rgw } from '../helpers/rgw.js';
 import { startServe } from '../helpers/serve.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { distinctBlocks as distinct } from '../helpers/blocks.js';
@@ -32,8 +34,8 @@ function stillRemote(store: string): number {
   }
 }
 
-/** A pushed image and a second store with a lazy clone `vm7` of it. */
-function setUp(seed: number): { img: Buffer; B: string; dir: string } {
+/** A pushed image and a second store with a lazy clone `vm7` of it (B reaching the bucket through `endpointB`). */
+function setUp(seed: number, endpointB?: string): { img: Buffer; B: string; dir: string } {
   const { endpoint } = rgw();
   const dir = tmpDir();
   const r = rng(seed);
@@ -47,7 +49,7 @@ function setUp(seed: number): { img: Buffer; B: string; dir: string } {
   const bucket = freshBucket('lazynbd');
   for (const s of [A, B]) {
     strataOk(s, ['init']);
-    strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', endpoint]);
+    strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', s === B && endpointB ? endpointB : endpoint]);
   }
   strataOk(A, ['create', 'deb', '--from', file]);
   strataOk(A, ['freeze', 'deb']);
@@ -97,17 +99,18 @@ describe.skipIf(!haveRgw() || !tools())('a lazy clone served over NBD (Ceph RGW)
   }, 180_000);
 
   it('the RGW gateway stopped mid-read: an I/O error, then the same read succeeds once it is back', async () => {
-    const { img, B } = setUp(92);
+    // B reads through gateway b, which only this test stops: the files running beside it use a.
+    const { img, B } = setUp(92, outageGateway());
     const served = await startServe(B, ['vm7']);
     const uri = served.uri('vm7');
     // A first read works.
     await runOk('qemu-io', ['-r', '-f', 'raw', '-c', 'read 0 64k', uri]);
     try {
-      execFileSync(RGW_SCRIPT, ['gw-stop'], { stdio: 'inherit' });
+      execFileSync(RGW_SCRIPT, ['gw-stop', 'b'], { stdio: 'inherit' });
       const r = await run('qemu-io', ['-r', '-f', 'raw', '-c', 'read 2M 64k', uri], { timeoutMs: 120_000 });
       expect(`${r.stdout}${r.stderr}`).toMatch(/Input\/output error/);
     } finally {
-      execFileSync(RGW_SCRIPT, ['gw-start'], { stdio: 'inherit', timeout: 90_000 });
+      execFileSync(RGW_SCRIPT, ['gw-start', 'b'], { stdio: 'inherit', timeout: 90_000 });
     }
     const r2 = await runOk('qemu-io', ['-r', '-f', 'raw', '-c', 'read -v 2M 16', uri]);
     const hex = img.subarray(2 * MiB, 2 * MiB + 16).toString('hex').replace(/(..)/g, '$1 ').trim();

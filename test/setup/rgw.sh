@@ -5,9 +5,12 @@
 #   test/setup/rgw.sh env      print the env of the running one (exit 1 if none)
 #   test/setup/rgw.sh stop     stop every daemon it started and remove its directory
 #   test/setup/rgw.sh status   exit 0 if it answers S3 requests
-#   test/setup/rgw.sh gw-stop  stop only radosgw (an S3 outage; the cluster and its data stay)
-#   test/setup/rgw.sh gw-start start radosgw again after gw-stop and wait until it answers
+#   test/setup/rgw.sh gw-stop [a|b]   stop only that radosgw (an S3 outage; the cluster and its data stay)
+#   test/setup/rgw.sh gw-start [a|b]  start it (again) and wait until it answers
 #
+# Two gateways can serve the one cluster: a (started by start, on PORT: every test uses it) and b
+# (on PORT2, started only by gw-start b). An outage test talks to b and stops b, so the test files
+# running beside it, all on a, never see the outage.
 # `stop` removes everything (the OSD is a memstore: the data lives in RAM), so an outage test that
 # needs the bucket's objects after the outage uses gw-stop / gw-start.
 #
@@ -17,12 +20,13 @@
 #
 # The env it prints (also written to $DIR/env as KEY=VALUE lines, read by test/setup/rgw.ts):
 #   STRATA_TEST_S3_ENDPOINT  http://127.0.0.1:PORT
+#   STRATA_TEST_S3_ENDPOINT2 http://127.0.0.1:PORT2 (gateway b, answering once gw-start b ran)
 #   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
 # so `eval "$(test/setup/rgw.sh start)"` sets up a shell, and the SDK's standard credential chain
 # finds the keys.
 #
 # Settings (env): STRATA_RGW_DIR (default /tmp/strata-rgw), STRATA_RGW_PORT (7480),
-# STRATA_RGW_MON_PORT (6789). Two instances need different values of all three.
+# STRATA_RGW_PORT2 (PORT + 1), STRATA_RGW_MON_PORT (6789). Two instances need different values of all.
 #
 # Needs (Debian 12, ceph 16.2): apt-get install -y --no-install-recommends ceph-mon ceph-osd ceph-mgr radosgw ceph-common
 # Learned from ../shared/ceph/rgw-up.sh.
@@ -30,6 +34,7 @@ set -euo pipefail
 
 D=${STRATA_RGW_DIR:-/tmp/strata-rgw}
 PORT=${STRATA_RGW_PORT:-7480}
+PORT2=${STRATA_RGW_PORT2:-$((PORT + 1))}
 MON_PORT=${STRATA_RGW_MON_PORT:-6789}
 KEY=STRATATESTKEY
 SECRET=strata-test-secret-not-for-production
@@ -42,19 +47,17 @@ print_env() {
   cat "$D/env" | sed 's/^/export /'
 }
 
+# answers [PORT]: the gateway on that port (default: a's) answers HTTP.
 answers() {
-  curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/"
+  curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:${1:-$PORT}/"
 }
 
-# Every pid file of ours names a live process.
+# The cluster and gateway a are up (gateway b comes and goes with the outage tests).
 all_alive() {
-  local n=0 f
-  for f in "$D"/run/*.pid; do
-    [ -f "$f" ] || continue
-    kill -0 "$(cat "$f")" 2>/dev/null || return 1
-    n=$((n + 1))
+  local f
+  for f in mon.a mgr.x osd.0 client.rgw.a; do
+    [ -f "$D/run/$f.pid" ] && kill -0 "$(cat "$D/run/$f.pid")" 2>/dev/null || return 1
   done
-  [ "$n" -eq 4 ]
 }
 
 stop() {
@@ -133,6 +136,9 @@ osd data = $D/osd
 [client.rgw.a]
 rgw frontends = beast endpoint=127.0.0.1:$PORT
 rgw dns name = 127.0.0.1
+[client.rgw.b]
+rgw frontends = beast endpoint=127.0.0.1:$PORT2
+rgw dns name = 127.0.0.1
 EOF
   local t0=$SECONDS
   {
@@ -165,6 +171,7 @@ EOF
   radosgw-admin user create --uid=strata-test --display-name=strata-test --access-key="$KEY" --secret="$SECRET" >>"$D/log/start.log" 2>&1
   cat >"$D/env" <<EOF
 STRATA_TEST_S3_ENDPOINT=http://127.0.0.1:$PORT
+STRATA_TEST_S3_ENDPOINT2=http://127.0.0.1:$PORT2
 AWS_ACCESS_KEY_ID=$KEY
 AWS_SECRET_ACCESS_KEY=$SECRET
 AWS_REGION=us-east-1
@@ -173,9 +180,11 @@ EOF
   print_env
 }
 
+# gw_stop NAME: stops that gateway only.
 gw_stop() {
-  local f=$D/run/client.rgw.a.pid pid
-  [ -f "$f" ] || { say "no radosgw pid file in $D/run"; exit 1; }
+  local f=$D/run/client.rgw.$1.pid pid port
+  port=$([ "$1" = b ] && echo "$PORT2" || echo "$PORT")
+  [ -f "$f" ] || { say "no radosgw $1 pid file in $D/run"; exit 1; }
   pid=$(cat "$f")
   if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "CEPH_CONF=$D/ceph.conf"; then
     kill "$pid" 2>/dev/null || true
@@ -183,19 +192,22 @@ gw_stop() {
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$f"
-  for _ in $(seq 50); do answers || return 0; sleep 0.1; done
-  say "radosgw still answers on $PORT"
+  for _ in $(seq 50); do answers "$port" || return 0; sleep 0.1; done
+  say "radosgw $1 still answers on $port"
   exit 1
 }
 
+# gw_start NAME: starts that gateway (unless it answers) and waits until it does.
 gw_start() {
-  answers && return 0
-  radosgw -n client.rgw.a >>"$D/log/start.log" 2>&1 9>&-
+  local port
+  port=$([ "$1" = b ] && echo "$PORT2" || echo "$PORT")
+  answers "$port" && return 0
+  radosgw -n "client.rgw.$1" >>"$D/log/start.log" 2>&1 9>&-
   for _ in $(seq 120); do
-    answers && return 0
+    answers "$port" && return 0
     sleep 0.5
   done
-  say "radosgw did not answer on 127.0.0.1:$PORT within 60 s after gw-start"
+  say "radosgw $1 did not answer on 127.0.0.1:$port within 60 s after gw-start"
   exit 1
 }
 
@@ -208,10 +220,13 @@ start) start ;;
 stop) stop ;;
 env) [ -f "$D/env" ] && all_alive && print_env || { say "not running ($D)"; exit 1; } ;;
 status) [ -f "$D/env" ] && all_alive && answers ;;
-gw-stop) gw_stop ;;
-gw-start) gw_start ;;
+gw-stop | gw-start)
+  gw=${2:-a}
+  [ "$gw" = a ] || [ "$gw" = b ] || { say "gateway $gw: a or b"; exit 2; }
+  if [ "$1" = gw-stop ]; then gw_stop "$gw"; else gw_start "$gw"; fi
+  ;;
 *)
-  say "usage: $0 start|env|status|stop|gw-stop|gw-start"
+  say "usage: $0 start|env|status|stop|gw-stop [a|b]|gw-start [a|b]"
   exit 2
   ;;
 esac
