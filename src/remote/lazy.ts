@@ -27,10 +27,10 @@ import { StrataError, corrupt } from '../errors.js';
 import { allocateSlots } from '../store/allocator.js';
 import { getImage, insertImage, updateImage } from '../store/catalog.js';
 import { isRemoteLoc, remoteSlotsOf } from '../store/locations.js';
-import { saveSegment } from '../store/maps.js';
+import { saveSegment, segmentsOf } from '../store/maps.js';
 import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
 import { installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../store/remote-locs.js';
-import { segCompact } from '../store/segment.js';
+import { segCompact, segGet } from '../store/segment.js';
 import { slotReader } from '../store/slots.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber } from '../store/types.js';
@@ -289,5 +289,29 @@ export async function fetchForRead(store: Store, image: string, offset = 0, leng
   } catch (e) {
     done();
     throw e;
+  }
+}
+
+/**
+ * Fetches the blocks of `rec`'s own map that are still in a remote pack
+ * (push reads every block of each layer it walks). The caller holds the
+ * image open, so nothing fetched is evicted before it is read.
+ */
+export async function fetchOwnBlocks(store: Store, rec: ImageRecord): Promise<FetchStats | undefined> {
+  if (metaNumber(store.db, 'remote_blocks') <= 0) return undefined;
+  const slots: number[] = [];
+  for (const [, seg] of segmentsOf(store.db, rec.id)) {
+    for (let i = 0; i < SEGMENT_ENTRIES; i++) {
+      const e = segGet(seg, i);
+      if (e >= 2) slots.push(e - 2);
+    }
+  }
+  const fetcher = new LazyFetcher(store, (name) => openRemote(store.dir, name));
+  try {
+    const BATCH = 16384;
+    for (let i = 0; i < slots.length; i += BATCH) await fetcher.ensure(slots.slice(i, i + BATCH));
+    return fetcher.stats;
+  } finally {
+    fetcher.close();
   }
 }

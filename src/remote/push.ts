@@ -23,11 +23,12 @@ import type { CodecSpec } from '../store/codecs.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress } from '../store/types.js';
 import { openImage } from '../image/image.js';
-import { dataBlocks } from './layer-file.js';
+import { dataBlocks, decodeLayer } from './layer-file.js';
 import { encodeIndex } from './index-file.js';
 import { walkLayer, type LocalLayer } from './layers.js';
 import { sha256Hex } from './layout.js';
 import { encodeManifest, MANIFEST_FORMAT, type Manifest } from './manifest.js';
+import { fetchOwnBlocks } from './lazy.js';
 import { lockForPush } from './locks.js';
 import { makePacker, type PackBlock } from './packer.js';
 import { syncIndexes, thisHost, type Remote } from './remote.js';
@@ -77,6 +78,30 @@ export async function pushImage(store: Store, remote: Remote, name: string, opts
   }
 }
 
+/**
+ * The bucket's copy of a local layer, when this store knows the two are
+ * equal (pulled or lazily cloned from it, or pushed before) and every block
+ * it names is in a pack an index names: then nothing of it is read or
+ * uploaded again. That is also how a snapshot of a lazy clone is pushed to
+ * its own remote with blocks never fetched. Anything less (a layer gc
+ * deleted, blocks it collected) and the layer is walked as any other.
+ */
+async function layerInBucket(remote: Remote, rec: ImageRecord): Promise<LocalLayer | undefined> {
+  const id = remote.cache.layerOf(rec.id, rec.generation);
+  if (id === undefined) return undefined;
+  let bytes: Buffer;
+  try {
+    bytes = await remote.bucket.get(remote.keys.layer(id));
+  } catch (e) {
+    if (e instanceof StrataError && e.code === 'E_NOT_FOUND') return undefined;
+    throw e;
+  }
+  if (sha256Hex(bytes) !== id) return undefined;
+  const map = decodeLayer(bytes, id);
+  for (let at = 0; at < map.digests.length; at += 32) if (!remote.cache.place(map.digests.subarray(at, at + 32))) return undefined;
+  return { id, bytes, map };
+}
+
 async function pushChain(store: Store, remote: Remote, rec: ImageRecord, chain: ImageRecord[], opts: PushOptions): Promise<PushResult> {
   const baseFirst = chain.map((_, i) => chain.slice(i)).reverse();
   const total = chain.reduce((n, r) => n + r.ownBlocks, 0) * BLOCK_SIZE;
@@ -88,6 +113,15 @@ async function pushChain(store: Store, remote: Remote, rec: ImageRecord, chain: 
   let blocks = 0;
   const layers: { rec: ImageRecord; layer: LocalLayer }[] = [];
   for (const sub of baseFirst) {
+    const known = await layerInBucket(remote, sub[0]);
+    if (known) {
+      layers.push({ rec: sub[0], layer: known });
+      done += sub[0].ownBlocks * BLOCK_SIZE;
+      continue;
+    }
+    // Blocks still in a remote pack (a lazy clone's layer, pushed elsewhere) are fetched first:
+    // the walk reads every block. The push's lease keeps them from eviction until it is done.
+    await fetchOwnBlocks(store, sub[0]);
     const walk = walkLayer(store, sub);
     for (;;) {
       const r = walk.next();

@@ -127,4 +127,60 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     strataOk(B, ['gc']);
     strataOk(B, ['check']);
   }, 120_000);
+
+  it('a snapshot of a lazy clone pushes without fetching to its own remote, and fetching first to another; both pull byte-identical', async () => {
+    const dir = tmpDir();
+    const r = rng(81);
+    const img = Buffer.alloc(8 * MiB);
+    r.text(4 * MiB).copy(img);
+    const file = path.join(dir, 'src.raw');
+    fs.writeFileSync(file, img);
+    const [A, B, C] = ['A', 'B', 'C'].map((n) => path.join(dir, n));
+    const [fleet, other] = [freshBucket('lazypush'), freshBucket('lazyother')];
+    for (const s of [A, B, C]) {
+      strataOk(s, ['init']);
+      strataOk(s, ['remote', 'add', 'fleet', `s3://${fleet}`, '--endpoint', endpoint]);
+      strataOk(s, ['remote', 'add', 'other', `s3://${other}`, '--endpoint', endpoint]);
+    }
+    strataOk(A, ['create', 'deb', '--from', file]);
+    strataOk(A, ['push', 'deb', 'fleet']);
+    strataOk(B, ['clone', 'fleet/deb', 'vm7']);
+    const mine = r.text(64 * 1024);
+    strataOk(B, ['write', 'vm7', '--offset', '1M'], { input: mine });
+    strataOk(B, ['snapshot', 'vm7', 'vm7-s1']);
+    const want = Buffer.from(img);
+    mine.copy(want, MiB);
+    const remoteNow = async () => {
+      const st = await openStore(B);
+      try {
+        return remoteBlockCount(st.db);
+      } finally {
+        st.close();
+      }
+    };
+    const before = await remoteNow();
+    expect(before).toBe(distinct(img).size);
+
+    // To fleet: the lazy base is the bucket's own layer; only the snapshot's 16 blocks go up.
+    const toFleet = JSON.parse(strataOk(B, ['--json', 'push', 'vm7-s1', 'fleet']).stdout);
+    expect(toFleet.newBlocks).toBe(16);
+    expect(toFleet.layers.map((l: { uploaded: boolean }) => l.uploaded)).toEqual([false, true]);
+    expect(await remoteNow()).toBe(before);
+
+    // To another bucket: its blocks are fetched first (then local), and both layers go up whole.
+    const toOther = JSON.parse(strataOk(B, ['--json', 'push', 'vm7-s1', 'other']).stdout);
+    expect(toOther.newBlocks).toBe(distinct(img).size + 16);
+    expect(await remoteNow()).toBe(0);
+    strataOk(B, ['check']);
+
+    for (const remote of ['fleet', 'other']) {
+      const st = path.join(dir, `C-${remote}`);
+      strataOk(st, ['init']);
+      strataOk(st, ['remote', 'add', remote, `s3://${remote === 'fleet' ? fleet : other}`, '--endpoint', endpoint]);
+      strataOk(st, ['pull', `${remote}/vm7-s1`]);
+      const out = path.join(dir, `out-${remote}.raw`);
+      strataOk(st, ['export', 'vm7-s1', out]);
+      expect(fs.readFileSync(out).equals(want)).toBe(true);
+    }
+  }, 180_000);
 });
