@@ -315,3 +315,24 @@ export async function fetchOwnBlocks(store: Store, rec: ImageRecord): Promise<Fe
     fetcher.close();
   }
 }
+
+/**
+ * Makes a lazy layer an ordinary pulled image (`strata pull` of an image
+ * this store has cloned lazily): its own blocks are fetched, then its
+ * source says 'remote', so the cache limit no longer counts them and
+ * nothing evicts them: they are local data now, as after any pull.
+ */
+export async function adoptLazyLayer(store: Store, remote: Remote, rec: ImageRecord, layer: string): Promise<ImageRecord> {
+  const img = openImage(store, rec.name); // held: nothing fetched is evicted before the source changes
+  try {
+    await fetchOwnBlocks(store, rec);
+    const adopted = store.write(() => {
+      updateImage(store.db, rec.id, { source: { ...rec.source, format: 'remote' } });
+      return getImage(store.db, rec.name);
+    });
+    remote.cache.setLayer(adopted.id, adopted.generation, layer);
+    return adopted;
+  } finally {
+    img.close();
+  }
+}

@@ -23,7 +23,9 @@ import { isRemoteLoc, isRemoteMiss } from '../store/locations.js';
 import { beginImport } from '../formats/import.js';
 import { openImage } from '../image/image.js';
 import { remoteUrl } from './config.js';
+import { lazyRemoteOf } from './cache-limit.js';
 import { fetchBlocks, type FetchOptions } from './fetch.js';
+import { adoptLazyLayer } from './lazy.js';
 import type { BlockPlace } from './index-file.js';
 import { decodeLayer, RUN_DATA, type LayerMap } from './layer-file.js';
 import { localLayer } from './layers.js';
@@ -174,7 +176,9 @@ export async function pullImage(store: Store, remote: Remote, image: string, opt
   let parent: ImageRecord | null = null;
   let skipped = 0;
   for (const ml of manifest.chain) {
-    const mine = localEqual(store, remote, ml, parent);
+    const equal = localEqual(store, remote, ml, parent);
+    // A lazy clone's layer: fetched whole and made an ordinary image, as a pull promises.
+    const mine = equal && lazyRemoteOf(equal) !== undefined ? await adoptLazyLayer(store, remote, equal, ml.layer) : equal;
     if (mine) {
       tally.layers.push({ name: mine.name, layer: ml.layer, reused: true });
       skipped += ml.blocks;

@@ -183,4 +183,35 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
       expect(fs.readFileSync(out).equals(want)).toBe(true);
     }
   }, 180_000);
+
+  it('pull of an image already cloned lazily fetches the rest and makes it an ordinary image: evict leaves it whole', async () => {
+    const dir = tmpDir();
+    const img = rng(83).text(4 * MiB);
+    const file = path.join(dir, 'src.raw');
+    fs.writeFileSync(file, img);
+    const [A, B] = ['A', 'B'].map((n) => path.join(dir, n));
+    const bucket = freshBucket('lazypull');
+    for (const s of [A, B]) {
+      strataOk(s, ['init']);
+      strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', endpoint]);
+    }
+    strataOk(A, ['create', 'deb', '--from', file]);
+    strataOk(A, ['push', 'deb', 'fleet']);
+    strataOk(B, ['clone', 'fleet/deb', 'vm7']);
+    strataOk(B, ['read', 'vm7', path.join(dir, 'part.raw'), '--length', '64K']);
+    const pulled = JSON.parse(strataOk(B, ['--json', 'pull', 'fleet/deb']).stdout);
+    expect(pulled.layers).toEqual([expect.objectContaining({ name: 'deb', reused: true })]);
+    const evicted = JSON.parse(strataOk(B, ['--json', 'remote', 'evict', 'fleet', '--to', '0']).stdout);
+    expect(evicted.evictedBlocks).toBe(0);
+    const st = await openStore(B);
+    try {
+      expect(remoteBlockCount(st.db)).toBe(0);
+    } finally {
+      st.close();
+    }
+    const out = path.join(dir, 'out.raw');
+    strataOk(B, ['export', 'deb', out]);
+    expect(fs.readFileSync(out).equals(img)).toBe(true);
+    strataOk(B, ['check']);
+  }, 120_000);
 });
