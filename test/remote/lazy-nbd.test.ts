@@ -1,6 +1,6 @@
 /**
- * A lazy clone served over NBD (`strata serve`), read by qemu-img and
- * nbdcopy, against a real Ceph RGW (no mock): byte-identical to the pushed
+ * A lazy clone served over NBD (`strata serve`), read by qemu-img,
+ * nbdcopy and fio, against a real Ceph RGW (no mock): byte-identical to the pushed
  * image, and only the blocks read are fetched (counted as the store's
  * blocks still remote, before and after). Then the RGW gateway stopped in
  * the middle: a read of blocks not yet fetched fails with an I/O error
@@ -95,6 +95,25 @@ describe.skipIf(!haveRgw() || !tools())('a lazy clone served over NBD (Ceph RGW)
     expect(stopped.fetchedBlocks).toBeGreaterThanOrEqual(all);
     expect(stopped.gets).toBeGreaterThanOrEqual(2);
     expect(stopped.fetchedBytes).toBeGreaterThan(0);
+    strataOk(B, ['check']);
+  }, 180_000);
+
+  it.runIf(requireTool('fio'))('fio (ioengine=nbd) random reads of one MiB fetch exactly that MiB\'s blocks', async () => {
+    const { img, B } = setUp(94);
+    const all = distinct(img).size;
+    const served = await startServe(B, ['vm7']);
+    const r = await run(
+      'fio',
+      ['--name=lazy-randread', '--ioengine=nbd', `--uri=${served.uri('vm7')}`, '--rw=randread', '--bs=4k', `--offset=${4 * MiB}`, `--size=${MiB}`, '--iodepth=8', '--randseed=94', '--output-format=json'],
+      { timeoutMs: 120_000 },
+    );
+    expect(r.code, r.stderr + r.stdout.slice(0, 2000)).toBe(0);
+    const job = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
+    expect(job.error).toBe(0);
+    expect(job.read.io_bytes).toBe(MiB);
+    await served.stop();
+    // Every 4 KiB of that MiB was read once (fio's random map); only its blocks left the bucket.
+    expect(all - stillRemote(B)).toBe(distinct(img.subarray(4 * MiB, 5 * MiB)).size);
     strataOk(B, ['check']);
   }, 180_000);
 
