@@ -42,7 +42,7 @@ describe.skipIf(!haveRgw())('SIGKILL during push and pull', () => {
   }
 
   for (const point of ['push.after-packs', 'push.after-index', 'push.after-layers']) {
-    it(`killed at ${point}: the image is not listed; the next push completes and pulls byte-identical`, () => {
+    it(`killed at ${point}: the image is not listed; the next push completes and pulls byte-identical; remote check clean, gc clears the waste`, () => {
       const { dir, s, app } = setup(['A', 'B']);
       const killed = strata(s[0], ['push', 'app', 'fleet', '--pack-size', '512K'], { env: killedAt(point) });
       expect(killed.status).not.toBe(0);
@@ -54,6 +54,10 @@ describe.skipIf(!haveRgw())('SIGKILL during push and pull', () => {
       const out = path.join(dir, 'out.raw');
       strataOk(s[1], ['export', 'app', out]);
       expect(fs.readFileSync(out).equals(app)).toBe(true);
+      // The killed push left waste at most, never damage; its lock names a dead process, so gc runs and clears the waste.
+      expect(json(strataOk(s[1], ['--json', 'remote', 'check', 'fleet', '--read-data'])).problems).toEqual([]);
+      strataOk(s[1], ['remote', 'gc', 'fleet']);
+      expect(json(strataOk(s[1], ['--json', 'remote', 'check', 'fleet', '--read-data']))).toMatchObject({ status: 'clean', waste: { packs: 0, layers: 0 } });
     });
   }
 
@@ -72,5 +76,6 @@ describe.skipIf(!haveRgw())('SIGKILL during push and pull', () => {
     strataOk(s[1], ['export', 'app', out]);
     expect(fs.readFileSync(out).equals(app)).toBe(true);
     expect(strata(s[1], ['check']).status).toBe(0);
+    expect(json(strataOk(s[1], ['--json', 'remote', 'check', 'fleet', '--read-data'])).status).toBe('clean');
   });
 });
