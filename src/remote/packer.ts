@@ -4,11 +4,14 @@
  * this build cannot compress), fragments back to back, the trailer
  * (index-file.ts) last, the pack named by the SHA-256 of all of it.
  *
- * A few packs go up at once; finish() returns only when every pack is
+ * Each add() is one batch, compressed off the event loop (compressBatch)
+ * while the caller reads and hashes the next one and earlier packs upload;
+ * batches join packs in the order they were added. A few packs go up at
+ * once; finish() returns only when every pack is
  * complete in the bucket, with the places of all blocks added: the caller
  * may then write the index that names them (write order, layout.ts).
  */
-import { canCompress, CODEC_IDS, compressEach, type CodecSpec } from '../store/codecs.js';
+import { canCompress, CODEC_IDS, compressBatch, type CodecSpec } from '../store/codecs.js';
 import { BLOCK_SIZE } from '../store/types.js';
 import { encodePackTrailer, type BlockPlace } from './index-file.js';
 import { sha256Hex } from './layout.js';
@@ -83,13 +86,23 @@ export function makePacker(remote: Remote, opts: PackerOptions = {}): Packer {
     inFlight.add(tracked);
   };
 
-  const append = (b: Pick<PackBlock, 'digest' | 'hint'>, buf: Uint8Array, at: number, length: number, codec: number) => {
-    pieces.push(Buffer.from(buf.subarray(at, at + length)));
+  /** `own`: buf is the packer's own (a batch's output), kept by a view; else the bytes are copied. */
+  const append = (b: Pick<PackBlock, 'digest' | 'hint'>, buf: Uint8Array, at: number, length: number, codec: number, own = false) => {
+    // A view, not a copy, of a batch's output: a Buffer per fragment was tens of thousands of allocations per push.
+    pieces.push(own ? Buffer.from(buf.buffer, buf.byteOffset + at, length) : Buffer.from(buf.subarray(at, at + length)));
     entries.push({ digest: b.digest, offset: size, length, codec, hint: b.hint });
     size += length;
     stats.blocks++;
     stats.rawBytes += BLOCK_SIZE;
     if (size >= packBytes) seal();
+  };
+
+  // The batch being compressed, if any; its fragments join the pack when it settles.
+  let compressing: Promise<void> | undefined;
+  const settled = async () => {
+    if (compressing) await compressing.catch(() => undefined);
+    compressing = undefined;
+    if (failure) throw failure;
   };
 
   const room = async () => {
@@ -100,22 +113,36 @@ export function makePacker(remote: Remote, opts: PackerOptions = {}): Packer {
   return {
     stats,
     async addFragments(frags) {
-      if (failure) throw failure;
+      await settled();
       for (const f of frags) append(f, f.bytes, 0, f.bytes.length, f.codec);
       await room();
     },
     async add(blocks) {
-      if (failure) throw failure;
-      if (spec) {
-        compressEach(
-          spec,
-          blocks.map((b) => b.data),
-          (i, buf, at, length) => (length === 0 ? append(blocks[i], blocks[i].data, 0, BLOCK_SIZE, 0) : append(blocks[i], buf, at, length, CODEC_IDS[spec.codec])),
-        );
-      } else for (const b of blocks) append(b, b.data, 0, BLOCK_SIZE, 0);
+      await settled();
+      if (!spec) {
+        for (const b of blocks) append(b, b.data, 0, BLOCK_SIZE, 0);
+        await room();
+        return;
+      }
+      // Copied: the caller reuses its buffers as soon as this returns.
+      const src = Buffer.allocUnsafe(blocks.length * BLOCK_SIZE);
+      blocks.forEach((b, i) => src.set(b.data, i * BLOCK_SIZE));
+      const keys = blocks.map(({ digest, hint }) => ({ digest, hint }));
+      const codec = CODEC_IDS[spec.codec];
+      compressing = compressBatch(spec, src, blocks.length).then(({ out, sizes }) => {
+        for (let i = 0; i < keys.length; i++) {
+          if (sizes[i] === 0) append(keys[i], src, i * BLOCK_SIZE, BLOCK_SIZE, 0, true);
+          else append(keys[i], out, i * BLOCK_SIZE, sizes[i], codec, true);
+        }
+      });
+      // Not awaited here: the next add() waits for it, so one batch compresses while the caller makes the next.
+      compressing.catch((e: unknown) => {
+        failure ??= e;
+      });
       await room();
     },
     async finish() {
+      await settled();
       seal();
       await Promise.all(inFlight);
       if (failure) throw failure;

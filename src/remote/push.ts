@@ -130,10 +130,11 @@ async function pushChain(store: Store, remote: Remote, rec: ImageRecord, chain: 
         break;
       }
       const fresh: PackBlock[] = [];
+      const placed = remote.cache.placed(r.value.map((b) => b.digest));
       for (const b of r.value) {
         blocks++;
         const hex = b.digest.toString('hex');
-        if (queued.has(hex) || remote.cache.place(b.digest)) continue;
+        if (queued.has(hex) || placed.has(hex)) continue;
         queued.add(hex);
         fresh.push(b);
       }

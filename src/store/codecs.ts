@@ -114,6 +114,34 @@ export function compressEach(spec: CodecSpec, blocks: readonly Uint8Array[], vis
   }
 }
 
+/** A batch compressed by compressBatch: block i's output is out[i * 4096, + sizes[i]); 0 means it does not shrink. */
+export interface CompressedBatch {
+  out: Buffer;
+  sizes: Int32Array;
+}
+
+/**
+ * Compresses `count` blocks lying back to back in `src`, off the event loop
+ * where the addon can (its threads, on a libuv worker), so a caller goes on
+ * reading, hashing and uploading meanwhile. One call per batch of thousands:
+ * each call costs tens of µs. `src` must stay untouched until it settles.
+ */
+export function compressBatch(spec: CodecSpec, src: Uint8Array, count: number): Promise<CompressedBatch> {
+  const codecs = nativeCodecs();
+  if (!canCompress(spec.codec)) requireCompressor(spec.codec);
+  const out = Buffer.allocUnsafe(count * BLOCK_SIZE);
+  const sizes = new Int32Array(count);
+  const async = codecs!.compressAsync;
+  // An addon built before the async call: the same work, on this thread.
+  if (!async) {
+    codecs!.compress(NATIVE_CODEC[spec.codec], spec.level, src, count, out, sizes, FRAGMENT_LIMIT);
+    return Promise.resolve({ out, sizes });
+  }
+  return new Promise((resolve, reject) =>
+    async(NATIVE_CODEC[spec.codec], spec.level, src, count, out, sizes, FRAGMENT_LIMIT, (err) => (err ? reject(new StrataError('E_INTERNAL', `compression failed: ${err.message}`)) : resolve({ out, sizes }))),
+  );
+}
+
 /** Decodes one fragment into out[at, at + 4096); throws E_CORRUPT unless it is exactly one block. */
 export function decompressBlock(codecId: number, src: Uint8Array, offset: number, length: number, out: Uint8Array, at: number): void {
   const codecs = nativeCodecs();

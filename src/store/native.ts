@@ -49,6 +49,7 @@ interface Addon {
   tuneMalloc?(): boolean;
   writeAt?(fd: number, buffers: Uint8Array[], offsets: number[]): void;
   compressBlocks?(codec: number, level: number, src: Uint8Array, count: number, out: Uint8Array, sizes: Int32Array, limit: number): void;
+  compressBlocksAsync?(codec: number, level: number, src: Uint8Array, count: number, out: Uint8Array, sizes: Int32Array, limit: number, done: (err: Error | null) => void): void;
   decompressBlock?(codec: number, src: Uint8Array, offset: number, length: number, out: Uint8Array, at: number): number;
   readFragment?(fd: number, offset: number, length: number, codec: number, out: Uint8Array, at: number): number;
   features: { punchHole: boolean; seekData: boolean; ofdLock?: boolean; interrupt?: boolean; writeback?: boolean; zstd?: boolean; lz4?: boolean };
@@ -137,6 +138,8 @@ export interface NativeCodecs {
   zstd: boolean;
   lz4: boolean;
   compress(codec: number, level: number, src: Uint8Array, count: number, out: Uint8Array, sizes: Int32Array, limit: number): void;
+  /** compress on a libuv worker, done() once the buffers are filled; null where the addon lacks it. */
+  compressAsync: ((codec: number, level: number, src: Uint8Array, count: number, out: Uint8Array, sizes: Int32Array, limit: number, done: (err: Error | null) => void) => void) | null;
   decompress(codec: number, src: Uint8Array, offset: number, length: number, out: Uint8Array, at: number): number;
   /** pread of a fragment and its decoding in one call; null where the addon lacks it. */
   readFragment: ((fd: number, offset: number, length: number, codec: number, out: Uint8Array, at: number) => number) | null;
@@ -152,6 +155,7 @@ export function nativeCodecs(): NativeCodecs | null {
     zstd: addon.features.zstd === true,
     lz4: addon.features.lz4 === true,
     compress: addon.compressBlocks.bind(addon),
+    compressAsync: addon.compressBlocksAsync ? addon.compressBlocksAsync.bind(addon) : null,
     decompress: addon.decompressBlock.bind(addon),
     readFragment: addon.readFragment ? addon.readFragment.bind(addon) : null,
   });
