@@ -9,6 +9,7 @@
  * files running meanwhile see no outage.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import Database from 'better-sqlite3';
@@ -136,6 +137,47 @@ describe.skipIf(!haveRgw() || !tools())('a lazy clone served over NBD (Ceph RGW)
     expect(r2.stdout.replace(/\s+/g, ' ')).toContain(hex.slice(0, 23));
     await served.stop();
   }, 240_000);
+
+  it('a slow remote stalls only the reads that need it: a local block read after a remote one is answered first', async () => {
+    const { endpoint } = rgw();
+    const { img, B } = setUp(95);
+    // A proxy in front of the gateway that holds every answer back DELAY ms while `slow`.
+    const DELAY = 3000;
+    let slow = false;
+    const target = new URL(endpoint);
+    const proxy = net.createServer((client) => {
+      const up = net.connect(Number(target.port), target.hostname);
+      client.pipe(up);
+      up.on('data', (d) => (slow ? setTimeout(() => client.write(d), DELAY) : client.write(d)));
+      up.on('end', () => (slow ? setTimeout(() => client.end(), DELAY) : client.end()));
+      const drop = () => (client.destroy(), up.destroy());
+      client.on('error', drop);
+      up.on('error', drop);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const port = (proxy.address() as net.AddressInfo).port;
+    try {
+      strataOk(B, ['remote', 'add', 'fleet', `s3://${JSON.parse(fs.readFileSync(path.join(B, 'remotes', 'fleet', 'remote.json'), 'utf8')).bucket}`, '--endpoint', `http://127.0.0.1:${port}`, '--replace', '--no-check']);
+      const served = await startServe(B, ['vm7']);
+      const uri = served.uri('vm7');
+      await runOk('qemu-io', ['-r', '-f', 'raw', '-c', 'read 0 4k', uri]); // now local
+      slow = true;
+      const t0 = Date.now();
+      const r = await runOk('qemu-io', ['-r', '-f', 'raw', '-c', 'aio_read -v 2M 16', '-c', 'aio_read -v 0 16', '-c', 'aio_flush', uri], { timeoutMs: 120_000 });
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(DELAY);
+      // Completions print in the order they arrive: the local block's first, though asked second.
+      const at0 = r.stdout.indexOf('bytes at offset 0');
+      const at2M = r.stdout.indexOf(`bytes at offset ${2 * MiB}`);
+      expect(at0, r.stdout).toBeGreaterThanOrEqual(0);
+      expect(at2M, r.stdout).toBeGreaterThan(at0);
+      const hex = (o: number) => img.subarray(o, o + 16).toString('hex').replace(/(..)/g, '$1 ').trim().slice(0, 23);
+      expect(r.stdout.replace(/\s+/g, ' ')).toContain(hex(0));
+      expect(r.stdout.replace(/\s+/g, ' ')).toContain(hex(2 * MiB));
+      await served.stop();
+    } finally {
+      proxy.close();
+    }
+  }, 180_000);
 
   it('strata read and export of a lazy clone fetch what they read first', () => {
     const { img, B, dir } = setUp(93);
