@@ -18,11 +18,11 @@
  */
 import { StrataError } from '../errors.js';
 import { decodeFragment } from './fetch.js';
-import { decodeIndex, decodePackTrailer, type BlockPlace } from './index-file.js';
-import { decodeLayer } from './layer-file.js';
-import { HEX_ID, INDEX_DIR, LAYER_DIR, MANIFEST_DIR, PACK_DIR, sha256Hex } from './layout.js';
+import { decodePackTrailer, type BlockPlace } from './index-file.js';
+import { digestsOf } from './layer-file.js';
+import { sha256Hex } from './layout.js';
 import { mapLimit } from './pool.js';
-import { readManifest, type Remote } from './remote.js';
+import { listIds, listManifests, readIndex, readLayer, readManifest, type Remote } from './remote.js';
 
 export interface RemoteProblem {
   /** What kind of object is wrong. */
@@ -59,11 +59,9 @@ export async function checkRemote(remote: Remote, opts: { readData?: boolean; on
   const name = remote.config.name;
   const problems: RemoteProblem[] = [];
 
-  const manifestKeys = (await bucket.list(keys.manifests))
-    .map((o) => /^([^/]+)\/([0-9a-f]{64})\.json$/.exec(keys.idOf(o.key, MANIFEST_DIR) ?? ''))
-    .filter((m): m is RegExpExecArray => m !== null);
+  const manifests = await listManifests(remote);
   const layerSizes = new Map<string, number>();
-  await mapLimit(manifestKeys, GETS, async ([, image, id]) => {
+  await mapLimit(manifests, GETS, async ({ image, id }) => {
     try {
       const m = await readManifest(remote, image, id);
       for (const l of m.chain) layerSizes.set(l.layer, l.virtualSize);
@@ -72,7 +70,7 @@ export async function checkRemote(remote: Remote, opts: { readData?: boolean; on
     }
   });
 
-  const layerObjects = new Set((await bucket.list(keys.layers)).map((o) => keys.idOf(o.key, LAYER_DIR)!).filter((id) => HEX_ID.test(id)));
+  const layerObjects = new Set((await listIds(remote, 'layers')).map((o) => o.id));
   const live = new Set<string>();
   await mapLimit([...layerSizes], GETS, async ([id, size]) => {
     if (!layerObjects.has(id)) {
@@ -80,26 +78,20 @@ export async function checkRemote(remote: Remote, opts: { readData?: boolean; on
       return;
     }
     try {
-      const bytes = await bucket.get(keys.layer(id));
-      if (sha256Hex(bytes) !== id) throw new StrataError('E_CORRUPT', `layer ${id} does not match its name`);
-      const map = decodeLayer(bytes, id);
-      if (map.virtualSize !== size) throw new StrataError('E_CORRUPT', `layer ${id} is ${map.virtualSize} bytes, its manifest says ${size}`);
-      for (let at = 0; at < map.digests.length; at += 32) live.add(map.digests.toString('hex', at, at + 32));
+      for (const d of digestsOf(await readLayer(remote, id, size))) live.add(d);
     } catch (e) {
       problems.push(asProblem(e, 'layer', id));
     }
   });
 
-  const packSizes = new Map((await bucket.list(keys.packs)).map((o) => [keys.idOf(o.key, PACK_DIR)!, o.size] as const).filter(([id]) => HEX_ID.test(id)));
-  const indexIds = (await bucket.list(keys.indexes)).map((o) => keys.idOf(o.key, INDEX_DIR)!).filter((id) => HEX_ID.test(id));
+  const packSizes = new Map((await listIds(remote, 'packs')).map((o) => [o.id, o.size]));
+  const indexIds = (await listIds(remote, 'indexes')).map((o) => o.id);
   const placed = new Set<string>();
   const named = new Map<string, BlockPlace[]>();
   await mapLimit(indexIds, GETS, async (id) => {
     let places: BlockPlace[];
     try {
-      const bytes = await bucket.get(keys.index(id));
-      if (sha256Hex(bytes) !== id) throw new StrataError('E_CORRUPT', `index ${id} does not match its name`);
-      places = decodeIndex(bytes, id);
+      places = await readIndex(remote, id);
     } catch (e) {
       problems.push(asProblem(e, 'index', id));
       return;
@@ -153,7 +145,7 @@ export async function checkRemote(remote: Remote, opts: { readData?: boolean; on
   return {
     remote: name,
     readData: opts.readData === true,
-    manifests: manifestKeys.length,
+    manifests: manifests.length,
     layers: layerObjects.size,
     indexes: indexIds.length,
     packs: packSizes.size,

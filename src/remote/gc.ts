@@ -24,17 +24,17 @@
  * bucket holds extra copies or extra indexes, which the next gc removes.
  * Manifests are never deleted here (`remote delete` does that).
  */
-import { corrupt } from '../errors.js';
+import { corrupt, isStrataError } from '../errors.js';
 import { faultDelay, faultPoint } from '../store/faults.js';
 import type { CodecSpec } from '../store/codecs.js';
 import { decodeFragment, planRanges } from './fetch.js';
-import { decodeIndex, encodeIndex, type BlockPlace } from './index-file.js';
-import { decodeLayer, type LayerMap } from './layer-file.js';
-import { HEX_ID, INDEX_DIR, LAYER_DIR, PACK_DIR, MANIFEST_DIR, sha256Hex } from './layout.js';
+import { encodeIndex, type BlockPlace } from './index-file.js';
+import { digestsOf } from './layer-file.js';
+import { sha256Hex } from './layout.js';
 import { lockForGc } from './locks.js';
 import { makePacker } from './packer.js';
 import { mapLimit } from './pool.js';
-import { readManifest, syncIndexes, type Remote } from './remote.js';
+import { listIds, listManifests, readIndex, readLayer, readManifest, syncIndexes, type Remote } from './remote.js';
 
 export interface RemoteGcOptions {
   /** Report what would be done; change nothing. */
@@ -57,14 +57,13 @@ export interface RemoteGcResult {
 }
 
 const SMALL_GETS = 8;
-const DELETES = 8;
 
-/** The digests a layer map names, as hex. */
-function digestsOf(map: LayerMap): string[] {
-  const out: string[] = [];
-  for (let at = 0; at < map.digests.length; at += 32) out.push(map.digests.toString('hex', at, at + 32));
-  return out;
-}
+const UNTIL_CLEAN = 'gc deletes nothing until remote check is clean';
+/** A damaged object stops gc before it deletes anything; the message says so. */
+const untilClean = (e: unknown): never => {
+  throw isStrataError(e, 'E_CORRUPT') ? corrupt(`${e.message}; ${UNTIL_CLEAN}`, e.data) : e;
+};
+const DELETES = 8;
 
 export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Promise<RemoteGcResult> {
   const repackBelow = opts.repackBelow ?? 0.5;
@@ -75,29 +74,20 @@ export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Prom
     faultDelay('remote-gc.locked');
 
     // 1. What the manifests reach.
-    const manifestKeys = (await bucket.list(keys.manifests))
-      .map((o) => /^([^/]+)\/([0-9a-f]{64})\.json$/.exec(keys.idOf(o.key, MANIFEST_DIR) ?? ''))
-      .filter((m): m is RegExpExecArray => m !== null);
-    const manifests = await mapLimit(manifestKeys, SMALL_GETS, (m) => readManifest(remote, m[1], m[2]));
+    const manifests = await mapLimit(await listManifests(remote), SMALL_GETS, (m) => readManifest(remote, m.image, m.id).catch(untilClean));
     const liveLayers = new Set(manifests.flatMap((m) => m.chain.map((l) => l.layer)));
-    const layerObjects = (await bucket.list(keys.layers)).map((o) => ({ id: keys.idOf(o.key, LAYER_DIR)!, size: o.size })).filter((o) => HEX_ID.test(o.id));
+    const layerObjects = await listIds(remote, 'layers');
     const present = new Set(layerObjects.map((o) => o.id));
-    for (const id of liveLayers) if (!present.has(id)) throw corrupt(`remote ${remote.config.name}: layer ${id} that a manifest names is missing from ${where}; gc deletes nothing until remote check is clean`, { layer: id });
+    for (const id of liveLayers) if (!present.has(id)) throw corrupt(`remote ${remote.config.name}: layer ${id} that a manifest names is missing from ${where}; ${UNTIL_CLEAN}`, { layer: id });
     const live = new Set<string>();
     await mapLimit([...liveLayers], SMALL_GETS, async (id) => {
-      const bytes = await bucket.get(keys.layer(id));
-      if (sha256Hex(bytes) !== id) throw corrupt(`remote layer ${id} in ${where} does not match its name; gc deletes nothing until remote check is clean`, { layer: id });
-      for (const d of digestsOf(decodeLayer(bytes, id))) live.add(d);
+      for (const d of digestsOf(await readLayer(remote, id).catch(untilClean))) live.add(d);
     });
 
     // 2. Where every block is, from the bucket's own indexes.
-    const packObjects = new Map((await bucket.list(keys.packs)).map((o) => [keys.idOf(o.key, PACK_DIR)!, o.size] as const).filter(([id]) => HEX_ID.test(id)));
-    const indexIds = (await bucket.list(keys.indexes)).map((o) => keys.idOf(o.key, INDEX_DIR)!).filter((id) => HEX_ID.test(id));
-    const indexes = await mapLimit(indexIds, SMALL_GETS, async (id) => {
-      const bytes = await bucket.get(keys.index(id));
-      if (sha256Hex(bytes) !== id) throw corrupt(`remote index ${id} in ${where} does not match its name; gc deletes nothing until remote check is clean`, { index: id });
-      return { id, places: decodeIndex(bytes, id) };
-    });
+    const packObjects = new Map((await listIds(remote, 'packs')).map((o) => [o.id, o.size]));
+    const indexIds = (await listIds(remote, 'indexes')).map((o) => o.id);
+    const indexes = await mapLimit(indexIds, SMALL_GETS, async (id) => ({ id, places: await readIndex(remote, id).catch(untilClean) }));
     const holders = new Map<string, BlockPlace[]>();
     const liveBytes = new Map<string, number>();
     for (const { places } of indexes) {

@@ -34,6 +34,13 @@ export interface LayerMap {
 const MAGIC = Buffer.from('STRATALY');
 const RUN_BYTES = 16;
 
+/** The digests a layer names, as hex, in run order. */
+export function digestsOf(m: Pick<LayerMap, 'digests'>): string[] {
+  const out: string[] = [];
+  for (let at = 0; at < m.digests.length; at += 32) out.push(m.digests.toString('hex', at, at + 32));
+  return out;
+}
+
 export const dataBlocks = (m: Pick<LayerMap, 'runs'>): number => m.runs.reduce((n, r) => n + (r.kind === RUN_DATA ? r.count : 0), 0);
 
 export function encodeLayer(m: LayerMap): Buffer {

@@ -41,11 +41,11 @@ import { cacheLimiter, LAZY_FORMAT } from './cache-limit.js';
 import { remoteUrl } from './config.js';
 import { fetchBlocks, type FetchOptions, type FetchStats } from './fetch.js';
 import type { BlockPlace } from './index-file.js';
-import { decodeLayer, RUN_DATA, type LayerMap } from './layer-file.js';
+import { RUN_DATA, type LayerMap } from './layer-file.js';
 import { sha256Hex } from './layout.js';
 import type { ManifestLayer } from './manifest.js';
 import { localEqual } from './pull.js';
-import { findManifest, openRemote, syncIndexes, type Remote } from './remote.js';
+import { findManifest, readLayer, openRemote, syncIndexes, type Remote } from './remote.js';
 import { openImage } from '../image/image.js';
 import { metaNumber } from '../store/store.js';
 
@@ -167,9 +167,7 @@ export async function lazyClone(store: Store, remote: Remote, image: string, lea
       parent = mine;
       continue;
     }
-    const bytes = await remote.bucket.get(remote.keys.layer(ml.layer));
-    if (sha256Hex(bytes) !== ml.layer) throw corrupt(`remote layer ${ml.layer} in ${remote.bucket.where} does not match its name`, { layer: ml.layer });
-    const map = decodeLayer(bytes, ml.layer);
+    const map = await readLayer(remote, ml.layer, ml.virtualSize);
     const source = { format: LAZY_FORMAT, remote: remote.config.name, url: remoteUrl(remote.config), image, manifest: id, layer: ml.layer };
     const rec = buildLazyLayer(store, remote, ml, map, parent, source, tally);
     remote.cache.setLayer(rec.id, rec.generation, ml.layer);

@@ -27,11 +27,11 @@ import { lazyRemoteOf } from './cache-limit.js';
 import { fetchBlocks, type FetchOptions } from './fetch.js';
 import { adoptLazyLayer } from './lazy.js';
 import type { BlockPlace } from './index-file.js';
-import { decodeLayer, RUN_DATA, type LayerMap } from './layer-file.js';
+import { RUN_DATA, type LayerMap } from './layer-file.js';
 import { localLayer } from './layers.js';
-import { sha256, sha256Hex } from './layout.js';
+import { sha256 } from './layout.js';
 import type { ManifestLayer } from './manifest.js';
-import { findManifest, syncIndexes, type Remote } from './remote.js';
+import { findManifest, readLayer, syncIndexes, type Remote } from './remote.js';
 
 export interface PullOptions {
   /** A manifest id (or its start): default the newest of the image. */
@@ -186,10 +186,7 @@ export async function pullImage(store: Store, remote: Remote, image: string, opt
       parent = mine;
       continue;
     }
-    const bytes = await remote.bucket.get(remote.keys.layer(ml.layer));
-    if (sha256Hex(bytes) !== ml.layer) throw corrupt(`remote layer ${ml.layer} in ${remote.bucket.where} does not match its name`, { layer: ml.layer });
-    const map = decodeLayer(bytes, ml.layer);
-    if (map.virtualSize !== ml.virtualSize) throw corrupt(`remote layer ${ml.layer} is ${map.virtualSize} bytes, its manifest says ${ml.virtualSize}`, { layer: ml.layer });
+    const map = await readLayer(remote, ml.layer, ml.virtualSize);
     const source = { format: 'remote', remote: remote.config.name, url: remoteUrl(remote.config), image, manifest: id, layer: ml.layer };
     const rec = await buildLayer(store, remote, ml, map, parent, source, tally, () => opts.onProgress?.(Math.min(total, (skipped + tally.blocks) * BLOCK_SIZE), total), opts);
     remote.cache.setLayer(rec.id, rec.generation, ml.layer);

@@ -6,8 +6,9 @@ import os from 'node:os';
 import { StrataError, corrupt } from '../errors.js';
 import { loadRemote, type RemoteConfig } from './config.js';
 import { openRemoteCache, type RemoteCache } from './cache.js';
-import { decodeIndex } from './index-file.js';
-import { HEX_ID, INDEX_DIR, MANIFEST_DIR, keysFor, sha256Hex, type Keys } from './layout.js';
+import { decodeIndex, type BlockPlace } from './index-file.js';
+import { decodeLayer, type LayerMap } from './layer-file.js';
+import { HEX_ID, INDEX_DIR, LAYER_DIR, MANIFEST_DIR, PACK_DIR, keysFor, sha256Hex, type Keys } from './layout.js';
 import { decodeManifest, type Manifest } from './manifest.js';
 import { mapLimit } from './pool.js';
 import { openBucket, type Bucket, type BucketOptions } from './s3.js';
@@ -42,22 +43,51 @@ export function openRemote(storeDir: string, name: string, tuning: RemoteTuning 
 /** Objects fetched at once when reading many small ones (indexes, manifests). */
 const SMALL_GETS = 8;
 
+const DIRS = { packs: PACK_DIR, indexes: INDEX_DIR, layers: LAYER_DIR } as const;
+
+/** The content-named objects of one of the remote's directories, id and size; keys not ours are skipped. */
+export async function listIds(r: Remote, dir: keyof typeof DIRS): Promise<{ id: string; size: number }[]> {
+  return (await r.bucket.list(r.keys[dir])).map((o) => ({ id: r.keys.idOf(o.key, DIRS[dir])!, size: o.size })).filter((o) => HEX_ID.test(o.id));
+}
+
+/** Every manifest object (`only`: that image's), by image and id. */
+export async function listManifests(r: Remote, only?: string): Promise<{ image: string; id: string }[]> {
+  const out: { image: string; id: string }[] = [];
+  for (const o of await r.bucket.list(only === undefined ? r.keys.manifests : r.keys.manifestsOf(only))) {
+    const m = /^([^/]+)\/([0-9a-f]{64})\.json$/.exec(r.keys.idOf(o.key, MANIFEST_DIR) ?? '');
+    if (m) out.push({ image: m[1], id: m[2] });
+  }
+  return out;
+}
+
+/** Content-named: an object whose bytes do not hash to its name is damaged, never used. */
+async function readNamed(r: Remote, what: 'index' | 'layer', key: string, id: string): Promise<Buffer> {
+  const bytes = await r.bucket.get(key);
+  if (sha256Hex(bytes) !== id) throw corrupt(`remote ${what} ${id} in ${r.bucket.where} does not match its name`, { [what]: id });
+  return bytes;
+}
+
+/** One index object, checked against its name and decoded. */
+export const readIndex = async (r: Remote, id: string): Promise<BlockPlace[]> => decodeIndex(await readNamed(r, 'index', r.keys.index(id), id), id);
+
+/** One layer object, checked against its name and decoded; given the size its manifest records, checked against that too. */
+export async function readLayer(r: Remote, id: string, virtualSize?: number): Promise<LayerMap> {
+  const map = decodeLayer(await readNamed(r, 'layer', r.keys.layer(id), id), id);
+  if (virtualSize !== undefined && map.virtualSize !== virtualSize) throw corrupt(`remote layer ${id} is ${map.virtualSize} bytes, its manifest says ${virtualSize}`, { layer: id });
+  return map;
+}
+
 /**
  * Brings the cache up to the bucket's indexes: reads those this store has
  * not seen, forgets those `remote gc` has deleted. Returns how many were new.
  */
 export async function syncIndexes(r: Remote): Promise<number> {
   const known = r.cache.knownIndexes();
-  const listed = (await r.bucket.list(r.keys.indexes)).map((o) => r.keys.idOf(o.key, INDEX_DIR)!).filter((id) => HEX_ID.test(id));
+  const listed = (await listIds(r, 'indexes')).map((o) => o.id);
   const there = new Set(listed);
   for (const id of known) if (!there.has(id)) r.cache.forgetIndex(id);
   const fresh = listed.filter((id) => !known.has(id));
-  await mapLimit(fresh, SMALL_GETS, async (id) => {
-    const bytes = await r.bucket.get(r.keys.index(id));
-    // Content-named: an object whose bytes do not hash to its name is damaged, never used.
-    if (sha256Hex(bytes) !== id) throw corrupt(`remote index ${id} in ${r.bucket.where} does not match its name`, { index: id });
-    r.cache.addIndex(id, decodeIndex(bytes, id));
-  });
+  await mapLimit(fresh, SMALL_GETS, async (id) => r.cache.addIndex(id, await readIndex(r, id)));
   return fresh.length;
 }
 
@@ -81,13 +111,7 @@ const newestFirst = (a: { pushedAt: string; id: string }, b: { pushedAt: string;
 
 /** Every image the remote holds (`only`: just that one), with its manifests. */
 export async function listRemoteImages(r: Remote, only?: string): Promise<RemoteImage[]> {
-  const listed = await r.bucket.list(only === undefined ? r.keys.manifests : r.keys.manifestsOf(only));
-  const found: { image: string; id: string }[] = [];
-  for (const o of listed) {
-    const m = /^([^/]+)\/([0-9a-f]{64})\.json$/.exec(r.keys.idOf(o.key, MANIFEST_DIR) ?? '');
-    if (m) found.push({ image: m[1], id: m[2] });
-  }
-  const read = await mapLimit(found, SMALL_GETS, async (f) => ({ ...f, m: await readManifest(r, f.image, f.id) }));
+  const read = await mapLimit(await listManifests(r, only), SMALL_GETS, async (f) => ({ ...f, m: await readManifest(r, f.image, f.id) }));
   const byName = new Map<string, RemoteImage>();
   for (const { image, id, m } of read) {
     let img = byName.get(image);
