@@ -8,6 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { strataOk } from './cli.js';
 import { requireTool } from './tools.js';
 
 export const RGW_SCRIPT = path.resolve('test/setup/rgw.sh');
@@ -54,4 +55,13 @@ export function outageGateway(): string {
   const { endpoint2 } = rgw();
   execFileSync(RGW_SCRIPT, ['gw-start', 'b'], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
   return endpoint2;
+}
+
+/** Makes each store, naming `bucket` in it as the remote `fleet`, reached through gateway a. */
+export function storesOnBucket(stores: readonly string[], bucket: string): void {
+  const { endpoint } = rgw();
+  for (const s of stores) {
+    strataOk(s, ['init']);
+    strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', endpoint]);
+  }
 }

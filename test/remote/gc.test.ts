@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { openBucket, type Bucket } from '../../src/remote/s3.js';
 import { strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
-import { freshBucket, haveRgw, rgw } from '../helpers/rgw.js';
+import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const MiB = 1024 * 1024;
@@ -41,10 +41,7 @@ describe.skipIf(!haveRgw())('remote gc and remote check', () => {
     for (const [n, b] of [['big', big], ['small', small], ['solo', solo]] as const) fs.writeFileSync(path.join(dir, `${n}.raw`), b);
     const bucketName = freshBucket('gc');
     const s = ['A', 'B'].map((n) => path.join(dir, n));
-    for (const st of s) {
-      strataOk(st, ['init']);
-      strataOk(st, ['remote', 'add', 'fleet', `s3://${bucketName}`, '--endpoint', endpoint]);
-    }
+    storesOnBucket(s, bucketName);
     for (const n of ['big', 'small', 'solo']) {
       strataOk(s[0], ['create', n, '--from', path.join(dir, `${n}.raw`)]);
       strataOk(s[0], ['push', n, 'fleet', '--pack-size', '8M']);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { strata, strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
-import { freshBucket, haveRgw, rgw } from '../helpers/rgw.js';
+import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const MiB = 1024 * 1024;
@@ -16,9 +16,8 @@ const json = (r: { stdout: string }) => JSON.parse(r.stdout);
 const killedAt = (point: string) => ({ STRATA_FAULT: point, STRATA_PULL_BATCH: '256' });
 
 describe.skipIf(!haveRgw())('SIGKILL during push and pull', () => {
-  let endpoint: string;
   beforeAll(() => {
-    endpoint = rgw().endpoint;
+    rgw();
   });
 
   function setup(stores: string[]) {
@@ -32,10 +31,7 @@ describe.skipIf(!haveRgw())('SIGKILL during push and pull', () => {
     fs.writeFileSync(path.join(dir, 'app.raw'), app);
     const bucket = freshBucket('kill');
     const s = stores.map((n) => path.join(dir, n));
-    for (const st of s) {
-      strataOk(st, ['init']);
-      strataOk(st, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', endpoint]);
-    }
+    storesOnBucket(s, bucket);
     strataOk(s[0], ['create', 'base', '--from', path.join(dir, 'base.raw')]);
     strataOk(s[0], ['import', path.join(dir, 'app.raw'), 'app', '--parent', 'base']);
     return { dir, s, app };

@@ -16,7 +16,7 @@ import { LazyFetcher, lazyClone } from '../../src/remote/lazy.js';
 import { remoteBlockCount } from '../../src/store/remote-locs.js';
 import { strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
-import { freshBucket, haveRgw, rgw } from '../helpers/rgw.js';
+import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { distinctBlocks as distinct } from '../helpers/blocks.js';
 
@@ -40,10 +40,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     const A = path.join(dir, 'A');
     const B = path.join(dir, 'B');
     const bucket = freshBucket('lazy');
-    for (const s of [A, B]) {
-      strataOk(s, ['init']);
-      strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', endpoint]);
-    }
+    storesOnBucket([A, B], bucket);
     strataOk(A, ['create', 'deb', '--from', file]);
     strataOk(A, ['freeze', 'deb']);
     strataOk(A, ['push', 'deb', 'fleet', '--pack-size', '1M']);
@@ -103,10 +100,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     const A = path.join(dir, 'A');
     const B = path.join(dir, 'B');
     const bucket = freshBucket('lazyrm');
-    for (const s of [A, B]) {
-      strataOk(s, ['init']);
-      strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', endpoint]);
-    }
+    storesOnBucket([A, B], bucket);
     strataOk(A, ['create', 'deb', '--from', file]);
     strataOk(A, ['freeze', 'deb']);
     strataOk(A, ['push', 'deb', 'fleet']);
@@ -191,10 +185,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     fs.writeFileSync(file, img);
     const [A, B] = ['A', 'B'].map((n) => path.join(dir, n));
     const bucket = freshBucket('lazypull');
-    for (const s of [A, B]) {
-      strataOk(s, ['init']);
-      strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', endpoint]);
-    }
+    storesOnBucket([A, B], bucket);
     strataOk(A, ['create', 'deb', '--from', file]);
     strataOk(A, ['push', 'deb', 'fleet']);
     strataOk(B, ['clone', 'fleet/deb', 'vm7']);

@@ -12,7 +12,7 @@ import { openBucket, type Bucket } from '../../src/remote/s3.js';
 import { decodeIndex, decodePackTrailer } from '../../src/remote/index-file.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
-import { freshBucket, haveRgw, rgw } from '../helpers/rgw.js';
+import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const MiB = 1024 * 1024;
@@ -148,10 +148,7 @@ describe.skipIf(!haveRgw())('push and pull between two stores through Ceph RGW',
     const B = path.join(dir, 'B');
     const C = path.join(dir, 'C');
     const Bucket = freshBucket('chain');
-    for (const s of [A, B, C]) {
-      strataOk(s, ['init']);
-      strataOk(s, ['remote', 'add', 'fleet', `s3://${Bucket}`, '--endpoint', endpoint]);
-    }
+    storesOnBucket([A, B, C], Bucket);
     strataOk(A, ['create', 'base', '--from', files.base]);
     strataOk(A, ['import', files.app, 'app', '--parent', 'base']);
     const pushed = json(strataOk(A, ['--json', 'push', 'app', 'fleet']));
