@@ -5,13 +5,14 @@
  * `#x`, `-f`, quotes, backslashes), are written exactly; what cannot fit a
  * debugfs line is refused as unsupported before anything is built.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DebugfsScript, checkLine, fsPath, staged, value, word } from '../../src/formats/oci/debugfs-script.js';
 import { StrataError } from '../../src/errors.js';
-import { strata, strataOk } from '../helpers/cli.js';
+import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
 import { ext4Listing } from '../helpers/fs-listing.js';
 import { ociImage, sh, type Entry } from '../helpers/oci.js';
 import { requireTool } from '../helpers/tools.js';
@@ -111,6 +112,15 @@ describe.skipIf(!requireTool('umoci'))('strings debugfs or a shell would read ar
     const scripts = fs.readdirSync(log);
     expect(scripts).toHaveLength(1);
     expect(scriptProblems(fs.readFileSync(path.join(log, scripts[0])))).toEqual([]);
+  });
+
+  it('a relative TMPDIR works, though debugfs runs in the scratch directory', () => {
+    // A store of its own, so the layers are built again.
+    fs.mkdirSync(path.join(work, 'rel-tmp'));
+    const r = spawnSync(process.execPath, [STRATA_BIN, '--store', 'store-rel', 'import', `oci:${layout}:edge`, 'edge'], { cwd: work, env: { ...process.env, TMPDIR: 'rel-tmp' }, encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(fs.readdirSync(path.join(work, 'rel-tmp'))).toEqual([]);
   });
 
   it('a path and link target too long for one debugfs line are refused as unsupported, and nothing changes', () => {

@@ -172,7 +172,7 @@ export function debugfsScript(ops: readonly Op[], scratch: string): string {
 
 /** Runs a debugfs script (from debugfsScript) on the file system in `file`. */
 export function runDebugfs(file: string, script: string, p: Ext4Params, scratch: string, what: string): void {
-  const f = path.join(scratch, 'debugfs.script');
+  const f = path.resolve(scratch, 'debugfs.script');
   fs.writeFileSync(f, script);
   logScript(script);
   // In the scratch directory: the staged files the script names are relative to it, and nothing else is.
