@@ -55,6 +55,18 @@ describe('StagingSpace', () => {
     );
   });
 
+  it('a full file system met anyway is E_NO_SPACE about staging, not a read error', () => {
+    const s = new StagingSpace('/stage', () => 10_000 * MiB);
+    const fd = fs.openSync('/dev/full', 'w');
+    try {
+      expect(() => s.write(fd, Buffer.alloc(4096), 'layer 1 of 1')).toThrow(
+        expect.objectContaining({ code: 'E_NO_SPACE', message: 'layer 1 of 1: no space left to stage it in /stage; free some space or set TMPDIR to a larger file system; nothing imported' }),
+      );
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
   it('sees room that others freed meanwhile', () => {
     const f = fakeFs(65 * MiB);
     const s = new StagingSpace('/stage', () => f.ask());

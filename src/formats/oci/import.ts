@@ -163,8 +163,7 @@ export async function importContainer(store: Store, ref: ContainerRef, name: str
         },
         body: (chunk: Buffer) => {
           if (fd < 0) return;
-          space.take(chunk.length, what);
-          fs.writeSync(fd, chunk);
+          space.write(fd, chunk, what);
           stagedBytes += chunk.length;
         },
       };

@@ -54,4 +54,22 @@ export class StagingSpace {
     }
     this.budget = Math.min(left, RECHECK_EVERY);
   }
+
+  /**
+   * Writes `chunk` to a staged file, after take(). A full file system met
+   * anyway (another writer took the room meanwhile) is E_NO_SPACE about
+   * the staging directory, not an error reading the image.
+   */
+  write(fd: number, chunk: Buffer, what: string): void {
+    this.take(chunk.length, what);
+    try {
+      fs.writeSync(fd, chunk);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        throw new StrataError('E_NO_SPACE', `${what}: no space left to stage it in ${this.dir}; free some space or set TMPDIR to a larger file system; nothing imported`, { dir: this.dir });
+      }
+      throw new StrataError('E_IO', `${what}: cannot stage it in ${this.dir}: ${code ?? (e as Error).message}`, { dir: this.dir });
+    }
+  }
 }
