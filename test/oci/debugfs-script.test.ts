@@ -92,7 +92,10 @@ describe.skipIf(!requireTool('umoci'))('strings debugfs or a shell would read ar
       { type: 'fifo', name: 'd/-f', mtime: T },
       { type: 'file', name: 'd/x', data: 'x', mtime: T, xattrs: { 'user.a "quoted" #!<2>': Buffer.from('v\n"') } },
     ];
-    ociImage(layout, 'edge', [layer], work);
+    // A whiteout of a 255-byte name is 259 bytes long, and legal.
+    const gone = 'w'.repeat(255);
+    layer.push({ type: 'file', name: `d/${gone}`, data: 'whited out', mtime: T });
+    ociImage(layout, 'edge', [layer, [{ type: 'file', name: `d/.wh.${gone}` }]], work);
   });
   afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
@@ -108,10 +111,11 @@ describe.skipIf(!requireTool('umoci'))('strings debugfs or a shell would read ar
     expect(got['/d/!touch x']).toMatchObject({ type: 'file', size: 11 });
     expect(got['/d/#hash']).toMatchObject({ type: 'file', size: 13 });
     expect(got['/d/-f']).toMatchObject({ type: 'fifo' });
+    expect(got[`/d/${'w'.repeat(255)}`]).toBeUndefined();
     expect(got['/']?.mode ?? '755').toBe('755');
     const scripts = fs.readdirSync(log);
-    expect(scripts).toHaveLength(1);
-    expect(scriptProblems(fs.readFileSync(path.join(log, scripts[0])))).toEqual([]);
+    expect(scripts).toHaveLength(2);
+    for (const f of scripts) expect(scriptProblems(fs.readFileSync(path.join(log, f)))).toEqual([]);
   });
 
   it('a relative TMPDIR works, though debugfs runs in the scratch directory', () => {

@@ -16,6 +16,7 @@ export const PATH_MAX = 4095;
 export const XATTR_NAME_MAX = 255;
 
 const CONTROL = /\p{Cc}/u;
+const WHITEOUT = '.wh.';
 
 /** A string from an image as it may be printed: JSON-quoted, control characters escaped, long ones cut. */
 export function shown(s: string, max = 120): string {
@@ -34,7 +35,11 @@ function control(s: string): string | undefined {
 function pathProblem(p: string, what: string): string | undefined {
   const c = control(p);
   if (c) return `has a control character (${c}) in its ${what}`;
-  const long = p.split('/').find((part) => bytes(part) > NAME_MAX);
+  // A whiteout's name is the name it removes behind `.wh.`: that is the one a file system held.
+  const long = p
+    .split('/')
+    .map((part, i, all) => (i === all.length - 1 && part.startsWith(WHITEOUT) ? part.slice(WHITEOUT.length) : part))
+    .find((part) => bytes(part) > NAME_MAX);
   if (long !== undefined) return `has a ${what} component of ${bytes(long)} bytes, more than ext4's ${NAME_MAX}`;
   if (bytes(p) > PATH_MAX) return `has a ${what} of ${bytes(p)} bytes, more than ext4's ${PATH_MAX}`;
   return undefined;
