@@ -22,7 +22,6 @@ export function scriptProblems(script: Buffer): string[] {
     const at = `line ${i + 1}`;
     // latin1: one character per byte, so lengths and control bytes are exact.
     if (line.length >= 8191) problems.push(`${at} is ${line.length} bytes, beyond debugfs's 8,191-byte buffer`);
-    // eslint-disable-next-line no-control-regex
     const c = /[\x00-\x1f\x7f]/.exec(line);
     if (c) problems.push(`${at} holds the control byte 0x${c[0].charCodeAt(0).toString(16)}`);
     const verb = line.split(' ', 1)[0];

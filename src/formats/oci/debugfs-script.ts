@@ -34,10 +34,11 @@ export const DEBUGFS_LINE_MAX = 8190;
 export const DEBUGFS_VERBS = ['cd', 'ea_rm', 'ea_set', 'ln', 'mkdir', 'mknod', 'rm', 'rmdir', 'sif', 'symlink', 'write'] as const;
 export type DebugfsVerb = (typeof DEBUGFS_VERBS)[number];
 
-/** One argument of a line: only these kinds exist, each checked as it is made. */
-export type DebugfsArg = { readonly text: string; readonly kind: 'word' | 'path' | 'staged' | 'value' };
+declare const made: unique symbol;
+/** One argument of a line, as one of the functions below made and checked it: no other code can make one. */
+export type DebugfsArg = { readonly text: string; readonly [made]: true };
+const arg = (text: string) => ({ text }) as DebugfsArg;
 
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 const internal = (msg: string) => new StrataError('E_INTERNAL', `debugfs script: ${msg}`);
@@ -51,24 +52,24 @@ function quote(s: string, what: string): string {
 export function word(s: string | number): DebugfsArg {
   const t = String(s);
   if (!/^[A-Za-z0-9_@+.-]+$/.test(t)) throw internal(`word ${JSON.stringify(t.slice(0, 64))} is not a plain word`);
-  return { text: t, kind: 'word' };
+  return arg(t);
 }
 
 /** A path in the file system being written: always absolute, so never read as `<N>` (an inode) or an option. */
 export function fsPath(treePath: string): DebugfsArg {
-  return { text: quote(`/${treePath}`, 'path'), kind: 'path' };
+  return arg(quote(`/${treePath}`, 'path'));
 }
 
 /** A file staged in the scratch directory debugfs runs in, named relative to it: no host path ever enters a script. */
 export function staged(file: string, scratch: string): DebugfsArg {
   const name = path.basename(file);
   if (path.resolve(scratch, name) !== path.resolve(file) || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw internal(`${JSON.stringify(file)} is not a file staged in the scratch directory`);
-  return { text: quote(name, 'staged file'), kind: 'staged' };
+  return arg(quote(name, 'staged file'));
 }
 
 /** A string from the image (a symlink target, a device node's name, an xattr name): quoted, and placed only where no option is read. */
 export function value(s: string): DebugfsArg {
-  return { text: quote(s, 'value'), kind: 'value' };
+  return arg(quote(s, 'value'));
 }
 
 /** Checks one line against every rule above: the last guard before debugfs. */
