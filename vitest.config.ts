@@ -6,7 +6,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // debugfs-scripts.ts checks every debugfs script strata wrote during the run (see there).
     // rgw.ts only stops, after the run, the loopback Ceph RGW that remote tests start on first use.
-    globalSetup: ['test/setup/build.ts', 'test/setup/rgw.ts'],
+    globalSetup: ['test/setup/build.ts', 'test/setup/rgw.ts', 'test/setup/debugfs-scripts.ts'],
   },
 });

@@ -24,7 +24,8 @@ function octal(n: number, len: number): string {
   return n.toString(8).padStart(len - 1, '0') + '\0';
 }
 
-function header(name: string, flag: string, o: { mode: number; uid: number; gid: number; size: number; mtime: number; link?: string; major?: number; minor?: number }): Buffer {
+/** One ustar header block, checksum included. */
+export function tarHeader(name: string, flag: string, o: { mode: number; uid: number; gid: number; size: number; mtime: number; link?: string; major?: number; minor?: number }): Buffer {
   const h = Buffer.alloc(512);
   h.write(name.slice(0, 99), 0, 'utf8');
   h.write(octal(o.mode, 8), 100, 'ascii');
@@ -46,7 +47,8 @@ function header(name: string, flag: string, o: { mode: number; uid: number; gid:
 
 const pad = (n: number) => Buffer.alloc((512 - (n % 512)) % 512);
 
-function pax(records: [string, Buffer][]): Buffer {
+/** A PAX extended header's body: "LEN KEY=VALUE\n" records. */
+export function paxBody(records: [string, Buffer][]): Buffer {
   const parts = records.map(([k, v]) => {
     const body = Buffer.concat([Buffer.from(` ${k}=`), v, Buffer.from('\n')]);
     let len = body.length + 1;
@@ -67,13 +69,13 @@ export function tarOf(entries: Entry[]): Buffer {
     if (link && Buffer.byteLength(link) > 99) recs.push(['linkpath', Buffer.from(link)]);
     if ('xattrs' in e && e.xattrs) for (const [k, v] of Object.entries(e.xattrs)) recs.push([`SCHILY.xattr.${k}`, v]);
     if (recs.length) {
-      const body = pax(recs);
-      out.push(header('PaxHeader', 'x', { mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: 0 }), body, pad(body.length));
+      const body = paxBody(recs);
+      out.push(tarHeader('PaxHeader', 'x', { mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: 0 }), body, pad(body.length));
     }
     const m = 'mode' in e && e.mode !== undefined ? e.mode : e.type === 'dir' ? 0o755 : e.type === 'symlink' ? 0o777 : 0o644;
     const own = e.type === 'hardlink' ? { uid: 0, gid: 0, mtime: 0 } : { uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: e.mtime ?? 1700000000 };
     out.push(
-      header(e.name, FLAG[e.type], { mode: m, ...own, size: data.length, link, major: 'major' in e ? e.major : 0, minor: 'minor' in e ? e.minor : 0 }),
+      tarHeader(e.name, FLAG[e.type], { mode: m, ...own, size: data.length, link, major: 'major' in e ? e.major : 0, minor: 'minor' in e ? e.minor : 0 }),
       data,
       pad(data.length),
     );

@@ -124,3 +124,64 @@ describe.skipIf(!requireTool('umoci'))('hostile container images', () => {
     expect(names.filter((n) => /^oci-[0-9a-f]{12}$/.test(n))).toHaveLength(1);
   });
 });
+
+/**
+ * The ext4 writer drives debugfs with a script, a command language: a name,
+ * link target or xattr key that reached it could start a command of its own
+ * (a newline, or a line longer than debugfs's 8,192-byte buffer, which it
+ * cuts and runs piece by piece). `dump` then copies a file of the image onto
+ * the host, and a line starting with `!` runs a shell command. Each such
+ * string is refused by name before anything is staged or built.
+ */
+describe.skipIf(!requireTool('umoci'))('untrusted strings never reach the debugfs script', () => {
+  let work: string;
+  let layout: string;
+  let store: string;
+  let canaries: string;
+  const canary = (tag: string) => path.join(canaries, tag);
+
+  /** A layer whose one evil string, once in a debugfs line, puts the command at byte `at` of its line (where debugfs cuts). */
+  const cutAt = (prefix: string, cmd: string, len: number) => {
+    const head = 'a'.repeat(8191 - prefix.length);
+    return (head + cmd).padEnd(len, 'a');
+  };
+
+  beforeAll(() => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-oci-debugfs-'));
+    layout = path.join(work, 'oci');
+    store = path.join(work, 'store');
+    canaries = path.join(work, 'canaries');
+    fs.mkdirSync(canaries);
+    const base: Entry[] = [{ type: 'dir', name: 'etc/' }, { type: 'file', name: 'etc/os-release', data: 'ID=payload\n' }];
+    ociImage(layout, 'good', [base], work);
+    ociImage(layout, 'target-dump', [base, [{ type: 'symlink', name: 'evil', target: `x\ndump /etc/os-release ${canary('target-dump')}\n#` }]], work);
+    ociImage(layout, 'target-shell', [base, [{ type: 'symlink', name: 'evil', target: `x\n!touch ${canary('target-shell')}\n#` }]], work);
+    // debugfs cuts at 8,191 bytes: `symlink "/evil" "` then the target, whose byte 8174 starts the next "line".
+    ociImage(layout, 'target-long', [base, [{ type: 'symlink', name: 'evil', target: cutAt('symlink "/evil" "', '!touch $STRATA_TEST_CANARY #', 9000) }]], work);
+    // A file's `sif "/NAME" mode ...` lines are cut the same way.
+    ociImage(layout, 'name-long', [base, [{ type: 'file', name: cutAt('sif "/', '!touch $STRATA_TEST_CANARY #', 9000), data: 'x' }]], work);
+    ociImage(layout, 'xattr-key', [base, [{ type: 'file', name: 'f', data: 'x', xattrs: { [`user.x\ndump /etc/os-release ${canary('xattr-key')}\n#`]: Buffer.from('v') } }]], work);
+    ociImage(layout, 'name-newline', [base, [{ type: 'file', name: `f\n!touch ${canary('name-newline')}\n#`, data: 'x' }]], work);
+    strataOk(store, ['import', `oci:${layout}:good`, 'good']);
+  });
+  afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+  const ls = () => strataOk(store, ['--json', 'ls']).stdout;
+
+  it.each([
+    ['a symlink target with a newline and a dump command', 'target-dump', /layer 2 of 2 \(sha256:[0-9a-f]{64}\): entry "evil" has a control character \(U\+000A\) in its symlink target; nothing imported$/],
+    ['a symlink target with a newline and a shell escape', 'target-shell', /entry "evil" has a control character \(U\+000A\) in its symlink target; nothing imported$/],
+    ['a 9,000-byte symlink target with a shell escape where debugfs cuts', 'target-long', /entry "evil" has a symlink target of 9000 bytes, more than ext4's 4095; nothing imported$/],
+    ['a 9,000-byte name with a shell escape where debugfs cuts', 'name-long', /entry "a{40}[^"]*" has a name component of 9000 bytes, more than ext4's 255; nothing imported$/],
+    ['an xattr key with a newline and a dump command', 'xattr-key', /entry "f" has a control character \(U\+000A\) in its xattr name "user\.x\\ndump .*"; nothing imported$/],
+    ['a name with a newline and a shell escape', 'name-newline', /entry "f\\n!touch .*" has a control character \(U\+000A\) in its name; nothing imported$/],
+  ])('%s is refused by name, and runs nothing', (_what, tag, message) => {
+    const before = ls();
+    const r = strata(store, ['import', `oci:${layout}:${tag}`, tag], { env: { STRATA_TEST_CANARY: canary(tag) } });
+    expect(fs.existsSync(canary(tag))).toBe(false);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr.trim()).toMatch(message);
+    expect(r.status).toBe(2);
+    expect(ls()).toEqual(before);
+  });
+});

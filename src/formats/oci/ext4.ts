@@ -29,6 +29,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError, unsupported } from '../../errors.js';
+import { DebugfsScript, fsPath, staged, value, word } from './debugfs-script.js';
 import { bytesText } from '../../units.js';
 import type { Inode, Op, TreeUsage } from './tree.js';
 
@@ -68,8 +69,8 @@ export function fsSizeFor(u: TreeUsage, below = 0): number {
 /** The size the tree needs at the least, to tell a user why a --size is too small. */
 export const minimumSize = (u: TreeUsage): number => Math.ceil((u.dataBytes * 1.1 + 24 * MiB) / MiB) * MiB;
 
-function run(tool: string, args: string[], p: Ext4Params, what: string): string {
-  const r = spawnSync(tool, args, { env: { ...process.env, PATH: TOOL_PATH, E2FSPROGS_FAKE_TIME: String(p.time), LC_ALL: 'C' }, encoding: 'utf8', maxBuffer: 64 * MiB, stdio: ['ignore', 'ignore', 'pipe'] });
+function run(tool: string, args: string[], p: Ext4Params, what: string, cwd?: string): string {
+  const r = spawnSync(tool, args, { cwd, env: { ...process.env, PATH: TOOL_PATH, E2FSPROGS_FAKE_TIME: String(p.time), LC_ALL: 'C' }, encoding: 'utf8', maxBuffer: 64 * MiB, stdio: ['ignore', 'ignore', 'pipe'] });
   if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
     throw unsupported(`${tool} is not installed: container images are written as ext4 by e2fsprogs (apt-get install e2fsprogs)`, { tool });
   }
@@ -102,73 +103,88 @@ export function growExt4(file: string, size: number, p: Ext4Params): void {
   run('resize2fs', [file, `${size / 1024}K`], p, `growing the file system to ${bytesText(size)}`);
 }
 
-/** debugfs quotes: double quotes, with "" for a quote inside. */
-const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
-const abs = (p: string) => q(`/${p}`);
-
 const TYPE_BITS: Record<Inode['kind'], number> = { file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000 };
 
 /** debugfs takes times as @SECONDS; ext4 keeps 34 bits of them. */
-const time = (t: number) => `@${Math.max(0, Math.min(Math.floor(t), 2 ** 34 - 1))}`;
+const time = (t: number) => word(`@${Math.max(0, Math.min(Math.floor(t), 2 ** 34 - 1))}`);
 
-/** The debugfs script for `ops`; xattr values are written to files in `scratch` (debugfs reads binary values from a file). */
+/**
+ * The debugfs script for `ops`, built through debugfs-script.ts (which
+ * checks every line). Staged file contents and xattr values are files in
+ * `scratch`, where debugfs runs, named relative to it; xattr values are
+ * written there now (debugfs reads binary values from a file).
+ */
 export function debugfsScript(ops: readonly Op[], scratch: string): string {
-  const lines: string[] = [];
+  const s = new DebugfsScript();
   let xa = 0;
   for (const o of ops) {
     switch (o.op) {
       case 'remove':
-        lines.push(`${o.dir ? 'rmdir' : 'rm'} ${abs(o.path)}`);
+        s.add(o.path, o.dir ? 'rmdir' : 'rm', fsPath(o.path));
         break;
       case 'link':
-        lines.push(`ln ${abs(o.target)} ${abs(o.path)}`);
+        s.add(o.path, 'ln', fsPath(o.target), fsPath(o.path));
         break;
       case 'nlink':
-        lines.push(`sif ${abs(o.path)} links_count ${o.count}`);
+        s.add(o.path, 'sif', fsPath(o.path), word('links_count'), word(o.count));
         break;
       case 'create': {
         const n = o.inode;
         const dir = o.path.includes('/') ? o.path.slice(0, o.path.lastIndexOf('/')) : '';
         const base = o.path.slice(o.path.lastIndexOf('/') + 1);
-        if (n.kind === 'dir') lines.push(`mkdir ${abs(o.path)}`);
-        else if (n.kind === 'symlink') lines.push(`symlink ${abs(o.path)} ${q(n.target)}`);
+        if (n.kind === 'dir') s.add(o.path, 'mkdir', fsPath(o.path));
+        else if (n.kind === 'symlink') s.add(o.path, 'symlink', fsPath(o.path), value(n.target));
         else if (n.kind === 'file') {
           if (n.content === undefined) throw new StrataError('E_INTERNAL', `no staged content for /${o.path}`);
-          lines.push(`write ${q(n.content)} ${abs(o.path)}`);
+          s.add(o.path, 'write', staged(n.content, scratch), fsPath(o.path));
         } else {
           // mknod makes its name in the current directory, whatever the name holds; and mkdir and
           // write take "/a/b" as relative to it, so the script goes back to the root at once.
-          lines.push(`cd ${abs(dir)}`, n.kind === 'fifo' ? `mknod ${q(base)} p` : `mknod ${q(base)} ${n.kind === 'char' ? 'c' : 'b'} ${n.major} ${n.minor}`, 'cd "/"');
+          s.add(o.path, 'cd', fsPath(dir));
+          if (n.kind === 'fifo') s.add(o.path, 'mknod', value(base), word('p'));
+          else s.add(o.path, 'mknod', value(base), word(n.kind === 'char' ? 'c' : 'b'), word(n.major), word(n.minor));
+          s.add(o.path, 'cd', fsPath(''));
         }
         break;
       }
       case 'attrs': {
         const n = o.inode;
-        const at = o.path === '' ? '"/"' : abs(o.path);
-        lines.push(
-          `sif ${at} mode 0${(TYPE_BITS[n.kind] | n.mode).toString(8)}`,
-          `sif ${at} uid ${n.uid}`,
-          `sif ${at} gid ${n.gid}`,
-          `sif ${at} mtime ${time(n.mtime)}`,
-          `sif ${at} atime ${time(n.mtime)}`,
-          `sif ${at} ctime ${time(n.mtime)}`,
-        );
-        for (const k of o.dropXattrs) lines.push(`ea_rm ${at} ${q(k)}`);
+        const at = fsPath(o.path);
+        s.add(o.path, 'sif', at, word('mode'), word(`0${(TYPE_BITS[n.kind] | n.mode).toString(8)}`))
+          .add(o.path, 'sif', at, word('uid'), word(n.uid))
+          .add(o.path, 'sif', at, word('gid'), word(n.gid))
+          .add(o.path, 'sif', at, word('mtime'), time(n.mtime))
+          .add(o.path, 'sif', at, word('atime'), time(n.mtime))
+          .add(o.path, 'sif', at, word('ctime'), time(n.mtime));
+        // ea_rm takes no options; ea_set reads them anywhere before a `--` (a name "-f/etc/shadow" would read a host file).
+        for (const k of o.dropXattrs) s.add(o.path, 'ea_rm', at, value(k));
         for (const [k, v] of n.xattrs) {
           const f = path.join(scratch, `xattr-${xa++}`);
           fs.writeFileSync(f, v);
-          lines.push(`ea_set -f ${q(f)} ${at} ${q(k)}`);
+          s.add(o.path, 'ea_set', word('-f'), staged(f, scratch), '--', at, value(k));
         }
         break;
       }
     }
   }
-  return lines.join('\n') + '\n';
+  return s.text();
 }
 
 /** Runs a debugfs script (from debugfsScript) on the file system in `file`. */
 export function runDebugfs(file: string, script: string, p: Ext4Params, scratch: string, what: string): void {
-  const f = path.join(scratch, 'debugfs.script');
+  const f = path.resolve(scratch, 'debugfs.script');
   fs.writeFileSync(f, script);
-  run('debugfs', ['-w', '-f', f, file], p, what);
+  logScript(script);
+  // In the scratch directory: the staged files the script names are relative to it, and nothing else is.
+  run('debugfs', ['-w', '-f', f, path.resolve(file)], p, what, scratch);
+}
+
+/**
+ * With STRATA_DEBUGFS_SCRIPT_LOG=DIR, a copy of every script goes to DIR:
+ * the test suite checks each line of every script it made strata write.
+ */
+function logScript(script: string): void {
+  const dir = process.env.STRATA_DEBUGFS_SCRIPT_LOG;
+  if (!dir) return;
+  fs.writeFileSync(path.join(dir, `${process.pid}-${crypto.randomBytes(6).toString('hex')}.debugfs`), script);
 }

@@ -13,7 +13,8 @@
  * checked against its digest and every layer parsed and applied to the tree
  * model (where escapes are refused) before the store is touched. Then each
  * new layer's file system is built (ext4.ts) and imported over the one
- * below, and NAME last.
+ * below, and NAME last. What is staged on the way is bounded by the room in
+ * the staging directory (staging.ts), not only by --max-size.
  *
  * Beside other processes: two imports sharing a base may run at once. Both
  * build the base (the same bytes: ext4.ts is deterministic); the first to
@@ -38,6 +39,7 @@ import { debugfsScript, ext4Params, fsSizeFor, growExt4, makeExt4, minimumSize, 
 import { openOciLayout } from './layout.js';
 import { readLayer, verifyBlob } from './layer.js';
 import { readError, type ContainerImage, type ContainerRef } from './source.js';
+import { StagingSpace } from './staging.js';
 import type { TarHeader } from './tar.js';
 import { FileTree, type LayerEntry } from './tree.js';
 
@@ -105,6 +107,8 @@ interface PlannedLayer {
   chain: Digest;
   name: string;
   fsBytes: number;
+  /** Bytes of file content this layer staged: about what building it writes into its file system. */
+  stagedBytes: number;
   time: number;
   script?: string;
   source: OciLayerSource;
@@ -129,6 +133,7 @@ export async function importContainer(store: Store, ref: ContainerRef, name: str
   const total = img.layers.reduce((n, l) => n + (l.size ?? 0), 0) * 2 || 1;
   let done = 0;
   const tmp = fs.mkdtempSync(path.join(opts.tmpdir ?? os.tmpdir(), 'strata-oci-'));
+  const space = new StagingSpace(tmp);
   const made: string[] = [];
   try {
     // 1. Check and parse everything; nothing is written to the store.
@@ -144,6 +149,7 @@ export async function importContainer(store: Store, ref: ContainerRef, name: str
       const build = i >= reused;
       const entries: LayerEntry[] = [];
       let fd = -1;
+      let stagedBytes = 0;
       const sink = {
         entry: (h: TarHeader) => {
           if (fd >= 0) fs.closeSync(fd);
@@ -156,7 +162,9 @@ export async function importContainer(store: Store, ref: ContainerRef, name: str
           entries.push(e);
         },
         body: (chunk: Buffer) => {
-          if (fd >= 0) fs.writeSync(fd, chunk);
+          if (fd < 0) return;
+          space.write(fd, chunk, what);
+          stagedBytes += chunk.length;
         },
       };
       try {
@@ -177,6 +185,7 @@ export async function importContainer(store: Store, ref: ContainerRef, name: str
         chain: chains[i],
         name: names[i],
         fsBytes,
+        stagedBytes,
         time: tree.maxMtime,
         script: build ? debugfsScript(ops, tmp) : undefined,
         source: { format: 'oci-layer', chainId: chains[i], diffId: l.diffId, digest: l.digest, mediaType: l.mediaType, layer: i + 1, fsBytes },
@@ -195,6 +204,8 @@ export async function importContainer(store: Store, ref: ContainerRef, name: str
     for (const p of planned.slice(reused)) {
       const what = `layer ${p.index + 1} of ${planned.length}`;
       const params = ext4Params(`${p.chain} ${p.fsBytes}`, p.time);
+      // The layer's files go into the file system, and mke2fs or resize2fs write inode tables (1/16 of what they add).
+      space.take(p.stagedBytes + Math.max(0, p.fsBytes - current) / 16, `building ${what}`);
       if (current === 0) makeExt4(work, p.fsBytes, params);
       else if (p.fsBytes > current) growExt4(work, p.fsBytes, params);
       current = p.fsBytes;

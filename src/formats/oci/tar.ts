@@ -86,6 +86,24 @@ export function paxRecords(buf: Buffer): Map<string, Buffer> {
   return out;
 }
 
+/** Owners are 32-bit in ext4 (and Linux). */
+const ID_MAX = 0xffffffff;
+
+/**
+ * A PAX numeric record: a decimal integer, or for mtime a decimal with an
+ * optional sign and fraction (dropped). Anything else (1e9, 0x10, 1.5 bytes,
+ * -1) is refused: the size decides where the next header is.
+ */
+export function paxNumber(key: 'size' | 'uid' | 'gid' | 'mtime', text: string): number {
+  const ok = key === 'mtime' ? /^-?\d{1,15}(\.\d*)?$/.test(text) : /^\d{1,16}$/.test(text);
+  const n = Number(text);
+  if (!ok || !Number.isSafeInteger(Math.floor(n))) throw corrupt(`PAX record ${key} is not a ${key === 'mtime' ? 'time' : 'whole number'}: ${JSON.stringify(text.slice(0, 40))}`);
+  return Math.floor(n);
+}
+
+/** PAX global records outlive their header, for every later entry: a layer has no use for more than this. */
+const GLOBAL_MAX = 1 << 20;
+
 type State = { at: 'header' } | { at: 'body'; left: number; pad: number; meta?: 'pax' | 'global' | 'longname' | 'longlink'; acc?: Buffer[] } | { at: 'end' };
 
 export class TarParser {
@@ -164,12 +182,9 @@ export class TarParser {
     if (rec.has('path')) name = rec.get('path')!.toString('utf8');
     if (rec.has('linkpath')) linkname = rec.get('linkpath')!.toString('utf8');
     if ([...rec.keys()].some((k) => k.startsWith('GNU.sparse'))) throw unsupported('the layer holds a PAX sparse file, which strata does not apply');
-    const num = (key: string, fallback: number) => {
+    const num = (key: 'size' | 'uid' | 'gid' | 'mtime', fallback: number) => {
       const v = rec.get(key);
-      if (v === undefined) return fallback;
-      const n = Number(v.toString('ascii'));
-      if (!Number.isFinite(n)) throw corrupt(`PAX record ${key} is not a number`);
-      return key === 'mtime' ? Math.floor(n) : n;
+      return v === undefined ? fallback : paxNumber(key, v.toString('latin1'));
     };
     const xattrs = new Map<string, Buffer>();
     for (const [k, v] of rec) if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice('SCHILY.xattr.'.length), v);
@@ -186,6 +201,7 @@ export class TarParser {
       devminor: number(b, 337, 8, 'devminor'),
       xattrs,
     };
+    if (h.uid > ID_MAX || h.gid > ID_MAX) throw corrupt(`tar entry ${JSON.stringify(name.slice(0, 100))} has owner ${h.uid}:${h.gid}, beyond 32 bits`);
     // Only regular files carry a body; a hard link's size field is ignored, as tar(1) does.
     const body = type === 'file' ? h.size : 0;
     if (type !== 'file') h.size = 0;
@@ -197,6 +213,11 @@ export class TarParser {
     if (kind === 'longname') this.longname = cstring(data, 0, data.length);
     else if (kind === 'longlink') this.longlink = cstring(data, 0, data.length);
     else if (kind === 'pax') this.pax = paxRecords(data);
-    else for (const [k, v] of paxRecords(data)) this.global.set(k, v);
+    else {
+      for (const [k, v] of paxRecords(data)) this.global.set(k, v);
+      let bytes = 0;
+      for (const [k, v] of this.global) bytes += k.length + v.length;
+      if (bytes > GLOBAL_MAX) throw unsupported(`the layer's PAX global headers hold ${bytes} bytes of records, more than ${GLOBAL_MAX}`);
+    }
   }
 }

@@ -10,11 +10,13 @@
  * keeps its contents), and parents missing from the archive are made.
  *
  * Hostile archives are refused here, before anything is written anywhere:
+ * names, link targets and xattr names that no file system holds (names.ts),
  * absolute names, names with `..`, entries (or hard-link targets) reached
  * through a symlink (the "symlink then write through it" escape), hard
  * links to directories or to nothing.
  */
-import { badInput, unsupported } from '../../errors.js';
+import { badInput } from '../../errors.js';
+import { checkEntryStrings, shown } from './names.js';
 import type { TarEntryType, TarHeader } from './tar.js';
 
 export type NodeKind = Exclude<TarEntryType, 'hardlink'>;
@@ -73,10 +75,9 @@ const join = (dir: TreePath, name: string): TreePath => (dir === '' ? name : `${
 
 /** An archive name as a tree path, refusing any that could land outside the root. */
 export function cleanPath(name: string, what: string): TreePath {
-  if (name.startsWith('/')) throw badInput(`${what}: entry ${JSON.stringify(name)} has an absolute path; nothing imported`, { entry: name });
-  if (/[\n\r]/.test(name)) throw unsupported(`${what}: entry ${JSON.stringify(name)} has a line break in its name, which the ext4 writer (debugfs) cannot take`, { entry: name });
+  if (name.startsWith('/')) throw badInput(`${what}: entry ${shown(name)} has an absolute path; nothing imported`, { entry: name });
   const parts = name.split('/').filter((c) => c !== '' && c !== '.');
-  if (parts.includes('..')) throw badInput(`${what}: entry ${JSON.stringify(name)} escapes the root with ".."; nothing imported`, { entry: name });
+  if (parts.includes('..')) throw badInput(`${what}: entry ${shown(name)} escapes the root with ".."; nothing imported`, { entry: name });
   return parts.join('/');
 }
 
@@ -150,8 +151,8 @@ export class FileTree {
     for (const d of chain) {
       const n = this.nodes.get(d);
       if (n === undefined) return;
-      if (n.kind === 'symlink') throw badInput(`${what}: entry ${JSON.stringify(entry)} goes through the symlink ${d} (-> ${n.target}); nothing imported`, { entry, symlink: d });
-      if (n.kind !== 'dir') throw badInput(`${what}: entry ${JSON.stringify(entry)} is under ${d}, which is not a directory; nothing imported`, { entry, parent: d });
+      if (n.kind === 'symlink') throw badInput(`${what}: entry ${shown(entry)} goes through the symlink ${d} (-> ${n.target}); nothing imported`, { entry, symlink: d });
+      if (n.kind !== 'dir') throw badInput(`${what}: entry ${shown(entry)} is under ${d}, which is not a directory; nothing imported`, { entry, parent: d });
     }
   }
 
@@ -195,6 +196,7 @@ export class FileTree {
     const ops: Op[] = [];
     const adds: { path: TreePath; e: LayerEntry }[] = [];
     for (const e of entries) {
+      checkEntryStrings(e.header, what);
       const p = cleanPath(e.header.name, what);
       const base = baseOf(p);
       if (base.startsWith(WH)) {
@@ -232,8 +234,8 @@ export class FileTree {
       const t = cleanPath(h.linkname, what);
       this.checkParents(t, what, h.linkname);
       const target = this.nodes.get(t);
-      if (target === undefined) throw badInput(`${what}: hard link ${JSON.stringify(h.name)} names ${JSON.stringify(h.linkname)}, which does not exist; nothing imported`, { entry: h.name });
-      if (target.kind === 'dir') throw badInput(`${what}: hard link ${JSON.stringify(h.name)} names the directory ${JSON.stringify(h.linkname)}; nothing imported`, { entry: h.name });
+      if (target === undefined) throw badInput(`${what}: hard link ${shown(h.name)} names ${shown(h.linkname)}, which does not exist; nothing imported`, { entry: h.name });
+      if (target.kind === 'dir') throw badInput(`${what}: hard link ${shown(h.name)} names the directory ${shown(h.linkname)}; nothing imported`, { entry: h.name });
       if (t === p) return;
       this.removeTree(p, ops);
       this.ensureParents(p, ops);
@@ -242,7 +244,7 @@ export class FileTree {
       return;
     }
     const old = this.nodes.get(p);
-    if (p === '' && h.type !== 'dir') throw badInput(`${what}: entry ${JSON.stringify(h.name)} would replace the root directory with a ${h.type}; nothing imported`, { entry: h.name });
+    if (p === '' && h.type !== 'dir') throw badInput(`${what}: entry ${shown(h.name)} would replace the root directory with a ${h.type}; nothing imported`, { entry: h.name });
     if (old?.kind === 'dir' && h.type === 'dir') {
       // A directory over a directory: new metadata, same contents.
       const dropXattrs = [...old.xattrs.keys()].filter((k) => !h.xattrs.has(k));
