@@ -8,6 +8,13 @@
  * export's limiter while parsing continues (bounded by InflightLimit), and
  * replies go out in completion order, each tagged with its handle.
  *
+ * Memory: a request's payload (WRITE) or reply (READ) is reserved before
+ * it is taken on, on this connection's InflightLimit and then on the
+ * server's budget shared by all connections, and freed only once the socket
+ * has taken the reply. A client that does not read its replies therefore
+ * stops being read itself (TCP backpressure), and all such clients together
+ * hold no more than the server's budget.
+ *
  * What ends a connection: NBD_CMD_DISC (after in-flight requests are
  * answered), EOF, a bad request magic (we can no longer find request
  * boundaries), or a WRITE larger than maxPayload (answered with EINVAL first;
@@ -27,6 +34,9 @@ const MAX_INFLIGHT_REQUESTS = 256;
 
 export interface TransmissionConfig {
   maxPayload: number;
+  budget: InflightLimit;
+  /** For the log lines. */
+  connectionId: number;
   logger: Logger;
   isShuttingDown(): boolean;
 }
@@ -41,15 +51,21 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
   const limiter = session.export.limiter;
   const inflight = new InflightLimit(cfg.maxPayload, MAX_INFLIGHT_REQUESTS);
   const log = cfg.logger;
+  const budget = cfg.budget;
+  /** Frees what a request held, on this connection and in the server's budget. */
+  const release = (held: number) => {
+    inflight.done(held);
+    if (held > 0) budget.done(held);
+  };
 
   /** Sends the reply, then frees the request's memory once the socket has taken it. */
-  const send = (parts: Buffer[], held: number) => ch.write(parts, () => inflight.done(held));
+  const send = (parts: Buffer[], held: number) => ch.write(parts, () => release(held));
 
   const run = (req: Request, held: number) => {
     // The client is gone: nobody will see a reply, and requests it never got
     // an answer for carry no promise, so skip the work.
     if (ch.isClosed) {
-      inflight.done(held);
+      release(held);
       return;
     }
     if (cfg.isShuttingDown()) {
@@ -128,6 +144,26 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
     );
   };
 
+  /**
+   * Waits for `held` bytes of the server's budget; false if the client went
+   * away first (the bytes, once granted, go straight back).
+   */
+  const admitShared = (held: number): boolean | Promise<boolean> => {
+    const granted = budget.admit(held);
+    if (!granted) return true;
+    log.debug({ conn: cfg.connectionId, bytes: held }, 'request waits for the server-wide in-flight budget');
+    return new Promise((resolve) => {
+      const cancel = ch.onClose(() => {
+        void granted.then(() => budget.done(held));
+        resolve(false);
+      });
+      void granted.then(() => {
+        cancel();
+        resolve(true);
+      });
+    });
+  };
+
   try {
     while (!ch.isClosed && !cfg.isShuttingDown()) {
       const head = decodeRequestHeader(await ch.reader.read(REQUEST_HEADER_SIZE));
@@ -150,11 +186,15 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
       const held = head.type === CMD.WRITE || (head.type === CMD.READ && head.length <= cfg.maxPayload) ? head.length : 0;
       const admitted = inflight.admit(held);
       if (admitted) await admitted;
+      if (held > 0 && !(await admitShared(held))) {
+        inflight.done(held);
+        break;
+      }
       if (head.type === CMD.WRITE) {
         try {
           req.payload = await ch.reader.read(head.length);
         } catch (e) {
-          inflight.done(held); // admitted but never dispatched
+          release(held); // admitted but never dispatched
           throw e;
         }
       }
