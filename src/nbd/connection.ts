@@ -10,6 +10,7 @@ import { Channel } from './channel.js';
 import type { ExportRegistry } from './exports.js';
 import { negotiate, refuseHandshake, type Session } from './handshake.js';
 import type { InflightLimit } from './inflight.js';
+import type { StallWatch } from './stalls.js';
 import type { Logger } from '../log.js';
 import { isConnectionClosed } from './stream-reader.js';
 import { serveTransmission } from './transmission.js';
@@ -24,6 +25,7 @@ export interface ConnectionDeps {
   maxPayload: number;
   /** Request and reply bytes held in memory, shared by every connection of the server. */
   budget: InflightLimit;
+  stalls: StallWatch;
   tls: SecureContext | null;
   logger: Logger;
   isShuttingDown(): boolean;

@@ -15,6 +15,7 @@ import * as tls from 'node:tls';
 import { StrataError, badInput } from '../errors.js';
 import { Connection, refuseConnection } from './connection.js';
 import { InflightLimit } from './inflight.js';
+import { DEFAULT_STALL_MS, StallWatch } from './stalls.js';
 import { ExportRegistry, type ExportCatalog } from './exports.js';
 import { silentLogger, type Logger } from '../log.js';
 import { humanBytes } from '../units.js';
@@ -42,6 +43,8 @@ export interface NbdServerOptions {
    * read meanwhile. Default 128 MiB; at least maxPayload.
    */
   inflightLimit?: number;
+  /** A client holding part of that budget without progress this long, while others wait for it, is dropped. Default 60 s. */
+  stallMs?: number;
   logger?: Logger;
   /** When set, clients must NBD_OPT_STARTTLS before anything else. */
   tls?: { cert: Buffer; key: Buffer; ca?: Buffer };
@@ -95,7 +98,8 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   // One budget for all connections: a client that never reads its replies holds at most its
   // share of it, and the server's memory does not grow with the number of such clients.
   const budget = new InflightLimit(inflightLimit, Infinity);
-  const deps = { registry, maxPayload, budget, tls: secureContext, logger, isShuttingDown: () => shuttingDown };
+  const stalls = new StallWatch(budget, opts.stallMs ?? DEFAULT_STALL_MS, logger);
+  const deps = { registry, maxPayload, budget, stalls, tls: secureContext, logger, isShuttingDown: () => shuttingDown };
   let refusing = 0;
 
   const server = net.createServer((socket) => {
@@ -151,6 +155,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
       await all;
       clearTimeout(grace);
       await stopped;
+      stalls.stop();
       registry.closeAll();
       if (opts.socketPath) await unlink(opts.socketPath).catch(() => {});
       logger.info({ address }, 'nbd server closed');

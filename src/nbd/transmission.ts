@@ -23,6 +23,7 @@
 import type { Channel } from './channel.js';
 import { type CommandContext, type Request, dataBytes, errorReply, execute, validate } from './commands.js';
 import { InflightLimit } from './inflight.js';
+import type { StallWatch } from './stalls.js';
 import { errnoFor, messageFor } from './errno.js';
 import type { Logger } from '../log.js';
 import { CMD, NBD_ERRNO, REQUEST_HEADER_SIZE, REQUEST_MAGIC, decodeRequestHeader } from './protocol.js';
@@ -35,6 +36,8 @@ const MAX_INFLIGHT_REQUESTS = 256;
 export interface TransmissionConfig {
   maxPayload: number;
   budget: InflightLimit;
+  /** Drops this connection if it holds budget bytes without progress while others wait for them. */
+  stalls: StallWatch;
   /** For the log lines. */
   connectionId: number;
   logger: Logger;
@@ -52,10 +55,18 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
   const inflight = new InflightLimit(cfg.maxPayload, MAX_INFLIGHT_REQUESTS);
   const log = cfg.logger;
   const budget = cfg.budget;
+  /** Budget bytes this connection holds, and when it last made progress (a reply taken, bytes received). */
+  let sharedHeld = 0;
+  let lastProgress = performance.now();
+  const progress = () => (lastProgress = performance.now());
   /** Frees what a request held, on this connection and in the server's budget. */
   const release = (held: number) => {
     inflight.done(held);
-    if (held > 0) budget.done(held);
+    if (held > 0) {
+      budget.done(held);
+      sharedHeld -= held;
+      progress();
+    }
   };
 
   /** Sends the reply, then frees the request's memory once the socket has taken it. */
@@ -150,7 +161,10 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
    */
   const admitShared = (held: number): boolean | Promise<boolean> => {
     const granted = budget.admit(held);
-    if (!granted) return true;
+    if (!granted) {
+      sharedHeld += held;
+      return true;
+    }
     log.debug({ conn: cfg.connectionId, bytes: held }, 'request waits for the server-wide in-flight budget');
     return new Promise((resolve) => {
       const cancel = ch.onClose(() => {
@@ -159,10 +173,16 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
       });
       void granted.then(() => {
         cancel();
+        sharedHeld += held;
+        progress();
         resolve(true);
       });
     });
   };
+
+  const socket = ch.socket;
+  socket.on('data', progress);
+  const unwatch = cfg.stalls.watch({ id: cfg.connectionId, heldBytes: () => sharedHeld, lastProgress: () => lastProgress, drop: () => ch.destroy() });
 
   try {
     while (!ch.isClosed && !cfg.isShuttingDown()) {
@@ -209,5 +229,7 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
     // The caller releases the export after this returns; nothing may still
     // be queued to touch its device by then.
     await inflight.idle();
+    unwatch();
+    socket.off('data', progress);
   }
 }

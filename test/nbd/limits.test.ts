@@ -126,6 +126,40 @@ describe('the server-wide in-flight budget', () => {
     expect(r.data!.equals(Buffer.alloc(4096, 0x6b))).toBe(true);
   });
 
+  for (const how of ['never reads its reply', 'never sends the data of its WRITE'] as const) {
+    it(`a client that holds the budget and ${how} is dropped once it stalls while another waits`, async () => {
+      const MiB = 1 << 20;
+      const device = new MemoryDevice(8 * MiB);
+      device.bytes.fill(0x3c);
+      const warnings: [Record<string, unknown>, string][] = [];
+      const logger = { ...silentLogger, warn: (o: Record<string, unknown>, msg: string) => void warnings.push([o, msg]) };
+      scope.fx = await startFixture({ a: device }, { maxPayload: 4 * MiB, inflightLimit: 4 * MiB, stallMs: 100, logger });
+      const stuck = await RawClient.open(scope.fx.socketPath, 'a');
+      const polite = await RawClient.open(scope.fx.socketPath, 'a');
+      scope.clients.push(stuck, polite);
+      if (how === 'never reads its reply') {
+        stuck.request(CMD.READ, 0, 4 * MiB);
+        await new Promise<void>((resolve) => stuck.socket.once('data', () => resolve()));
+      } else {
+        // The header alone: 4 MiB announced, not a byte of it sent. Its reservation is made once
+        // the server has parsed the header, before it waits for the payload; a FLUSH behind it
+        // is never parsed, so a polite request is what shows the budget taken.
+        stuck.request(CMD.WRITE, 0, 4 * MiB);
+      }
+      const h = polite.request(CMD.READ, 4 * MiB, 4096);
+      const r = await polite.readReply(new Map([[h, 4096]]));
+      expect(r.error).toBe(0);
+      expect(r.data!.equals(Buffer.alloc(4096, 0x3c))).toBe(true);
+      // The server hung up on it: what it left unread ends in EOF.
+      stuck.reader.detach();
+      stuck.socket.resume();
+      expect(await stuck.waitClosed()).toBe(true);
+      expect(warnings).toEqual([
+        [{ conn: 1, heldBytes: 4 * MiB, stallMs: 100 }, 'client dropped: it held in-flight memory others wait for, and neither read its replies nor sent data'],
+      ]);
+    });
+  }
+
   it('refuses a budget smaller than the largest request', async () => {
     await expect(startFixture({ a: new MemoryDevice(1 << 20) }, { maxPayload: 1 << 20, inflightLimit: 1 << 19 })).rejects.toMatchObject({
       code: 'E_BAD_INPUT',
