@@ -17,7 +17,7 @@ import { serveTransmission } from './transmission.js';
 
 /** A client that has not finished the handshake by then is dropped. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
-/** A refused client gets this long to send its first option and hear why. */
+/** A refused client gets this long to hear why (in reply to its options) and go. */
 const REFUSAL_TIMEOUT_MS = 5_000;
 
 export interface ConnectionDeps {

@@ -84,6 +84,8 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   if (!Number.isInteger(inflightLimit) || inflightLimit < maxPayload) {
     throw badInput(`the in-flight limit (${humanBytes(inflightLimit)}) is below the largest request a client may send (${humanBytes(maxPayload)}): raise --inflight-limit`, { inflightLimit, maxPayload });
   }
+  const stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
+  if (!(stallMs > 0)) throw badInput('stallMs must be positive', { stallMs });
   for (const k of ['iopsLimit', 'bandwidthLimit'] as const) {
     const v = opts[k];
     if (v !== undefined && !(v > 0)) throw badInput(`${k} must be positive`, { [k]: v });
@@ -98,7 +100,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   // One budget for all connections: a client that never reads its replies holds at most its
   // share of it, and the server's memory does not grow with the number of such clients.
   const budget = new InflightLimit(inflightLimit, Infinity);
-  const stalls = new StallWatch(budget, opts.stallMs ?? DEFAULT_STALL_MS, logger);
+  const stalls = new StallWatch(budget, stallMs, logger);
   const deps = { registry, maxPayload, budget, stalls, tls: secureContext, logger, isShuttingDown: () => shuttingDown };
   let refusing = 0;
 
