@@ -95,6 +95,21 @@ describe('strata serve: server-wide limits', () => {
     },
   );
 
+  it.runIf(requireTool('qemu-img'))('--shared 1 serves one client and tells the second why; once the first is gone the next is served', async () => {
+    const store = tmpDir();
+    strataOk(store, ['create', 'disk', '--size', '1M']);
+    const srv = await startServe(store, ['disk'], { extraArgs: ['--shared', '1', '--log-level', 'debug'] });
+    const first = await RawClient.open(srv.socketPath, 'disk');
+    const refused = await run('qemu-img', ['info', srv.uri('disk')]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('server reported: too many clients: this server serves at most 1 at once (strata serve --shared); try again when one has disconnected');
+    first.close();
+    await until(srv, [], () => /"msg":"connection closed"/.test(srv.stderr));
+    const served = await run('qemu-img', ['info', '--output=json', srv.uri('disk')]);
+    expect(served.code).toBe(0);
+    expect(JSON.parse(served.stdout)['virtual-size']).toBe(1024 * 1024);
+  });
+
   it('refuses a --shared or --inflight-limit it cannot use, naming it', () => {
     const store = tmpDir();
     strataOk(store, ['init']);
