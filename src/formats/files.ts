@@ -46,6 +46,10 @@ export interface FileImportOptions extends ImportOptions {
   format?: string;
   /** qcow2: import the backing chain too, as layers sharing their blocks. */
   withBacking?: boolean;
+  /** With withBacking: directories besides the top file's whose files may be backing files (see qcow2/backing.ts). */
+  backingDirs?: readonly string[];
+  /** With withBacking: told the chain as imported, top first. */
+  onChain?: (chain: ImportedLink[]) => void;
   /** Names of the imported backing files: prefix + file name (default: file name). */
   namePrefix?: string;
   /** qcow2: import this internal snapshot (id or name) instead of the active state. */
@@ -54,6 +58,16 @@ export interface FileImportOptions extends ImportOptions {
   force?: boolean;
   /** Told about things worth a warning (a dirty qcow2 file). */
   warn?: (message: string) => void;
+}
+
+/** One file of a chain imported with --with-backing, and the image it is in the store. */
+export interface ImportedLink {
+  image: string;
+  /** The file read (symlinks resolved). */
+  file: string;
+  format: 'qcow2' | 'raw';
+  /** Imported before (the same file, unchanged, over the same parent), and shared rather than imported again. */
+  reused: boolean;
 }
 
 /**
@@ -164,18 +178,20 @@ export function importFile(store: Store, file: string, name: string, opts: FileI
   if (opts.parent !== undefined) throw badInput('--with-backing imports the backing chain as the parents; it does not go with --parent');
 
   // Bottom first: each file becomes a layer over the one below, sharing its blocks.
-  const chain = backingChain(file).reverse();
+  const chain = backingChain(file, { allowDirs: opts.backingDirs }).reverse();
   const names = chain.map((c, i) => (i === chain.length - 1 ? name : nameFromFile(c.path, opts.namePrefix ?? '')));
   const dup = names.find((n, i) => names.indexOf(n) !== i);
   if (dup) throw badInput(`two files of the chain would both be named ${dup}; use --name-prefix or rename the files`);
   let parent: ImageRecord | undefined;
   let rec: ImageRecord | undefined;
   const made: string[] = [];
+  const imported: ImportedLink[] = [];
   try {
     chain.forEach((c, i) => {
       const top = i === chain.length - 1;
       // A backing file already imported, unchanged, over the same parent is shared, not imported twice.
       const reuse = top ? undefined : importedFrom(store, c.path, parent?.id ?? null, names[i]);
+      imported.push({ image: reuse?.name ?? names[i], file: realTarget(c.path), format: c.format, reused: reuse !== undefined });
       if (reuse) {
         parent = rec = reuse;
         return;
@@ -199,6 +215,7 @@ export function importFile(store: Store, file: string, name: string, opts: FileI
     if (made.length > 0) removeImages(store, [made[0]], { recursive: true });
     throw e;
   }
+  opts.onChain?.(imported.reverse());
   return rec!;
 }
 

@@ -31,6 +31,17 @@ export class Channel {
     return this.closed || this.socket.destroyed;
   }
 
+  /** Calls `f` once the client's socket has closed (at once if it has); returns what cancels that. */
+  onClose(f: () => void): () => void {
+    if (this.isClosed) {
+      f();
+      return () => {};
+    }
+    const s = this.socket;
+    s.once('close', f);
+    return () => s.off('close', f);
+  }
+
   /**
    * Queues buffers as one message; `done` runs once they left our buffers (or
    * the socket died). Messages queued in one turn of the event loop go out

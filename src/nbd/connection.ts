@@ -8,17 +8,24 @@ import type { SecureContext } from 'node:tls';
 import { isStrataError } from '../errors.js';
 import { Channel } from './channel.js';
 import type { ExportRegistry } from './exports.js';
-import { negotiate, type Session } from './handshake.js';
+import { negotiate, refuseHandshake, type Session } from './handshake.js';
+import type { InflightLimit } from './inflight.js';
+import type { StallWatch } from './stalls.js';
 import type { Logger } from '../log.js';
 import { isConnectionClosed } from './stream-reader.js';
 import { serveTransmission } from './transmission.js';
 
 /** A client that has not finished the handshake by then is dropped. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
+/** A refused client gets this long to hear why (in reply to its options) and go. */
+const REFUSAL_TIMEOUT_MS = 5_000;
 
 export interface ConnectionDeps {
   registry: ExportRegistry;
   maxPayload: number;
+  /** Request and reply bytes held in memory, shared by every connection of the server. */
+  budget: InflightLimit;
+  stalls: StallWatch;
   tls: SecureContext | null;
   logger: Logger;
   isShuttingDown(): boolean;
@@ -58,7 +65,7 @@ export class Connection {
         return;
       }
       log.debug({ conn: this.id, export: session.export.name, structured: session.structuredReplies }, 'transmission started');
-      await serveTransmission(this.channel, session, this.deps);
+      await serveTransmission(this.channel, session, { ...this.deps, connectionId: this.id });
     } catch (e) {
       if (!isConnectionClosed(e)) {
         const level = isStrataError(e, 'E_PROTOCOL') ? 'warn' : 'error';
@@ -71,4 +78,23 @@ export class Connection {
       log.debug({ conn: this.id }, 'connection closed');
     }
   }
+}
+
+/**
+ * A connection the server will not serve: the client hears `message` in the
+ * handshake (see refuseHandshake), then the socket closes. Resolves once it
+ * has closed.
+ */
+export async function refuseConnection(socket: Socket, message: string): Promise<void> {
+  const ch = new Channel(socket);
+  const closed = new Promise<void>((resolve) => (ch.isClosed ? resolve() : socket.once('close', () => resolve())));
+  const timer = setTimeout(() => ch.destroy(), REFUSAL_TIMEOUT_MS);
+  try {
+    await refuseHandshake(ch, message);
+    ch.end();
+  } catch {
+    ch.destroy();
+  }
+  await closed;
+  clearTimeout(timer);
 }

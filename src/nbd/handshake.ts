@@ -187,6 +187,32 @@ export async function negotiate(ch: Channel, cfg: HandshakeConfig): Promise<Sess
   throw protocolError('too many options');
 }
 
+/** Options a refused client may send (each answered with the refusal) before it is dropped. */
+const MAX_REFUSED_OPTIONS = 16;
+
+/**
+ * The handshake of a connection the server will not serve (over its
+ * connection limit): every option is answered with NBD_REP_ERR_POLICY and
+ * `message`, which clients such as nbdinfo and qemu show their user when
+ * their NBD_OPT_GO gets it (libnbd first sends options it can do without).
+ * NBD_OPT_EXPORT_NAME cannot carry an error, so it only gets the hang-up.
+ * Returns when the client gives up; the caller closes the connection.
+ */
+export async function refuseHandshake(ch: Channel, message: string): Promise<void> {
+  ch.write(encodeServerGreeting(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES));
+  await ch.reader.read(4);
+  for (let n = 0; n < MAX_REFUSED_OPTIONS; n++) {
+    const head = decodeOptionHeader(await ch.reader.read(OPTION_HEADER_SIZE));
+    if (head.magic !== IHAVEOPT || head.option === OPT.EXPORT_NAME || head.length > MAX_OPTION_LENGTH) return;
+    await ch.reader.skip(head.length);
+    if (head.option === OPT.ABORT) {
+      ch.write(encodeOptionReply(head.option, REP.ACK));
+      return;
+    }
+    ch.write(encodeOptionReply(head.option, REP.ERR_POLICY, Buffer.from(message, 'utf8')));
+  }
+}
+
 type Reply = (type: number, payload?: Buffer) => void;
 type ErrorReply = (type: number, message: string) => void;
 

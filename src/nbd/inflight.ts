@@ -25,6 +25,16 @@ export class InflightLimit {
     return this.count;
   }
 
+  /** Bytes held by requests admitted and not yet done. */
+  get held(): number {
+    return this.bytes;
+  }
+
+  /** True while a request waits for admission. */
+  get waiting(): boolean {
+    return this.waiters.length > 0;
+  }
+
   /** Undefined when admitted now, else a promise resolving at admission. */
   admit(bytes: number): Promise<void> | undefined {
     if (this.waiters.length === 0 && this.fits(bytes)) {

@@ -13,9 +13,12 @@ import { dirname } from 'node:path';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { StrataError, badInput } from '../errors.js';
-import { Connection } from './connection.js';
+import { Connection, refuseConnection } from './connection.js';
+import { InflightLimit } from './inflight.js';
+import { DEFAULT_STALL_MS, StallWatch } from './stalls.js';
 import { ExportRegistry, type ExportCatalog } from './exports.js';
 import { silentLogger, type Logger } from '../log.js';
+import { humanBytes } from '../units.js';
 
 export type { ExportCatalog } from './exports.js';
 export type { Logger } from '../log.js';
@@ -32,6 +35,16 @@ export interface NbdServerOptions {
   bandwidthLimit?: number;
   /** Largest READ/WRITE accepted; default 32 MiB. */
   maxPayload?: number;
+  /** Clients served at once (qemu-nbd's --shared); more are refused in the handshake. Default 16; 0 for no limit. */
+  maxConnections?: number;
+  /**
+   * Bytes of WRITE payloads and READ replies held in memory at once, over all
+   * connections; a request that does not fit waits, and its connection is not
+   * read meanwhile. Default 128 MiB; at least maxPayload.
+   */
+  inflightLimit?: number;
+  /** A client holding part of that budget without progress this long, while others wait for it, is dropped. Default 60 s. */
+  stallMs?: number;
   logger?: Logger;
   /** When set, clients must NBD_OPT_STARTTLS before anything else. */
   tls?: { cert: Buffer; key: Buffer; ca?: Buffer };
@@ -48,6 +61,15 @@ export interface NbdServer {
 
 export const DEFAULT_PORT = 10809;
 export const DEFAULT_MAX_PAYLOAD = 32 * 1024 * 1024;
+/**
+ * qemu-nbd serves one client unless told --shared; a strata server exports a
+ * whole store, each VM holds a connection and nbdcopy opens four per side,
+ * so one would refuse ordinary use. Sixteen covers a host's few VMs and a
+ * copy; memory does not depend on it (DEFAULT_INFLIGHT_LIMIT bounds that).
+ */
+export const DEFAULT_MAX_CONNECTIONS = 16;
+/** Four maximum-size requests at once; 1 MiB requests at queue depth 16 on eight connections. */
+export const DEFAULT_INFLIGHT_LIMIT = 128 * 1024 * 1024;
 /** Graceful end of connections at close() before they are destroyed. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -56,6 +78,14 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   if (!Number.isInteger(maxPayload) || maxPayload < 4096 || maxPayload > 0x7fffffff) {
     throw badInput('maxPayload must be an integer between 4096 and 2^31-1', { maxPayload });
   }
+  const maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  if (!Number.isInteger(maxConnections) || maxConnections < 0) throw badInput('maxConnections must be a whole number (0 for no limit)', { maxConnections });
+  const inflightLimit = opts.inflightLimit ?? Math.max(DEFAULT_INFLIGHT_LIMIT, maxPayload);
+  if (!Number.isInteger(inflightLimit) || inflightLimit < maxPayload) {
+    throw badInput(`the in-flight limit (${humanBytes(inflightLimit)}) is below the largest request a client may send (${humanBytes(maxPayload)}): raise --inflight-limit`, { inflightLimit, maxPayload });
+  }
+  const stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
+  if (!(stallMs > 0)) throw badInput('stallMs must be positive', { stallMs });
   for (const k of ['iopsLimit', 'bandwidthLimit'] as const) {
     const v = opts[k];
     if (v !== undefined && !(v > 0)) throw badInput(`${k} must be positive`, { [k]: v });
@@ -67,11 +97,28 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   let shuttingDown = false;
   let nextId = 1;
   const connections = new Set<Connection>();
-  const deps = { registry, maxPayload, tls: secureContext, logger, isShuttingDown: () => shuttingDown };
+  // One budget for all connections: a client that never reads its replies holds at most its
+  // share of it, and the server's memory does not grow with the number of such clients.
+  const budget = new InflightLimit(inflightLimit, Infinity);
+  const stalls = new StallWatch(budget, stallMs, logger);
+  const deps = { registry, maxPayload, budget, stalls, tls: secureContext, logger, isShuttingDown: () => shuttingDown };
+  let refusing = 0;
 
   const server = net.createServer((socket) => {
     if (shuttingDown) {
       socket.destroy();
+      return;
+    }
+    if (maxConnections > 0 && connections.size >= maxConnections) {
+      logger.warn({ clients: connections.size, maxConnections }, 'connection refused: the server serves at most this many clients');
+      // Refusals are bounded too: past as many again, the socket is just closed.
+      if (refusing >= maxConnections) {
+        socket.destroy();
+        return;
+      }
+      refusing++;
+      const why = `too many clients: this server serves at most ${maxConnections} at once (strata serve --shared); try again when one has disconnected`;
+      void refuseConnection(socket, why).finally(() => refusing--);
       return;
     }
     const conn = new Connection(socket, nextId++, deps);
@@ -110,6 +157,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
       await all;
       clearTimeout(grace);
       await stopped;
+      stalls.stop();
       registry.closeAll();
       if (opts.socketPath) await unlink(opts.socketPath).catch(() => {});
       logger.info({ address }, 'nbd server closed');

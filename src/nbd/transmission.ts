@@ -8,6 +8,13 @@
  * export's limiter while parsing continues (bounded by InflightLimit), and
  * replies go out in completion order, each tagged with its handle.
  *
+ * Memory: a request's payload (WRITE) or reply (READ) is reserved before
+ * it is taken on, on this connection's InflightLimit and then on the
+ * server's budget shared by all connections, and freed only once the socket
+ * has taken the reply. A client that does not read its replies therefore
+ * stops being read itself (TCP backpressure), and all such clients together
+ * hold no more than the server's budget.
+ *
  * What ends a connection: NBD_CMD_DISC (after in-flight requests are
  * answered), EOF, a bad request magic (we can no longer find request
  * boundaries), or a WRITE larger than maxPayload (answered with EINVAL first;
@@ -16,6 +23,7 @@
 import type { Channel } from './channel.js';
 import { type CommandContext, type Request, dataBytes, errorReply, execute, validate } from './commands.js';
 import { InflightLimit } from './inflight.js';
+import type { StallWatch } from './stalls.js';
 import { errnoFor, messageFor } from './errno.js';
 import type { Logger } from '../log.js';
 import { CMD, NBD_ERRNO, REQUEST_HEADER_SIZE, REQUEST_MAGIC, decodeRequestHeader } from './protocol.js';
@@ -27,6 +35,11 @@ const MAX_INFLIGHT_REQUESTS = 256;
 
 export interface TransmissionConfig {
   maxPayload: number;
+  budget: InflightLimit;
+  /** Drops this connection if it holds budget bytes without progress while others wait for them. */
+  stalls: StallWatch;
+  /** For the log lines. */
+  connectionId: number;
   logger: Logger;
   isShuttingDown(): boolean;
 }
@@ -41,15 +54,29 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
   const limiter = session.export.limiter;
   const inflight = new InflightLimit(cfg.maxPayload, MAX_INFLIGHT_REQUESTS);
   const log = cfg.logger;
+  const budget = cfg.budget;
+  /** Budget bytes this connection holds, and when it last made progress (a reply taken, bytes received). */
+  let sharedHeld = 0;
+  let lastProgress = performance.now();
+  const progress = () => (lastProgress = performance.now());
+  /** Frees what a request held, on this connection and in the server's budget. */
+  const release = (held: number) => {
+    inflight.done(held);
+    if (held > 0) {
+      budget.done(held);
+      sharedHeld -= held;
+      progress();
+    }
+  };
 
   /** Sends the reply, then frees the request's memory once the socket has taken it. */
-  const send = (parts: Buffer[], held: number) => ch.write(parts, () => inflight.done(held));
+  const send = (parts: Buffer[], held: number) => ch.write(parts, () => release(held));
 
   const run = (req: Request, held: number) => {
     // The client is gone: nobody will see a reply, and requests it never got
     // an answer for carry no promise, so skip the work.
     if (ch.isClosed) {
-      inflight.done(held);
+      release(held);
       return;
     }
     if (cfg.isShuttingDown()) {
@@ -128,6 +155,35 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
     );
   };
 
+  /**
+   * Waits for `held` bytes of the server's budget; false if the client went
+   * away first (the bytes, once granted, go straight back).
+   */
+  const admitShared = (held: number): boolean | Promise<boolean> => {
+    const granted = budget.admit(held);
+    if (!granted) {
+      sharedHeld += held;
+      return true;
+    }
+    log.debug({ conn: cfg.connectionId, bytes: held }, 'request waits for the server-wide in-flight budget');
+    return new Promise((resolve) => {
+      const cancel = ch.onClose(() => {
+        void granted.then(() => budget.done(held));
+        resolve(false);
+      });
+      void granted.then(() => {
+        cancel();
+        sharedHeld += held;
+        progress();
+        resolve(true);
+      });
+    });
+  };
+
+  const socket = ch.socket;
+  socket.on('data', progress);
+  const unwatch = cfg.stalls.watch({ id: cfg.connectionId, heldBytes: () => sharedHeld, lastProgress: () => lastProgress, drop: () => ch.destroy() });
+
   try {
     while (!ch.isClosed && !cfg.isShuttingDown()) {
       const head = decodeRequestHeader(await ch.reader.read(REQUEST_HEADER_SIZE));
@@ -150,11 +206,15 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
       const held = head.type === CMD.WRITE || (head.type === CMD.READ && head.length <= cfg.maxPayload) ? head.length : 0;
       const admitted = inflight.admit(held);
       if (admitted) await admitted;
+      if (held > 0 && !(await admitShared(held))) {
+        inflight.done(held);
+        break;
+      }
       if (head.type === CMD.WRITE) {
         try {
           req.payload = await ch.reader.read(head.length);
         } catch (e) {
-          inflight.done(held); // admitted but never dispatched
+          release(held); // admitted but never dispatched
           throw e;
         }
       }
@@ -169,5 +229,7 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
     // The caller releases the export after this returns; nothing may still
     // be queued to touch its device by then.
     await inflight.idle();
+    unwatch();
+    socket.off('data', progress);
   }
 }

@@ -24,6 +24,8 @@ export interface Served {
   /** Everything the server wrote so far. */
   readonly stdout: string;
   readonly stderr: string;
+  /** Calls `listener` after each chunk the server writes to stderr (to wait for a log line without polling). */
+  onStderr(listener: () => void): void;
   /** nbd URI of one export, for qemu and libnbd tools. */
   uri(name: string): string;
   /** Resolves when the process has exited. */
@@ -71,6 +73,7 @@ export async function startServe(
   dirs.add(dir);
   const socketPath = join(dir, 'nbd.sock');
   const command = opts.command ?? 'serve';
+  const stderrListeners: (() => void)[] = [];
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), STRATA_BIN, '--store', store, command, ...names, ...(opts.listenArgs ?? ['--socket', socketPath]), ...(opts.extraArgs ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: opts.env ? { ...process.env, ...opts.env } : undefined,
@@ -79,7 +82,10 @@ export async function startServe(
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+    for (const f of stderrListeners) f();
+  });
   const exited = new Promise<Exit>((resolve) =>
     child.once('exit', (code, signal) => {
       live.delete(child);
@@ -130,6 +136,7 @@ export async function startServe(
     get stderr() {
       return stderr;
     },
+    onStderr: (listener) => void stderrListeners.push(listener),
     uri: (name) => `nbd+unix:///${name}?socket=${socketPath}`,
     exited,
     stop(signal = 'SIGINT', timeoutMs = 10_000) {

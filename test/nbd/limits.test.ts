@@ -8,6 +8,7 @@ import { CMD } from '../../src/nbd/protocol.js';
 import { MemoryDevice } from '../helpers/memory-device.js';
 import { fixtureScope, startFixture } from '../helpers/nbd-fixture.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
+import { silentLogger } from '../../src/log.js';
 
 describe('TokenBucket', () => {
   it('allows one second of burst, then refills at the rate', () => {
@@ -96,5 +97,73 @@ describe('rate limits end to end', () => {
     const ms = await burst(a, 64, 64 * 1024);
     expect(ms).toBeGreaterThan(800);
     expect(ms).toBeLessThan(5000);
+  });
+});
+
+describe('the server-wide in-flight budget', () => {
+  it('a request waits while a client that never reads holds the budget, and runs once that client is gone', async () => {
+    const MiB = 1 << 20;
+    const device = new MemoryDevice(8 * MiB);
+    device.bytes.fill(0x6b);
+    const waits: Record<string, unknown>[] = [];
+    let onWait = () => {};
+    const logger = { ...silentLogger, debug: (o: Record<string, unknown>, msg: string) => msg.includes('in-flight budget') && (waits.push(o), onWait()) };
+    scope.fx = await startFixture({ a: device }, { maxPayload: 4 * MiB, inflightLimit: 4 * MiB, logger });
+    const stuck = await RawClient.open(scope.fx.socketPath, 'a');
+    const polite = await RawClient.open(scope.fx.socketPath, 'a');
+    scope.clients.push(stuck, polite);
+    // 4 MiB is more than the socket buffers and the client's reader take: most of the reply stays with the server.
+    stuck.request(CMD.READ, 0, 4 * MiB);
+    await new Promise<void>((resolve) => stuck.socket.once('data', () => resolve()));
+    const waited = new Promise<void>((resolve) => (onWait = resolve));
+    const h = polite.request(CMD.READ, 4 * MiB, 4096);
+    const reply = polite.readReply(new Map([[h, 4096]]));
+    expect(await Promise.race([waited.then(() => 'waits'), reply.then(() => 'answered')])).toBe('waits');
+    expect(waits).toEqual([{ conn: 2, bytes: 4096 }]);
+    stuck.close();
+    const r = await reply;
+    expect(r.error).toBe(0);
+    expect(r.data!.equals(Buffer.alloc(4096, 0x6b))).toBe(true);
+  });
+
+  for (const how of ['never reads its reply', 'never sends the data of its WRITE'] as const) {
+    it(`a client that holds the budget and ${how} is dropped once it stalls while another waits`, async () => {
+      const MiB = 1 << 20;
+      const device = new MemoryDevice(8 * MiB);
+      device.bytes.fill(0x3c);
+      const warnings: [Record<string, unknown>, string][] = [];
+      const logger = { ...silentLogger, warn: (o: Record<string, unknown>, msg: string) => void warnings.push([o, msg]) };
+      scope.fx = await startFixture({ a: device }, { maxPayload: 4 * MiB, inflightLimit: 4 * MiB, stallMs: 100, logger });
+      const stuck = await RawClient.open(scope.fx.socketPath, 'a');
+      const polite = await RawClient.open(scope.fx.socketPath, 'a');
+      scope.clients.push(stuck, polite);
+      if (how === 'never reads its reply') {
+        stuck.request(CMD.READ, 0, 4 * MiB);
+        await new Promise<void>((resolve) => stuck.socket.once('data', () => resolve()));
+      } else {
+        // The header alone: 4 MiB announced, not a byte of it sent. Its reservation is made once
+        // the server has parsed the header, before it waits for the payload; a FLUSH behind it
+        // is never parsed, so a polite request is what shows the budget taken.
+        stuck.request(CMD.WRITE, 0, 4 * MiB);
+      }
+      const h = polite.request(CMD.READ, 4 * MiB, 4096);
+      const r = await polite.readReply(new Map([[h, 4096]]));
+      expect(r.error).toBe(0);
+      expect(r.data!.equals(Buffer.alloc(4096, 0x3c))).toBe(true);
+      // The server hung up on it: what it left unread ends in EOF.
+      stuck.reader.detach();
+      stuck.socket.resume();
+      expect(await stuck.waitClosed()).toBe(true);
+      expect(warnings).toEqual([
+        [{ conn: 1, heldBytes: 4 * MiB, stallMs: 100 }, 'client dropped: it held in-flight memory others wait for, and neither read its replies nor sent data'],
+      ]);
+    });
+  }
+
+  it('refuses a budget smaller than the largest request', async () => {
+    await expect(startFixture({ a: new MemoryDevice(1 << 20) }, { maxPayload: 1 << 20, inflightLimit: 1 << 19 })).rejects.toMatchObject({
+      code: 'E_BAD_INPUT',
+      message: 'the in-flight limit (512 KiB) is below the largest request a client may send (1 MiB): raise --inflight-limit',
+    });
   });
 });

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Command } from 'commander';
 import { parseCompression } from '../../store/codecs.js';
-import { listQcow2Snapshots } from '../../formats/files.js';
+import { listQcow2Snapshots, type ImportedLink } from '../../formats/files.js';
 import { importPath } from '../../formats/import-path.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
@@ -14,6 +14,7 @@ interface ImportFlags {
   format?: string;
   writable?: boolean;
   withBacking?: boolean;
+  backingDir?: string[];
   namePrefix?: string;
   snapshot?: string;
   listSnapshots?: boolean;
@@ -26,6 +27,18 @@ interface ImportFlags {
 }
 
 type Snapshots = { id: string; name: string; virtualSize: number; createdAt: string }[];
+/** With --with-backing, the files read, top first: what went into the store from where. */
+type Imported = ImageInfo & { files?: ImportedLink[] };
+
+/** The imported image's line, then with --with-backing one line per file of its chain. */
+export function renderImported(r: Imported): string {
+  const head = `imported ${r.name}: ${r.kind}, ${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.ownBytes)} in this layer${r.parent ? ` over ${r.parent}` : ''}\n`;
+  const files = r.files ?? [];
+  const w = Math.max(0, ...files.map((f) => f.image.length));
+  return head + files.map((f) => `  ${f.image.padEnd(w)}  ${f.file} (${f.format}${f.reused ? ', imported before' : ''})\n`).join('');
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export const importCommand = () =>
   new Command('import')
@@ -36,6 +49,7 @@ export const importCommand = () =>
     .option('-f, --format <format>', 'raw, qcow2, or vhd, vhdx, vmdk, vdi, qed, ... (default: detect by magic)')
     .option('--writable', 'make the new image a writable leaf instead of frozen')
     .option('--with-backing', "qcow2: import the file's backing chain too, as layers named after their files")
+    .option('--backing-dir <dir>', "with --with-backing: also follow backing files in or below this directory (repeatable; by default only the top file's directory)", collect)
     .option('--name-prefix <prefix>', 'with --with-backing: prefix for the backing layers\' names')
     .option('--snapshot <name>', "qcow2: import this internal snapshot's state instead of the active one")
     .option('--list-snapshots', "qcow2: list the file's internal snapshots and import nothing")
@@ -46,7 +60,7 @@ export const importCommand = () =>
     .option('--compress <codec>', "store new blocks compressed: zstd, zstd-LEVEL, lz4, lz4hc[-LEVEL] or none (default: the store's setting, see strata init --compress)")
     .option('--force', "qcow2 with --parent: import over a parent that was imported from another file than the overlay's backing file")
     .action(async (file: string, name: string | undefined, o: ImportFlags, cmd: Command) =>
-      runCommand<ImageInfo | Snapshots>(
+      runCommand<Imported | Snapshots>(
         cmd,
         async (ctx) => {
           if (o.listSnapshots) {
@@ -59,10 +73,20 @@ export const importCommand = () =>
           const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
           const bytes = (v: string | undefined, what: string) => (v === undefined ? undefined : parseBytes(v, what));
           const sizes = { dirtyLimit: bytes(o.dirtyLimit, 'dirty limit'), size: bytes(o.size, 'size'), maxSize: bytes(o.maxSize, 'max size') };
+          let files: ImportedLink[] | undefined;
+          const { backingDir, ...flags } = o;
           const rec = await longWork(ctx, `importing ${file === '-' ? 'stdin' : path.basename(file)}`, () => 'nothing imported', (onProgress) =>
-            importPath(store, file, name, { ...o, ...sizes, compress: o.compress === undefined ? undefined : parseCompression(o.compress), warn, onProgress }),
+            importPath(store, file, name, {
+              ...flags,
+              ...sizes,
+              backingDirs: backingDir,
+              compress: o.compress === undefined ? undefined : parseCompression(o.compress),
+              warn,
+              onProgress,
+              onChain: (c) => (files = c),
+            }),
           );
-          return describeImage(store, rec.name);
+          return { ...describeImage(store, rec.name), ...(files ? { files } : {}) };
         },
         (r) =>
           Array.isArray(r)
@@ -77,6 +101,6 @@ export const importCommand = () =>
                     ['date', 'DATE'],
                   ],
                 )
-            : `imported ${r.name}: ${r.kind}, ${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.ownBytes)} in this layer${r.parent ? ` over ${r.parent}` : ''}\n`,
+            : renderImported(r),
       ),
     );

@@ -16,6 +16,8 @@ interface ServeOptions {
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
+  shared?: string;
+  inflightLimit?: string;
 }
 
 /** The first line names the server's address (scripts match `^serving .* on (\S+)$`); then one line per export with its URI. */
@@ -35,6 +37,8 @@ export const serveCommand = () =>
     .option('--allow-remote', 'allow --listen on an address other than loopback')
     .option('--iops-limit <n>', 'per export: requests per second (token bucket, 1 s burst)')
     .option('--bandwidth-limit <bytes>', 'per export: bytes per second, e.g. 100M')
+    .option('-e, --shared <n>', 'serve at most this many clients at once, refusing more in the handshake (default 16; 0 for no limit)')
+    .option('--inflight-limit <bytes>', 'request and reply data held in memory over all clients; a client past it waits (default 128M)')
     .option('--tls-cert <file>', 'PEM certificate: require TLS (STARTTLS)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--tls-ca <file>', 'PEM CA bundle to verify client certificates')
@@ -49,6 +53,9 @@ export const serveCommand = () =>
           const iops = o.iopsLimit === undefined ? undefined : parseBytes(o.iopsLimit, 'iops limit');
           const bandwidth = o.bandwidthLimit === undefined ? undefined : parseBytes(o.bandwidthLimit, 'bandwidth limit');
           if (iops === 0 || bandwidth === 0) throw badInput(`--${iops === 0 ? 'iops' : 'bandwidth'}-limit must be above 0 (leave it out for no limit)`);
+          if (o.shared !== undefined && !/^\d+$/.test(o.shared)) throw badInput(`invalid --shared ${JSON.stringify(o.shared)}: expected a whole number of clients (0 for no limit)`);
+          const maxConnections = o.shared === undefined ? undefined : Number(o.shared);
+          const inflightLimit = o.inflightLimit === undefined ? undefined : parseBytes(o.inflightLimit, 'in-flight limit');
           if (o.tlsCa && !o.tlsCert) throw badInput('--tls-ca goes with --tls-cert and --tls-key');
           const tls = o.tlsCert && o.tlsKey ? (await import('../../nbd/tls-files.js')).readTlsFiles({ cert: o.tlsCert, key: o.tlsKey, ca: o.tlsCa }) : undefined;
 
@@ -79,6 +86,8 @@ export const serveCommand = () =>
               port: listen?.port,
               iopsLimit: iops,
               bandwidthLimit: bandwidth,
+              maxConnections,
+              inflightLimit,
               tls,
               logger: ctx.logger,
             });

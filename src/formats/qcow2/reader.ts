@@ -1,14 +1,13 @@
 /**
  * reader.ts: opening a qcow2 file read-only and reading guest data, plus the
- * info and backing-chain helpers built on the header parser.
+ * info helper built on the header parser (the backing chain is backing.ts).
  */
-import { closeSync, openSync, readSync, realpathSync, existsSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
-import { StrataError, badInput, corrupt, notFound, unsupported } from '../../errors.js';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { StrataError, badInput, corrupt } from '../../errors.js';
 import { appendExtent, type Extent, type ExtentKind } from '../../image/device.js';
 import { decompressCluster } from './compress.js';
 import { ImageFile, hex } from './file.js';
-import { MAX_BACKING_NAME, Qcow2Header, isQcow2Magic, parseHeader } from './header.js';
+import { Qcow2Header, isQcow2Magic, parseHeader } from './header.js';
 import { findSnapshot, parseSnapshots, Qcow2Snapshot } from './snapshots.js';
 import { ClusterMap, L2Cache, Mapper, loadL1, newClusterMap } from './tables.js';
 
@@ -273,55 +272,5 @@ class Reader implements Qcow2Reader {
       this.closed = true;
       this.file.close();
     }
-  }
-}
-
-const MAX_CHAIN = 256;
-
-/**
- * The backing chain named by `path`, top first (the image itself is element 0).
- * Relative backing names resolve against the folder of the image naming them.
- * The format of each backing file must be declared in the header naming it:
- * strata never probes the format of a file the user did not name (a guest
- * could write a qcow2 header into a raw disk to reach host files). A raw
- * backing file ends the chain.
- */
-export function backingChain(path: string): { path: string; format: 'qcow2' | 'raw' }[] {
-  const top = resolve(path);
-  const chain: { path: string; format: 'qcow2' | 'raw' }[] = [{ path: top, format: 'qcow2' }];
-  const seen = new Set<string>();
-  let cur = top;
-  for (;;) {
-    try {
-      seen.add(realpathSync(cur));
-    } catch (e) {
-      throw notFound(`${cur}: no such file`, { path: cur });
-    }
-    const h = withFile(cur, (f) => parseHeader(f));
-    if (h.backingFile === undefined) return chain;
-    const name = h.backingFile;
-    if (Buffer.byteLength(name) > MAX_BACKING_NAME) throw corrupt(`${cur}: backing file name over ${MAX_BACKING_NAME} bytes`);
-    if (name.length === 0) throw corrupt(`${cur}: empty backing file name`);
-    const next = isAbsolute(name) ? name : resolve(dirname(cur), name);
-    if (!existsSync(next)) throw notFound(`${cur}: backing file ${next} not found`, { path: next, referencedBy: cur });
-    let format: 'qcow2' | 'raw';
-    if (h.backingFormat === undefined) {
-      throw unsupported(
-        `${cur}: the format of its backing file ${name} is not declared; declare it with: qemu-img rebase -u -F qcow2 -b ${name} ${cur} (or -F raw)`,
-        { path: cur, backingFile: name },
-      );
-    } else if (h.backingFormat === 'qcow2' || h.backingFormat === 'raw') format = h.backingFormat;
-    else throw unsupported(`${cur}: backing file format ${JSON.stringify(h.backingFormat)} is not supported (qcow2 or raw only)`);
-    let real: string;
-    try {
-      real = realpathSync(next);
-    } catch {
-      throw notFound(`${cur}: backing file ${next} not found`, { path: next });
-    }
-    if (seen.has(real)) throw corrupt(`${cur}: backing chain loops back to ${next}`, { path: next });
-    chain.push({ path: next, format });
-    if (format === 'raw') return chain;
-    if (chain.length > MAX_CHAIN) throw corrupt(`${top}: backing chain deeper than ${MAX_CHAIN}`);
-    cur = next;
   }
 }
