@@ -100,6 +100,22 @@ function makeStoreDir(abs: string): string[] {
   }
 }
 
+/**
+ * Syncs a directory the new store added an entry to. `theirs`: the directory
+ * above the ones strata made, which belongs to the user; one that may be
+ * searched but not listed (mode 0711 or 0733) cannot be opened to sync, and
+ * refusing to make the store there would be worse than the file system's
+ * own ordering for that one entry.
+ */
+function syncMadeIn(dir: string, theirs: boolean): void {
+  try {
+    syncDirectory(dir);
+  } catch (e) {
+    if (theirs && ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'EACCES') return;
+    throw e;
+  }
+}
+
 /** What a store directory may hold before its database exists (a first open killed part-way). */
 const STORE_ENTRIES = new Set(['data', 'lock', 'run', DB_FILE, `${DB_FILE}-wal`, `${DB_FILE}-shm`, `${DB_FILE}-journal`, 'lost+found']);
 
@@ -168,7 +184,7 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
   const locks = openLockFile(abs, readOnly);
   // A new store's names (strata.db, lock, data/, STORE itself): a power cut must not lose what the
   // first command acknowledges. SQLite syncs the database's contents, never the directory holding it.
-  if (durability === 'full') for (const d of madeIn) syncDirectory(d);
+  if (durability === 'full') for (const d of madeIn) syncMadeIn(d, d === madeIn[madeIn.length - 1] && d !== abs);
   const resolvedCache = new Lru<string, Segment>(opts.cacheSegments ?? 4096);
   function write<T>(fn: () => T): T {
     if (readOnly) throw new StrataError('E_READONLY', `store ${abs} is open read-only`);

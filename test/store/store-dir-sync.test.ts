@@ -47,4 +47,21 @@ describe.skipIf(!requireTool('strace'))('a new store directory', () => {
       expect(at(new RegExp(`\\bfsync\\(\\d+<${esc(parent)}>\\) = 0$`), creation), `fsync of ${parent} after ${name} was made`).toBeLessThan(exit);
     }
   });
+
+  it.skipIf(process.getuid?.() !== 0 || !requireTool('setpriv'))('init in a directory the user may write but not list still makes the store (its entry cannot be synced)', () => {
+    const work = tmpDir();
+    fs.chmodSync(work, 0o711);
+    const drop = path.join(work, 'drop'); // root's, 0733: others may make entries, not list them
+    fs.mkdirSync(drop);
+    fs.chmodSync(drop, 0o733);
+    const store = path.join(drop, 'st');
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, STRATA_BIN, '--store', store, 'init'], {
+      encoding: 'utf8',
+      cwd: '/',
+      env: { ...process.env, HOME: '/nonexistent' },
+    });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(fs.statSync(path.join(store, 'strata.db')).uid).toBe(65534);
+  });
 });
