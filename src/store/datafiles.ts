@@ -53,6 +53,19 @@ function ioError(e: unknown, file: string, what: string): StrataError {
   return new StrataError('E_IO', `cannot ${what} ${file}: ${err.code ?? err.message}`, { file }, { cause: e });
 }
 
+/** fsync of a directory: the names made in it (files, directories) survive a power cut. */
+export function syncDirectory(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch (e) {
+    throw ioError(e, dir, 'sync');
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
 /** writev in IOV_MAX-sized pieces; a short write resumes with what is left. */
 function writeAll(fd: number, fileNo: number, buffers: Uint8Array[], position: number): void {
   let pos = position;
@@ -125,15 +138,7 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
 
   /** fsync of data/ itself, so a new file's name survives a power cut with the slots in it. */
   const syncDir = () => {
-    let dfd: number | undefined;
-    try {
-      dfd = fs.openSync(dataDir, 'r');
-      fs.fsyncSync(dfd);
-    } catch (e) {
-      throw ioError(e, dataDir, 'sync');
-    } finally {
-      if (dfd !== undefined) fs.closeSync(dfd);
-    }
+    syncDirectory(dataDir);
     dirDirty = false;
   };
 

@@ -19,11 +19,12 @@
  * location becomes REMOTE with that place in remote_locs, and its row
  * leaves the dedup index (nothing may come to share a block whose bytes
  * are not here to compare). The commit moves loc_seq, so other processes
- * drop cached locations. Only then, under the write lock again and only
- * for slots still REMOTE, the bytes are punched: a fetch in between has
- * written them back and must keep them. A crash between the two leaves
- * the bytes allocated but unnamed until the block is fetched again (which
- * writes the same bytes there) or freed (gc punches free slots).
+ * drop cached locations. The same commit records the blocks' old places
+ * (moved-places.ts): they are punched, under the write lock again, once no
+ * reader that opened before the eviction may still read them there, and
+ * only for slots still REMOTE (a fetch in between has written them back and
+ * must keep them). A crash before the punch leaves the record, for the next
+ * eviction or gc.
  *
  * Order: oldest fetched first, by the caller's `fetchedAt` (a hint kept in
  * the remote's cache; blocks it does not know, e.g. found locally at clone
@@ -35,6 +36,7 @@ import { busySlots } from './busy.js';
 import { listImages } from './catalog.js';
 import { freeSlots } from './freelist.js';
 import { isPackedLoc } from './locations.js';
+import { punchMovedPlaces, recordMovedPlaces } from './moved-places.js';
 import { segmentsOf } from './maps.js';
 import { addFragmentRef, settleContainers } from './refcounts.js';
 import { addRemoteLoc, type RemotePlace } from './remote-locs.js';
@@ -158,7 +160,7 @@ export function evictCached(store: Store, scope: CacheScope, to: number, opts: E
     if (evicted.length === 0) break;
     report.evicted += evicted.length;
     opts.onEvicted?.(evicted);
-    store.write(() => punchEvicted(store, evicted));
+    store.write(() => punchMovedPlaces(store));
   }
   return report;
 }
@@ -172,6 +174,7 @@ function evictBatch(store: Store, remote: string, order: readonly number[], n: n
   const unindex = prepared(db, 'DELETE FROM hash_index WHERE hash = ? AND slot = ?');
   const buf = Buffer.allocUnsafe(BLOCK_SIZE);
   const out: number[] = [];
+  const ownPlaces: number[] = [];
   for (const slot of order) {
     if (out.length >= n) break;
     store.read(slot as SlotNumber, 1, buf, 0);
@@ -191,6 +194,7 @@ function evictBatch(store: Store, remote: string, order: readonly number[], n: n
     const w0 = edit.loc0(slot);
     // A compressed copy's fragment leaves its container, which is freed when it empties.
     if (isPackedLoc(w0)) addFragmentRef(containers, w0, edit.loc1(slot), -1);
+    else ownPlaces.push(slot);
     edit.setLoc(slot, REMOTE, 0);
     addRemoteLoc(db, slot, { remote, pack: place.pack, offset: place.offset, length: place.length, codec: place.codec, digest });
     unindex.run(hash, slot);
@@ -200,17 +204,6 @@ function evictBatch(store: Store, remote: string, order: readonly number[], n: n
   settleContainers(edit, containers, [], freed);
   edit.commit();
   freeSlots(db, freed);
+  recordMovedPlaces(db, ownPlaces);
   return out;
-}
-
-/** Punches evicted slots' own places, for those still REMOTE (a fetch since has written them back). Inside a write transaction. */
-function punchEvicted(store: Store, slots: readonly number[]): void {
-  const now = slotReader(store.db);
-  const sorted = slots.filter((s) => now.refcount(s) > 0 && now.loc0(s) === REMOTE).sort((a, b) => a - b);
-  for (let i = 0; i < sorted.length; ) {
-    let n = 1;
-    while (i + n < sorted.length && sorted[i + n] === sorted[i] + n) n++;
-    store.blocks.release(sorted[i] as SlotNumber, n);
-    i += n;
-  }
 }

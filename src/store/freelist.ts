@@ -14,11 +14,21 @@ import { oldestPin } from './leases.js';
 import { prepared } from './statements.js';
 import { metaNumber, setMeta, type Store } from './store.js';
 
+/**
+ * Starts a new free epoch and returns it: what a transaction that frees
+ * slots, or moves blocks out of places a reader may hold, stamps them with.
+ * Call inside a write transaction.
+ */
+export function newFreeEpoch(db: Database.Database): number {
+  const epoch = metaNumber(db, 'free_epoch') + 1;
+  setMeta(db, 'free_epoch', epoch);
+  return epoch;
+}
+
 /** Puts slots on the free list, stamped with a new epoch. Call inside a write transaction. */
 export function freeSlots(db: Database.Database, slots: readonly number[]): void {
   if (slots.length === 0) return;
-  const epoch = metaNumber(db, 'free_epoch') + 1;
-  setMeta(db, 'free_epoch', epoch);
+  const epoch = newFreeEpoch(db);
   const put = prepared(db, 'INSERT INTO free_slots(slot, epoch) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET epoch = excluded.epoch');
   for (const s of slots) put.run(s, epoch);
 }

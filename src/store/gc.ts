@@ -99,6 +99,7 @@ export function collectGarbage(store: Store, opts: GcOptions = {}): GcReport {
     }
     if (nextAfter < nextBefore) {
       db.prepare('DELETE FROM free_slots WHERE slot >= ?').run(nextAfter);
+      db.prepare('DELETE FROM moved_places WHERE slot >= ?').run(nextAfter);
       setMeta(db, 'next_slot', nextAfter);
       faultPoint('gc.after-claim');
       store.blocks.truncate(nextAfter);

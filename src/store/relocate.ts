@@ -6,11 +6,15 @@
  * A move writes the block's new home (fresh container slots, synced), then
  * commits the new locations, then gives the old place back: a raw block's
  * own slot is punched (the slot number stays the block's identity), an
- * emptied container goes to the free list like any freed slot. A block put
- * back in its own slot is written there first: that place belongs to its
- * number alone and holds nothing committed while the block is packed. A crash
- * before the commit leaves the old locations, all intact; after it, at most
- * some old places not yet punched, which the next gc punches.
+ * emptied container goes to the free list like any freed slot. Neither
+ * happens while a reader that opened before the move may still read there
+ * (moved-places.ts, freelist.ts): the commit records the old places, and
+ * this or a later move, or gc, punches them once no such reader remains. A
+ * block put back in its own slot is written there first: that place belongs
+ * to its number alone and holds nothing committed while the block is packed
+ * (at most its own bytes, not yet punched). A crash before the commit leaves
+ * the old locations, all intact; after it, old places recorded and not yet
+ * punched, which the next gc punches.
  *
  * Blocks of images that someone holds open (any live lease, through its
  * whole chain) are not moved: the holder may have read their locations and
@@ -27,6 +31,7 @@ import { fragmentLocation, fragmentRun, type FragmentRun } from './fragment-run.
 import { faultPoint } from './faults.js';
 import { freeSlots } from './freelist.js';
 import { fragmentCodec, fragmentLength, fragmentOffset, isPackedLoc } from './locations.js';
+import { punchMovedPlaces, recordMovedPlaces } from './moved-places.js';
 import { addFragmentRef, settleContainers } from './refcounts.js';
 import { CONTAINER, REMOTE, forEachLiveSlot, slotEditor, slotReader } from './slots.js';
 import { metaNumber, type Store } from './store.js';
@@ -102,17 +107,17 @@ export function compressStored(store: Store, spec: CodecSpec | null, opts: { ima
   for (let b = 0; b < candidates.length; b += BATCH) {
     opts.onProgress?.(b * BLOCK_SIZE, total);
     const part = candidates.slice(b, b + BATCH);
-    const moved = store.write(() => compressBatch(store, spec, part, report));
+    store.write(() => compressBatch(store, spec, part, report));
     faultPoint('compress.after-commit');
-    store.write(() => punchPackedPlaces(store, moved));
+    store.write(() => punchMovedPlaces(store));
   }
   opts.onProgress?.(total, total);
   report.elapsedMs = Math.round(performance.now() - t0);
   return report;
 }
 
-/** One transaction: stores the still-eligible slots of `part` with `spec`; returns the slots moved out of their own place. */
-function compressBatch(store: Store, spec: CodecSpec | null, part: number[], report: CompressReport): number[] {
+/** One transaction: stores the still-eligible slots of `part` with `spec`. */
+function compressBatch(store: Store, spec: CodecSpec | null, part: number[], report: CompressReport): void {
   const db = store.db;
   const next = metaNumber(db, 'next_slot');
   const busy = busySlots(store, next);
@@ -125,7 +130,7 @@ function compressBatch(store: Store, spec: CodecSpec | null, part: number[], rep
     }
     return true;
   });
-  if (todo.length === 0) return [];
+  if (todo.length === 0) return;
   // Each block's bytes, wherever it lives now (runs in place with one read).
   const src = Buffer.allocUnsafe(todo.length * BLOCK_SIZE);
   for (let i = 0; i < todo.length; ) {
@@ -182,7 +187,6 @@ function compressBatch(store: Store, spec: CodecSpec | null, part: number[], rep
   report.compressed += moved.length;
   report.bytesBefore += moved.length * BLOCK_SIZE;
   report.bytesAfter += run.slots() * BLOCK_SIZE;
-  return moved;
 }
 
 /** A block moving into the run: where its fragment starts in it, how long, which codec. */
@@ -205,9 +209,11 @@ function placeFragments(store: Store, edit: ReturnType<typeof slotEditor>, run: 
   store.blocks.sync();
   faultPoint('relocate.after-data-sync');
   const delta = new Map<number, number>();
+  const ownPlaces: number[] = [];
   for (const m of moves) {
     const old = edit.loc0(m.slot);
     if (isPackedLoc(old)) addFragmentRef(delta, old, edit.loc1(m.slot), -1);
+    else ownPlaces.push(m.slot);
     const [w0, w1] = fragmentLocation(slots, m.at, m.length, m.codec);
     edit.setLoc(m.slot, w0, w1);
     addFragmentRef(delta, w0, w1, 1);
@@ -216,26 +222,8 @@ function placeFragments(store: Store, edit: ReturnType<typeof slotEditor>, run: 
   settleContainers(edit, delta, slots, freed);
   edit.commit();
   freeSlots(store.db, freed);
+  recordMovedPlaces(store.db, ownPlaces);
   return moves.map((m) => m.slot);
-}
-
-/**
- * Punches the own places of packed blocks (their numbers stay in use; their
- * bytes live in a container). Inside a write transaction, and only for slots
- * that are packed now: once the move has committed, another process may
- * have freed a moved block and written its slot anew.
- */
-function punchPackedPlaces(store: Store, slots: readonly number[]): number {
-  const now = slotReader(store.db);
-  const sorted = slots.filter((s) => now.refcount(s) > 0 && isPackedLoc(now.loc0(s))).sort((a, b) => a - b);
-  let punched = 0;
-  for (let i = 0; i < sorted.length; ) {
-    let n = 1;
-    while (i + n < sorted.length && sorted[i + n] === sorted[i] + n) n++;
-    if (store.blocks.release(sorted[i] as SlotNumber, n)) punched += n;
-    i += n;
-  }
-  return punched;
 }
 
 export interface RepackReport {
@@ -248,7 +236,7 @@ export interface RepackReport {
   slotsAfter: number;
   /** Fragments left in place because an open image uses their blocks. */
   busy: number;
-  /** Own places of packed blocks punched (left over by a crash between a move and its punch). */
+  /** Old places of moved blocks punched: those no reader that opened before their move may still read (moved-places.ts). */
   placesPunched: number;
 }
 
@@ -261,7 +249,6 @@ export function repackContainers(store: Store): RepackReport {
   const report = store.write(() => {
     const db = store.db;
     const next = metaNumber(db, 'next_slot');
-    const packedPlaces: number[] = [];
     const live = new Map<number, number>(); // container -> live bytes in it
     const members = new Map<number, [number, number, number][]>(); // container -> [slot, w0, w1] of fragments touching it
     let containers = 0;
@@ -278,7 +265,6 @@ export function repackContainers(store: Store): RepackReport {
           containers++;
           if (!live.has(slot)) live.set(slot, 0);
         } else if (isPackedLoc(w0)) {
-          packedPlaces.push(slot);
           const off = fragmentOffset(w1);
           const len = fragmentLength(w1);
           const inFirst = Math.min(len, BLOCK_SIZE - off);
@@ -288,8 +274,8 @@ export function repackContainers(store: Store): RepackReport {
       },
       { hashes: false },
     );
-    // Places a crash left unpunched between a move's commit and its punch. Here, under the lock.
-    const r: RepackReport = { containers: 0, fragments: 0, slotsBefore: containers, slotsAfter: containers, busy: 0, placesPunched: punchPackedPlaces(store, packedPlaces) };
+    // Old places of earlier moves whose readers have gone (or that a crash left unpunched).
+    const r: RepackReport = { containers: 0, fragments: 0, slotsBefore: containers, slotsAfter: containers, busy: 0, placesPunched: punchMovedPlaces(store) };
     const sparse = [...live].filter(([, bytes]) => bytes < BLOCK_SIZE / 2).map(([c]) => c);
     if (sparse.length < 2) return r; // one half-empty container cannot be packed any tighter
     const busy = busySlots(store, next);

@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { StrataError, badInput, corrupt } from '../errors.js';
-import { openLocalBlocks, type BlockBackend } from './datafiles.js';
+import { openLocalBlocks, syncDirectory, type BlockBackend } from './datafiles.js';
 import { loadXxh64, type HashFn } from './hash.js';
 import { Lru } from './lru.js';
 import { openLockFile, type LockFile } from './lockfile.js';
@@ -72,10 +72,23 @@ function sqliteError(e: unknown, file: string): never {
   throw e;
 }
 
-/** Creates STORE/data; a path that cannot be a directory is the user's mistake, named, not a crash. */
-function makeStoreDir(abs: string): void {
+/**
+ * Creates STORE/data; a path that cannot be a directory is the user's
+ * mistake, named, not a crash. Returns the directories whose entries the new
+ * store added to, deepest first: STORE itself, then each directory it had to
+ * make and the one above the highest of those. Syncing them (syncNewStore)
+ * makes the store's own name durable, not only the files inside it.
+ */
+function makeStoreDir(abs: string): string[] {
   try {
-    fs.mkdirSync(path.join(abs, 'data'), { recursive: true, mode: 0o700 });
+    const first = fs.mkdirSync(path.join(abs, 'data'), { recursive: true, mode: 0o700 });
+    const dirs = [abs];
+    // `first` is the highest directory made (undefined: STORE and data/ were there already).
+    if (first !== undefined && first !== path.join(abs, 'data')) {
+      for (let d = abs; d !== path.dirname(first); d = path.dirname(d)) if (d !== abs) dirs.push(d);
+      dirs.push(path.dirname(first));
+    }
+    return dirs;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOTDIR' || code === 'EEXIST') {
@@ -84,6 +97,22 @@ function makeStoreDir(abs: string): void {
       throw badInput(`cannot make a store at ${abs}: ${file} is a file, not a directory (give --store a directory, or a path to create one)`, { store: abs });
     }
     throw new StrataError('E_IO', `cannot create the store directory ${abs}: ${code}`, { store: abs });
+  }
+}
+
+/**
+ * Syncs a directory the new store added an entry to. `theirs`: the directory
+ * above the ones strata made, which belongs to the user; one that may be
+ * searched but not listed (mode 0711 or 0733) cannot be opened to sync, and
+ * refusing to make the store there would be worse than the file system's
+ * own ordering for that one entry.
+ */
+function syncMadeIn(dir: string, theirs: boolean): void {
+  try {
+    syncDirectory(dir);
+  } catch (e) {
+    if (theirs && ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'EACCES') return;
+    throw e;
   }
 }
 
@@ -124,10 +153,11 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
   if (os.endianness() !== 'LE') throw new StrataError('E_UNSUPPORTED', 'strata stores need a little-endian machine');
   const abs = path.resolve(dir);
   const dbPath = path.join(abs, DB_FILE);
+  let madeIn: string[] = [];
   if (!fs.existsSync(dbPath)) {
     refuseNonStore(abs);
     if (!create || readOnly) throw new StrataError('E_NOT_FOUND', `no strata store at ${abs} (strata init creates one)`, { store: abs });
-    makeStoreDir(abs);
+    madeIn = makeStoreDir(abs);
   }
   const hash = opts.hash ?? (await loadXxh64());
   const durability = opts.durability ?? 'full';
@@ -152,6 +182,9 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
 
   const blocks = openLocalBlocks(path.join(abs, 'data'), readOnly, durability === 'full');
   const locks = openLockFile(abs, readOnly);
+  // A new store's names (strata.db, lock, data/, STORE itself): a power cut must not lose what the
+  // first command acknowledges. SQLite syncs the database's contents, never the directory holding it.
+  if (durability === 'full') for (const d of madeIn) syncMadeIn(d, d === madeIn[madeIn.length - 1] && d !== abs);
   const resolvedCache = new Lru<string, Segment>(opts.cacheSegments ?? 4096);
   function write<T>(fn: () => T): T {
     if (readOnly) throw new StrataError('E_READONLY', `store ${abs} is open read-only`);

@@ -67,13 +67,13 @@ describe('slot table', () => {
       CREATE INDEX blocks_hash ON blocks(hash);`);
     const ins = db.prepare('INSERT INTO blocks(slot, hash, refcount) VALUES (?, ?, ?)');
     for (const r of before) ins.run(r.slot, r.hash, r.refcount);
-    db.exec("DROP TABLE slot_refs; DROP TABLE wide_refs; DROP TABLE slot_hashes; DROP TABLE hash_index; DELETE FROM meta WHERE key IN ('used_slots', 'loc_seq', 'packed_blocks', 'packed_bytes', 'container_slots', 'compression', 'remote_blocks'); DROP TABLE slot_locs; DROP TABLE remote_locs");
+    db.exec("DROP TABLE slot_refs; DROP TABLE wide_refs; DROP TABLE slot_hashes; DROP TABLE hash_index; DELETE FROM meta WHERE key IN ('used_slots', 'loc_seq', 'packed_blocks', 'packed_bytes', 'container_slots', 'compression', 'remote_blocks'); DROP TABLE slot_locs; DROP TABLE remote_locs; DROP TABLE moved_places");
     db.pragma('user_version = 2');
     db.close();
 
     const store = await openStore(dir);
     try {
-      expect(store.db.pragma('user_version', { simple: true })).toBe(5);
+      expect(store.db.pragma('user_version', { simple: true })).toBe(6);
       expect(liveSlots(store.db)).toEqual(before);
       expect(checkStore(store).status).toBe('clean');
       expect(openImage(store, 'a').read(0, data.length).equals(data)).toBe(true);
