@@ -11,6 +11,7 @@ import { ImageFile, hex } from './file.js';
 import { MAX_BACKING_NAME, Qcow2Header, isQcow2Magic, parseHeader } from './header.js';
 import { findSnapshot, parseSnapshots, Qcow2Snapshot } from './snapshots.js';
 import { ClusterMap, L2Cache, Mapper, loadL1, newClusterMap } from './tables.js';
+import { MAX_CHAIN_DEPTH } from '../../store/types.js';
 
 export interface Qcow2Info {
   version: 2 | 3;
@@ -276,8 +277,6 @@ class Reader implements Qcow2Reader {
   }
 }
 
-const MAX_CHAIN = 256;
-
 /**
  * The backing chain named by `path`, top first (the image itself is element 0).
  * Relative backing names resolve against the folder of the image naming them.
@@ -321,7 +320,7 @@ export function backingChain(path: string): { path: string; format: 'qcow2' | 'r
     if (seen.has(real)) throw corrupt(`${cur}: backing chain loops back to ${next}`, { path: next });
     chain.push({ path: next, format });
     if (format === 'raw') return chain;
-    if (chain.length > MAX_CHAIN) throw corrupt(`${top}: backing chain deeper than ${MAX_CHAIN}`);
+    if (chain.length > MAX_CHAIN_DEPTH) throw corrupt(`${top}: backing chain deeper than ${MAX_CHAIN_DEPTH}`);
     cur = next;
   }
 }
