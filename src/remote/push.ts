@@ -23,8 +23,8 @@ import type { CodecSpec } from '../store/codecs.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress } from '../store/types.js';
 import { openImage } from '../image/image.js';
-import { dataBlocks, decodeLayer } from './layer-file.js';
-import { encodeIndex } from './index-file.js';
+import { dataBlocks, decodeLayer, layerBytesLimit } from './layer-file.js';
+import { encodeIndex, MAX_INDEX_ENTRIES } from './index-file.js';
 import { walkLayer, type LocalLayer } from './layers.js';
 import { sha256Hex } from './layout.js';
 import { encodeManifest, MANIFEST_FORMAT, type Manifest } from './manifest.js';
@@ -91,9 +91,10 @@ async function layerInBucket(remote: Remote, rec: ImageRecord): Promise<LocalLay
   if (id === undefined) return undefined;
   let bytes: Buffer;
   try {
-    bytes = await remote.bucket.get(remote.keys.layer(id));
+    bytes = await remote.bucket.get(remote.keys.layer(id), layerBytesLimit(rec.virtualSize));
   } catch (e) {
-    if (e instanceof StrataError && e.code === 'E_NOT_FOUND') return undefined;
+    // Gone, or larger than this layer can be (so not the object of that name): walk the layer as any other.
+    if (e instanceof StrataError && (e.code === 'E_NOT_FOUND' || e.code === 'E_CORRUPT')) return undefined;
     throw e;
   }
   if (sha256Hex(bytes) !== id) return undefined;
@@ -146,12 +147,13 @@ async function pushChain(store: Store, remote: Remote, rec: ImageRecord, chain: 
   const places = await packer.finish();
   faultPoint('push.after-packs');
 
-  // Packs complete: now the index that names them.
-  if (places.length > 0) {
-    const bytes = encodeIndex(places);
+  // Packs complete: now the indexes that name them (one per MAX_INDEX_ENTRIES blocks, the most a reader takes).
+  for (let i = 0; i < places.length; i += MAX_INDEX_ENTRIES) {
+    const part = places.slice(i, i + MAX_INDEX_ENTRIES);
+    const bytes = encodeIndex(part);
     const id = sha256Hex(bytes);
     await remote.bucket.put(remote.keys.index(id), bytes);
-    remote.cache.addIndex(id, places);
+    remote.cache.addIndex(id, part);
   }
   faultPoint('push.after-index');
 
