@@ -45,6 +45,7 @@ import { RUN_DATA, type LayerMap } from './layer-file.js';
 import { sha256Hex } from './layout.js';
 import type { ManifestLayer } from './manifest.js';
 import { localEqual } from './pull.js';
+import { hiddenBlocks } from './zero-runs.js';
 import { findManifest, readLayer, openRemote, syncIndexes, type Remote } from './remote.js';
 import { openImage } from '../image/image.js';
 import { metaNumber } from '../store/store.js';
@@ -66,6 +67,7 @@ export interface LazyCloneResult {
 /** One layer as a local frozen image whose new blocks stay remote. One write transaction. */
 function buildLazyLayer(store: Store, remote: Remote, ml: ManifestLayer, map: LayerMap, parent: ImageRecord | null, source: Record<string, unknown>, tally: LazyCloneResult): ImageRecord {
   // Candidates found outside the transaction (reads); confirmed inside it by refcount and hash.
+  const hidden = hiddenBlocks(store, parent, map, ml.layer);
   const places: BlockPlace[] = [];
   let d = 0;
   for (const run of map.runs) {
@@ -121,18 +123,19 @@ function buildLazyLayer(store: Store, remote: Remote, ml: ManifestLayer, map: La
       if (!a) segs.set(seg, (a = new Uint32Array(SEGMENT_ENTRIES).fill(INHERIT)));
       a[b % SEGMENT_ENTRIES] = e;
     };
+    // Data runs one entry per digest the object holds; zero runs only where the parent has data (zero-runs.ts).
     let i = 0;
     let own = 0;
     for (const run of map.runs) {
+      if (run.kind !== RUN_DATA) continue;
       for (let k = 0; k < run.count; k++) {
-        if (run.kind === RUN_DATA) {
-          const slot = bySha.get(places[i++].digest.toString('hex'))!;
-          put(run.first + k, slot + 2);
-          addRef(deltas, slot, 1);
-          own++;
-        } else put(run.first + k, ZERO);
+        const slot = bySha.get(places[i++].digest.toString('hex'))!;
+        put(run.first + k, slot + 2);
+        addRef(deltas, slot, 1);
+        own++;
       }
     }
+    for (const [seg, offsets] of hidden) for (const o of offsets) put(seg * SEGMENT_ENTRIES + o, ZERO);
     for (const [seg, a] of segs) saveSegment(db, rec.id, seg as SegmentIndex, segCompact(a));
     applyRefDeltas(db, deltas, fresh, { remote: far });
     updateImage(db, rec.id, { ownBlocks: own });
