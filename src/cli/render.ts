@@ -15,7 +15,7 @@ export function table(rows: readonly Record<string, string | number>[], columns:
 
 export function keyValues(pairs: readonly [string, string | number][]): string {
   const w = Math.max(...pairs.map(([k]) => k.length));
-  return pairs.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${v}`).join('\n') + '\n';
+  return pairs.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${printable(String(v))}`).join('\n') + '\n';
 }
 
 /** Sizes in tables: human units, or exact byte counts with -p/--bytes (as `zfs list -p`). */

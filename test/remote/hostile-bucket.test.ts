@@ -182,6 +182,18 @@ describe.skipIf(!haveRgw())('a hostile bucket (Ceph RGW, the real CLI)', () => {
     const listed = json(strataOk(w.B, ['--json', 'remote', 'ls', 'fleet']));
     expect(listed.images.find((i: { name: string }) => i.name === 'evil').host).toBe('h\u001b]0;owned\u0007\u001b[2J\u202e');
     expect(listed.skipped.map((s: { key: string }) => s.key)).toEqual([broken]);
+
+    // remote check quotes what it could not parse: escaped too.
+    const b2 = rawBucket(w.bucket);
+    try {
+      await putManifest(b2, 'junk', Buffer.from('garbage\u001b[2J\u001b]0;owned\u0007'));
+    } finally {
+      b2.close();
+    }
+    const check = strata(w.B, ['remote', 'check', 'fleet']);
+    expect(check.status).toBe(2);
+    expect(check.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/u);
+    expect(check.stdout).toMatch(/^ERROR: remote manifest junk\/[0-9a-f]{64} is malformed: Unexpected token .*"garbage\\x1b\[2"/m);
   });
 
   it('one damaged index is skipped with a warning: pull and clone of the images it does not hold work', async () => {

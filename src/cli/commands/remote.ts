@@ -10,6 +10,7 @@ import { badInput } from '../../errors.js';
 import { parseRef } from './pull.js';
 import { runCommand } from '../context.js';
 import { warnSkipped } from '../skipped.js';
+import { printable } from '../../untrusted.js';
 import { localTime, table } from '../render.js';
 import { humanBytes, parseBytes } from '../parse.js';
 
@@ -173,7 +174,8 @@ const gcCommand = () =>
     );
 
 const renderRemoteCheck = (r: RemoteCheckResult) =>
-  r.problems.map((p) => `ERROR: ${p.message}\n`).join('') +
+  // A problem's message may quote what the bucket holds.
+  r.problems.map((p) => `ERROR: ${printable(p.message)}\n`).join('') +
   `${r.manifests} manifest(s), ${r.layers} layer(s), ${r.indexes} index(es), ${r.packs} pack(s), ${r.blocks} live block(s)` +
   `${r.readData ? `, ${humanBytes(r.bytesRead)} of packs read and every block verified` : ' (metadata only; --read-data verifies every block)'}\n` +
   (r.waste.packs || r.waste.layers ? `waste for remote gc: ${r.waste.packs} pack(s) (${humanBytes(r.waste.bytes)}), ${r.waste.layers} layer(s)\n` : '') +
