@@ -85,7 +85,7 @@ export async function listManifests(r: Remote, only?: string): Promise<{ image: 
  * listed size is more): an object whose bytes do not hash to its name is
  * damaged, never used.
  */
-async function readNamed(r: Remote, what: string, key: string, id: string, limit: number, listed?: number): Promise<Buffer> {
+async function readNamed(r: Remote, what: 'index' | 'layer' | 'manifest', key: string, id: string, limit: number, listed?: number): Promise<Buffer> {
   if (listed !== undefined && listed > limit) throw objectTooLarge(r.bucket.where, key, limit, listed);
   const bytes = await r.bucket.get(key, limit);
   if (sha256Hex(bytes) !== id) throw corrupt(`remote ${what} ${id} in ${r.bucket.where} does not match its name`, { [what]: id });

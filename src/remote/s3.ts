@@ -213,7 +213,8 @@ export function openBucket(opts: BucketOptions): Bucket {
       if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new StrataError('E_INTERNAL', `a read of ${Key} without a size limit`);
       try {
         const r = await client.send(new GetObjectCommand({ Bucket, Key }));
-        const stream = r.Body as Readable;
+        const stream = r.Body as Readable | undefined;
+        if (!stream) return Buffer.alloc(0);
         if (r.ContentLength !== undefined && r.ContentLength > maxBytes) {
           stream.destroy();
           throw objectTooLarge(where, Key, maxBytes, r.ContentLength);

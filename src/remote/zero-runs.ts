@@ -10,19 +10,12 @@
  */
 import { corrupt } from '../errors.js';
 import { chainOf } from '../store/catalog.js';
+import { segmentNumbersOf } from '../store/maps.js';
 import { segGet } from '../store/segment.js';
 import type { Store } from '../store/store.js';
 import { SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
 import { resolveFrozen } from '../image/resolve.js';
 import { RUN_ZERO, type LayerMap } from './layer-file.js';
-
-/** Segments where any image of the chain has a row, ascending. */
-function segmentsWithRows(store: Store, chain: readonly ImageRecord[]): number[] {
-  return store.db
-    .prepare('SELECT DISTINCT seg FROM segments WHERE image_id IN (SELECT value FROM json_each(?)) ORDER BY seg')
-    .pluck()
-    .all(JSON.stringify(chain.map((r) => r.id))) as number[];
-}
 
 /** The first index of `sorted` whose value is at least `v`. */
 function lowerBound(sorted: readonly number[], v: number): number {
@@ -49,7 +42,7 @@ export function hiddenBlocks(store: Store, parent: ImageRecord | null, map: Laye
   const bad = (why: string) => corrupt(`remote layer ${layer} is malformed: ${why} (not canonical)`, { layer });
   if (parent === null) throw bad('a base with zero runs');
   const chain = chainOf(store.db, parent);
-  const segs = segmentsWithRows(store, chain);
+  const segs = segmentNumbersOf(store.db, chain.map((r) => r.id));
   for (const run of zeroRuns) {
     const end = run.first + run.count;
     let hidden = 0;
