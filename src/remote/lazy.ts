@@ -172,7 +172,7 @@ export async function lazyClone(store: Store, remote: Remote, image: string, lea
         parent = mine;
         continue;
       }
-      const map = await readLayer(remote, ml.layer, ml.virtualSize);
+      const map = await readLayer(remote, ml.layer, ml.virtualSize, ml.blocks);
       const source = { format: LAZY_FORMAT, remote: remote.config.name, url: remoteUrl(remote.config), image, manifest: id, layer: ml.layer };
       const rec = buildLazyLayer(store, remote, ml, map, parent, source, tally);
       made.push(rec);

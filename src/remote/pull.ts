@@ -189,7 +189,7 @@ export async function pullImage(store: Store, remote: Remote, image: string, opt
       parent = mine;
       continue;
     }
-    const map = await readLayer(remote, ml.layer, ml.virtualSize);
+    const map = await readLayer(remote, ml.layer, ml.virtualSize, ml.blocks);
     const source = { format: 'remote', remote: remote.config.name, url: remoteUrl(remote.config), image, manifest: id, layer: ml.layer };
     const rec = await buildLayer(store, remote, ml, map, parent, source, tally, () => opts.onProgress?.(Math.min(total, (skipped + tally.blocks) * BLOCK_SIZE), total), opts);
     remote.cache.setLayer(rec.id, rec.generation, ml.layer);

@@ -95,11 +95,12 @@ async function readNamed(r: Remote, what: 'index' | 'layer' | 'manifest', key: s
 /** One index object, checked against its name and decoded. */
 export const readIndex = async (r: Remote, id: string, listed?: number): Promise<BlockPlace[]> => decodeIndex(await readNamed(r, 'index', r.keys.index(id), id, MAX_INDEX_BYTES, listed), id);
 
-/** One layer object, checked against its name and decoded; given the size its manifest records, checked against that too. */
-export async function readLayer(r: Remote, id: string, virtualSize?: number): Promise<LayerMap> {
+/** One layer object, checked against its name and decoded; given the size and data blocks its manifest records, checked against those too. */
+export async function readLayer(r: Remote, id: string, virtualSize?: number, blocks?: number): Promise<LayerMap> {
   const limit = virtualSize === undefined ? MAX_LAYER_BYTES : layerBytesLimit(virtualSize);
   const map = decodeLayer(await readNamed(r, 'layer', r.keys.layer(id), id, limit), id);
   if (virtualSize !== undefined && map.virtualSize !== virtualSize) throw corrupt(`remote layer ${id} is ${map.virtualSize} bytes, its manifest says ${virtualSize}`, { layer: id });
+  if (blocks !== undefined && map.digests.length / 32 !== blocks) throw corrupt(`remote layer ${id} holds ${map.digests.length / 32} data blocks, its manifest says ${blocks}`, { layer: id });
   return map;
 }
 

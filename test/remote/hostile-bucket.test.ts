@@ -187,12 +187,15 @@ describe.skipIf(!haveRgw())('a hostile bucket (Ceph RGW, the real CLI)', () => {
     const b2 = rawBucket(w.bucket);
     try {
       await putManifest(b2, 'junk', Buffer.from('garbage\u001b[2J\u001b]0;owned\u0007'));
+      await putManifest(b2, 'liar', manifestBytes('liar', [{ ...w.goodChain[0], name: 'liar', blocks: 3 }]));
     } finally {
       b2.close();
     }
     const check = strata(w.B, ['remote', 'check', 'fleet']);
     expect(check.status).toBe(2);
     expect(check.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/u);
+    // A manifest's block count is what its layer holds, or the image is refused.
+    expect(failure(strata(w.B, ['--json', 'pull', 'fleet/liar']))).toEqual({ status: 8, error: 'E_CORRUPT', message: `remote layer ${w.goodChain[0].layer} holds 64 data blocks, its manifest says 3` });
     expect(check.stdout).toMatch(/^ERROR: remote manifest junk\/[0-9a-f]{64} is malformed: Unexpected token .*"garbage\\x1b\[2"/m);
   });
 
