@@ -14,6 +14,8 @@ import { manifestBytes, putLayer, putManifest, putPackAndIndex, putRawIndex, raw
 import { STRATA_BIN, strata, strataOk, type CliResult } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
 import { bytesText } from '../../src/units.js';
+import { openStore } from '../../src/store/store.js';
+import { snapshotImage } from '../../src/image/lifecycle.js';
 import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { sha256 } from '../../src/remote/layout.js';
@@ -234,5 +236,32 @@ describe.skipIf(!haveRgw())('a hostile bucket (Ceph RGW, the real CLI)', () => {
     expect(failure(r)).toMatchObject({ status: 8, error: 'E_CORRUPT' });
     expect(failure(r).message).toMatch(/^remote manifest deep\/[0-9a-f]{64} is malformed: a chain of 257 layers, over the 256 strata takes$/);
     expect(json(strataOk(w.B, ['--json', 'ls']))).toEqual([]);
+  });
+});
+
+describe.skipIf(!haveRgw())('push writes nothing a pull would refuse (Ceph RGW)', () => {
+  it('a chain deeper than MAX_CHAIN_DEPTH is E_UNSUPPORTED before anything is uploaded', async () => {
+    const dir = tmpDir();
+    const S = path.join(dir, 'S');
+    const bucket = freshBucket('deep-push');
+    storesOnBucket([S], bucket);
+    strataOk(S, ['create', 'vm', '--size', '1M']);
+    const store = await openStore(S);
+    try {
+      for (let i = 0; i < 257; i++) snapshotImage(store, 'vm', `s${i}`);
+    } finally {
+      store.close();
+    }
+    expect(failure(strata(S, ['--json', 'push', 's256', 'fleet']))).toEqual({
+      status: 11,
+      error: 'E_UNSUPPORTED',
+      message: 's256 is 257 images deep; a remote image is at most 256 (strata flatten first)',
+    });
+    const b = rawBucket(bucket);
+    try {
+      expect((await b.list('')).filter((o) => !o.key.startsWith('locks/'))).toEqual([]);
+    } finally {
+      b.close();
+    }
   });
 });
