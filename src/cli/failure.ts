@@ -4,6 +4,7 @@
  * script can parse. The exit status is the code's either way.
  */
 import type { ErrorCode } from '../errors.js';
+import { printable } from '../untrusted.js';
 
 /** --json anywhere before a `--` (after it, it is an argument). Read from argv: a usage error comes before options are parsed. */
 export function flagGiven(flag: string, argv: readonly string[] = process.argv): boolean {
@@ -17,6 +18,7 @@ export function reportError(code: ErrorCode, message: string, stack?: string): v
     process.stderr.write(JSON.stringify({ error: code, message, ...(debug ? { stack } : {}) }) + '\n');
     return;
   }
-  process.stderr.write(`strata: ${message}\n`);
+  // A message may quote what a bucket or a file held: printed, never obeyed by the terminal.
+  process.stderr.write(`strata: ${printable(message)}\n`);
   if (debug) process.stderr.write(stack + '\n');
 }

@@ -1,11 +1,13 @@
 /** Output: a command returns data; these turn it into text for people. */
 import { humanBytes } from '../units.js';
+import { printable } from '../untrusted.js';
 
 export type Column = readonly [key: string, heading: string];
 
 export function table(rows: readonly Record<string, string | number>[], columns: readonly Column[]): string {
   if (rows.length === 0) return '';
-  const cell = (r: Record<string, string | number>, k: string) => String(r[k] ?? '');
+  // Cells may hold what others wrote (a manifest's host, a label): escaped, and measured as shown.
+  const cell = (r: Record<string, string | number>, k: string) => printable(String(r[k] ?? ''));
   const widths = columns.map(([k, h]) => Math.max(h.length, ...rows.map((r) => cell(r, k).length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
   return [line(columns.map(([, h]) => h)), ...rows.map((r) => line(columns.map(([k]) => cell(r, k))))].join('\n') + '\n';
@@ -13,7 +15,7 @@ export function table(rows: readonly Record<string, string | number>[], columns:
 
 export function keyValues(pairs: readonly [string, string | number][]): string {
   const w = Math.max(...pairs.map(([k]) => k.length));
-  return pairs.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${v}`).join('\n') + '\n';
+  return pairs.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${printable(String(v))}`).join('\n') + '\n';
 }
 
 /** Sizes in tables: human units, or exact byte counts with -p/--bytes (as `zfs list -p`). */

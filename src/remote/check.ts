@@ -18,7 +18,7 @@
  */
 import { StrataError } from '../errors.js';
 import { decodeFragment } from './fetch.js';
-import { decodePackTrailer, type BlockPlace } from './index-file.js';
+import { decodePackTrailer, MAX_PACK_BYTES, type BlockPlace } from './index-file.js';
 import { digestsOf } from './layer-file.js';
 import { sha256Hex } from './layout.js';
 import { mapLimit } from './pool.js';
@@ -123,7 +123,7 @@ export async function checkRemote(remote: Remote, opts: { readData?: boolean; on
     // Two at a time: each pack is held whole while its fragments are checked.
     await mapLimit([...packSizes.keys()], 2, async (id) => {
       try {
-        const body = await bucket.get(keys.pack(id));
+        const body = await bucket.get(keys.pack(id), MAX_PACK_BYTES);
         bytesRead += body.length;
         opts.onProgress?.(bytesRead, total);
         if (sha256Hex(body) !== id) throw new StrataError('E_CORRUPT', `pack ${id} does not match its name`);

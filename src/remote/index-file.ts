@@ -16,8 +16,16 @@
  * (codecs.ts: 1 zstd, 2 lz4). hint: the block's 53-bit XXH64 as the store
  * computes it (hash.ts), which another store looks up in its dedup index to
  * find the block locally before fetching it.
+ *
+ * Both come from a bucket others write to: decode checks every field it
+ * can alone (a codec strata knows, a length one fragment can have, a hint
+ * that is a 53-bit number, an index's pack list sorted, distinct and each
+ * used), and a push writes an index per MAX_INDEX_ENTRIES blocks, so an
+ * index object has a size limit (MAX_INDEX_BYTES) it is read at.
  */
-import { corrupt } from '../errors.js';
+import { StrataError, corrupt } from '../errors.js';
+import { FRAGMENT_LIMIT } from '../store/codecs.js';
+import { BLOCK_SIZE } from '../store/types.js';
 
 export interface BlockPlace {
   /** SHA-256 of the uncompressed block. */
@@ -35,7 +43,30 @@ const PACK_MAGIC = Buffer.from('STRATAPK');
 const INDEX_ENTRY = 52;
 const PACK_ENTRY = 48;
 
+/** Blocks one index names at most (push splits larger pushes): 4 GiB of blocks, read and held at once. */
+export const MAX_INDEX_ENTRIES = 1 << 20;
+/** The largest index object: as many packs as entries at worst. */
+export const MAX_INDEX_BYTES = 20 + (32 + INDEX_ENTRY) * MAX_INDEX_ENTRIES;
+
+/**
+ * The most a whole pack is read at (remote check --read-data): far above
+ * push's 16 MiB default, and the held copy of a pack stays bounded.
+ */
+export const MAX_PACK_BYTES = 1 << 30;
+
+/** Why a fragment's codec, length or hint cannot be one strata wrote, or undefined. */
+function badFragment(length: number, codec: number, hint: number): string | undefined {
+  if (!Number.isSafeInteger(hint) || hint < 0) return `hint ${hint}`;
+  if (codec === 0) return length === BLOCK_SIZE ? undefined : `a raw fragment of ${length} bytes`;
+  if (codec !== 1 && codec !== 2) return `codec ${codec}`;
+  // A block is stored compressed only when it shrinks to FRAGMENT_LIMIT (codecs.ts); longer is not a fragment, and costs a decoder more.
+  if (length === 0 || length > FRAGMENT_LIMIT) return `a compressed fragment of ${length} bytes`;
+  return undefined;
+}
+
+/** One index object; at most MAX_INDEX_ENTRIES places (a push writes several), so no reader refuses what a push wrote. */
 export function encodeIndex(places: readonly BlockPlace[]): Buffer {
+  if (places.length > MAX_INDEX_ENTRIES) throw new StrataError('E_INTERNAL', `an index of ${places.length} entries, over ${MAX_INDEX_ENTRIES}: write several`);
   const packs = [...new Set(places.map((p) => p.pack))].sort();
   const packNo = new Map(packs.map((p, i) => [p, i]));
   const out = Buffer.alloc(8 + 4 + 4 + 32 * packs.length + 4 + INDEX_ENTRY * places.length);
@@ -64,14 +95,22 @@ export function decodeIndex(b: Buffer, name: string): BlockPlace[] {
   let at = 16;
   if (b.length < at + 32 * packCount + 4) throw bad('truncated pack list');
   const packs: string[] = [];
-  for (let i = 0; i < packCount; i++, at += 32) packs.push(b.toString('hex', at, at + 32));
+  for (let i = 0; i < packCount; i++, at += 32) {
+    packs.push(b.toString('hex', at, at + 32));
+    if (i > 0 && packs[i] <= packs[i - 1]) throw bad(`pack list is not sorted and distinct at ${i}`);
+  }
   const n = b.readUInt32LE(at);
   at += 4;
+  if (n > MAX_INDEX_ENTRIES) throw bad(`${n} entries, over the ${MAX_INDEX_ENTRIES} an index holds`);
   if (b.length !== at + INDEX_ENTRY * n) throw bad(`${b.length} bytes for ${n} entries`);
   const out: BlockPlace[] = new Array(n);
+  const used = new Uint8Array(packCount);
   for (let i = 0; i < n; i++, at += INDEX_ENTRY) {
     const p = b.readUInt32LE(at + 32);
     if (p >= packCount) throw bad(`entry ${i} names pack ${p} of ${packCount}`);
+    used[p] = 1;
+    const why = badFragment(b.readUInt16LE(at + 40), b.readUInt8(at + 42), b.readDoubleLE(at + 44)) ?? (b.readUInt8(at + 43) !== 0 ? 'padding that is not zero' : undefined);
+    if (why) throw bad(`entry ${i} has ${why}`);
     out[i] = {
       digest: Buffer.from(b.subarray(at, at + 32)),
       pack: packs[p],
@@ -81,6 +120,7 @@ export function decodeIndex(b: Buffer, name: string): BlockPlace[] {
       hint: b.readDoubleLE(at + 44),
     };
   }
+  if (used.includes(0)) throw bad(`pack ${packs[used.indexOf(0)]} is listed but holds no entry`);
   return out;
 }
 
@@ -111,6 +151,8 @@ export function decodePackTrailer(b: Buffer, pack: string): BlockPlace[] {
   const out: BlockPlace[] = [];
   for (let i = 0, at = start; i < n; i++, at += PACK_ENTRY) {
     const e = { digest: Buffer.from(b.subarray(at, at + 32)), pack, offset: b.readUInt32LE(at + 32), length: b.readUInt16LE(at + 36), codec: b.readUInt8(at + 38), hint: b.readDoubleLE(at + 40) };
+    const why = badFragment(e.length, e.codec, e.hint) ?? (b.readUInt8(at + 39) !== 0 ? 'padding that is not zero' : undefined);
+    if (why) throw bad(`entry ${i} has ${why}`);
     if (e.offset + e.length > start) throw bad(`entry ${i} runs past the fragments`);
     out.push(e);
   }

@@ -34,7 +34,7 @@ import { segCompact, segGet } from '../store/segment.js';
 import { slotReader } from '../store/slots.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber } from '../store/types.js';
-import { cloneImage } from '../image/lifecycle.js';
+import { cloneImage, removeImages } from '../image/lifecycle.js';
 import { frozenKind } from '../image/lifecycle.js';
 import type { Logger } from '../log.js';
 import { cacheLimiter, LAZY_FORMAT } from './cache-limit.js';
@@ -45,6 +45,7 @@ import { RUN_DATA, type LayerMap } from './layer-file.js';
 import { sha256Hex } from './layout.js';
 import type { ManifestLayer } from './manifest.js';
 import { localEqual } from './pull.js';
+import { hiddenBlocks } from './zero-runs.js';
 import { findManifest, readLayer, openRemote, syncIndexes, type Remote } from './remote.js';
 import { openImage } from '../image/image.js';
 import { metaNumber } from '../store/store.js';
@@ -66,6 +67,7 @@ export interface LazyCloneResult {
 /** One layer as a local frozen image whose new blocks stay remote. One write transaction. */
 function buildLazyLayer(store: Store, remote: Remote, ml: ManifestLayer, map: LayerMap, parent: ImageRecord | null, source: Record<string, unknown>, tally: LazyCloneResult): ImageRecord {
   // Candidates found outside the transaction (reads); confirmed inside it by refcount and hash.
+  const hidden = hiddenBlocks(store, parent, map, ml.layer);
   const places: BlockPlace[] = [];
   let d = 0;
   for (const run of map.runs) {
@@ -121,18 +123,19 @@ function buildLazyLayer(store: Store, remote: Remote, ml: ManifestLayer, map: La
       if (!a) segs.set(seg, (a = new Uint32Array(SEGMENT_ENTRIES).fill(INHERIT)));
       a[b % SEGMENT_ENTRIES] = e;
     };
+    // Data runs one entry per digest the object holds; zero runs only where the parent has data (zero-runs.ts).
     let i = 0;
     let own = 0;
     for (const run of map.runs) {
+      if (run.kind !== RUN_DATA) continue;
       for (let k = 0; k < run.count; k++) {
-        if (run.kind === RUN_DATA) {
-          const slot = bySha.get(places[i++].digest.toString('hex'))!;
-          put(run.first + k, slot + 2);
-          addRef(deltas, slot, 1);
-          own++;
-        } else put(run.first + k, ZERO);
+        const slot = bySha.get(places[i++].digest.toString('hex'))!;
+        put(run.first + k, slot + 2);
+        addRef(deltas, slot, 1);
+        own++;
       }
     }
+    for (const [seg, offsets] of hidden) for (const o of offsets) put(seg * SEGMENT_ENTRIES + o, ZERO);
     for (const [seg, a] of segs) saveSegment(db, rec.id, seg as SegmentIndex, segCompact(a));
     applyRefDeltas(db, deltas, fresh, { remote: far });
     updateImage(db, rec.id, { ownBlocks: own });
@@ -160,22 +163,37 @@ export async function lazyClone(store: Store, remote: Remote, image: string, lea
   await syncIndexes(remote);
   const tally: LazyCloneResult = { image, remote: remote.config.name, manifest: id, leaf, layers: [], blocks: 0, localBlocks: 0, remoteBlocks: 0 };
   let parent: ImageRecord | null = null;
-  for (const ml of manifest.chain) {
-    const mine = localEqual(store, remote, ml, parent);
-    if (mine) {
-      tally.layers.push({ name: mine.name, layer: ml.layer, reused: true });
-      parent = mine;
-      continue;
+  const made: ImageRecord[] = [];
+  try {
+    for (const ml of manifest.chain) {
+      const mine = localEqual(store, remote, ml, parent);
+      if (mine) {
+        tally.layers.push({ name: mine.name, layer: ml.layer, reused: true });
+        parent = mine;
+        continue;
+      }
+      const map = await readLayer(remote, ml.layer, ml.virtualSize, ml.blocks);
+      const source = { format: LAZY_FORMAT, remote: remote.config.name, url: remoteUrl(remote.config), image, manifest: id, layer: ml.layer };
+      const rec = buildLazyLayer(store, remote, ml, map, parent, source, tally);
+      made.push(rec);
+      remote.cache.setLayer(rec.id, rec.generation, ml.layer);
+      tally.layers.push({ name: rec.name, layer: ml.layer, reused: false });
+      parent = rec;
     }
-    const map = await readLayer(remote, ml.layer, ml.virtualSize);
-    const source = { format: LAZY_FORMAT, remote: remote.config.name, url: remoteUrl(remote.config), image, manifest: id, layer: ml.layer };
-    const rec = buildLazyLayer(store, remote, ml, map, parent, source, tally);
-    remote.cache.setLayer(rec.id, rec.generation, ml.layer);
-    tally.layers.push({ name: rec.name, layer: ml.layer, reused: false });
-    parent = rec;
+    if (!parent) throw new StrataError('E_CORRUPT', `remote manifest ${id} has no layers`);
+    cloneImage(store, parent.name, [leaf]);
+  } catch (e) {
+    // A clone is one leaf or nothing: layers made for it before a later one failed (a layer that is
+    // not canonical over its parent, a bucket gone) hold no data yet and go with it.
+    if (made.length > 0) {
+      try {
+        removeImages(store, made.map((r) => r.name).reverse());
+      } catch {
+        // Taken meanwhile (a clone over one of them): kept, and the first error is what the user needs.
+      }
+    }
+    throw e;
   }
-  if (!parent) throw new StrataError('E_CORRUPT', `remote manifest ${id} has no layers`);
-  cloneImage(store, parent.name, [leaf]);
   return tally;
 }
 

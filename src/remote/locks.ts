@@ -30,6 +30,8 @@ import { StrataError } from '../errors.js';
 import type { Remote } from './remote.js';
 
 const HEARTBEAT_MS = 60_000;
+/** A lock body is a line of JSON (body() below): a larger object is no lock of ours, judged by its age alone. */
+const MAX_LOCK_BYTES = 4096;
 const STALE_MS = 5 * HEARTBEAT_MS;
 
 export type LockKind = 'push' | 'gc';
@@ -72,7 +74,9 @@ async function readLocks(r: Remote, prefix: string): Promise<Found[]> {
   for (const o of listed) {
     let body: LockBody | undefined;
     try {
-      body = JSON.parse((await r.bucket.get(o.key)).toString('utf8')) as LockBody;
+      const b = JSON.parse((await r.bucket.get(o.key, MAX_LOCK_BYTES)).toString('utf8')) as Partial<LockBody> | null;
+      // Written by anyone who can write the bucket: a holder only if every field is what body() writes.
+      body = b && typeof b.host === 'string' && Number.isSafeInteger(b.pid) && typeof b.startedAt === 'string' && (b.kind === 'push' || b.kind === 'gc') ? (b as LockBody) : undefined;
     } catch (e) {
       if (e instanceof StrataError && e.code === 'E_NOT_FOUND') continue; // released meanwhile
       body = undefined; // unreadable: judged by its age alone

@@ -29,6 +29,7 @@ import { adoptLazyLayer } from './lazy.js';
 import type { BlockPlace } from './index-file.js';
 import { RUN_DATA, type LayerMap } from './layer-file.js';
 import { localLayer } from './layers.js';
+import { hiddenBlocks } from './zero-runs.js';
 import { sha256 } from './layout.js';
 import type { ManifestLayer } from './manifest.js';
 import { findManifest, readLayer, syncIndexes, type Remote } from './remote.js';
@@ -106,6 +107,8 @@ function localBlocks(store: Store, places: readonly BlockPlace[]): (Buffer | und
 }
 
 async function buildLayer(store: Store, remote: Remote, ml: ManifestLayer, map: LayerMap, parent: ImageRecord | null, source: Record<string, unknown>, tally: PullResult, progress: () => void, opts: PullOptions): Promise<ImageRecord> {
+  // Before anything is made: each zero run must hide the parent's data, so writing it costs no more than that data.
+  hiddenBlocks(store, parent, map, ml.layer);
   const target = beginImport(store, ml.name, map.virtualSize, { parent: parent?.name, labels: ml.labels, source });
   try {
     const img = target.img;
@@ -186,7 +189,7 @@ export async function pullImage(store: Store, remote: Remote, image: string, opt
       parent = mine;
       continue;
     }
-    const map = await readLayer(remote, ml.layer, ml.virtualSize);
+    const map = await readLayer(remote, ml.layer, ml.virtualSize, ml.blocks);
     const source = { format: 'remote', remote: remote.config.name, url: remoteUrl(remote.config), image, manifest: id, layer: ml.layer };
     const rec = await buildLayer(store, remote, ml, map, parent, source, tally, () => opts.onProgress?.(Math.min(total, (skipped + tally.blocks) * BLOCK_SIZE), total), opts);
     remote.cache.setLayer(rec.id, rec.generation, ml.layer);

@@ -21,10 +21,11 @@ import { faultDelay, faultPoint } from '../store/faults.js';
 import { chainOf } from '../store/catalog.js';
 import type { CodecSpec } from '../store/codecs.js';
 import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress } from '../store/types.js';
+import { BLOCK_SIZE, isFrozen, MAX_CHAIN_DEPTH, type ImageRecord, type OnProgress } from '../store/types.js';
+import { bytesText } from '../units.js';
 import { openImage } from '../image/image.js';
-import { dataBlocks, decodeLayer } from './layer-file.js';
-import { encodeIndex } from './index-file.js';
+import { dataBlocks, decodeLayer, layerBytesLimit, MAX_LAYER_BYTES } from './layer-file.js';
+import { encodeIndex, MAX_INDEX_ENTRIES } from './index-file.js';
 import { walkLayer, type LocalLayer } from './layers.js';
 import { sha256Hex } from './layout.js';
 import { encodeManifest, MANIFEST_FORMAT, type Manifest } from './manifest.js';
@@ -91,9 +92,10 @@ async function layerInBucket(remote: Remote, rec: ImageRecord): Promise<LocalLay
   if (id === undefined) return undefined;
   let bytes: Buffer;
   try {
-    bytes = await remote.bucket.get(remote.keys.layer(id));
+    bytes = await remote.bucket.get(remote.keys.layer(id), layerBytesLimit(rec.virtualSize));
   } catch (e) {
-    if (e instanceof StrataError && e.code === 'E_NOT_FOUND') return undefined;
+    // Gone, or larger than this layer can be (so not the object of that name): walk the layer as any other.
+    if (e instanceof StrataError && (e.code === 'E_NOT_FOUND' || e.code === 'E_CORRUPT')) return undefined;
     throw e;
   }
   if (sha256Hex(bytes) !== id) return undefined;
@@ -102,7 +104,14 @@ async function layerInBucket(remote: Remote, rec: ImageRecord): Promise<LocalLay
   return { id, bytes, map };
 }
 
+const tooLargeLayer = (r: ImageRecord) =>
+  new StrataError('E_UNSUPPORTED', `${r.name} holds ${r.ownBlocks} blocks of its own: its remote layer would be over the ${bytesText(MAX_LAYER_BYTES)} a pull reads`, { image: r.name });
+
 async function pushChain(store: Store, remote: Remote, rec: ImageRecord, chain: ImageRecord[], opts: PushOptions): Promise<PushResult> {
+  // Nothing is pushed that a pull would refuse (manifest.ts, layer-file.ts): said before any upload.
+  if (chain.length > MAX_CHAIN_DEPTH) throw new StrataError('E_UNSUPPORTED', `${rec.name} is ${chain.length} images deep; a remote image is at most ${MAX_CHAIN_DEPTH} (strata flatten first)`, { image: rec.name });
+  const huge = chain.find((r) => 32 * r.ownBlocks > MAX_LAYER_BYTES);
+  if (huge) throw tooLargeLayer(huge);
   const baseFirst = chain.map((_, i) => chain.slice(i)).reverse();
   const total = chain.reduce((n, r) => n + r.ownBlocks, 0) * BLOCK_SIZE;
   let done = 0;
@@ -126,6 +135,8 @@ async function pushChain(store: Store, remote: Remote, rec: ImageRecord, chain: 
     for (;;) {
       const r = walk.next();
       if (r.done) {
+        // Its runs count too: found only now, before any layer or manifest names the packs.
+        if (r.value.bytes.length > MAX_LAYER_BYTES) throw tooLargeLayer(sub[0]);
         layers.push({ rec: sub[0], layer: r.value });
         break;
       }
@@ -146,12 +157,13 @@ async function pushChain(store: Store, remote: Remote, rec: ImageRecord, chain: 
   const places = await packer.finish();
   faultPoint('push.after-packs');
 
-  // Packs complete: now the index that names them.
-  if (places.length > 0) {
-    const bytes = encodeIndex(places);
+  // Packs complete: now the indexes that name them (one per MAX_INDEX_ENTRIES blocks, the most a reader takes).
+  for (let i = 0; i < places.length; i += MAX_INDEX_ENTRIES) {
+    const part = places.slice(i, i + MAX_INDEX_ENTRIES);
+    const bytes = encodeIndex(part);
     const id = sha256Hex(bytes);
     await remote.bucket.put(remote.keys.index(id), bytes);
-    remote.cache.addIndex(id, places);
+    remote.cache.addIndex(id, part);
   }
   faultPoint('push.after-index');
 

@@ -14,6 +14,10 @@
  * - Objects larger than `multipartBytes` go up as a multipart upload, parts
  *   of `partBytes` a few at a time; a failed one is aborted so no parts are
  *   left to pay for.
+ * - A whole-object read names the most it will take (the bucket is written
+ *   by others): an object the response says is larger is refused unread,
+ *   and a body that runs past it anyway is cut off there. Either is
+ *   E_CORRUPT naming the object.
  * - Errors become StrataErrors: a missing object or bucket is E_NOT_FOUND;
  *   anything else (refused, timed out, denied, a 5xx after the retries) is
  *   E_IO naming the bucket, the key and the S3 error code.
@@ -32,7 +36,9 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import type { Readable } from 'node:stream';
 import { StrataError } from '../errors.js';
+import { bytesText } from '../units.js';
 
 // strata supports node 20; the SDK's notice that its releases after January 2027 will not is for
 // whoever upgrades the SDK (package.json pins it), not for every user of every command.
@@ -73,7 +79,8 @@ export interface Bucket {
   putNew(key: string, body: Uint8Array): Promise<boolean>;
   /** Deletes an object; one that is already gone is no error. */
   remove(key: string): Promise<void>;
-  get(key: string): Promise<Buffer>;
+  /** The whole object; E_CORRUPT, and at most maxBytes read, when it is larger than maxBytes. */
+  get(key: string, maxBytes: number): Promise<Buffer>;
   /** Bytes [start, end) of an object. */
   getRange(key: string, start: number, end: number): Promise<Buffer>;
   /** Whether an object exists. */
@@ -82,6 +89,10 @@ export interface Bucket {
   list(prefix: string): Promise<ObjectInfo[]>;
   close(): void;
 }
+
+/** An object larger than what it names can be (`size` as listed or sent; undefined: it kept sending past the limit). */
+export const objectTooLarge = (where: string, key: string, limit: number, size?: number): StrataError =>
+  new StrataError('E_CORRUPT', `object ${key} in ${where} is ${size === undefined ? 'larger' : bytesText(size)}, over the ${bytesText(limit)} such an object can hold; refused`, { key, size, limit });
 
 const isNotFound = (e: unknown): boolean => {
   const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -198,9 +209,28 @@ export function openBucket(opts: BucketOptions): Bucket {
         if (!isNotFound(e)) throw fail(e, 'delete', Key);
       }
     },
-    async get(Key) {
+    async get(Key, maxBytes) {
+      if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new StrataError('E_INTERNAL', `a read of ${Key} without a size limit`);
       try {
-        return await body(await client.send(new GetObjectCommand({ Bucket, Key })));
+        const r = await client.send(new GetObjectCommand({ Bucket, Key }));
+        const stream = r.Body as Readable | undefined;
+        if (!stream) return Buffer.alloc(0);
+        if (r.ContentLength !== undefined && r.ContentLength > maxBytes) {
+          stream.destroy();
+          throw objectTooLarge(where, Key, maxBytes, r.ContentLength);
+        }
+        // The length header is the sender's word: count what arrives too, and stop at the limit.
+        const chunks: Buffer[] = [];
+        let got = 0;
+        for await (const chunk of stream) {
+          got += (chunk as Buffer).length;
+          if (got > maxBytes) {
+            stream.destroy();
+            throw objectTooLarge(where, Key, maxBytes);
+          }
+          chunks.push(chunk as Buffer);
+        }
+        return Buffer.concat(chunks, got);
       } catch (e) {
         throw fail(e, 'download', Key);
       }

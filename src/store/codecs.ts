@@ -17,6 +17,7 @@ import { prepared } from './statements.js';
 import { StrataError, corrupt } from '../errors.js';
 import { nativeCodecs, nativeStatus } from './native.js';
 import { BLOCK_SIZE } from './types.js';
+import { zstdFrameProblem } from './zstd-frame.js';
 
 /** lz4hc is lz4's high-compression mode: slower to write, the same lz4 blocks to read (stored as lz4). */
 export type CodecName = 'zstd' | 'lz4' | 'lz4hc';
@@ -151,7 +152,11 @@ export function decompressBlock(codecId: number, src: Uint8Array, offset: number
   try {
     if (codecs?.[name]) n = codecs.decompress(codecId, src, offset, length, out, at);
     else if (name === 'zstd') {
-      const got = fzstdDecompress(src.subarray(offset, offset + length));
+      // The addon decodes into the 4 KiB given; fzstd would first allocate what the frame asks (zstd-frame.ts).
+      const frame = src.subarray(offset, offset + length);
+      const why = zstdFrameProblem(frame, BLOCK_SIZE);
+      if (why) throw corrupt(`a zstd fragment is not one block: ${why}`, { codec: name });
+      const got = fzstdDecompress(frame);
       n = got.length;
       if (n === BLOCK_SIZE) out.set(got, at);
     } else n = lz4Decode(src.subarray(offset, offset + length), out.subarray(at, at + BLOCK_SIZE));

@@ -46,6 +46,13 @@ export function* segmentsOf(db: Database.Database, image: ImageId): Generator<[S
   for (const r of it) yield [r.seg as SegmentIndex, segDecode(r.entries, `${image}/${r.seg}`)];
 }
 
+/** The segment numbers where any of `images` has a row, ascending (each once). */
+export function segmentNumbersOf(db: Database.Database, images: readonly ImageId[]): number[] {
+  return prepared(db, 'SELECT DISTINCT seg FROM segments WHERE image_id IN (SELECT value FROM json_each(?)) ORDER BY seg')
+    .pluck()
+    .all(JSON.stringify(images)) as number[];
+}
+
 /** Adds one to `counts` per entry of the segment that references a slot. */
 export function countSlotRefs(s: Segment, counts: Map<number, number>): void {
   if (typeof s === 'number') {

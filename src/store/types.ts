@@ -35,6 +35,13 @@ export const SLOTS_PER_FILE = 262_144;
 export const MAX_SLOT = 0xffff_ffff - 3;
 /** Virtual sizes are bounded so that every byte offset is an exact JS number. */
 export const MAX_VIRTUAL_SIZE = 2 ** 53 - BLOCK_SIZE;
+/**
+ * The deepest chain strata takes from elsewhere: a qcow2 backing chain, a
+ * remote manifest's layers. Each layer becomes an image, so a longer chain
+ * is work and images without end, never a real image (QEMU's own chains
+ * stay far below).
+ */
+export const MAX_CHAIN_DEPTH = 256;
 
 export const INHERIT = 0 as MapEntry;
 export const ZERO = 1 as MapEntry;

@@ -14,7 +14,7 @@ const P2 = 'b'.repeat(64);
 
 describe('remote object formats', () => {
   it('indexes and pack trailers round-trip; damage is E_CORRUPT', () => {
-    const places = [place(1, P1, 0), place(2, P2, 0), place(3, P1, 1000, 4096)];
+    const places = [place(1, P1, 0), place(2, P2, 0), { ...place(3, P1, 1000, 4096), codec: 0 }];
     const back = decodeIndex(encodeIndex(places), 'x');
     expect(back).toEqual(places);
     const trailer = encodePackTrailer(places.filter((p) => p.pack === P1));

@@ -173,7 +173,7 @@ describe.skipIf(!haveRgw())('remote gc and remote check', () => {
   it('a damaged pack or a missing layer is reported (exit 2) and gc deletes nothing while a live layer is missing', async () => {
     const { s, bucket } = setup();
     const [pack] = await bucket.list('packs/');
-    const bytes = await bucket.get(pack.key);
+    const bytes = await bucket.get(pack.key, 1 << 30);
     bytes[100] ^= 0xff;
     await bucket.put(pack.key, bytes);
     const meta = strata(s[1], ['--json', 'remote', 'check', 'fleet']);
@@ -183,7 +183,7 @@ describe.skipIf(!haveRgw())('remote gc and remote check', () => {
     expect(JSON.parse(data.stdout).problems[0]).toMatchObject({ object: 'pack', id: pack.key.slice('packs/'.length) });
 
     const [smallManifest] = await bucket.list('manifests/small/');
-    const live = JSON.parse((await bucket.get(smallManifest.key)).toString()).chain[0].layer;
+    const live = JSON.parse((await bucket.get(smallManifest.key, 1 << 30)).toString()).chain[0].layer;
     await bucket.remove(`layers/${live}`);
     const missing = strata(s[1], ['remote', 'check', 'fleet']);
     expect(missing.status).toBe(2);

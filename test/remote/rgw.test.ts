@@ -33,7 +33,9 @@ describe.skipIf(!haveRgw())('the bucket wrapper (src/remote/s3.ts) on RGW', () =
       const big = Buffer.alloc(13 * 1024 * 1024);
       for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i, i);
       await b.put('p/big', big); // three parts
-      expect((await b.get('p/big')).equals(big)).toBe(true);
+      expect((await b.get('p/big', big.length)).equals(big)).toBe(true);
+      // One byte over the limit: refused by its length, unread.
+      await expect(b.get('p/big', big.length - 1)).rejects.toMatchObject({ code: 'E_CORRUPT', data: { key: 'p/big', size: big.length, limit: big.length - 1 } });
       expect((await b.getRange('p/big', 5 * 1024 * 1024 - 8, 5 * 1024 * 1024 + 8)).equals(big.subarray(5 * 1024 * 1024 - 8, 5 * 1024 * 1024 + 8))).toBe(true);
       await b.put('p/small', Buffer.from('x'));
       expect((await b.list('p/')).map((o) => [o.key, o.size])).toEqual([
@@ -42,7 +44,7 @@ describe.skipIf(!haveRgw())('the bucket wrapper (src/remote/s3.ts) on RGW', () =
       ]);
       expect(await b.has('p/small')).toBe(true);
       expect(await b.has('p/none')).toBe(false);
-      await expect(b.get('p/none')).rejects.toMatchObject({ code: 'E_NOT_FOUND' });
+      await expect(b.get('p/none', 4096)).rejects.toMatchObject({ code: 'E_NOT_FOUND' });
     } finally {
       b.close();
     }
@@ -53,7 +55,7 @@ describe.skipIf(!haveRgw())('the bucket wrapper (src/remote/s3.ts) on RGW', () =
     // Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
     const b = openBucket({ bucket: 'nobody', endpoint: 'http://127.0.0.1:9', maxAttempts: 2, connectTimeoutMs: 500 });
     try {
-      await expect(b.get('x')).rejects.toMatchObject({ code: 'E_IO' });
+      await expect(b.get('x', 4096)).rejects.toMatchObject({ code: 'E_IO' });
     } finally {
       b.close();
     }

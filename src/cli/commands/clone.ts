@@ -3,6 +3,7 @@ import { badInput } from '../../errors.js';
 import { cloneImage, cloneSummary } from '../../image/lifecycle.js';
 import { orAskServer } from '../live.js';
 import { runCommand } from '../context.js';
+import { warnSkipped } from '../skipped.js';
 import { parseRef } from './pull.js';
 
 export const cloneCommand = () =>
@@ -27,8 +28,9 @@ export const cloneCommand = () =>
             try {
               const r = await lazyClone(store, remote, image, names[0], { manifest });
               const top = r.layers[r.layers.length - 1];
-              return { parent: top.name, snapshot: null, clones: [r.leaf], lazy: r };
+              return { parent: top.name, snapshot: null, clones: [r.leaf], lazy: r, skipped: remote.skipped };
             } finally {
+              warnSkipped(remote);
               remote.close();
             }
           }

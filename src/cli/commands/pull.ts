@@ -3,6 +3,7 @@ import { badInput } from '../../errors.js';
 import { pullImage } from '../../remote/pull.js';
 import { openRemote } from '../../remote/remote.js';
 import { runCommand } from '../context.js';
+import { warnSkipped } from '../skipped.js';
 import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
 
@@ -26,8 +27,10 @@ export const pullCommand = () =>
           const remote = openRemote(ctx.storeDir, remoteName);
           try {
             const kept = () => `pull stopped; layers pulled whole are kept, the one under way was dropped`;
-            return await longWork(ctx, `pulling ${ref}`, kept, (onProgress) => pullImage(store, remote, image, { manifest, onProgress }));
+            const pulled = await longWork(ctx, `pulling ${ref}`, kept, (onProgress) => pullImage(store, remote, image, { manifest, onProgress }));
+            return { ...pulled, skipped: remote.skipped };
           } finally {
+            warnSkipped(remote);
             remote.close();
           }
         },

@@ -3,6 +3,7 @@ import { parseCompression } from '../../store/codecs.js';
 import { pushImage } from '../../remote/push.js';
 import { openRemote } from '../../remote/remote.js';
 import { runCommand } from '../context.js';
+import { warnSkipped } from '../skipped.js';
 import { longWork } from '../long-work.js';
 import { humanBytes, parseBytes } from '../parse.js';
 
@@ -24,8 +25,10 @@ export const pushCommand = () =>
           try {
             // What a stopped push leaves: complete packs (and perhaps an index) no manifest names yet.
             const kept = () => `push stopped; ${remoteName} does not list ${image} yet (blocks whose index was written are reused by the next push; the rest is waste for remote gc)`;
-            return await longWork(ctx, `pushing ${image}`, kept, (onProgress) => pushImage(store, remote, image, { compress, packBytes, onProgress }));
+            const pushed = await longWork(ctx, `pushing ${image}`, kept, (onProgress) => pushImage(store, remote, image, { compress, packBytes, onProgress }));
+            return { ...pushed, skipped: remote.skipped };
           } finally {
+            warnSkipped(remote);
             remote.close();
           }
         },

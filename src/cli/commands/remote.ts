@@ -9,6 +9,8 @@ import { BLOCK_SIZE } from '../../store/types.js';
 import { badInput } from '../../errors.js';
 import { parseRef } from './pull.js';
 import { runCommand } from '../context.js';
+import { warnSkipped } from '../skipped.js';
+import { printable } from '../../untrusted.js';
 import { localTime, table } from '../render.js';
 import { humanBytes, parseBytes } from '../parse.js';
 
@@ -85,8 +87,10 @@ const lsCommand = () =>
               remotes: undefined,
               remote: name,
               images: images.map((i) => ({ name: i.name, ...i.manifests[0], pushes: i.manifests.length, ...(o.all ? { manifests: i.manifests } : {}) })),
+              skipped: r.skipped,
             };
           } finally {
+            warnSkipped(r);
             r.close();
           }
         },
@@ -98,7 +102,7 @@ const lsCommand = () =>
           const rows = r.images!.flatMap((i) =>
             (i.manifests ?? [i]).map((m) => ({ name: i.name, size: humanBytes(m.virtualSize), data: humanBytes(m.blocks * 4096), layers: m.layers, pushed: localTime(m.pushedAt), host: m.host, id: m.id.slice(0, 12) })),
           );
-          return table(rows, [['name', 'NAME'], ['size', 'SIZE'], ['data', 'DATA'], ['layers', 'LAYERS'], ['pushed', 'PUSHED'], ['host', 'HOST'], ['id', 'MANIFEST']]) || `remote ${r.remote} holds no images\n`;
+          return table(rows, [['name', 'NAME'], ['size', 'SIZE'], ['data', 'DATA'], ['layers', 'LAYERS'], ['pushed', 'PUSHED'], ['host', 'HOST'], ['id', 'MANIFEST']]) || `remote ${r.remote} holds no readable images\n`;
         },
       ),
     );
@@ -170,7 +174,8 @@ const gcCommand = () =>
     );
 
 const renderRemoteCheck = (r: RemoteCheckResult) =>
-  r.problems.map((p) => `ERROR: ${p.message}\n`).join('') +
+  // A problem's message may quote what the bucket holds.
+  r.problems.map((p) => `ERROR: ${printable(p.message)}\n`).join('') +
   `${r.manifests} manifest(s), ${r.layers} layer(s), ${r.indexes} index(es), ${r.packs} pack(s), ${r.blocks} live block(s)` +
   `${r.readData ? `, ${humanBytes(r.bytesRead)} of packs read and every block verified` : ' (metadata only; --read-data verifies every block)'}\n` +
   (r.waste.packs || r.waste.layers ? `waste for remote gc: ${r.waste.packs} pack(s) (${humanBytes(r.waste.bytes)}), ${r.waste.layers} layer(s)\n` : '') +

@@ -14,8 +14,7 @@ import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { badInput, corrupt, notFound, unsupported } from '../../errors.js';
 import { ImageFile } from './file.js';
 import { MAX_BACKING_NAME, parseHeader } from './header.js';
-
-const MAX_CHAIN = 256;
+import { MAX_CHAIN_DEPTH } from '../../store/types.js';
 
 export interface ChainLink {
   /** The file as its name resolves (relative names against the folder of the file naming them). */
@@ -66,7 +65,7 @@ export function backingChain(path: string, policy: BackingPolicy = {}): ChainLin
     seen.add(real);
     chain.push({ path: next, format });
     if (format === 'raw') return chain;
-    if (chain.length > MAX_CHAIN) throw corrupt(`${top}: backing chain deeper than ${MAX_CHAIN}`);
+    if (chain.length > MAX_CHAIN_DEPTH) throw corrupt(`${top}: backing chain deeper than ${MAX_CHAIN_DEPTH}`);
     cur = next;
   }
 }
