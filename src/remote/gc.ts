@@ -144,8 +144,11 @@ export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Prom
       plan = planKeep(holders, (p) => refuted.has(fragmentKey(p)), packObjects, unreadable, repackBelow);
       pinned = new Map();
       const need = new Map<string, BlockPlace>();
-      // A sparse pack's kept fragments are copied: checked first, so a false one is planned around, not copied.
-      for (const id of plan.sparse) for (const k of plan.byPack.get(id)!) if (!verified.has(fragmentKey(k))) need.set(fragmentKey(k), k);
+      // A sparse pack's kept fragments are copied, and checked on the way; one another pack also holds
+      // is checked first, so a false one is planned around rather than stopping the copy.
+      for (const id of plan.sparse) {
+        for (const k of plan.byPack.get(id)!) if (holders.get(k.digest.toString('hex'))!.length > 1 && !verified.has(fragmentKey(k))) need.set(fragmentKey(k), k);
+      }
       for (const id of [...plan.dead, ...plan.sparse]) {
         for (const e of claims.get(id) ?? []) {
           if (refuted.has(fragmentKey(e))) continue;

@@ -138,4 +138,50 @@ describe.skipIf(!haveRgw())('a forged index and remote gc (Ceph RGW)', () => {
       }
     }, 180_000);
   }
+  it('a forged pack denser than a sparse real one is found false before the repack copies it: gc repacks the real one and completes', async () => {
+    const dir = tmpDir();
+    const r = rng(31);
+    const keep = r.text(1 * MiB);
+    const big = Buffer.concat([keep, r.text(3 * MiB)]);
+    const [A, B, C] = ['A', 'B', 'C'].map((n) => path.join(dir, n));
+    const bucketName = freshBucket('forgedsparse');
+    storesOnBucket([A, B, C], bucketName);
+    for (const [name, data] of [['big', big], ['small', keep]] as const) {
+      fs.writeFileSync(path.join(dir, `${name}.raw`), data);
+      strataOk(A, ['create', name, '--from', path.join(dir, `${name}.raw`)]);
+      strataOk(A, ['push', name, 'fleet']);
+    }
+    strataOk(A, ['remote', 'delete', 'fleet/big']);
+    const bucket = openBucket({ bucket: bucketName, endpoint });
+    try {
+      const [real] = (await bucket.list('packs/')).map((o) => o.key.slice('packs/'.length));
+      const [ix] = await bucket.list('index/');
+      const zero = Buffer.alloc(4096);
+      const live = new Set<string>();
+      for (let at = 0; at < keep.length; at += 4096) if (!keep.subarray(at, at + 4096).equals(zero)) live.add(sha(keep.subarray(at, at + 4096)));
+      const places = decodeIndex(await bucket.get(ix.key), ix.key).filter((p) => live.has(p.digest.toString('hex')));
+      expect(places).toHaveLength(live.size);
+      // Random raw "blocks" for every live block, padded with as many of no block at all: under half
+      // live (sparse, so gc would copy its fragments), yet denser than the real pack, a quarter live.
+      const entries = [...places, ...places.map(() => ({ digest: randomBytes(32), hint: 0 }))].map((p, i) => ({ digest: p.digest, offset: i * 4096, length: 4096, codec: 0, hint: p.hint }));
+      const pack = Buffer.concat([randomBytes(4096 * entries.length), encodePackTrailer(entries)]);
+      const forgedPack = sha(pack);
+      await bucket.put(`packs/${forgedPack}`, pack);
+      await bucket.put(`index/${sha(encodeIndex(entries.map((e) => ({ ...e, pack: forgedPack }))))}`, encodeIndex(entries.map((e) => ({ ...e, pack: forgedPack }))));
+
+      const gc = json(strataOk(B, ['--json', 'remote', 'gc', 'fleet']));
+      expect(gc.problems).toEqual([expect.objectContaining({ object: 'pack', id: forgedPack, message: expect.stringMatching(/does not hold what its trailer says: 256 fragment\(s\) are not their block/) })]);
+      expect(gc).toMatchObject({ packs: { repacked: 1, deleted: 1, written: 1 }, blocks: { live: 256 } });
+      const after = (await bucket.list('packs/')).map((o) => o.key.slice('packs/'.length));
+      expect(after).toHaveLength(1);
+      expect(after).not.toContain(real);
+      expect(after).not.toContain(forgedPack);
+      strataOk(C, ['pull', 'fleet/small']);
+      strataOk(C, ['export', 'small', path.join(dir, 'small.out')]);
+      expect(fs.readFileSync(path.join(dir, 'small.out')).equals(keep)).toBe(true);
+      expect(json(strataOk(B, ['--json', 'remote', 'check', 'fleet', '--read-data']))).toMatchObject({ status: 'clean', problems: [], waste: { packs: 0 } });
+    } finally {
+      bucket.close();
+    }
+  }, 180_000);
 });
