@@ -66,7 +66,7 @@ export async function readTrailers(remote: Remote, packs: ReadonlyMap<string, nu
     try {
       trailers.set(id, trailerOf(await readPackTrailer(remote, id, size)));
     } catch (e) {
-      if (isStrataError(e, 'E_CORRUPT')) problems.push({ object: 'pack', id, message: e.message });
+      if (isStrataError(e, 'E_CORRUPT') || isStrataError(e, 'E_RANGE')) problems.push({ object: 'pack', id, message: e.message });
       else if (!isStrataError(e, 'E_NOT_FOUND')) throw e;
     }
   });

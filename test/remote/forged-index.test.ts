@@ -25,20 +25,25 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 type Forgery = 'a pack that does not exist' | 'the other real pack, which does not hold them there' | 'a forged pack whose trailer lies';
 
-/** The forged objects: the index (and, for the last case, the pack it names). */
-function forge(how: Forgery, places: BlockPlace[], packs: string[]): { index: Buffer; pack?: Buffer } {
+/**
+ * The forged objects: the index (and, for the last case, the pack it names). `salt`, the first
+ * entry's hint, changes the index's name: a test picks one that sorts first, so that a pull's
+ * first choice of place for each block is the forged one.
+ */
+function forge(how: Forgery, places: BlockPlace[], packs: string[], salt: number): { index: Buffer; pack?: Buffer } {
+  const salted = (entries: BlockPlace[]) => encodeIndex(entries.map((e, i) => (i === 0 ? { ...e, hint: salt } : e)));
   const claim = (pack: string, offset: (i: number) => number, length: number) =>
     places.map((p, i) => ({ digest: p.digest, pack, offset: offset(i), length, codec: 1, hint: p.hint }));
-  if (how === 'a pack that does not exist') return { index: encodeIndex(claim(sha(randomBytes(16)), (i) => i * 16, 16)) };
-  // Lengths far above a real fragment's: to gc on 612f89f, the pack they name looks densest.
-  if (how === 'the other real pack, which does not hold them there') return { index: encodeIndex(claim(packs[1], (i) => i, 60000)) };
+  if (how === 'a pack that does not exist') return { index: salted(claim(sha(randomBytes(16)), (i) => i * 16, 16)) };
+  // Lengths far above a real fragment's (to gc on 612f89f, the pack they name looks densest), most of them past its end.
+  if (how === 'the other real pack, which does not hold them there') return { index: salted(claim(packs[1], (i) => i * 4096, 60000)) };
   // A pack of random raw "blocks" whose trailer lists every block: self-consistent, canonical, false, and
   // (raw, so all but its trailer is "live") denser than the real packs.
   const frags = randomBytes(4096 * places.length);
   const entries = places.map((p, i) => ({ digest: p.digest, offset: i * 4096, length: 4096, codec: 0, hint: p.hint }));
   const pack = Buffer.concat([frags, encodePackTrailer(entries)]);
   const id = sha(pack);
-  return { index: encodeIndex(entries.map((e) => ({ ...e, pack: id }))), pack };
+  return { index: salted(entries.map((e) => ({ ...e, pack: id }))), pack };
 }
 
 describe.skipIf(!haveRgw())('a forged index and remote gc (Ceph RGW)', () => {
@@ -99,10 +104,19 @@ describe.skipIf(!haveRgw())('a forged index and remote gc (Ceph RGW)', () => {
         const onePack = places[0].pack;
         const ordered = [onePack, packs.find((p) => p !== onePack)!];
 
-        const forged = forge(how, places, ordered);
+        const firstReal = (await bucket.list('index/')).map((o) => o.key.slice('index/'.length)).sort()[0];
+        let forged = forge(how, places, ordered, 0);
+        for (let salt = 1; sha(forged.index) > firstReal; salt++) forged = forge(how, places, ordered, salt);
         if (forged.pack) await bucket.put(`packs/${sha(forged.pack)}`, forged.pack);
         const forgedId = sha(forged.index);
         await bucket.put(`index/${forgedId}`, forged.index);
+
+        // Before any gc: a pull tries the forged place of each block first, finds it false, and takes the real one.
+        const early = path.join(dir, 'D');
+        storesOnBucket([early], bucketName);
+        strataOk(early, ['pull', 'fleet/one']);
+        strataOk(early, ['export', 'one', path.join(dir, 'one.early')]);
+        expect(fs.readFileSync(path.join(dir, 'one.early')).equals(images.one)).toBe(true);
 
         if (forged.pack) {
           // The forged pack's trailer agrees with the index: only its fragments, read, tell.
