@@ -1,15 +1,17 @@
 /**
  * strata remote check: is every pushed image whole in the bucket?
  *
- * Always (metadata only, a few small GETs per image):
+ * Always (metadata only: a few small GETs per image, one ranged GET of
+ * each pack's end):
  * - each manifest matches its name and decodes, and each layer its chain
  *   names is there, matches its name, decodes and has the manifest's size;
- * - each index matches its name and decodes, and each place it names lies
- *   inside a pack that is there;
- * - each block a live layer names has a place in a pack that is there.
+ * - each index matches its name and decodes, and each place it names is
+ *   in a pack that is there and whose own trailer lists it (claims.ts): an
+ *   index that says otherwise is reported, and its places count for nothing;
+ * - each block a live layer names has such a confirmed place.
  * With readData, every pack is downloaded whole: it must match its name,
- * its trailer must list what the indexes say it holds, and every fragment
- * must decompress to the block its digest names.
+ * and every fragment its trailer lists must decompress to the block its
+ * digest names.
  *
  * Waste (a killed push's packs, what gc has yet to collect, stale locks)
  * is counted, not a problem. Takes no lock and changes nothing, so it can
@@ -17,6 +19,7 @@
  * old index still names for a moment, which a second run settles.
  */
 import { StrataError } from '../errors.js';
+import { confirmed, falseClaims, readTrailers, trailerOf, type RemoteProblem, type Trailer } from './claims.js';
 import { decodeFragment } from './fetch.js';
 import { decodePackTrailer, MAX_PACK_BYTES, type BlockPlace } from './index-file.js';
 import { digestsOf } from './layer-file.js';
@@ -24,12 +27,7 @@ import { sha256Hex } from './layout.js';
 import { mapLimit } from './pool.js';
 import { listIds, listManifests, readIndex, readLayer, readManifest, type Remote } from './remote.js';
 
-export interface RemoteProblem {
-  /** What kind of object is wrong. */
-  object: 'manifest' | 'layer' | 'index' | 'pack' | 'block';
-  id: string;
-  message: string;
-}
+export type { RemoteProblem };
 
 export interface RemoteCheckResult {
   remote: string;
@@ -86,36 +84,18 @@ export async function checkRemote(remote: Remote, opts: { readData?: boolean; on
 
   const packSizes = new Map((await listIds(remote, 'packs')).map((o) => [o.id, o.size]));
   const indexIds = (await listIds(remote, 'indexes')).map((o) => o.id);
-  const placed = new Set<string>();
-  const named = new Map<string, BlockPlace[]>();
+  const indexes: { id: string; places: BlockPlace[] }[] = [];
   await mapLimit(indexIds, GETS, async (id) => {
-    let places: BlockPlace[];
     try {
-      places = await readIndex(remote, id);
+      indexes.push({ id, places: await readIndex(remote, id) });
     } catch (e) {
       problems.push(asProblem(e, 'index', id));
-      return;
-    }
-    for (const p of places) {
-      const size = packSizes.get(p.pack);
-      if (size === undefined) continue; // gc deletes packs after their indexes are replaced; the block may be placed elsewhere
-      if (p.offset + p.length > size) {
-        problems.push({ object: 'index', id, message: `index ${id} places block ${p.digest.toString('hex')} at ${p.offset}+${p.length} in pack ${p.pack} of ${size} bytes` });
-        continue;
-      }
-      placed.add(p.digest.toString('hex'));
-      let l = named.get(p.pack);
-      if (!l) named.set(p.pack, (l = []));
-      l.push(p);
     }
   });
-  let unplaced = 0;
-  for (const d of live) {
-    if (placed.has(d)) continue;
-    if (unplaced++ < 20) problems.push({ object: 'block', id: d, message: `block ${d} is in no pack (a live layer names it)` });
-  }
-  if (unplaced > 20) problems.push({ object: 'block', id: '', message: `and ${unplaced - 20} more blocks in no pack` });
 
+  // What each pack holds, by its own trailer: read from its end, or with readData from the whole
+  // pack, which must also match its name and hold every fragment its trailer lists.
+  let trailers = new Map<string, Trailer>();
   let bytesRead = 0;
   if (opts.readData) {
     const total = [...packSizes.values()].reduce((n, s) => n + s, 0);
@@ -126,18 +106,50 @@ export async function checkRemote(remote: Remote, opts: { readData?: boolean; on
         const body = await bucket.get(keys.pack(id), MAX_PACK_BYTES);
         bytesRead += body.length;
         opts.onProgress?.(bytesRead, total);
+        const listed = decodePackTrailer(body, id);
+        trailers.set(id, trailerOf(listed));
         if (sha256Hex(body) !== id) throw new StrataError('E_CORRUPT', `pack ${id} does not match its name`);
-        const trailer = new Map(decodePackTrailer(body, id).map((p) => [`${p.digest.toString('hex')}@${p.offset}`, p]));
-        for (const p of trailer.values()) decodeFragment(p, body, p.offset);
-        for (const p of named.get(id) ?? []) {
-          const t = trailer.get(`${p.digest.toString('hex')}@${p.offset}`);
-          if (!t || t.length !== p.length || t.codec !== p.codec) throw new StrataError('E_CORRUPT', `pack ${id} does not hold block ${p.digest.toString('hex')} where an index says (offset ${p.offset})`);
-        }
+        for (const p of listed) decodeFragment(p, body, p.offset);
       } catch (e) {
         problems.push(asProblem(e, 'pack', id));
       }
     });
+  } else {
+    const read = await readTrailers(remote, packSizes);
+    trailers = read.trailers;
+    problems.push(...read.problems);
   }
+  // Beside a running gc: a pack listed by no listing above may have been written since (a repack's
+  // copy), and an index may be gone (replaced). Neither is a false claim.
+  const unlisted = new Set(indexes.flatMap((ix) => ix.places.map((p) => p.pack)).filter((p) => !packSizes.has(p)));
+  const since = new Set<string>();
+  await mapLimit([...unlisted], GETS, async (p) => {
+    if (await bucket.has(keys.pack(p))) since.add(p);
+  });
+  const unknown = new Set([...packSizes.keys()].filter((p) => !trailers.has(p)).concat([...since]));
+  await mapLimit(indexes, GETS, async ({ id, places }) => {
+    const f = falseClaims(id, places, packSizes, trailers, unknown);
+    if (f && (await bucket.has(keys.index(id)))) problems.push(f);
+  });
+
+  // Placed: a place its pack's trailer confirms (or in a pack written since the listing).
+  const placed = new Set<string>();
+  const named = new Map<string, BlockPlace[]>();
+  for (const { places } of indexes) {
+    for (const p of places) {
+      if (!since.has(p.pack) && !confirmed(trailers, p)) continue;
+      placed.add(p.digest.toString('hex'));
+      let l = named.get(p.pack);
+      if (!l) named.set(p.pack, (l = []));
+      l.push(p);
+    }
+  }
+  let unplaced = 0;
+  for (const d of live) {
+    if (placed.has(d)) continue;
+    if (unplaced++ < 20) problems.push({ object: 'block', id: d, message: `block ${d} is in no pack (a live layer names it)` });
+  }
+  if (unplaced > 20) problems.push({ object: 'block', id: '', message: `and ${unplaced - 20} more blocks in no pack` });
 
   const livePacks = new Set<string>();
   for (const [pack, l] of named) if (l.some((p) => live.has(p.digest.toString('hex')))) livePacks.add(pack);

@@ -77,10 +77,14 @@ export function decodeFragment(p: BlockPlace, src: Buffer, at: number, out: Buff
  * Fetches, decodes and verifies `places`, handing each block to onBlock
  * (its buffer is the caller's) once.
  *
- * A pack that is gone was repacked or collected by `remote gc` since our
- * cache was read: the cache is synced with the bucket's indexes and the
- * blocks not yet delivered are fetched from their places now, once. A
- * block the bucket's indexes no longer name is E_NOT_FOUND.
+ * A place that fails is not the end of its block: an index is anyone's to
+ * write, so a place may be false (a pack that does not hold the block
+ * there), and a pack may be gone (repacked or collected by `remote gc`
+ * since our cache was read: the cache is then synced with the bucket's
+ * indexes, once). Each block not yet delivered is fetched again from a
+ * place of it not yet tried, until none is left: then a block whose bytes
+ * never matched is E_CORRUPT, one the bucket's indexes no longer place in
+ * a pack is E_NOT_FOUND. A bucket that cannot be read is E_IO at once.
  */
 export async function fetchBlocks(remote: Remote, places: readonly BlockPlace[], onBlock: (p: BlockPlace, data: Buffer) => void, opts: FetchOptions = {}): Promise<FetchStats> {
   const stats: FetchStats = { gets: 0, bytes: 0, blocks: 0 };
@@ -92,29 +96,60 @@ export async function fetchBlocks(remote: Remote, places: readonly BlockPlace[],
     onBlock(p, data);
     stats.blocks++;
   };
-  try {
-    await fetchRanges(remote, places, deliver, opts, stats);
-  } catch (e) {
-    if (!(e instanceof StrataError && e.code === 'E_NOT_FOUND' && typeof e.data.key === 'string' && e.data.key.startsWith(remote.keys.packs))) throw e;
-    await syncIndexes(remote);
-    const left: BlockPlace[] = [];
-    for (const p of places) {
-      if (done.has(p.digest.toString('hex'))) continue;
-      const now = remote.cache.place(p.digest);
-      if (!now) throw new StrataError('E_NOT_FOUND', `remote ${remote.config.name}: block ${p.digest.toString('hex')} is in no pack of ${remote.bucket.where} any more`, { digest: p.digest.toString('hex') }, { cause: e });
-      left.push(now);
+  const tried = new Set<string>();
+  const placeKey = (p: BlockPlace) => `${p.pack}@${p.offset}`;
+  let synced = false;
+  for (let todo = places; todo.length > 0; ) {
+    for (const p of todo) tried.add(`${p.digest.toString('hex')}:${placeKey(p)}`);
+    const failed = await fetchRanges(remote, todo, deliver, opts, stats);
+    if (failed.length === 0) break;
+    const gone = failed.find((f) => f.error.code === 'E_NOT_FOUND');
+    if (gone && !synced) {
+      await syncIndexes(remote);
+      synced = true;
     }
-    await fetchRanges(remote, left, deliver, opts, stats);
+    const next: BlockPlace[] = [];
+    for (const { place: p, error } of failed) {
+      const hex = p.digest.toString('hex');
+      if (done.has(hex) || next.some((q) => q.digest.equals(p.digest))) continue;
+      const known = remote.cache.places(p.digest);
+      const other = known.find((q) => !tried.has(`${hex}:${placeKey(q)}`));
+      if (other) next.push(other);
+      else if (known.length === 0) throw new StrataError('E_NOT_FOUND', `remote ${remote.config.name}: block ${hex} is in no pack of ${remote.bucket.where} any more`, { digest: hex }, { cause: error });
+      else throw error;
+    }
+    todo = next;
   }
   return stats;
 }
 
-async function fetchRanges(remote: Remote, places: readonly BlockPlace[], deliver: (p: BlockPlace, data: Buffer) => void, opts: FetchOptions, stats: FetchStats): Promise<void> {
+/** Fetches `places`; returns those that failed: their pack gone (E_NOT_FOUND) or their bytes not their block, or not there at all (E_CORRUPT). */
+async function fetchRanges(remote: Remote, places: readonly BlockPlace[], deliver: (p: BlockPlace, data: Buffer) => void, opts: FetchOptions, stats: FetchStats): Promise<{ place: BlockPlace; error: StrataError }[]> {
+  const failed: { place: BlockPlace; error: StrataError }[] = [];
   const ranges = planRanges(places, opts.gapBytes ?? 256 * 1024, opts.rangeBytes ?? 8 * 1024 * 1024);
   await mapLimit(ranges, opts.gets ?? 8, async (r) => {
-    const body = await remote.bucket.getRange(remote.keys.pack(r.pack), r.start, r.end);
+    let body: Buffer;
+    try {
+      body = await remote.bucket.getRange(remote.keys.pack(r.pack), r.start, r.end);
+    } catch (e) {
+      if (!(e instanceof StrataError && (e.code === 'E_NOT_FOUND' || e.code === 'E_RANGE'))) throw e;
+      // A range past the pack's end: the places in it are false (an index said so), as a fragment that is not its block.
+      for (const p of r.places) failed.push({ place: p, error: e.code === 'E_RANGE' ? corrupt(`block ${p.digest.toString('hex')} at ${p.offset} in pack ${p.pack}: ${e.message}`, { pack: p.pack }) : e });
+      return;
+    }
     stats.gets++;
     stats.bytes += body.length;
-    for (const p of r.places) deliver(p, decodeFragment(p, body, p.offset - r.start));
+    for (const p of r.places) {
+      let data: Buffer;
+      try {
+        data = decodeFragment(p, body, p.offset - r.start);
+      } catch (e) {
+        if (!(e instanceof StrataError && e.code === 'E_CORRUPT')) throw e;
+        failed.push({ place: p, error: e });
+        continue;
+      }
+      deliver(p, data);
+    }
   });
+  return failed;
 }

@@ -6,15 +6,25 @@
  * 1. Reachable: every manifest, the layers their chains name, the blocks
  *    those layers name. A manifest or live layer that cannot be read stops
  *    gc before it deletes anything (`remote check` says what is wrong).
- * 2. Every index is read from the bucket (not the cache). A block may have
- *    several places; each live block is kept in one, the pack holding the
- *    most live blocks (so a block a sparse pack shares with a full one is
- *    not copied).
- * 3. A pack keeping no live block is dead. A pack whose kept fragments fill
- *    less than `repackBelow` of it is copied: its kept fragments, as they
- *    are (checked against their digests on the way), into new packs, then
- *    one new index naming them.
- * 4. Every index naming a dead or copied pack is replaced by one naming the
+ * 2. Every index is read from the bucket (not the cache), and every pack's
+ *    trailer (its last bytes, claims.ts). An index place counts only where
+ *    its pack's own trailer lists it: anyone who can write an object can
+ *    write an index claiming any block is anywhere, and such a claim must
+ *    never make gc delete the pack that really holds the block. False
+ *    claims and unreadable packs are reported in `problems`; an unreadable
+ *    pack is never deleted.
+ * 3. A block may have several confirmed places; each live block is kept in
+ *    one, the pack holding the most live blocks (so a block a sparse pack
+ *    shares with a full one is not copied). A pack keeping no live block is
+ *    dead; one whose kept fragments fill less than `repackBelow` of it is
+ *    copied. Before either goes, each live block its trailer lists must be
+ *    kept elsewhere in a fragment checked against its digest (a forged pack
+ *    can carry a trailer that lies), else it stays; a fragment found false
+ *    is planned around. In a bucket without duplicates nothing needs checking.
+ *    The copy: the kept fragments, as they are, into new packs, then one
+ *    new index naming them.
+ * 4. Every index naming a dead or copied pack, or a place no trailer confirms
+ *    of a block that is dead or kept elsewhere, is replaced by one naming the
  *    rest of its entries (none: just deleted): the new one is written
  *    before the old one goes.
  * 5. Only then the dead and copied packs, then unreachable layers.
@@ -28,6 +38,7 @@ import { corrupt, isStrataError } from '../errors.js';
 import { faultDelay, faultPoint } from '../store/faults.js';
 import type { CodecSpec } from '../store/codecs.js';
 import { decodeFragment, planRanges } from './fetch.js';
+import { confirmed, falseClaims, placeKey, readTrailers, verifyFragments, type RemoteProblem } from './claims.js';
 import { encodeIndex, type BlockPlace } from './index-file.js';
 import { digestsOf } from './layer-file.js';
 import { sha256Hex } from './layout.js';
@@ -54,6 +65,10 @@ export interface RemoteGcResult {
   packs: { before: number; deleted: number; repacked: number; written: number };
   indexes: { before: number; rewritten: number; deleted: number; written: number };
   bytes: { before: number; after: number; deleted: number; written: number };
+  /** Pack trailers read; fragments checked against their digests before a pack went for holding them elsewhere; of those, not their block. */
+  checked: { trailers: number; fragments: number; refuted: number };
+  /** Objects gc did not trust (false index claims, packs that do not hold what they say): never a reason to delete. */
+  problems: RemoteProblem[];
 }
 
 const SMALL_GETS = 8;
@@ -84,49 +99,98 @@ export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Prom
       for (const d of digestsOf(await readLayer(remote, id).catch(untilClean))) live.add(d);
     });
 
-    // 2. Where every block is, from the bucket's own indexes.
+    // 2. Where every block is: the indexes say, each pack's own trailer confirms (claims.ts). An
+    // index is anyone's to write; what no trailer confirms is reported and never relied on.
     const packObjects = new Map((await listIds(remote, 'packs')).map((o) => [o.id, o.size]));
     const indexIds = (await listIds(remote, 'indexes')).map((o) => o.id);
     const indexes = await mapLimit(indexIds, SMALL_GETS, async (id) => ({ id, places: await readIndex(remote, id).catch(untilClean) }));
+    const { trailers, problems } = await readTrailers(remote, packObjects);
+    // A pack whose trailer cannot be read: what it holds is unknown, so it is neither deleted nor relied on.
+    const unreadable = new Set(problems.map((p) => p.id));
+    for (const ix of indexes) {
+      const f = falseClaims(ix.id, ix.places, packObjects, trailers, unreadable);
+      if (f) problems.push(f);
+    }
     const holders = new Map<string, BlockPlace[]>();
-    const liveBytes = new Map<string, number>();
     for (const { places } of indexes) {
       for (const p of places) {
-        if (!packObjects.has(p.pack)) continue;
         const hex = p.digest.toString('hex');
-        if (!live.has(hex)) continue;
+        if (!live.has(hex) || !confirmed(trailers, p)) continue;
         let l = holders.get(hex);
         if (!l) holders.set(hex, (l = []));
-        if (l.some((q) => q.pack === p.pack)) continue;
-        l.push(p);
-        liveBytes.set(p.pack, (liveBytes.get(p.pack) ?? 0) + p.length);
+        if (!l.some((q) => q.pack === p.pack)) l.push(p);
       }
     }
-    // Each live block kept once: in the pack most of which is live (ties: the smaller id), so a
-    // copy a killed gc made wins over the sparse pack it was copied from.
-    const density = (pack: string) => liveBytes.get(pack)! / packObjects.get(pack)!;
-    const kept = new Map<string, BlockPlace[]>();
-    for (const l of holders.values()) {
-      const best = l.reduce((a, b) => {
-        const da = density(a.pack);
-        const db = density(b.pack);
-        return db > da || (db === da && b.pack < a.pack) ? b : a;
-      });
-      let k = kept.get(best.pack);
-      if (!k) kept.set(best.pack, (k = []));
-      k.push(best);
+    // What deleting each pack would take away: the live blocks its own trailer lists.
+    const claims = new Map<string, BlockPlace[]>();
+    for (const [pack, t] of trailers) {
+      const l = [...t.values()].filter((e) => live.has(e.digest.toString('hex')));
+      if (l.length > 0) claims.set(pack, l);
     }
 
-    // 3. Dead packs, sparse packs.
-    const dead: string[] = [];
-    const sparse: string[] = [];
-    for (const [id, size] of packObjects) {
-      const k = kept.get(id);
-      if (!k) dead.push(id);
-      else if (k.reduce((n, p) => n + p.length, 0) < repackBelow * size) sparse.push(id);
+    // 3. Keepers, dead packs, sparse packs. A pack goes only when every live block its trailer lists
+    // is kept elsewhere in a fragment checked against its digest, or is shown not to be in it: a
+    // forged pack's trailer can claim blocks it does not hold, and must never win a real pack's
+    // blocks away. Checking only where a pack would go because another holds the same block costs
+    // nothing in a bucket without duplicates; each round that finds a false fragment plans again
+    // without it.
+    const refuted = new Set<string>();
+    const verified = new Set<string>();
+    const fragmentKey = (p: BlockPlace) => `${p.pack}:${placeKey(p)}`;
+    let plan: KeepPlan;
+    let pinned: Map<string, BlockPlace>;
+    let fragments = 0;
+    for (;;) {
+      plan = planKeep(holders, (p) => refuted.has(fragmentKey(p)), packObjects, unreadable, repackBelow);
+      pinned = new Map();
+      const need = new Map<string, BlockPlace>();
+      // A sparse pack's kept fragments are copied, and checked on the way; one another pack also holds
+      // is checked first, so a false one is planned around rather than stopping the copy.
+      for (const id of plan.sparse) {
+        for (const k of plan.byPack.get(id)!) if (holders.get(k.digest.toString('hex'))!.length > 1 && !verified.has(fragmentKey(k))) need.set(fragmentKey(k), k);
+      }
+      for (const id of [...plan.dead, ...plan.sparse]) {
+        for (const e of claims.get(id) ?? []) {
+          if (refuted.has(fragmentKey(e))) continue;
+          const k = plan.keep.get(e.digest.toString('hex'));
+          if (k === undefined) {
+            if (!pinned.has(id)) pinned.set(id, e);
+          } else if (k.pack !== id && !verified.has(fragmentKey(k))) need.set(fragmentKey(k), k);
+        }
+      }
+      if (need.size === 0) break;
+      fragments += need.size;
+      const bad = await verifyFragments(remote, [...need.values()]);
+      for (const p of bad) refuted.add(fragmentKey(p));
+      for (const [key] of need) if (!refuted.has(key)) verified.add(key);
+      if (bad.length === 0) break;
     }
+    const refutedBy = new Map<string, string[]>();
+    for (const key of refuted) {
+      const [pack, place] = key.split(':');
+      let l = refutedBy.get(pack);
+      if (!l) refutedBy.set(pack, (l = []));
+      l.push(place);
+    }
+    for (const [pack, l] of refutedBy) {
+      problems.push({ object: 'pack', id: pack, message: `pack ${pack} does not hold what its trailer says: ${l.length} fragment(s) are not their block (first: ${l[0].replace('@', ' at ')}); not relied on` });
+    }
+    for (const [pack, e] of pinned) {
+      problems.push({ object: 'pack', id: pack, message: `pack ${pack} holds live block(s) that no index places in a pack holding them (first: ${e.digest.toString('hex')}); kept` });
+    }
+    const { keep: kept, byPack } = plan;
+    const dead = plan.dead.filter((id) => !pinned.has(id));
+    const sparse = plan.sparse.filter((id) => !pinned.has(id));
     const gone = new Set([...dead, ...sparse]);
-    const stale = (p: BlockPlace) => gone.has(p.pack) || !packObjects.has(p.pack);
+    // An index place to drop when indexes are rewritten: its pack goes or is gone, or no trailer
+    // confirms it and its block is dead or kept elsewhere (a place that is the only word left of a
+    // live block stays for the owner to judge, reported above).
+    const stale = (p: BlockPlace) => {
+      if (gone.has(p.pack) || !packObjects.has(p.pack)) return true;
+      if (!trailers.has(p.pack) || confirmed(trailers, p)) return false;
+      const hex = p.digest.toString('hex');
+      return !live.has(hex) || kept.has(hex);
+    };
     const deadLayers = layerObjects.filter((o) => !liveLayers.has(o.id));
     const before = [...packObjects.values()].reduce((n, s) => n + s, 0);
     const result: RemoteGcResult = {
@@ -138,6 +202,8 @@ export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Prom
       packs: { before: packObjects.size, deleted: dead.length, repacked: sparse.length, written: 0 },
       indexes: { before: indexIds.length, rewritten: 0, deleted: 0, written: 0 },
       bytes: { before, after: before, deleted: [...gone].reduce((n, id) => n + packObjects.get(id)!, 0), written: 0 },
+      checked: { trailers: trailers.size, fragments, refuted: refuted.size },
+      problems,
     };
     if (opts.dryRun) {
       result.indexes.rewritten = indexes.filter((ix) => ix.places.some(stale)).length;
@@ -149,7 +215,7 @@ export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Prom
     if (sparse.length > 0) {
       const packer = makePacker(remote, { packBytes: opts.packBytes, compress: opts.compress });
       for (const id of sparse) {
-        for (const r of planRanges(kept.get(id)!, 64 * 1024, 8 * 1024 * 1024)) {
+        for (const r of planRanges(byPack.get(id)!, 64 * 1024, 8 * 1024 * 1024)) {
           const body = await bucket.getRange(keys.pack(r.pack), r.start, r.end);
           await packer.addFragments(
             r.places.map((p) => {
@@ -197,4 +263,54 @@ export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Prom
   } finally {
     await lock.release();
   }
+}
+
+interface KeepPlan {
+  /** Each live block that has a confirmed place: the one it is kept in. */
+  keep: Map<string, BlockPlace>;
+  /** The same, by the pack they are kept in. */
+  byPack: Map<string, BlockPlace[]>;
+  /** Packs keeping no live block. */
+  dead: string[];
+  /** Packs whose kept fragments fill less than repackBelow of them. */
+  sparse: string[];
+}
+
+/**
+ * Each live block kept once: in the pack most of which is live (ties: the smaller id), so a copy
+ * a killed gc made wins over the sparse pack it was copied from. Pure; packs in `unreadable` are
+ * neither dead nor sparse, places `refuted` never kept.
+ */
+function planKeep(holders: ReadonlyMap<string, BlockPlace[]>, refuted: (p: BlockPlace) => boolean, packs: ReadonlyMap<string, number>, unreadable: ReadonlySet<string>, repackBelow: number): KeepPlan {
+  const liveBytes = new Map<string, number>();
+  const usable = new Map<string, BlockPlace[]>();
+  for (const [hex, l] of holders) {
+    const ok = l.filter((p) => !refuted(p));
+    if (ok.length === 0) continue;
+    usable.set(hex, ok);
+    for (const p of ok) liveBytes.set(p.pack, (liveBytes.get(p.pack) ?? 0) + p.length);
+  }
+  const density = (pack: string) => liveBytes.get(pack)! / packs.get(pack)!;
+  const keep = new Map<string, BlockPlace>();
+  const byPack = new Map<string, BlockPlace[]>();
+  for (const [hex, l] of usable) {
+    const best = l.reduce((a, b) => {
+      const da = density(a.pack);
+      const db = density(b.pack);
+      return db > da || (db === da && b.pack < a.pack) ? b : a;
+    });
+    keep.set(hex, best);
+    let k = byPack.get(best.pack);
+    if (!k) byPack.set(best.pack, (k = []));
+    k.push(best);
+  }
+  const dead: string[] = [];
+  const sparse: string[] = [];
+  for (const [id, size] of packs) {
+    if (unreadable.has(id)) continue;
+    const k = byPack.get(id);
+    if (!k) dead.push(id);
+    else if (k.reduce((n, p) => n + p.length, 0) < repackBelow * size) sparse.push(id);
+  }
+  return { keep, byPack, dead, sparse };
 }

@@ -141,15 +141,28 @@ export function encodePackTrailer(places: readonly Omit<BlockPlace, 'pack'>[]): 
   return out;
 }
 
-/** The blocks a whole pack object says it holds. */
-export function decodePackTrailer(b: Buffer, pack: string): BlockPlace[] {
+/**
+ * The bytes a pack's trailer takes, from the pack's last 12 bytes or more
+ * (to read only the trailer of a pack: its end, then this many bytes).
+ */
+export function packTrailerLength(tail: Buffer, pack: string): number {
+  if (tail.length < 12 || !tail.subarray(tail.length - 8).equals(PACK_MAGIC)) throw corrupt(`remote pack ${pack} is malformed: no STRATAPK trailer`, { pack });
+  return 12 + PACK_ENTRY * tail.readUInt32LE(tail.length - 12);
+}
+
+/**
+ * The blocks a pack object says it holds: `b` is the whole pack, or its
+ * last bytes (at least its trailer) when `size`, the pack's, is given.
+ */
+export function decodePackTrailer(b: Buffer, pack: string, size = b.length): BlockPlace[] {
   const bad = (why: string) => corrupt(`remote pack ${pack} is malformed: ${why}`, { pack });
-  if (b.length < 12 || !b.subarray(b.length - 8).equals(PACK_MAGIC)) throw bad('no STRATAPK trailer');
-  const n = b.readUInt32LE(b.length - 12);
-  const start = b.length - 12 - PACK_ENTRY * n;
-  if (start < 0) throw bad(`trailer of ${n} entries is longer than the pack`);
+  const trailer = packTrailerLength(b, pack);
+  const n = (trailer - 12) / PACK_ENTRY;
+  // Where the fragments end, in the pack; and where the trailer starts, in b.
+  const start = size - trailer;
+  if (start < 0 || trailer > b.length) throw bad(`trailer of ${n} entries is longer than the pack`);
   const out: BlockPlace[] = [];
-  for (let i = 0, at = start; i < n; i++, at += PACK_ENTRY) {
+  for (let i = 0, at = b.length - trailer; i < n; i++, at += PACK_ENTRY) {
     const e = { digest: Buffer.from(b.subarray(at, at + 32)), pack, offset: b.readUInt32LE(at + 32), length: b.readUInt16LE(at + 36), codec: b.readUInt8(at + 38), hint: b.readDoubleLE(at + 40) };
     const why = badFragment(e.length, e.codec, e.hint) ?? (b.readUInt8(at + 39) !== 0 ? 'padding that is not zero' : undefined);
     if (why) throw bad(`entry ${i} has ${why}`);

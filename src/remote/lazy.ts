@@ -7,10 +7,14 @@
  * local frozen image in ONE write transaction, its map written directly:
  * a data block whose digest this store already has (found by hint in the
  * dedup index, confirmed by SHA-256; or a slot already standing for that
- * digest in remote_locs) names that slot; any other gets a fresh slot whose
- * location is REMOTE (store/remote-locs.ts: pack, offset, length, codec,
- * digest), its hash the pusher's hint, nothing written. Then a leaf is
- * cloned over the top layer. No block is fetched.
+ * digest in remote_locs for this same remote, never another's) names that
+ * slot; any other gets a fresh slot whose location is REMOTE
+ * (store/remote-locs.ts: remote, pack, offset, length, codec, digest), its
+ * hash the pusher's hint, nothing written. Then a leaf is cloned over the
+ * top layer. No block is fetched, and a clone of remote R only ever
+ * fetches from R: a block still remote is shared between clones of one
+ * remote, never across remotes (bytes once here and verified are shared
+ * with anyone, as any local block).
  *
  * Reading (LazyFetcher): the image core is synchronous and never fetches
  * (a REMOTE block read there is E_IO, never zeros); async readers (the NBD
@@ -98,7 +102,7 @@ function buildLazyLayer(store: Store, remote: Remote, ml: ManifestLayer, map: La
         tally.localBlocks++;
         return;
       }
-      const s = remoteSlotOf(db, p.digest);
+      const s = remoteSlotOf(db, remote.config.name, p.digest);
       if (s !== undefined && slots.refcount(s) > 0) {
         bySha.set(hex, s);
         return;

@@ -73,6 +73,9 @@ export function localEqual(store: Store, remote: Remote, ml: ManifestLayer, pare
   const clash = (why: string) =>
     new StrataError('E_EXISTS', `this store has an image named ${ml.name} that ${why}; rename it (strata rename) to pull ${remote.config.name}'s`, { image: ml.name });
   if (!fits(named)) throw clash(`is not the same ${parent ? `layer over ${parent.name}` : 'base'}`);
+  // Its blocks still remote are fetched from the remote it was cloned from: never reused for another's image.
+  const from = lazyRemoteOf(named);
+  if (from !== undefined && from !== remote.config.name) throw clash(`is a layer cloned lazily from remote ${from}`);
   const img = openImage(store, named.name);
   try {
     const mine = localLayer(store, chainOf(store.db, img.record));

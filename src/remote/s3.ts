@@ -19,8 +19,8 @@
  *   and a body that runs past it anyway is cut off there. Either is
  *   E_CORRUPT naming the object.
  * - Errors become StrataErrors: a missing object or bucket is E_NOT_FOUND;
- *   anything else (refused, timed out, denied, a 5xx after the retries) is
- *   E_IO naming the bucket, the key and the S3 error code.
+ *   a range past an object's end is E_RANGE; anything else (refused, timed
+ *   out, denied, a 5xx after the retries) is E_IO naming the bucket, the key and the S3 error code.
  */
 import {
   AbortMultipartUploadCommand,
@@ -81,7 +81,7 @@ export interface Bucket {
   remove(key: string): Promise<void>;
   /** The whole object; E_CORRUPT, and at most maxBytes read, when it is larger than maxBytes. */
   get(key: string, maxBytes: number): Promise<Buffer>;
-  /** Bytes [start, end) of an object. */
+  /** Bytes [start, end) of an object; E_RANGE when they are not all in it. */
   getRange(key: string, start: number, end: number): Promise<Buffer>;
   /** Whether an object exists. */
   has(key: string): Promise<boolean>;
@@ -237,11 +237,14 @@ export function openBucket(opts: BucketOptions): Bucket {
     },
     async getRange(Key, start, end) {
       if (end <= start) return Buffer.alloc(0);
+      // Bytes past the object's end are no I/O failure: whoever named that range was wrong about the object.
+      const past = (got: number) => new StrataError('E_RANGE', `${Key} in ${where}: asked for ${end - start} bytes at ${start}, got ${got}`, { bucket: Bucket, key: Key });
       try {
         const b = await body(await client.send(new GetObjectCommand({ Bucket, Key, Range: `bytes=${start}-${end - 1}` })));
-        if (b.length !== end - start) throw new StrataError('E_IO', `${Key} in ${where}: asked for ${end - start} bytes at ${start}, got ${b.length}`, { bucket: Bucket, key: Key });
+        if (b.length !== end - start) throw past(b.length);
         return b;
       } catch (e) {
+        if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) throw past(0);
         throw fail(e, 'download', Key);
       }
     },

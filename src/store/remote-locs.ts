@@ -66,9 +66,14 @@ export function remotePlacesOf(db: Database.Database, slots: Iterable<number>): 
   return out;
 }
 
-/** A live slot of this store that stands for the block with this digest while it is still remote, if any. */
-export function remoteSlotOf(db: Database.Database, digest: Buffer): number | undefined {
-  return prepared(db, 'SELECT slot FROM remote_locs WHERE digest = ? LIMIT 1').pluck().get(digest) as number | undefined;
+/**
+ * A slot of this store that stands for the block with this digest in `remote`'s packs, if any.
+ * Only that remote's: a slot's place is fetched from the remote it names, so a slot another remote
+ * placed would make a clone of `remote` fetch from a bucket its user never chose (and one that
+ * need not be trusted: a bucket cloned from earlier could refuse or withdraw the block).
+ */
+export function remoteSlotOf(db: Database.Database, remote: string, digest: Buffer): number | undefined {
+  return prepared(db, 'SELECT slot FROM remote_locs WHERE digest = ? AND remote = ? LIMIT 1').pluck().get(digest, remote) as number | undefined;
 }
 
 /** How many blocks are still remote. */

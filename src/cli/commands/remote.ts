@@ -150,9 +150,11 @@ const deleteCommand = () =>
     );
 
 const renderGc = (r: RemoteGcResult) =>
+  r.problems.map((p) => `NOT TRUSTED: ${p.message}\n`).join('') +
   `${r.dryRun ? 'would delete' : 'deleted'} ${r.packs.deleted} dead pack(s) and repack ${r.packs.repacked} sparse one(s)${r.dryRun ? '' : ` into ${r.packs.written}`}, ` +
   `${r.layers.deleted} unreachable layer(s); ${r.indexes.rewritten} index(es) rewritten, ${r.indexes.deleted} deleted\n` +
-  `${r.manifests} manifest(s) reach ${r.layers.live} layer(s), ${r.blocks.live} block(s); packs ${humanBytes(r.bytes.before)} -> ${humanBytes(r.bytes.after)}\n`;
+  `${r.manifests} manifest(s) reach ${r.layers.live} layer(s), ${r.blocks.live} block(s); packs ${humanBytes(r.bytes.before)} -> ${humanBytes(r.bytes.after)}\n` +
+  (r.problems.length > 0 ? `${r.problems.length} object(s) not trusted, none relied on; strata remote check ${r.remote} reports what is wrong\n` : '');
 
 const gcCommand = () =>
   new Command('gc')
