@@ -39,7 +39,7 @@ import { faultDelay, faultPoint } from '../store/faults.js';
 import type { CodecSpec } from '../store/codecs.js';
 import { decodeFragment, planRanges } from './fetch.js';
 import { confirmed, falseClaims, placeKey, readTrailers, verifyFragments, type RemoteProblem } from './claims.js';
-import { encodeIndex, type BlockPlace } from './index-file.js';
+import { encodeIndex, encodeIndexes, type BlockPlace } from './index-file.js';
 import { digestsOf } from './layer-file.js';
 import { sha256Hex } from './layout.js';
 import { lockForGc } from './locks.js';
@@ -229,11 +229,12 @@ export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Prom
       // A copy is named by its content: it may be a pack that exists already (one a killed gc
       // wrote, deemed dead just now). Never delete what was just written.
       for (const p of places) gone.delete(p.pack);
-      const bytes = encodeIndex(places);
-      await bucket.put(keys.index(sha256Hex(bytes)), bytes);
+      for (const { bytes } of encodeIndexes(places)) {
+        await bucket.put(keys.index(sha256Hex(bytes)), bytes);
+        result.indexes.written++;
+      }
       result.packs.written = packer.stats.packs;
       result.bytes.written = packer.stats.packedBytes;
-      result.indexes.written++;
     }
     faultPoint('remote-gc.after-repack');
 

@@ -87,6 +87,16 @@ export function encodeIndex(places: readonly BlockPlace[]): Buffer {
   return out;
 }
 
+/** The index objects for any number of places: one per MAX_INDEX_ENTRIES, each with the places it names. */
+export function encodeIndexes(places: readonly BlockPlace[]): { bytes: Buffer; places: readonly BlockPlace[] }[] {
+  const out: { bytes: Buffer; places: readonly BlockPlace[] }[] = [];
+  for (let i = 0; i < places.length; i += MAX_INDEX_ENTRIES) {
+    const part = places.slice(i, i + MAX_INDEX_ENTRIES);
+    out.push({ bytes: encodeIndex(part), places: part });
+  }
+  return out;
+}
+
 export function decodeIndex(b: Buffer, name: string): BlockPlace[] {
   const bad = (why: string) => corrupt(`remote index ${name} is malformed: ${why}`, { index: name });
   if (b.length < 20 || !b.subarray(0, 8).equals(INDEX_MAGIC)) throw bad('no STRATAIX header');

@@ -25,7 +25,7 @@ import { BLOCK_SIZE, isFrozen, MAX_CHAIN_DEPTH, type ImageRecord, type OnProgres
 import { bytesText } from '../units.js';
 import { openImage } from '../image/image.js';
 import { dataBlocks, decodeLayer, layerBytesLimit, MAX_LAYER_BYTES } from './layer-file.js';
-import { encodeIndex, MAX_INDEX_ENTRIES } from './index-file.js';
+import { encodeIndexes } from './index-file.js';
 import { walkLayer, type LocalLayer } from './layers.js';
 import { sha256Hex } from './layout.js';
 import { encodeManifest, MANIFEST_FORMAT, type Manifest } from './manifest.js';
@@ -158,9 +158,7 @@ async function pushChain(store: Store, remote: Remote, rec: ImageRecord, chain: 
   faultPoint('push.after-packs');
 
   // Packs complete: now the indexes that name them (one per MAX_INDEX_ENTRIES blocks, the most a reader takes).
-  for (let i = 0; i < places.length; i += MAX_INDEX_ENTRIES) {
-    const part = places.slice(i, i + MAX_INDEX_ENTRIES);
-    const bytes = encodeIndex(part);
+  for (const { bytes, places: part } of encodeIndexes(places)) {
     const id = sha256Hex(bytes);
     await remote.bucket.put(remote.keys.index(id), bytes);
     remote.cache.addIndex(id, part);
