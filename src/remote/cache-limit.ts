@@ -19,15 +19,22 @@
  * the local copy is the only one. So a pass first brings the index cache up
  * to the bucket (what gc deleted is forgotten, what it repacked is learnt),
  * then asks the bucket for each pack it would name (one HEAD per pack, not
- * per block); a block with no place in a pack the bucket holds is kept, and
- * is never counted as evictable again (evict.ts keeps it, as unplaced).
- * A bucket that cannot be asked evicts nothing.
+ * per block); a block with no place in a pack the bucket holds is kept
+ * (evict.ts: unplaced). A lazy layer whose layer object the bucket no longer
+ * has (its image deleted and collected) and whose blocks are all here is
+ * made an ordinary local image first (adoptLayer): the local copy is the
+ * only one, so nothing counts it as cache again. A bucket that cannot be
+ * asked evicts nothing.
  */
 import type { Logger } from '../log.js';
+import { getImage, listImages, updateImage } from '../store/catalog.js';
+import { remoteSlotsOf } from '../store/locations.js';
+import { segmentsOf } from '../store/maps.js';
+import { segGet } from '../store/segment.js';
 import { countCached, evictCached, type CacheScope, type EvictReport } from '../store/evict.js';
 import type { Store } from '../store/store.js';
 import type { ImageRecord } from '../store/types.js';
-import { BLOCK_SIZE } from '../store/types.js';
+import { BLOCK_SIZE, SEGMENT_ENTRIES } from '../store/types.js';
 import { loadRemote, type RemoteConfig } from './config.js';
 import { mapLimit } from './pool.js';
 import { syncIndexes, type Remote } from './remote.js';
@@ -57,8 +64,48 @@ export function cacheUsage(store: Store, config: RemoteConfig): CacheUsage {
   return { limit: config.cacheSize ?? null, cachedBlocks: c.blocks, cachedBytes: c.blocks * BLOCK_SIZE, inUseBytes: c.inUse * BLOCK_SIZE };
 }
 
-/** HEAD requests in flight at once while confirming packs. */
+/** HEAD requests in flight at once while confirming packs and layers. */
 const HEADS = 8;
+
+/** The slots `rec`'s own map names. */
+export function ownSlotsOf(store: Store, rec: ImageRecord): number[] {
+  const slots: number[] = [];
+  for (const [, seg] of segmentsOf(store.db, rec.id)) {
+    for (let i = 0; i < SEGMENT_ENTRIES; i++) {
+      const e = segGet(seg, i);
+      if (e >= 2) slots.push(e - 2);
+    }
+  }
+  return slots;
+}
+
+/**
+ * Makes lazy layer `rec` an ordinary pulled image: its source says 'remote',
+ * so the cache limit no longer counts its blocks and nothing evicts them.
+ * Only while its own blocks are all local (checked in the same transaction);
+ * undefined if not, or if `rec` changed meanwhile.
+ */
+export function adoptLayer(store: Store, remote: Remote, rec: ImageRecord, layer: string): ImageRecord | undefined {
+  const adopted = store.write(() => {
+    const now = getImage(store.db, rec.name);
+    if (now.id !== rec.id || now.generation !== rec.generation) return undefined;
+    if (remoteSlotsOf(store.db, ownSlotsOf(store, now)).length > 0) return undefined;
+    updateImage(store.db, now.id, { source: { ...now.source, format: 'remote' } });
+    return getImage(store.db, now.name);
+  });
+  if (adopted) remote.cache.setLayer(adopted.id, adopted.generation, layer);
+  return adopted;
+}
+
+/** Adopts this remote's fully fetched lazy layers whose layer object the bucket no longer has. */
+async function adoptOrphans(store: Store, remote: Remote): Promise<void> {
+  const lazy = listImages(store.db).filter((rec) => lazyRemoteOf(rec) === remote.config.name && typeof rec.source?.layer === 'string');
+  const gone: ImageRecord[] = [];
+  await mapLimit(lazy, HEADS, async (rec) => {
+    if (!(await remote.bucket.has(remote.keys.layer(rec.source!.layer as string)))) gone.push(rec);
+  });
+  for (const rec of gone) adoptLayer(store, remote, rec, rec.source!.layer as string);
+}
 
 /**
  * Evicts the remote's idle cached blocks, oldest fetched first, until at
@@ -66,6 +113,7 @@ const HEADS = 8;
  */
 export async function evictRemoteCache(store: Store, remote: Remote, to: number): Promise<EvictReport> {
   await syncIndexes(remote);
+  await adoptOrphans(store, remote);
   /** Pack id → the bucket holds it (asked once per pass). */
   const held = new Map<string, boolean>();
   let total: EvictReport | undefined;

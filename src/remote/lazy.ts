@@ -27,17 +27,17 @@ import { StrataError, corrupt } from '../errors.js';
 import { allocateSlots } from '../store/allocator.js';
 import { getImage, insertImage, updateImage } from '../store/catalog.js';
 import { isRemoteLoc, remoteSlotsOf } from '../store/locations.js';
-import { saveSegment, segmentsOf } from '../store/maps.js';
+import { saveSegment } from '../store/maps.js';
 import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
 import { installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../store/remote-locs.js';
-import { segCompact, segGet } from '../store/segment.js';
+import { segCompact } from '../store/segment.js';
 import { slotReader } from '../store/slots.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber } from '../store/types.js';
 import { cloneImage } from '../image/lifecycle.js';
 import { frozenKind } from '../image/lifecycle.js';
 import type { Logger } from '../log.js';
-import { cacheLimiter, LAZY_FORMAT } from './cache-limit.js';
+import { adoptLayer, cacheLimiter, LAZY_FORMAT, ownSlotsOf } from './cache-limit.js';
 import { remoteUrl } from './config.js';
 import { fetchBlocks, type FetchOptions, type FetchStats } from './fetch.js';
 import type { BlockPlace } from './index-file.js';
@@ -296,13 +296,7 @@ export async function fetchForRead(store: Store, img: Image, offset = 0, length?
  */
 export async function fetchOwnBlocks(store: Store, rec: ImageRecord): Promise<FetchStats | undefined> {
   if (metaNumber(store.db, 'remote_blocks') <= 0) return undefined;
-  const slots: number[] = [];
-  for (const [, seg] of segmentsOf(store.db, rec.id)) {
-    for (let i = 0; i < SEGMENT_ENTRIES; i++) {
-      const e = segGet(seg, i);
-      if (e >= 2) slots.push(e - 2);
-    }
-  }
+  const slots = ownSlotsOf(store, rec);
   const fetcher = new LazyFetcher(store, (name) => openRemote(store.dir, name));
   try {
     const BATCH = 16384;
@@ -323,11 +317,8 @@ export async function adoptLazyLayer(store: Store, remote: Remote, rec: ImageRec
   const img = openImage(store, rec.name); // held: nothing fetched is evicted before the source changes
   try {
     await fetchOwnBlocks(store, rec);
-    const adopted = store.write(() => {
-      updateImage(store.db, rec.id, { source: { ...rec.source, format: 'remote' } });
-      return getImage(store.db, rec.name);
-    });
-    remote.cache.setLayer(adopted.id, adopted.generation, layer);
+    const adopted = adoptLayer(store, remote, rec, layer);
+    if (!adopted) throw new StrataError('E_BUSY', `image ${rec.name} changed while it was being pulled; pull again`, { image: rec.name });
     return adopted;
   } finally {
     img.close();

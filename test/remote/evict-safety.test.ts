@@ -2,8 +2,10 @@
  * Eviction drops a local copy only while the bucket still holds the block
  * (#22 item 2), against the loopback Ceph RGW: after another host's
  * `remote delete` + `remote gc`, or with a pack gone that an index still
- * names, `remote evict --to 0` keeps every block whose only copy is here;
- * the lazy clone then reads back byte-identical and `strata check` is clean.
+ * names, `remote evict --to 0` keeps every block whose only copy is here
+ * (a layer whose bucket copy is gone becomes an ordinary local image, no
+ * longer cache); the lazy clone then reads back byte-identical and `strata
+ * check` is clean.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,6 +25,8 @@ interface EvictJson {
   cachedBytesBefore: number;
   cachedBytesAfter: number;
 }
+const cacheOf = (store: string): { cachedBlocks: number } =>
+  (JSON.parse(strataOk(store, ['remote', 'ls', '--json']).stdout) as { remotes: { name: string; cache: { cachedBlocks: number } }[] }).remotes.find((r) => r.name === 'fleet')!.cache;
 const evict = (store: string): EvictJson => JSON.parse(strataOk(store, ['--json', 'remote', 'evict', 'fleet', '--to', '0']).stdout) as EvictJson;
 
 describe.skipIf(!haveRgw())('eviction keeps blocks the bucket no longer has (Ceph RGW)', () => {
@@ -64,10 +68,16 @@ describe.skipIf(!haveRgw())('eviction keeps blocks the bucket no longer has (Cep
       strataOk(A, ['remote', 'gc', 'fleet']);
       expect(await bucket.list('packs/')).toEqual([]);
 
+      const cachedBefore = cacheOf(B).cachedBlocks;
+      expect(cachedBefore).toBe(BLOCKS);
       const e = evict(B);
       expect(e.evictedBlocks).toBe(0);
-      expect(e.unplacedBlocks).toBe(BLOCKS);
-      expect(e.cachedBytesAfter).toBe(e.cachedBytesBefore);
+      // The local copy is the only one: the layer is an ordinary local image now, no longer cache.
+      expect(e.cachedBytesAfter).toBe(0);
+      expect(cacheOf(B).cachedBlocks).toBe(0);
+      intact(B, data);
+      // Nothing evicts it later either.
+      expect(evict(B).evictedBlocks).toBe(0);
       intact(B, data);
     } finally {
       bucket.close();
