@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError, badInput, unsupported } from '../errors.js';
-import { openImage } from '../image/image.js';
+import type { Image } from '../image/image.js';
 import { removeImages } from '../image/lifecycle.js';
 import { ownExtents } from '../image/inspect.js';
 import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
@@ -12,7 +12,7 @@ import { fileStamp, importSource, type ImportOptions } from './import.js';
 import { backingChain, openQcow2, readQcow2Info, writeQcow2, type Qcow2Info } from './qcow2/index.js';
 import { chainFiles } from './chain-files.js';
 import { openOutput, realTarget, type Output } from './output.js';
-import { exportRaw, openFileForRead, openRawSource } from './raw.js';
+import { exportRaw, imageToRead, openFileForRead, openRawSource } from './raw.js';
 import type { ImportSource } from './source.js';
 import { FOREIGN_FORMATS, FORMAT_LABEL, detectFormat as detectMagic, probeFile, type DetectedFormat } from './magic.js';
 
@@ -237,6 +237,8 @@ export interface ExportOptions {
   warn?: (message: string) => void;
   /** Bytes of virtual size written (over all files of a chain); may throw to stop, and no output file is left. */
   onProgress?: OnProgress;
+  /** The image, already open: read through this handle (a lazy clone's blocks were fetched through it), left open. */
+  image?: Image;
 }
 
 export interface ExportResult {
@@ -252,7 +254,7 @@ function writeImageQcow2(store: Store, name: string, out: Output, opts: ExportOp
   if (out.kind === 'stream') {
     throw badInput(`qcow2 needs an output it can seek in, and ${out.name} is ${out.what}; export --format raw to stream`, { file: out.name });
   }
-  const img = openImage(store, name);
+  const { img, close } = imageToRead(store, name, opts.image);
   try {
     const rec = img.record;
     const source = backing
@@ -271,7 +273,7 @@ function writeImageQcow2(store: Store, name: string, out: Output, opts: ExportOp
     }
     return { bytes: r.bytes, virtualSize: r.virtualSize };
   } finally {
-    img.close();
+    close();
   }
 }
 
@@ -279,7 +281,7 @@ export function exportFile(store: Store, name: string, file: string, opts: Expor
   const format = checkFormat(opts.format) ?? 'raw';
   if (format === 'raw') {
     if (opts.chain || opts.compress) throw badInput('--chain and --compress apply to --format qcow2 only');
-    const r = exportRaw(store, name, file, { sync: opts.sync, onProgress: opts.onProgress });
+    const r = exportRaw(store, name, file, { sync: opts.sync, onProgress: opts.onProgress, image: opts.image });
     return { files: [file], ...r };
   }
   const rec = getImage(store.db, name);

@@ -145,8 +145,19 @@ export function writeRaw(
  * error (or a throw from `onProgress`) a file's temporary copy is removed,
  * leaving what was there before.
  */
-export function exportRaw(store: Store, name: string, file: string, opts: { sync?: boolean; onProgress?: OnProgress } = {}): { size: number; dataBytes: number } {
+/**
+ * Image `name` to read: `given` when it is that image, already open (a lazy
+ * clone's blocks were fetched through it; its caller closes it), else a
+ * handle opened here, closed by `close()`.
+ */
+export function imageToRead(store: Store, name: string, given?: Image): { img: Image; close(): void } {
+  if (given !== undefined && given.name === name) return { img: given, close() {} };
   const img = openImage(store, name);
+  return { img, close: () => img.close() };
+}
+
+export function exportRaw(store: Store, name: string, file: string, opts: { sync?: boolean; onProgress?: OnProgress; image?: Image } = {}): { size: number; dataBytes: number } {
+  const { img, close } = imageToRead(store, name, opts.image);
   let out: Output | undefined;
   try {
     out = openOutput(file);
@@ -159,6 +170,6 @@ export function exportRaw(store: Store, name: string, file: string, opts: { sync
     return { size: img.size, dataBytes };
   } finally {
     out?.abort();
-    img.close();
+    close();
   }
 }

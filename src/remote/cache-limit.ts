@@ -13,14 +13,31 @@
  * of the limit, so a steady stream of fetches costs a pass per eighth of
  * the limit, not one per request; when open images hold it over, the next
  * pass waits for another eighth to be fetched.
+ *
+ * A local copy is dropped only while the bucket still holds the block:
+ * another host's `remote delete` + `remote gc` may have removed it, and then
+ * the local copy is the only one. So a pass first brings the index cache up
+ * to the bucket (what gc deleted is forgotten, what it repacked is learnt),
+ * then asks the bucket for each pack it would name (one HEAD per pack, not
+ * per block); a block with no place in a pack the bucket holds is kept
+ * (evict.ts: unplaced). A lazy layer whose layer object the bucket no longer
+ * has (its image deleted and collected) and whose blocks are all here is
+ * made an ordinary local image first (adoptLayer): the local copy is the
+ * only one, so nothing counts it as cache again. A bucket that cannot be
+ * asked evicts nothing.
  */
 import type { Logger } from '../log.js';
+import { getImage, listImages, updateImage } from '../store/catalog.js';
+import { remoteSlotsOf } from '../store/locations.js';
+import { segmentsOf } from '../store/maps.js';
+import { segGet } from '../store/segment.js';
 import { countCached, evictCached, type CacheScope, type EvictReport } from '../store/evict.js';
 import type { Store } from '../store/store.js';
 import type { ImageRecord } from '../store/types.js';
-import { BLOCK_SIZE } from '../store/types.js';
+import { BLOCK_SIZE, SEGMENT_ENTRIES } from '../store/types.js';
 import { loadRemote, type RemoteConfig } from './config.js';
-import type { Remote } from './remote.js';
+import { mapLimit } from './pool.js';
+import { syncIndexes, type Remote } from './remote.js';
 
 /** `source.format` of a lazy clone's layers (lazy.ts). */
 export const LAZY_FORMAT = 'remote-lazy';
@@ -47,13 +64,81 @@ export function cacheUsage(store: Store, config: RemoteConfig): CacheUsage {
   return { limit: config.cacheSize ?? null, cachedBlocks: c.blocks, cachedBytes: c.blocks * BLOCK_SIZE, inUseBytes: c.inUse * BLOCK_SIZE };
 }
 
-/** Evicts the remote's idle cached blocks, oldest fetched first, until at most `to` bytes are cached. */
-export function evictRemoteCache(store: Store, remote: Remote, to: number): EvictReport {
-  return evictCached(store, scopeOf(remote.config.name), to, {
-    placeOf: (digest) => remote.cache.place(digest),
-    fetchedAt: (slots) => remote.cache.fetchedAt(slots),
-    onEvicted: (slots) => remote.cache.forgetFetched(slots),
+/** HEAD requests in flight at once while confirming packs and layers. */
+const HEADS = 8;
+
+/** The slots `rec`'s own map names. */
+export function ownSlotsOf(store: Store, rec: ImageRecord): number[] {
+  const slots: number[] = [];
+  for (const [, seg] of segmentsOf(store.db, rec.id)) {
+    for (let i = 0; i < SEGMENT_ENTRIES; i++) {
+      const e = segGet(seg, i);
+      if (e >= 2) slots.push(e - 2);
+    }
+  }
+  return slots;
+}
+
+/**
+ * Makes lazy layer `rec` an ordinary pulled image: its source says 'remote',
+ * so the cache limit no longer counts its blocks and nothing evicts them.
+ * Only while its own blocks are all local (checked in the same transaction);
+ * undefined if not, or if `rec` changed meanwhile.
+ */
+export function adoptLayer(store: Store, remote: Remote, rec: ImageRecord, layer: string): ImageRecord | undefined {
+  const adopted = store.write(() => {
+    const now = getImage(store.db, rec.name);
+    if (now.id !== rec.id || now.generation !== rec.generation) return undefined;
+    if (remoteSlotsOf(store.db, ownSlotsOf(store, now)).length > 0) return undefined;
+    updateImage(store.db, now.id, { source: { ...now.source, format: 'remote' } });
+    return getImage(store.db, now.name);
   });
+  if (adopted) remote.cache.setLayer(adopted.id, adopted.generation, layer);
+  return adopted;
+}
+
+/** Adopts this remote's fully fetched lazy layers whose layer object the bucket no longer has. */
+async function adoptOrphans(store: Store, remote: Remote): Promise<void> {
+  const lazy = listImages(store.db).filter((rec) => lazyRemoteOf(rec) === remote.config.name && typeof rec.source?.layer === 'string');
+  const gone: ImageRecord[] = [];
+  await mapLimit(lazy, HEADS, async (rec) => {
+    if (!(await remote.bucket.has(remote.keys.layer(rec.source!.layer as string)))) gone.push(rec);
+  });
+  for (const rec of gone) adoptLayer(store, remote, rec, rec.source!.layer as string);
+}
+
+/**
+ * Evicts the remote's idle cached blocks, oldest fetched first, until at
+ * most `to` bytes are cached; only blocks whose pack the bucket holds.
+ */
+export async function evictRemoteCache(store: Store, remote: Remote, to: number): Promise<EvictReport> {
+  await syncIndexes(remote);
+  await adoptOrphans(store, remote);
+  /** Pack id → the bucket holds it (asked once per pass). */
+  const held = new Map<string, boolean>();
+  let total: EvictReport | undefined;
+  for (;;) {
+    const ask = new Set<string>();
+    const r = evictCached(store, scopeOf(remote.config.name), to, {
+      placeOf: (digest) => {
+        let unknown = false;
+        for (const p of remote.cache.places(digest)) {
+          const h = held.get(p.pack);
+          if (h === true) return p;
+          if (h === undefined) {
+            ask.add(p.pack);
+            unknown = true;
+          }
+        }
+        return unknown ? 'later' : undefined;
+      },
+      fetchedAt: (slots) => remote.cache.fetchedAt(slots),
+      onEvicted: (slots) => remote.cache.forgetFetched(slots),
+    });
+    total = total ? { ...r, before: total.before, evicted: total.evicted + r.evicted } : r;
+    if (ask.size === 0) return { ...total, deferred: 0 };
+    await mapLimit([...ask], HEADS, async (pack) => held.set(pack, await remote.bucket.has(remote.keys.pack(pack))));
+  }
 }
 
 /** The bytes a pass over the limit brings the cache down to. */
@@ -65,11 +150,13 @@ export const lowWater = (limit: number): number => limit - Math.floor(limit / 8)
  * they held may be evicted now). Best effort: a pass that fails is logged,
  * never the reader's error.
  */
-export function cacheLimiter(store: Store, remote: Remote, log?: Logger): (fetched: number, released?: boolean) => EvictReport | undefined {
+export function cacheLimiter(store: Store, remote: Remote, log?: Logger): (fetched: number, released?: boolean) => Promise<EvictReport | undefined> {
   /** Bytes cached as last counted, plus what was fetched since. Unknown until the first pass. */
   let estimate: number | undefined;
   let threshold = 0;
-  return (fetched, released = false) => {
+  /** One pass at a time: readers fetching together would otherwise start one each. */
+  let running = false;
+  return async (fetched, released = false) => {
     let limit: number | undefined;
     try {
       // Read each time: `strata remote set` may have changed it under a running server.
@@ -80,8 +167,10 @@ export function cacheLimiter(store: Store, remote: Remote, log?: Logger): (fetch
     if (limit === undefined) return undefined;
     if (estimate !== undefined) estimate += fetched * BLOCK_SIZE;
     if (estimate !== undefined && estimate <= (released ? limit : Math.max(limit, threshold))) return undefined;
+    if (running) return undefined;
+    running = true;
     try {
-      const r = evictRemoteCache(store, remote, lowWater(limit));
+      const r = await evictRemoteCache(store, remote, lowWater(limit));
       estimate = r.after * BLOCK_SIZE;
       threshold = estimate + Math.floor(limit / 8);
       if (r.evicted > 0) log?.debug({ remote: remote.config.name, evicted: r.evicted, inUse: r.inUse, after: r.after }, 'evicted cached remote blocks');
@@ -89,6 +178,8 @@ export function cacheLimiter(store: Store, remote: Remote, log?: Logger): (fetch
     } catch (e) {
       log?.warn({ remote: remote.config.name, err: (e as Error).message }, 'could not evict cached remote blocks');
       return undefined;
+    } finally {
+      running = false;
     }
   };
 }

@@ -31,17 +31,17 @@ import { StrataError, corrupt } from '../errors.js';
 import { allocateSlots } from '../store/allocator.js';
 import { getImage, insertImage, updateImage } from '../store/catalog.js';
 import { isRemoteLoc, remoteSlotsOf } from '../store/locations.js';
-import { saveSegment, segmentsOf } from '../store/maps.js';
+import { saveSegment } from '../store/maps.js';
 import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
 import { installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../store/remote-locs.js';
-import { segCompact, segGet } from '../store/segment.js';
+import { segCompact } from '../store/segment.js';
 import { slotReader } from '../store/slots.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber } from '../store/types.js';
 import { cloneImage, removeImages } from '../image/lifecycle.js';
 import { frozenKind } from '../image/lifecycle.js';
 import type { Logger } from '../log.js';
-import { cacheLimiter, LAZY_FORMAT } from './cache-limit.js';
+import { adoptLayer, cacheLimiter, LAZY_FORMAT, ownSlotsOf } from './cache-limit.js';
 import { remoteUrl } from './config.js';
 import { fetchBlocks, type FetchOptions, type FetchStats } from './fetch.js';
 import type { BlockPlace } from './index-file.js';
@@ -51,7 +51,7 @@ import type { ManifestLayer } from './manifest.js';
 import { localEqual } from './pull.js';
 import { hiddenBlocks } from './zero-runs.js';
 import { findManifest, readLayer, openRemote, syncIndexes, type Remote } from './remote.js';
-import { openImage } from '../image/image.js';
+import { openImage, type Image } from '../image/image.js';
 import { metaNumber } from '../store/store.js';
 
 export interface LazyCloneResult {
@@ -210,22 +210,22 @@ export class LazyFetcher {
   readonly stats: FetchStats = { gets: 0, bytes: 0, blocks: 0 };
   private readonly remotes = new Map<string, Remote>();
   /** Per remote: keeps its cache under its limit after each batch. */
-  private readonly limits = new Map<string, (fetched: number, released?: boolean) => unknown>();
+  private readonly limits = new Map<string, (fetched: number, released?: boolean) => Promise<unknown>>();
   constructor(
     private readonly store: Store,
     private readonly open: (name: string) => Remote,
     private readonly opts: FetchOptions & { log?: Logger } = {},
   ) {}
 
-  private limitOf(name: string, r: Remote): (fetched: number, released?: boolean) => unknown {
+  private limitOf(name: string, r: Remote): (fetched: number, released?: boolean) => Promise<unknown> {
     let l = this.limits.get(name);
     if (!l) this.limits.set(name, (l = cacheLimiter(this.store, r, this.opts.log)));
     return l;
   }
 
   /** Brings each remote this fetcher used under its limit, where it is over (after a reader let go). */
-  trim(): void {
-    for (const [name, r] of this.remotes) this.limitOf(name, r)(0, true);
+  async trim(): Promise<void> {
+    for (const [name, r] of this.remotes) await this.limitOf(name, r)(0, true);
   }
 
   /** Fetches and installs those of `slots` that are still remote. E_IO when the bucket cannot be read. */
@@ -270,7 +270,7 @@ export class LazyFetcher {
       const n = installFetched(this.store, got);
       r.cache.noteFetched(got.map((g) => g.slot));
       moved += n;
-      this.limitOf(name, r)(n);
+      await this.limitOf(name, r)(n);
     }
     return moved;
   }
@@ -283,20 +283,19 @@ export class LazyFetcher {
 
 /**
  * Before a synchronous whole-range read (strata read, export): fetches what
- * [offset, offset + length) of `image` still has in a remote pack, 64 MiB
- * of address space at a time. Nothing when the store has no remote block.
- * The image stays open (leased) until `done()`, so no eviction takes what
- * was fetched before the read comes; `done()` then lets the caches shrink
- * back under their limits.
+ * [offset, offset + length) of the open image `img` still has in a remote
+ * pack, 64 MiB of address space at a time. The caller reads through the
+ * same handle: its lease keeps what was fetched from eviction, and its view
+ * is the one the fetch walked (a second open could see another map, with
+ * blocks nobody fetched). `done()`, after the image is closed, lets the
+ * caches shrink back under their limits.
  */
-export async function fetchForRead(store: Store, image: string, offset = 0, length?: number): Promise<{ stats?: FetchStats; done(): void }> {
-  if (metaNumber(store.db, 'remote_blocks') <= 0) return { done() {} };
-  const img = openImage(store, image);
+export async function fetchForRead(store: Store, img: Image, offset = 0, length?: number): Promise<{ stats?: FetchStats; done(): Promise<void> }> {
+  if (metaNumber(store.db, 'remote_blocks') <= 0) return { done: async () => {} };
   const fetcher = new LazyFetcher(store, (name) => openRemote(store.dir, name));
-  const done = () => {
+  const done = async () => {
     try {
-      img.close();
-      fetcher.trim();
+      await fetcher.trim();
     } finally {
       fetcher.close();
     }
@@ -307,7 +306,7 @@ export async function fetchForRead(store: Store, image: string, offset = 0, leng
     for (let at = offset; at < end; at += STEP) await fetcher.ensure(img.slotsIn(at, Math.min(STEP, end - at)));
     return { stats: fetcher.stats, done };
   } catch (e) {
-    done();
+    fetcher.close();
     throw e;
   }
 }
@@ -319,13 +318,7 @@ export async function fetchForRead(store: Store, image: string, offset = 0, leng
  */
 export async function fetchOwnBlocks(store: Store, rec: ImageRecord): Promise<FetchStats | undefined> {
   if (metaNumber(store.db, 'remote_blocks') <= 0) return undefined;
-  const slots: number[] = [];
-  for (const [, seg] of segmentsOf(store.db, rec.id)) {
-    for (let i = 0; i < SEGMENT_ENTRIES; i++) {
-      const e = segGet(seg, i);
-      if (e >= 2) slots.push(e - 2);
-    }
-  }
+  const slots = ownSlotsOf(store, rec);
   const fetcher = new LazyFetcher(store, (name) => openRemote(store.dir, name));
   try {
     const BATCH = 16384;
@@ -346,11 +339,8 @@ export async function adoptLazyLayer(store: Store, remote: Remote, rec: ImageRec
   const img = openImage(store, rec.name); // held: nothing fetched is evicted before the source changes
   try {
     await fetchOwnBlocks(store, rec);
-    const adopted = store.write(() => {
-      updateImage(store.db, rec.id, { source: { ...rec.source, format: 'remote' } });
-      return getImage(store.db, rec.name);
-    });
-    remote.cache.setLayer(adopted.id, adopted.generation, layer);
+    const adopted = adoptLayer(store, remote, rec, layer);
+    if (!adopted) throw new StrataError('E_BUSY', `image ${rec.name} changed while it was being pulled; pull again`, { image: rec.name });
     return adopted;
   } finally {
     img.close();

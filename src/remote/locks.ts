@@ -19,11 +19,17 @@
  *
  * A holder rewrites its lock every HEARTBEAT_MS. A lock is stale, and is
  * ignored and removed by the next taker, when its holder's process is gone
- * (same host, pid not alive: a killed push or gc is known at once) or it
- * has not been rewritten for STALE_MS (a holder on another host that died).
- * Age is measured against the bucket's clock (object times), never this
- * host's.
+ * or it has not been rewritten for STALE_MS (a holder elsewhere that died).
+ * "Gone" is judged by kill(pid, 0) only where the pid means what it meant
+ * to the holder: the same host name, PID namespace and boot (the lock body
+ * records all three). A push in a container that shares the host name
+ * (host networking, Kubernetes hostNetwork) has pids of its own namespace;
+ * read on the host, its pid names another process or none, and judging by
+ * it would let gc delete what that push is uploading. Such holders, and
+ * bodies from before these fields, are judged by age alone. Age is measured
+ * against the bucket's clock (object times), never this host's.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { StrataError } from '../errors.js';
@@ -40,6 +46,9 @@ interface LockBody {
   kind: LockKind;
   host: string;
   pid: number;
+  /** The holder's PID namespace (readlink /proc/self/ns/pid) and boot id: where `pid` means a process. */
+  pidNs?: string;
+  bootId?: string;
   startedAt: string;
 }
 
@@ -51,6 +60,25 @@ export interface HeldLock {
 const lockDir = (r: Remote) => `${r.config.prefix}locks/`;
 const gcKey = (r: Remote) => `${lockDir(r)}gc`;
 const pushDir = (r: Remote) => `${lockDir(r)}push/`;
+
+const read = (f: () => string): string | undefined => {
+  try {
+    return f().trim();
+  } catch {
+    return undefined; // not Linux, or no /proc: holders here are judged by age
+  }
+};
+
+/** Where this process's pid means what it says: its host, PID namespace and boot. */
+const here = {
+  host: os.hostname(),
+  pidNs: read(() => fs.readlinkSync('/proc/self/ns/pid')),
+  bootId: read(() => fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8')),
+};
+
+/** True when `b`'s pid names a process of this host's same PID namespace and boot, other than us. */
+const pidIsOurs = (b: LockBody): boolean =>
+  b.host === here.host && here.pidNs !== undefined && b.pidNs === here.pidNs && here.bootId !== undefined && b.bootId === here.bootId && Number.isInteger(b.pid) && b.pid !== process.pid;
 
 function alive(pid: number): boolean {
   try {
@@ -87,7 +115,7 @@ async function readLocks(r: Remote, prefix: string): Promise<Found[]> {
 }
 
 function stale(l: Found, now: Date | undefined): boolean {
-  if (l.body && l.body.host === os.hostname() && Number.isInteger(l.body.pid) && l.body.pid !== process.pid) return !alive(l.body.pid);
+  if (l.body && pidIsOurs(l.body)) return !alive(l.body.pid);
   if (!l.modified || !now) return false;
   return now.getTime() - l.modified.getTime() > STALE_MS;
 }
@@ -118,7 +146,8 @@ async function keepIf(lock: HeldLock, look: () => Promise<void>): Promise<HeldLo
   }
 }
 
-const body = (kind: LockKind): Buffer => Buffer.from(JSON.stringify({ kind, host: os.hostname(), pid: process.pid, startedAt: new Date().toISOString() } satisfies LockBody) + '\n');
+const body = (kind: LockKind): Buffer =>
+  Buffer.from(JSON.stringify({ kind, host: here.host, pid: process.pid, pidNs: here.pidNs, bootId: here.bootId, startedAt: new Date().toISOString() } satisfies LockBody) + '\n');
 
 /** The bucket's clock now: the time it gave the object we just wrote. */
 async function bucketNow(r: Remote, key: string): Promise<Date | undefined> {

@@ -117,8 +117,10 @@ export interface EvictReport {
   evicted: number;
   /** Left because an open image uses them (or a check is running). */
   inUse: number;
-  /** Left because the remote's index cache names no place for their digest. */
+  /** Left because the remote's index cache names no place for their digest, or the bucket no longer holds it. */
   unplaced: number;
+  /** Left for now because `placeOf` could not yet vouch for their place (`'later'`): the caller confirms and calls again. */
+  deferred: number;
   /** Left because their bytes no longer match their recorded hash (check reports them). */
   damaged: number;
   /** Blocks cached after. */
@@ -126,8 +128,12 @@ export interface EvictReport {
 }
 
 export interface EvictOptions {
-  /** Where the remote holds the block with this SHA-256 now. */
-  placeOf(digest: Buffer): Omit<RemotePlace, 'remote' | 'digest'> | undefined;
+  /**
+   * Where the remote holds the block with this SHA-256 now; undefined: nowhere
+   * (the block is kept); 'later': not known yet (kept by this call, counted
+   * in `deferred`: a batch stops once it has as many of those as it may evict).
+   */
+  placeOf(digest: Buffer): Omit<RemotePlace, 'remote' | 'digest'> | undefined | 'later';
   /** When a slot's block was fetched (a hint; unknown: oldest). */
   fetchedAt?(slots: readonly number[]): Map<number, number>;
   /** Told each batch's slots once it has committed. */
@@ -137,7 +143,7 @@ export interface EvictOptions {
 /** Evicts the remote's idle cached blocks, oldest fetched first, until at most `to` bytes are cached. */
 export function evictCached(store: Store, scope: CacheScope, to: number, opts: EvictOptions): EvictReport {
   const keep = Math.floor(Math.max(0, to) / BLOCK_SIZE);
-  const report: EvictReport = { remote: scope.remote, to, before: { blocks: 0, inUse: 0 }, evicted: 0, inUse: 0, unplaced: 0, damaged: 0, after: 0 };
+  const report: EvictReport = { remote: scope.remote, to, before: { blocks: 0, inUse: 0 }, evicted: 0, inUse: 0, unplaced: 0, damaged: 0, deferred: 0, after: 0 };
   /** Slots passed over for good (damaged, unplaced): not tried again by a later batch. */
   const skip = new Set<number>();
   for (let first = true; ; first = false) {
@@ -175,8 +181,9 @@ function evictBatch(store: Store, remote: string, order: readonly number[], n: n
   const buf = Buffer.allocUnsafe(BLOCK_SIZE);
   const out: number[] = [];
   const ownPlaces: number[] = [];
+  let deferred = 0;
   for (const slot of order) {
-    if (out.length >= n) break;
+    if (out.length >= n || deferred >= n) break;
     store.read(slot as SlotNumber, 1, buf, 0);
     const hash = recorded.hash(slot);
     if (store.hash(buf) !== hash) {
@@ -186,6 +193,12 @@ function evictBatch(store: Store, remote: string, order: readonly number[], n: n
     }
     const digest = createHash('sha256').update(buf).digest();
     const place = opts.placeOf(digest);
+    if (place === 'later') {
+      deferred++;
+      report.deferred++;
+      skip.add(slot);
+      continue;
+    }
     if (!place) {
       report.unplaced++;
       skip.add(slot);

@@ -7,6 +7,9 @@
  *   STRATA_FAULT=datafile.write:enospc:2    the second data-file write fails with ENOSPC
  *   STRATA_FAULT=progress:sleep:50          every faultDelay('progress') sleeps 50 ms: a long
  *                                           operation, for tests, without a large input
+ *   STRATA_FAULT=push.before-manifest:stop  the process stops itself (SIGSTOP) at the first
+ *                                           faultDelay there: a test holds it at that step,
+ *                                           waits until it is stopped, and SIGCONTs it
  *   STRATA_FAULT_LOG=FILE                   append the name of every point reached to FILE
  *
  * Points are named `<operation>.<step>`; each mutating operation names its
@@ -18,7 +21,7 @@ import fs from 'node:fs';
 
 interface Spec {
   name: string;
-  action: 'kill' | 'enospc' | 'sleep';
+  action: 'kill' | 'enospc' | 'sleep' | 'stop';
   /** Fire at this hit of `name` (1-based); for sleep, the milliseconds of every hit. */
   at: number;
 }
@@ -28,6 +31,7 @@ function parse(raw: string | undefined): Spec | null {
   const [name, a, b] = raw.split(':');
   if (a === 'enospc') return { name, action: 'enospc', at: Number(b ?? 1) || 1 };
   if (a === 'sleep') return { name, action: 'sleep', at: Number(b ?? 10) || 10 };
+  if (a === 'stop') return { name, action: 'stop', at: 1 };
   return { name, action: 'kill', at: Number(a ?? 1) || 1 };
 }
 
@@ -49,9 +53,15 @@ export function faultPoint(name: string): void {
   if (spec?.action === 'kill' && spec.name === name && spec.at === n) process.kill(process.pid, 'SIGKILL');
 }
 
-/** A place that STRATA_FAULT=<name>:sleep:MS slows down. Not a kill point, and not logged. */
+/** A place that STRATA_FAULT=<name>:sleep:MS slows down, or <name>:stop holds (once). Not a kill point, and not logged. */
 export function faultDelay(name: string): void {
-  if (spec?.action === 'sleep' && spec.name === name) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, spec.at);
+  if (spec?.name !== name) return;
+  if (spec.action === 'sleep') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, spec.at);
+  else if (spec.action === 'stop' && (hits.get(name) ?? 0) === 0) {
+    hits.set(name, 1);
+    // A stop the test can see (/proc state T) and end with SIGCONT: a hold that waits for no clock.
+    process.kill(process.pid, 'SIGSTOP');
+  }
 }
 
 /** An I/O call that may be made to fail: returns the errno code to raise, or null. */

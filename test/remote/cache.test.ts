@@ -111,19 +111,16 @@ describe.skipIf(!haveRgw())('the local cache of remote blocks has a size limit (
     try {
       const far = remoteBlockCount(store.db);
       expect(far).toBe(n - after.cachedBlocks);
-      const f = await fetchForRead(store, 'vm7');
+      const vm = openImage(store, 'vm7');
+      const f = await fetchForRead(store, vm);
       try {
         expect(f.stats!.blocks).toBe(far);
         expect(f.stats!.gets).toBeGreaterThan(0);
         expect(f.stats!.bytes).toBeGreaterThanOrEqual(far * 4096);
-        const vm = openImage(store, 'vm7');
-        try {
-          expect(vm.read(0, SIZE).equals(img)).toBe(true);
-        } finally {
-          vm.close();
-        }
+        expect(vm.read(0, SIZE).equals(img)).toBe(true);
       } finally {
-        f.done();
+        vm.close();
+        await f.done();
       }
       // Let go again: back under the limit.
       expect(remoteBlockCount(store.db)).toBeGreaterThanOrEqual(n - 64);

@@ -137,7 +137,9 @@ describe.skipIf(!haveRgw())('remote gc and remote check', () => {
   it("a dead holder's lock does not block: a push lock of an exited process is cleared by gc; a live one is not", async () => {
     const { s, bucket } = setup();
     const dead = spawnSync('true').pid!;
-    const lock = (pid: number) => Buffer.from(JSON.stringify({ kind: 'push', host: os.hostname(), pid, startedAt: new Date().toISOString() }));
+    // Pids are judged only where they mean a process here: this host name, PID namespace and boot.
+    const where = { host: os.hostname(), pidNs: fs.readlinkSync('/proc/self/ns/pid'), bootId: fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() };
+    const lock = (pid: number) => Buffer.from(JSON.stringify({ kind: 'push', ...where, pid, startedAt: new Date().toISOString() }));
     await bucket.put('locks/push/dead', lock(dead));
     expect(json(strataOk(s[1], ['--json', 'remote', 'gc', 'fleet'])).remote).toBe('fleet');
     expect(await count(bucket, 'locks/')).toBe(0);

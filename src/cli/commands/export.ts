@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
+import { openImage } from '../../image/image.js';
 import { metaNumber } from '../../store/store.js';
 import { StrataError, badInput } from '../../errors.js';
 import { exportFile } from '../../formats/files.js';
@@ -43,17 +44,21 @@ export const exportCommand = () =>
           const dir = path.dirname(path.resolve(file));
           if (!isDirectory(dir)) throw new StrataError('E_NOT_FOUND', `cannot create ${file}: no such directory ${dir} (create it first)`, { file });
           const store = await ctx.store();
-          // A lazy clone's blocks still in a bucket are fetched first (a block that cannot be: E_IO).
-          // Held until the export is done, so no cache eviction takes them first.
-          const fetched = metaNumber(store.db, 'remote_blocks') > 0 ? await (await import('../../remote/lazy.js')).fetchForRead(store, name) : undefined;
+          const clusterSize = parseBytes(o.clusterSize, 'cluster size');
+          const image = openImage(store, name);
+          /** Lets the remote caches shrink again, once the export is done; set when blocks were fetched. */
+          let release: (() => Promise<void>) | undefined;
           let r: ReturnType<typeof exportFile>;
           try {
-            const clusterSize = parseBytes(o.clusterSize, 'cluster size');
+            // A lazy clone's blocks still in a bucket are fetched first (a block that cannot be: E_IO),
+            // and exported through the same handle: its lease keeps them here until it is closed.
+            if (metaNumber(store.db, 'remote_blocks') > 0) release = (await (await import('../../remote/lazy.js')).fetchForRead(store, image)).done;
             const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
             const kept = interruptedExport(file, !!o.chain);
-            r = longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, name, file, { ...o, clusterSize, warn, onProgress }));
+            r = longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, name, file, { ...o, clusterSize, warn, onProgress, image }));
           } finally {
-            fetched?.done();
+            image.close();
+            await release?.();
           }
           // The image itself went to stdout: nothing else may follow it there.
           if (file === '-') return undefined;

@@ -29,24 +29,19 @@ export const readCommand = () =>
           if (ctx.json && file === '-') throw badInput('read writes raw bytes to stdout and has no --json output: pipe it to xxd or base64, or see map --json');
           const offset = parseBytes(o.offset, 'offset');
           const store = await ctx.store();
-          // A lazy clone's blocks still in a bucket come first (a block that cannot be fetched: E_IO).
-          // (Loaded only where a store has such blocks: the S3 client costs a start-up.)
-          // Held until the read is done, so no cache eviction takes them first.
-          const fetched =
-            metaNumber(store.db, 'remote_blocks') > 0 ? await (await import('../../remote/lazy.js')).fetchForRead(store, name, offset, o.length === undefined ? undefined : parseBytes(o.length, 'length')) : undefined;
-          let img;
-          try {
-            img = openImage(store, name);
-          } catch (e) {
-            fetched?.done();
-            throw e;
-          }
+          const img = openImage(store, name);
+          /** Lets the remote caches shrink again, once the read is done; set when blocks were fetched. */
+          let release: (() => Promise<void>) | undefined;
           try {
             if (offset > img.size) throw new StrataError('E_RANGE', `offset ${offset} is beyond the end of image ${name} (${bytesText(img.size)})`);
             const length = o.length === undefined ? img.size - offset : parseBytes(o.length, 'length');
             if (offset + length > img.size) {
               throw new StrataError('E_RANGE', `range ${offset}+${length} is beyond the end of image ${name} (${bytesText(img.size)})`);
             }
+            // A lazy clone's blocks still in a bucket come first (a block that cannot be fetched: E_IO),
+            // fetched and read through this one handle: its lease keeps them here until it is closed.
+            // (Loaded only where a store has such blocks: the S3 client costs a start-up.)
+            if (metaNumber(store.db, 'remote_blocks') > 0) release = (await (await import('../../remote/lazy.js')).fetchForRead(store, img, offset, length)).done;
             if (file !== '-') {
               // A file gets the same care as an export: complete under its name, or not there.
               const out = openOutput(file);
@@ -61,11 +56,8 @@ export const readCommand = () =>
             }
             for (let done = 0; done < length; done += CHUNK) await writeOut(img.read(offset + done, Math.min(CHUNK, length - done)));
           } finally {
-            try {
-              img.close();
-            } finally {
-              fetched?.done();
-            }
+            img.close();
+            await release?.();
           }
           return undefined;
         },

@@ -236,7 +236,7 @@ const evictCommand = () =>
           const to = o.to === undefined ? undefined : parseBytes(o.to, 'size');
           const r = openRemote(ctx.storeDir, name);
           try {
-            const rep = evictRemoteCache(store, r, to ?? r.config.cacheSize ?? 0);
+            const rep = await evictRemoteCache(store, r, to ?? r.config.cacheSize ?? 0);
             const B = BLOCK_SIZE;
             return {
               remote: name,

@@ -112,7 +112,7 @@ export const serveCommand = () =>
           await control.close();
           catalog.closeAll();
           // What the exports held may now go back under the remotes' cache limits.
-          fetcher.trim();
+          await fetcher.trim();
           fetcher.close();
           // What lazy clones cost the bucket while this server ran (every request has been answered):
           // blocks fetched, bytes of the ranged GETs (compressed fragments and the gaps read across).
