@@ -101,7 +101,10 @@ export function faultChannel(): FaultChannel {
           timeoutMs,
         );
         opts.exited?.then(
-          (r) => waiter === check && done(() => reject(new Error(`the process exited (${JSON.stringify(r)}) before reaching fault point ${point}`))),
+          (r) => {
+            const how = typeof r === 'object' && r !== null && 'status' in r ? `exit status ${String(r.status)}` : 'exited';
+            if (waiter === check) done(() => reject(new Error(`the process ended (${how}) before reaching fault point ${point}`)));
+          },
           () => {},
         );
         waiter = check;
