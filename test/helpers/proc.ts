@@ -1,21 +1,10 @@
 /**
  * Waiting on what another process did, read from /proc: for the events a
  * test cannot be told about (a process that is not our child died; a signal
- * was taken off the pending set). Each polls the state, not the clock, and
- * fails with a clear message after a generous guard instead of hanging.
+ * was taken off the pending set), through waitUntil.
  */
 import fs from 'node:fs';
-import { setTimeout as tick } from 'node:timers/promises';
-
-const GUARD_MS = 60_000;
-
-async function until(what: string, done: () => boolean, guardMs = GUARD_MS): Promise<void> {
-  const start = performance.now();
-  while (!done()) {
-    if (performance.now() - start > guardMs) throw new Error(`still waiting after ${guardMs / 1000} s: ${what}`);
-    await tick(5);
-  }
-}
+import { waitUntil } from './wait.js';
 
 /** The pids of `pid`'s children (all threads), from /proc. */
 export function childPids(pid: number): number[] {
@@ -38,7 +27,7 @@ function alive(pid: number): boolean {
 
 /** Resolves once `pid` (not necessarily a child of ours) has exited. */
 export function pidGone(pid: number): Promise<void> {
-  return until(`process ${pid} to exit`, () => !alive(pid));
+  return waitUntil(`process ${pid} to exit`, () => !alive(pid));
 }
 
 /**
@@ -61,5 +50,5 @@ export async function signalDelivered(pid: number, sig: 'SIGINT' | 'SIGTERM'): P
     return [...text.matchAll(/^(?:SigPnd|ShdPnd):\s+([0-9a-f]+)$/gm)].some((m) => (BigInt(`0x${m[1]}`) & bit) !== 0n);
   };
   process.kill(pid, sig);
-  await until(`${sig} to be delivered to process ${pid}`, () => !pending());
+  await waitUntil(`${sig} to be delivered to process ${pid}`, () => !pending());
 }
