@@ -445,8 +445,9 @@ describe('strata serve crash durability', () => {
       const workload = writeUntilKilled(srv.socketPath, st, 1000 + round, () => {
         timer = setTimeout(() => void srv.kill(), delay);
       });
-      // The kill is armed after the first completed flush of the round; if it never comes, kill anyway.
-      const guard = setTimeout(() => void srv.kill(), 15_000);
+      // The kill is armed after the first completed flush of the round; if that never comes, kill
+      // anyway and fail below. A hang guard, not a speed bound: generous for a loaded machine.
+      const guard = setTimeout(() => void srv.kill(), 60_000);
       await workload;
       clearTimeout(guard);
       clearTimeout(timer);
