@@ -18,7 +18,8 @@
  * /tmp/strata-rgw-bench, 7530, 6830: push vs an SDK upload of the qemu-img
  * convert -c file, a second image's upload vs its new blocks compressed, and
  * the bytes a lazy clone fetches for a boot-style read; a goals table of its
- * own). Every goal of issue #16 is one row
+ * own), limits (fio through strata serve --iops-limit / --bandwidth-limit: the
+ * rate beside what the limit should give, and beside the same job unlimited). Every goal of issue #16 is one row
  * of one goals table, strata beside its peer measured in the same run, with
  * the peer's exact command; the other workloads go to a second table.
  * Prints markdown on stdout (progress on stderr) and writes
@@ -41,6 +42,7 @@ import { containerWorkload } from './workloads/container.mjs';
 import { uiWorkload } from './workloads/ui.mjs';
 import { compressWorkload } from './workloads/compress.mjs';
 import { remoteWorkload } from './workloads/remote.mjs';
+import { limitsWorkload } from './workloads/limits.mjs';
 
 const WORKLOADS = {
   import: importWorkload,
@@ -53,6 +55,7 @@ const WORKLOADS = {
   ui: uiWorkload,
   compress: compressWorkload,
   remote: remoteWorkload,
+  limits: limitsWorkload,
 };
 
 function parseArgs(argv) {

@@ -666,6 +666,8 @@ export function openImage(store: Store, name: string, opts: OpenOptions = {}): I
     if (opts.writable === true) throw isFrozen(rec) ? refuseFrozen(rec) : new StrataError('E_READONLY', `store ${store.dir} is open read-only`);
     return new Image(store, rec, chain, { writable: false, dirtyLimit: opts.dirtyLimit, lease: null });
   }
+  // Two-process tests hold an opener here: everything before is the caller's, the lookup and the lease are one transaction.
+  faultPoint('open.before-lease');
   const o = leaseTx(store, (take) => {
     const rec = getImage(store.db, name);
     const writable = opts.writable === 'if-leaf' ? !isFrozen(rec) : !!opts.writable;

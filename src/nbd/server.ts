@@ -57,6 +57,15 @@ export interface NbdServer {
   uri(exportName: string): string;
   /** Stops accepting, ends every connection, flushes and closes all devices. */
   close(): Promise<void>;
+  /** What a client meets, as this server applies it: for the listening log and `serve --json`. */
+  terms: ServerTerms;
+}
+
+export interface ServerTerms {
+  /** 'required': STARTTLS before anything else; 'client-certificates': and a certificate the CA signed. */
+  tls: 'off' | 'required' | 'client-certificates';
+  /** Per export; null for none. */
+  limits: { iops: number | null; bandwidth: number | null };
 }
 
 export const DEFAULT_PORT = 10809;
@@ -93,6 +102,10 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   const logger = opts.logger ?? silentLogger;
   const secureContext = opts.tls ? tls.createSecureContext({ cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca }) : null;
   const registry = new ExportRegistry(opts.catalog, { iopsLimit: opts.iopsLimit, bandwidthLimit: opts.bandwidthLimit }, logger);
+  const terms: ServerTerms = {
+    tls: secureContext ? (opts.tls?.ca ? 'client-certificates' : 'required') : 'off',
+    limits: { iops: opts.iopsLimit ?? null, bandwidth: opts.bandwidthLimit ?? null },
+  };
 
   let shuttingDown = false;
   let nextId = 1;
@@ -141,7 +154,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
     const port = (server.address() as net.AddressInfo).port;
     address = `${secureContext ? 'nbds' : 'nbd'}://${host.includes(':') ? `[${host}]` : host}:${port}/`;
   }
-  logger.info({ address }, 'nbd server listening');
+  logger.info({ address, ...terms }, 'nbd server listening');
 
   let closing: Promise<void> | null = null;
   const close = () => {
@@ -166,7 +179,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   };
   // The export name goes in the path: after the authority, before any query.
   const uri = (exportName: string) => address.replace(/\/(\?|$)/, `/${encodeURIComponent(exportName)}$1`);
-  return { address, uri, close };
+  return { address, uri, close, terms };
 }
 
 function listen(server: net.Server, options: net.ListenOptions): Promise<void> {

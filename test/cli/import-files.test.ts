@@ -13,7 +13,9 @@ import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
-import { requireTool, waitForFile } from '../helpers/tools.js';
+import { faultChannel } from '../helpers/fault.js';
+import { signalDelivered } from '../helpers/proc.js';
+import { requireTool } from '../helpers/tools.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const haveQemu = requireTool('qemu-img') && requireTool('qemu-io');
@@ -198,18 +200,18 @@ describe('Ctrl-C during an import that reads as it goes', () => {
     const dir = tmpDir();
     const store = path.join(dir, 'st');
     strataOk(store, ['init']);
-    const log = path.join(dir, 'points.log');
-    const child = spawn(process.execPath, [STRATA_BIN, '--store', store, 'import', '-', 'piped'], { env: { ...process.env, STRATA_FAULT_LOG: log } });
+    const fault = faultChannel();
+    const child = spawn(process.execPath, [STRATA_BIN, '--store', store, 'import', '-', 'piped'], { env: { ...process.env, ...fault.env('import.after-create') } });
     // The import stops reading when interrupted: the rest of a write, the first one too, meets EPIPE.
     child.stdin.on('error', () => undefined);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exit = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
     child.stdin.write(disk(1024 * 1024));
-    await waitForFile(log, /^import\.after-create$/m);
-    child.kill('SIGINT');
-    // The import sees the interrupt at its next chunk.
-    await new Promise((r) => setTimeout(r, 100));
+    await fault.reached('import.after-create', { exited: exit });
+    // Held with the hidden image made: the interrupt is in before the import reads on, and it sees it at its next chunk.
+    await signalDelivered(child.pid!, 'SIGINT');
+    fault.release();
     child.stdin.write(disk(1024 * 1024));
     expect(await exit).toBe(130);
     expect(stderr).toBe('strata: interrupted: nothing imported\n');

@@ -18,9 +18,10 @@ import { formatProgress } from '../../src/cli/progress.js';
 import { ERROR_CODES } from '../../src/errors.js';
 import { nativeStatus } from '../../src/store/native.js';
 import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
+import { faultChannel } from '../helpers/fault.js';
+import { signalDelivered } from '../helpers/proc.js';
 import { hasScript, strataInPty } from '../helpers/pty.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { waitForFile } from '../helpers/tools.js';
 import { forceRefcount, liveSlots } from '../helpers/slots.js';
 
 const KiB = 1024;
@@ -165,11 +166,12 @@ describe.skipIf(!native)('Ctrl-C', () => {
   it('SIGINT to an import without a terminal: exit 130 and exactly one line on stderr', async () => {
     strataOk(store, ['create', 'keep', '--size', '1M']);
     const before = peek();
-    const log = path.join(dir, 'points.log');
-    // Flushing every 4 MiB: by the interrupt, data is committed under the hidden name.
-    const p = startStrata(['import', raw, 'disk', '--dirty-limit', '4M'], { ...slow(60), STRATA_FAULT_LOG: log });
-    await waitForFile(log, /^flush\.after-commit$/m);
-    p.child.kill('SIGINT');
+    // Flushing every 4 MiB: held after the first flush, data is committed under the hidden name.
+    const fault = faultChannel();
+    const p = startStrata(['import', raw, 'disk', '--dirty-limit', '4M'], fault.env('flush.after-commit'));
+    await fault.reached('flush.after-commit', { exited: p.exit });
+    await signalDelivered(p.child.pid!, 'SIGINT');
+    fault.release();
     expect(await p.exit).toEqual({ status: INTERRUPTED, signal: null });
     expect(p.out()).toEqual({ stdout: '', stderr: 'strata: interrupted: nothing imported\n' });
     const after = peek();
@@ -180,11 +182,11 @@ describe.skipIf(!native)('Ctrl-C', () => {
 
   it('a second SIGINT exits at once; the next command drops the half-made import', async () => {
     strataOk(store, ['init']);
-    const log = path.join(dir, 'points.log');
-    const p = startStrata(['import', raw, 'disk'], { ...slow(3000), STRATA_FAULT_LOG: log });
-    await waitForFile(log, /^import\.after-create$/m);
-    p.child.kill('SIGINT');
-    await new Promise((r) => setTimeout(r, 200));
+    // Held with the hidden image made: the first SIGINT only raises the flag, the second exits there.
+    const fault = faultChannel();
+    const p = startStrata(['import', raw, 'disk'], fault.env('import.after-create'));
+    await fault.reached('import.after-create', { exited: p.exit });
+    await signalDelivered(p.child.pid!, 'SIGINT');
     p.child.kill('SIGINT');
     expect(await p.exit).toEqual({ status: INTERRUPTED, signal: null });
     expect(p.out().stderr).toBe('strata: interrupted again: stopping at once, without cleaning up\n');
@@ -294,9 +296,9 @@ describe.skipIf(!native)('Ctrl-C', () => {
 describe('Ctrl-C without the native addon', () => {
   it('ends the process at once, as without any handler; the next command drops the half-made import', async () => {
     strataOk(store, ['init']);
-    const log = path.join(dir, 'points.log');
-    const p = startStrata(['import', raw, 'disk'], { ...slow(3000), STRATA_FAULT_LOG: log, STRATA_NO_NATIVE: '1' });
-    await waitForFile(log, /^import\.after-create$/m);
+    const fault = faultChannel();
+    const p = startStrata(['import', raw, 'disk'], { ...fault.env('import.after-create'), STRATA_NO_NATIVE: '1' });
+    await fault.reached('import.after-create', { exited: p.exit });
     p.child.kill('SIGINT');
     expect(await p.exit).toEqual({ status: null, signal: 'SIGINT' });
     expect(peek().names.filter((n) => n.startsWith('.import-'))).toHaveLength(1);

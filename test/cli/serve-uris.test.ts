@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { strataOk } from '../helpers/cli.js';
 import { startServe, type Served } from '../helpers/serve.js';
 import { requireTool, runOk } from '../helpers/tools.js';
+import { waitUntil } from '../helpers/wait.js';
 
 let store: string;
 const SIZES: Record<string, number> = { a: 1048576, b: 2097152, 'c.snap1': 3 * 1048576 };
@@ -21,7 +22,7 @@ beforeAll(() => {
 
 /** The server's stdout once it holds `lines` lines (they come in one write, but may arrive in pieces). */
 async function printed(srv: Served, lines: number): Promise<string[]> {
-  for (let i = 0; i < 200 && srv.stdout.split('\n').length <= lines; i++) await new Promise((r) => setTimeout(r, 25));
+  await waitUntil(`the server to print ${lines} lines`, () => srv.stdout.split('\n').length > lines);
   return srv.stdout.trimEnd().split('\n');
 }
 

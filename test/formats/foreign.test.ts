@@ -12,7 +12,9 @@ import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { detectFormat, probeFile } from '../../src/formats/magic.js';
 import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
-import { requireTool, waitForFile } from '../helpers/tools.js';
+import { faultChannel } from '../helpers/fault.js';
+import { pidGone, signalDelivered } from '../helpers/proc.js';
+import { requireTool } from '../helpers/tools.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const haveQemu = requireTool('qemu-img') && requireTool('qemu-io') && requireTool('qemu-nbd');
@@ -150,17 +152,18 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
     const dir = tmpDir();
     const store = path.join(dir, 'st');
     const s = sample(dir, 'slow.vdi', 'vdi');
-    const log = path.join(dir, 'points.log');
-    // Each progress step sleeps: the import is still reading when the interrupt comes.
+    // Held with the hidden image made and qemu-nbd started: the interrupt is in before the import reads on.
+    const fault = faultChannel();
     const child = spawn(process.execPath, [STRATA_BIN, '--store', store, 'import', s.file, 'slow'], {
-      env: { ...process.env, STRATA_FAULT: 'progress:sleep:300', STRATA_FAULT_LOG: log },
+      env: { ...process.env, ...fault.env('import.after-create') },
     });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exit = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
-    await waitForFile(log, /^import\.after-create$/m);
+    await fault.reached('import.after-create', { exited: exit });
     expect(qemuNbdFor(s.file)).toHaveLength(1);
-    child.kill('SIGINT');
+    await signalDelivered(child.pid!, 'SIGINT');
+    fault.release();
     expect(await exit).toBe(130);
     expect(stderr).toBe('strata: interrupted: nothing imported\n');
     expect(qemuNbdFor(s.file)).toEqual([]);
@@ -172,17 +175,21 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
     const dir = tmpDir();
     const store = path.join(dir, 'st');
     const s = sample(dir, 'dies.vdi', 'vdi');
-    const log = path.join(dir, 'points.log');
+    // Held before it reads: qemu-nbd dies, then the import runs on into it.
+    const fault = faultChannel();
     const child = spawn(process.execPath, [STRATA_BIN, '--store', store, 'import', s.file, 'dies'], {
-      env: { ...process.env, STRATA_FAULT: 'progress:sleep:300', STRATA_FAULT_LOG: log },
+      env: { ...process.env, ...fault.env('import.after-create') },
     });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exit = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
-    await waitForFile(log, /^import\.after-create$/m);
+    await fault.reached('import.after-create', { exited: exit });
     const server = qemuNbdFor(s.file);
     expect(server).toHaveLength(1);
-    process.kill(Number(server[0].split(' ')[0]), 'SIGKILL');
+    const qemuPid = Number(server[0].split(' ')[0]);
+    process.kill(qemuPid, 'SIGKILL');
+    await pidGone(qemuPid);
+    fault.release();
     expect(await exit).toBe(ERROR_CODES.E_IO);
     expect(stderr).toMatch(new RegExp(`^strata: reading ${s.file} through qemu-nbd failed: .+\\n$`));
     expect(strataOk(store, ['ls', '--json']).stdout.trim()).toBe('[]');

@@ -8,6 +8,7 @@ import { CMD, CMD_FLAG, NBD_ERRNO, REPLY_TYPE } from '../../src/nbd/protocol.js'
 import { MemoryDevice } from '../helpers/memory-device.js';
 import { fixtureScope, startFixture } from '../helpers/nbd-fixture.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 const scope = fixtureScope();
@@ -199,8 +200,8 @@ describe('transmission', () => {
     expect(dev.closed).toBe(false);
     b.request(CMD.DISC, 0, 0);
     expect(await b.waitClosed()).toBe(true);
-    await new Promise((r) => setTimeout(r, 50));
-    expect(dev.closed).toBe(true);
+    // The server releases the device as it tears the last connection down, a turn after the socket closes.
+    await waitUntil('the server to close the device after its last connection', () => dev.closed);
     expect(dev.bytes.subarray(0, 4).toString()).toBe('last');
   });
 });

@@ -3,14 +3,14 @@
  * Real clients (nbdinfo via libnbd/GnuTLS, qemu-img and qemu-io) connect
  * with a self-signed certificate made by openssl for the test.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OPT, REP } from '../../src/nbd/protocol.js';
 import { MemoryDevice } from '../helpers/memory-device.js';
 import { startFixture, type Fixture } from '../helpers/nbd-fixture.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
+import { makeTlsCerts } from '../helpers/tls-certs.js';
 import { requireTool, run, runOk } from '../helpers/tools.js';
 
 const MiB = 1024 * 1024;
@@ -24,17 +24,10 @@ describe.runIf(haveTools)('TLS', () => {
   const clients: RawClient[] = [];
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'strata-tls-'));
-    clientDir = join(dir, 'client');
-    mkdirSync(clientDir);
-    await runOk('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
-      '-keyout', join(dir, 'server-key.pem'), '-out', join(dir, 'server-cert.pem'),
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    ], { timeoutMs: 30_000 });
-    // Self-signed: the server certificate is its own CA for the clients.
-    copyFileSync(join(dir, 'server-cert.pem'), join(clientDir, 'ca-cert.pem'));
-    tls = { cert: readFileSync(join(dir, 'server-cert.pem')), key: readFileSync(join(dir, 'server-key.pem')) };
+    const certs = await makeTlsCerts();
+    dir = certs.dir;
+    clientDir = certs.clientDir;
+    tls = { cert: readFileSync(certs.certFile), key: readFileSync(certs.keyFile) };
   });
   afterEach(async () => {
     for (const c of clients.splice(0)) c.close();

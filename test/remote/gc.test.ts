@@ -13,11 +13,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { openBucket, type Bucket } from '../../src/remote/s3.js';
 import { strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
+import { faultChannel } from '../helpers/fault.js';
 import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const MiB = 1024 * 1024;
 const json = (r: { stdout: string }) => JSON.parse(r.stdout);
+const ISO = String.raw`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`;
 
 describe.skipIf(!haveRgw())('remote gc and remote check', () => {
   let endpoint: string;
@@ -112,20 +114,26 @@ describe.skipIf(!haveRgw())('remote gc and remote check', () => {
     strataOk(s[0], ['create', 'later', '--from', path.join(dir, 'solo.raw')]);
 
     // A push held just before its manifest: gc must not collect what it counts on.
-    const push = strataAsync(s[0], ['push', 'later', 'fleet'], { env: { STRATA_FAULT: 'push.before-manifest:sleep:4000' } });
-    for (let i = 0; i < 100 && (await count(bucket, 'locks/push/')) === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    const held = faultChannel();
+    const push = strataAsync(s[0], ['push', 'later', 'fleet'], { env: held.env('push.before-manifest') });
+    const pusher = await held.reached('push.before-manifest', { exited: push });
+    expect(await count(bucket, 'locks/push/')).toBe(1);
     const busy = strata(s[1], ['remote', 'gc', 'fleet']);
     expect(busy.status).toBe(6);
-    expect(busy.stderr).toMatch(/push running/);
+    expect(busy.stderr).toMatch(new RegExp(`^strata: remote fleet has a push running on ${os.hostname()} \\(pid ${pusher}\\) since ${ISO}; run remote gc when it ends\n$`));
+    held.release();
     expect((await push).status).toBe(0);
     expect(await count(bucket, 'locks/')).toBe(0);
 
     // A gc holding the bucket: a push waits for nothing and fails at once.
-    const gc = strataAsync(s[1], ['remote', 'gc', 'fleet'], { env: { STRATA_FAULT: 'remote-gc.locked:sleep:4000' } });
-    for (let i = 0; i < 100 && (await count(bucket, 'locks/gc')) === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    const holding = faultChannel();
+    const gc = strataAsync(s[1], ['remote', 'gc', 'fleet'], { env: holding.env('remote-gc.locked') });
+    const collector = await holding.reached('remote-gc.locked', { exited: gc });
+    expect(await count(bucket, 'locks/gc')).toBe(1);
     const refused = strata(s[0], ['push', 'small', 'fleet']);
     expect(refused.status).toBe(6);
-    expect(refused.stderr).toMatch(/remote gc/);
+    expect(refused.stderr).toMatch(new RegExp(`^strata: remote fleet is being collected by remote gc on ${os.hostname()} \\(pid ${collector}\\) since ${ISO}; push again when it ends\n$`));
+    holding.release();
     expect((await gc).status).toBe(0);
 
     // Nothing the held push uploaded was collected: its image pulls whole.
@@ -157,7 +165,7 @@ describe.skipIf(!haveRgw())('remote gc and remote check', () => {
       strataOk(s[0], ['remote', 'delete', 'fleet/big']);
       strataOk(s[0], ['remote', 'delete', 'fleet/solo']);
       const killed = strata(s[0], ['remote', 'gc', 'fleet'], { env: { STRATA_FAULT: point } });
-      expect(killed.status).not.toBe(0);
+      expect(killed.status, 'killed at its fault point: a signal, no exit status').toBe(-1);
       // Killed: a remote may hold waste, never damage.
       const between = strata(s[1], ['--json', 'remote', 'check', 'fleet', '--read-data']);
       expect(JSON.parse(between.stdout).problems).toEqual([]);

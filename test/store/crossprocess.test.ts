@@ -9,7 +9,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { openImage } from '../../src/image/image.js';
 import { cloneImage, snapshotImage } from '../../src/image/lifecycle.js';
@@ -20,6 +19,8 @@ import { STRATA_BIN, strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
 import { startServe } from '../helpers/serve.js';
 import { requireTool, run } from '../helpers/tools.js';
+import { faultChannel } from '../helpers/fault.js';
+import { childPids, pidGone } from '../helpers/proc.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const KiB = 1024;
@@ -92,20 +93,19 @@ describe('a write racing a change of the image it opens (#2)', () => {
         strataOk(store, ['create', 'L', '--size', '256K']);
         strataOk(store, ['write', 'L'], { input: a });
       }
+      // The writer is held where it is about to look L up and lease it; the op commits right then.
+      const fault = faultChannel();
+      const writer = cli(store, ['write', 'L', '--offset', '0'], { input: b, env: fault.env('open.before-lease') });
+      await fault.reached('open.before-lease', { exited: writer });
       const s = await openStore(store, { create: false });
       try {
-        // The test holds the write lock: the writer can look L up, but not lease it, until the op commits.
-        s.db.exec('BEGIN IMMEDIATE');
-        const writer = cli(store, ['write', 'L', '--offset', '0'], { input: b });
-        await sleep(2500);
         apply(s);
-        s.db.exec('COMMIT');
-        const w = await writer;
-        expect(w.status, w.err).toBe(0);
       } finally {
-        if (s.db.inTransaction) s.db.exec('ROLLBACK');
         s.close();
       }
+      fault.release();
+      const w = await writer;
+      expect(w.status, w.err).toBe(0);
       const expected = Buffer.concat([b, a.subarray(b.length)]);
       expect(strataOk(store, ['read', 'L']).out.equals(expected), 'L reads the write over its old content').toBe(true);
       if (op === 'clone') {
@@ -137,9 +137,9 @@ describe('import beside other commands', () => {
   });
 
   /**
-   * STRATA_FAULT_LOG names a FIFO: the importer blocks opening it at every
-   * step until the test reads, so it can be held exactly at a named step
-   * while another process runs its start-up recovery.
+   * The importer pauses at a named step (STRATA_FAULT=<step>:pause) while
+   * another process runs its start-up recovery, which must neither drop the
+   * hidden image nor show it.
    */
   for (const stopAt of ['import.after-create', 'import.after-flush']) {
     it(`another command's recovery leaves an import stopped at ${stopAt} alone (#8)`, async () => {
@@ -148,24 +148,14 @@ describe('import beside other commands', () => {
       const file = path.join(store, 'in.raw');
       const data = randomBytes(512 * KiB);
       fs.writeFileSync(file, data);
-      const fifo = path.join(store, 'steps.fifo');
-      expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
-      const importer = cli(store, ['import', file, 'img'], { env: { STRATA_FAULT_LOG: fifo } });
-      // Each step opens the FIFO, writes its name and closes it: read steps until the one before stopAt.
-      const before = stopAt === 'import.after-create' ? null : 'flush.after-commit';
-      if (before) {
-        for (;;) {
-          const steps = fs.readFileSync(fifo, 'utf8').split('\n');
-          if (steps.includes(before)) break;
-        }
-      }
-      await sleep(500); // the importer is now blocked opening the FIFO for stopAt
+      const fault = faultChannel();
+      const importer = cli(store, ['import', file, 'img'], { env: fault.env(stopAt) });
+      await fault.reached(stopAt, { exited: importer });
       const ls = await cli(store, ['ls', '--json']);
       expect(ls.status, ls.err).toBe(0);
-      // Let the importer run to its end.
-      const drain = spawn('sh', ['-c', `while :; do cat "${fifo}" > /dev/null || exit 0; done`], { detached: true, stdio: 'ignore' });
+      expect(JSON.parse(ls.out.toString()), 'the import in progress is not listed').toEqual([]);
+      fault.release();
       const r = await importer;
-      process.kill(-drain.pid!, 'SIGKILL'); // the loop and the cat blocked in open()
       expect(r.status, r.err).toBe(0);
       expect(strataOk(store, ['read', 'img']).out.equals(data)).toBe(true);
       expectClean(store);
@@ -256,12 +246,15 @@ describe('leases across PID namespaces (#9)', () => {
     strataOk(store, ['create', 'L', '--size', '1M']);
     const sock = path.join(store, 'nbd.sock');
     const server = spawn('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child=SIGKILL', process.execPath, STRATA_BIN, '--store', store, 'serve', 'L', '--socket', sock]);
+    let holder = 0;
     try {
       await new Promise<void>((resolve, reject) => {
         let out = '';
         server.stdout.on('data', (d: Buffer) => (out += d.toString()).includes('serving') && resolve());
         server.on('exit', (code) => reject(new Error(`serve exited ${code}`)));
       });
+      // unshare --fork: its one child is the server, pid 1 inside its namespace.
+      [holder] = childPids(server.pid!);
       // Inside its namespace the server is pid 1; here pid 1 is init, with another start time.
       const w = strata(store, ['write', 'L'], { input: Buffer.alloc(4096, 1) });
       expect(w.status, w.stderr).toBe(E_BUSY);
@@ -271,13 +264,11 @@ describe('leases across PID namespaces (#9)', () => {
       server.kill('SIGKILL');
       await new Promise((r) => server.once('exit', r));
     }
-    // The holder is gone (its namespace's init dies with it): the kernel dropped its lock, and
-    // its row is cleared on the next look. Dying takes a moment after unshare itself has exited.
-    let w = strata(store, ['write', 'L'], { input: Buffer.alloc(4096, 1) });
-    for (let i = 0; i < 50 && w.status === E_BUSY; i++) {
-      await sleep(100);
-      w = strata(store, ['write', 'L'], { input: Buffer.alloc(4096, 1) });
-    }
+    // The holder dies with unshare (--kill-child), a moment after it: once it is gone the kernel
+    // has dropped its lock, and its row is cleared on the next look.
+    expect(holder).toBeGreaterThan(1);
+    await pidGone(holder);
+    const w = strata(store, ['write', 'L'], { input: Buffer.alloc(4096, 1) });
     expect(w.status, w.stderr).toBe(0);
     expectClean(store);
   });

@@ -24,7 +24,7 @@ describe('recovery of an interrupted import', () => {
 
     // Killed once its data is committed under the hidden name, before the rename.
     const r = strata(store, ['import', raw, 'big'], { env: { STRATA_FAULT: 'import.before-rename-commit' } });
-    expect(r.status).not.toBe(0);
+    expect(r.status, 'killed at its fault point: a signal, no exit status').toBe(-1);
     const peek = () => {
       const db = new Database(path.join(store, 'strata.db'), { readonly: true });
       try {

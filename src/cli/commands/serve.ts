@@ -98,8 +98,9 @@ export const serveCommand = () =>
             throw e;
           }
           const exports = catalog.list().map((e) => ({ name: e.name, uri: server.uri(e.name) }));
-          // One write, so a reader that sees the first line sees every export's URI with it.
-          if (ctx.json) process.stdout.write(JSON.stringify({ address: server.address, exports }) + '\n');
+          // One write, so a reader that sees the first line sees every export's URI with it, and
+          // the TLS and limits the server applies: a script sees its options took effect.
+          if (ctx.json) process.stdout.write(JSON.stringify({ address: server.address, exports, ...server.terms }) + '\n');
           else process.stdout.write(renderServing(names.length ? exports.map((e) => e.name).join(', ') : 'all images', server.address, exports));
           ctx.logger.info({ address: server.address, exports: exports.map((e) => e.name) }, 'nbd server listening');
 
