@@ -12,7 +12,7 @@ const place = (n: number, pack: string, offset: number, length = 1000): BlockPla
 
 describe('index claims and pack trailers', () => {
   it("a trailer read from the pack's end alone decodes as from the whole pack, offsets checked against the whole", () => {
-    const places = [place(1, P1, 0), place(2, P1, 1000), place(3, P1, 2000, 4096)];
+    const places = [place(1, P1, 0), place(2, P1, 1000), { ...place(3, P1, 2000, 4096), codec: 0 }];
     const pack = Buffer.concat([Buffer.alloc(6096, 1), encodePackTrailer(places)]);
     const need = packTrailerLength(pack.subarray(pack.length - 12), P1);
     expect(need).toBe(12 + 48 * 3);

@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { decodeIndex, encodeIndex, encodePackTrailer, type BlockPlace } from '../../src/remote/index-file.js';
+import { MAX_INDEX_BYTES, decodeIndex, encodeIndex, encodePackTrailer, type BlockPlace } from '../../src/remote/index-file.js';
 import { openBucket, type Bucket } from '../../src/remote/s3.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
@@ -32,11 +32,12 @@ type Forgery = 'a pack that does not exist' | 'the other real pack, which does n
  */
 function forge(how: Forgery, places: BlockPlace[], packs: string[], salt: number): { index: Buffer; pack?: Buffer } {
   const salted = (entries: BlockPlace[]) => encodeIndex(entries.map((e, i) => (i === 0 ? { ...e, hint: salt } : e)));
-  const claim = (pack: string, offset: (i: number) => number, length: number) =>
-    places.map((p, i) => ({ digest: p.digest, pack, offset: offset(i), length, codec: 1, hint: p.hint }));
+  const claim = (pack: string, offset: (i: number) => number, length: number, codec = 1) =>
+    places.map((p, i) => ({ digest: p.digest, pack, offset: offset(i), length, codec, hint: p.hint }));
   if (how === 'a pack that does not exist') return { index: salted(claim(sha(randomBytes(16)), (i) => i * 16, 16)) };
-  // Lengths far above a real fragment's (to gc on 612f89f, the pack they name looks densest), most of them past its end.
-  if (how === 'the other real pack, which does not hold them there') return { index: salted(claim(packs[1], (i) => i * 4096, 60000)) };
+  // Raw 4 KiB places, above a real compressed fragment's length (to gc on 612f89f, the pack they name looks densest),
+  // most of them past its end: a well-formed index, so only the pack's trailer shows it false.
+  if (how === 'the other real pack, which does not hold them there') return { index: salted(claim(packs[1], (i) => i * 4096, 4096, 0)) };
   // A pack of random raw "blocks" whose trailer lists every block: self-consistent, canonical, false, and
   // (raw, so all but its trailer is "live") denser than the real packs.
   const frags = randomBytes(4096 * places.length);
@@ -98,7 +99,7 @@ describe.skipIf(!haveRgw())('a forged index and remote gc (Ceph RGW)', () => {
       try {
         const packs = (await bucket.list('packs/')).map((o) => o.key.slice('packs/'.length));
         expect(packs).toHaveLength(2);
-        const real = await Promise.all((await bucket.list('index/')).map(async (o) => decodeIndex(await bucket.get(o.key), o.key)));
+        const real = await Promise.all((await bucket.list('index/')).map(async (o) => decodeIndex(await bucket.get(o.key, MAX_INDEX_BYTES), o.key)));
         const places = real.flat();
         // Order the packs so the forged claims name the pack of image two, and cover image one's blocks too.
         const onePack = places[0].pack;
@@ -173,7 +174,7 @@ describe.skipIf(!haveRgw())('a forged index and remote gc (Ceph RGW)', () => {
       const zero = Buffer.alloc(4096);
       const live = new Set<string>();
       for (let at = 0; at < keep.length; at += 4096) if (!keep.subarray(at, at + 4096).equals(zero)) live.add(sha(keep.subarray(at, at + 4096)));
-      const places = decodeIndex(await bucket.get(ix.key), ix.key).filter((p) => live.has(p.digest.toString('hex')));
+      const places = decodeIndex(await bucket.get(ix.key, MAX_INDEX_BYTES), ix.key).filter((p) => live.has(p.digest.toString('hex')));
       expect(places).toHaveLength(live.size);
       // Random raw "blocks" for every live block, padded with as many of no block at all: under half
       // live (sparse, so gc would copy its fragments), yet denser than the real pack, a quarter live.

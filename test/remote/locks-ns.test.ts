@@ -100,7 +100,7 @@ describe.skipIf(!haveRgw() || !canUnshare())('bucket locks across PID namespaces
 
       // Held after uploading its packs and layer, before its manifest: gc would see them unreachable.
       const [lock] = await bucket.list('locks/push/');
-      const body = JSON.parse((await bucket.get(lock.key)).toString('utf8'));
+      const body = JSON.parse((await bucket.get(lock.key, 4096)).toString('utf8'));
       expect(body.pid).not.toBe(node);
       expect(fs.existsSync(`/proc/${body.pid}`)).toBe(false); // its pid means nothing here
       const packs = (await bucket.list('packs/')).map((o) => o.key);
