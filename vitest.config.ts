@@ -7,6 +7,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: 'forks',
     // rgw.ts only stops, after the run, the loopback Ceph RGW that remote tests start on first use.
-    globalSetup: ['test/setup/build.ts', 'test/setup/rgw.ts'],
+    // processes.ts fails the run if a process a test started is still running after it.
+    globalSetup: ['test/setup/build.ts', 'test/setup/processes.ts', 'test/setup/rgw.ts'],
   },
 });

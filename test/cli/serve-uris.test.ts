@@ -21,7 +21,7 @@ beforeAll(() => {
 
 /** The server's stdout once it holds `lines` lines (they come in one write, but may arrive in pieces). */
 async function printed(srv: Served, lines: number): Promise<string[]> {
-  for (let i = 0; i < 200 && srv.stdout.split('\n').length <= lines; i++) await new Promise((r) => setTimeout(r, 25));
+  await srv.waitFor(new RegExp(`^(?:.*\\n){${lines}}`), 'stdout');
   return srv.stdout.trimEnd().split('\n');
 }
 

@@ -5,13 +5,13 @@
  * without qemu-nbd, or for what cannot be imported safely, one line says
  * which format it is and the way in.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { detectFormat, probeFile } from '../../src/formats/magic.js';
-import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
+import { strata, strataOk, strataSpawn } from '../helpers/cli.js';
 import { requireTool, waitForFile } from '../helpers/tools.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -152,17 +152,13 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
     const s = sample(dir, 'slow.vdi', 'vdi');
     const log = path.join(dir, 'points.log');
     // Each progress step sleeps: the import is still reading when the interrupt comes.
-    const child = spawn(process.execPath, [STRATA_BIN, '--store', store, 'import', s.file, 'slow'], {
-      env: { ...process.env, STRATA_FAULT: 'progress:sleep:300', STRATA_FAULT_LOG: log },
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exit = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
+    const child = strataSpawn(store, ['import', s.file, 'slow'], { env: { STRATA_FAULT: 'progress:sleep:300', STRATA_FAULT_LOG: log } });
+    const exit = child.exited.then((e) => e.code);
     await waitForFile(log, /^import\.after-create$/m);
     expect(qemuNbdFor(s.file)).toHaveLength(1);
-    child.kill('SIGINT');
+    child.signal('SIGINT');
     expect(await exit).toBe(130);
-    expect(stderr).toBe('strata: interrupted: nothing imported\n');
+    expect(child.stderr).toBe('strata: interrupted: nothing imported\n');
     expect(qemuNbdFor(s.file)).toEqual([]);
     expect(strataOk(store, ['ls', '--json']).stdout.trim()).toBe('[]');
     expect(strataOk(store, ['check']).status).toBe(0);
@@ -173,18 +169,14 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
     const store = path.join(dir, 'st');
     const s = sample(dir, 'dies.vdi', 'vdi');
     const log = path.join(dir, 'points.log');
-    const child = spawn(process.execPath, [STRATA_BIN, '--store', store, 'import', s.file, 'dies'], {
-      env: { ...process.env, STRATA_FAULT: 'progress:sleep:300', STRATA_FAULT_LOG: log },
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exit = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
+    const child = strataSpawn(store, ['import', s.file, 'dies'], { env: { STRATA_FAULT: 'progress:sleep:300', STRATA_FAULT_LOG: log } });
+    const exit = child.exited.then((e) => e.code);
     await waitForFile(log, /^import\.after-create$/m);
     const server = qemuNbdFor(s.file);
     expect(server).toHaveLength(1);
     process.kill(Number(server[0].split(' ')[0]), 'SIGKILL');
     expect(await exit).toBe(ERROR_CODES.E_IO);
-    expect(stderr).toMatch(new RegExp(`^strata: reading ${s.file} through qemu-nbd failed: .+\\n$`));
+    expect(child.stderr).toMatch(new RegExp(`^strata: reading ${s.file} through qemu-nbd failed: .+\\n$`));
     expect(strataOk(store, ['ls', '--json']).stdout.trim()).toBe('[]');
     expect(strataOk(store, ['check']).status).toBe(0);
   });
