@@ -14,13 +14,23 @@ import { tmpDir } from '../helpers/tmp.js';
 import { waitForFile } from '../helpers/wait.js';
 import { processesOfRun } from '../setup/processes.js';
 
-/** Running, as opposed to gone or a zombie (which nothing reaps in some containers). */
+/** PF_EXITING in /proc/PID/stat's flags: set as the process starts to exit, before it closes its files. */
+const PF_EXITING = 0x4;
+
+/**
+ * Running, as opposed to gone, a zombie (which nothing reaps in some
+ * containers), or on its way out. A SIGKILLed process takes a moment to die;
+ * the tests ask only after its pipe closed, which it does while exiting.
+ */
 function alive(pid: number): boolean {
+  let stat: string;
   try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return false;
   }
+  const [state, , , , , , flags] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return state !== 'Z' && state !== 'X' && (Number(flags) & PF_EXITING) === 0;
 }
 
 describe('tracked processes', () => {
