@@ -1,6 +1,8 @@
 // Builds the optional N-API addon in native/. Failure is not fatal: strata
 // falls back to plain fs calls (see src/store/native.ts), so installing never
 // depends on a compiler being present. Set STRATA_SKIP_NATIVE=1 to skip.
+// STRATA_REQUIRE_NATIVE=1 (set by .ci/run) makes a failure fatal instead: CI
+// must not go green with the addon silently missing and its tests skipped.
 //
 // npm puts its bundled node-gyp on PATH for lifecycle scripts and names it in
 // npm_config_node_gyp; outside npm we look for npm's copy next to node. When
@@ -14,9 +16,16 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const nativeDir = join(root, 'native');
-const fail = (why) => {
-  process.stderr.write(`strata: native addon not built (${why}); using the portable fallback\n`);
-  process.exit(0);
+const required = process.env.STRATA_REQUIRE_NATIVE === '1';
+/** `detail`: the compiler's output, shown in full when the build is required (npm prints it under the error). */
+const fail = (why, detail = '') => {
+  if (!required) {
+    process.stderr.write(`strata: native addon not built (${why}); using the portable fallback\n`);
+    process.exit(0);
+  }
+  // The one-line reason goes last too, so that the tail of npm's output still names it.
+  process.stderr.write(`${detail}strata: native addon not built (${why}), and STRATA_REQUIRE_NATIVE=1 requires it\n`);
+  process.exit(1);
 };
 
 if (!existsSync(join(nativeDir, 'binding.gyp'))) process.exit(0);
@@ -58,6 +67,7 @@ if (r.status !== 0 || !existsSync(built)) {
   const last =
     lines.find((l) => /\berror:/.test(l)) ?? lines.find((l) => /^gyp ERR! stack \w*Error/.test(l)) ?? lines.at(-1);
   const why = r.error ? r.error.message : `node-gyp exited ${r.status ?? r.signal}${last ? `: ${last.slice(0, 160)}` : ''}`;
-  fail(why);
+  const tail = lines.slice(-40).join('\n');
+  fail(why, tail ? `${tail}\n` : '');
 }
 process.exit(0);

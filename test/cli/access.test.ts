@@ -3,20 +3,19 @@
  * of named images exports nothing else, a served image cannot be removed or
  * reshaped from under it, and a frozen image is never writable by any path.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES, StrataError } from '../../src/errors.js';
 import { openImage } from '../../src/image/image.js';
 import { CMD } from '../../src/nbd/protocol.js';
 import { openStore } from '../../src/store/store.js';
-import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
+import { strata, strataOk } from '../helpers/cli.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
+import { startServe, type Served } from '../helpers/serve.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { requireTool, run } from '../helpers/tools.js';
 
 let store: string;
-let servers: ChildProcess[] = [];
 
 beforeEach(() => {
   store = tmpDir();
@@ -28,26 +27,8 @@ beforeEach(() => {
   strataOk(store, ['clone', 'base', 'web1']);
 });
 
-afterEach(async () => {
-  for (const s of servers.splice(0)) {
-    if (s.exitCode === null && s.signalCode === null) {
-      s.kill('SIGTERM');
-      await new Promise((r) => s.once('exit', r));
-    }
-  }
-});
-
-/** Starts `strata serve ARGS` and resolves once it is listening, with its stderr so far. */
-function serve(args: string[]): Promise<{ proc: ChildProcess; stderr: () => string }> {
-  const proc = spawn(process.execPath, [STRATA_BIN, '--store', store, 'serve', ...args]);
-  servers.push(proc);
-  let err = '';
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  return new Promise((resolve, reject) => {
-    proc.stdout!.on('data', (d: Buffer) => d.toString().includes('serving') && resolve({ proc, stderr: () => err }));
-    proc.on('exit', (c) => reject(new Error(`serve exited ${c}: ${err}`)));
-  });
-}
+/** Starts `strata serve ARGS` (names and where to listen) and resolves once it is listening. */
+const serve = (args: string[]): Promise<Served> => startServe(store, args, { listenArgs: [] });
 
 describe('access', () => {
   it('serving on a non-loopback address needs --allow-remote; with it, a warning on stderr', async () => {
@@ -57,7 +38,7 @@ describe('access', () => {
       expect(r.stderr).toMatch(/^strata: refusing to listen on .* which is not loopback: pass --allow-remote/);
     }
     const s = await serve(['web1', '--listen', '0.0.0.0:0', '--allow-remote']);
-    expect(s.stderr()).toMatch(/warning: serving on 0\.0\.0\.0, reachable beyond this machine/);
+    expect(s.stderr).toMatch(/warning: serving on 0\.0\.0\.0, reachable beyond this machine/);
   });
 
   it.skipIf(!requireTool('nbdinfo'))('a server of named images lists and opens only those', async () => {

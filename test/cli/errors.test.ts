@@ -3,12 +3,12 @@
  * line on stderr for each way a command can be wrong. Each failure leaves the
  * store as it was.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
-import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
+import { strata, strataOk } from '../helpers/cli.js';
+import { startServe } from '../helpers/serve.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 let store: string;
@@ -96,20 +96,15 @@ describe('CLI errors', () => {
   });
 
   it('a second writer on the same leaf: E_BUSY naming the holder', async () => {
-    const server = spawn(process.execPath, [STRATA_BIN, '--store', store, 'serve', 'web1', '--socket', path.join(store, 'nbd.sock')]);
+    const server = await startServe(store, ['web1']);
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.stdout.on('data', (d: Buffer) => d.toString().includes('serving') && resolve());
-        server.on('exit', (c) => reject(new Error(`serve exited ${c}`)));
-      });
       const r = strata(store, ['write', 'web1'], { input: 'x' });
       expect(r.status).toBe(ERROR_CODES.E_BUSY);
       expectOneLine(r.stderr, new RegExp(`image web1 is open for writing by process ${server.pid}`));
       // Removing it from under the server is refused too.
       expect(strata(store, ['rm', 'web1']).status).toBe(ERROR_CODES.E_BUSY);
     } finally {
-      server.kill('SIGTERM');
-      await new Promise((r) => server.once('exit', r));
+      await server.stop('SIGTERM');
     }
     // Once the server is gone, the leaf is writable again.
     strataOk(store, ['write', 'web1'], { input: 'x' });

@@ -4,13 +4,15 @@
  * of its own chain and overwrites nothing it did not create without
  * --force; devices, pipes, /dev/null and stdout work or fail in one line.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
-import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
+import { available } from '../helpers/available.js';
+import { strata, strataAsync, strataOk, strataSpawn } from '../helpers/cli.js';
+import { spawnTracked } from '../helpers/processes.js';
 import { requireTool } from '../helpers/tools.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -129,7 +131,7 @@ describe('export writes under a temporary name', () => {
 });
 
 describe('export to devices, pipes and stdout', () => {
-  it('/dev/null, a named pipe and stdout (-) get every byte; read NAME FILE and read NAME - too', () => {
+  it('/dev/null, a named pipe and stdout (-) get every byte; read NAME FILE and read NAME - too', async () => {
     const { dir, store } = fixture();
     strataOk(store, ['export', 'top', path.join(dir, 'top.raw')]);
     const want = fs.readFileSync(path.join(dir, 'top.raw'));
@@ -140,8 +142,10 @@ describe('export to devices, pipes and stdout', () => {
     const fifo = path.join(dir, 'fifo');
     execFileSync('mkfifo', [fifo]);
     // The reader of the pipe is another process: the export blocks until it reads.
-    const reader = spawnSync('sh', ['-c', `cat "${fifo}" > "${path.join(dir, 'from-fifo')}" & "${process.execPath}" "${STRATA_BIN}" --store "${store}" export top "${fifo}"; wait`]);
-    expect(reader.status, reader.stderr.toString()).toBe(0);
+    const reader = spawnTracked('sh', ['-c', `cat "${fifo}" > "${path.join(dir, 'from-fifo')}"`]);
+    const exported = await strataAsync(store, ['export', 'top', fifo]);
+    expect(exported.status, exported.err).toBe(0);
+    expect((await reader.exited).code, reader.stderr).toBe(0);
     expect(fs.readFileSync(path.join(dir, 'from-fifo')).equals(want)).toBe(true);
     expect(strataOk(store, ['read', 'top', '-', '--offset', '1M', '--length', '64K']).out.equals(want.subarray(MiB, MiB + 65536))).toBe(true);
     expect(strataOk(store, ['read', 'top', path.join(dir, 'part.bin'), '--offset', '2M', '--length', '8K']).stdout).toBe(
@@ -168,15 +172,13 @@ describe('export to devices, pipes and stdout', () => {
 
   it('the reading end of a pipe closing early is an I/O error in one line, not an internal error', async () => {
     const { store } = fixture();
-    const child = spawn(process.execPath, [STRATA_BIN, '--store', store, 'export', 'top', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const p = strataSpawn(store, ['export', 'top', '-']);
     // Take the first bytes, then close the pipe, as `| head -c 10` does.
-    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
-    child.stdout.destroy();
-    const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    await new Promise<void>((resolve) => p.child.stdout!.once('data', () => resolve()));
+    p.child.stdout!.destroy();
+    const status = (await p.exited).code;
     expect(status).toBe(ERROR_CODES.E_IO);
-    expect(stderr).toBe('strata: -: the reading end closed before the export finished\n');
+    expect(p.stderr).toBe('strata: -: the reading end closed before the export finished\n');
   });
 });
 
@@ -195,7 +197,7 @@ describe('export to a block device', () => {
   it.skipIf(!haveQemu)('raw and qcow2 onto a loop device: every byte, zeros included; a device too small is refused', (ctx) => {
     const { dir, store } = fixture();
     const big = loopDevice(dir, 12 * MiB);
-    if (!big) return ctx.skip();
+    if (!available(big !== undefined, 'no loop device (needs root and losetup)') || !big) return ctx.skip();
     const small = loopDevice(dir, 4 * MiB);
     try {
       strataOk(store, ['export', 'top', path.join(dir, 'top.raw')]);

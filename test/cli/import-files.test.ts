@@ -5,14 +5,14 @@
  * over the parent its backing file stands for; a second overlay on the same
  * backing file shares the layer already imported from it.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
-import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
+import { strata, strataOk, strataSpawn } from '../helpers/cli.js';
 import { faultChannel } from '../helpers/fault.js';
 import { signalDelivered } from '../helpers/proc.js';
 import { requireTool } from '../helpers/tools.js';
@@ -73,9 +73,9 @@ describe('import FILE [NAME]', () => {
     const f = path.join(dir, 'disk.raw');
     fs.writeFileSync(f, disk());
     const fd = fs.openSync(f, 'r');
-    const r = spawnSync(process.execPath, [STRATA_BIN, '--store', store, 'import', '-', 'redirected'], { stdio: [fd, 'pipe', 'pipe'] });
+    const r = strata(store, ['import', '-', 'redirected'], { stdinFd: fd });
     fs.closeSync(fd);
-    expect(r.status, r.stderr.toString()).toBe(0);
+    expect(r.status, r.stderr).toBe(0);
     expect(info(store, 'redirected').source).toMatchObject({ format: 'raw', file: f });
     expect(strataOk(store, ['read', 'redirected']).out.equals(fs.readFileSync(f))).toBe(true);
   });
@@ -201,12 +201,10 @@ describe('Ctrl-C during an import that reads as it goes', () => {
     const store = path.join(dir, 'st');
     strataOk(store, ['init']);
     const fault = faultChannel();
-    const child = spawn(process.execPath, [STRATA_BIN, '--store', store, 'import', '-', 'piped'], { env: { ...process.env, ...fault.env('import.after-create') } });
-    // The import stops reading when interrupted: the rest of a write, the first one too, meets EPIPE.
-    child.stdin.on('error', () => undefined);
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exit = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
+    // The import stops reading when interrupted: the rest of a write, the first one too, meets EPIPE (which the tracked spawner ignores).
+    const p = strataSpawn(store, ['import', '-', 'piped'], { env: fault.env('import.after-create'), keepStdin: true });
+    const child = p.child as ChildProcessWithoutNullStreams;
+    const exit = p.exited.then((e) => e.code);
     child.stdin.write(disk(1024 * 1024));
     await fault.reached('import.after-create', { exited: exit });
     // Held with the hidden image made: the interrupt is in before the import reads on, and it sees it at its next chunk.
@@ -214,7 +212,7 @@ describe('Ctrl-C during an import that reads as it goes', () => {
     fault.release();
     child.stdin.write(disk(1024 * 1024));
     expect(await exit).toBe(130);
-    expect(stderr).toBe('strata: interrupted: nothing imported\n');
+    expect(p.stderr).toBe('strata: interrupted: nothing imported\n');
     expect(names(store)).toEqual([]);
     expect(strata(store, ['check']).status).toBe(0);
   });

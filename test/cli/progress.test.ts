@@ -9,7 +9,6 @@
  * (`script`), after the progress line shows the work is under way; where
  * stderr must be seen alone, SIGINT is sent to the process directly.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -17,7 +16,8 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { formatProgress } from '../../src/cli/progress.js';
 import { ERROR_CODES } from '../../src/errors.js';
 import { nativeStatus } from '../../src/store/native.js';
-import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
+import { nativeAvailable } from '../helpers/available.js';
+import { strata, strataOk, strataSpawn } from '../helpers/cli.js';
 import { faultChannel } from '../helpers/fault.js';
 import { signalDelivered } from '../helpers/proc.js';
 import { hasScript, strataInPty } from '../helpers/pty.js';
@@ -28,7 +28,7 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const INTERRUPTED = ERROR_CODES.E_INTERRUPTED;
 /** Catching Ctrl-C during synchronous work needs the native addon (see src/cli/long-work.ts). */
-const native = nativeStatus().mode === 'native';
+const native = nativeAvailable(nativeStatus());
 const pty = hasScript();
 if (!pty) console.warn('[skip] script (util-linux) is not installed; terminal tests are skipped');
 
@@ -74,13 +74,9 @@ const slow = (ms: number) => ({ STRATA_FAULT: `progress:sleep:${ms}` });
 
 /** strata started directly (no terminal), for SIGINT by kill and stderr on its own. */
 function startStrata(args: readonly string[], env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, [STRATA_BIN, '--store', store, ...args], { env: { ...process.env, ...env } });
-  let stderr = '';
-  let stdout = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  const exit = new Promise<{ status: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (status, signal) => resolve({ status, signal })));
-  return { child, exit, out: () => ({ stdout, stderr }) };
+  const p = strataSpawn(store, args, { env });
+  const exit = p.exited.then(({ code, signal }) => ({ status: code, signal }));
+  return { child: p.child, exit, out: () => ({ stdout: p.stdout, stderr: p.stderr }) };
 }
 
 /** A progress line as drawn: label, percentage, bytes done of the total. */

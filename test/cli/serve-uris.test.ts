@@ -8,7 +8,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { strataOk } from '../helpers/cli.js';
 import { startServe, type Served } from '../helpers/serve.js';
 import { requireTool, runOk } from '../helpers/tools.js';
-import { waitUntil } from '../helpers/wait.js';
 
 let store: string;
 const SIZES: Record<string, number> = { a: 1048576, b: 2097152, 'c.snap1': 3 * 1048576 };
@@ -22,7 +21,7 @@ beforeAll(() => {
 
 /** The server's stdout once it holds `lines` lines (they come in one write, but may arrive in pieces). */
 async function printed(srv: Served, lines: number): Promise<string[]> {
-  await waitUntil(`the server to print ${lines} lines`, () => srv.stdout.split('\n').length > lines);
+  await srv.waitFor(new RegExp(`^(?:.*\\n){${lines}}`), 'stdout');
   return srv.stdout.trimEnd().split('\n');
 }
 

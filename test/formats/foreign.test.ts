@@ -5,13 +5,13 @@
  * without qemu-nbd, or for what cannot be imported safely, one line says
  * which format it is and the way in.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { detectFormat, probeFile } from '../../src/formats/magic.js';
-import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
+import { strata, strataOk, strataSpawn } from '../helpers/cli.js';
 import { faultChannel } from '../helpers/fault.js';
 import { pidGone, signalDelivered } from '../helpers/proc.js';
 import { requireTool } from '../helpers/tools.js';
@@ -154,18 +154,14 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
     const s = sample(dir, 'slow.vdi', 'vdi');
     // Held with the hidden image made and qemu-nbd started: the interrupt is in before the import reads on.
     const fault = faultChannel();
-    const child = spawn(process.execPath, [STRATA_BIN, '--store', store, 'import', s.file, 'slow'], {
-      env: { ...process.env, ...fault.env('import.after-create') },
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exit = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
+    const child = strataSpawn(store, ['import', s.file, 'slow'], { env: fault.env('import.after-create') });
+    const exit = child.exited.then((e) => e.code);
     await fault.reached('import.after-create', { exited: exit });
     expect(qemuNbdFor(s.file)).toHaveLength(1);
-    await signalDelivered(child.pid!, 'SIGINT');
+    await signalDelivered(child.child.pid!, 'SIGINT');
     fault.release();
     expect(await exit).toBe(130);
-    expect(stderr).toBe('strata: interrupted: nothing imported\n');
+    expect(child.stderr).toBe('strata: interrupted: nothing imported\n');
     expect(qemuNbdFor(s.file)).toEqual([]);
     expect(strataOk(store, ['ls', '--json']).stdout.trim()).toBe('[]');
     expect(strataOk(store, ['check']).status).toBe(0);
@@ -177,12 +173,8 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
     const s = sample(dir, 'dies.vdi', 'vdi');
     // Held before it reads: qemu-nbd dies, then the import runs on into it.
     const fault = faultChannel();
-    const child = spawn(process.execPath, [STRATA_BIN, '--store', store, 'import', s.file, 'dies'], {
-      env: { ...process.env, ...fault.env('import.after-create') },
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exit = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
+    const child = strataSpawn(store, ['import', s.file, 'dies'], { env: fault.env('import.after-create') });
+    const exit = child.exited.then((e) => e.code);
     await fault.reached('import.after-create', { exited: exit });
     const server = qemuNbdFor(s.file);
     expect(server).toHaveLength(1);
@@ -191,7 +183,7 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
     await pidGone(qemuPid);
     fault.release();
     expect(await exit).toBe(ERROR_CODES.E_IO);
-    expect(stderr).toMatch(new RegExp(`^strata: reading ${s.file} through qemu-nbd failed: .+\\n$`));
+    expect(child.stderr).toMatch(new RegExp(`^strata: reading ${s.file} through qemu-nbd failed: .+\\n$`));
     expect(strataOk(store, ['ls', '--json']).stdout.trim()).toBe('[]');
     expect(strataOk(store, ['check']).status).toBe(0);
   });

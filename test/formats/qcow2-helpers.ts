@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Extent, ExtentKind } from '../../src/image/device.js';
 
-export const hasQemu = spawnSync('qemu-img', ['--version']).status === 0 && spawnSync('qemu-io', ['--version']).status === 0;
+export const hasQemu = available(spawnSync('qemu-img', ['--version']).status === 0 && spawnSync('qemu-io', ['--version']).status === 0, 'qemu-img and qemu-io (qemu-utils) do not run');
 if (!hasQemu) console.warn('qcow2 tests skipped: qemu-img/qemu-io not found on PATH');
 
 export function tmp(prefix = 'strata-qcow2-'): { dir: string; cleanup: () => void } {
@@ -81,6 +81,7 @@ export function stripDepth(exts: Extent[]) {
 
 /** Deterministic PRNG (mulberry32). */
 import { mulberry32 as rng } from '../helpers/random.js';
+import { available } from '../helpers/available.js';
 
 export { rng };
 

@@ -24,6 +24,7 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
+import { available } from './available.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -214,7 +215,7 @@ export function findMke2fs(): string | null {
 
 export function hasMke2fs(): boolean {
   const bin = findMke2fs();
-  return bin !== null && spawnSync(bin, ['-V'], { stdio: 'ignore' }).status === 0;
+  return available(bin !== null && spawnSync(bin, ['-V'], { stdio: 'ignore' }).status === 0, 'mke2fs (e2fsprogs) does not run');
 }
 
 export interface Ext4Options {
@@ -278,7 +279,7 @@ export function makeExt4(imagePath: string, fromDir: string, sizeBytes = 64 * Mi
 /** Sets atime and ctime of every inode copied from `fromDir` to FIXTURE_TIME (see makeExt4). */
 function pinInodeTimes(imagePath: string, fromDir: string): void {
   const debugfs = findTool('debugfs');
-  if (!debugfs) return;
+  if (!available(debugfs !== null, 'debugfs (e2fsprogs) is not installed: inode times are left unpinned') || !debugfs) return;
   const paths = ['/', ...readdirSync(fromDir, { recursive: true, encoding: 'utf8' }).map((p) => `/${p}`)];
   const stamp = new Date(FIXTURE_TIME * 1000).toISOString().replace(/[-:T]/g, '').slice(0, 14);
   const lines: string[] = [];

@@ -4,11 +4,13 @@
  * what the test writes to script's stdin is typed at that terminal, so
  * "\x03" is a real Ctrl-C (the terminal driver sends SIGINT).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { available } from './available.js';
 import { STRATA_BIN } from './cli.js';
+import { spawnTracked } from './processes.js';
 
 export function hasScript(): boolean {
-  return spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
+  return available(spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0, 'script (util-linux) does not run: no pseudo-terminal');
 }
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -26,22 +28,24 @@ export interface PtyRun {
 
 export function strataInPty(store: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): PtyRun {
   const cmd = [process.execPath, STRATA_BIN, '--store', store, ...args].map(quote).join(' ');
-  const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...process.env, SHELL: '/bin/sh', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  // Tracked (processes.ts): script and strata on its terminal are ended with the test. strata runs
+  // in a session of its own there, which a group kill of script does not reach; it gets SIGHUP when
+  // script's side of the terminal closes, and the run's teardown catches it if it outlives that.
+  const p = spawnTracked('script', ['-qec', cmd, '/dev/null'], { env: { SHELL: '/bin/sh', ...env }, keepStdin: true });
   return {
-    output: () => out,
+    output: () => p.all,
     async waitFor(re, ms = 30_000) {
-      const until = Date.now() + ms;
-      while (!re.test(out)) {
-        if (Date.now() > until) throw new Error(`timed out waiting for ${re} in: ${JSON.stringify(out)}`);
-        if (child.exitCode !== null) throw new Error(`strata exited ${child.exitCode} before ${re} showed: ${JSON.stringify(out)}`);
-        await new Promise((r) => setTimeout(r, 20));
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} in: ${JSON.stringify(p.all)}`)), ms);
+      });
+      try {
+        await Promise.race([p.waitFor(re), late]);
+      } finally {
+        clearTimeout(timer);
       }
     },
-    type: (s) => child.stdin.write(s),
-    exit,
+    type: (s) => p.child.stdin!.write(s),
+    exit: p.exited.then((e) => e.code),
   };
 }

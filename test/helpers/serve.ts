@@ -1,15 +1,15 @@
 /**
  * Runs the built `strata serve` as a child process on a Unix socket in a
- * fresh temp dir, waits for its "serving ... on <uri>" line, and makes sure
- * it never outlives the test: every server still running after a test is
- * SIGKILLed (and its socket dir removed), and so is any left at exit.
+ * fresh temp dir, and waits for its "serving ... on <uri>" line. It is a
+ * tracked process (processes.ts): killed with its process group after the
+ * test, and its socket dir removed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
 import { STRATA_BIN } from './cli.js';
+import { spawnTracked } from './processes.js';
 
 export interface Exit {
   code: number | null;
@@ -28,6 +28,8 @@ export interface Served {
   onStderr(listener: () => void): void;
   /** nbd URI of one export, for qemu and libnbd tools. */
   uri(name: string): string;
+  /** Resolves once `re` matches its output (a log line, a warning); rejects if it exits first. */
+  waitFor(re: RegExp, on?: 'stdout' | 'stderr' | 'either'): Promise<RegExpExecArray>;
   /** Resolves when the process has exited. */
   readonly exited: Promise<Exit>;
   /** Graceful stop (SIGINT by default): waits for the exit; SIGKILL if it takes over `timeoutMs`. */
@@ -36,22 +38,12 @@ export interface Served {
   kill(): Promise<Exit>;
 }
 
-const live = new Set<ChildProcess>();
+// The servers themselves are killed after each test by processes.ts; their socket dirs go here.
 const dirs = new Set<string>();
-
-function killAll(): void {
-  for (const c of live) c.kill('SIGKILL');
-}
-
-afterEach(async () => {
-  const waits = [...live].map((c) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(null) : c.once('exit', r))));
-  killAll();
-  await Promise.all(waits);
-  live.clear();
+afterEach(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
   dirs.clear();
 });
-process.on('exit', killAll);
 
 /**
  * `strata --store STORE serve NAMES... --socket <tmp>/nbd.sock`. Rejects with
@@ -67,53 +59,33 @@ export async function startServe(
     /** Instead of `--socket <tmp>/nbd.sock`. */ listenArgs?: string[];
     /** Another server command with the same first line (`ui`); default `serve`. */ command?: 'serve' | 'ui';
     env?: NodeJS.ProcessEnv;
+    /** A command that runs node in turn, e.g. `['unshare', '--pid', '--fork']`. */ wrap?: string[];
   } = {},
 ): Promise<Served> {
   const dir = mkdtempSync(join(tmpdir(), 'strata-serve-'));
   dirs.add(dir);
   const socketPath = join(dir, 'nbd.sock');
   const command = opts.command ?? 'serve';
-  const stderrListeners: (() => void)[] = [];
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), STRATA_BIN, '--store', store, command, ...names, ...(opts.listenArgs ?? ['--socket', socketPath]), ...(opts.extraArgs ?? [])], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: opts.env ? { ...process.env, ...opts.env } : undefined,
-  });
-  live.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d;
-    for (const f of stderrListeners) f();
-  });
-  const exited = new Promise<Exit>((resolve) =>
-    child.once('exit', (code, signal) => {
-      live.delete(child);
-      resolve({ code, signal });
-    }),
-  );
+  const argv = [...(opts.nodeArgs ?? []), STRATA_BIN, '--store', store, command, ...names, ...(opts.listenArgs ?? ['--socket', socketPath]), ...(opts.extraArgs ?? [])];
+  const wrap = opts.wrap ?? [];
+  const proc = wrap.length > 0 ? spawnTracked(wrap[0], [...wrap.slice(1), process.execPath, ...argv], { env: opts.env }) : spawnTracked(process.execPath, argv, { env: opts.env });
+  const child = proc.child;
+  const exited: Promise<Exit> = proc.exited.then(({ code, signal }) => ({ code, signal }));
 
-  const address = await new Promise<string>((resolve, reject) => {
-    const timeoutMs = opts.timeoutMs ?? 20_000;
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`strata ${command} printed no "serving" line within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, timeoutMs);
-    const onData = () => {
-      // The text line, or with --json the first key of the JSON line.
-      const m = /^serving .* on (\S+)$/m.exec(stdout) ?? /^\{"address":"([^"]+)"/m.exec(stdout);
-      if (m) {
-        clearTimeout(timer);
-        child.stdout!.off('data', onData);
-        resolve(m[1]);
-      }
-    };
-    child.stdout!.on('data', onData);
-    void exited.then((e) => {
-      clearTimeout(timer);
-      reject(new Error(`strata ${command} exited (${e.code ?? e.signal}) before serving\nstdout: ${stdout}\nstderr: ${stderr}`));
-    });
-  });
+  const timeoutMs = opts.timeoutMs ?? 20_000;
+  let timer: NodeJS.Timeout | undefined;
+  const address = await Promise.race([
+    // The text line, or with --json the first key of the JSON line.
+    proc.waitFor(/^serving .* on (\S+)$|^\{"address":"([^"]+)"/m, 'stdout').then((m) => m[1] ?? m[2]),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        void proc.kill();
+        reject(new Error(`strata ${command} printed no "serving" line within ${timeoutMs} ms\nstdout: ${proc.stdout}\nstderr: ${proc.stderr}`));
+      }, timeoutMs);
+    }),
+  ]).catch((e: Error) => {
+    throw new Error(e.message.replace(/^.* exited before .* showed/, `strata ${command} exited before serving`));
+  }).finally(() => clearTimeout(timer));
 
   const waitExit = async (timeoutMs: number): Promise<Exit> => {
     let timer: NodeJS.Timeout | undefined;
@@ -121,9 +93,8 @@ export async function startServe(
     const e = await Promise.race([exited, t]);
     clearTimeout(timer);
     if (e) return e;
-    child.kill('SIGKILL');
-    await exited;
-    throw new Error(`strata ${command} did not exit within ${timeoutMs} ms of its signal; killed\nstderr: ${stderr}`);
+    await proc.kill();
+    throw new Error(`strata ${command} did not exit within ${timeoutMs} ms of its signal; killed\nstderr: ${proc.stderr}`);
   };
 
   return {
@@ -131,21 +102,20 @@ export async function startServe(
     socketPath,
     address,
     get stdout() {
-      return stdout;
+      return proc.stdout;
     },
     get stderr() {
-      return stderr;
+      return proc.stderr;
     },
-    onStderr: (listener) => void stderrListeners.push(listener),
+    // spawnTracked's own listener comes first, so proc.stderr already holds the chunk.
+    onStderr: (listener) => void child.stderr!.on('data', () => listener()),
     uri: (name) => `nbd+unix:///${name}?socket=${socketPath}`,
+    waitFor: (re, on) => proc.waitFor(re, on),
     exited,
     stop(signal = 'SIGINT', timeoutMs = 10_000) {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      proc.signal(signal);
       return waitExit(timeoutMs);
     },
-    kill() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      return exited;
-    },
+    kill: () => proc.kill().then(() => exited),
   };
 }

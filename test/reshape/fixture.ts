@@ -102,7 +102,7 @@ export interface CliResult {
 
 /** The built binary (dist/), so exit statuses are the real ones. */
 export function cli(store: string, ...args: string[]): CliResult {
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), '--store', store, ...args], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), '--store', store, ...args], { encoding: 'utf8', timeout: 300_000, killSignal: 'SIGKILL' });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -5,17 +5,17 @@
  * Every command must succeed (no SQLITE_BUSY or E_BUSY reaches a user), and
  * afterwards every image reads exactly its worker's model; check is clean.
  */
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openImage } from '../../src/image/image.js';
 import { CMD } from '../../src/nbd/protocol.js';
 import { listImages } from '../../src/store/catalog.js';
 import { openStore } from '../../src/store/store.js';
-import { STRATA_BIN, strata, strataAsync, strataOk } from '../helpers/cli.js';
+import { strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { auditStore } from '../helpers/consistency.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
 import { rng } from '../helpers/random.js';
+import { startServe } from '../helpers/serve.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const SIZE = 1 << 20;
@@ -34,14 +34,8 @@ describe('concurrency', () => {
     }
     strataOk(store, ['create', 'served', '--size', String(SIZE)]);
     models.set('served', Buffer.alloc(SIZE));
-    const sock = path.join(store, 'nbd.sock');
-    const server = spawn(process.execPath, [STRATA_BIN, '--store', store, 'serve', 'served', '--socket', sock]);
-    let serverErr = '';
-    server.stderr.on('data', (d: Buffer) => (serverErr += d.toString()));
-    await new Promise<void>((resolve, reject) => {
-      server.stdout.on('data', (d: Buffer) => d.toString().includes('serving') && resolve());
-      server.on('exit', (c) => reject(new Error(`serve exited ${c}: ${serverErr}`)));
-    });
+    const server = await startServe(store, ['served']);
+    const sock = server.socketPath;
 
     const deadline = Date.now() + DURATION_MS;
     const failures: string[] = [];
@@ -108,10 +102,9 @@ describe('concurrency', () => {
     };
 
     await Promise.all([...Array.from({ length: WORKERS }, (_, w) => worker(w)), nbdWriter()]);
-    server.kill('SIGTERM');
-    await new Promise((r) => server.once('exit', r));
+    await server.stop('SIGTERM');
     expect(failures).toEqual([]);
-    expect(serverErr).not.toMatch(/BUSY|locked|error/i);
+    expect(server.stderr).not.toMatch(/BUSY|locked|error/i);
 
     // Snapshots made by clone (leaf.snapN) read what the leaf read then; their content is checked through the clones.
     const s = await openStore(store, { create: false });

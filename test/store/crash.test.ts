@@ -7,12 +7,13 @@
  * committed just before the kill, unprinted) — never anything else — and
  * both `strata check` and an independent recount must be clean.
  */
-import { spawn } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openImage } from '../../src/image/image.js';
 import { openStore } from '../../src/store/store.js';
 import { strata, strataOk } from '../helpers/cli.js';
+import { spawnTracked } from '../helpers/processes.js';
 import { auditStore } from '../helpers/consistency.js';
 import { rng } from '../helpers/random.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -42,7 +43,7 @@ interface KillAt {
 
 function runAndKill(store: string, from: number, at: KillAt): Promise<Round> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WRITER, store, String(SEED), String(from)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnTracked(process.execPath, [WRITER, store, String(SEED), String(from)]).child as ChildProcessWithoutNullStreams;
     let out = '';
     let err = '';
     let timer: NodeJS.Timeout | undefined;

@@ -5,7 +5,7 @@
  * PID namespace) and, where a race must be made certain, a transaction held
  * open by the test or a fault-log FIFO that stops a process at a named step.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,6 +15,7 @@ import { cloneImage, snapshotImage } from '../../src/image/lifecycle.js';
 import { flattenImage } from '../../src/image/reshape.js';
 import { CMD } from '../../src/nbd/protocol.js';
 import { openStore } from '../../src/store/store.js';
+import { available } from '../helpers/available.js';
 import { STRATA_BIN, strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
 import { startServe } from '../helpers/serve.js';
@@ -238,31 +239,23 @@ describe('check beside writers (#7)', () => {
 });
 
 describe('leases across PID namespaces (#9)', () => {
-  const canUnshare = requireTool('unshare') && spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true']).status === 0;
-  if (!canUnshare) console.warn('[skip] unshare --pid --mount-proc is not permitted here (needs root); the namespace test is skipped');
+  const canUnshare = requireTool('unshare') && available(spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true']).status === 0, 'unshare --pid --mount-proc is not permitted here (needs root)');
 
   it.skipIf(!canUnshare)('a server in another PID namespace keeps its leaf: a second writer and rm get E_BUSY', async () => {
     const store = tmpDir();
     strataOk(store, ['create', 'L', '--size', '1M']);
-    const sock = path.join(store, 'nbd.sock');
-    const server = spawn('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child=SIGKILL', process.execPath, STRATA_BIN, '--store', store, 'serve', 'L', '--socket', sock]);
+    const server = await startServe(store, ['L'], { wrap: ['unshare', '--pid', '--fork', '--mount-proc', '--kill-child=SIGKILL'] });
     let holder = 0;
     try {
-      await new Promise<void>((resolve, reject) => {
-        let out = '';
-        server.stdout.on('data', (d: Buffer) => (out += d.toString()).includes('serving') && resolve());
-        server.on('exit', (code) => reject(new Error(`serve exited ${code}`)));
-      });
       // unshare --fork: its one child is the server, pid 1 inside its namespace.
-      [holder] = childPids(server.pid!);
+      [holder] = childPids(server.pid);
       // Inside its namespace the server is pid 1; here pid 1 is init, with another start time.
       const w = strata(store, ['write', 'L'], { input: Buffer.alloc(4096, 1) });
       expect(w.status, w.stderr).toBe(E_BUSY);
       expect(w.stderr).toMatch(/^strata: image L is open for writing by process \d+/);
       expect(strata(store, ['rm', 'L']).status).toBe(E_BUSY);
     } finally {
-      server.kill('SIGKILL');
-      await new Promise((r) => server.once('exit', r));
+      await server.kill();
     }
     // The holder dies with unshare (--kill-child), a moment after it: once it is gone the kernel
     // has dropped its lock, and its row is cleared on the next look.
@@ -316,7 +309,7 @@ describe('durability of new data files (#14)', () => {
     strataOk(store, ['create', 'L', '--size', '64K']);
     const trace = path.join(store, 'trace.txt');
     const input = randomBytes(64 * KiB);
-    const r = spawnSync('strace', ['-f', '-e', 'trace=openat,fsync,fdatasync', '-o', trace, process.execPath, STRATA_BIN, '--store', store, 'write', 'L'], { input });
+    const r = spawnSync('strace', ['-f', '-e', 'trace=openat,fsync,fdatasync', '-o', trace, process.execPath, STRATA_BIN, '--store', store, 'write', 'L'], { input, timeout: 120_000, killSignal: 'SIGKILL' });
     expect(r.status, r.stderr.toString()).toBe(0);
     const lines = fs.readFileSync(trace, 'utf8').split('\n');
     const dataDir = path.join(store, 'data');

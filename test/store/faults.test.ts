@@ -10,7 +10,6 @@
  * the store reads exactly its state before the operation or exactly its
  * state after it: every image by sha256 of its content, never a mix.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openImage } from '../../src/image/image.js';
 import { listImages } from '../../src/store/catalog.js';
 import { openStore } from '../../src/store/store.js';
-import { STRATA_BIN, strata, strataOk } from '../helpers/cli.js';
+import { strata, strataOk, strataSpawn } from '../helpers/cli.js';
 import { auditStore } from '../helpers/consistency.js';
 import { rng } from '../helpers/random.js';
 import { forceRefcount, liveSlots } from '../helpers/slots.js';
@@ -60,15 +59,10 @@ async function stateOf(dir: string): Promise<{ state: State; audit: string[] }> 
 }
 
 /** The built CLI, asynchronously, so kill runs can overlap: exit status, or -1 when killed by a signal. */
-function strataAsync(store: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [STRATA_BIN, '--store', store, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ status: code ?? -1, out }));
-  });
+async function strataAsync(store: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number; out: string }> {
+  const p = strataSpawn(store, args, { env });
+  const { code } = await p.exited;
+  return { status: code ?? -1, out: p.all };
 }
 
 /** Runs `fn` over `items`, `n` at a time. */

@@ -4,24 +4,15 @@
  * several strata commands in parallel): each creates or opens the store, and
  * exactly one of them may run the schema migration. All of them succeed.
  */
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { STRATA_BIN, strataOk } from '../helpers/cli.js';
+import { strataAsync, strataOk } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const PROCS = 6;
 const ROUNDS = 4;
 
-function cli(store: string, args: string[]): Promise<{ status: number; err: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [STRATA_BIN, '--store', store, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ status: code ?? -1, err }));
-  });
-}
+const cli = (store: string, args: string[]) => strataAsync(store, args);
 
 describe('racing on a new store', () => {
   it(`${PROCS} processes (init and create) on a fresh store path, ${ROUNDS} rounds: all exit 0, the store works`, async () => {

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { canCompress } from '../../src/store/codecs.js';
 import { dataExtents, nativeStatus, ofdLocks, punchHole } from '../../src/store/native.js';
+import { inCI } from '../helpers/available.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -46,9 +48,10 @@ function withFile<T>(name: string, fn: (fd: number) => T): T {
 const native = nativeStatus().mode === 'native';
 
 describe('native addon', () => {
-  it('reports its mode', () => {
+  it('reports its mode; in CI, native with both codecs, for .ci/run builds it', () => {
     const s = nativeStatus();
     expect(['native', 'fallback']).toContain(s.mode);
+    if (inCI) expect({ ...s, zstd: canCompress('zstd'), lz4: canCompress('lz4') }).toEqual({ mode: 'native', zstd: true, lz4: true });
     if (s.mode === 'fallback') expect(s.reason).toMatch(/\S/);
     // Building the addon is part of `npm install` on Linux; say so loudly if it is missing.
     if (!native) console.warn(`native addon not in use: ${s.reason}`);
@@ -206,7 +209,7 @@ describe('fallback (STRATA_NO_NATIVE=1)', () => {
 
 describe('OFD locks (the liveness of leases)', () => {
   const locks = ofdLocks();
-  it.skipIf(nativeStatus().mode !== 'native')('conflict between two opens of one file in one process, see every holder, and end with the fd', () => {
+  it.skipIf(!native)('conflict between two opens of one file in one process, see every holder, and end with the fd', () => {
     expect(locks).not.toBeNull();
     const file = join(dir, 'lock');
     const a = openSync(file, 'w+');

@@ -59,15 +59,14 @@
  * narrowing a failure down), STRESS_LOG (a file: one line per command run,
  * with its exit status and stderr).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openImage } from '../../src/image/image.js';
 import { CMD } from '../../src/nbd/protocol.js';
 import { listVisibleImages } from '../../src/store/catalog.js';
 import { openStore } from '../../src/store/store.js';
-import { STRATA_BIN, strataOk } from '../helpers/cli.js';
+import { strataOk, strataSpawn } from '../helpers/cli.js';
 import { auditStore } from '../helpers/consistency.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
 import { rng } from '../helpers/random.js';
@@ -231,15 +230,6 @@ interface Run {
   err: string;
 }
 
-const children = new Set<ChildProcess>();
-
-afterEach(async () => {
-  const waits = [...children].map((c) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(null) : c.once('exit', r))));
-  for (const c of children) c.kill('SIGKILL');
-  await Promise.all(waits);
-  children.clear();
-});
-
 interface Started {
   done: Promise<Run>;
   /** Ends stdin with `data` (for stdin: 'hold'). */
@@ -252,31 +242,19 @@ interface Started {
  * first bytes arrive, as a slow consumer would.
  */
 function startCli(store: string, args: readonly string[], opts: { stdin?: Buffer | 'hold'; slowMs?: number } = {}): Started {
-  const p = spawn(process.execPath, [STRATA_BIN, '--store', store, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  children.add(p);
-  const out: Buffer[] = [];
-  let err = '';
+  const t = strataSpawn(store, args, { keepStdin: true });
+  const p = t.child;
   let paused = false;
-  p.stdout!.on('data', (d: Buffer) => {
-    out.push(d);
+  p.stdout!.on('data', () => {
     if (opts.slowMs && !paused) {
       paused = true;
       p.stdout!.pause();
       setTimeout(() => p.stdout!.resume(), opts.slowMs);
     }
   });
-  p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  p.stdin!.on('error', () => {}); // a command that fails early closes its stdin
-  const done = new Promise<Run>((resolve) => {
-    p.on('error', (e) => {
-      children.delete(p);
-      resolve({ status: -1, out: Buffer.alloc(0), err: String(e) });
-    });
-    p.on('close', (code, signal) => {
-      children.delete(p);
-      if (process.env.STRESS_LOG) fs.appendFileSync(process.env.STRESS_LOG, `${Date.now()} ${args.join(' ')} → ${code ?? signal} ${oneLine(err)}\n`);
-      resolve({ status: code ?? (signal ? 128 : -1), out: Buffer.concat(out), err });
-    });
+  const done = t.exited.then(({ code, signal }): Run => {
+    if (process.env.STRESS_LOG) fs.appendFileSync(process.env.STRESS_LOG, `${Date.now()} ${args.join(' ')} → ${code ?? signal} ${oneLine(t.stderr)}\n`);
+    return { status: code ?? (signal ? 128 : -1), out: t.out, err: t.stderr };
   });
   if (opts.stdin !== 'hold') p.stdin!.end(opts.stdin);
   return { done, feed: (data) => p.stdin!.end(data) };

@@ -12,11 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { strata, strataOk } from '../helpers/cli.js';
 import { startServe, type Served } from '../helpers/serve.js';
 // @ts-expect-error: a plain ES module shared with bench/, without type declarations
+import { available } from '../helpers/available.js';
 import { CHROMIUM, launchChromium } from '../helpers/chromium.mjs';
 
 type Browser = { newPage(): Promise<import('playwright-core').Page>; close(): Promise<void> };
 
 let top: string;
+const haveChromium = available(CHROMIUM !== null, 'chromium is not installed (apt-get install chromium)');
 let store: string;
 let browser: Browser;
 let ui: Served;
@@ -24,7 +26,7 @@ let nbd: Served;
 const json = (...args: string[]) => JSON.parse(strataOk(store, ['--json', ...args]).stdout);
 
 beforeAll(async () => {
-  if (!CHROMIUM) return;
+  if (!haveChromium) return;
   top = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-ui-page-'));
   store = path.join(top, 'store');
   const block = (b: number) => Buffer.alloc(4096, b);
@@ -55,7 +57,7 @@ afterAll(async () => {
   if (top) fs.rmSync(top, { recursive: true, force: true });
 });
 
-describe.skipIf(!CHROMIUM)('the page in Chromium', () => {
+describe.skipIf(!haveChromium)('the page in Chromium', () => {
   it('shows every image with du’s bytes, stats’ savings, the open image and one image’s details; a new clone appears without a reload', async () => {
     const page = await browser.newPage();
     const errors: string[] = [];

@@ -13,7 +13,7 @@ import { ERROR_CODES } from '../../src/errors.js';
 import { strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { startServe } from '../helpers/serve.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { waitUntil } from '../helpers/wait.js';
+import { waitForFile } from '../helpers/wait.js';
 
 let store: string;
 
@@ -159,11 +159,11 @@ describe('strata ui: the server', () => {
     const opener = path.join(dir, 'browser.sh');
     fs.writeFileSync(opener, `#!/bin/sh\necho "$1" > ${dir}/opened\n`, { mode: 0o755 });
     const ui = await startUi(store, ['--listen', '127.0.0.1:0', '--open'], { BROWSER: opener });
-    await waitUntil('the browser script to write its file', () => fs.existsSync(path.join(dir, 'opened')) && fs.readFileSync(path.join(dir, 'opened'), 'utf8').endsWith('\n'));
+    await waitForFile(path.join(dir, 'opened'), /\n/);
     expect(fs.readFileSync(path.join(dir, 'opened'), 'utf8').trim()).toBe(ui.address);
     await ui.stop();
     const none = await startUi(store, ['--listen', '127.0.0.1:0', '--open'], { BROWSER: path.join(dir, 'no-such-browser') });
-    await waitUntil('the server to say it could not open a browser', () => none.stderr.endsWith('yourself\n'));
+    await none.waitFor(/yourself\n/, 'stderr');
     expect(none.stderr).toContain(`could not open a browser (${path.join(dir, 'no-such-browser')} is not installed); open ${none.address} yourself`);
     expect(await none.stop()).toEqual({ code: 0, signal: null });
   });
