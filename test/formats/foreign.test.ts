@@ -14,7 +14,7 @@ import { detectFormat, probeFile } from '../../src/formats/magic.js';
 import { strata, strataOk, strataSpawn } from '../helpers/cli.js';
 import { faultChannel } from '../helpers/fault.js';
 import { pidGone, signalDelivered } from '../helpers/proc.js';
-import { requireTool } from '../helpers/tools.js';
+import { qemuImgCreateLuks, requireTool } from '../helpers/tools.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const haveQemu = requireTool('qemu-img') && requireTool('qemu-io') && requireTool('qemu-nbd');
@@ -110,18 +110,7 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
     expect(r.status).toBe(ERROR_CODES.E_UNSUPPORTED);
     expect(r.stderr).toBe(`strata: ${path.join(dir, 'top.qed')} (QED) has a backing file, base.raw; strata imports QED files whole only: flatten it first with qemu-img convert -f qed -O raw\n`);
 
-    // qemu times PBKDF2 to pick its iteration count; on a busy machine a short timing fails with
-    // "Unable to get accurate CPU usage" (seen in CI beside a Ceph install), so give it 100 ms and up to five tries.
-    const luks = ['create', '-q', '--object', 'secret,id=s0,data=pw', '-f', 'luks', '-o', 'key-secret=s0,iter-time=100', path.join(dir, 'vol.luks'), '1M'];
-    for (let attempt = 1; ; attempt++) {
-      try {
-        execFileSync('qemu-img', luks, { stdio: 'pipe' });
-        break;
-      } catch (e) {
-        if (attempt === 5 || !String((e as { stderr?: Buffer }).stderr).includes('accurate CPU usage')) throw e;
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
-      }
-    }
+    qemuImgCreateLuks(['--object', 'secret,id=s0,data=pw', '-f', 'luks', '-o', 'key-secret=s0,iter-time=100', path.join(dir, 'vol.luks'), '1M']);
     r = strata(store, ['import', path.join(dir, 'vol.luks'), 'vol']);
     expect(r.status).toBe(ERROR_CODES.E_UNSUPPORTED);
     expect(r.stderr).toBe(`strata: ${path.join(dir, 'vol.luks')} is a LUKS encrypted volume; strata does not import encrypted images\n`);

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backingChain, openQcow2, readQcow2Info } from '../../src/formats/qcow2/index.js';
 import { StrataError, type ErrorCode } from '../../src/errors.js';
 import { H, be32, be64, fileSize, hasQemu, patch, qemuImg, qemuIo, readHeaderField, rng, tmp, truncate } from './qcow2-helpers.js';
+import { qemuImgCreateLuks } from '../helpers/tools.js';
 
 function expectError(fn: () => unknown, code: ErrorCode, re: RegExp): StrataError {
   let err: unknown;
@@ -219,14 +220,7 @@ describe.skipIf(!hasQemu)('qcow2 hostile input', () => {
   it('refuses encryption, external data files, unknown incompatible bits and the corrupt bit', () => {
     expectError(() => { const f = copy(); patch(f, H.cryptMethod, be32(1)); return openQcow2(f); }, 'E_UNSUPPORTED', /encrypted .*crypt_method 1: AES/);
     const luks = join(t.dir, 'luks.qcow2');
-    // qemu times PBKDF2 to pick its iteration count; on a busy machine a short timing fails with
-    // "Unable to get accurate CPU usage" (as in foreign.test.ts), so give it 100 ms and a second try.
-    const makeLuks = () => qemuImg('create', '-q', '--object', 'secret,id=sec0,data=pw', '-f', 'qcow2', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=100', luks, '1M');
-    try {
-      makeLuks();
-    } catch {
-      makeLuks();
-    }
+    qemuImgCreateLuks(['--object', 'secret,id=sec0,data=pw', '-f', 'qcow2', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=100', luks, '1M']);
     expectError(() => openQcow2(luks), 'E_UNSUPPORTED', /encrypted .*LUKS/);
     const ext = join(t.dir, 'ext.qcow2');
     qemuImg('create', '-q', '-f', 'qcow2', '-o', `data_file=${join(t.dir, 'ext.data')}`, ext, '1M');

@@ -3,7 +3,7 @@
  * from tests: PATH lookup for skipping, and a child-process runner that
  * always has a timeout and never throws on a non-zero exit.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { available, inCI } from './available.js';
@@ -63,3 +63,18 @@ export async function runOk(cmd: string, args: string[], opts?: { timeoutMs?: nu
 
 // Where the fault-log tests have always found it; it lives with the other waits.
 export { waitForFile } from './wait.js';
+
+/**
+ * `qemu-img create` of a LUKS-encrypted file (raw LUKS or qcow2 with encrypt.format=luks).
+ * qemu times a first batch of PBKDF2 iterations by the thread's CPU time to pick its
+ * iteration count; where that time is counted in scheduler ticks, a busy machine can charge
+ * the batch nothing, and qemu-img then fails with "Unable to get accurate CPU usage". Each
+ * try is a fresh draw, so this tries again (up to 30 times) on that error alone.
+ */
+export function qemuImgCreateLuks(args: readonly string[]): void {
+  for (let attempt = 1; ; attempt++) {
+    const r = spawnSync('qemu-img', ['create', '-q', ...args], { encoding: 'utf8', timeout: 120_000 });
+    if (r.status === 0) return;
+    if (attempt === 30 || !(r.stderr ?? '').includes('accurate CPU usage')) throw new Error(`qemu-img create ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  }
+}
