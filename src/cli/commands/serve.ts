@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { badInput } from '../../errors.js';
+import { faultPoint } from '../../store/faults.js';
 import { tuneMalloc } from '../../store/native.js';
 // The NBD server (node:net, node:tls) is loaded only when serve runs: every other command starts faster.
 const DEFAULT_PORT = 10809; // nbd/server.ts DEFAULT_PORT, the IANA port for NBD
@@ -97,17 +98,20 @@ export const serveCommand = () =>
             fetcher.close();
             throw e;
           }
+          // Listen for the stop signals before saying anything: whoever reads the "serving" line may
+          // stop the server at once, and a signal with no listener kills the process unflushed.
+          const stopped = new Promise<string>((resolve) => {
+            process.once('SIGINT', () => resolve('SIGINT'));
+            process.once('SIGTERM', () => resolve('SIGTERM'));
+          });
           const exports = catalog.list().map((e) => ({ name: e.name, uri: server.uri(e.name) }));
           // One write, so a reader that sees the first line sees every export's URI with it, and
           // the TLS and limits the server applies: a script sees its options took effect.
           if (ctx.json) process.stdout.write(JSON.stringify({ address: server.address, exports, ...server.terms }) + '\n');
           else process.stdout.write(renderServing(names.length ? exports.map((e) => e.name).join(', ') : 'all images', server.address, exports));
           ctx.logger.info({ address: server.address, exports: exports.map((e) => e.name) }, 'nbd server listening');
-
-          const signal = await new Promise<string>((resolve) => {
-            process.once('SIGINT', () => resolve('SIGINT'));
-            process.once('SIGTERM', () => resolve('SIGTERM'));
-          });
+          faultPoint('serve.after-announce');
+          const signal = await stopped;
           ctx.logger.info({ signal }, 'stopping: flushing and closing exports');
           await server.close();
           await control.close();

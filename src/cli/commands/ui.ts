@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { faultPoint } from '../../store/faults.js';
 import { runCommand } from '../context.js';
 import { LOOPBACK, parseListen } from '../listen.js';
 import { openBrowser } from '../open-browser.js';
@@ -34,16 +35,20 @@ export const uiCommand = () =>
               allowRemote: !!o.allowRemote,
               onError: (e) => ctx.logger.error({ err: e }, 'ui request failed'),
             });
+            // Listen for the stop signals before saying anything: whoever reads the address (or the
+            // browser line) may stop the page at once, and a signal with no listener kills the process.
+            const stopped = new Promise<string>((resolve) => {
+              process.once('SIGINT', () => resolve('SIGINT'));
+              process.once('SIGTERM', () => resolve('SIGTERM'));
+            });
             process.stdout.write(ctx.json ? JSON.stringify({ address: server.url, store: store.dir }) + '\n' : `serving the page of ${store.dir} on ${server.url}\n`);
             ctx.logger.info({ address: server.url }, 'ui server listening');
             if (o.open) {
               const why = await openBrowser(server.url);
               if (why) process.stderr.write(`strata: could not open a browser (${why}); open ${server.url} yourself\n`);
             }
-            const signal = await new Promise<string>((resolve) => {
-              process.once('SIGINT', () => resolve('SIGINT'));
-              process.once('SIGTERM', () => resolve('SIGTERM'));
-            });
+            faultPoint('ui.after-announce');
+            const signal = await stopped;
             ctx.logger.info({ signal }, 'stopping the ui server');
             await server.close();
           } finally {
