@@ -53,6 +53,22 @@ function stoppedNode(root: ChildProcess): Promise<number> {
   });
 }
 
+/**
+ * The first of 16 pids in a row that no host process or thread holds, in the range the host's
+ * pid counter has already passed (pid_max is small and wraps, so low pids are in use again
+ * on a machine that has run many processes): free until the counter wraps round once more.
+ */
+function hostPidGap(): number {
+  const last = Number(fs.readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8'));
+  const max = Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+  const free = (t: number) => Array.from({ length: 16 }, (_, i) => t + i).every((p) => !fs.existsSync(`/proc/${p}`));
+  const below = Array.from({ length: Math.max(0, last - 200 - 300) }, (_, i) => 300 + i);
+  const above = Array.from({ length: Math.max(0, max - 32 - (last + 3000)) }, (_, i) => last + 3000 + i);
+  const t = [...below, ...above].find(free);
+  if (t === undefined) throw new Error(`no 16 free pids in a row on this host (last pid ${last}, pid_max ${max})`);
+  return t;
+}
+
 const canUnshare = (): boolean => requireTool('unshare') && process.getuid?.() === 0;
 
 describe.skipIf(!haveRgw() || !canUnshare())('bucket locks across PID namespaces', () => {
@@ -84,9 +100,10 @@ describe.skipIf(!haveRgw() || !canUnshare())('bucket locks across PID namespaces
     const bucket = openBucket({ bucket: bucketName, endpoint });
     try {
       // The push runs as a process of a new PID namespace (not its init: init ignores its own SIGSTOP).
-      // The namespace's first few hundred pids are spent first, so the push's pid is one no host
-      // process has, as a container's pids are: judged by kill(pid, 0) on the host it looks dead.
-      const script = 'i=0; while [ $i -lt 400 ]; do /bin/true; i=$((i+1)); done; "$0" "$@"; exit $?';
+      // The namespace's pids are spent up to a number no host process has (hostPidGap), so the
+      // push's pid means nothing on the host, as a container's: judged by kill(pid, 0) it looks dead.
+      const gap = hostPidGap();
+      const script = `while [ "$(sh -c 'echo $$')" -lt ${gap} ]; do :; done; "$0" "$@"; exit $?`;
       const root = spawn('unshare', ['--pid', '--fork', '--mount-proc', 'bash', '-c', script, process.execPath, STRATA_BIN, '--store', a, 'push', 'later', 'fleet'], {
         env: { ...process.env, STRATA_FAULT: 'push.before-manifest:stop' },
         stdio: ['ignore', 'pipe', 'pipe'],
