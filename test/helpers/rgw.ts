@@ -29,7 +29,8 @@ let started: RgwEnv | undefined;
 /** Starts the RGW (or finds it running) and returns how to reach it. Also sets the keys on process.env. */
 export function rgw(): RgwEnv {
   if (started) return started;
-  const out = execFileSync(RGW_SCRIPT, ['start'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 120_000 });
+  // rgw.sh start makes up to three attempts of up to ~200 s each on a loaded machine; in CI it is already up (.ci/run).
+  const out = execFileSync(RGW_SCRIPT, ['start'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 660_000 });
   const env: Record<string, string> = {};
   for (const m of out.matchAll(/^export (\w+)=(.*)$/gm)) env[m[1]] = m[2];
   const endpoint = env.STRATA_TEST_S3_ENDPOINT;
