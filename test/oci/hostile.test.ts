@@ -101,7 +101,7 @@ describe.skipIf(!requireTool('umoci'))('hostile container images', () => {
   ];
   const tags = ['dotdot', 'absolute', 'symlink', 'symlink-across', 'hardlink-out', 'bomb', 'tampered', 'truncated', 'not-tar'];
 
-  it.each(cases.map((c, i) => [c[0], tags[i], ...c.slice(1)] as const))('%s is refused in one line, and nothing changes', (_what, tag, flags, status, message) => {
+  it.each(cases.map((c, i) => [c[0], tags[i], c[1], c[2], c[3]] as const))('%s is refused in one line, and nothing changes', (_what, tag, flags, status, message) => {
     const before = snapshot();
     const tmp = path.join(work, 'tmp');
     fs.mkdirSync(tmp, { recursive: true });

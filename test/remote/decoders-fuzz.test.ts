@@ -147,7 +147,7 @@ function validManifestObject(r: R): Manifest {
     name: i === depth - 1 ? 'app' : `app-${i}`,
     kind: i === 0 ? ('base' as const) : ('layer' as const),
     virtualSize: 4096 * (1 + r.int(1000)),
-    labels: r.next() < 0.5 ? {} : { 'org.opencontainers.image.title': 'x' },
+    labels: (r.next() < 0.5 ? {} : { 'org.opencontainers.image.title': 'x' }) as Record<string, string>,
     blocks: r.int(2),
   }));
   return { format: MANIFEST_FORMAT, image: 'app', pushedAt: new Date(1.7e12 + r.int(1e10)).toISOString(), host: `host-${r.int(100)}`, chain };

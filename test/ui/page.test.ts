@@ -11,7 +11,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { strata, strataOk } from '../helpers/cli.js';
 import { startServe, type Served } from '../helpers/serve.js';
-// @ts-expect-error: a plain ES module shared with bench/, without type declarations
 import { available } from '../helpers/available.js';
 import { CHROMIUM, launchChromium } from '../helpers/chromium.mjs';
 
@@ -47,7 +46,7 @@ beforeAll(async () => {
   strataOk(store, ['write', 'web1', '--offset', '4096'], { input: block(13) });
   nbd = await startServe(store, ['db1']);
   ui = await startServe(store, [], { command: 'ui', listenArgs: ['--listen', '127.0.0.1:0'] });
-  browser = await launchChromium();
+  browser = (await launchChromium())!; // not null: haveChromium said CHROMIUM is there
 });
 
 afterAll(async () => {

@@ -15,6 +15,13 @@ import { startServe } from '../helpers/serve.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { waitForFile } from '../helpers/wait.js';
 
+/** The parts of `GET /api/state` these tests read. */
+interface UiState {
+  version: number;
+  images: { name: string }[];
+  open: unknown[];
+}
+
 let store: string;
 
 beforeAll(() => {
@@ -140,7 +147,7 @@ describe('strata ui: the server', () => {
     const before = files();
     const ui = await startUi(st);
     const base = ui.address;
-    const first = await (await fetch(`${base}api/state`)).json();
+    const first = (await (await fetch(`${base}api/state`)).json()) as UiState;
     expect(first.images.map((i: { name: string }) => i.name)).toEqual(['a']);
     expect((await fetch(`${base}api/state?since=${first.version}`)).status).toBe(204);
     for (let i = 0; i < 5; i++) expect((await fetch(`${base}api/image?name=a`)).status).toBe(200);
@@ -148,7 +155,7 @@ describe('strata ui: the server', () => {
     strataOk(st, ['clone', 'a', 'b']);
     const next = await fetch(`${base}api/state?since=${first.version}`);
     expect(next.status).toBe(200);
-    const changed = await next.json();
+    const changed = (await next.json()) as UiState;
     expect(changed.version).toBeGreaterThan(first.version);
     expect(changed.images.map((i: { name: string }) => i.name)).toEqual(['a', 'b']);
     expect(await ui.stop()).toEqual({ code: 0, signal: null });
@@ -187,7 +194,7 @@ describe('strata ui: the server', () => {
         const r = await fetch(`${ui.address}api/state${version ? `?since=${version}` : ''}`);
         count(`state ${r.status}`);
         if (r.status === 200) {
-          const body = await r.json();
+          const body = (await r.json()) as UiState;
           version = body.version;
           seenVersions++;
           const some = body.images[body.images.length - 1]?.name;
@@ -211,7 +218,7 @@ describe('strata ui: the server', () => {
     await poller;
     expect([...statuses.keys()].filter((k) => !['state 200', 'state 204', 'image 200', 'image 404'].includes(k)), JSON.stringify([...statuses])).toEqual([]);
     expect(seenVersions).toBeGreaterThan(3);
-    const final = await (await fetch(`${ui.address}api/state`)).json();
+    const final = (await (await fetch(`${ui.address}api/state`)).json()) as UiState;
     const ls = JSON.parse(strataOk(st, ['--json', 'ls']).stdout);
     expect(final.images).toEqual(ls);
     expect(final.open).toMatchObject([{ name: 'served', mode: 'write', server: true, pid: served.pid }]);
