@@ -46,8 +46,13 @@ export interface TreeNode {
 
 /** The forest of the given images (callers pass the visible ones). */
 export function imageForest(images: readonly ImageRecord[]): TreeNode[] {
+  // One pass, appending in place: copying each parent's list per child made a base with 110,000 clones take 70 s.
   const kids = new Map<number | null, ImageRecord[]>();
-  for (const i of images) kids.set(i.parentId, [...(kids.get(i.parentId) ?? []), i]);
+  for (const i of images) {
+    const list = kids.get(i.parentId);
+    if (list) list.push(i);
+    else kids.set(i.parentId, [i]);
+  }
   const build = (i: ImageRecord): TreeNode => ({
     name: i.name,
     kind: i.kind,
