@@ -183,6 +183,31 @@ export class Image implements BlockDevice {
     return segGet(this.resolvedSeg(segOf(b)), b % SEGMENT_ENTRIES);
   }
 
+  // ---- what a comparison with another image needs (changes.ts) ---------------
+
+  /** The chain this handle reads, nearest first: after a live snapshot, the new one. */
+  get chainRecords(): readonly ImageRecord[] {
+    return this.chain;
+  }
+
+  /** Segment `seg` resolved through the chain as this handle reads it, with unflushed zeroing (unflushed data is not in it: see unflushedBlock). */
+  liveSegment(seg: number): Segment {
+    this.checkOpen();
+    return this.resolvedSeg(seg);
+  }
+
+  /** Segments where this handle holds writes its committed map does not show yet. */
+  unflushedSegments(): Set<number> {
+    const out = new Set<number>(this.dirtySegs);
+    for (const b of this.dirtyData.keys()) out.add(segOf(b));
+    return out;
+  }
+
+  /** Block `b` has unflushed data (which no map entry shows yet). */
+  unflushedBlock(b: number): boolean {
+    return this.dirtyData.has(b);
+  }
+
   // ---- checks ----------------------------------------------------------------
 
   private checkOpen(): void {
