@@ -4,7 +4,7 @@
  * block once), and a hole reads the same as ZERO. `strata diff` and the NBD
  * dirty bitmaps both ask this one function, so they always agree.
  */
-import { segGet, type Segment } from '../store/segment.js';
+import type { Segment } from '../store/segment.js';
 
 /** Zero-reading entries (hole and ZERO) compare equal; slots compare by number. */
 const readsAs = (e: number): number => (e < 2 ? 0 : e);
@@ -20,14 +20,19 @@ export function differingRuns(a: Segment, b: Segment, from: number, to: number, 
     if (readsAs(a) !== readsAs(b)) emit(from, to);
     return;
   }
+  // Typed-array loops, not segGet per entry: a 4 GiB BLOCK_STATUS compares a million entries.
+  const differs = typeof a === 'number' ? uniformVsArray(readsAs(a), b as Uint32Array) : typeof b === 'number' ? uniformVsArray(readsAs(b), a) : arrayVsArray(a, b);
   let start = -1;
   for (let i = from; i < to; i++) {
-    const differs = readsAs(segGet(a, i)) !== readsAs(segGet(b, i));
-    if (differs && start < 0) start = i;
-    else if (!differs && start >= 0) {
-      emit(start, i);
-      start = -1;
-    }
+    if (!differs(i)) {
+      if (start >= 0) {
+        emit(start, i);
+        start = -1;
+      }
+    } else if (start < 0) start = i;
   }
   if (start >= 0) emit(start, to);
 }
+
+const uniformVsArray = (u: number, s: Uint32Array) => (i: number) => (s[i] < 2 ? 0 : s[i]) !== u;
+const arrayVsArray = (a: Uint32Array, b: Uint32Array) => (i: number) => a[i] !== b[i] && (a[i] >= 2 || b[i] >= 2);
