@@ -10,11 +10,12 @@
  *   hit about 92% of the map segments, so nearly every segment in a request
  *   is compared entry by entry: the worst case for a spread of 1%.
  * - Reference: the whole disk's bitmap, walked as a client does (each
- *   request continues where the last reply stopped).
+ *   request continues where the last reply stopped), and the server's peak
+ *   RSS after it.
  * No peer: qemu-nbd -B would need the same 11 GB written into a qcow2 first.
  */
 import path from 'node:path';
-import { run, stats, tick } from '../lib/timing.mjs';
+import { run, stats, tick, vmHwm } from '../lib/timing.mjs';
 import { fig, single } from '../lib/report.mjs';
 import { rmDir, tmpDir } from '../lib/inputs.mjs';
 import { ROOT, STRATA_MAIN } from '../lib/tools.mjs';
@@ -81,6 +82,7 @@ export async function bitmapWorkload(ctx) {
     }
     const walk = performance.now() - t0;
     if (dirty !== built.changedBytes) throw new Error(`the bitmap says ${dirty} bytes dirty, ${built.changedBytes} were written`);
+    const hwm = vmHwm(server.pid);
     report.add({
       section: 'backup',
       order: 31,
@@ -88,7 +90,7 @@ export async function bitmapWorkload(ctx) {
       strata: single(walk, 'ms'),
       peer: null,
       target: '(reference)',
-      note: `${extents} extents; the dirty bytes equal the bytes written (${built.changedBytes})`,
+      note: `${extents} extents; the dirty bytes equal the bytes written (${built.changedBytes}); peak RSS of the server after the walk ${(hwm / 2 ** 20).toFixed(0)} MiB`,
     });
   } finally {
     client?.close();
