@@ -40,7 +40,6 @@ export const MAX_OPTION_LENGTH = 64 * 1024;
 /** Options per connection before we call it a denial of service. */
 const MAX_OPTIONS = 1024;
 
-
 export interface HandshakeConfig {
   registry: ExportRegistry;
   maxPayload: number;

@@ -39,7 +39,7 @@ function matches(name: string, query: string, list: boolean): boolean {
   if (query === name) return true;
   if (!list) return false;
   // An empty leaf is a wildcard for LIST: `base:`, `qemu:` and `qemu:dirty-bitmap:`.
-  return (query.endsWith(':') && name.startsWith(query));
+  return query.endsWith(':') && name.startsWith(query);
 }
 
 /** The offered contexts the queries select, in offered order (each once). LIST with no query selects all. */
