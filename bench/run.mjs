@@ -19,7 +19,8 @@
  * convert -c file, a second image's upload vs its new blocks compressed, and
  * the bytes a lazy clone fetches for a boot-style read; a goals table of its
  * own), limits (fio through strata serve --iops-limit / --bandwidth-limit: the
- * rate beside what the limit should give, and beside the same job unlimited). Every goal of issue #16 is one row
+ * rate beside what the limit should give, and beside the same job unlimited), bitmap (NBD dirty
+ * bitmap block status on a 1 TiB leaf with 1% changed; a goals table of its own). Every goal of issue #16 is one row
  * of one goals table, strata beside its peer measured in the same run, with
  * the peer's exact command; the other workloads go to a second table.
  * Prints markdown on stdout (progress on stderr) and writes
@@ -43,6 +44,7 @@ import { uiWorkload } from './workloads/ui.mjs';
 import { compressWorkload } from './workloads/compress.mjs';
 import { remoteWorkload } from './workloads/remote.mjs';
 import { limitsWorkload } from './workloads/limits.mjs';
+import { bitmapWorkload } from './workloads/bitmap.mjs';
 
 const WORKLOADS = {
   import: importWorkload,
@@ -56,6 +58,7 @@ const WORKLOADS = {
   compress: compressWorkload,
   remote: remoteWorkload,
   limits: limitsWorkload,
+  bitmap: bitmapWorkload,
 };
 
 function parseArgs(argv) {
@@ -134,8 +137,8 @@ process.on('SIGINT', () => {
   process.exit(130);
 });
 try {
-  // The container and ui workloads build their own inputs: the disk images are built only for the others.
-  if (args.names.some((n) => n !== 'container' && n !== 'ui')) {
+  // The container, ui and bitmap workloads build their own inputs: the disk images are built only for the others.
+  if (args.names.some((n) => n !== 'container' && n !== 'ui' && n !== 'bitmap')) {
     ctx.inputs = await ensureInputs(log);
     describeInputs(report);
   }

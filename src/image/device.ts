@@ -24,6 +24,24 @@ export interface Extent {
   depth?: number;
 }
 
+/** A run of a device's bytes, changed or not since the image a ChangeTracker compares with. */
+export interface ChangeRun {
+  offset: number;
+  length: number;
+  changed: boolean;
+}
+
+/**
+ * Where a device's content may differ from a frozen image's (an NBD
+ * `qemu:dirty-bitmap:` context). Unflushed writes count as changed.
+ */
+export interface ChangeTracker {
+  /** Name of the frozen image compared with. */
+  readonly sinceName: string;
+  /** Runs tiling [offset, offset+length) in order, merged; at most `maxRuns`, then covering a prefix of it. */
+  runs(offset: number, length: number, maxRuns: number): ChangeRun[];
+}
+
 export interface BlockDevice {
   /** Virtual size in bytes. */
   readonly size: number;
@@ -47,6 +65,8 @@ export interface BlockDevice {
    * block cannot be fetched, which fails that request only.
    */
   prepare?(offset: number, length: number, write: boolean): Promise<void> | null;
+  /** Dirty bitmaps the NBD server offers for this device, by the frozen image each compares with. */
+  readonly changeTrackers?: readonly ChangeTracker[];
   close(): void;
 }
 

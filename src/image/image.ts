@@ -50,6 +50,8 @@ const INDEX_NOW = 1024;
 const INDEX_BATCH = 131072;
 
 const ARENA_BYTES = 1024 * 1024;
+/** Own segments a writer keeps loaded (16 KiB each at most) before it drops those it has not changed. */
+const OWN_CACHE_SEGMENTS = 1024;
 
 const segOf = (b: number): SegmentIndex => Math.floor(b / SEGMENT_ENTRIES) as SegmentIndex;
 
@@ -142,10 +144,23 @@ export class Image implements BlockDevice {
   private ownSeg(seg: number): Segment {
     let s = this.own.get(seg);
     if (s === undefined) {
+      if (this.own.size >= OWN_CACHE_SEGMENTS && !this.readOnly) this.forgetCleanOwn();
       s = loadSegment(this.store.db, this.rec.id, seg as SegmentIndex);
       this.own.set(seg, s);
     }
     return s;
+  }
+
+  /**
+   * Drops the own segments this handle has not changed since its last flush:
+   * the store holds exactly them. Without it a server that walked a 1 TiB
+   * leaf's map once (a backup reading its dirty bitmap) kept 16 KiB per
+   * segment for good, over 1 GiB. Writers only: a read-only handle of a leaf
+   * keeps what it first read, as the view it promised (another process may
+   * have written since).
+   */
+  private forgetCleanOwn(): void {
+    for (const seg of this.own.keys()) if (!this.dirtySegs.has(seg)) this.own.delete(seg);
   }
 
   /** The parent chain's resolved segment (holes where there is no parent). */
@@ -181,6 +196,31 @@ export class Image implements BlockDevice {
 
   private resolvedEntry(b: number): MapEntry {
     return segGet(this.resolvedSeg(segOf(b)), b % SEGMENT_ENTRIES);
+  }
+
+  // ---- what a comparison with another image needs (changes.ts) ---------------
+
+  /** The chain this handle reads, nearest first: after a live snapshot, the new one. */
+  get chainRecords(): readonly ImageRecord[] {
+    return this.chain;
+  }
+
+  /** Segment `seg` resolved through the chain as this handle reads it, with unflushed zeroing (unflushed data is not in it: see unflushedBlock). */
+  liveSegment(seg: number): Segment {
+    this.checkOpen();
+    return this.resolvedSeg(seg);
+  }
+
+  /** Segments where this handle holds writes its committed map does not show yet. */
+  unflushedSegments(): Set<number> {
+    const out = new Set<number>(this.dirtySegs);
+    for (const b of this.dirtyData.keys()) out.add(segOf(b));
+    return out;
+  }
+
+  /** Block `b` has unflushed data (which no map entry shows yet). */
+  unflushedBlock(b: number): boolean {
+    return this.dirtyData.has(b);
   }
 
   // ---- checks ----------------------------------------------------------------

@@ -13,6 +13,7 @@ import { fragmentLength, isPackedLoc } from '../store/locations.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
 import { appendExtent, type Extent, type ExtentKind } from './device.js';
 import { blocksIn, resolveFrozen } from './resolve.js';
+import { differingRuns } from './compare.js';
 import { chainSegments, referencedBlocks, type ReferencedCache } from './usage.js';
 
 // ---- map -----------------------------------------------------------------------
@@ -106,9 +107,6 @@ export interface DiffResult {
   differingBytes: number;
 }
 
-/** Zero-reading entries (hole and ZERO) compare equal; slots compare by number. */
-const readsAs = (e: number): number => (e < 2 ? 0 : e);
-
 export function diffImages(store: Store, nameA: string, nameB: string): DiffResult {
   const a = getImage(store.db, nameA);
   const b = getImage(store.db, nameB);
@@ -118,19 +116,18 @@ export function diffImages(store: Store, nameA: string, nameB: string): DiffResu
   const out: { offset: number; length: number }[] = [];
   const end = Math.max(a.virtualSize, b.virtualSize);
   for (const seg of [...segs].sort((x, y) => x - y)) {
+    const first = seg * SEGMENT_ENTRIES;
+    if (first * BLOCK_SIZE >= end) break;
     const ra = resolveFrozen(store, ca, 0, seg as SegmentIndex);
     const rb = resolveFrozen(store, cb, 0, seg as SegmentIndex);
-    if (ra === rb) continue;
-    const first = seg * SEGMENT_ENTRIES;
-    for (let i = 0; i < SEGMENT_ENTRIES; i++) {
-      if (readsAs(segGet(ra, i)) === readsAs(segGet(rb, i))) continue;
+    differingRuns(ra, rb, 0, SEGMENT_ENTRIES, (i, j) => {
       const offset = (first + i) * BLOCK_SIZE;
-      if (offset >= end) break;
-      const length = Math.min(BLOCK_SIZE, end - offset);
+      if (offset >= end) return;
+      const length = Math.min((first + j) * BLOCK_SIZE, end) - offset;
       const last = out[out.length - 1];
       if (last && last.offset + last.length === offset) last.length += length;
       else out.push({ offset, length });
-    }
+    });
   }
   return { a: a.name, b: b.name, virtualSizeA: a.virtualSize, virtualSizeB: b.virtualSize, extents: out, differingBytes: out.reduce((s, e) => s + e.length, 0) };
 }

@@ -8,6 +8,7 @@ import * as net from 'node:net';
 import { StrataError } from '../errors.js';
 import type { Extent } from '../image/device.js';
 import { StreamReader } from './stream-reader.js';
+import { BASE_ALLOCATION } from './meta-contexts.js';
 import {
   CMD,
   FLAG_C_FIXED_NEWSTYLE,
@@ -36,8 +37,6 @@ export interface NbdClient {
   extents(offset: number, length: number): Promise<Extent[]>;
   close(): Promise<void>;
 }
-
-const BASE_ALLOCATION = 'base:allocation';
 
 const fail = (what: string, data: Record<string, unknown> = {}) => new StrataError('E_PROTOCOL', `NBD server: ${what}`, data);
 

@@ -5,7 +5,8 @@
  */
 import type { BlockDevice } from '../image/device.js';
 import { errnoFor, messageFor } from './errno.js';
-import { runsFor, statusDescriptors } from './extents.js';
+import { bitmapDescriptors, runsFor, statusDescriptors } from './extents.js';
+import type { BoundContext } from './meta-contexts.js';
 import {
   CMD,
   CMD_FLAG,
@@ -32,7 +33,8 @@ export interface Request {
 export interface CommandContext {
   device: BlockDevice;
   structuredReplies: boolean;
-  allocationContextId: number | null;
+  /** Selected metadata contexts: BLOCK_STATUS answers one chunk for each, in this order. */
+  contexts: readonly BoundContext[];
   maxPayload: number;
 }
 
@@ -66,7 +68,7 @@ export function validate(req: Request, ctx: CommandContext): number {
   if (req.flags & CMD_FLAG.DF && !ctx.structuredReplies) return NBD_ERRNO.EINVAL;
   if (WRITES.has(req.type) && ctx.device.readOnly) return NBD_ERRNO.EPERM;
   if (req.type === CMD.FLUSH) return 0;
-  if (req.type === CMD.BLOCK_STATUS && (ctx.allocationContextId === null || req.length === 0)) return NBD_ERRNO.EINVAL;
+  if (req.type === CMD.BLOCK_STATUS && (ctx.contexts.length === 0 || req.length === 0)) return NBD_ERRNO.EINVAL;
   if (req.offset + BigInt(req.length) > BigInt(ctx.device.size)) {
     // Per the spec: ENOSPC for writing past the end, EINVAL for everything else.
     return req.type === CMD.WRITE || req.type === CMD.WRITE_ZEROES ? NBD_ERRNO.ENOSPC : NBD_ERRNO.EINVAL;
@@ -109,7 +111,7 @@ export function execute(req: Request, ctx: CommandContext): Buffer[] {
         // Reads are served from strata's own caches; there is nothing to warm.
         return ok();
       case CMD.BLOCK_STATUS:
-        return [blockStatusReply(req, ctx, offset)];
+        return blockStatusReply(req, ctx, offset);
       default:
         return [errorReply(req, ctx, NBD_ERRNO.EINVAL, 'unknown command')];
     }
@@ -139,9 +141,16 @@ function readReply(req: Request, ctx: CommandContext, offset: number): Buffer[] 
   return parts;
 }
 
-function blockStatusReply(req: Request, ctx: CommandContext, offset: number): Buffer {
-  const runs = runsFor(ctx.device, offset, req.length);
-  const one = (req.flags & CMD_FLAG.REQ_ONE) !== 0;
-  const descriptors = statusDescriptors(runs, one ? 1 : MAX_STATUS_DESCRIPTORS);
-  return encodeBlockStatusChunk(req.handle, REPLY_FLAG_DONE, ctx.allocationContextId!, descriptors);
+/**
+ * One chunk per selected context, the last flagged DONE. Every descriptor
+ * lies within the request (so REQ_ONE's "no longer than the request" holds),
+ * and each is at most the request's 32-bit length.
+ */
+function blockStatusReply(req: Request, ctx: CommandContext, offset: number): Buffer[] {
+  const max = req.flags & CMD_FLAG.REQ_ONE ? 1 : MAX_STATUS_DESCRIPTORS;
+  // Computed before anything is sent: a failure then costs one error chunk, not half a reply.
+  const all = ctx.contexts.map((c) =>
+    c.kind === 'allocation' ? statusDescriptors(runsFor(ctx.device, offset, req.length), max) : bitmapDescriptors(c.tracker.runs(offset, req.length, max)),
+  );
+  return all.map((d, k) => encodeBlockStatusChunk(req.handle, k === all.length - 1 ? REPLY_FLAG_DONE : 0, ctx.contexts[k].id, d));
 }

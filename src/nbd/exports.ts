@@ -13,8 +13,15 @@ import { notFound } from '../errors.js';
 import { RateLimiter, type RateLimits } from './limits.js';
 import type { Logger } from '../log.js';
 
+export interface ExportEntry {
+  name: string;
+  description?: string;
+  /** Frozen images this export offers a `qemu:dirty-bitmap:` context against (the opened device's changeTrackers). */
+  bitmaps?: readonly string[];
+}
+
 export interface ExportCatalog {
-  list(): { name: string; description?: string }[];
+  list(): ExportEntry[];
   /** Opens (or throws StrataError E_NOT_FOUND / E_BUSY). Called once per export name; the server shares one device among all connections to that name and closes it when the last one goes. */
   open(name: string): BlockDevice;
 }
@@ -35,7 +42,7 @@ export class ExportRegistry {
     private readonly logger: Logger,
   ) {}
 
-  list(): { name: string; description?: string }[] {
+  list(): ExportEntry[] {
     return this.catalog.list();
   }
 

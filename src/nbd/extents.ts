@@ -8,8 +8,8 @@
  * clipped and any gap is reported as data, the answer that is always safe
  * (the client reads it and gets the real bytes).
  */
-import { appendExtent, type BlockDevice, type ExtentKind } from '../image/device.js';
-import { STATE_HOLE, STATE_ZERO, type StatusDescriptor } from './protocol.js';
+import { appendExtent, type BlockDevice, type ChangeRun, type ExtentKind } from '../image/device.js';
+import { STATE_DIRTY, STATE_HOLE, STATE_ZERO, type StatusDescriptor } from './protocol.js';
 
 export interface Run {
   offset: number;
@@ -56,4 +56,9 @@ export function statusDescriptors(runs: Run[], maxDescriptors: number): StatusDe
     }
   }
   return out;
+}
+
+/** qemu:dirty-bitmap: descriptors: flag 1 where a block may have changed, 0 where it has not. Runs arrive merged and at most as many as allowed. */
+export function bitmapDescriptors(runs: readonly ChangeRun[]): StatusDescriptor[] {
+  return runs.map((r) => ({ length: r.length, flags: r.changed ? STATE_DIRTY : 0 }));
 }

@@ -11,6 +11,7 @@ import { StrataError, isStrataError } from '../errors.js';
 import type { Channel } from './channel.js';
 import type { ExportRegistry, SharedExport } from './exports.js';
 import type { Logger } from '../log.js';
+import { bindContexts, offeredContexts, selectContexts, type BoundContext, type MetaContext } from './meta-contexts.js';
 import {
   FLAG_C_FIXED_NEWSTYLE,
   FLAG_C_NO_ZEROES,
@@ -39,9 +40,6 @@ export const MAX_OPTION_LENGTH = 64 * 1024;
 /** Options per connection before we call it a denial of service. */
 const MAX_OPTIONS = 1024;
 
-export const BASE_ALLOCATION = 'base:allocation';
-export const BASE_ALLOCATION_ID = 1;
-
 export interface HandshakeConfig {
   registry: ExportRegistry;
   maxPayload: number;
@@ -54,15 +52,15 @@ export interface HandshakeConfig {
 export interface Session {
   export: SharedExport;
   structuredReplies: boolean;
-  /** Context id for base:allocation when the client selected it for this export. */
-  allocationContextId: number | null;
+  /** The metadata contexts the client selected for this export (BLOCK_STATUS answers one chunk for each). */
+  contexts: BoundContext[];
 }
 
 interface NegotiationState {
   noZeroes: boolean;
   tlsActive: boolean;
   structuredReplies: boolean;
-  metaContext: { exportName: string; allocation: boolean } | null;
+  metaContext: { exportName: string; selected: MetaContext[] } | null;
 }
 
 function protocolError(message: string, data: Record<string, unknown> = {}): StrataError {
@@ -128,7 +126,7 @@ export async function negotiate(ch: Channel, cfg: HandshakeConfig): Promise<Sess
         }
         const structured = st.structuredReplies;
         ch.write(encodeExportNameReply(exp.device.size, transmissionFlags(exp.device.readOnly, structured), st.noZeroes));
-        return { export: exp, structuredReplies: structured, allocationContextId: allocationFor(st, exp.name) };
+        return { export: exp, structuredReplies: structured, contexts: contextsFor(st, exp) };
       }
 
       case OPT.LIST: {
@@ -220,8 +218,9 @@ function describe(e: unknown): string {
   return isStrataError(e) ? `${e.code}: ${e.message}` : String(e);
 }
 
-function allocationFor(st: NegotiationState, exportName: string): number | null {
-  return st.metaContext && st.metaContext.allocation && st.metaContext.exportName === exportName ? BASE_ALLOCATION_ID : null;
+/** What the last SET_META_CONTEXT selected, if it named this export. */
+function contextsFor(st: NegotiationState, exp: SharedExport): BoundContext[] {
+  return st.metaContext && st.metaContext.exportName === exp.name ? bindContexts(st.metaContext.selected, exp.device) : [];
 }
 
 /** Parses a length-prefixed string at `at`; null if it does not fit. */
@@ -282,7 +281,7 @@ function goOrInfo(
     cfg.registry.release(exp);
     return null;
   }
-  return { export: exp, structuredReplies: st.structuredReplies, allocationContextId: allocationFor(st, exp.name) };
+  return { export: exp, structuredReplies: st.structuredReplies, contexts: contextsFor(st, exp) };
 }
 
 function metaContext(option: number, data: Buffer, st: NegotiationState, cfg: HandshakeConfig, reply: Reply, error: ErrorReply): void {
@@ -321,7 +320,8 @@ function metaContext(option: number, data: Buffer, st: NegotiationState, cfg: Ha
     error(REP.ERR_UNKNOWN, 'no default export');
     return;
   }
-  if (!cfg.registry.list().some((e) => e.name === exportName)) {
+  const entry = cfg.registry.list().find((e) => e.name === exportName);
+  if (!entry) {
     error(REP.ERR_UNKNOWN, `export ${JSON.stringify(name.value)} not found`);
     return;
   }
@@ -329,12 +329,9 @@ function metaContext(option: number, data: Buffer, st: NegotiationState, cfg: Ha
     error(REP.ERR_INVALID, 'a meta context query must start with a namespace and a colon');
     return;
   }
-  // LIST: no query means "everything", and "base:" is a wildcard for the
-  // base namespace. SET selects only exact names. Unknown ones are ignored.
-  const matches = isSet
-    ? queries.includes(BASE_ALLOCATION)
-    : queries.length === 0 || queries.some((q) => q === 'base:' || q === BASE_ALLOCATION);
-  if (matches) reply(REP.META_CONTEXT, encodeMetaContext(isSet ? BASE_ALLOCATION_ID : 0, BASE_ALLOCATION));
-  if (isSet) st.metaContext = { exportName, allocation: matches };
+  // LIST answers with id 0: ids mean something only once SET selected them.
+  const selected = selectContexts(offeredContexts(entry.bitmaps), queries, !isSet);
+  for (const c of selected) reply(REP.META_CONTEXT, encodeMetaContext(isSet ? c.id : 0, c.name));
+  if (isSet) st.metaContext = { exportName, selected };
   reply(REP.ACK);
 }

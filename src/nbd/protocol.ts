@@ -105,6 +105,8 @@ export const REPLY_TYPE = {
 /** base:allocation status flags. */
 export const STATE_HOLE = 1 << 0;
 export const STATE_ZERO = 1 << 1;
+/** qemu:dirty-bitmap: status flag (qemu's docs/interop/nbd.rst): the block is dirty. */
+export const STATE_DIRTY = 1 << 0;
 
 /** The error values the protocol allows in replies. */
 export const NBD_ERRNO = {

@@ -5,7 +5,8 @@
  * client's first connection, and each stays open, holding its writer lease,
  * for the server's whole life.
  */
-import type { BlockDevice, RemoteBlockSource } from '../image/device.js';
+import type { BlockDevice, ChangeTracker, RemoteBlockSource } from '../image/device.js';
+import { ChangedBlocks } from '../image/changes.js';
 import { openImage, type Image } from '../image/image.js';
 import { assertNameFree } from '../store/catalog.js';
 import { cloneNames, cloneSummary, insertClones, snapshotSummary } from '../image/lifecycle.js';
@@ -27,11 +28,12 @@ export interface StoreCatalog extends ExportCatalog {
   readonly controlPath?: string;
 }
 
-/** The image as the NBD layer sees it, with `close` doing what the catalog says instead. */
-function closingWith(img: Image, close: () => void): BlockDevice {
+/** The image as the NBD layer sees it, with `close` doing what the catalog says instead, and its dirty bitmaps. */
+function closingWith(img: Image, close: () => void, changeTrackers: readonly ChangeTracker[]): BlockDevice {
   return new Proxy(img, {
     get(target, prop, receiver) {
       if (prop === 'close') return close;
+      if (prop === 'changeTrackers') return changeTrackers;
       const v = Reflect.get(target, prop, receiver);
       return typeof v === 'function' ? v.bind(target) : v;
     },
@@ -39,10 +41,41 @@ function closingWith(img: Image, close: () => void): BlockDevice {
 }
 
 /**
+ * The frozen images dirty bitmaps compare with, opened read-only for the
+ * server's life: their leases keep them from being removed under a client.
+ * A leaf is refused: it changes, so "changed since" it means nothing fixed.
+ */
+function openBitmapBases(store: Store, names: readonly string[]): Map<string, Image> {
+  const out = new Map<string, Image>();
+  try {
+    for (const n of names) {
+      if (out.has(n)) continue;
+      const img = openImage(store, n);
+      out.set(n, img);
+      if (!isFrozen(img.record)) {
+        throw badInput(`dirty bitmap ${n}: image ${n} is a writable leaf; a bitmap compares with a frozen image (a snapshot)`, { image: n });
+      }
+    }
+  } catch (e) {
+    for (const img of out.values()) img.close();
+    throw e;
+  }
+  return out;
+}
+
+/**
  * `control`: this server's control socket, recorded in the leases of the
  * leaves it writes, so other processes can ask it for snapshots.
+ * `bitmaps`: frozen images every export offers a `qemu:dirty-bitmap:NAME`
+ * context against (E_NOT_FOUND if one is missing, E_BAD_INPUT for a leaf).
  */
-export function storeCatalog(store: Store, names?: readonly string[], opts: { control?: string; remoteBlocks?: RemoteBlockSource } = {}): StoreCatalog {
+export function storeCatalog(
+  store: Store,
+  names?: readonly string[],
+  opts: { control?: string; remoteBlocks?: RemoteBlockSource; bitmaps?: readonly string[] } = {},
+): StoreCatalog {
+  const bases = openBitmapBases(store, opts.bitmaps ?? []);
+  const trackersOf = (img: Image): ChangeTracker[] => [...bases].map(([n, base]) => new ChangedBlocks(store, img, base, n));
   const held = new Map<string, Image>();
   /** Every image open now, named or opened on demand. */
   const live = new Map<string, Image>();
@@ -59,6 +92,7 @@ export function storeCatalog(store: Store, names?: readonly string[], opts: { co
       for (const n of names) if (!held.has(n)) held.set(n, open(n));
     } catch (e) {
       for (const img of held.values()) img.close();
+      for (const img of bases.values()) img.close();
       throw e;
     }
   }
@@ -68,22 +102,28 @@ export function storeCatalog(store: Store, names?: readonly string[], opts: { co
       const visible = listVisibleImages(store.db);
       return visible
         .filter((i) => !names?.length || names.includes(i.name))
-        .map((i) => ({ name: i.name, description: `${i.kind}${isFrozen(i) ? ' (read-only)' : ''}, ${i.virtualSize} bytes` }));
+        .map((i) => ({ name: i.name, description: `${i.kind}${isFrozen(i) ? ' (read-only)' : ''}, ${i.virtualSize} bytes`, bitmaps: [...bases.keys()] }));
     },
     open(name) {
       const h = held.get(name);
-      if (h) return closingWith(h, () => h.flush()); // the catalog owns a named export's lifetime
+      if (h) return closingWith(h, () => h.flush(), trackersOf(h)); // the catalog owns a named export's lifetime
       if (names?.length) throw notFound(`image ${name} is not exported by this server`, { image: name });
       const img = open(name);
-      return closingWith(img, () => {
-        if (live.get(name) === img) live.delete(name);
-        img.close();
-      });
+      return closingWith(
+        img,
+        () => {
+          if (live.get(name) === img) live.delete(name);
+          img.close();
+        },
+        trackersOf(img),
+      );
     },
     closeAll() {
       for (const img of held.values()) img.close();
+      for (const img of bases.values()) img.close();
       held.clear();
       live.clear();
+      bases.clear();
     },
     control(req) {
       const img = live.get(req.image);

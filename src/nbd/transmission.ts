@@ -48,7 +48,7 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
   const ctx: CommandContext = {
     device: session.export.device,
     structuredReplies: session.structuredReplies,
-    allocationContextId: session.allocationContextId,
+    contexts: session.contexts,
     maxPayload: cfg.maxPayload,
   };
   const limiter = session.export.limiter;

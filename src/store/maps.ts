@@ -53,6 +53,14 @@ export function segmentNumbersOf(db: Database.Database, images: readonly ImageId
     .all(JSON.stringify(images)) as number[];
 }
 
+/** The segment numbers in [from, to) where any of `images` has a row, ascending (each once). */
+export function segmentNumbersIn(db: Database.Database, images: readonly ImageId[], from: number, to: number): number[] {
+  if (images.length === 0 || from >= to) return [];
+  return prepared(db, 'SELECT DISTINCT seg FROM segments WHERE seg >= ? AND seg < ? AND image_id IN (SELECT value FROM json_each(?)) ORDER BY seg')
+    .pluck()
+    .all(from, to, JSON.stringify(images)) as number[];
+}
+
 /** Adds one to `counts` per entry of the segment that references a slot. */
 export function countSlotRefs(s: Segment, counts: Map<number, number>): void {
   if (typeof s === 'number') {

@@ -7,6 +7,7 @@ const DEFAULT_PORT = 10809; // nbd/server.ts DEFAULT_PORT, the IANA port for NBD
 import { runCommand } from '../context.js';
 import { parseBytes } from '../parse.js';
 import { LOOPBACK, parseListen } from '../listen.js';
+import { bitmapContextName } from '../../nbd/meta-contexts.js';
 
 interface ServeOptions {
   socket?: string;
@@ -19,15 +20,22 @@ interface ServeOptions {
   tlsCa?: string;
   shared?: string;
   inflightLimit?: string;
+  bitmap: string[];
 }
 
-/** The first line names the server's address (scripts match `^serving .* on (\S+)$`); then one line per export with its URI. */
-export function renderServing(what: string, address: string, exports: readonly { name: string; uri: string }[]): string {
+/**
+ * The first line names the server's address (scripts match `^serving .* on (\S+)$`); then one line per export with its URI;
+ * then, with --bitmap, the dirty-bitmap contexts every export offers.
+ */
+export function renderServing(what: string, address: string, exports: readonly { name: string; uri: string }[], bitmaps: readonly string[] = []): string {
   const w = Math.max(0, ...exports.map((e) => e.name.length));
   const lines = exports.map((e) => `  ${e.name.padEnd(w)}  ${e.uri}\n`);
   if (exports.length === 0) lines.push('  (no images yet: each one created is served as it appears)\n');
+  if (bitmaps.length > 0) lines.push(`dirty bitmaps of every export: ${bitmaps.join(', ')}\n`);
   return `serving ${what} on ${address}\n${lines.join('')}`;
 }
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 export const serveCommand = () =>
   new Command('serve')
@@ -43,6 +51,7 @@ export const serveCommand = () =>
     .option('--tls-cert <file>', 'PEM certificate: require TLS (STARTTLS)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--tls-ca <file>', 'PEM CA bundle to verify client certificates')
+    .option('--bitmap <snapshot>', 'offer qemu:dirty-bitmap:SNAPSHOT on every export: blocks that may differ from that frozen image (repeatable)', collect, [])
     .action(async (names: string[], o: ServeOptions, cmd: Command) =>
       runCommand(
         cmd,
@@ -75,7 +84,7 @@ export const serveCommand = () =>
           // Other processes ask this server for snapshots of the leaves it writes through this socket.
           // Blocks of lazy clones still in a bucket are fetched on first read; remotes open on first need.
           const fetcher = new LazyFetcher(store, (name) => openRemote(store.dir, name), { log: ctx.logger });
-          const catalog = storeCatalog(store, names, { control: controlPath(store.dir), remoteBlocks: fetcher });
+          const catalog = storeCatalog(store, names, { control: controlPath(store.dir), remoteBlocks: fetcher, bitmaps: o.bitmap });
           let server;
           let control;
           try {
@@ -104,11 +113,12 @@ export const serveCommand = () =>
             process.once('SIGINT', () => resolve('SIGINT'));
             process.once('SIGTERM', () => resolve('SIGTERM'));
           });
-          const exports = catalog.list().map((e) => ({ name: e.name, uri: server.uri(e.name) }));
+          const bitmaps = [...new Set(o.bitmap)].map(bitmapContextName);
+          const exports = catalog.list().map((e) => ({ name: e.name, uri: server.uri(e.name), bitmaps: (e.bitmaps ?? []).map(bitmapContextName) }));
           // One write, so a reader that sees the first line sees every export's URI with it, and
           // the TLS and limits the server applies: a script sees its options took effect.
           if (ctx.json) process.stdout.write(JSON.stringify({ address: server.address, exports, ...server.terms }) + '\n');
-          else process.stdout.write(renderServing(names.length ? exports.map((e) => e.name).join(', ') : 'all images', server.address, exports));
+          else process.stdout.write(renderServing(names.length ? exports.map((e) => e.name).join(', ') : 'all images', server.address, exports, bitmaps));
           ctx.logger.info({ address: server.address, exports: exports.map((e) => e.name) }, 'nbd server listening');
           faultPoint('serve.after-announce');
           const signal = await stopped;
