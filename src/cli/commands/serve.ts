@@ -79,7 +79,7 @@ export const serveCommand = () =>
           let server;
           let control;
           try {
-            control = await startControl(catalog.controlPath!, (req) => catalog.control(req));
+            control = await startControl(catalog.controlPath!, (req, conn) => catalog.control(req, conn));
             server = await startNbdServer({
               catalog,
               socketPath: o.socket,
