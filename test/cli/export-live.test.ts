@@ -110,6 +110,7 @@ describe('export of a leaf strata serve is writing', () => {
   it.runIf(need())('is one flushed state, taken through the server, even while a client writes and flushes during the export', async () => {
     const { store, srv, dir } = await servedLeaf();
     const { fifo, close } = heldFifo(dir);
+    let said = '';
     try {
       const exp = strataSpawn(store, ['export', 'vm', fifo]);
       // dd got 1 MiB: the export has read its first 4 MiB chunk and is blocked writing it.
@@ -118,13 +119,14 @@ describe('export of a leaf strata serve is writing', () => {
       await readMiB(fifo, path.join(dir, 'tail'), SIZE / MiB - 1);
       const e = await exp.exited;
       expect(e.code, exp.stderr).toBe(0);
-      expect(exp.stdout).toBe(`exported vm to ${fifo} (1.00 GiB virtual, 8 MiB written): a point-in-time snapshot taken through strata serve (pid ${srv.pid})\n`);
+      said = exp.stdout;
     } finally {
       close();
     }
     // Exactly the state flushed before the export: none of the writes made during it.
     expect(fs.readFileSync(path.join(dir, 'head')).equals(Buffer.alloc(MiB, 0xaa))).toBe(true);
     await expectState(path.join(dir, 'tail'), 0xaa, MiB);
+    expect(said).toBe(`exported vm to ${fifo} (1.00 GiB virtual, 8 MiB written): a point-in-time snapshot taken through strata serve (pid ${srv.pid})\n`);
     // The leaf goes on with the new writes; the view is gone and the store is consistent.
     await runOk('qemu-io', ['-f', 'raw', srv.uri('vm'), '-c', 'read -P 0xbb 0 4M', '-c', 'read -P 0xbb 1G 4M']);
     expect(hiddenImages(store)).toEqual([]);
@@ -213,8 +215,8 @@ describe('export of a leaf strata serve is writing', () => {
     await writePattern(srv.uri('vm'), 0xaa);
     const out = path.join(dir, 'vm.raw');
     const r = strata(store, ['export', 'vm', out]);
-    expect((await srv.exited).signal).toBe('SIGKILL');
     expect(r.status).toBe(ERROR_CODES.E_BUSY);
+    expect((await srv.exited).signal).toBe('SIGKILL');
     expect(r.stderr.split('\n')).toHaveLength(2);
     expect(fs.existsSync(out)).toBe(false);
     strataOk(store, ['ls']);
