@@ -18,6 +18,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
+import { openImage } from '../../src/image/image.js';
+import { openStore } from '../../src/store/store.js';
 import { strata, strataOk, strataSpawn } from '../helpers/cli.js';
 import { spawnTracked } from '../helpers/processes.js';
 import { startServe } from '../helpers/serve.js';
@@ -224,5 +226,30 @@ describe('export of a leaf strata serve is writing', () => {
     expect(strata(store, ['check']).status).toBe(0);
     strataOk(store, ['export', 'vm', out]);
     await expectState(out, 0xaa);
+  });
+
+  it('a leaf held by a writer that takes no requests is refused in one line with the --shared hint; --shared reads it', async () => {
+    const store = tmpDir();
+    const out = path.join(tmpDir(), 'vm.raw');
+    strataOk(store, ['create', 'vm', '--size', '1M']);
+    const s = await openStore(store, { create: false });
+    const w = openImage(s, 'vm', { writable: true });
+    try {
+      w.write(0, Buffer.alloc(4096, 0x5a));
+      w.flush();
+      const r = strata(store, ['export', 'vm', out]);
+      expect(r.status).toBe(ERROR_CODES.E_BUSY);
+      expect(r.stderr).toBe(
+        `strata: image vm is being written by process ${process.pid}, which cannot take a point-in-time snapshot; stop it, or pass --shared to read it as it changes (the copy may mix data from before and after writes made during the read)\n`,
+      );
+      expect(strata(store, ['read', 'vm', '-', '--length', '4096']).status).toBe(ERROR_CODES.E_BUSY);
+      expect(fs.existsSync(out)).toBe(false);
+      expect(strataOk(store, ['read', 'vm', '-', '--length', '4096', '--shared']).out.equals(Buffer.alloc(4096, 0x5a))).toBe(true);
+    } finally {
+      w.close();
+      s.close();
+    }
+    // Once the writer is gone, the leaf is exported as it is.
+    expect(strataOk(store, ['export', 'vm', out]).stdout).toBe(`exported vm to ${out} (1 MiB virtual, 4 KiB written)\n`);
   });
 });
