@@ -53,7 +53,7 @@ export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R>
         opened = await openStore(ctx.storeDir, { ...tuning, create: CREATES_STORE.has(cmd.name()) });
         ctx.logger.debug({ store: ctx.storeDir }, 'store opened');
         const dropped = recoverAbandoned(opened);
-        if (dropped > 0) ctx.logger.warn({ dropped }, 'dropped images left by interrupted imports');
+        if (dropped > 0) ctx.logger.warn({ dropped }, 'dropped images left by interrupted imports and exports');
       }
       return opened;
     },

@@ -18,6 +18,7 @@ import { Image } from '../image/image.js';
 import { copySourceInto } from './raw.js';
 import type { ImportSource } from './source.js';
 import { faultPoint } from '../store/faults.js';
+import { VIEW_PREFIX } from '../image/views.js';
 
 export const HIDDEN_PREFIX = '.import-';
 
@@ -139,15 +140,19 @@ export function importSource(store: Store, src: ImportSource, name: string, opts
   return target.finish();
 }
 
-/** Drops hidden images left by imports whose process died. Returns how many. */
+/** Strata's own images that nobody needs once no lease holds them: imports under way, point-in-time views (image/views.ts). */
+const ABANDONABLE = [HIDDEN_PREFIX, VIEW_PREFIX];
+
+/** Drops hidden images left by imports and views whose process died. Returns how many. */
 export function recoverAbandoned(store: Store): number {
   // The look outside the transaction only saves the write lock when there is nothing to do: the
   // list that counts is the one inside it. An import listed a moment ago may have finished and
   // taken its real name since, and must not be dropped under it.
-  if (listImagesWithPrefix(store.db, HIDDEN_PREFIX).length === 0) return 0;
+  const hidden = () => ABANDONABLE.flatMap((p) => listImagesWithPrefix(store.db, p));
+  if (hidden().length === 0) return 0;
   return store.write(() => {
     let n = 0;
-    for (const img of listImagesWithPrefix(store.db, HIDDEN_PREFIX)) {
+    for (const img of hidden()) {
       if (liveLeases(store, [img.id]).length > 0) continue;
       dropImageInTx(store, img);
       n++;

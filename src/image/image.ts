@@ -13,6 +13,7 @@ import { refreshLocations, remoteSlotsOf } from '../store/locations.js';
 import { leaseTx, moveLease, releaseLease, type Lease } from '../store/leases.js';
 import { chainOf, getImage, getImageById, updateImage } from '../store/catalog.js';
 import { snapshotInTx } from './lifecycle.js';
+import { assertNoWriter, makeViewInTx } from './views.js';
 import { loadSegment, saveSegment } from '../store/maps.js';
 import { hashBlocks, placeBlocks } from '../store/placement.js';
 import type { CodecSpec } from '../store/codecs.js';
@@ -42,6 +43,8 @@ export interface OpenOptions {
   dirtyLimit?: number;
   /** A writer's control socket, recorded in its lease: where other processes ask it for snapshots. */
   control?: string;
+  /** Read-only: refuse a leaf another process writes (E_BUSY naming it, see views.ts) instead of reading it as it changes. */
+  refuseWriter?: boolean;
 }
 
 /** Flushes placing at most this many new slots add them to the dedup index at once. */
@@ -670,6 +673,21 @@ export class Image implements BlockDevice {
     return { snapshot: r.snapshot, leaf: r.leaf, also: r.also };
   }
 
+  /**
+   * A point-in-time view of this writable leaf while it stays open: flushes,
+   * then copies the committed map into a hidden frozen image (views.ts), and
+   * holds a read lease on it that the caller releases. Nothing waits longer
+   * than the flush and the copy; this handle goes on as it was.
+   */
+  pointInTimeView(): { view: ImageRecord; lease: Lease } {
+    this.checkWritable();
+    this.checkOpen();
+    this.flush();
+    const r = leaseTx(this.store, (take) => makeViewInTx(this.store, getImageById(this.store.db, this.rec.id), take), { durable: true });
+    faultPoint('view.after-commit');
+    return r;
+  }
+
   /** Closes after flushing; with `discard`, unflushed writes are dropped instead. */
   close(opts: { discard?: boolean } = {}): void {
     if (this.closed) return;
@@ -712,6 +730,7 @@ export function openImage(store: Store, name: string, opts: OpenOptions = {}): I
     const rec = getImage(store.db, name);
     const writable = opts.writable === 'if-leaf' ? !isFrozen(rec) : !!opts.writable;
     if (writable && isFrozen(rec)) throw refuseFrozen(rec);
+    if (opts.refuseWriter && !writable && !isFrozen(rec)) assertNoWriter(store, rec);
     const lease = take(store, rec.id, rec.name, writable ? 'write' : 'read', { pin: !isFrozen(rec) && !writable, control: writable ? opts.control : undefined });
     return { rec, chain: chainOf(store.db, rec), writable, lease };
   });

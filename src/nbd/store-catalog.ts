@@ -11,7 +11,9 @@ import { openImage, type Image } from '../image/image.js';
 import { assertNameFree } from '../store/catalog.js';
 import { cloneNames, cloneSummary, insertClones, snapshotSummary } from '../image/lifecycle.js';
 import { listVisibleImages } from '../store/catalog.js';
-import type { ControlRequest } from './control.js';
+import type { ControlConnection, ControlRequest } from './control.js';
+import { dropViewIfUnused } from '../image/views.js';
+import { releaseLease } from '../store/leases.js';
 import type { Store } from '../store/store.js';
 import { isFrozen } from '../store/types.js';
 import { badInput, notFound } from '../errors.js';
@@ -23,7 +25,7 @@ export interface StoreCatalog extends ExportCatalog {
   /** Flushes and closes every image the catalog holds open. */
   closeAll(): void;
   /** Does what another process asked of a leaf this server writes (see control.ts). */
-  control(req: ControlRequest): unknown;
+  control(req: ControlRequest, conn?: ControlConnection): unknown;
   /** Where this server takes those requests, as recorded in its leases. */
   readonly controlPath?: string;
 }
@@ -125,10 +127,21 @@ export function storeCatalog(
       live.clear();
       bases.clear();
     },
-    control(req) {
+    control(req, conn) {
       const img = live.get(req.image);
       if (!img || img.readOnly) throw notFound(`this server does not write image ${req.image}`, { image: req.image });
       if (req.op === 'snapshot') return snapshotSummary(img.snapshot(req.snapshot));
+      if (req.op === 'view') {
+        if (!conn) throw badInput('a view is lent for the life of a control connection');
+        const { view, lease } = img.pointInTimeView();
+        // The asker opens the view (its own lease) before it hangs up; if it died first, nobody
+        // holds the view any more and it goes now rather than at the next recovery.
+        conn.onClose(() => {
+          releaseLease(store, lease);
+          dropViewIfUnused(store, view);
+        });
+        return { view: view.name, pid: process.pid };
+      }
       if (req.op === 'clone') {
         const valid = cloneNames(req.names);
         const r = img.snapshot(undefined, (snap) => {

@@ -1,13 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { openImage } from '../../image/image.js';
 import { metaNumber } from '../../store/store.js';
 import { StrataError, badInput } from '../../errors.js';
 import { exportFile } from '../../formats/files.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
 import { humanBytes, parseBytes } from '../parse.js';
+import { openForCopy, sourceText } from '../live.js';
 
 const isDirectory = (file: string) => fs.statSync(file, { throwIfNoEntry: false })?.isDirectory() ?? false;
 
@@ -36,7 +36,15 @@ export const exportCommand = () =>
     .option('--chain', 'qcow2: one file per layer, each backed by the one below (written beside FILE as NAME.qcow2)')
     .option('--force', 'with --chain: overwrite existing files where the lower layers go')
     .option('--sync', 'raw: fsync the output before exiting (default: leave it to the page cache, like qemu-img convert)')
-    .action(async (name: string, file: string, o: { format: string; clusterSize: string; compress?: boolean; chain?: boolean; force?: boolean; sync?: boolean }, cmd: Command) =>
+    .option('--shared', 'read a leaf another process is writing as it changes, without a point-in-time snapshot: the copy may mix data from before and after writes made during the export')
+    .option('--keep <snapshot>', 'keep the point-in-time snapshot the export reads as a frozen image of this name')
+    .action(
+      async (
+        name: string,
+        file: string,
+        o: { format: string; clusterSize: string; compress?: boolean; chain?: boolean; force?: boolean; sync?: boolean; shared?: boolean; keep?: string },
+        cmd: Command,
+      ) =>
       runCommand(
         cmd,
         async (ctx) => {
@@ -45,26 +53,36 @@ export const exportCommand = () =>
           if (!isDirectory(dir)) throw new StrataError('E_NOT_FOUND', `cannot create ${file}: no such directory ${dir} (create it first)`, { file });
           const store = await ctx.store();
           const clusterSize = parseBytes(o.clusterSize, 'cluster size');
-          const image = openImage(store, name);
+          // A leaf a server writes is read through a point-in-time snapshot the server takes (live.ts).
+          const copy = await openForCopy(store, name, { shared: o.shared, keep: o.keep });
+          const image = copy.img;
           /** Lets the remote caches shrink again, once the export is done; set when blocks were fetched. */
           let release: (() => Promise<void>) | undefined;
-          let r: ReturnType<typeof exportFile>;
+          let r: ReturnType<typeof exportFile> | undefined;
           try {
             // A lazy clone's blocks still in a bucket are fetched first (a block that cannot be: E_IO),
             // and exported through the same handle: its lease keeps them here until it is closed.
             if (metaNumber(store.db, 'remote_blocks') > 0) release = (await (await import('../../remote/lazy.js')).fetchForRead(store, image)).done;
             const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
             const kept = interruptedExport(file, !!o.chain);
-            r = longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, name, file, { ...o, clusterSize, warn, onProgress, image }));
+            r = longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, image.name, file, { ...o, clusterSize, warn, onProgress, image }));
           } finally {
-            image.close();
+            copy.done(r !== undefined);
             await release?.();
           }
+          const about = sourceText(copy.source);
           // The image itself went to stdout: nothing else may follow it there.
-          if (file === '-') return undefined;
+          if (file === '-') {
+            if (about) process.stderr.write(`strata: exported ${about}\n`);
+            return undefined;
+          }
           const { size, ...rest } = r;
-          return { name, virtualSize: size, ...rest };
+          return { name, virtualSize: size, ...rest, source: copy.source };
         },
-        (r) => (r ? `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.dataBytes)} written)\n` : undefined),
+        (r) => {
+          if (!r) return undefined;
+          const about = sourceText(r.source);
+          return `exported ${name} to ${r.files.join(', ')} (${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.dataBytes)} written)${about ? `: ${about}` : ''}\n`;
+        },
       ),
     );

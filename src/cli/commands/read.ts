@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { openImage } from '../../image/image.js';
 import { metaNumber } from '../../store/store.js';
 import { StrataError, badInput } from '../../errors.js';
 import { openOutput } from '../../formats/output.js';
@@ -7,6 +6,7 @@ import { writeRaw } from '../../formats/raw.js';
 import { runCommand } from '../context.js';
 import { parseBytes } from '../parse.js';
 import { bytesText } from '../../units.js';
+import { openForCopy, sourceText } from '../live.js';
 
 const CHUNK = 4 * 1024 * 1024;
 
@@ -21,7 +21,8 @@ export const readCommand = () =>
     .argument('[file]', 'output file, or - for stdout', '-')
     .option('-o, --offset <offset>', 'first byte', '0')
     .option('-l, --length <length>', 'bytes to read (default: to the end)')
-    .action(async (name: string, file: string, o: { offset: string; length?: string }, cmd: Command) =>
+    .option('--shared', 'read a leaf another process is writing as it changes, without a point-in-time snapshot: writes made during the read may show in part')
+    .action(async (name: string, file: string, o: { offset: string; length?: string; shared?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => {
@@ -29,7 +30,10 @@ export const readCommand = () =>
           if (ctx.json && file === '-') throw badInput('read writes raw bytes to stdout and has no --json output: pipe it to xxd or base64, or see map --json');
           const offset = parseBytes(o.offset, 'offset');
           const store = await ctx.store();
-          const img = openImage(store, name);
+          // A leaf a server writes is read through a point-in-time snapshot the server takes (live.ts).
+          const copy = await openForCopy(store, name, { shared: o.shared });
+          const img = copy.img;
+          const source = copy.source;
           /** Lets the remote caches shrink again, once the read is done; set when blocks were fetched. */
           let release: (() => Promise<void>) | undefined;
           try {
@@ -52,15 +56,19 @@ export const readCommand = () =>
                 out.abort();
                 throw e;
               }
-              return { name, file, offset, length };
+              return { name, file, offset, length, source };
             }
             for (let done = 0; done < length; done += CHUNK) await writeOut(img.read(offset + done, Math.min(CHUNK, length - done)));
           } finally {
-            img.close();
+            copy.done(true);
             await release?.();
           }
           return undefined;
         },
-        (r) => (r ? `read ${r.length} bytes of ${r.name} at offset ${r.offset} into ${r.file}\n` : undefined),
+        (r) => {
+          if (!r) return undefined;
+          const about = sourceText(r.source);
+          return `read ${r.length} bytes of ${r.name} at offset ${r.offset} into ${r.file}${about ? `: ${about}` : ''}\n`;
+        },
       ),
     );

@@ -88,7 +88,7 @@ export const serveCommand = () =>
           let server;
           let control;
           try {
-            control = await startControl(catalog.controlPath!, (req) => catalog.control(req));
+            control = await startControl(catalog.controlPath!, (req, conn) => catalog.control(req, conn));
             server = await startNbdServer({
               catalog,
               socketPath: o.socket,

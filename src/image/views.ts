@@ -1,0 +1,88 @@
+/**
+ * Point-in-time views of a leaf: a hidden frozen image holding what the leaf
+ * held at one moment, for a reader (export, read) that must not see a
+ * server's later writes. It is a sibling of the leaf (same parent, a copy of
+ * the leaf's own map, its own references), not a snapshot in the leaf's
+ * chain, so the leaf's chain never changes and dropping the view is one
+ * transaction that nothing depends on.
+ *
+ * Lifetime: whoever makes a view holds a lease on it from the transaction
+ * that makes it; a view without a live lease is abandoned and dropped by the
+ * next recovery (formats/import.ts recoverAbandoned), so a crash at any step
+ * leaves nothing a user must clean.
+ */
+import { StrataError } from '../errors.js';
+import { assertNameFree, getImage, insertImage, updateImage } from '../store/catalog.js';
+import { liveLeases, writerOf, type Lease, type takeLease } from '../store/leases.js';
+import { countSlotRefs, segmentsOf } from '../store/maps.js';
+import { applyRefDeltas } from '../store/refcounts.js';
+import { prepared } from '../store/statements.js';
+import type { Store } from '../store/store.js';
+import type { ImageName, ImageRecord } from '../store/types.js';
+import { dropImageInTx, frozenKind } from './lifecycle.js';
+import { imageName } from '../store/names.js';
+
+export const VIEW_PREFIX = '.view-';
+
+const viewName = (): ImageName => `${VIEW_PREFIX}${process.pid}-${Math.random().toString(36).slice(2, 10)}` as ImageName;
+
+/**
+ * Inside a write transaction: a new hidden frozen image reading what `leaf`'s
+ * committed map reads now, and a read lease on it for this process. The
+ * copy costs a row per stored map segment and a reference per own block; no
+ * data is copied.
+ */
+export function makeViewInTx(store: Store, leaf: ImageRecord, take: typeof takeLease): { view: ImageRecord; lease: Lease } {
+  if (leaf.kind !== 'leaf') throw new StrataError('E_BAD_INPUT', `image ${leaf.name} is frozen (${leaf.kind}) and needs no point-in-time view`, { image: leaf.name });
+  const name = viewName();
+  const rec = insertImage(store.db, { name, kind: frozenKind(leaf.parentId), parentId: leaf.parentId, virtualSize: leaf.virtualSize, labels: leaf.labels });
+  const refs = new Map<number, number>();
+  for (const [, s] of segmentsOf(store.db, leaf.id)) countSlotRefs(s, refs);
+  prepared(store.db, 'INSERT INTO segments(image_id, seg, entries) SELECT ?, seg, entries FROM segments WHERE image_id = ?').run(rec.id, leaf.id);
+  applyRefDeltas(store.db, refs);
+  updateImage(store.db, rec.id, { ownBlocks: leaf.ownBlocks, source: { viewOf: leaf.name } });
+  const view = getImage(store.db, name);
+  return { view, lease: take(store, view.id, view.name, 'read') };
+}
+
+/**
+ * A view of a leaf nobody writes, made here: the check that no writer holds
+ * it and the copy are one transaction. A writer is refused with E_BUSY, whose
+ * data names its control socket (if it has one), as Image.snapshot's callers expect.
+ */
+export function makeLocalView(store: Store, leafName: string, take: typeof takeLease): { view: ImageRecord; lease: Lease } {
+  const leaf = getImage(store.db, leafName);
+  assertNoWriter(store, leaf);
+  return makeViewInTx(store, leaf, take);
+}
+
+/**
+ * Refuses a leaf that another process is writing, with E_BUSY whose data
+ * names the writer's pid and control socket (if it has one): a reader that
+ * wants one point in time asks that writer for a view. Inside a write transaction.
+ */
+export function assertNoWriter(store: Store, leaf: ImageRecord): void {
+  const w = writerOf(store, leaf.id);
+  if (!w) return;
+  throw new StrataError('E_BUSY', `image ${leaf.name} is open for writing by process ${w.pid}`, { image: leaf.name, pid: w.pid, ...(w.control ? { control: w.control } : {}) });
+}
+
+/** Drops a view unless a lease still holds it (its reader has it open). Returns whether it went. */
+export function dropViewIfUnused(store: Store, view: ImageRecord): boolean {
+  return store.write(() => {
+    const now = store.db.prepare('SELECT 1 FROM images WHERE id = ?').get(view.id);
+    if (!now || liveLeases(store, [view.id]).length > 0) return false;
+    dropImageInTx(store, getImage(store.db, view.name));
+    return true;
+  });
+}
+
+/** Gives a view a name of its own: the user asked to keep the point-in-time copy. */
+export function keepView(store: Store, view: ImageRecord, name: string): ImageRecord {
+  const n = imageName(name);
+  return store.write(() => {
+    assertNameFree(store.db, n);
+    updateImage(store.db, view.id, { name: n });
+    return getImage(store.db, n);
+  });
+}
