@@ -20,7 +20,7 @@ import { faultPoint } from '../store/faults.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress } from '../store/types.js';
 import { openImage } from '../image/image.js';
-import { ContentDigest, contentDigestOf } from '../image/content-digest.js';
+import { ContentDigest, contentDigestOf, imageContentDigest } from '../image/content-digest.js';
 import { beginImport } from './import.js';
 import {
   DATA_HEAD_BYTES,
@@ -126,7 +126,7 @@ function findBase(store: Store, want: NonNullable<StreamHeader['base']>, given: 
     if (rec.virtualSize !== want.size) continue;
     const img = openImage(store, rec.name);
     try {
-      if (contentDigestOf(img) === want.content) return rec;
+      if (imageContentDigest(img) === want.content) return rec;
     } finally {
       img.close();
     }

@@ -14,7 +14,7 @@ import { isFrozen, BLOCK_SIZE, type OnProgress } from '../store/types.js';
 import type { Store } from '../store/store.js';
 import { openImage, type Image } from '../image/image.js';
 import { diffImages } from '../image/inspect.js';
-import { ContentDigest, contentDigestOf } from '../image/content-digest.js';
+import { ContentDigest, imageContentDigest } from '../image/content-digest.js';
 import type { Extent } from '../image/device.js';
 import { openOutput, type Output } from './output.js';
 import { MAX_RECORD_BLOCKS, RECORD, encodeDataHead, encodePreamble, encodeRun, encodeTrailerBody, type StreamHeader } from './send-stream.js';
@@ -65,7 +65,7 @@ export async function sendImage(store: Store, name: string, to: string, opts: { 
     const header: StreamHeader = {
       format: 'strata-send',
       image: { name: img.name, size: img.size, createdAt: new Date(img.record.createdAt).toISOString() },
-      base: base ? { name: base.name, size: base.size, content: contentDigestOf(base) } : null,
+      base: base ? { name: base.name, size: base.size, content: imageContentDigest(base) } : null,
       codec: 'zstd',
       blockSize: BLOCK_SIZE,
     };
@@ -126,7 +126,7 @@ export async function sendImage(store: Store, name: string, to: string, opts: { 
       }
     }
     await drain();
-    const content = digest ? digest.digest() : contentDigestOf(img);
+    const content = digest ? digest.digest() : imageContentDigest(img);
     w.finish(encodeTrailerBody(dataBlocks, zeroBlocks, content));
     out.commit();
     out = undefined;

@@ -116,9 +116,9 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
   });
 
   /** Receives `stream` into `store` and expects it refused with `code` and `re`, the store as it was, its check clean. */
-  async function refused(store: Store, stream: Buffer, code: ErrorCode, re: RegExp, name = 'got'): Promise<StrataError> {
+  async function refused(store: Store, stream: Buffer, code: ErrorCode, re: RegExp, name = 'got', base?: string): Promise<StrataError> {
     const before = stateOf(store);
-    const err = await receiveStream(store, once(stream), name).then(
+    const err = await receiveStream(store, once(stream), name, { base }).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -288,6 +288,15 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
     expect(r.stderr).toMatch(/incremental from vm7-mon .*, and vm7-mon here has other content/);
     expect(strataOk(dst, ['ls', '--json']).stdout).toBe(before);
     expect(strata(dst, ['check']).status).toBe(0);
+  });
+
+  it('--base names the copy an incremental stream applies to, and a base of other content is refused', async () => {
+    const store = await freshStore();
+    expect((await receiveStream(store, once(full), 'monday')).content).toMatch(/^sha256:/);
+    const r = await receiveStream(store, once(inc), 'tuesday', { base: 'monday' });
+    expect(r).toMatchObject({ name: 'tuesday', base: 'monday', dataBlocks: 13, zeroBlocks: 16 });
+    await refused(store, inc, 'E_BASE_MISMATCH', /incremental from vm7-mon .*, and tuesday here has other content/, 'again', 'tuesday');
+    await refused(store, inc, 'E_NOT_FOUND', /no image named nothing/, 'again', 'nothing');
   });
 
   it('a bad stream exits with its own status, 14, and one line', () => {
