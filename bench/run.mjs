@@ -19,7 +19,10 @@
  * convert -c file, a second image's upload vs its new blocks compressed, and
  * the bytes a lazy clone fetches for a boot-style read; a goals table of its
  * own), limits (fio through strata serve --iops-limit / --bandwidth-limit: the
- * rate beside what the limit should give, and beside the same job unlimited). Every goal of issue #16 is one row
+ * rate beside what the limit should give, and beside the same job unlimited), send (issue
+ * #26: an incremental send stream's size after a package install vs zstd of
+ * the changed blocks and vs qcow2, and send | receive of a 1 GiB ext4 image vs
+ * qemu-img convert + sync; a goals table of its own). Every goal of issue #16 is one row
  * of one goals table, strata beside its peer measured in the same run, with
  * the peer's exact command; the other workloads go to a second table.
  * Prints markdown on stdout (progress on stderr) and writes
@@ -43,6 +46,7 @@ import { uiWorkload } from './workloads/ui.mjs';
 import { compressWorkload } from './workloads/compress.mjs';
 import { remoteWorkload } from './workloads/remote.mjs';
 import { limitsWorkload } from './workloads/limits.mjs';
+import { sendWorkload } from './workloads/send.mjs';
 
 const WORKLOADS = {
   import: importWorkload,
@@ -56,6 +60,7 @@ const WORKLOADS = {
   compress: compressWorkload,
   remote: remoteWorkload,
   limits: limitsWorkload,
+  send: sendWorkload,
 };
 
 function parseArgs(argv) {

@@ -69,7 +69,7 @@ function tableLine(r) {
 }
 
 /** Sections with a goals table of their own, after the issue #16 goals. */
-const SECTIONS = { compress: 'Goals (compressed blocks)', remote: 'Goals (many hosts, one bucket: issue #13)' };
+const SECTIONS = { compress: 'Goals (compressed blocks)', remote: 'Goals (many hosts, one bucket: issue #13)', backup: 'Goals (incremental backup: issue #26)' };
 
 const HEAD = ['| goal | strata | peer (exact command) | peer | ratio | target | met |', '|---|---:|---|---:|---:|---|:---:|'];
 
