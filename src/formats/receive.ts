@@ -15,7 +15,8 @@
 import crypto from 'node:crypto';
 import { StrataError, isStrataError } from '../errors.js';
 import { decompressBlock, CODEC_IDS } from '../store/codecs.js';
-import { listVisibleImages } from '../store/catalog.js';
+import { assertNameFree, listVisibleImages } from '../store/catalog.js';
+import { imageName } from '../store/names.js';
 import { faultPoint } from '../store/faults.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress } from '../store/types.js';
@@ -145,6 +146,8 @@ export async function receiveStream(
   name: string,
   opts: { base?: string; onProgress?: OnProgress } = {},
 ): Promise<ReceiveResult> {
+  // Said before a byte is read or a base is hashed; beginImport checks again in its transaction.
+  assertNameFree(store.db, imageName(name));
   const r = new StreamReader(input);
   const pre = await r.read(PREAMBLE_BYTES, 'header');
   const header = decodeHeader(await r.read(decodePreamble(pre), 'header'));

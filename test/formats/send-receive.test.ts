@@ -20,6 +20,7 @@ import { faultChannel } from '../helpers/fault.js';
 import { spawnTracked } from '../helpers/processes.js';
 import { rng } from '../helpers/random.js';
 import { liveSlots } from '../helpers/slots.js';
+import { hasScript, strataInPty } from '../helpers/pty.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const B = 4096;
@@ -297,6 +298,30 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
     expect(r).toMatchObject({ name: 'tuesday', base: 'monday', dataBlocks: 13, zeroBlocks: 16 });
     await refused(store, inc, 'E_BASE_MISMATCH', /incremental from vm7-mon .*, and tuesday here has other content/, 'again', 'tuesday');
     await refused(store, inc, 'E_NOT_FOUND', /no image named nothing/, 'again', 'nothing');
+  });
+
+  it('a name already taken is refused before the stream is read', async () => {
+    const store = await freshStore();
+    await receiveStream(store, once(full), 'taken');
+    await refused(store, full, 'E_EXISTS', /an image named taken already exists/, 'taken');
+  });
+
+  it.skipIf(!hasScript())('at a terminal: send refuses to write the stream to it, receive to read one from it, and receive -i shows progress', async () => {
+    const dst = tmpDir();
+    const send = strataInPty(src, ['send', 'vm7-mon']);
+    expect(await send.exit).toBe(2);
+    expect(send.output()).toMatch(/stdout is a terminal/);
+    const recv = strataInPty(dst, ['receive', 'x']);
+    expect(await recv.exit).toBe(2);
+    expect(recv.output()).toMatch(/stdin is a terminal: pipe a stream into it \(strata send SNAP \| strata receive NAME\) or give -i FILE/);
+    const file = path.join(dst, '..', `${path.basename(dst)}.stream`);
+    fs.writeFileSync(file, full);
+    // Every progress step held 300 ms (a fault delay, as progress.test.ts does), so the line is drawn.
+    const p = strataInPty(path.join(dst, 'store'), ['receive', 'copy', '-i', file], { STRATA_FAULT: 'progress:sleep:300' });
+    expect(await p.exit).toBe(0);
+    fs.rmSync(file);
+    expect(p.output()).toMatch(/receiving copy +\[[#-]+\] +\d+%/);
+    expect(p.output()).toMatch(/received copy: 4.00 MiB virtual, 129 data block\(s\), 896 zero block\(s\)/);
   });
 
   it('a bad stream exits with its own status, 14, and one line', () => {
