@@ -47,7 +47,8 @@ export interface ReceiveResult {
   streamBytes: number;
   dataBlocks: number;
   zeroBlocks: number;
-  content: string;
+  /** The content digest the sender took and this image was found to have. */
+  contentDigest: string;
 }
 
 /**
@@ -114,7 +115,7 @@ function findBase(store: Store, want: NonNullable<StreamHeader['base']>, given: 
     if (candidates.length === 0) throw new StrataError('E_NOT_FOUND', `no image named ${given}`, { image: given });
   } else {
     const all = listVisibleImages(store.db).filter(isFrozen);
-    candidates.push(...all.filter((r) => r.source?.content === want.content), ...all.filter((r) => r.name === want.name && r.source?.content !== want.content));
+    candidates.push(...all.filter((r) => r.source?.contentDigest === want.content), ...all.filter((r) => r.name === want.name && r.source?.contentDigest !== want.content));
     if (candidates.length === 0) {
       throw new StrataError('E_NOT_FOUND', `the stream is incremental from ${shown}, which this store does not have: receive a full stream of it first, or name a copy with --base`, {
         base: want.name,
@@ -234,13 +235,13 @@ export async function receiveStream(
     if (built !== content) {
       throw new StrataError('E_BAD_STREAM', `the received image's content digest ${built} is not the sender's ${content}`, { part: 'trailer', built, sent: content });
     }
-    done = { base: base?.name ?? null, virtualSize: size, streamBytes: r.bytes, dataBlocks, zeroBlocks, content };
+    done = { base: base?.name ?? null, virtualSize: size, streamBytes: r.bytes, dataBlocks, zeroBlocks, contentDigest: content };
   } catch (e) {
     target.abandon();
     throw e;
   }
   // finish() drops the hidden image itself if it fails. The digest recorded lets the next
   // incremental stream find this image as its base without a guess by name.
-  const rec = target.finish(undefined, { ...source, content: done.content });
+  const rec = target.finish(undefined, { ...source, contentDigest: done.contentDigest });
   return { name: rec.name, ...done };
 }

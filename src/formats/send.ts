@@ -20,7 +20,8 @@ import { openOutput, type Output } from './output.js';
 import { MAX_RECORD_BLOCKS, RECORD, encodeDataHead, encodePreamble, encodeRun, encodeTrailerBody, type StreamHeader } from './send-stream.js';
 
 export interface SendResult {
-  image: string;
+  /** The image sent. */
+  name: string;
   base: string | null;
   virtualSize: number;
   /** Bytes of the stream written. */
@@ -30,7 +31,8 @@ export interface SendResult {
   zeroBlocks: number;
   /** Bytes the data blocks take compressed in the stream (their payloads). */
   payloadBytes: number;
-  content: string;
+  /** Its content digest (content-digest.ts), as the stream's trailer carries it. */
+  contentDigest: string;
 }
 
 function openFrozen(store: Store, name: string, role: string): Image {
@@ -130,7 +132,7 @@ export async function sendImage(store: Store, name: string, to: string, opts: { 
     w.finish(encodeTrailerBody(dataBlocks, zeroBlocks, content));
     out.commit();
     out = undefined;
-    return { image: img.name, base: base?.name ?? null, virtualSize: img.size, streamBytes: w.bytes, dataBlocks, zeroBlocks, payloadBytes, content };
+    return { name: img.name, base: base?.name ?? null, virtualSize: img.size, streamBytes: w.bytes, dataBlocks, zeroBlocks, payloadBytes, contentDigest: content };
   } finally {
     out?.abort();
     img.close();

@@ -111,6 +111,6 @@ export function contentDigestOf(img: Pick<Image, 'size' | 'extents' | 'readInto'
  */
 export function imageContentDigest(img: Image): string {
   const src = img.record.source;
-  if (isFrozen(img.record) && src?.format === 'strata-send' && typeof src.content === 'string' && /^sha256:[0-9a-f]{64}$/.test(src.content)) return src.content;
+  if (isFrozen(img.record) && src?.format === 'strata-send' && typeof src.contentDigest === 'string' && /^sha256:[0-9a-f]{64}$/.test(src.contentDigest)) return src.contentDigest;
   return contentDigestOf(img);
 }

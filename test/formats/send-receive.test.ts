@@ -151,6 +151,8 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
       expect(strataOk(dst, ['read', 'vm7-tue']).out.equals(tuesday)).toBe(true);
       const info = JSON.parse(strataOk(dst, ['info', 'vm7-tue', '--json']).stdout);
       expect(info).toMatchObject({ kind: 'layer', parent: 'vm7-mon', ownBytes: 13 * B });
+      // The digest checked is recorded: the next incremental stream finds this image by it.
+      expect(info.source).toEqual({ format: 'strata-send', image: 'vm7-tue', createdAt: expect.any(String), base: 'vm7-mon', contentDigest: JSON.parse(b.out).contentDigest });
       expect(strata(dst, ['check']).status).toBe(0);
     })();
   });
@@ -181,10 +183,10 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
   it('--json on a send to stdout reports on stderr, leaving the stream alone; -o writes a file', () => {
     const r = strataOk(src, ['--json', 'send', 'vm7-mon']);
     expect(r.out.equals(full)).toBe(true);
-    expect(JSON.parse(r.stderr)).toMatchObject({ image: 'vm7-mon', base: null, streamBytes: full.length, dataBlocks: 129 });
+    expect(JSON.parse(r.stderr)).toMatchObject({ name: 'vm7-mon', base: null, streamBytes: full.length, dataBlocks: 129 });
     const file = path.join(tmpDir(), 'inc.stream');
     const j = JSON.parse(strataOk(src, ['--json', 'send', '-i', 'vm7-mon', 'vm7-tue', '-o', file]).stdout);
-    expect(j).toMatchObject({ image: 'vm7-tue', base: 'vm7-mon', streamBytes: inc.length, dataBlocks: 13, zeroBlocks: 16 });
+    expect(j).toMatchObject({ name: 'vm7-tue', base: 'vm7-mon', streamBytes: inc.length, dataBlocks: 13, zeroBlocks: 16 });
     expect(fs.readFileSync(file).equals(inc)).toBe(true);
   });
 
@@ -293,7 +295,7 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
 
   it('--base names the copy an incremental stream applies to, and a base of other content is refused', async () => {
     const store = await freshStore();
-    expect((await receiveStream(store, once(full), 'monday')).content).toMatch(/^sha256:/);
+    expect((await receiveStream(store, once(full), 'monday')).contentDigest).toMatch(/^sha256:/);
     const r = await receiveStream(store, once(inc), 'tuesday', { base: 'monday' });
     expect(r).toMatchObject({ name: 'tuesday', base: 'monday', dataBlocks: 13, zeroBlocks: 16 });
     await refused(store, inc, 'E_BASE_MISMATCH', /incremental from vm7-mon .*, and tuesday here has other content/, 'again', 'tuesday');

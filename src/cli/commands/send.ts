@@ -5,7 +5,7 @@ import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
 
 const summary = (r: SendResult) =>
-  `sent ${r.image}${r.base ? ` as the changes since ${r.base}` : ''}: ${humanBytes(r.streamBytes)} of stream, ${r.dataBlocks} data block(s) (${humanBytes(r.payloadBytes)} compressed), ${r.zeroBlocks} zero block(s)\n`;
+  `sent ${r.name}${r.base ? ` as the changes since ${r.base}` : ''}: ${humanBytes(r.streamBytes)} of stream, ${r.dataBlocks} data block(s) (${humanBytes(r.payloadBytes)} compressed), ${r.zeroBlocks} zero block(s)\n`;
 
 export const sendCommand = () =>
   new Command('send')
