@@ -161,7 +161,10 @@ export async function receiveStream(
     const blocks = Math.ceil(size / BLOCK_SIZE);
     // A full stream brings every data block in order: its content digest is taken on the way.
     const digest = base ? null : new ContentDigest(size);
-    const scratch = Buffer.allocUnsafe(MAX_RECORD_BLOCKS * BLOCK_SIZE);
+    // Decoded records are lent to the image (no copy) and come back once a flush has emptied it,
+    // as an import's read buffers do (raw.ts copySourceInto).
+    const idle: Buffer[] = [];
+    const lent: Buffer[] = [];
     let next = 0;
     let dataBlocks = 0;
     let zeroBlocks = 0;
@@ -198,6 +201,8 @@ export async function receiveStream(
         total += table.readUInt16LE(2 * k);
       }
       const payload = await r.read(total, 'block data');
+      const scratch = idle.pop() ?? Buffer.allocUnsafe(MAX_RECORD_BLOCKS * BLOCK_SIZE);
+      lent.push(scratch);
       for (let k = 0, at = 0; k < count; k++) {
         const n = table.readUInt16LE(2 * k);
         if (n === BLOCK_SIZE) payload.copy(scratch, k * BLOCK_SIZE, at, at + n);
@@ -214,7 +219,8 @@ export async function receiveStream(
       const data = scratch.subarray(0, count * BLOCK_SIZE);
       digest?.add(first, count, data);
       const end = Math.min(size, (first + count) * BLOCK_SIZE);
-      target.img.write(first * BLOCK_SIZE, data.subarray(0, end - first * BLOCK_SIZE));
+      target.img.write(first * BLOCK_SIZE, data.subarray(0, end - first * BLOCK_SIZE), true);
+      if (target.img.dirtyBytes === 0) idle.push(...lent.splice(0));
       dataBlocks += count;
       faultPoint('receive.after-record');
       opts.onProgress?.(end, size);
