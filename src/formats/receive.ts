@@ -38,18 +38,10 @@ import {
   readCount,
   type StreamHeader,
   type StreamPart,
+  type StreamSummary,
 } from './send-stream.js';
 
-export interface ReceiveResult {
-  name: string;
-  base: string | null;
-  virtualSize: number;
-  streamBytes: number;
-  dataBlocks: number;
-  zeroBlocks: number;
-  /** The content digest the sender took and this image was found to have. */
-  contentDigest: string;
-}
+export type ReceiveResult = StreamSummary;
 
 /**
  * Reads exact byte counts from a stream of chunks, hashing all it hands out.

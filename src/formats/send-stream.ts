@@ -53,6 +53,22 @@ export interface StreamHeader {
 /** Which part of a stream a reader was in: the words a truncation or corruption message uses. */
 export type StreamPart = 'header' | 'extent table' | 'block data' | 'trailer';
 
+/** What send and receive report about one stream (--json). */
+export interface StreamSummary {
+  /** The image sent, or made by receive. */
+  name: string;
+  /** The image an incremental stream applies to (the sender's name, or the one here); null for a full stream. */
+  base: string | null;
+  virtualSize: number;
+  /** Bytes of the stream, preamble to trailer. */
+  streamBytes: number;
+  dataBlocks: number;
+  /** Blocks in zero and hole runs: no bytes each. */
+  zeroBlocks: number;
+  /** The image's content digest (src/image/content-digest.ts), as the trailer carries it. */
+  contentDigest: string;
+}
+
 export const badStream = (what: string, data: Record<string, unknown> = {}) => new StrataError('E_BAD_STREAM', `not a valid send stream: ${what}`, data);
 
 export function encodePreamble(header: StreamHeader): Buffer {

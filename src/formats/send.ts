@@ -17,22 +17,11 @@ import { diffImages } from '../image/inspect.js';
 import { ContentDigest, imageContentDigest } from '../image/content-digest.js';
 import type { Extent } from '../image/device.js';
 import { openOutput, type Output } from './output.js';
-import { MAX_RECORD_BLOCKS, RECORD, encodeDataHead, encodePreamble, encodeRun, encodeTrailerBody, type StreamHeader } from './send-stream.js';
+import { MAX_RECORD_BLOCKS, RECORD, encodeDataHead, encodePreamble, encodeRun, encodeTrailerBody, type StreamHeader, type StreamSummary } from './send-stream.js';
 
-export interface SendResult {
-  /** The image sent. */
-  name: string;
-  base: string | null;
-  virtualSize: number;
-  /** Bytes of the stream written. */
-  streamBytes: number;
-  dataBlocks: number;
-  /** Blocks sent as zero or hole runs: no bytes each. */
-  zeroBlocks: number;
+export interface SendResult extends StreamSummary {
   /** Bytes the data blocks take compressed in the stream (their payloads). */
   payloadBytes: number;
-  /** Its content digest (content-digest.ts), as the stream's trailer carries it. */
-  contentDigest: string;
 }
 
 function openFrozen(store: Store, name: string, role: string): Image {
