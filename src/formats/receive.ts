@@ -13,7 +13,7 @@
  * deduplicate against everything in the store.
  */
 import crypto from 'node:crypto';
-import { StrataError, isStrataError } from '../errors.js';
+import { StrataError, badInput, isStrataError } from '../errors.js';
 import { decompressBlock, CODEC_IDS } from '../store/codecs.js';
 import { assertNameFree, getImage, listVisibleImages } from '../store/catalog.js';
 import { imageName } from '../store/names.js';
@@ -143,6 +143,7 @@ export async function receiveStream(
   const pre = await r.read(PREAMBLE_BYTES, 'header');
   const header = decodeHeader(await r.read(decodePreamble(pre), 'header'));
   const size = header.image.size;
+  if (!header.base && opts.base !== undefined) throw badInput(`--base ${opts.base} is for an incremental stream, and this one is full (of ${header.image.name})`, { base: opts.base });
   const base = header.base ? findBase(store, header.base, opts.base) : null;
   const source = { format: 'strata-send', image: header.image.name, createdAt: header.image.createdAt, ...(header.base ? { base: header.base.name } : {}) };
   const target = beginImport(store, name, size, { parent: base?.name, source });

@@ -300,6 +300,7 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
     expect(r).toMatchObject({ name: 'tuesday', base: 'monday', dataBlocks: 13, zeroBlocks: 16 });
     await refused(store, inc, 'E_BASE_MISMATCH', /incremental from vm7-mon .*, and tuesday here has other content/, 'again', 'tuesday');
     await refused(store, inc, 'E_NOT_FOUND', /no image named nothing/, 'again', 'nothing');
+    await refused(store, full, 'E_BAD_INPUT', /--base monday is for an incremental stream, and this one is full \(of vm7-mon\)/, 'again', 'monday');
   });
 
   it('a name already taken is refused before the stream is read', async () => {
