@@ -10,6 +10,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { StrataError, type ErrorCode } from '../../src/errors.js';
 import { receiveStream } from '../../src/formats/receive.js';
 import { listImages } from '../../src/store/catalog.js';
+import { openImage } from '../../src/image/image.js';
 import { checkStore } from '../../src/store/check.js';
 import { canCompress } from '../../src/store/codecs.js';
 import { openStore, type Store } from '../../src/store/store.js';
@@ -77,8 +78,10 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
   let dir: string;
   let full: Buffer;
   let inc: Buffer;
+  let wed: Buffer;
   let monday: Buffer;
   let tuesday: Buffer;
+  let wednesday: Buffer;
   const opened: Store[] = [];
 
   beforeAll(() => {
@@ -97,6 +100,12 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
     strataOk(src, ['snapshot', 'vm7', 'vm7-tue']);
     full = strataOk(src, ['send', 'vm7-mon']).out;
     inc = strataOk(src, ['send', '-i', 'vm7-mon', 'vm7-tue']).out;
+    // Wednesday: one more block, sent over Tuesday.
+    wednesday = Buffer.from(tuesday);
+    wednesday.fill(7, 500 * B, 501 * B);
+    strataOk(src, ['write', 'vm7', '-o', String(500 * B), '-'], { input: wednesday.subarray(500 * B, 501 * B) });
+    strataOk(src, ['snapshot', 'vm7', 'vm7-wed']);
+    wed = strataOk(src, ['send', '-i', 'vm7-tue', 'vm7-wed']).out;
     return () => fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -301,6 +310,23 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
     await refused(store, inc, 'E_BASE_MISMATCH', /incremental from vm7-mon .*, and tuesday here has other content/, 'again', 'tuesday');
     await refused(store, inc, 'E_NOT_FOUND', /no image named nothing/, 'again', 'nothing');
     await refused(store, full, 'E_BAD_INPUT', /--base monday is for an incremental stream, and this one is full \(of vm7-mon\)/, 'again', 'monday');
+  });
+
+  it('a chain of incremental streams applies each over the last one received, found by the digest recorded then', async () => {
+    const store = await freshStore();
+    await receiveStream(store, once(full), 'm');
+    await receiveStream(store, once(inc), 't');
+    const r = await receiveStream(store, once(wed), 'w');
+    expect(r).toMatchObject({ name: 'w', base: 't', dataBlocks: 1, zeroBlocks: 0 });
+    const img = openImage(store, 'w');
+    try {
+      expect(img.read(0, SIZE).equals(wednesday)).toBe(true);
+      expect(img.depth).toBe(3);
+    } finally {
+      img.close();
+    }
+    // Out of order, Wednesday's stream has no Tuesday to apply to.
+    await refused(await freshStore(), wed, 'E_NOT_FOUND', /incremental from vm7-tue/);
   });
 
   it('a name already taken is refused before the stream is read', async () => {
