@@ -48,6 +48,8 @@ export type ReceiveResult = StreamSummary;
  * Never holds more than one request plus one chunk: requests are bounded by
  * the format (a record of at most 4 MiB), not by what a stream declares.
  */
+const SMALL_READ = 64 * 1024;
+
 class StreamReader {
   private readonly it: AsyncIterator<Buffer>;
   private chunks: Buffer[] = [];
@@ -55,12 +57,17 @@ class StreamReader {
   private ended = false;
   readonly hash = crypto.createHash('sha256');
   bytes = 0;
+  private large = Buffer.alloc(0);
 
   constructor(input: AsyncIterable<Buffer>) {
     this.it = input[Symbol.asyncIterator]();
   }
 
-  /** Exactly `n` bytes, or E_BAD_STREAM naming `part` if the stream ends first. */
+  /**
+   * Exactly `n` bytes, or E_BAD_STREAM naming `part` if the stream ends
+   * first. A read of more than SMALL_READ bytes is valid only until the next
+   * such read, which reuses its memory.
+   */
   async read(n: number, part: StreamPart, hashed = true): Promise<Buffer> {
     while (this.held < n && !this.ended) {
       const r = await this.it.next();
@@ -72,11 +79,28 @@ class StreamReader {
       }
     }
     if (this.held < n) throw badStream(`it ends early, in its ${part} (${this.bytes + this.held} bytes in all)`, { part, bytes: this.bytes + this.held });
-    const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.held);
-    const out = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.chunks = rest.length > 0 ? [rest] : [];
-    this.held = rest.length;
+    let out: Buffer;
+    if (n === 0) out = Buffer.alloc(0);
+    else if (this.chunks[0].length >= n) {
+      out = this.chunks[0].subarray(0, n);
+      this.chunks[0] = this.chunks[0].subarray(n);
+      if (this.chunks[0].length === 0) this.chunks.shift();
+    } else {
+      // Gathered into one buffer; a large one (a record's payload) into the same buffer each time,
+      // not a new 4 MiB one per record for the garbage collector.
+      if (n > SMALL_READ && this.large.length < n) this.large = Buffer.allocUnsafe(n);
+      out = n > SMALL_READ ? this.large.subarray(0, n) : Buffer.allocUnsafe(n);
+      let at = 0;
+      while (at < n) {
+        const c = this.chunks[0];
+        const take = Math.min(c.length, n - at);
+        c.copy(out, at, 0, take);
+        at += take;
+        if (take === c.length) this.chunks.shift();
+        else this.chunks[0] = c.subarray(take);
+      }
+    }
+    this.held -= n;
     if (hashed) this.hash.update(out);
     this.bytes += n;
     return out;
