@@ -20,7 +20,10 @@
  * the bytes a lazy clone fetches for a boot-style read; a goals table of its
  * own), limits (fio through strata serve --iops-limit / --bandwidth-limit: the
  * rate beside what the limit should give, and beside the same job unlimited), bitmap (NBD dirty
- * bitmap block status on a 1 TiB leaf with 1% changed; a goals table of its own). Every goal of issue #16 is one row
+ * bitmap block status on a 1 TiB leaf with 1% changed), send (an incremental send stream's size
+ * after a package install vs zstd of the changed blocks and vs qcow2, and send | receive of a
+ * 1 GiB ext4 image vs qemu-img convert + sync); bitmap and send share issue #26's goals table.
+ * Every goal of issue #16 is one row
  * of one goals table, strata beside its peer measured in the same run, with
  * the peer's exact command; the other workloads go to a second table.
  * Prints markdown on stdout (progress on stderr) and writes
@@ -45,6 +48,7 @@ import { compressWorkload } from './workloads/compress.mjs';
 import { remoteWorkload } from './workloads/remote.mjs';
 import { limitsWorkload } from './workloads/limits.mjs';
 import { bitmapWorkload } from './workloads/bitmap.mjs';
+import { sendWorkload } from './workloads/send.mjs';
 
 const WORKLOADS = {
   import: importWorkload,
@@ -59,6 +63,7 @@ const WORKLOADS = {
   remote: remoteWorkload,
   limits: limitsWorkload,
   bitmap: bitmapWorkload,
+  send: sendWorkload,
 };
 
 function parseArgs(argv) {

@@ -18,6 +18,10 @@ export const ERROR_CODES = {
   E_UNSUPPORTED: 11,
   E_IO: 12,
   E_PROTOCOL: 13,
+  /** A send stream that is cut, damaged or not one (strata receive): nothing of it is kept. */
+  E_BAD_STREAM: 14,
+  /** An incremental stream whose base this store lacks, or holds with other content. */
+  E_BASE_MISMATCH: 15,
   /** Ctrl-C (SIGINT) stopped the work; 128 + SIGINT, as a shell reports a process killed by it. */
   E_INTERRUPTED: 130,
 } as const;

@@ -36,7 +36,7 @@ export function defaultStoreDir(env: NodeJS.ProcessEnv = process.env): string {
  * The commands that may make a new store. Every other command needs one that
  * exists, so a mistyped --store is an error, not a new empty store.
  */
-const CREATES_STORE = new Set(['init', 'create', 'import', 'demo']);
+const CREATES_STORE = new Set(['init', 'create', 'import', 'receive', 'demo']);
 
 export type Render<R> = (result: R, ctx: Ctx) => string | undefined;
 

@@ -15,6 +15,8 @@ export const EXAMPLES: Record<string, string> = {
   info: 'strata info web1 --json',
   map: 'strata map web1',
   diff: 'strata diff web1 web1-pre-upgrade || echo changed',
+  send: 'strata send -i vm7-mon vm7-tue | ssh backup strata receive vm7-tue',
+  receive: 'strata receive vm7-mon -i mon.stream',
   du: 'strata du web1 web2 --bytes',
   stats: 'strata stats --json',
   flatten: 'strata flatten web1',

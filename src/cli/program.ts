@@ -35,6 +35,8 @@ import { uiCommand } from './commands/ui.js';
 import { pullCommand } from './commands/pull.js';
 import { pushCommand } from './commands/push.js';
 import { remoteCommand } from './commands/remote.js';
+import { sendCommand } from './commands/send.js';
+import { receiveCommand } from './commands/receive.js';
 
 
 export function buildProgram(): Command {
@@ -80,6 +82,8 @@ export function buildProgram(): Command {
     remoteCommand,
     pushCommand,
     pullCommand,
+    sendCommand,
+    receiveCommand,
     uiCommand,
     demoCommand,
   ];

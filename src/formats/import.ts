@@ -47,9 +47,11 @@ export interface ImportTarget {
   readonly img: Image;
   /**
    * Flushes and gives the image its real name in one transaction. `size`
-   * sets the final virtual size of an import begun without knowing it.
+   * sets the final virtual size of an import begun without knowing it;
+   * `source` replaces the record of where it came from, for what is known
+   * only at the end (a received stream's content digest).
    */
-  finish(size?: number): ImageRecord;
+  finish(size?: number, source?: Record<string, unknown>): ImageRecord;
   /** Drops the hidden image and everything written to it. */
   abandon(): void;
 }
@@ -94,7 +96,7 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
     }
     store.write(() => dropImageInTx(store, getImage(store.db, tmp)));
   };
-  const finish = (size?: number): ImageRecord => {
+  const finish = (size?: number, source?: Record<string, unknown>): ImageRecord => {
     try {
       if (size !== undefined) {
         checkVirtualSize(size);
@@ -114,7 +116,7 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
     try {
       done = store.write(() => {
         assertNameFree(store.db, final);
-        updateImage(store.db, made.rec.id, { name: final, kind: opts.writable ? 'leaf' : frozenKind(made.rec.parentId), ...(size !== undefined ? { virtualSize: size } : {}) });
+        updateImage(store.db, made.rec.id, { name: final, kind: opts.writable ? 'leaf' : frozenKind(made.rec.parentId), ...(size !== undefined ? { virtualSize: size } : {}), ...(source ? { source } : {}) });
         faultPoint('import.before-rename-commit');
         return getImage(store.db, final);
       });
