@@ -70,7 +70,8 @@ function loadRow<T extends Uint32Array | Float64Array>(db: Database.Database, ta
 }
 
 const loadRefsRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_refs', chunk, () => new Uint32Array(CHUNK_SLOTS));
-const loadHashesRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_hashes', chunk, () => new Float64Array(CHUNK_SLOTS));
+/** A chunk's recorded block hashes (53-bit XXH64; NaN for containers; 0 where never written). */
+export const loadHashesRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_hashes', chunk, () => new Float64Array(CHUNK_SLOTS));
 
 /** A chunk's locations: words 2i and 2i + 1 are slot i's. Absent row: every slot in its own place. */
 export const loadLocsRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_locs', chunk, () => new Uint32Array(2 * CHUNK_SLOTS));
