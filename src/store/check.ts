@@ -29,6 +29,7 @@
  * repaired: no copy of the right bytes exists.
  */
 import { segDecode } from './segment.js';
+import { damagedReads, type DamagedRead } from './damaged-reads.js';
 import { faultPoint } from './faults.js';
 import { freeSlots } from './freelist.js';
 import { STORE_LEASE, leaseTx, releaseLease } from './leases.js';
@@ -79,6 +80,10 @@ export interface CheckReport {
   status: 'clean' | 'leaks' | 'corrupt';
   /** As qemu-img check: 0 clean, 2 corruption, 3 leaks only. */
   exitStatus: 0 | 2 | 3;
+  /** Each image and byte range that reads a slot whose content failed (damaged-reads.ts), through inheritance too. */
+  damagedReads: DamagedRead[];
+  /** Further such reads, past those listed. */
+  damagedReadsNotListed: number;
   elapsedMs: number;
 }
 
@@ -128,8 +133,17 @@ export function checkStore(store: Store, opts: CheckOptions = {}): CheckReport {
     }
     if (!store.readOnly) report = confirmDataFaults(store, report);
   }
+  report = withDamagedReads(store, report);
   report.elapsedMs = Math.round(performance.now() - t0);
   return report;
+}
+
+/** Names who reads each slot that failed verification: every image and byte range, inherited reads included. */
+function withDamagedReads(store: Store, report: CheckReport): CheckReport {
+  const damaged = new Set(report.faults.filter((f) => f.slot !== undefined && !f.repaired && (f.kind === 'bad-hash' || f.kind === 'unreadable-slot')).map((f) => f.slot!));
+  if (damaged.size === 0) return report;
+  const { reads, more } = store.db.transaction(() => damagedReads(store.db, damaged, MAX_FAULTS_PER_KIND)).deferred();
+  return { ...report, damagedReads: reads, damagedReadsNotListed: more };
 }
 
 /**
@@ -419,6 +433,8 @@ function summarize(faults: Fault[], images: number, slots: number, verified: num
     repaired: faults.filter((f) => f.repaired).length,
     status,
     exitStatus: status === 'corrupt' ? 2 : status === 'leaks' ? 3 : 0,
+    damagedReads: [],
+    damagedReadsNotListed: 0,
     elapsedMs: 0,
   };
 }

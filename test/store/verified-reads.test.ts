@@ -16,6 +16,15 @@ import { BLOCK, DAMAGED_AT, SHARED_AT, baseBytes, flipBytes, makeDamagedStore } 
 const damagedLine = (image: string, offset: number, slot: number) =>
   `strata: image ${image}: the block at byte offset ${offset} (slot ${slot}) is damaged: its bytes do not match the hash recorded for them\n`;
 
+/** What `check --json` must name: every image and offset that reads the damaged slot, the clones' inherited reads included. */
+const readers = (slot: number) => [
+  { image: 'base', offset: DAMAGED_AT, length: BLOCK, slot },
+  { image: 'base', offset: SHARED_AT, length: BLOCK, slot },
+  { image: 'vm1', offset: DAMAGED_AT, length: BLOCK, slot },
+  { image: 'vm1', offset: SHARED_AT, length: BLOCK, slot },
+  { image: 'vm2', offset: SHARED_AT, length: BLOCK, slot },
+];
+
 /** The damaged store of damaged-store.ts for one describe: `damage` rots the block of `slot` on disk. */
 function damagedStore(importArgs: string[], damage: (store: string, slot: number) => void) {
   const ctx = { dir: '', store: '', slot: 0 };
@@ -67,6 +76,28 @@ describe('a block rotted on disk, in its own slot', () => {
     expect(j.status).toBe(ERROR_CODES.E_CORRUPT);
     expect(JSON.parse(j.stderr)).toEqual({ error: 'E_CORRUPT', message: damagedLine('base', DAMAGED_AT, ctx.slot).slice('strata: '.length, -1) });
   });
+
+  it('check names every image and byte offset that reads the damaged slot, in text and --json, and exits 2', () => {
+    const t = strata(ctx.store, ['check']);
+    expect(t.status).toBe(2);
+    expect(t.stdout).toContain(
+      [
+        `ERROR: slot ${ctx.slot}: content does not match its hash`,
+        `  read by image base at byte offset ${DAMAGED_AT}`,
+        `  read by image base at byte offset ${SHARED_AT}`,
+        `  read by image vm1 at byte offset ${DAMAGED_AT}`,
+        `  read by image vm1 at byte offset ${SHARED_AT}`,
+        `  read by image vm2 at byte offset ${SHARED_AT}`,
+        '',
+      ].join('\n'),
+    );
+    const j = strata(ctx.store, ['--json', 'check']);
+    expect(j.status).toBe(2);
+    const report = JSON.parse(j.stdout);
+    expect(report.damagedReads).toEqual(readers(ctx.slot));
+    expect(report.damagedReadsNotListed).toBe(0);
+    expect(report.exitStatus).toBe(2);
+  });
 });
 
 describe('a compressed block rotted on disk', () => {
@@ -83,9 +114,12 @@ describe('a compressed block rotted on disk', () => {
     flipBytes(store, (w0 - 1) * BLOCK + offset + length - 1, 1);
   });
 
-  it('the decompressed block is checked: read fails naming image and offset', () => {
+  it('the decompressed block is checked: read fails naming image and offset, check names its readers', () => {
     const r = strata(ctx.store, ['read', 'vm1']);
     expect({ status: r.status, stderr: r.stderr }).toEqual({ status: ERROR_CODES.E_CORRUPT, stderr: damagedLine('vm1', DAMAGED_AT, ctx.slot) });
     expect(strataOk(ctx.store, ['read', 'vm1', '--length', String(DAMAGED_AT)]).out.equals(baseBytes().subarray(0, DAMAGED_AT))).toBe(true);
+    const j = strata(ctx.store, ['--json', 'check']);
+    expect(j.status).toBe(2);
+    expect(JSON.parse(j.stdout).damagedReads).toEqual(readers(ctx.slot));
   });
 });
