@@ -19,7 +19,10 @@
  * convert -c file, a second image's upload vs its new blocks compressed, and
  * the bytes a lazy clone fetches for a boot-style read; a goals table of its
  * own), limits (fio through strata serve --iops-limit / --bandwidth-limit: the
- * rate beside what the limit should give, and beside the same job unlimited). Every goal of issue #16 is one row
+ * rate beside what the limit should give, and beside the same job unlimited), verify (fio 4 KiB
+ * random read and 1 MiB sequential read through strata serve with every block
+ * read verified against its hash, beside STRATA_VERIFY_READS=0, a knob for
+ * this bench only: the cost of verification, goal at most 5%). Every goal of issue #16 is one row
  * of one goals table, strata beside its peer measured in the same run, with
  * the peer's exact command; the other workloads go to a second table.
  * Prints markdown on stdout (progress on stderr) and writes
@@ -43,6 +46,7 @@ import { uiWorkload } from './workloads/ui.mjs';
 import { compressWorkload } from './workloads/compress.mjs';
 import { remoteWorkload } from './workloads/remote.mjs';
 import { limitsWorkload } from './workloads/limits.mjs';
+import { verifyWorkload } from './workloads/verify.mjs';
 
 const WORKLOADS = {
   import: importWorkload,
@@ -56,6 +60,7 @@ const WORKLOADS = {
   compress: compressWorkload,
   remote: remoteWorkload,
   limits: limitsWorkload,
+  verify: verifyWorkload,
 };
 
 function parseArgs(argv) {
@@ -134,8 +139,8 @@ process.on('SIGINT', () => {
   process.exit(130);
 });
 try {
-  // The container and ui workloads build their own inputs: the disk images are built only for the others.
-  if (args.names.some((n) => n !== 'container' && n !== 'ui')) {
+  // The container, ui and verify workloads build their own inputs: the disk images are built only for the others.
+  if (args.names.some((n) => n !== 'container' && n !== 'ui' && n !== 'verify')) {
     ctx.inputs = await ensureInputs(log);
     describeInputs(report);
   }

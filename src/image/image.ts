@@ -17,7 +17,7 @@ import { loadSegment, saveSegment } from '../store/maps.js';
 import { hashBlocks, placeBlocks } from '../store/placement.js';
 import type { CodecSpec } from '../store/codecs.js';
 import { faultPoint } from '../store/faults.js';
-import { damagedSlotOf } from '../store/verify.js';
+import { inImage } from '../store/verify.js';
 import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
 import { indexSlots } from '../store/slots.js';
 import { segClone, segCompact, segExpand, segGet, segOverlay, type Segment } from '../store/segment.js';
@@ -312,10 +312,7 @@ export class Image implements BlockDevice {
     try {
       this.store.read(slot, n, out, at);
     } catch (e) {
-      const bad = damagedSlotOf(e);
-      if (bad === undefined) throw e;
-      const offset = (b + bad - slot) * BLOCK_SIZE;
-      throw new StrataError('E_CORRUPT', `image ${this.name}: the block at byte offset ${offset} (slot ${bad}) is damaged: its bytes do not match the hash recorded for them`, { image: this.name, offset, slot: bad }, { cause: e });
+      throw inImage(e, this.name, slot, b * BLOCK_SIZE);
     }
   }
 

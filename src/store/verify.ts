@@ -93,7 +93,24 @@ export function damagedBlock(slot: number): StrataError {
   return corrupt(`the block in slot ${slot} is damaged: its bytes do not match the hash recorded for them`, { slot, damaged: true });
 }
 
-/** The slot of a damagedBlock() error, or undefined for any other error. */
+/**
+ * A damagedBlock() error from a read of `image` whose run of slots from
+ * `firstSlot` starts at byte `firstOffset`: E_CORRUPT naming the image, the
+ * byte offset of the damaged block, and its slot. Any other error as it is.
+ */
+export function inImage(e: unknown, image: string, firstSlot: number, firstOffset: number): unknown {
+  const slot = damagedSlotOf(e);
+  if (slot === undefined) return e;
+  const offset = firstOffset + (slot - firstSlot) * BLOCK_SIZE;
+  return new StrataError(
+    'E_CORRUPT',
+    `image ${image}: the block at byte offset ${offset} (slot ${slot}) is damaged: its bytes do not match the hash recorded for them`,
+    { image, offset, slot, damaged: true },
+    { cause: e },
+  );
+}
+
+/** The slot of a damaged block's error (damagedBlock(), inImage()), or undefined for any other error. */
 export function damagedSlotOf(e: unknown): number | undefined {
   if (!(e instanceof StrataError) || e.code !== 'E_CORRUPT') return undefined;
   const d = e.data as { slot?: number; damaged?: boolean } | undefined;
