@@ -2,7 +2,7 @@
  * A block rotted on disk, read over NBD: the request that covers it gets
  * EIO (not the damaged bytes), and the same connection goes on reading the
  * other ranges, checked byte for byte by qemu-io; nbdcopy stops with EIO
- * rather than copying garbage.
+ * rather than copying garbage. The server logs a warning naming where.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -25,7 +25,7 @@ describe.runIf(requireTool('qemu-io') && requireTool('nbdcopy'))('NBD reads of a
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('qemu-io gets EIO for the damaged block and, on the same connection, the exact bytes of the blocks around it', async () => {
-    const srv = await startServe(store, ['vm1', 'vm2']);
+    const srv = await startServe(store, ['vm1', 'vm2'], { extraArgs: ['--log-level', 'warn'] });
     const io = (image: string, cmds: string[]) => run('qemu-io', ['-f', 'raw', '-r', srv.uri(image), ...cmds.flatMap((c) => ['-c', c])]);
     // -P checks every byte read against the block's pattern.
     const pattern = (b: number) => `read -P ${patternOf(b)} ${b * BLOCK} ${BLOCK}`;
@@ -46,7 +46,13 @@ describe.runIf(requireTool('qemu-io') && requireTool('nbdcopy'))('NBD reads of a
     const c = await run('nbdcopy', [srv.uri('vm1'), out]);
     expect(c.code).not.toBe(0);
     expect(c.stderr).toMatch(/Input\/output error/);
-    // The server is still up and serving.
+    // The server logs each one for the operator (the client saw only EIO), and is still up and serving.
+    const warned = srv.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { msg: string; export?: string; offset?: string; err?: string })
+      .filter((l) => l.msg === 'read of a damaged block answered EIO');
+    expect(warned[0]).toMatchObject({ export: 'vm1', offset: String(DAMAGED_AT), err: expect.stringMatching(new RegExp(`^E_CORRUPT: image vm1: the block at byte offset ${DAMAGED_AT} \\(slot \\d+\\) is damaged`)) });
     expect(srv.stderr).not.toMatch(/internal error|\n\s+at /);
     const again = await io('vm1', [pattern(0)]);
     expect(again.stdout).toContain(`read ${BLOCK}/${BLOCK} bytes at offset 0`);
