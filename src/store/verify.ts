@@ -12,7 +12,8 @@
  * collisions), each block is hashed in JS.
  *
  * Expected hashes are cached per database handle, a row of 4096 slots at a
- * time, and never invalidated: a slot gets a new hash only when it is
+ * time (slots.ts), dropped when this process saves the row. Another
+ * process's commits do not drop them: a slot gets a new hash only when it is
  * (re)allocated or a fetched block lands in it, and such a slot is in no
  * view opened before. So a block that differs from its cached hash is
  * checked again against the row as committed now; only a block that differs
@@ -23,11 +24,8 @@ import type Database from 'better-sqlite3';
 import { StrataError, corrupt } from '../errors.js';
 import type { HashFn } from './hash.js';
 import { nativeBlockHash } from './native.js';
-import { LOC_CHUNK_SLOTS, loadHashesRow } from './slots.js';
+import { LOC_CHUNK_SLOTS, cachedHashesRow } from './slots.js';
 import { BLOCK_SIZE } from './types.js';
-
-/** Hash rows a process keeps: 256 × 32 KiB covers 4 GiB of blocks. */
-const MAX_ROWS = 256;
 
 export interface ReadCheck {
   /** The recorded hashes of slots [first, first + count): a view of the cached row where the run stays in one. */
@@ -48,15 +46,7 @@ export interface ReadCheck {
  * addon's XXH64 computes the same values.
  */
 export function readCheck(db: Database.Database, hash: HashFn, xxh64: boolean): ReadCheck {
-  const rows = new Map<number, Float64Array>();
-  const rowOf = (chunk: number): Float64Array => {
-    let r = rows.get(chunk);
-    if (!r) {
-      if (rows.size >= MAX_ROWS) rows.clear();
-      rows.set(chunk, (r = loadHashesRow(db, chunk)));
-    }
-    return r;
-  };
+  const rowOf = (chunk: number): Float64Array => cachedHashesRow(db, chunk);
   const native = xxh64 ? nativeBlockHash() : null;
   return {
     readsNative: native !== null,
@@ -81,8 +71,7 @@ export function readCheck(db: Database.Database, hash: HashFn, xxh64: boolean): 
     },
     confirm(slot, block) {
       const chunk = Math.floor(slot / LOC_CHUNK_SLOTS);
-      const fresh = loadHashesRow(db, chunk);
-      rows.set(chunk, fresh);
+      const fresh = cachedHashesRow(db, chunk, true);
       if (hash(block.subarray(0, BLOCK_SIZE)) !== fresh[slot - chunk * LOC_CHUNK_SLOTS]) throw damagedBlock(slot);
     },
   };
