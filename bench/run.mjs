@@ -22,8 +22,10 @@
  * rate beside what the limit should give, and beside the same job unlimited), bitmap (NBD dirty
  * bitmap block status on a 1 TiB leaf with 1% changed), send (an incremental send stream's size
  * after a package install vs zstd of the changed blocks and vs qcow2, and send | receive of a
- * 1 GiB ext4 image vs qemu-img convert + sync); bitmap and send share issue #26's goals table.
- * Every goal of issue #16 is one row
+ * 1 GiB ext4 image vs qemu-img convert + sync); bitmap and send share issue #26's goals table;
+ * verify (fio 4 KiB random read and 1 MiB sequential read through strata serve with every block
+ * read verified against its hash, beside STRATA_VERIFY_READS=0, a knob for this bench only: the
+ * cost of verification, goal at most 5%). Every goal of issue #16 is one row
  * of one goals table, strata beside its peer measured in the same run, with
  * the peer's exact command; the other workloads go to a second table.
  * Prints markdown on stdout (progress on stderr) and writes
@@ -49,6 +51,7 @@ import { remoteWorkload } from './workloads/remote.mjs';
 import { limitsWorkload } from './workloads/limits.mjs';
 import { bitmapWorkload } from './workloads/bitmap.mjs';
 import { sendWorkload } from './workloads/send.mjs';
+import { verifyWorkload } from './workloads/verify.mjs';
 
 const WORKLOADS = {
   import: importWorkload,
@@ -64,6 +67,7 @@ const WORKLOADS = {
   limits: limitsWorkload,
   bitmap: bitmapWorkload,
   send: sendWorkload,
+  verify: verifyWorkload,
 };
 
 function parseArgs(argv) {
@@ -142,8 +146,8 @@ process.on('SIGINT', () => {
   process.exit(130);
 });
 try {
-  // The container, ui and bitmap workloads build their own inputs: the disk images are built only for the others.
-  if (args.names.some((n) => n !== 'container' && n !== 'ui' && n !== 'bitmap')) {
+  // The container, ui, bitmap and verify workloads build their own inputs: the disk images are built only for the others.
+  if (args.names.some((n) => !['container', 'ui', 'bitmap', 'verify'].includes(n))) {
     ctx.inputs = await ensureInputs(log);
     describeInputs(report);
   }

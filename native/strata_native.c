@@ -58,6 +58,17 @@
  *       crossing into C instead of a read, a buffer and a second call.
  *       Returns the bytes decoded; throws errno errors like fs.readSync
  *       and E_CORRUPT for a fragment that does not decode or a short file.
+ *   verifyBlocks(buf, at, count, expected, expAt) -> number
+ *       XXH64 (seed 0, cut to its low 53 bits, as src/store/hash.ts) of each
+ *       of `count` 4 KiB blocks of buf from byte `at`, compared with
+ *       expected[expAt + i] (a Float64Array). Answers the index of the first
+ *       block that differs, or -1 when all match: a read is verified against
+ *       the hash recorded for its slot without a JS loop over its blocks.
+ *   readBlocks(fd, offset, count, buf, at, expected, expAt) -> number
+ *       pread of `count` 4 KiB blocks at `offset` into buf[at...] (resuming
+ *       short reads), then verifyBlocks on them, in one call: the read path
+ *       of blocks in their own slot. Throws errno errors like fs.readSync,
+ *       and E_SHORT when the file ends first.
  *   tuneMalloc() -> boolean
  *       mallopt(M_MMAP_THRESHOLD, 4 MiB) and mallopt(M_ARENA_MAX, 2) (glibc).
  *       glibc's default threshold starts at 128 KiB and rises (up to 32 MiB)
@@ -613,6 +624,25 @@ static napi_value decompress_block(napi_env env, napi_callback_info info) {
 }
 
 
+/* pread of exactly n bytes at `at`, resuming short reads; false with an errno error thrown, or `short_code` if the file ends first. */
+static bool pread_full(napi_env env, int fd, uint8_t *buf, size_t n, off_t at, const char *short_code, const char *short_msg) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = pread(fd, buf + got, n - got, at + (off_t)got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(env, errno, "pread");
+      return false;
+    }
+    if (r == 0) {
+      napi_throw_error(env, short_code, short_msg);
+      return false;
+    }
+    got += (size_t)r;
+  }
+  return true;
+}
+
 static napi_value read_fragment(napi_env env, napi_callback_info info) {
   napi_value argv[6];
   int fd;
@@ -632,21 +662,158 @@ static napi_value read_fragment(napi_env env, napi_callback_info info) {
     return NULL;
   }
   uint8_t buf[2 * CODEC_BLOCK];
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = pread(fd, buf + got, n - got, at + (off_t)got);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      throw_errno(env, errno, "pread");
-      return NULL;
-    }
-    if (r == 0) {
-      napi_throw_error(env, "E_CORRUPT", "data file ends inside a fragment");
-      return NULL;
-    }
-    got += (size_t)r;
-  }
+  if (!pread_full(env, fd, buf, n, at, "E_CORRUPT", "data file ends inside a fragment")) return NULL;
   return decode_answer(env, codec, buf, n, dst, dst_len, dst_off);
+}
+
+/*
+ * XXH64, the block hash of the store's slot table (slot_hashes), written out
+ * here so the read path hashes in C: the reference algorithm of xxHash
+ * (Yann Collet, BSD-2), little-endian hosts only (strata refuses others).
+ */
+#define XXH_P1 0x9E3779B185EBCA87ULL
+#define XXH_P2 0xC2B2AE3D27D4EB4FULL
+#define XXH_P3 0x165667B19E3779F9ULL
+#define XXH_P4 0x85EBCA77C2B2AE63ULL
+#define XXH_P5 0x27D4EB2F165667C5ULL
+#define HASH_MASK53 ((1ULL << 53) - 1)
+
+static inline uint64_t xxh_rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static inline uint64_t xxh_read64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static inline uint32_t xxh_read32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint64_t xxh_round(uint64_t acc, uint64_t in) {
+  acc += in * XXH_P2;
+  acc = xxh_rotl(acc, 31);
+  return acc * XXH_P1;
+}
+static inline uint64_t xxh_merge(uint64_t acc, uint64_t v) {
+  acc ^= xxh_round(0, v);
+  return acc * XXH_P1 + XXH_P4;
+}
+
+static uint64_t xxh64(const uint8_t *p, size_t len) {
+  const uint8_t *end = p + len;
+  uint64_t h;
+  if (len >= 32) {
+    const uint8_t *limit = end - 32;
+    uint64_t v1 = XXH_P1 + XXH_P2, v2 = XXH_P2, v3 = 0, v4 = 0 - XXH_P1;
+    do {
+      v1 = xxh_round(v1, xxh_read64(p));
+      v2 = xxh_round(v2, xxh_read64(p + 8));
+      v3 = xxh_round(v3, xxh_read64(p + 16));
+      v4 = xxh_round(v4, xxh_read64(p + 24));
+      p += 32;
+    } while (p <= limit);
+    h = xxh_rotl(v1, 1) + xxh_rotl(v2, 7) + xxh_rotl(v3, 12) + xxh_rotl(v4, 18);
+    h = xxh_merge(h, v1);
+    h = xxh_merge(h, v2);
+    h = xxh_merge(h, v3);
+    h = xxh_merge(h, v4);
+  } else {
+    h = XXH_P5;
+  }
+  h += (uint64_t)len;
+  while (p + 8 <= end) {
+    h ^= xxh_round(0, xxh_read64(p));
+    h = xxh_rotl(h, 27) * XXH_P1 + XXH_P4;
+    p += 8;
+  }
+  if (p + 4 <= end) {
+    h ^= (uint64_t)xxh_read32(p) * XXH_P1;
+    h = xxh_rotl(h, 23) * XXH_P2 + XXH_P3;
+    p += 4;
+  }
+  while (p < end) {
+    h ^= (uint64_t)(*p) * XXH_P5;
+    h = xxh_rotl(h, 11) * XXH_P1;
+    p++;
+  }
+  h ^= h >> 33;
+  h *= XXH_P2;
+  h ^= h >> 29;
+  h *= XXH_P3;
+  h ^= h >> 32;
+  return h;
+}
+
+/* Index of the first of `count` blocks whose hash is not expected[i], or -1. A NaN expected (a container's) never matches. */
+static long long first_mismatch(const uint8_t *buf, size_t count, const double *expected) {
+  for (size_t i = 0; i < count; i++) {
+    double h = (double)(xxh64(buf + i * CODEC_BLOCK, CODEC_BLOCK) & HASH_MASK53);
+    if (!(h == expected[i])) return (long long)i;
+  }
+  return -1;
+}
+
+/* The Float64Array `v` from element `from`, holding at least `count` elements. */
+static bool get_expected(napi_env env, napi_value v, uint32_t from, size_t count, double **out) {
+  bool is_typed = false;
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  NAPI_CALL(env, napi_is_typedarray(env, v, &is_typed));
+  if (!is_typed) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected hashes must be a Float64Array");
+    return false;
+  }
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_float64_array) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected hashes must be a Float64Array");
+    return false;
+  }
+  if ((size_t)from + count > length) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "fewer expected hashes than blocks");
+    return false;
+  }
+  *out = (double *)data + from;
+  return true;
+}
+
+/* buf[at, at + count * 4096) inside the buffer `v`. */
+static bool get_block_range(napi_env env, napi_value v, uint32_t at, uint32_t count, uint8_t **out) {
+  uint8_t *data;
+  size_t len;
+  if (!get_bytes(env, v, &data, &len)) return false;
+  if ((size_t)at > len || (size_t)count * CODEC_BLOCK > len - at) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "blocks outside their buffer");
+    return false;
+  }
+  *out = data + at;
+  return true;
+}
+
+static napi_value answer_index(napi_env env, long long i) {
+  napi_value result;
+  NAPI_CALL(env, napi_create_int64(env, i, &result));
+  return result;
+}
+
+static napi_value verify_blocks(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  uint32_t at, count, exp_at;
+  uint8_t *buf;
+  double *expected;
+  if (!get_args(env, info, 5, argv)) return NULL;
+  NAPI_CALL(env, napi_get_value_uint32(env, argv[1], &at));
+  NAPI_CALL(env, napi_get_value_uint32(env, argv[2], &count));
+  NAPI_CALL(env, napi_get_value_uint32(env, argv[4], &exp_at));
+  if (!get_block_range(env, argv[0], at, count, &buf) || !get_expected(env, argv[3], exp_at, count, &expected)) return NULL;
+  return answer_index(env, first_mismatch(buf, count, expected));
+}
+
+static napi_value read_blocks(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  int fd;
+  off_t offset;
+  uint32_t at, count, exp_at;
+  uint8_t *buf;
+  double *expected;
+  if (!get_args(env, info, 7, argv) || !get_fd(env, argv[0], &fd) || !get_off(env, argv[1], "offset", &offset)) return NULL;
+  NAPI_CALL(env, napi_get_value_uint32(env, argv[2], &count));
+  NAPI_CALL(env, napi_get_value_uint32(env, argv[4], &at));
+  NAPI_CALL(env, napi_get_value_uint32(env, argv[6], &exp_at));
+  if (!get_block_range(env, argv[3], at, count, &buf) || !get_expected(env, argv[5], exp_at, count, &expected)) return NULL;
+  if (!pread_full(env, fd, buf, (size_t)count * CODEC_BLOCK, offset, "E_SHORT", "data file ends before the blocks read")) return NULL;
+  return answer_index(env, first_mismatch(buf, count, expected));
 }
 
 static napi_value tune_malloc(napi_env env, napi_callback_info info) {
@@ -868,6 +1035,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"compressBlocksAsync", NULL, compress_blocks_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"decompressBlock", NULL, decompress_block, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readFragment", NULL, read_fragment, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"verifyBlocks", NULL, verify_blocks, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readBlocks", NULL, read_blocks, NULL, NULL, NULL, napi_enumerable, NULL},
       {"tuneMalloc", NULL, tune_malloc, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startWriteback", NULL, start_writeback, NULL, NULL, NULL, napi_enumerable, NULL},
       {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -44,9 +44,9 @@ const JOBS = [
 
 export const QEMU_NBD_FLAGS = ['--cache=writeback', '-f', 'qcow2', '-t', '-x', 'vm'];
 
-export async function startServer(cmd, args, sock, timeoutMs = 30000) {
+export async function startServer(cmd, args, sock, timeoutMs = 30000, env = process.env) {
   fs.rmSync(sock, { force: true });
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
   let err = '';
   child.stderr.on('data', (d) => (err += d));
   let exited = null;

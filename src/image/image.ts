@@ -18,6 +18,7 @@ import { loadSegment, saveSegment } from '../store/maps.js';
 import { hashBlocks, placeBlocks } from '../store/placement.js';
 import type { CodecSpec } from '../store/codecs.js';
 import { faultPoint } from '../store/faults.js';
+import { inImage } from '../store/verify.js';
 import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
 import { indexSlots } from '../store/slots.js';
 import { segClone, segCompact, segExpand, segGet, segOverlay, type Segment } from '../store/segment.js';
@@ -344,8 +345,17 @@ export class Image implements BlockDevice {
       }
       let n = 1;
       while (b + n < b1 && (!dirty || !this.dirtyData.has(b + n)) && this.resolvedEntry(b + n) === e + n) n++;
-      this.store.read(entrySlot(e), n, out, at);
+      this.readSlotsAt(b, entrySlot(e), n, out, at);
       b += n;
+    }
+  }
+
+  /** store.read() of the run of `n` slots from `slot` that blocks from `b` name; a damaged block is named by this image and its byte offset. */
+  private readSlotsAt(b: number, slot: SlotNumber, n: number, out: Buffer, at: number): void {
+    try {
+      this.store.read(slot, n, out, at);
+    } catch (e) {
+      throw inImage(e, this.name, slot, b * BLOCK_SIZE);
     }
   }
 

@@ -36,6 +36,8 @@ export interface CommandContext {
   /** Selected metadata contexts: BLOCK_STATUS answers one chunk for each, in this order. */
   contexts: readonly BoundContext[];
   maxPayload: number;
+  /** Told of each request the device failed, before its error reply goes out: for the server's log. */
+  onFailure?(req: Request, e: unknown): void;
 }
 
 /** A READ split into more pieces than this is sent as one data chunk: fewer, larger chunks beat fine-grained sparseness. */
@@ -116,6 +118,7 @@ export function execute(req: Request, ctx: CommandContext): Buffer[] {
         return [errorReply(req, ctx, NBD_ERRNO.EINVAL, 'unknown command')];
     }
   } catch (e) {
+    ctx.onFailure?.(req, e);
     return [errorReply(req, ctx, errnoFor(e), messageFor(e))];
   }
 }

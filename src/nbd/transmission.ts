@@ -25,6 +25,7 @@ import { type CommandContext, type Request, dataBytes, errorReply, execute, vali
 import { InflightLimit } from './inflight.js';
 import type { StallWatch } from './stalls.js';
 import { errnoFor, messageFor } from './errno.js';
+import { damagedSlotOf } from '../store/verify.js';
 import type { Logger } from '../log.js';
 import { CMD, NBD_ERRNO, REQUEST_HEADER_SIZE, REQUEST_MAGIC, decodeRequestHeader } from './protocol.js';
 import type { Session } from './handshake.js';
@@ -50,6 +51,10 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
     structuredReplies: session.structuredReplies,
     contexts: session.contexts,
     maxPayload: cfg.maxPayload,
+    // A damaged block is the operator's to know of (the client sees only EIO): warn, naming where.
+    onFailure: (req, e) => {
+      if (damagedSlotOf(e) !== undefined) cfg.logger.warn({ export: session.export.name, offset: String(req.offset), length: req.length, err: messageFor(e) }, 'read of a damaged block answered EIO');
+    },
   };
   const limiter = session.export.limiter;
   const inflight = new InflightLimit(cfg.maxPayload, MAX_INFLIGHT_REQUESTS);

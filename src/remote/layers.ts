@@ -11,6 +11,7 @@
 import { segmentsOf } from '../store/maps.js';
 import { segGet, type Segment } from '../store/segment.js';
 import { slotReader } from '../store/slots.js';
+import { damagedSlotOf, inImage } from '../store/verify.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, ZERO, type ImageRecord, type SegmentIndex, type SlotNumber } from '../store/types.js';
 import { blocksIn, resolveFrozen } from '../image/resolve.js';
@@ -76,7 +77,14 @@ export function* walkLayer(store: Store, chain: readonly ImageRecord[]): Generat
     for (let k = 0; k < dataSlot.length; ) {
       let m = 1;
       while (k + m < dataSlot.length && dataSlot[k + m] === dataSlot[k] + m) m++;
-      store.read(dataSlot[k] as SlotNumber, m, buf, k * BLOCK_SIZE);
+      try {
+        store.read(dataSlot[k] as SlotNumber, m, buf, k * BLOCK_SIZE);
+      } catch (e) {
+        // A damaged block is never pushed: the push fails naming the image and offset.
+        const bad = damagedSlotOf(e);
+        if (bad === undefined) throw e;
+        throw inImage(e, rec.name, bad, (base + dataAt[k + bad - dataSlot[k]]) * BLOCK_SIZE);
+      }
       k += m;
     }
     const batch: LayerBlock[] = [];

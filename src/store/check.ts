@@ -29,6 +29,7 @@
  * repaired: no copy of the right bytes exists.
  */
 import { segDecode } from './segment.js';
+import { damagedReads, type DamagedRead } from './damaged-reads.js';
 import { faultPoint } from './faults.js';
 import { freeSlots } from './freelist.js';
 import { STORE_LEASE, leaseTx, releaseLease } from './leases.js';
@@ -79,6 +80,10 @@ export interface CheckReport {
   status: 'clean' | 'leaks' | 'corrupt';
   /** As qemu-img check: 0 clean, 2 corruption, 3 leaks only. */
   exitStatus: 0 | 2 | 3;
+  /** Each image and byte range that reads a slot whose content failed (damaged-reads.ts), through inheritance too. */
+  damagedReads: DamagedRead[];
+  /** Further such reads, past those listed. */
+  damagedReadsNotListed: number;
   elapsedMs: number;
 }
 
@@ -128,8 +133,17 @@ export function checkStore(store: Store, opts: CheckOptions = {}): CheckReport {
     }
     if (!store.readOnly) report = confirmDataFaults(store, report);
   }
+  report = withDamagedReads(store, report);
   report.elapsedMs = Math.round(performance.now() - t0);
   return report;
+}
+
+/** Names who reads each slot that failed verification: every image and byte range, inherited reads included. */
+function withDamagedReads(store: Store, report: CheckReport): CheckReport {
+  const damaged = new Set(report.faults.filter((f) => f.slot !== undefined && !f.repaired && (f.kind === 'bad-hash' || f.kind === 'unreadable-slot')).map((f) => f.slot!));
+  if (damaged.size === 0) return report;
+  const { reads, more } = store.db.transaction(() => damagedReads(store.db, damaged, MAX_FAULTS_PER_KIND)).deferred();
+  return { ...report, damagedReads: reads, damagedReadsNotListed: more };
 }
 
 /**
@@ -148,7 +162,7 @@ function confirmDataFaults(store: Store, report: CheckReport): CheckReport {
         if (now.refcount(f.slot!) === 0) return true;
         const hash = now.hash(f.slot!);
         try {
-          store.read(f.slot! as SlotNumber, 1, buf, 0);
+          store.readUnverified(f.slot! as SlotNumber, 1, buf, 0);
         } catch {
           return false;
         }
@@ -358,7 +372,7 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
       let ok = true;
       if (repair) {
         try {
-          store.read(slot as SlotNumber, 1, scratch, 0);
+          store.readUnverified(slot as SlotNumber, 1, scratch, 0);
           delFree.run(slot);
           const hash = store.hash(scratch);
           edit.set(slot, refs[slot], hash);
@@ -419,6 +433,8 @@ function summarize(faults: Fault[], images: number, slots: number, verified: num
     repaired: faults.filter((f) => f.repaired).length,
     status,
     exitStatus: status === 'corrupt' ? 2 : status === 'leaks' ? 3 : 0,
+    damagedReads: [],
+    damagedReadsNotListed: 0,
     elapsedMs: 0,
   };
 }
@@ -428,7 +444,10 @@ function markFreeHitsRepaired(faults: Fault[], slot: number, repaired: boolean):
   for (const f of faults) if (f.kind === 'map-points-at-free-slot' && f.message.endsWith(tail)) f.repaired = repaired;
 }
 
-/** Reads slots in runs of consecutive numbers and compares each block's hash with its index row. */
+/**
+ * Reads slots in runs of consecutive numbers and compares each block's hash with its index row.
+ * Unverified reads: check does the comparing itself, to name each bad slot rather than stop at the first.
+ */
 type DataFault = (c: FaultClass, k: Fault['kind'], m: string, repaired: boolean, slot: number) => void;
 
 function verifySlots(store: Store, slots: readonly number[], hashes: Map<number, number>, fault: DataFault, onProgress?: OnProgress): number {
@@ -441,7 +460,7 @@ function verifySlots(store: Store, slots: readonly number[], hashes: Map<number,
     let n = 1;
     while (i + n < slots.length && n < VERIFY_RUN && slots[i + n] === slots[i] + n) n++;
     try {
-      store.read(slots[i] as SlotNumber, n, buf, 0);
+      store.readUnverified(slots[i] as SlotNumber, n, buf, 0);
     } catch (e) {
       // Fall back to one slot at a time, so one short file names the slots it lost.
       for (let k = 0; k < n; k++) verified += verifyOne(store, slots[i + k], hashes, fault, buf) ? 1 : 0;
@@ -461,7 +480,7 @@ function verifySlots(store: Store, slots: readonly number[], hashes: Map<number,
 
 function verifyOne(store: Store, slot: number, hashes: Map<number, number>, fault: DataFault, buf: Buffer): boolean {
   try {
-    store.read(slot as SlotNumber, 1, buf, 0);
+    store.readUnverified(slot as SlotNumber, 1, buf, 0);
   } catch (e) {
     fault('corruption', 'unreadable-slot', `slot ${slot}: cannot be read (${(e as Error).message})`, false, slot);
     return false;

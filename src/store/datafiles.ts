@@ -7,12 +7,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError, corrupt } from '../errors.js';
 import { BLOCK_SIZE, SLOTS_PER_FILE, type SlotNumber } from './types.js';
-import { nativeCodecs, punchHole, startWriteback, writeAt } from './native.js';
+import { nativeBlockHash, nativeCodecs, punchHole, startWriteback, writeAt } from './native.js';
 import { faultError } from './faults.js';
 
 export interface BlockBackend {
   /** Reads `count` consecutive slots into `into` at byte `at`. */
   read(first: SlotNumber, count: number, into: Uint8Array, at: number): void;
+  /**
+   * read(), and each block i checked against expected[i] (53-bit XXH64) as
+   * it is read: one call into the addon per data file. Returns the index of
+   * the first block that differs, or -1; null where the addon cannot (the
+   * caller then reads and hashes itself).
+   */
+  readChecked(first: SlotNumber, count: number, into: Uint8Array, at: number, expected: Float64Array): number | null;
   /**
    * Reads `length` bytes from byte `offset` of slot `slot` on (possibly into
    * the next slot) and decodes them with `codec` into into[at, at + 4096), in
@@ -155,27 +162,48 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
     }
   };
 
-  return {
-    read(first, count, into, at) {
-      eachFileRun(first, count, (fileNo, inFile, n, done) => {
-        const fd = fileFor(fileNo);
-        const want = n * BLOCK_SIZE;
-        let got = 0;
-        while (got < want) {
-          let r: number;
-          try {
-            r = fs.readSync(fd, into, at + done * BLOCK_SIZE + got, want - got, inFile * BLOCK_SIZE + got);
-          } catch (e) {
-            throw ioError(e, dataFileName(fileNo), 'read');
-          }
-          if (r === 0) {
-            throw corrupt(`data file ${dataFileName(fileNo)} is shorter than slot ${fileNo * SLOTS_PER_FILE + inFile + Math.floor(got / BLOCK_SIZE)}`, {
-              file: dataFileName(fileNo),
-            });
-          }
-          got += r;
+  const read = (first: number, count: number, into: Uint8Array, at: number): void => {
+    eachFileRun(first, count, (fileNo, inFile, n, done) => {
+      const fd = fileFor(fileNo);
+      const want = n * BLOCK_SIZE;
+      let got = 0;
+      while (got < want) {
+        let r: number;
+        try {
+          r = fs.readSync(fd, into, at + done * BLOCK_SIZE + got, want - got, inFile * BLOCK_SIZE + got);
+        } catch (e) {
+          throw ioError(e, dataFileName(fileNo), 'read');
         }
+        if (r === 0) {
+          throw corrupt(`data file ${dataFileName(fileNo)} is shorter than slot ${fileNo * SLOTS_PER_FILE + inFile + Math.floor(got / BLOCK_SIZE)}`, {
+            file: dataFileName(fileNo),
+          });
+        }
+        got += r;
+      }
+    });
+  };
+
+  return {
+    read,
+
+    readChecked(first, count, into, at, expected) {
+      const native = nativeBlockHash();
+      if (!native) return null;
+      let bad = -1;
+      eachFileRun(first, count, (fileNo, inFile, n, done) => {
+        if (bad >= 0) return;
+        let r: number;
+        try {
+          r = native.read(fileFor(fileNo), inFile * BLOCK_SIZE, n, into, at + done * BLOCK_SIZE, expected, done);
+        } catch (e) {
+          // A file that ends early: the plain read names the first slot it lacks.
+          if ((e as NodeJS.ErrnoException).code === 'E_SHORT') read(first + done, n, into, at + done * BLOCK_SIZE);
+          throw ioError(e, dataFileName(fileNo), 'read');
+        }
+        if (r >= 0) bad = done + r;
       });
+      return bad;
     },
 
     readFragment(slot, offset, length, codec, into, at) {

@@ -41,6 +41,7 @@ import { segmentsOf } from './maps.js';
 import { addFragmentRef, settleContainers } from './refcounts.js';
 import { addRemoteLoc, type RemotePlace } from './remote-locs.js';
 import { CONTAINER, REMOTE, slotEditor, slotReader } from './slots.js';
+import { damagedSlotOf } from './verify.js';
 import { prepared } from './statements.js';
 import { metaNumber, type Store } from './store.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord, type SlotNumber } from './types.js';
@@ -184,13 +185,16 @@ function evictBatch(store: Store, remote: string, order: readonly number[], n: n
   let deferred = 0;
   for (const slot of order) {
     if (out.length >= n || deferred >= n) break;
-    store.read(slot as SlotNumber, 1, buf, 0);
-    const hash = recorded.hash(slot);
-    if (store.hash(buf) !== hash) {
+    try {
+      store.read(slot as SlotNumber, 1, buf, 0);
+    } catch (e) {
+      // Its bytes do not match its hash: the bucket's copy is not these bytes, so this one stays.
+      if (damagedSlotOf(e) === undefined) throw e;
       report.damaged++;
       skip.add(slot);
       continue;
     }
+    const hash = recorded.hash(slot);
     const digest = createHash('sha256').update(buf).digest();
     const place = opts.placeOf(digest);
     if (place === 'later') {

@@ -28,6 +28,7 @@ import { decompressBlock } from './codecs.js';
 import type { BlockBackend } from './datafiles.js';
 import { prepared } from './statements.js';
 import { BLOCK_SIZE, type SlotNumber } from './types.js';
+import type { ReadCheck } from './verify.js';
 
 const CHUNK = 4096;
 /** slot_locs word 0 of a container (kept equal to slots.ts's CONTAINER). */
@@ -129,11 +130,6 @@ function rowOf(db: Database.Database, c: LocCache, chunk: number): Uint32Array |
   return r;
 }
 
-/**
- * Reads `count` consecutive slots' blocks into `into` at `at`, each from
- * where it lives: runs in their own place with one read, fragments through
- * their codec.
- */
 /** Of `slots`, those whose block is still in a remote pack, by this process's cached locations. */
 export function remoteSlotsOf(db: Database.Database, slots: Iterable<number>): number[] {
   const c = cacheOf(db);
@@ -148,11 +144,45 @@ export function remoteSlotsOf(db: Database.Database, slots: Iterable<number>): n
   return out;
 }
 
-export function readSlots(db: Database.Database, blocks: BlockBackend, first: SlotNumber, count: number, into: Uint8Array, at: number): void {
+/**
+ * Reads `count` slots in their own place from `first`; with `check`, each
+ * block is verified against its recorded hash (verify.ts), in the same call
+ * into the addon as the read where it can.
+ */
+function readInPlace(blocks: BlockBackend, first: number, count: number, into: Uint8Array, at: number, check: ReadCheck | null): void {
+  if (!check) {
+    blocks.read(first as SlotNumber, count, into, at);
+    return;
+  }
+  const expected = check.expected(first, count);
+  let bad = check.readsNative ? blocks.readChecked(first as SlotNumber, count, into, at, expected) : null;
+  if (bad === null) {
+    blocks.read(first as SlotNumber, count, into, at);
+    bad = check.firstBad(into, at, count, expected);
+  }
+  // Confirmed one by one: a cached hash may be older than the slot's reuse (verify.ts).
+  for (let i = bad; i >= 0 && i < count; i++) {
+    const from = at + i * BLOCK_SIZE;
+    if (i === bad || check.firstBad(into, from, 1, expected.subarray(i, i + 1)) === 0) check.confirm(first + i, into.subarray(from, from + BLOCK_SIZE));
+  }
+}
+
+/** Verifies one decoded block (a fragment's) against its slot's hash. */
+function checkOne(check: ReadCheck | null, slot: number, into: Uint8Array, at: number): void {
+  if (check && check.firstBad(into, at, 1, check.expected(slot, 1)) === 0) check.confirm(slot, into.subarray(at, at + BLOCK_SIZE));
+}
+
+/**
+ * Reads `count` consecutive slots' blocks into `into` at `at`, each from
+ * where it lives: runs in their own place with one read, fragments through
+ * their codec; `check` verifies each block (null: as stored, for callers
+ * that prove the bytes themselves).
+ */
+export function readSlots(db: Database.Database, blocks: BlockBackend, first: SlotNumber, count: number, into: Uint8Array, at: number, check: ReadCheck | null): void {
   const c = cacheOf(db);
   if (c.seq === -1) refreshLocations(db);
   if (!c.packed) {
-    blocks.read(first, count, into, at);
+    readInPlace(blocks, first, count, into, at, check);
     return;
   }
   let i = 0;
@@ -170,7 +200,7 @@ export function readSlots(db: Database.Database, blocks: BlockBackend, first: Sl
         if (row && row[2 * (s - chunk * CHUNK)] !== 0) break;
         k++;
       }
-      blocks.read(slot as SlotNumber, k, into, at + i * BLOCK_SIZE);
+      readInPlace(blocks, slot, k, into, at + i * BLOCK_SIZE, check);
       i += k;
       continue;
     }
@@ -192,6 +222,7 @@ export function readSlots(db: Database.Database, blocks: BlockBackend, first: Sl
     // One call into the addon where it can: no container buffer, no second crossing.
     const direct = c.containerSlot === container ? -1 : blocks.readFragment(container as SlotNumber, off, len, fragmentCodec(w1), into, at + i * BLOCK_SIZE);
     if (direct === BLOCK_SIZE) {
+      checkOne(check, slot, into, at + i * BLOCK_SIZE);
       i++;
       continue;
     }
@@ -204,6 +235,7 @@ export function readSlots(db: Database.Database, blocks: BlockBackend, first: Sl
       c.containerSlots = need;
     }
     decompressBlock(fragmentCodec(w1), c.container, off, len, into, at + i * BLOCK_SIZE);
+    checkOne(check, slot, into, at + i * BLOCK_SIZE);
     i++;
   }
 }

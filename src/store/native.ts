@@ -52,6 +52,8 @@ interface Addon {
   compressBlocksAsync?(codec: number, level: number, src: Uint8Array, count: number, out: Uint8Array, sizes: Int32Array, limit: number, done: (err: Error | null) => void): void;
   decompressBlock?(codec: number, src: Uint8Array, offset: number, length: number, out: Uint8Array, at: number): number;
   readFragment?(fd: number, offset: number, length: number, codec: number, out: Uint8Array, at: number): number;
+  verifyBlocks?(buf: Uint8Array, at: number, count: number, expected: Float64Array, expAt: number): number;
+  readBlocks?(fd: number, offset: number, count: number, buf: Uint8Array, at: number, expected: Float64Array, expAt: number): number;
   features: { punchHole: boolean; seekData: boolean; ofdLock?: boolean; interrupt?: boolean; writeback?: boolean; zstd?: boolean; lz4?: boolean };
 }
 
@@ -159,6 +161,27 @@ export function nativeCodecs(): NativeCodecs | null {
     decompress: addon.decompressBlock.bind(addon),
     readFragment: addon.readFragment ? addon.readFragment.bind(addon) : null,
   });
+}
+
+/**
+ * XXH64 of 4 KiB blocks in C, compared with the hashes recorded for their
+ * slots (verify.ts): the index of the first block that differs, or -1. null
+ * without the addon or with one built before it; the caller then hashes in
+ * JS (xxhash-wasm), block by block.
+ */
+export interface NativeBlockHash {
+  verify(buf: Uint8Array, at: number, count: number, expected: Float64Array, expAt: number): number;
+  /** pread of `count` blocks at `offset` and verify() of them, in one call; throws errno errors, and code E_SHORT when the file ends first. */
+  read(fd: number, offset: number, count: number, buf: Uint8Array, at: number, expected: Float64Array, expAt: number): number;
+}
+
+let blockHash: NativeBlockHash | null | undefined;
+
+export function nativeBlockHash(): NativeBlockHash | null {
+  if (blockHash !== undefined) return blockHash;
+  const { addon } = load();
+  if (!addon?.verifyBlocks || !addon.readBlocks) return (blockHash = null);
+  return (blockHash = { verify: addon.verifyBlocks.bind(addon), read: addon.readBlocks.bind(addon) });
 }
 
 /**

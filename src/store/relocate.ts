@@ -35,6 +35,7 @@ import { punchMovedPlaces, recordMovedPlaces } from './moved-places.js';
 import { addFragmentRef, settleContainers } from './refcounts.js';
 import { CONTAINER, REMOTE, forEachLiveSlot, slotEditor, slotReader } from './slots.js';
 import { metaNumber, type Store } from './store.js';
+import { damagedSlotOf } from './verify.js';
 import { BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress, type SlotNumber } from './types.js';
 
 /** Blocks per transaction: 16 MiB read, compressed and written per batch. */
@@ -117,6 +118,23 @@ export function compressStored(store: Store, spec: CodecSpec | null, opts: { ima
 }
 
 /** One transaction: stores the still-eligible slots of `part` with `spec`. */
+/** store.read() of a run of slots; a damaged block's slot goes to `damaged` (its bytes are not to be used) instead of ending the read. */
+function readSound(store: Store, first: number, n: number, into: Buffer, at: number, damaged: Set<number>): void {
+  try {
+    store.read(first as SlotNumber, n, into, at);
+  } catch (e) {
+    if (damagedSlotOf(e) === undefined) throw e;
+    for (let k = 0; k < n; k++) {
+      try {
+        store.read((first + k) as SlotNumber, 1, into, at + k * BLOCK_SIZE);
+      } catch (e2) {
+        if (damagedSlotOf(e2) === undefined) throw e2;
+        damaged.add(first + k);
+      }
+    }
+  }
+}
+
 function compressBatch(store: Store, spec: CodecSpec | null, part: number[], report: CompressReport): void {
   const db = store.db;
   const next = metaNumber(db, 'next_slot');
@@ -131,26 +149,24 @@ function compressBatch(store: Store, spec: CodecSpec | null, part: number[], rep
     return true;
   });
   if (todo.length === 0) return;
-  // Each block's bytes, wherever it lives now (runs in place with one read).
+  // Each block's bytes, wherever it lives now (runs in place with one read), verified as read.
+  // A block whose bytes no longer match its hash stays where it is: moving it would carry the
+  // damage into a new home and lose the evidence check reads.
   const src = Buffer.allocUnsafe(todo.length * BLOCK_SIZE);
+  const damaged = new Set<number>();
   for (let i = 0; i < todo.length; ) {
     let n = 1;
     while (i + n < todo.length && todo[i + n] === todo[i] + n && n < 256) n++;
-    store.read(todo[i] as SlotNumber, n, src, i * BLOCK_SIZE);
+    readSound(store, todo[i], n, src, i * BLOCK_SIZE, damaged);
     i += n;
   }
-  // A block whose bytes no longer match its hash stays where it is: moving it would carry the
-  // damage into a new home and lose the evidence check reads.
-  const recorded = slotReader(db);
+  report.damaged += damaged.size;
   const sound: number[] = [];
   const views: Buffer[] = [];
   todo.forEach((slot, i) => {
-    const block = src.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE);
-    if (store.hash(block) !== recorded.hash(slot)) report.damaged++;
-    else {
-      sound.push(slot);
-      views.push(block);
-    }
+    if (damaged.has(slot)) return;
+    sound.push(slot);
+    views.push(src.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
   });
   const run = fragmentRun();
   const moves: Move[] = [];

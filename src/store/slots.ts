@@ -70,7 +70,8 @@ function loadRow<T extends Uint32Array | Float64Array>(db: Database.Database, ta
 }
 
 const loadRefsRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_refs', chunk, () => new Uint32Array(CHUNK_SLOTS));
-const loadHashesRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_hashes', chunk, () => new Float64Array(CHUNK_SLOTS));
+/** A chunk's recorded block hashes (53-bit XXH64; NaN for containers; 0 where never written). */
+export const loadHashesRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_hashes', chunk, () => new Float64Array(CHUNK_SLOTS));
 
 /** A chunk's locations: words 2i and 2i + 1 are slot i's. Absent row: every slot in its own place. */
 export const loadLocsRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_locs', chunk, () => new Uint32Array(2 * CHUNK_SLOTS));
@@ -88,7 +89,29 @@ function saveRefsRow(db: Database.Database, chunk: number, a: Uint32Array): void
   else prepared(db, 'INSERT INTO slot_refs(chunk, counts) VALUES (?, ?) ON CONFLICT(chunk) DO UPDATE SET counts = excluded.counts').run(chunk, toBlob(a));
 }
 
+/**
+ * Hash rows kept per database handle for verifying reads (verify.ts): 256 ×
+ * 32 KiB covers 4 GiB of blocks. A row this process saves is dropped here;
+ * one another process changed is caught by verify.ts, which looks again at
+ * the committed row before it calls a block damaged.
+ */
+const hashRowCache = new WeakMap<Database.Database, Map<number, Float64Array>>();
+const MAX_CACHED_HASH_ROWS = 256;
+
+/** A chunk's hash row, from the cache unless `fresh` (then read again and cached). */
+export function cachedHashesRow(db: Database.Database, chunk: number, fresh = false): Float64Array {
+  let rows = hashRowCache.get(db);
+  if (!rows) hashRowCache.set(db, (rows = new Map()));
+  let r = fresh ? undefined : rows.get(chunk);
+  if (!r) {
+    if (rows.size >= MAX_CACHED_HASH_ROWS) rows.clear();
+    rows.set(chunk, (r = loadHashesRow(db, chunk)));
+  }
+  return r;
+}
+
 function saveHashesRow(db: Database.Database, chunk: number, a: Float64Array): void {
+  hashRowCache.get(db)?.delete(chunk);
   prepared(db, 'INSERT INTO slot_hashes(chunk, hashes) VALUES (?, ?) ON CONFLICT(chunk) DO UPDATE SET hashes = excluded.hashes').run(chunk, toBlob(a));
 }
 

@@ -20,6 +20,7 @@ import { openLockFile, type LockFile } from './lockfile.js';
 import { migrate } from './schema.js';
 import { forgetLocations, readSlots, refreshLocations } from './locations.js';
 import { prepared } from './statements.js';
+import { readCheck } from './verify.js';
 import type { Segment } from './segment.js';
 import type { SlotNumber } from './types.js';
 
@@ -45,8 +46,13 @@ export interface Store {
   readonly db: Database.Database;
   /** The data files, slot by slot: where blocks live in their own place, and containers of packed ones. */
   readonly blocks: BlockBackend;
-  /** Reads `count` consecutive slots' blocks wherever each lives (locations.ts): what every reader of block data calls. */
+  /**
+   * Reads `count` consecutive slots' blocks wherever each lives (locations.ts): what every reader of block data calls.
+   * Each block is verified against its slot's recorded hash; a damaged one throws E_CORRUPT (verify.ts).
+   */
   read(first: SlotNumber, count: number, into: Uint8Array, at: number): void;
+  /** read() as stored, unverified: for callers that prove the bytes themselves (a byte compare before sharing, a digest, check). */
+  readUnverified(first: SlotNumber, count: number, into: Uint8Array, at: number): void;
   readonly hash: HashFn;
   /** Which leases are live, as the kernel knows it. */
   readonly locks: LockFile;
@@ -203,13 +209,17 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
     }
   }
 
+  // STRATA_VERIFY_READS=0 turns verification off for bench/ to measure its cost; not a user setting.
+  const check = process.env.STRATA_VERIFY_READS === '0' ? null : readCheck(db, hash, opts.hash === undefined);
+
   return {
     dir: abs,
     db,
     blocks,
     hash,
     locks,
-    read: (first, count, into, at) => readSlots(db, blocks, first, count, into, at),
+    read: (first, count, into, at) => readSlots(db, blocks, first, count, into, at, check),
+    readUnverified: (first, count, into, at) => readSlots(db, blocks, first, count, into, at, null),
     readOnly,
     resolvedCache,
     write,

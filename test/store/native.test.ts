@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { canCompress } from '../../src/store/codecs.js';
-import { dataExtents, nativeStatus, ofdLocks, punchHole } from '../../src/store/native.js';
+import { dataExtents, nativeBlockHash, nativeStatus, ofdLocks, punchHole } from '../../src/store/native.js';
+import { loadXxh64 } from '../../src/store/hash.js';
 import { inCI } from '../helpers/available.js';
 
 const KiB = 1024;
@@ -155,6 +156,41 @@ describe('native addon', () => {
       withFile('dense', (fd) => {
         writeSync(fd, Buffer.alloc(3 * MiB + 123, 7));
         expect(dataExtents(fd, 3 * MiB + 123)).toEqual([{ offset: 0, length: 3 * MiB + 123 }]);
+      });
+    });
+  });
+
+  describe.skipIf(!native)('block hashes (read verification)', () => {
+    it('XXH64 in C agrees with xxhash-wasm, block by block, and names the first block that differs', async () => {
+      const hash = await loadXxh64();
+      const n = 64;
+      const buf = Buffer.from(Array.from({ length: n * 4 * KiB }, (_, i) => (i * 2654435761) >>> 24));
+      buf.fill(0, 3 * 4 * KiB, 4 * 4 * KiB); // a zero block hashes like any other
+      const expected = new Float64Array(n);
+      for (let i = 0; i < n; i++) expected[i] = hash(buf.subarray(i * 4 * KiB, (i + 1) * 4 * KiB));
+      const bh = nativeBlockHash()!;
+      expect(bh.verify(buf, 0, n, expected, 0)).toBe(-1);
+      expect(bh.verify(buf, 10 * 4 * KiB, 5, expected, 10)).toBe(-1);
+      buf[37 * 4 * KiB + 4095] ^= 1;
+      expect(bh.verify(buf, 0, n, expected, 0)).toBe(37);
+      expect(bh.verify(buf, 30 * 4 * KiB, 10, expected, 30)).toBe(7);
+      expected[0] = NaN; // a container's hash matches nothing
+      expect(bh.verify(buf, 0, 1, expected, 0)).toBe(0);
+      expect(() => bh.verify(buf, 0, n + 1, expected, 0)).toThrow(/outside their buffer/);
+    });
+
+    it('readBlocks reads and verifies in one call; a file that ends first is E_SHORT', async () => {
+      const hash = await loadXxh64();
+      withFile('hashed', (fd) => {
+        const data = Buffer.concat([block(1), block(2), block(3)]);
+        writeSync(fd, data, 0, data.length, 0);
+        const expected = new Float64Array([1, 2, 3].map((i) => hash(block(i))));
+        const into = Buffer.alloc(3 * 4 * KiB);
+        expect(nativeBlockHash()!.read(fd, 0, 3, into, 0, expected, 0)).toBe(-1);
+        expect(into.equals(data)).toBe(true);
+        expected[2] = hash(block(9));
+        expect(nativeBlockHash()!.read(fd, 4 * KiB, 2, into, 0, expected, 1)).toBe(1);
+        expect(() => nativeBlockHash()!.read(fd, 2 * 4 * KiB, 2, into, 0, expected, 0)).toThrow(expect.objectContaining({ code: 'E_SHORT' }));
       });
     });
   });

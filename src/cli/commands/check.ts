@@ -3,9 +3,11 @@ import { checkStore, type CheckReport } from '../../store/check.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
+import { BLOCK_SIZE } from '../../store/types.js';
 
 export function renderCheck(r: CheckReport): string {
-  const lines = r.faults.map((f) => `${f.class === 'leak' ? 'Leaked' : 'ERROR'}: ${f.message}${f.repaired ? ' (repaired)' : ''}`);
+  const lines = r.faults.flatMap((f) => [`${f.class === 'leak' ? 'Leaked' : 'ERROR'}: ${f.message}${f.repaired ? ' (repaired)' : ''}`, ...readsOf(r, f.slot)]);
+  if (r.damagedReadsNotListed > 0) lines.push(`  ... and ${r.damagedReadsNotListed} further read(s) of damaged slots`);
   lines.push(
     `${r.images} image(s), ${r.slotsVerified} slot(s) in use verified (${humanBytes(r.verifiedBytes)}) in ${r.elapsedMs} ms`,
     r.faults.length === 0
@@ -13,6 +15,14 @@ export function renderCheck(r: CheckReport): string {
       : `${r.corruptions} corruption(s), ${r.leaks} leak(s)${r.repaired ? `, ${r.repaired} repaired` : ''}; store is ${r.status === 'clean' ? 'now clean' : r.status === 'leaks' ? 'leaking space (run check --repair)' : 'CORRUPT'}`,
   );
   return lines.join('\n') + '\n';
+}
+
+/** Under a damaged slot's fault, each image and byte offset that reads it: what a user restores or rewrites. */
+function readsOf(r: CheckReport, slot: number | undefined): string[] {
+  if (slot === undefined) return [];
+  return r.damagedReads
+    .filter((d) => d.slot === slot)
+    .map((d) => `  read by image ${d.image} at byte offset ${d.offset}${d.length > BLOCK_SIZE ? ` (${d.length} bytes)` : ''}`);
 }
 
 export const checkCommand = () =>
