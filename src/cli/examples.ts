@@ -1,5 +1,6 @@
 /** One example per command, shown at the end of its --help (kept under 80 columns). */
 export const EXAMPLES: Record<string, string> = {
+  help: 'strata help import',
   init: 'strata --store /srv/strata init --compress zstd',
   create: 'strata create debian --from debian.qcow2',
   import: 'strata import debian-b.raw debian-b --parent debian-a',
