@@ -28,7 +28,7 @@ export const EXAMPLES: Record<string, string> = {
   read: 'strata read web1 --offset 1M --length 4096 | xxd | head',
   write: 'strata write web1 --offset 1M patch.bin',
   serve: 'strata serve web1 web2 --socket /run/strata.sock',
-  remote: 'strata remote add fleet s3://images --endpoint http://rgw:7480',
+  remote: 'strata remote add fleet s3://images --endpoint http://rgw:7480 --create',
   push: 'strata push debian-12 fleet',
   pull: 'strata pull fleet/debian-12',
   ui: 'strata ui --open',
