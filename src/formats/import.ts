@@ -141,7 +141,7 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
 export function importSource(store: Store, src: ImportSource, name: string, opts: ImportOptions = {}): ImageRecord {
   const target = beginImport(store, name, src.size, opts);
   try {
-    copySourceInto(src, target.img, (done) => opts.onProgress?.(done, src.size));
+    copySourceInto(src, target.img, opts.onProgress);
   } catch (e) {
     target.abandon();
     throw e;

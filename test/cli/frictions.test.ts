@@ -213,6 +213,23 @@ describe('small frictions (#25 item 7)', () => {
     strataOk(store, ['rm', 'mine']);
   });
 
+  it.runIf(hasScript())('the progress of a sparse import counts its data, not its holes: "/ 16 MiB" of an 80 MiB file', async () => {
+    const dir = tmpDir();
+    const store = path.join(dir, 'st');
+    const file = path.join(dir, 'sparse.raw');
+    // Four runs of 4 MiB of data, each after a 16 MiB hole.
+    const fd = fs.openSync(file, 'w');
+    for (let k = 0; k < 4; k++) fs.writeSync(fd, crypto.randomBytes(4 * 1024 * 1024), 0, 4 * 1024 * 1024, (k + 1) * 16 * 1024 * 1024 + k * 4 * 1024 * 1024);
+    fs.closeSync(fd);
+    expect(fs.statSync(file).size).toBe(80 * 1024 * 1024);
+    strataOk(store, ['init']);
+    // Each progress callback sleeps, so the line is drawn before the import ends.
+    const run = strataInPty(store, ['import', file, 'sp'], { STRATA_FAULT: 'progress:sleep:150' });
+    await run.waitFor(/\rimporting sparse\.raw.*\d+%  [\d.]+ (B|KiB|MiB) \/ 16 MiB/);
+    expect(await run.exit).toBe(0);
+    expect(run.output()).not.toMatch(/\/ 80 MiB/);
+  });
+
   it.runIf(hasScript())('read to a terminal and write from one are refused with the way to do it; - asks for it', async () => {
     const store = tmpDir();
     strataOk(store, ['create', 'a', '--size', '1M']);
