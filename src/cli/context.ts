@@ -77,7 +77,8 @@ export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R>
     if (text) process.stdout.write(text);
   } catch (e) {
     // SQLite finds a damaged page only when a query reaches it, long after the store opened.
-    if (isStrataError(e, 'E_NOT_FOUND') && typeof e.data.image === 'string' && opened) throw withImageHint(e, e.data.image, opened);
+    // A local image only: a name missing from a remote is looked up among the remote's, not here.
+    if (isStrataError(e, 'E_NOT_FOUND') && typeof e.data.image === 'string' && e.data.remote === undefined && opened) throw withImageHint(e, e.data.image, opened);
     const code = (e as { code?: unknown }).code;
     if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') {
       throw corrupt(`store database ${path.join(ctx.storeDir, DB_FILE)} is corrupt: ${(e as Error).message}`, { file: path.join(ctx.storeDir, DB_FILE) });

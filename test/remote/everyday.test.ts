@@ -71,6 +71,11 @@ describe.skipIf(!haveRgw())('the remote says what it does (#25 item 5)', () => {
     expect(strataOk(B, ['pull', 'fleet/a']).stdout).toMatch(/^pulled a from fleet \(manifest [0-9a-f]{12}\): stored 512 new block\(s\) \(2 MiB\), fetched as \S+ \S+ in \d+ request\(s\); 0 already here; 1 of 1 layer\(s\) new\n$/);
     expect(strataOk(B, ['pull', 'fleet/b']).stdout).toMatch(/^pulled b from fleet \(manifest [0-9a-f]{12}\): stored 256 new block\(s\) \(1 MiB\), fetched as \S+ \S+ in \d+ request\(s\); 256 already here; 1 of 1 layer\(s\) new\n$/);
 
+    // A name missing from the remote: no "did you mean" from this store's local images (B holds a and b).
+    const missing = strata(B, ['pull', 'fleet/aa']);
+    expect(missing.stderr).toBe('strata: remote fleet has no image aa\n');
+    expect(missing.status).toBe(ERROR_CODES.E_NOT_FOUND);
+
     // Waste: b deleted leaves its pack dead; gc -n then gc report the same counts and the same line.
     strataOk(A, ['remote', 'delete', 'fleet/b']);
     const dry = json(strataOk(A, ['--json', 'remote', 'gc', 'fleet', '--dry-run']));

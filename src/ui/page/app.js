@@ -40,7 +40,7 @@ function drawForest() {
     ...crumbs.map((name, i) =>
       h('a', { href: '#', on: { click: (e) => (e.preventDefault(), icicle.setFocus(i === 0 ? '\u0000' : name), drawForest()) } }, i === 0 ? 'all images' : name),
     ),
-    h('span', { class: 'muted' }, ` · ${r.total}`),
+    h('span', { class: 'muted' }, ` · total ${r.total}`),
   );
 }
 
