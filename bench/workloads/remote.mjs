@@ -155,7 +155,7 @@ async function pushGoal(ctx, env) {
     runs,
     log,
     a: {
-      setup: (i) => strata(store, 'remote', 'add', `r${tag(i)}`, `s3://${bucket}/push-${tag(i)}`, '--endpoint', endpoint),
+      setup: (i) => strata(store, 'remote', 'add', `r${tag(i)}`, `s3://${bucket}/push-${tag(i)}`, '--create', '--endpoint', endpoint),
       run: (i) => {
         const t = run(node, strataArgs(store, 'push', 'a', `r${tag(i)}`, '--json'));
         return { ms: t.ms, push: JSON.parse(t.stdout) };
@@ -201,7 +201,7 @@ async function secondGoal(ctx, env) {
   const { store, client, bucket, endpoint } = env;
   log('remote second: strata import debian-b.ext4 b (same store); remote fleet; push a, then push b');
   strata(store, 'import', inputs.sparseB, 'b');
-  strata(store, 'remote', 'add', 'fleet', `s3://${bucket}/fleet`, '--endpoint', endpoint);
+  strata(store, 'remote', 'add', 'fleet', `s3://${bucket}/fleet`, '--create', '--endpoint', endpoint);
   const pa = strataJson(store, 'push', 'a', 'fleet');
   const before = new Set((await listPrefix(client, bucket, 'fleet/')).map((o) => o.key));
   const t = run(node, strataArgs(store, 'push', 'b', 'fleet', '--json'));
@@ -363,7 +363,7 @@ async function lazyRead(env, image, reads, label) {
   let server;
   try {
     strata(store, 'init');
-    strata(store, 'remote', 'add', 'fleet', `s3://${bucket}/fleet`, '--endpoint', endpoint);
+    strata(store, 'remote', 'add', 'fleet', `s3://${bucket}/fleet`, '--create', '--endpoint', endpoint);
     const clone = strataJson(store, 'clone', `fleet/${image}`, 'vm');
     server = await startServer(node, [STRATA_MAIN, '--store', store, 'serve', 'vm', '--socket', sock, '--log-level', 'info'], sock);
     const args = ['-r', '-f', 'raw', ...reads.flatMap(([o, l]) => ['-c', `read ${o} ${l}`]), `nbd+unix:///vm?socket=${sock}`];

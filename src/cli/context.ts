@@ -5,7 +5,10 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { corrupt } from '../errors.js';
+import { corrupt, isStrataError, StrataError } from '../errors.js';
+import { listVisibleImages } from '../store/catalog.js';
+import { printable } from '../untrusted.js';
+import { closeNames } from './suggest.js';
 import { DB_FILE, openStore, type Store, type StoreOptions } from '../store/store.js';
 import { recoverAbandoned } from '../formats/import.js';
 import { makeLogger, type Logger } from './logger.js';
@@ -21,7 +24,11 @@ export interface Ctx {
   storeDir: string;
   json: boolean;
   logger: Logger;
-  /** Opens the store once per command; closed by runCommand. */
+  /**
+   * Something the user should know that does not stop the command: one line on
+   * stderr now, whatever the mode, and with --json also in the result's `warnings`.
+   */
+  warn(message: string): void;
   /** Opens the store on first use; `tuning` (memory of a long-running server) counts only on that first call. */
   store(tuning?: Pick<StoreOptions, 'sqliteCacheBytes' | 'cacheSegments'>): Promise<Store>;
 }
@@ -44,10 +51,15 @@ export type Render<R> = (result: R, ctx: Ctx) => string | undefined;
 export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R> | R, render: Render<R>): Promise<void> {
   const g = cmd.optsWithGlobals() as GlobalOptions;
   let opened: Store | undefined;
+  const warnings: string[] = [];
   const ctx: Ctx = {
     storeDir: g.store ? path.resolve(g.store) : defaultStoreDir(),
     json: !!g.json,
     logger: await makeLogger(g.logLevel),
+    warn(message) {
+      warnings.push(message);
+      process.stderr.write(`strata: warning: ${printable(message)}\n`);
+    },
     async store(tuning) {
       if (!opened) {
         opened = await openStore(ctx.storeDir, { ...tuning, create: CREATES_STORE.has(cmd.name()) });
@@ -61,10 +73,12 @@ export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R>
   try {
     const result = await body(ctx);
     // A command that wrote its data to stdout itself (read, export -) returns nothing to print.
-    const text = result === undefined ? undefined : ctx.json ? JSON.stringify(result, null, 2) + '\n' : render(result, ctx);
+    const text = result === undefined ? undefined : ctx.json ? JSON.stringify(withWarnings(result, warnings), null, 2) + '\n' : render(result, ctx);
     if (text) process.stdout.write(text);
   } catch (e) {
     // SQLite finds a damaged page only when a query reaches it, long after the store opened.
+    // A local image only: a name missing from a remote is looked up among the remote's, not here.
+    if (isStrataError(e, 'E_NOT_FOUND') && typeof e.data.image === 'string' && e.data.remote === undefined && opened) throw withImageHint(e, e.data.image, opened);
     const code = (e as { code?: unknown }).code;
     if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') {
       throw corrupt(`store database ${path.join(ctx.storeDir, DB_FILE)} is corrupt: ${(e as Error).message}`, { file: path.join(ctx.storeDir, DB_FILE) });
@@ -73,4 +87,20 @@ export async function runCommand<R>(cmd: Command, body: (ctx: Ctx) => Promise<R>
   } finally {
     opened?.close();
   }
+}
+
+/** A --json document carries the warnings printed on the way (an object's `warnings`; a list has no place for them). */
+function withWarnings<R>(result: R, warnings: readonly string[]): R | (R & { warnings: string[] }) {
+  if (warnings.length === 0 || typeof result !== 'object' || result === null || Array.isArray(result)) return result;
+  return { ...result, warnings: [...warnings] };
+}
+
+/** `info Debian` where the store has `debian`: the same error, with the names it may have meant as its hint. */
+function withImageHint(e: StrataError, name: string, store: Store): StrataError {
+  if (e.data.hint !== undefined) return e;
+  const near = closeNames(name, listVisibleImages(store.db).map((i) => i.name));
+  if (near.length === 0) return e;
+  const err = new StrataError(e.code, e.message, { ...e.data, hint: `did you mean ${near.join(' or ')}?` }, { cause: e });
+  err.stack = e.stack;
+  return err;
 }

@@ -1,5 +1,6 @@
 /** One example per command, shown at the end of its --help (kept under 80 columns). */
 export const EXAMPLES: Record<string, string> = {
+  help: 'strata help import',
   init: 'strata --store /srv/strata init --compress zstd',
   create: 'strata create debian --from debian.qcow2',
   import: 'strata import debian-b.raw debian-b --parent debian-a',
@@ -29,7 +30,7 @@ export const EXAMPLES: Record<string, string> = {
   read: 'strata read web1 --offset 1M --length 4096 | xxd | head',
   write: 'strata write web1 --offset 1M patch.bin',
   serve: 'strata serve web1 web2 --socket /run/strata.sock',
-  remote: 'strata remote add fleet s3://images --endpoint http://rgw:7480',
+  remote: 'strata remote add fleet s3://images --endpoint http://rgw:7480 --create',
   push: 'strata push debian-12 fleet',
   pull: 'strata pull fleet/debian-12',
   ui: 'strata ui --open',

@@ -21,7 +21,7 @@ try {
     // Help and --version end here with status 0; usage errors are bad input.
     process.exitCode = e.exitCode === 0 ? 0 : ERROR_CODES.E_BAD_INPUT;
   } else if (e instanceof StrataError) {
-    reportError(e.code, e.message, e.stack);
+    reportError(e.code, e.message, e.stack, typeof e.data.hint === 'string' ? e.data.hint : undefined);
     process.exitCode = e.exitStatus;
   } else {
     const err = e as Error;

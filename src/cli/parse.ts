@@ -18,5 +18,12 @@ export function parseBytes(raw: string, what = 'size'): number {
   return Number(total);
 }
 
+/** Parses a whole count of things (requests per second, clients); `what` names the option, `unit` what it counts. */
+export function parseCount(raw: string, what: string, unit: string): number {
+  const t = String(raw).trim();
+  if (!/^\d+$/.test(t) || !Number.isSafeInteger(Number(t))) throw badInput(`invalid ${what} ${JSON.stringify(raw)}: expected a whole number of ${unit}`);
+  return Number(t);
+}
+
 // One formatter for the CLI and the library's messages (src/units.ts).
 export { humanBytes } from '../units.js';

@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { STRATA_VERSION } from './version.js';
 import { EXAMPLES } from './examples.js';
-import { reportError } from './failure.js';
+import { reportError, splitUsageError } from './failure.js';
 import { cloneCommand } from './commands/clone.js';
 import { createCommand } from './commands/create.js';
 import { demoCommand } from './commands/demo.js';
@@ -37,6 +37,7 @@ import { pushCommand } from './commands/push.js';
 import { remoteCommand } from './commands/remote.js';
 import { sendCommand } from './commands/send.js';
 import { receiveCommand } from './commands/receive.js';
+import { helpCommand } from './commands/help.js';
 
 
 export function buildProgram(): Command {
@@ -48,8 +49,14 @@ export function buildProgram(): Command {
     .option('--log-level <level>', 'pino log level on stderr: debug, info, warn, error', undefined)
     .option('--debug', 'print stack traces with errors')
     .exitOverride()
-    .configureOutput({ outputError: (str) => reportError('E_BAD_INPUT', str.replace(/^error: /, '').trimEnd()) })
+    .configureOutput({
+      outputError: (str) => {
+        const { message, hint } = splitUsageError(str.replace(/^error: /, '').trimEnd());
+        reportError('E_BAD_INPUT', message, undefined, hint);
+      },
+    })
     .configureHelp({ showGlobalOptions: true })
+    .helpCommand(false)
     .showSuggestionAfterError();
   const commands = [
     initCommand,
@@ -86,6 +93,7 @@ export function buildProgram(): Command {
     receiveCommand,
     uiCommand,
     demoCommand,
+    helpCommand(program),
   ];
   for (const make of commands) {
     // Subcommands share the program's error output, exit override and help layout (global options shown).

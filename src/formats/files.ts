@@ -88,7 +88,7 @@ function qcow2Source(file: string, snapshot: string | undefined, holesInherit: b
 
 /** A valid image name from a file name: its stem, with other characters made '-'. */
 export function nameFromFile(file: string, prefix = ''): string {
-  const stem = path.basename(file).replace(/\.(qcow2?|img|raw|vhdx?|vpc|vmdk|vdi|qed|hdd|dmg|bochs)$/i, '');
+  const stem = path.basename(file).replace(/\.(qcow2?|img|raw|bin|iso|dd|disk|ext[234]|vhdx?|vpc|vmdk|vdi|qed|hdd|dmg|bochs)$/i, '');
   const clean = (prefix + stem).replace(/[^A-Za-z0-9._+-]/g, '-').replace(/\.\.+/g, '.').replace(/^[^A-Za-z0-9]+/, '');
   return clean.slice(0, 128) || 'backing';
 }

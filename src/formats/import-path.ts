@@ -46,6 +46,7 @@ function stdinFile(): string | undefined {
 
 export async function importPath(store: Store, file: string, name: string | undefined, opts: PathImportOptions = {}): Promise<ImageRecord> {
   if (opts.backingDirs?.length && !opts.withBacking) throw badInput('--backing-dir goes with --with-backing: it names where backing files may be');
+  if (opts.namePrefix !== undefined && !opts.withBacking) throw badInput('--name-prefix goes with --with-backing: it names the backing layers, and without it there are none');
   const container = importContainerRef(store, file, name, opts);
   if (container !== undefined) return container;
   const warn = opts.warn ?? (() => undefined);

@@ -7,7 +7,7 @@
 import { requireCompressor, storeCompression, type CodecSpec } from '../store/codecs.js';
 import fs from 'node:fs';
 import path from 'node:path';
-import { badInput } from '../errors.js';
+import { StrataError, badInput } from '../errors.js';
 import { assertNameFree, chainOf, getImage, insertImage, listImagesWithPrefix, updateImage } from '../store/catalog.js';
 import { imageName } from '../store/names.js';
 import type { Store } from '../store/store.js';
@@ -21,6 +21,14 @@ import { faultPoint } from '../store/faults.js';
 import { VIEW_PREFIX } from '../image/views.js';
 
 export const HIDDEN_PREFIX = '.import-';
+/** The label of a hidden import naming the image it will become: a second import of that name is refused at its start, not at its end. */
+const IMPORT_OF = 'strata.import-of';
+
+/** An import still running (its writer lease is live) that will take `name`. Call inside a write transaction. */
+function rivalImport(store: Store, name: string): ImageRecord | undefined {
+  const hidden = listImagesWithPrefix(store.db, HIDDEN_PREFIX).filter((r) => r.labels[IMPORT_OF] === name);
+  return hidden.find((r) => liveLeases(store, [r.id]).length > 0);
+}
 
 /** Which file, and which version of it, an image came from: size and mtime tell a changed file from the one imported. */
 export function fileStamp(file: string): { file: string; fileBytes: number; modifiedAt: string } {
@@ -73,13 +81,15 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
     store,
     (take) => {
       assertNameFree(store.db, final);
+      const rival = rivalImport(store, final);
+      if (rival) throw new StrataError('E_EXISTS', `another import is already making an image named ${final}; wait for it, or import under another name`, { image: final });
       const parent = opts.parent === undefined ? null : getImage(store.db, opts.parent);
       if (parent && !isFrozen(parent)) {
         throw badInput(`cannot import onto ${parent.name}: it is a writable leaf, whose changes would show through the new layer; snapshot or freeze it first`, {
           parent: parent.name,
         });
       }
-      const rec = insertImage(store.db, { name: tmp, kind: 'leaf', parentId: parent?.id ?? null, virtualSize, labels: opts.labels, source: opts.source ?? null });
+      const rec = insertImage(store.db, { name: tmp, kind: 'leaf', parentId: parent?.id ?? null, virtualSize, labels: { ...opts.labels, [IMPORT_OF]: final }, source: opts.source ?? null });
       return { rec, chain: chainOf(store.db, rec), lease: take(store, rec.id, rec.name, 'write') };
     },
     { durable: true },
@@ -116,7 +126,7 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
     try {
       done = store.write(() => {
         assertNameFree(store.db, final);
-        updateImage(store.db, made.rec.id, { name: final, kind: opts.writable ? 'leaf' : frozenKind(made.rec.parentId), ...(size !== undefined ? { virtualSize: size } : {}), ...(source ? { source } : {}) });
+        updateImage(store.db, made.rec.id, { name: final, labels: opts.labels ?? {}, kind: opts.writable ? 'leaf' : frozenKind(made.rec.parentId), ...(size !== undefined ? { virtualSize: size } : {}), ...(source ? { source } : {}) });
         faultPoint('import.before-rename-commit');
         return getImage(store.db, final);
       });
@@ -134,7 +144,7 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
 export function importSource(store: Store, src: ImportSource, name: string, opts: ImportOptions = {}): ImageRecord {
   const target = beginImport(store, name, src.size, opts);
   try {
-    copySourceInto(src, target.img, (done) => opts.onProgress?.(done, src.size));
+    copySourceInto(src, target.img, opts.onProgress);
   } catch (e) {
     target.abandon();
     throw e;

@@ -51,7 +51,8 @@ function unlinkQuietly(file: string): void {
 function ioError(file: string, e: unknown, doing: string): StrataError {
   const err = e as NodeJS.ErrnoException;
   if (err.code === 'ENOSPC') return new StrataError('E_NO_SPACE', `no space left to write ${file}`, { file });
-  if (err.code === 'EPIPE') return new StrataError('E_IO', `${file}: the reading end closed before the export finished`, { file });
+  // `closedPipe`: the reader stopped wanting more (`| head`); the CLI ends quietly on stdout, as cat does.
+  if (err.code === 'EPIPE') return new StrataError('E_IO', `${file}: the reading end closed before the export finished`, { file, closedPipe: true });
   if (err.code === 'ENOENT') return new StrataError('E_NOT_FOUND', `cannot ${doing} ${file}: its directory does not exist`, { file });
   if (err.code === 'EACCES' || err.code === 'EPERM' || err.code === 'EROFS') return new StrataError('E_IO', `cannot ${doing} ${file}: ${err.code}`, { file });
   return new StrataError('E_IO', `cannot ${doing} ${file}: ${err.code ?? err.message}`, { file });

@@ -70,8 +70,16 @@ export function openRawSource(file: string): ImportSource {
 
 const CHUNK = 4 * 1024 * 1024;
 
-/** Copies a source into an open writable image; `onProgress` hears the source offset reached. */
-export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'read' | 'readInto'>, img: ReturnType<typeof openImage>, onProgress?: (done: number) => void): void {
+/**
+ * Copies a source into an open writable image. `onProgress` hears the bytes
+ * of data copied of all the source holds: holes and zero runs cost nothing,
+ * and counted as done they made a sparse file's rate, and so its ETA, a lie.
+ */
+export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'read' | 'readInto'>, img: ReturnType<typeof openImage>, onProgress?: OnProgress): void {
+  // One pass over the extents first (metadata only: SEEK_DATA, L2 tables) for the total.
+  let total = 0;
+  if (onProgress) for (const ext of extentWindows(src)) if (ext.kind === 'data') total += ext.length;
+  let done = 0;
   // Read buffers are lent to the image (no copy) and come back once a flush has emptied it, so an
   // import holds its dirty limit plus one chunk, however long it runs: fresh buffers per chunk
   // left hundreds of MiB for the garbage collector to find.
@@ -87,14 +95,16 @@ export function copySourceInto(src: Pick<ImportSource, 'size' | 'extents' | 'rea
     if (ext.kind === 'hole') continue;
     if (ext.kind === 'zero') {
       img.writeZeroes(ext.offset, ext.length);
-      onProgress?.(ext.offset + ext.length);
+      // No data done, but a chance to stop (Ctrl-C is checked in the callback).
+      onProgress?.(done, total);
       continue;
     }
     for (let off = ext.offset; off < ext.offset + ext.length; off += CHUNK) {
       const n = Math.min(CHUNK, ext.offset + ext.length - off);
       img.write(off, readChunk(off, n), true);
       if (img.dirtyBytes === 0) idle.push(...lent.splice(0));
-      onProgress?.(off + n);
+      done += n;
+      onProgress?.(done, total);
     }
   }
   // The bytes of the last, partial block past the end must be zero: a larger layer imported on

@@ -190,13 +190,14 @@ export function rollbackImage(store: Store, leafName: string, to?: string): Roll
   return r;
 }
 
-export function freezeImage(store: Store, name: string): ImageRecord {
+/** `wasFrozen`: the image was frozen already and nothing changed. */
+export function freezeImage(store: Store, name: string): ImageRecord & { wasFrozen: boolean } {
   return store.write(() => {
     const img = getImage(store.db, name);
-    if (isFrozen(img)) return img;
+    if (isFrozen(img)) return { ...img, wasFrozen: true };
     assertNotOpen(store, [img], `freeze ${name}`);
     updateImage(store.db, img.id, { kind: frozenKind(img.parentId) });
-    return getImage(store.db, name);
+    return { ...getImage(store.db, name), wasFrozen: false };
   });
 }
 

@@ -297,12 +297,19 @@ function zeroedTail(store: Store, chain: readonly ImageRecord[], end: number): {
  * block whole from a larger parent, or hold its own copy of such a block
  * after a write into it. Imports now zero that tail (copySourceInto), but
  * leaves imported before hold such blocks.
+ *
+ * `to` is a size, or `{ by }` bytes more (or fewer) than the size read in the
+ * transaction (`qemu-img resize IMG +1G`).
  */
-export function resizeImage(store: Store, name: string, size: number, opts: ReshapeOptions & { shrink?: boolean } = {}): ReshapeResult {
-  checkVirtualSize(size);
+export function resizeImage(store: Store, name: string, to: number | { by: number }, opts: ReshapeOptions & { shrink?: boolean } = {}): ReshapeResult {
+  if (typeof to === 'number') checkVirtualSize(to);
   return reshapeTx(store, 'resize', () => {
     const img = getImage(store.db, name);
     if (isFrozen(img)) throw new StrataError('E_READONLY', `image ${name} is frozen (${img.kind}); only a leaf can be resized`, { image: name });
+    if (typeof to !== 'number' && img.virtualSize + to.by < 0) {
+      throw badInput(`cannot shrink ${name} (${bytesText(img.virtualSize)}) by ${bytesText(-to.by)}: that is more than its size`, { image: name });
+    }
+    const size = typeof to === 'number' ? to : checkVirtualSize(img.virtualSize + to.by);
     if (size < img.virtualSize && !opts.shrink) {
       throw badInput(`${humanBytes(size)} (${size} bytes) is smaller than ${name} (${bytesText(img.virtualSize)}); pass --shrink to drop the data past the new end`, { image: name, size });
     }

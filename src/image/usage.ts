@@ -2,7 +2,10 @@
  * Space accounting from the maps alone (no data is read).
  * - referenced: blocks of stored data an image reads through its whole chain;
  * - own: blocks its own layer maps;
- * - stored: slots in use, over the whole store.
+ * - distinct: the store's distinct blocks, 4 KiB each uncompressed;
+ * - stored: what they take in the data files (compressed ones by their
+ *   container slots), over the whole store.
+ * Every command and the page use these names for these figures only.
  *
  * The savings telescope: logical - referenced (zero blocks never stored)
  * + referenced - own (layers and clones share their parents' blocks)
@@ -19,6 +22,30 @@ import { DB_FILE, metaNumber, type Store } from '../store/store.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
 import type { Segment } from '../store/segment.js';
 import { resolveFrozen } from './resolve.js';
+
+export interface BlockTotals {
+  /** Distinct blocks the store knows (here, compressed or not, or in a remote pack). */
+  distinctBlocks: number;
+  /** distinctBlocks × 4 KiB: what they would take uncompressed. */
+  distinctBytes: number;
+  /** Bytes the blocks kept here take in the data files: blocks as they are, plus containers of compressed ones. */
+  storedBytes: number;
+  /** Distinct blocks whose bytes are in a remote pack, not here. */
+  remoteBytes: number;
+}
+
+/** The store's block figures, the one place they are computed (info, stats, the page). Call inside a read transaction for a consistent set. */
+export function blockTotals(store: Store): BlockTotals {
+  const p = packedCounts(store.db);
+  const distinctBlocks = usedSlotCount(store.db) - p.containers;
+  const remote = metaNumber(store.db, 'remote_blocks') * BLOCK_SIZE;
+  return {
+    distinctBlocks,
+    distinctBytes: distinctBlocks * BLOCK_SIZE,
+    storedBytes: distinctBlocks * BLOCK_SIZE - remote - (p.packedBlocks - p.containers) * BLOCK_SIZE,
+    remoteBytes: remote,
+  };
+}
 
 function countSlots(s: Segment): number {
   if (typeof s === 'number') return s >= 2 ? SEGMENT_ENTRIES : 0;
@@ -139,9 +166,7 @@ export function storeStats(store: Store, opts: { referenced?: ReferencedCache } 
       clusters += ownClusters(store, img);
     }
     const p = packedCounts(store.db);
-    const distinct = (usedSlotCount(store.db) - p.containers) * BLOCK_SIZE;
-    const remote = metaNumber(store.db, 'remote_blocks') * BLOCK_SIZE;
-    const stored = distinct - remote - (p.packedBlocks - p.containers) * BLOCK_SIZE;
+    const { distinctBytes: distinct, remoteBytes: remote, storedBytes: stored } = blockTotals(store);
     const compression = {
       setting: compressionText(storeCompression(store.db)),
       blocks: p.packedBlocks,

@@ -39,7 +39,7 @@ import { faultDelay, faultPoint } from '../store/faults.js';
 import type { CodecSpec } from '../store/codecs.js';
 import { decodeFragment, planRanges } from './fetch.js';
 import { confirmed, falseClaims, placeKey, readTrailers, verifyFragments, type RemoteProblem } from './claims.js';
-import { encodeIndex, encodeIndexes, type BlockPlace } from './index-file.js';
+import { encodeIndex, encodeIndexes, MAX_INDEX_ENTRIES, packTrailerBytes, type BlockPlace } from './index-file.js';
 import { digestsOf } from './layer-file.js';
 import { sha256Hex } from './layout.js';
 import { lockForGc } from './locks.js';
@@ -206,8 +206,20 @@ export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Prom
       problems,
     };
     if (opts.dryRun) {
-      result.indexes.rewritten = indexes.filter((ix) => ix.places.some(stale)).length;
-      result.bytes.after = before - result.bytes.deleted;
+      // The counts the real run would report, found without a write: `gc -n` then `gc` agree.
+      const copies = sparse.flatMap((id) => planRanges(byPack.get(id)!, 64 * 1024, 8 * 1024 * 1024).flatMap((r) => r.places));
+      const packed = packSizes(copies.map((p) => p.length), opts.packBytes ?? 16 * 1024 * 1024);
+      result.packs.written = packed.length;
+      result.bytes.written = packed.reduce((n, s) => n + s, 0);
+      result.indexes.written = Math.ceil(copies.length / MAX_INDEX_ENTRIES);
+      for (const ix of indexes.filter((x) => x.places.some(stale))) {
+        const rest = ix.places.filter((p) => !stale(p));
+        if (rest.length > 0 && sha256Hex(encodeIndex(rest)) === ix.id) continue;
+        if (rest.length > 0) result.indexes.written++;
+        result.indexes.rewritten += rest.length > 0 ? 1 : 0;
+        result.indexes.deleted++;
+      }
+      result.bytes.after = before - result.bytes.deleted + result.bytes.written;
       return result;
     }
 
@@ -314,4 +326,23 @@ function planKeep(holders: ReadonlyMap<string, BlockPlace[]>, refuted: (p: Block
     else if (k.reduce((n, p) => n + p.length, 0) < repackBelow * size) sparse.push(id);
   }
   return { keep, byPack, dead, sparse };
+}
+
+/** The sizes of the packs a packer makes of fragments of these lengths, in this order (packer.ts seals a pack once it reaches `packBytes`). */
+function packSizes(lengths: readonly number[], packBytes: number): number[] {
+  const out: number[] = [];
+  let size = 0;
+  let count = 0;
+  const seal = () => {
+    if (count > 0) out.push(size + packTrailerBytes(count));
+    size = 0;
+    count = 0;
+  };
+  for (const l of lengths) {
+    size += l;
+    count++;
+    if (size >= packBytes) seal();
+  }
+  seal();
+  return out;
 }

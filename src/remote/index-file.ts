@@ -135,8 +135,11 @@ export function decodeIndex(b: Buffer, name: string): BlockPlace[] {
 }
 
 /** The trailer that ends a pack whose fragments are `places` (pack ids ignored). */
+/** The bytes of the trailer of a pack of `count` fragments. */
+export const packTrailerBytes = (count: number): number => PACK_ENTRY * count + 4 + 8;
+
 export function encodePackTrailer(places: readonly Omit<BlockPlace, 'pack'>[]): Buffer {
-  const out = Buffer.alloc(PACK_ENTRY * places.length + 4 + 8);
+  const out = Buffer.alloc(packTrailerBytes(places.length));
   let at = 0;
   for (const e of places) {
     at += e.digest.copy(out, at);

@@ -32,7 +32,7 @@ import { encodeManifest, MANIFEST_FORMAT, type Manifest } from './manifest.js';
 import { fetchOwnBlocks } from './lazy.js';
 import { lockForPush } from './locks.js';
 import { makePacker, type PackBlock } from './packer.js';
-import { syncIndexes, thisHost, type Remote } from './remote.js';
+import { listRemoteImages, readManifest, syncIndexes, thisHost, type Remote } from './remote.js';
 
 export interface PushOptions {
   packBytes?: number;
@@ -50,6 +50,12 @@ export interface PushResult {
   blocks: number;
   /** Of those, blocks uploaded now (the rest the bucket had, or appeared twice in the chain). */
   newBlocks: number;
+  /** Of `blocks`, those an index of the bucket named already (so not uploaded). */
+  inBucketBlocks: number;
+  /** Of `blocks`, repeats of a block met earlier in this push (uploaded once). */
+  repeatedBlocks: number;
+  /** The bucket's newest manifest of the image already named this very chain: kept, none written (`docker push`'s "already exists"). */
+  manifestExisted: boolean;
   packs: number;
   /** Bytes of packs uploaded (compressed fragments and trailers). */
   uploadedBytes: number;
@@ -66,7 +72,8 @@ export async function pushImage(store: Store, remote: Remote, name: string, opts
       throw new StrataError('E_BAD_INPUT', `image ${name} is a writable leaf: snapshot or freeze it first (strata snapshot ${name}), then push the frozen image`, { image: name });
     }
     const chain = store.db.transaction(() => chainOf(store.db, rec)).deferred();
-    await remote.bucket.ensure();
+    // Made by `remote add --create` only: a push never creates a bucket a typo named.
+    await remote.bucket.check();
     // Shared with other pushes; keeps `remote gc` from collecting what this push counts on or has half-written.
     const lock = await lockForPush(remote);
     try {
@@ -120,10 +127,15 @@ async function pushChain(store: Store, remote: Remote, rec: ImageRecord, chain: 
   const packer = makePacker(remote, { packBytes: opts.packBytes, compress: opts.compress });
   const queued = new Set<string>();
   let blocks = 0;
+  let inBucket = 0;
+  let repeated = 0;
   const layers: { rec: ImageRecord; layer: LocalLayer }[] = [];
   for (const sub of baseFirst) {
     const known = await layerInBucket(remote, sub[0]);
     if (known) {
+      const n = dataBlocks(known.map);
+      blocks += n;
+      inBucket += n;
       layers.push({ rec: sub[0], layer: known });
       done += sub[0].ownBlocks * BLOCK_SIZE;
       continue;
@@ -145,6 +157,8 @@ async function pushChain(store: Store, remote: Remote, rec: ImageRecord, chain: 
       for (const b of r.value) {
         blocks++;
         const hex = b.digest.toString('hex');
+        if (queued.has(hex)) repeated++;
+        else if (placed.has(hex)) inBucket++;
         if (queued.has(hex) || placed.has(hex)) continue;
         queued.add(hex);
         fresh.push(b);
@@ -177,21 +191,24 @@ async function pushChain(store: Store, remote: Remote, rec: ImageRecord, chain: 
   faultPoint('push.after-layers');
 
   // Layers complete: the manifest, which makes the image visible.
-  const manifest: Manifest = {
-    format: MANIFEST_FORMAT,
-    image: rec.name,
-    pushedAt: new Date().toISOString(),
-    host: thisHost(),
-    chain: layers.map(({ rec: r, layer }) => ({ layer: layer.id, name: r.name, kind: r.kind, virtualSize: r.virtualSize, labels: r.labels, blocks: dataBlocks(layer.map) })),
-  };
-  const m = encodeManifest(manifest);
-  faultDelay('push.before-manifest');
-  await remote.bucket.put(remote.keys.manifest(rec.name, m.id), m.bytes);
+  const chainOut = layers.map(({ rec: r, layer }) => ({ layer: layer.id, name: r.name, kind: r.kind, virtualSize: r.virtualSize, labels: r.labels, blocks: dataBlocks(layer.map) }));
+  // Pushed before, unchanged: that manifest (and its id, which scripts and lazy clones name) stays the newest.
+  const existing = await sameNewestManifest(remote, rec.name, chainOut);
+  let manifestId = existing;
+  if (manifestId === undefined) {
+    const m = encodeManifest({ format: MANIFEST_FORMAT, image: rec.name, pushedAt: new Date().toISOString(), host: thisHost(), chain: chainOut });
+    faultDelay('push.before-manifest');
+    await remote.bucket.put(remote.keys.manifest(rec.name, m.id), m.bytes);
+    manifestId = m.id;
+  }
 
   return {
     image: rec.name,
     remote: remote.config.name,
-    manifest: m.id,
+    manifest: manifestId,
+    manifestExisted: existing !== undefined,
+    inBucketBlocks: inBucket,
+    repeatedBlocks: repeated,
     layers: layers.map(({ rec: r, layer }, i) => ({ name: r.name, layer: layer.id, uploaded: uploaded[i] })),
     blocks,
     newBlocks: packer.stats.blocks,
@@ -199,4 +216,14 @@ async function pushChain(store: Store, remote: Remote, rec: ImageRecord, chain: 
     uploadedBytes: packer.stats.packedBytes,
     indexesRead,
   };
+}
+
+/** The id of the image's newest readable manifest in the bucket when it names exactly `chain`; undefined otherwise. */
+async function sameNewestManifest(remote: Remote, image: string, chain: Manifest['chain']): Promise<string | undefined> {
+  const [listed] = await listRemoteImages(remote, image);
+  const newest = listed?.manifests[0];
+  if (!newest) return undefined;
+  const m = await readManifest(remote, image, newest.id);
+  const key = (c: Manifest['chain']) => JSON.stringify(c.map((l) => [l.layer, l.name, l.kind, l.virtualSize, l.blocks, Object.entries(l.labels).sort()]));
+  return key(m.chain) === key(chain) ? newest.id : undefined;
 }

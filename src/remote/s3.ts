@@ -180,7 +180,7 @@ export function openBucket(opts: BucketOptions): Bucket {
       try {
         await client.send(new HeadBucketCommand({ Bucket }));
       } catch (e) {
-        if (isNotFound(e)) throw new StrataError('E_NOT_FOUND', `no bucket ${Bucket} at ${opts.endpoint ?? 'AWS S3'}`, { bucket: Bucket, endpoint: opts.endpoint });
+        if (isNotFound(e)) throw new StrataError('E_NOT_FOUND', `no bucket ${Bucket} at ${opts.endpoint ?? 'AWS S3'} (NoSuchBucket)`, { bucket: Bucket, endpoint: opts.endpoint, s3Error: 'NoSuchBucket' });
         throw fail(e, 'reach');
       }
     },

@@ -122,7 +122,8 @@ export function writerOf(store: Store, imageId: ImageId): LeaseRow | undefined {
   return liveLeases(store, [imageId]).find((l) => l.mode === 'write');
 }
 
-const holder = (r: LeaseRow) => `process ${r.pid}${r.host && r.host !== os.hostname() ? ` on host ${r.host}` : ''}`;
+// Named as the page names it: a lease with a control socket is a `strata serve`'s.
+const holder = (r: LeaseRow) => `${r.control ? 'strata serve' : 'process'} ${r.pid}${r.host && r.host !== os.hostname() ? ` on host ${r.host}` : ''}`;
 
 /**
  * Takes a lease; a writer excludes every other writer of the image. With

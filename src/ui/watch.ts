@@ -13,7 +13,7 @@
  * the watcher records each image's own bytes whenever it sees a change, for
  * as long as it runs, in memory only (the page never writes to the store).
  */
-import { chainOf, getImage } from '../store/catalog.js';
+import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
 import { diffImages, diskUsageOf, type ImageUsage } from '../image/inspect.js';
 import { describeImage, listImageRows, type ImageInfo, type ListedImage } from '../image/listing.js';
@@ -33,6 +33,8 @@ export interface StoreState {
   stats: StoreStats;
   /** `strata ls --json`. */
   images: ListedImage[];
+  /** Names of the images that are snapshots of a leaf (`strata snapshot`): drift counts a leaf's own snapshots, not the image it was cloned from. */
+  snapshots: string[];
   /** `strata du --json`. */
   usage: ImageUsage[];
   /** Live leases: who has which image open. */
@@ -89,12 +91,13 @@ export class StoreWatch {
     // Only who holds what changed (a server opened an image): the figures stand, no need to read them again.
     const read =
       this.state && data === this.data
-        ? { stats: this.state.stats, images: this.state.images, usage: this.state.usage }
+        ? { stats: this.state.stats, images: this.state.images, usage: this.state.usage, snapshots: this.state.snapshots }
         : // One read snapshot, so ls, du and stats agree with each other.
           this.store.db.transaction(() => {
             // Each image's referenced blocks are counted once for both (they would be the same twice).
             const referenced = new Map<number, number>();
-            return { stats: storeStats(this.store, { referenced }), images: listImageRows(this.store), usage: diskUsageOf(this.store, [], { referenced }) };
+            const snapshots = listVisibleImages(this.store.db).filter((i) => i.snapshotAt !== null).map((i) => i.name);
+            return { stats: storeStats(this.store, { referenced }), images: listImageRows(this.store), usage: diskUsageOf(this.store, [], { referenced }), snapshots };
           }).deferred();
     const readAt = new Date().toISOString();
     this.record(read.images, readAt);

@@ -61,7 +61,7 @@ describe('access', () => {
       const r = strata(store, args);
       expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(ERROR_CODES.E_BUSY);
       expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
-      expect(r.stderr).toMatch(/image (web1|base) is open by process \d+/);
+      expect(r.stderr).toMatch(/image (web1|base) is open by strata serve \d+/);
     }
     expect(strataOk(store, ['ls', '--json']).stdout).toBe(before);
   });

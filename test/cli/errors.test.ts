@@ -100,7 +100,7 @@ describe('CLI errors', () => {
     try {
       const r = strata(store, ['write', 'web1'], { input: 'x' });
       expect(r.status).toBe(ERROR_CODES.E_BUSY);
-      expectOneLine(r.stderr, new RegExp(`image web1 is open for writing by process ${server.pid}`));
+      expectOneLine(r.stderr, new RegExp(`image web1 is open for writing by strata serve ${server.pid}`));
       // Removing it from under the server is refused too.
       expect(strata(store, ['rm', 'web1']).status).toBe(ERROR_CODES.E_BUSY);
     } finally {

@@ -55,11 +55,11 @@ describe('human output', () => {
     const s = strataOk(store, ['stats']).stdout;
     expect(widest(s)).toBeLessThanOrEqual(80);
     expect(s).toContain('\nlogical (raw copies):         256 MiB\n');
-    expect(s).toContain('\nstored (slots in use):        3.01 MiB, 1.2% of logical, 96.3% of qcow2\n');
+    expect(s).toContain('\nstored on disk:               3.01 MiB, 1.2% of logical, 96.3% of qcow2\n');
     const p = strataOk(store, ['stats', '--bytes']).stdout;
     expect(widest(p)).toBeLessThanOrEqual(80);
     expect(p).toContain('\nlogical (raw copies):         268435456\n');
-    expect(p).toContain('\ndata files on disk:           3153920 in 1 file(s) (3153920 apparent)\n');
+    expect(p).toContain('\ndata files (allocated):       3153920, 3153920 apparent, 1 file(s)\n');
   });
 
   it('map names the layer that supplies each extent', () => {

@@ -11,7 +11,7 @@ describe('strata info without a name describes the store', () => {
     const store = tmpDir();
     strataOk(store, ['create', 'a', '--size', '1M']);
     const info = JSON.parse(strataOk(store, ['info', '--json']).stdout);
-    expect(info).toMatchObject({ store, schemaVersion: 6, images: 1, slotsInUse: 0 });
+    expect(info).toMatchObject({ store, schemaVersion: 6, images: 1, distinctBlocks: 0, distinctBytes: 0, storedBytes: 0 });
     expect(info.native.mode).toBe(addonBuilt ? 'native' : 'fallback');
     expect(info.leases).toBe(addonBuilt ? 'ofd-lock' : 'pid');
     const forced = JSON.parse(strataOk(store, ['info', '--json'], { env: { STRATA_NO_NATIVE: '1' } }).stdout);

@@ -116,7 +116,7 @@ describe('snapshot and clone of a leaf a server is writing', () => {
     const srv = await startServe(store, ['vm']);
     const r = strata(store, ['rollback', 'vm']);
     expect(r.status).toBe(ERROR_CODES.E_BUSY);
-    expect(r.stderr.trim()).toMatch(/^strata: cannot roll back vm: image vm is open by process \d+$/);
+    expect(r.stderr.trim()).toMatch(/^strata: cannot roll back vm: image vm is open by strata serve \d+$/);
     // A name that exists already: the server's answer comes back as the same typed error.
     const dup = strata(store, ['snapshot', 'vm', 'vm.snap1']);
     expect(dup.status).toBe(ERROR_CODES.E_EXISTS);

@@ -44,7 +44,7 @@ export function rgw(): RgwEnv {
   return started;
 }
 
-/** A bucket name no other test uses (created by whoever first writes to it: strata remote add). */
+/** A bucket name no other test uses (created by the first strata remote add --create). */
 export const freshBucket = (what: string): string => `strata-${what}-${randomBytes(4).toString('hex')}`;
 
 /**
@@ -63,6 +63,6 @@ export function storesOnBucket(stores: readonly string[], bucket: string): void 
   const { endpoint } = rgw();
   for (const s of stores) {
     strataOk(s, ['init']);
-    strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', endpoint]);
+    strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--create', '--endpoint', endpoint]);
   }
 }

@@ -71,9 +71,9 @@ describe.skipIf(!haveRgw())('the local cache of remote blocks has a size limit (
     const B = path.join(dir, 'B');
     const bucket = freshBucket(what);
     strataOk(A, ['init']);
-    strataOk(A, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', endpoint]);
+    strataOk(A, ['remote', 'add', 'fleet', `s3://${bucket}`, '--create', '--endpoint', endpoint]);
     strataOk(B, ['init']);
-    strataOk(B, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', endpoint, ...(cacheSize ? ['--cache-size', cacheSize] : [])]);
+    strataOk(B, ['remote', 'add', 'fleet', `s3://${bucket}`, '--create', '--endpoint', endpoint, ...(cacheSize ? ['--cache-size', cacheSize] : [])]);
     for (const [name, bytes] of Object.entries(images)) {
       const file = path.join(dir, `${name}.raw`);
       fs.writeFileSync(file, bytes);

@@ -34,7 +34,7 @@ describe.skipIf(!haveRgw())('a pinned reader of a leaf across an eviction of its
     const fresh = rng(232).bytes(SIZE);
     for (const s of [A, B]) {
       strataOk(s, ['init']);
-      strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', endpoint]);
+      strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--create', '--endpoint', endpoint]);
     }
     fs.writeFileSync(path.join(dir, 'deb.raw'), old);
     strataOk(A, ['create', 'deb', '--from', path.join(dir, 'deb.raw')]);

@@ -50,7 +50,7 @@ function setUp(seed: number, endpointB?: string): { img: Buffer; B: string; dir:
   const bucket = freshBucket('lazynbd');
   for (const s of [A, B]) {
     strataOk(s, ['init']);
-    strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--endpoint', s === B && endpointB ? endpointB : endpoint]);
+    strataOk(s, ['remote', 'add', 'fleet', `s3://${bucket}`, '--create', '--endpoint', s === B && endpointB ? endpointB : endpoint]);
   }
   strataOk(A, ['create', 'deb', '--from', file]);
   strataOk(A, ['freeze', 'deb']);

@@ -39,7 +39,7 @@ describe.skipIf(!haveRgw())('remote slots are scoped to their remote (Ceph RGW)'
     const s = ['A', ...stores].map((n) => path.join(dir, n));
     for (const st of s) {
       strataOk(st, ['init']);
-      for (const [name, b] of Object.entries(buckets)) strataOk(st, ['remote', 'add', name, `s3://${b}`, '--endpoint', endpoint]);
+      for (const [name, b] of Object.entries(buckets)) strataOk(st, ['remote', 'add', name, `s3://${b}`, '--create', '--endpoint', endpoint]);
     }
     for (const name of ['deb', 'bait']) {
       strataOk(s[0], ['create', name, '--from', file]);

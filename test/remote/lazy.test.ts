@@ -133,8 +133,8 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     const [fleet, other] = [freshBucket('lazypush'), freshBucket('lazyother')];
     for (const s of [A, B, C]) {
       strataOk(s, ['init']);
-      strataOk(s, ['remote', 'add', 'fleet', `s3://${fleet}`, '--endpoint', endpoint]);
-      strataOk(s, ['remote', 'add', 'other', `s3://${other}`, '--endpoint', endpoint]);
+      strataOk(s, ['remote', 'add', 'fleet', `s3://${fleet}`, '--create', '--endpoint', endpoint]);
+      strataOk(s, ['remote', 'add', 'other', `s3://${other}`, '--create', '--endpoint', endpoint]);
     }
     strataOk(A, ['create', 'deb', '--from', file]);
     strataOk(A, ['push', 'deb', 'fleet']);
@@ -170,7 +170,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     for (const remote of ['fleet', 'other']) {
       const st = path.join(dir, `C-${remote}`);
       strataOk(st, ['init']);
-      strataOk(st, ['remote', 'add', remote, `s3://${remote === 'fleet' ? fleet : other}`, '--endpoint', endpoint]);
+      strataOk(st, ['remote', 'add', remote, `s3://${remote === 'fleet' ? fleet : other}`, '--create', '--endpoint', endpoint]);
       strataOk(st, ['pull', `${remote}/vm7-s1`]);
       const out = path.join(dir, `out-${remote}.raw`);
       strataOk(st, ['export', 'vm7-s1', out]);

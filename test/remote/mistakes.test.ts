@@ -29,7 +29,7 @@ describe.skipIf(!haveRgw())('remote mistakes on RGW', () => {
     const s = tmpDir();
     strataOk(s, ['init']);
     strataOk(s, ['create', 'vm', '--size', '1M']);
-    strataOk(s, ['remote', 'add', 'fleet', `s3://${freshBucket('mistakes')}`, '--endpoint', rgw().endpoint]);
+    strataOk(s, ['remote', 'add', 'fleet', `s3://${freshBucket('mistakes')}`, '--create', '--endpoint', rgw().endpoint]);
     expect(err(strata(s, ['--json', 'push', 'vm', 'fleet']))).toEqual({ status: 2, code: 'E_BAD_INPUT' });
     expect(err(strata(s, ['--json', 'pull', 'fleet/vm']))).toEqual({ status: 3, code: 'E_NOT_FOUND' });
   });

@@ -73,7 +73,7 @@ describe.skipIf(!haveRgw())('push and pull between two stores through Ceph RGW',
     for (const [s, name, file] of [[A, 'deb-a', files.a], [B, 'deb-b', files.b]] as const) {
       strataOk(s, ['init']);
       strataOk(s, ['create', name, '--from', file]);
-      strataOk(s, ['remote', 'add', 'fleet', `s3://${Bucket}`, '--endpoint', endpoint]);
+      strataOk(s, ['remote', 'add', 'fleet', `s3://${Bucket}`, '--create', '--endpoint', endpoint]);
     }
 
     // Small packs, so a push makes several and a pull's ranges span more than one.

@@ -252,7 +252,7 @@ describe('leases across PID namespaces (#9)', () => {
       // Inside its namespace the server is pid 1; here pid 1 is init, with another start time.
       const w = strata(store, ['write', 'L'], { input: Buffer.alloc(4096, 1) });
       expect(w.status, w.stderr).toBe(E_BUSY);
-      expect(w.stderr).toMatch(/^strata: image L is open for writing by process \d+/);
+      expect(w.stderr).toMatch(/^strata: image L is open for writing by strata serve \d+/);
       expect(strata(store, ['rm', 'L']).status).toBe(E_BUSY);
     } finally {
       await server.kill();
@@ -291,7 +291,7 @@ describe('rename of an image a server has open (#10)', () => {
     const srv = await startServe(store, ['served']);
     const r = strata(store, ['rename', 'served', 'moved']);
     expect(r.status).toBe(E_BUSY);
-    expect(r.stderr.trim()).toMatch(/^strata: cannot rename served: image served is open by process \d+$/);
+    expect(r.stderr.trim()).toMatch(/^strata: cannot rename served: image served is open by strata serve \d+$/);
     if (requireTool('nbdinfo')) {
       const list = await run('nbdinfo', ['--list', '--json', `nbd+unix://?socket=${srv.socketPath}`]);
       expect(list.code, list.stderr).toBe(0);

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { humanBytes } from '../../src/units.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { startServe, type Served } from '../helpers/serve.js';
 import { available } from '../helpers/available.js';
@@ -127,6 +128,46 @@ describe.skipIf(!haveChromium)('the page in Chromium', () => {
     expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(42);
     expect(Number(await page.textContent('[data-figure="images"]'))).toBe(9);
     expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('at 1400 px: drift is what each leaf wrote since it was cloned (du), the caption counts true, forest figures are labelled totals, no number is cut', async () => {
+    const page = await browser.newPage();
+    await page.goto(ui.address);
+    await page.waitForSelector('body[data-version]');
+    const du = new Map((json('du') as { name: string; ownBytes: number }[]).map((d) => [d.name, d.ownBytes]));
+    const leaves = (json('ls') as { name: string; kind: string }[]).filter((i) => i.kind === 'leaf').map((i) => i.name);
+    // web1 wrote its own bytes and those of its snapshot web1-before; every other leaf only its own. The
+    // layer apps that web2, web3 and db1 were cloned from is none of theirs.
+    const written = new Map(leaves.map((n) => [n, du.get(n)! + (n === 'web1' ? du.get('web1-before')! : 0)]));
+    const wrote = [...written].filter(([, b]) => b > 0).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    const shown = await page.$$eval('[data-drift]', (els) => els.map((e) => [(e as HTMLElement).dataset.drift!, Number(e.querySelector('[data-bytes]')!.getAttribute('data-bytes'))]));
+    expect(shown).toEqual(wrote);
+    expect(wrote.map(([n]) => n)).toEqual(['web1', 'web2', 'web3']);
+    const nothing = leaves.length - wrote.length;
+    expect(await page.textContent('[data-drift-caption]')).toContain(`${leaves.length} leaves; ${nothing} have written nothing since they were cloned`);
+    expect(await page.textContent('[data-image="web2"] [data-col="writtenBytes"]')).toBe('8 KiB');
+
+    // A box with images below it shows their total, said to be one; a leaf's box shows its own bytes as ls does.
+    await page.click('[data-size-by="own"]');
+    const subtree = (name: string): number => {
+      const kids = (json('ls') as { name: string; parent: string | null }[]).filter((i) => i.parent === name).map((i) => i.name);
+      return du.get(name)! + kids.reduce((n, k) => n + subtree(k), 0);
+    };
+    const labels = await page.$$eval('svg.icicle [data-name]', (els) =>
+      els.map((e) => [e.getAttribute('data-name')!, e.querySelector('text.sub')?.textContent ?? null, Number(e.querySelector('text.sub')?.getAttribute('data-total') ?? NaN)] as const),
+    );
+    const golden = labels.find(([n]) => n === 'golden')!;
+    expect(golden[1]).toBe(`total ${humanBytes(subtree('golden'))}`);
+    expect(golden[2]).toBe(subtree('golden'));
+    for (const [name, text] of labels) if (text !== null && !text.startsWith('total ')) expect(text, name).toBe(humanBytes(du.get(name)!));
+
+    // No figure in the table or the drift list is cut with an ellipsis, even one as long as "1023.5 KiB".
+    strataOk(store, ['create', 'wide', '--size', '1048064']);
+    await page.waitForSelector('.tbody [data-image="wide"]', { timeout: 10_000 });
+    expect(await page.textContent('[data-image="wide"] [data-col="virtualSize"]')).toBe('1023.5 KiB');
+    const cut = await page.$$eval('.tbody .cell.num, ul.drift [data-bytes]', (els) => els.filter((e) => e.scrollWidth > e.clientWidth).map((e) => `${e.closest('[data-image],[data-drift]')?.getAttribute('data-image') ?? ''} ${e.textContent}`));
+    expect(cut).toEqual([]);
     await page.close();
   });
 });

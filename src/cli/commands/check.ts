@@ -9,7 +9,7 @@ export function renderCheck(r: CheckReport): string {
   const lines = r.faults.flatMap((f) => [`${f.class === 'leak' ? 'Leaked' : 'ERROR'}: ${f.message}${f.repaired ? ' (repaired)' : ''}`, ...readsOf(r, f.slot)]);
   if (r.damagedReadsNotListed > 0) lines.push(`  ... and ${r.damagedReadsNotListed} further read(s) of damaged slots`);
   lines.push(
-    `${r.images} image(s), ${r.slotsVerified} slot(s) in use verified (${humanBytes(r.verifiedBytes)}) in ${r.elapsedMs} ms`,
+    `${r.images} image(s), ${r.slotsVerified} distinct block(s) verified (${humanBytes(r.verifiedBytes)} uncompressed) in ${r.elapsedMs} ms`,
     r.faults.length === 0
       ? 'No errors were found on the store.'
       : `${r.corruptions} corruption(s), ${r.leaks} leak(s)${r.repaired ? `, ${r.repaired} repaired` : ''}; store is ${r.status === 'clean' ? 'now clean' : r.status === 'leaks' ? 'leaking space (run check --repair)' : 'CORRUPT'}`,

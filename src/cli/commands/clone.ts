@@ -27,6 +27,7 @@ export const cloneCommand = () =>
             const remote = openRemote(ctx.storeDir, remoteName);
             try {
               const r = await lazyClone(store, remote, image, names[0], { manifest });
+              ctx.logger.info({ source, clone: r.leaf, remoteBlocks: r.remoteBlocks }, 'lazy clone made');
               const top = r.layers[r.layers.length - 1];
               return { parent: top.name, snapshot: null, clones: [r.leaf], lazy: r, skipped: remote.skipped };
             } finally {
@@ -34,7 +35,9 @@ export const cloneCommand = () =>
               remote.close();
             }
           }
-          return orAskServer(() => cloneSummary(cloneImage(store, source, names)), { op: 'clone', image: source, names });
+          const made = await orAskServer(() => cloneSummary(cloneImage(store, source, names)), { op: 'clone', image: source, names });
+          ctx.logger.info({ source, parent: made.parent, snapshot: made.snapshot, clones: made.clones }, 'cloned');
+          return made;
         },
         (r) =>
           (r.snapshot ? `snapshotted ${source} as ${r.snapshot}\n` : '') +

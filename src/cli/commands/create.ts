@@ -22,7 +22,7 @@ export const createCommand = () =>
           const store = await ctx.store();
           if (o.from && o.size) throw badInput('give either --size or --from, not both');
           if (o.from) {
-            const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
+            const warn = (m: string) => ctx.warn(m);
             const from = o.from;
             const rec = await longWork(ctx, `importing ${from === '-' ? 'stdin' : path.basename(from)}`, () => 'nothing imported', (onProgress) =>
               importPath(store, from, name, { format: o.format, warn, onProgress }),

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
+import { StrataError } from '../../errors.js';
 import { findImage, listVisibleImages } from '../../store/catalog.js';
 import type { Store } from '../../store/store.js';
 import { cloneImage, removeImages } from '../../image/lifecycle.js';
@@ -60,9 +61,33 @@ export interface DemoResult {
   stats: StoreStats;
 }
 
+const DEMO_IMAGES = new Set(['demo-base', 'demo-apps', 'demo-vm1', 'demo-vm2', 'demo-vm3']);
+
+/**
+ * A second demo starts over, but only over what the demo made: an image of
+ * the user's built on demo-base (a clone of demo-vm1, a snapshot) is refused,
+ * not removed with the rest.
+ */
 function removePreviousDemo(store: Store): void {
   const base = findImage(store.db, 'demo-base');
-  if (base && base.labels['strata.demo'] === '1') removeImages(store, ['demo-base'], { recursive: true });
+  if (!base || base.labels['strata.demo'] !== '1') return;
+  const all = listVisibleImages(store.db);
+  const below = new Set([base.id]);
+  // Parents come before children only by chance of ids: repeat until no image joins.
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const i of all) {
+      if (i.parentId !== null && below.has(i.parentId) && !below.has(i.id)) {
+        below.add(i.id);
+        grew = true;
+      }
+    }
+  }
+  const theirs = all.filter((i) => below.has(i.id) && !DEMO_IMAGES.has(i.name)).map((i) => i.name);
+  if (theirs.length > 0) {
+    throw new StrataError('E_HAS_CHILDREN', `the demo would remove its images and with them ${theirs.join(', ')}, which it did not make; remove those first, or run the demo on another store (--store DIR)`, { images: theirs });
+  }
+  removeImages(store, ['demo-base'], { recursive: true });
 }
 
 export async function runDemo(store: Store, ctx: { json: boolean }): Promise<DemoResult> {

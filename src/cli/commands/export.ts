@@ -63,9 +63,13 @@ export const exportCommand = () =>
             // A lazy clone's blocks still in a bucket are fetched first (a block that cannot be: E_IO),
             // and exported through the same handle: its lease keeps them here until it is closed.
             if (metaNumber(store.db, 'remote_blocks') > 0) release = (await (await import('../../remote/lazy.js')).fetchForRead(store, image)).done;
-            const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
+            const warn = (m: string) => ctx.warn(m);
             const kept = interruptedExport(file, !!o.chain);
             r = longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, image.name, file, { ...o, clusterSize, warn, onProgress, image }));
+          } catch (e) {
+            // `export - | head` took what it wanted: not a failure, as `read | head` and `cat | head` are not.
+            if (file === '-' && e instanceof StrataError && e.data.closedPipe) return undefined;
+            throw e;
           } finally {
             copy.done(r !== undefined);
             await release?.();

@@ -11,8 +11,8 @@ export const freezeCommand = () =>
         cmd,
         async (ctx) => {
           const r = freezeImage(await ctx.store(), name);
-          return { name: r.name, kind: r.kind };
+          return { name: r.name, kind: r.kind, changed: !r.wasFrozen };
         },
-        (r) => `${r.name} is now a read-only ${r.kind}\n`,
+        (r) => (r.changed ? `${r.name} is now a read-only ${r.kind}\n` : `${r.name} was already a read-only ${r.kind}; nothing changed\n`),
       ),
     );

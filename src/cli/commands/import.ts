@@ -70,7 +70,7 @@ export const importCommand = () =>
           // cache at 16 MiB, a 4 GiB import spent a third of its time re-reading index pages (22.6 s
           // against 16.0 s with 64 MiB).
           const store = await ctx.store({ sqliteCacheBytes: 64 * 1024 * 1024 });
-          const warn = (m: string) => process.stderr.write(`strata: warning: ${m}\n`);
+          const warn = (m: string) => ctx.warn(m);
           const bytes = (v: string | undefined, what: string) => (v === undefined ? undefined : parseBytes(v, what));
           const sizes = { dirtyLimit: bytes(o.dirtyLimit, 'dirty limit'), size: bytes(o.size, 'size'), maxSize: bytes(o.maxSize, 'max size') };
           let files: ImportedLink[] | undefined;

@@ -5,8 +5,7 @@ import { STRATA_VERSION } from '../version.js';
 import { countVisibleImages } from '../../store/catalog.js';
 import { describeImage, isContainer, type ImageInfo } from '../../image/listing.js';
 import type { Store } from '../../store/store.js';
-import { usedSlotCount } from '../../store/slots.js';
-import { BLOCK_SIZE } from '../../store/types.js';
+import { blockTotals } from '../../image/usage.js';
 import { runCommand } from '../context.js';
 import { humanBytes } from '../parse.js';
 import { keyValues, localTime } from '../render.js';
@@ -37,7 +36,10 @@ export interface StoreInfo {
   store: string;
   schemaVersion: number;
   images: number;
-  slotsInUse: number;
+  /** Distinct blocks, their bytes uncompressed, and what they take on disk (image/usage.ts blockTotals). */
+  distinctBlocks: number;
+  distinctBytes: number;
+  storedBytes: number;
   /** The store's compression for imports, and which codecs this process can write. */
   compression: { setting: string; codecs: string[] };
   native: { mode: 'native' | 'fallback'; reason?: string };
@@ -52,7 +54,7 @@ export function describeStore(store: Store): StoreInfo {
     store: store.dir,
     schemaVersion: store.db.pragma('user_version', { simple: true }) as number,
     images: countVisibleImages(store.db),
-    slotsInUse: usedSlotCount(store.db),
+    ...(({ distinctBlocks, distinctBytes, storedBytes }) => ({ distinctBlocks, distinctBytes, storedBytes }))(store.db.transaction(() => blockTotals(store)).deferred()),
     compression: { setting: compressionText(storeCompression(store.db)), codecs: (['zstd', 'lz4', 'lz4hc'] as const).filter(canCompress) },
     native: nativeStatus(),
     leases: store.locks.supported ? 'ofd-lock' : 'pid',
@@ -66,7 +68,8 @@ function renderStore(r: StoreInfo): string {
     ['store', r.store],
     ['schema version', r.schemaVersion],
     ['images', r.images],
-    ['slots in use', `${r.slotsInUse} (${humanBytes(r.slotsInUse * BLOCK_SIZE)})`],
+    ['distinct blocks', `${r.distinctBlocks} (${humanBytes(r.distinctBytes)} uncompressed)`],
+    ['stored on disk', humanBytes(r.storedBytes)],
     ['compression', `${r.compression.setting} for imports; can write ${r.compression.codecs.length ? r.compression.codecs.join(', ') : 'none (native addon without libzstd/liblz4)'}`],
     ['native addon', r.native.mode === 'native' ? 'in use (punch-hole, SEEK_DATA/SEEK_HOLE, OFD locks)' : `fallback: ${r.native.reason ?? 'not built'}`],
     ['leases', r.leases === 'ofd-lock' ? 'kernel locks on STORE/lock (safe across containers)' : 'pid checks (one PID namespace only: build the native addon to share a store with containers)'],

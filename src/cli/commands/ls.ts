@@ -1,9 +1,11 @@
 import { Command } from 'commander';
 import { listImageRows, type ListedImage } from '../../image/listing.js';
 import { runCommand } from '../context.js';
+import { pickByName } from '../name-filter.js';
 import { BYTES_OPTION, localTime, sizeFormatter, table } from '../render.js';
 
-function renderList(rows: readonly ListedImage[], exact?: boolean): string {
+function renderList(rows: readonly ListedImage[], exact: boolean | undefined, patterns: readonly string[]): string {
+  if (rows.length === 0 && patterns.length > 0) return `no images match ${patterns.join(' ')}\n`;
   if (rows.length === 0) return 'no images (create one: strata create NAME --size 10G, or strata create NAME --from disk.raw)\n';
   const size = sizeFormatter(exact);
   return table(
@@ -21,12 +23,13 @@ function renderList(rows: readonly ListedImage[], exact?: boolean): string {
 
 export const lsCommand = () =>
   new Command('ls')
-    .description('list images')
+    .description('list images, or those named or matching a shell pattern (quoted: \'web*\')')
+    .argument('[patterns...]', "image names or globs such as 'web*'")
     .option(...BYTES_OPTION)
-    .action(async (o: { bytes?: boolean }, cmd: Command) =>
+    .action(async (patterns: string[], o: { bytes?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
-        async (ctx): Promise<ListedImage[]> => listImageRows(await ctx.store()),
-        (rows) => renderList(rows, o.bytes),
+        async (ctx): Promise<ListedImage[]> => pickByName(listImageRows(await ctx.store()), patterns),
+        (rows) => renderList(rows, o.bytes, patterns),
       ),
     );

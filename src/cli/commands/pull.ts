@@ -6,6 +6,7 @@ import { runCommand } from '../context.js';
 import { warnSkipped } from '../skipped.js';
 import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
+import { BLOCK_SIZE } from '../../store/types.js';
 
 /** REMOTE/IMAGE or REMOTE/IMAGE@MANIFEST */
 export function parseRef(ref: string): { remote: string; image: string; manifest?: string } {
@@ -35,7 +36,8 @@ export const pullCommand = () =>
           }
         },
         (r) =>
-          `pulled ${r.image} from ${r.remote} (manifest ${r.manifest.slice(0, 12)}): ${r.layers.filter((l) => !l.reused).length} of ${r.layers.length} layer(s) new; ` +
-          `${r.blocks} block(s): ${r.localBlocks} found here, ${r.fetchedBlocks} fetched (${humanBytes(r.fetchedBytes)} in ${r.gets} request(s))\n`,
+          `pulled ${r.image} from ${r.remote} (manifest ${r.manifest.slice(0, 12)}): ` +
+          `stored ${r.fetchedBlocks} new block(s) (${humanBytes(r.fetchedBlocks * BLOCK_SIZE)}), fetched as ${humanBytes(r.fetchedBytes)} in ${r.gets} request(s); ` +
+          `${r.localBlocks} already here; ${r.layers.filter((l) => !l.reused).length} of ${r.layers.length} layer(s) new\n`,
       ),
     );

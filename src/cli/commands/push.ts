@@ -1,11 +1,22 @@
 import { Command } from 'commander';
 import { parseCompression } from '../../store/codecs.js';
-import { pushImage } from '../../remote/push.js';
+import { pushImage, type PushResult } from '../../remote/push.js';
+import { BLOCK_SIZE } from '../../store/types.js';
 import { openRemote } from '../../remote/remote.js';
 import { runCommand } from '../context.js';
 import { warnSkipped } from '../skipped.js';
 import { longWork } from '../long-work.js';
 import { humanBytes, parseBytes } from '../parse.js';
+
+/** What went up and what the bucket had, as restic says it ("Added to the repository: ..."). */
+export function renderPushed(r: PushResult): string {
+  const head = r.manifestExisted
+    ? `${r.image} is unchanged in ${r.remote}: manifest ${r.manifest.slice(0, 12)} already exists, kept`
+    : `pushed ${r.image} to ${r.remote} (manifest ${r.manifest.slice(0, 12)})`;
+  const up = `uploaded ${r.newBlocks} block(s) (${humanBytes(r.newBlocks * BLOCK_SIZE)}, ${humanBytes(r.uploadedBytes)} compressed) in ${r.packs} pack(s)`;
+  const there = `${r.inBucketBlocks} already in the bucket${r.repeatedBlocks > 0 ? `, ${r.repeatedBlocks} repeated in the image` : ''}`;
+  return `${head}: ${up}; ${there}; ${r.layers.filter((l) => l.uploaded).length} of ${r.layers.length} layer(s) uploaded\n`;
+}
 
 export const pushCommand = () =>
   new Command('push')
@@ -32,8 +43,6 @@ export const pushCommand = () =>
             remote.close();
           }
         },
-        (r) =>
-          `pushed ${r.image} to ${r.remote} (manifest ${r.manifest.slice(0, 12)}): ${r.newBlocks} of ${r.blocks} block(s) new, ` +
-          `${humanBytes(r.uploadedBytes)} in ${r.packs} pack(s); ${r.layers.filter((l) => l.uploaded).length} of ${r.layers.length} layer(s) uploaded\n`,
+        (r) => renderPushed(r),
       ),
     );

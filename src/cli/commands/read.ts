@@ -18,14 +18,17 @@ export const readCommand = () =>
   new Command('read')
     .description('write bytes of an image to stdout, or to a file')
     .argument('<name>', 'image')
-    .argument('[file]', 'output file, or - for stdout', '-')
+    .argument('[file]', 'output file, or - for stdout (the default, except at a terminal)')
     .option('-o, --offset <offset>', 'first byte', '0')
     .option('-l, --length <length>', 'bytes to read (default: to the end)')
     .option('--shared', 'read a leaf another process is writing as it changes, without a point-in-time snapshot: writes made during the read may show in part')
-    .action(async (name: string, file: string, o: { offset: string; length?: string; shared?: boolean }, cmd: Command) =>
+    .action(async (name: string, given: string | undefined, o: { offset: string; length?: string; shared?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => {
+          // Raw disk bytes on a terminal garble it: as zstd does, only when asked for with `-`.
+          if (given === undefined && process.stdout.isTTY) throw badInput(`stdout is a terminal: pipe strata read ${name} into xxd or a file, or name the output (strata read ${name} FILE; - for this terminal)`);
+          const file = given ?? '-';
           // The bytes go to stdout as they are; JSON around them would be neither bytes nor JSON.
           if (ctx.json && file === '-') throw badInput('read writes raw bytes to stdout and has no --json output: pipe it to xxd or base64, or see map --json');
           const offset = parseBytes(o.offset, 'offset');

@@ -6,7 +6,7 @@ import { remoteGc, type RemoteGcResult } from '../../remote/gc.js';
 import { deleteRemoteImage, listRemoteImages, openRemote, type Remote } from '../../remote/remote.js';
 import type { Store } from '../../store/store.js';
 import { BLOCK_SIZE } from '../../store/types.js';
-import { badInput } from '../../errors.js';
+import { StrataError, badInput, isStrataError } from '../../errors.js';
 import { parseRef } from './pull.js';
 import { runCommand } from '../context.js';
 import { warnSkipped } from '../skipped.js';
@@ -33,12 +33,14 @@ const addCommand = () =>
     .option('--region <region>', 'S3 region (default: $AWS_REGION, else us-east-1)')
     .option('--no-path-style', 'virtual-host requests (BUCKET.host) instead of path-style (default with --endpoint)')
     .option('--no-check', 'do not reach the endpoint now')
+    .option('--create', 'create the bucket if it does not exist (without it, a bucket that does not exist is an error, as with restic before init)')
     .option('--replace', 'replace a remote of that name')
     .option('--cache-size <size>', "keep at most this much of the remote's fetched blocks locally (512M, 10G; none: no limit)")
-    .action(async (name: string, url: string, o: { endpoint?: string; region?: string; pathStyle: boolean; check: boolean; replace?: boolean; cacheSize?: string }, cmd: Command) =>
+    .action(async (name: string, url: string, o: { endpoint?: string; region?: string; pathStyle: boolean; check: boolean; create?: boolean; replace?: boolean; cacheSize?: string }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => {
+          if (o.create && !o.check) throw badInput('--create reaches the endpoint to make the bucket: leave out --no-check');
           await ctx.store();
           const { bucket, prefix } = parseS3Url(url);
           const config: RemoteConfig = { name: remoteName(name), bucket, prefix };
@@ -49,12 +51,15 @@ const addCommand = () =>
           if (!o.pathStyle || o.endpoint === undefined) config.pathStyle = o.pathStyle && o.endpoint !== undefined;
           addRemote(ctx.storeDir, config, { replace: o.replace });
           if (o.check) {
-            // Made first, then reached: the bucket is created by the first push if it does not exist.
+            // Made first, then reached. A mistyped bucket name must not become a new empty bucket:
+            // it is created only when asked for.
             const r = openRemote(ctx.storeDir, name);
             try {
-              await r.bucket.ensure();
+              if (o.create) await r.bucket.ensure();
+              else await r.bucket.check();
             } catch (e) {
               removeRemote(ctx.storeDir, name);
+              if (isStrataError(e, 'E_NOT_FOUND')) throw new StrataError('E_NOT_FOUND', e.message, { ...e.data, hint: `check the name, or create it: strata remote add ${name} ${url} --create` });
               throw e;
             } finally {
               r.close();
@@ -151,7 +156,8 @@ const deleteCommand = () =>
 
 const renderGc = (r: RemoteGcResult) =>
   r.problems.map((p) => `NOT TRUSTED: ${p.message}\n`).join('') +
-  `${r.dryRun ? 'would delete' : 'deleted'} ${r.packs.deleted} dead pack(s) and repack ${r.packs.repacked} sparse one(s)${r.dryRun ? '' : ` into ${r.packs.written}`}, ` +
+  // The same sentence either way, so a dry run's line and the run's line compare word for word.
+  `${r.dryRun ? 'would delete' : 'deleted'} ${r.packs.deleted} dead pack(s) and repack ${r.packs.repacked} sparse one(s) into ${r.packs.written}, ` +
   `${r.layers.deleted} unreachable layer(s); ${r.indexes.rewritten} index(es) rewritten, ${r.indexes.deleted} deleted\n` +
   `${r.manifests} manifest(s) reach ${r.layers.live} layer(s), ${r.blocks.live} block(s); packs ${humanBytes(r.bytes.before)} -> ${humanBytes(r.bytes.after)}\n` +
   (r.problems.length > 0 ? `${r.problems.length} object(s) not trusted, none relied on; strata remote check ${r.remote} reports what is wrong\n` : '');

@@ -8,15 +8,17 @@ export const resizeCommand = () =>
   new Command('resize')
     .description('grow a writable image, or shrink it with --shrink (data past the new end is dropped)')
     .argument('<name>', 'writable image')
-    .argument('<size>', 'new virtual size: 4096, 64K, 10G, 1T')
+    .argument('<size>', 'new virtual size (4096, 64K, 10G, 1T), or +SIZE / -SIZE to grow or shrink by that much')
     .option('--shrink', 'allow a smaller size')
     .action(async (name: string, size: string, o: { shrink?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => {
           const store = await ctx.store();
-          const bytes = parseBytes(size);
-          return longWork(ctx, `resizing ${name}`, () => `${name} is unchanged`, (onProgress) => resizeImage(store, name, bytes, { ...o, onProgress }));
+          // `+1G` as qemu-img takes it: relative to the size the resize reads, in its transaction.
+          const sign = size.startsWith('+') ? 1 : size.startsWith('-') ? -1 : 0;
+          const to = sign === 0 ? parseBytes(size) : { by: sign * parseBytes(size.slice(1)) };
+          return longWork(ctx, `resizing ${name}`, () => `${name} is unchanged`, (onProgress) => resizeImage(store, name, to, { ...o, onProgress }));
         },
         (r) => `${r.name} is now ${humanBytes(r.virtualSize)} (${r.virtualSize} bytes)\n`,
       ),

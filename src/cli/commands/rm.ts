@@ -45,6 +45,7 @@ export const rmCommand = () =>
             return { dryRun: true, removed: plan.images.map((i) => i.name), freedBytes: plan.freedBytes };
           }
           const r: RemovalReport = longWork(ctx, `removing ${names.join(', ')}`, () => 'nothing removed', (onProgress) => removeImagesAndReclaim(store, names, { ...o, onProgress }));
+          ctx.logger.info({ removed: r.removed.map((i) => i.name), freedBytes: r.freedBytes, reclaimedBytes: r.reclaimedBytes }, 'removed');
           return { dryRun: false, ...r, removed: r.removed.map((i) => i.name) };
         },
         (r) =>

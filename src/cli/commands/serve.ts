@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { Command } from 'commander';
 import { badInput } from '../../errors.js';
 import { faultPoint } from '../../store/faults.js';
@@ -5,7 +6,7 @@ import { tuneMalloc } from '../../store/native.js';
 // The NBD server (node:net, node:tls) is loaded only when serve runs: every other command starts faster.
 const DEFAULT_PORT = 10809; // nbd/server.ts DEFAULT_PORT, the IANA port for NBD
 import { runCommand } from '../context.js';
-import { parseBytes } from '../parse.js';
+import { parseBytes, parseCount } from '../parse.js';
 import { LOOPBACK, parseListen } from '../listen.js';
 import { bitmapContextName } from '../../nbd/meta-contexts.js';
 
@@ -59,8 +60,8 @@ export const serveCommand = () =>
           if (o.socket && o.listen) throw badInput('give either --socket or --listen, not both');
           if (!!o.tlsCert !== !!o.tlsKey) throw badInput('--tls-cert and --tls-key go together');
           const listen = o.socket ? undefined : parseListen(o.listen ?? `127.0.0.1:${DEFAULT_PORT}`, !!o.allowRemote);
-          if (listen && !LOOPBACK.test(listen.host)) process.stderr.write(`strata: warning: serving on ${listen.host}, reachable beyond this machine\n`);
-          const iops = o.iopsLimit === undefined ? undefined : parseBytes(o.iopsLimit, 'iops limit');
+          if (listen && !LOOPBACK.test(listen.host)) ctx.warn(`serving on ${listen.host}, reachable beyond this machine`);
+          const iops = o.iopsLimit === undefined ? undefined : parseCount(o.iopsLimit, '--iops-limit', 'requests per second');
           const bandwidth = o.bandwidthLimit === undefined ? undefined : parseBytes(o.bandwidthLimit, 'bandwidth limit');
           if (iops === 0 || bandwidth === 0) throw badInput(`--${iops === 0 ? 'iops' : 'bandwidth'}-limit must be above 0 (leave it out for no limit)`);
           if (o.shared !== undefined && !/^\d+$/.test(o.shared)) throw badInput(`invalid --shared ${JSON.stringify(o.shared)}: expected a whole number of clients (0 for no limit)`);
@@ -91,7 +92,8 @@ export const serveCommand = () =>
             control = await startControl(catalog.controlPath!, (req, conn) => catalog.control(req, conn));
             server = await startNbdServer({
               catalog,
-              socketPath: o.socket,
+              // The URI printed is for other processes, in other directories: absolute.
+              socketPath: o.socket === undefined ? undefined : path.resolve(o.socket),
               host: listen?.host,
               port: listen?.port,
               iopsLimit: iops,

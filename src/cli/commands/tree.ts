@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { listVisibleImages } from '../../store/catalog.js';
 import { imageForest, type TreeNode } from '../../image/listing.js';
 import { runCommand } from '../context.js';
+import { subtreeOf } from '../name-filter.js';
 import { humanBytes } from '../parse.js';
 
 export function renderForest(forest: readonly TreeNode[]): string {
@@ -17,6 +18,16 @@ export function renderForest(forest: readonly TreeNode[]): string {
 }
 
 export const treeCommand = () =>
-  new Command('tree').description('show the forest of images: bases, layers and writable leaves').action(async (_o, cmd: Command) =>
-    runCommand(cmd, async (ctx) => imageForest(listVisibleImages((await ctx.store()).db)), (f) => renderForest(f)),
-  );
+  new Command('tree')
+    .description('show the forest of images: bases, layers and writable leaves; with NAME, only that image and those built on it')
+    .argument('[name]', 'image whose subtree to show')
+    .action(async (name: string | undefined, _o, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx) => {
+          const forest = imageForest(listVisibleImages((await ctx.store()).db));
+          return name === undefined ? forest : [subtreeOf(forest, name)];
+        },
+        (f) => renderForest(f),
+      ),
+    );

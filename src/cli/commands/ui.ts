@@ -23,7 +23,7 @@ export const uiCommand = () =>
         cmd,
         async (ctx) => {
           const listen = parseListen(o.listen ?? `127.0.0.1:${UI_PORT}`, !!o.allowRemote, "show the store's page to the network");
-          if (!LOOPBACK.test(listen.host)) process.stderr.write(`strata: warning: the page is served on ${listen.host}, reachable beyond this machine, without authentication\n`);
+          if (!LOOPBACK.test(listen.host)) ctx.warn(`the page is served on ${listen.host}, reachable beyond this machine, without authentication`);
           const [{ startUiServer }, { openStoreForPage }] = await Promise.all([import('../../ui/server.js'), import('../../ui/open.js')]);
           // Read-only: the page never changes the store, and runs beside any other strata process.
           const store = await openStoreForPage(ctx.storeDir);

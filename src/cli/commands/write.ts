@@ -22,12 +22,15 @@ export const writeCommand = () =>
   new Command('write')
     .description('write a file (or stdin) into a writable image at an offset, then flush')
     .argument('<name>', 'writable image')
-    .argument('[file]', 'input file, or - for stdin', '-')
+    .argument('[file]', 'input file, or - for stdin (the default, except at a terminal)')
     .option('-o, --offset <offset>', 'first byte', '0')
-    .action(async (name: string, file: string, o: { offset: string }, cmd: Command) =>
+    .action(async (name: string, given: string | undefined, o: { offset: string }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => {
+          // Waiting for keystrokes nobody knows to type looks like a hang: as strata import - does, refuse.
+          if (given === undefined && process.stdin.isTTY) throw badInput(`stdin is a terminal: pipe or redirect data into strata write ${name}, or name the input (strata write ${name} FILE; - to type it here, ending with Ctrl-D)`);
+          const file = given ?? '-';
           const offset = parseBytes(o.offset, 'offset');
           const img = openImage(await ctx.store(), name, { writable: true });
           let pos = offset;

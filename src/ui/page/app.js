@@ -40,7 +40,7 @@ function drawForest() {
     ...crumbs.map((name, i) =>
       h('a', { href: '#', on: { click: (e) => (e.preventDefault(), icicle.setFocus(i === 0 ? '\u0000' : name), drawForest()) } }, i === 0 ? 'all images' : name),
     ),
-    h('span', { class: 'muted' }, ` · ${r.total}`),
+    h('span', { class: 'muted' }, ` · total ${r.total}`),
   );
 }
 
@@ -60,7 +60,7 @@ function hover(name, e) {
     h('br'),
     `${d.children.length} child${d.children.length === 1 ? '' : 'ren'} · made ${ageOf(d.createdAt)}`,
     d.base ? h('br') : null,
-    d.base ? `${h_(d.aboveBaseBytes)} above base ${d.base}` : null,
+    d.writtenBytes > 0 ? `${h_(d.writtenBytes)} written since cloned${d.origin ? ` from ${d.origin}` : ''}` : null,
   );
   tooltip.hidden = false;
   tooltip.style.left = `${Math.min(e.clientX + 14, window.innerWidth - 300)}px`;

@@ -94,11 +94,12 @@ export class Icicle {
         if (d.open.length) cls.push('open');
         if (lit && !lit.has(d.name)) cls.push('dim');
         if (this.selected === d.name) cls.push('selected');
-        const box = s('g', { class: cls.join(' '), 'data-name': d.name, 'aria-label': `${d.name}, ${d.kind}, ${by.fmt(n.value)}`, transform: `translate(${colOf(n) * colW},${y0})` });
+        const box = s('g', { class: cls.join(' '), 'data-name': d.name, 'aria-label': `${d.name}, ${d.kind}, ${n.children ? `with those below: ${by.fmt(n.value)}` : by.fmt(n.value)}`, transform: `translate(${colOf(n) * colW},${y0})` });
         box.append(s('rect', { width: colW - 2, height: Math.max(hgt - 1, 0.5), rx: 2 }));
         if (hgt >= LABEL_MIN) {
           box.append(s('text', { x: 6, y: Math.min(hgt / 2 + 4, 16) }, fit(`${d.open.length ? '● ' : ''}${d.name}`, colW)));
-          if (hgt >= LABEL_MIN * 2) box.append(s('text', { x: 6, y: 31, class: 'sub' }, by.fmt(n.value)));
+          // n.value sums the subtree: said so, next to a name whose own figure ls and du print.
+          if (hgt >= LABEL_MIN * 2) box.append(s('text', { x: 6, y: 31, class: 'sub', 'data-total': n.value }, n.children ? `total ${by.fmt(n.value)}` : by.fmt(n.value)));
         }
         g.append(box);
         drawn++;

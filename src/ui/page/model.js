@@ -2,7 +2,7 @@
 
 /**
  * images: name → { name, kind, parent, virtualSize, ownBytes, createdAt,
- *   referencedBytes, exclusiveBytes, sharedBytes, base, aboveBaseBytes,
+ *   referencedBytes, exclusiveBytes, sharedBytes, base, origin, writtenBytes,
  *   children, clones, open: [{mode, pid, server}] }
  */
 export function buildModel(state) {
@@ -22,30 +22,35 @@ export function buildModel(state) {
     });
   }
   for (const img of images.values()) if (img.parent !== null) images.get(img.parent)?.children.push(img.name);
-  // Drift: what a chain has written above its base, the sum of the own bytes of every image
-  // between the base (excluded) and this one (included). Memoized, iteratively: chains can be deep.
-  const above = new Map();
+  // The base: the top of each chain. Memoized, iteratively: chains can be deep.
+  const baseOf = new Map();
   for (const img of images.values()) {
     const path = [];
     let cur = img;
-    while (cur && !above.has(cur.name)) {
+    while (cur && !baseOf.has(cur.name)) {
       path.push(cur);
       cur = cur.parent === null ? null : images.get(cur.parent);
     }
     for (let k = path.length - 1; k >= 0; k--) {
       const p = path[k];
       const parent = p.parent === null ? null : images.get(p.parent);
-      if (!parent) above.set(p.name, { base: p.name, bytes: 0 });
-      else {
-        const a = above.get(parent.name);
-        above.set(p.name, { base: a.base, bytes: a.bytes + p.ownBytes });
-      }
+      baseOf.set(p.name, parent ? baseOf.get(parent.name) : p.name);
     }
   }
+  // Drift, as `zfs get written` counts it: what an image wrote since it was cloned. Its own bytes,
+  // and those of its own snapshots (a snapshot of it that nothing else is built on), up to the image
+  // it was cloned from. A layer that many clones share is their origin, never their drift.
+  const snapshots = new Set(state.snapshots ?? []);
   for (const img of images.values()) {
-    const a = above.get(img.name);
-    img.base = a.base === img.name ? null : a.base;
-    img.aboveBaseBytes = a.bytes;
+    img.base = baseOf.get(img.name) === img.name ? null : baseOf.get(img.name);
+    let written = img.ownBytes;
+    let cur = img.parent === null ? null : images.get(img.parent);
+    while (cur && snapshots.has(cur.name) && cur.children.length === 1) {
+      written += cur.ownBytes;
+      cur = cur.parent === null ? null : images.get(cur.parent);
+    }
+    img.origin = cur ? cur.name : null;
+    img.writtenBytes = written;
   }
   return { images, stats: state.stats, open: state.open };
 }

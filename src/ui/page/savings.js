@@ -3,7 +3,7 @@
 import { bytes, fill, h, humanBytes } from './dom.js';
 
 const CAUSES = [
-  { key: 'storedBytes', label: 'stored (slots in use)', cls: 'seg-stored', get: (s) => s.storedBytes },
+  { key: 'storedBytes', label: 'stored on disk', cls: 'seg-stored', get: (s) => s.storedBytes },
   { key: 'remoteBytes', label: 'in remote packs, not here', cls: 'seg-remote', get: (s) => s.remoteBytes ?? 0 },
   { key: 'savings.compressionBytes', label: 'saved by compression', cls: 'seg-compression', get: (s) => s.savings.compressionBytes ?? 0 },
   { key: 'savings.dedupBytes', label: 'saved by dedup across images', cls: 'seg-dedup', get: (s) => s.savings.dedupBytes },
@@ -37,9 +37,9 @@ export function renderSavings(root, stats) {
     row('referenced (sparse copies)', 'referencedBytes', stats.referencedBytes),
     row('qcow2 chains (64K clusters)', 'qcow2Bytes', stats.qcow2Bytes),
     row('own (layers, 4K blocks)', 'ownBytes', stats.ownBytes),
-    row('distinct (4K blocks)', 'distinctBytes', stats.distinctBytes),
-    row('stored (slots in use)', 'storedBytes', stats.storedBytes, `${pct(stats.ratios.storedOfLogical)} of logical, ${pct(stats.ratios.storedOfQcow2)} of qcow2; dedup ratio ${stats.ratios.dedup.toFixed(2)}x`),
-    row('data files on disk', 'dataFiles.allocatedBytes', stats.dataFiles.allocatedBytes, `in ${stats.dataFiles.files} file(s), ${humanBytes(stats.dataFiles.apparentBytes)} apparent`),
+    row('distinct blocks', 'distinctBytes', stats.distinctBytes, 'uncompressed'),
+    row('stored on disk', 'storedBytes', stats.storedBytes, `${pct(stats.ratios.storedOfLogical)} of logical, ${pct(stats.ratios.storedOfQcow2)} of qcow2; dedup ratio ${stats.ratios.dedup.toFixed(2)}x`),
+    row('data files (allocated)', 'dataFiles.allocatedBytes', stats.dataFiles.allocatedBytes, `${humanBytes(stats.dataFiles.apparentBytes)} apparent, ${stats.dataFiles.files} file(s)`),
     row('metadata (strata.db + wal)', 'metadataBytes', stats.metadataBytes),
     row(
       'compressed blocks',
@@ -50,7 +50,7 @@ export function renderSavings(root, stats) {
   );
   fill(
     root,
-    h('div', { class: 'bar-ends' }, h('span', {}, 'raw copies ', bytes(total)), h('span', {}, 'stored ', bytes(stats.storedBytes))),
+    h('div', { class: 'bar-ends' }, h('span', {}, 'raw copies ', bytes(total)), h('span', {}, 'stored on disk ', bytes(stats.storedBytes))),
     bar,
     legend,
     h('details', {}, h('summary', {}, 'all figures (strata stats)'), table),

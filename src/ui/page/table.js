@@ -15,7 +15,7 @@ const COLUMNS = [
   { key: 'ownBytes', label: 'own', bytes: true },
   { key: 'exclusiveBytes', label: 'exclusive', bytes: true },
   { key: 'sharedBytes', label: 'shared', bytes: true },
-  { key: 'aboveBaseBytes', label: 'above base', bytes: true, title: 'bytes its chain wrote above its base: the own bytes of it and of every layer between' },
+  { key: 'writtenBytes', label: 'written', bytes: true, title: 'written since it was cloned (zfs get written): its own bytes and those of its own snapshots' },
   { key: 'createdAt', label: 'created', text: (d) => age(d.createdAt), title: 'age' },
   { key: 'open', label: 'open by', text: (d) => d.open.map((o) => `${o.server ? 'server' : 'process'} ${o.pid} (${o.mode})`).join(', '), sort: (d) => d.open.length },
 ];
