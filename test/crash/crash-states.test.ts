@@ -28,7 +28,7 @@ const MiB = 1024 * 1024;
 /** Builds the crash states of a recorded workload and checks each; returns how many, and what was lost. */
 function explore(rec: Recording, what: string, seed: number): Loss[] {
   const ops = rec.ops();
-  const states = crashStates(rec.initial, ops, { seed, marks: rec.marks(), maxSyncPoints: 12 });
+  const states = crashStates(rec.initial, ops, { seed, marks: rec.marks(), maxSyncPoints: 8 });
   const losses = states.flatMap((s) => checkState(s, rec.steps));
   console.log(`${what}: ${ops.length} file operations, ${rec.steps.length} acknowledged steps, ${states.length} crash states checked (seed ${seed}), ${losses.length} losses`);
   // A workload whose trace missed its writes would pass for nothing.

@@ -11,9 +11,11 @@
  *
  * A crash point is a place in the recorded order: "before operation i". For
  * each one, a bounded set of states: only what was synced; everything kept
- * with every name as the processes saw them (what a SIGKILL leaves); an
- * in-order prefix of the unsynced writes; and seeded random subsets with one
- * torn write. Identical states are built once.
+ * with every name as the processes saw them (what a SIGKILL leaves); the
+ * first half of the unsynced operations in order (a device that writes
+ * in order); all but one, chosen by the seed (a reordering device); and a
+ * seeded random subset with one write torn at sectors. Identical states are
+ * built once.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -182,15 +184,15 @@ export interface CrashState {
 }
 
 /**
- * Crash states of a recorded workload: at each point just before a sync (when
- * the most is unsynced), at each of `marks` (acknowledgement times: just
- * after them), and at the end; at each, the variants above. `seed` fixes the
- * random subsets.
+ * Crash states of a recorded workload: just before each sync (when the most
+ * is unsynced; past `maxSyncPoints` of them, a seeded choice), just after
+ * each of `marks` (acknowledgement times), and at the end; at each, the
+ * variants above. `seed` fixes every choice, so a failure reproduces.
  */
 export function crashStates(
   initial: Files,
   ops: readonly FileOp[],
-  opts: { seed: number; marks?: readonly number[]; randomPerPoint?: number; maxSyncPoints?: number },
+  opts: { seed: number; marks?: readonly number[]; randomPerPoint?: number; maxSyncPoints?: number; keepDuplicates?: boolean },
 ): CrashState[] {
   const next = mulberry32(opts.seed);
   const points = new Set<number>([ops.length]);
@@ -214,7 +216,7 @@ export function crashStates(
       const h = createHash('sha256');
       for (const [p, b] of [...files].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(`${p}\0${b.length}\0`).update(b);
       const key = h.digest('hex');
-      if (seen.has(key)) return;
+      if (seen.has(key) && !opts.keepDuplicates) return;
       seen.add(key);
       states.push({ at, t, variant, files });
     };
@@ -223,6 +225,10 @@ export function crashStates(
     add('synced only', model.build(durable, () => false));
     add('process killed (all kept, names as seen)', model.build(model.names, () => true));
     if (n > 1) add(`in-order prefix ${n >> 1}/${n}`, model.build(durable, (i) => i < n >> 1));
+    if (n > 1) {
+      const dropped = Math.floor(next() * n);
+      add(`all kept but #${dropped} of ${n}`, model.build(durable, (i) => i !== dropped));
+    }
     for (let r = 0; r < (opts.randomPerPoint ?? 1) && n > 0; r++) {
       const torn = Math.floor(next() * n);
       const kept = Array.from({ length: n }, () => next() < 0.5);
