@@ -40,13 +40,14 @@ export class Recording {
     return spawnTracked(cmd, rest, { env: { ...TRACE_ENV, ...this.env } });
   }
 
-  /** One acknowledged step: `strata ARGS` exits 0, after which the images in `after` hold what it says. */
-  async cli(args: readonly string[], after: Record<string, Buffer | null>): Promise<void> {
+  /** One acknowledged step: `strata ARGS` exits 0, after which the images in `after` hold what it says. Returns its stdout. */
+  async cli(args: readonly string[], after: Record<string, Buffer | null>): Promise<string> {
     const started = nowMicros('down');
     const p = this.spawn(args);
     const e = await p.exited;
     if (e.code !== 0) throw new Error(`strata ${args.join(' ')} exited ${e.code ?? e.signal}: ${p.stderr}`);
     this.steps.push({ label: `strata ${args.join(' ')}`, started, acked: nowMicros('up'), after });
+    return p.stdout;
   }
 
   /** One acknowledged step through another program (an NBD client): it exits 0 once its FLUSH was answered. */
