@@ -24,6 +24,8 @@ import { crashStates } from './states.js';
 import { Recording } from './workload.js';
 
 const MiB = 1024 * 1024;
+/** A workload's recording and its ~30 states take about a minute on a busy 2-core machine; a guard, not a bound. */
+const LONG = 600_000;
 
 /**
  * How many sync points each workload crashes at (past the acknowledgements),
@@ -71,7 +73,7 @@ function file(dir: string, name: string, bytes: Buffer): string {
 const tools = requireTool('strace');
 
 describe.skipIf(!tools)('crash states of a store (recorded with strace, every state opened with the CLI)', () => {
-  it('clone, write, snapshot, rm and gc: every acknowledged image survives each crash state', async () => {
+  it('clone, write, snapshot, rm and gc: every acknowledged image survives each crash state', { timeout: LONG }, async () => {
     const dir = tmpDir();
     const store = path.join(dir, 'st');
     const base = disk(1);
@@ -91,7 +93,7 @@ describe.skipIf(!tools)('crash states of a store (recorded with strace, every st
     expect(explore(rec, 'clone/write/snapshot/rm/gc', 101)).toEqual([]);
   });
 
-  it.skipIf(!requireTool('qemu-io'))('a served leaf written and flushed over NBD, with a live snapshot: every FLUSHed write survives', async () => {
+  it.skipIf(!requireTool('qemu-io'))('a served leaf written and flushed over NBD, with a live snapshot: every FLUSHed write survives', { timeout: LONG }, async () => {
     const dir = tmpDir();
     const store = path.join(dir, 'st');
     strataOk(store, ['create', 'vm', '--size', '1M']);
@@ -110,7 +112,7 @@ describe.skipIf(!tools)('crash states of a store (recorded with strace, every st
     expect(explore(rec, 'served leaf over NBD with a live snapshot', 202)).toEqual([]);
   });
 
-  it('compress, then gc repacking the containers rm left half empty: what remains reads the same in every crash state', async () => {
+  it('compress, then gc repacking the containers rm left half empty: what remains reads the same in every crash state', { timeout: LONG }, async () => {
     const dir = tmpDir();
     const store = path.join(dir, 'st');
     const full = rng(4).text(MiB);
@@ -128,7 +130,7 @@ describe.skipIf(!tools)('crash states of a store (recorded with strace, every st
     expect(explore(rec, 'compress, rm, gc repack', 303)).toEqual([]);
   });
 
-  it('import: the imported image, once acknowledged, is whole in every crash state', async () => {
+  it('import: the imported image, once acknowledged, is whole in every crash state', { timeout: LONG }, async () => {
     const dir = tmpDir();
     const store = path.join(dir, 'st');
     strataOk(store, ['init']);
@@ -138,7 +140,7 @@ describe.skipIf(!tools)('crash states of a store (recorded with strace, every st
     expect(explore(rec, 'import', 404)).toEqual([]);
   });
 
-  it('catches a lost acknowledged write: with the data files\' fdatasync left out (STRATA_FAULT=datafile.sync:skip), some crash state loses it', async () => {
+  it('catches a lost acknowledged write: with the data files\' fdatasync left out (STRATA_FAULT=datafile.sync:skip), some crash state loses it', { timeout: LONG }, async () => {
     const dir = tmpDir();
     const store = path.join(dir, 'st');
     strataOk(store, ['create', 'vm', '--size', '1M']);
