@@ -12,6 +12,9 @@
  *                                           waits until it is stopped, and SIGCONTs it
  *   STRATA_FAULT=import.after-flush:pause   at the first hit (`:pause:N` the Nth), announce the
  *                                           point on STRATA_FAULT_CHANNEL and wait for the answer
+ *   STRATA_FAULT=datafile.sync:skip         every faultSkip('datafile.sync') says skip: a build that
+ *                                           leaves out one fdatasync, for the crash-state test to
+ *                                           prove it catches a lost write (test/crash/)
  *   STRATA_FAULT_LOG=FILE                   append the name of every point reached to FILE
  *
  * Points are named `<operation>.<step>`; each mutating operation names its
@@ -31,7 +34,7 @@ import path from 'node:path';
 
 interface Spec {
   name: string;
-  action: 'kill' | 'enospc' | 'sleep' | 'stop' | 'pause';
+  action: 'kill' | 'enospc' | 'sleep' | 'stop' | 'pause' | 'skip';
   /** Fire at this hit of `name` (1-based); for sleep, the milliseconds of every hit. */
   at: number;
 }
@@ -42,6 +45,7 @@ function parse(raw: string | undefined): Spec | null {
   if (a === 'enospc') return { name, action: 'enospc', at: Number(b ?? 1) || 1 };
   if (a === 'sleep') return { name, action: 'sleep', at: Number(b ?? 10) || 10 };
   if (a === 'stop') return { name, action: 'stop', at: 1 };
+  if (a === 'skip') return { name, action: 'skip', at: 1 };
   if (a === 'pause') return { name, action: 'pause', at: Number(b ?? 1) || 1 };
   return { name, action: 'kill', at: Number(a ?? 1) || 1 };
 }
@@ -133,4 +137,9 @@ export function faultError(name: string): 'ENOSPC' | null {
   if (spec === null && log === null) return null;
   const n = hit(name);
   return spec?.action === 'enospc' && spec.name === name && n >= spec.at ? 'ENOSPC' : null;
+}
+
+/** A durability step (a sync) that STRATA_FAULT=<name>:skip leaves out: true when the caller must skip it. */
+export function faultSkip(name: string): boolean {
+  return spec?.action === 'skip' && spec.name === name;
 }
