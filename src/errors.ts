@@ -18,6 +18,8 @@ export const ERROR_CODES = {
   E_UNSUPPORTED: 11,
   E_IO: 12,
   E_PROTOCOL: 13,
+  /** Lazy clones (on this or another host) still fetch blocks of what a remote delete/gc/rm would remove. */
+  E_HAS_DEPENDENTS: 14,
   /** Ctrl-C (SIGINT) stopped the work; 128 + SIGINT, as a shell reports a process killed by it. */
   E_INTERRUPTED: 130,
 } as const;
