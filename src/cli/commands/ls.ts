@@ -6,8 +6,17 @@ import { BYTES_OPTION, localTime, sizeFormatter, table } from '../render.js';
 function renderList(rows: readonly ListedImage[], exact?: boolean): string {
   if (rows.length === 0) return 'no images (create one: strata create NAME --size 10G, or strata create NAME --from disk.raw)\n';
   const size = sizeFormatter(exact);
+  const anyLazy = rows.some((r) => r.lazy);
   return table(
-    rows.map((r) => ({ ...r, parent: r.parent ?? '-', virtualSize: size(r.virtualSize), ownBytes: size(r.ownBytes), createdAt: localTime(r.createdAt) })),
+    rows.map(({ lazy, ...r }) => ({
+      ...r,
+      parent: r.parent ?? '-',
+      virtualSize: size(r.virtualSize),
+      ownBytes: size(r.ownBytes),
+      createdAt: localTime(r.createdAt),
+      // A lazy clone's blocks still in a bucket: reading them needs it.
+      remoteOnly: lazy ? `lazy: ${size(lazy.remoteOnlyBytes)} in ${Object.keys(lazy.remotes).join(', ')}` : '-',
+    })),
     [
       ['name', 'NAME'],
       ['kind', 'KIND'],
@@ -15,6 +24,7 @@ function renderList(rows: readonly ListedImage[], exact?: boolean): string {
       ['virtualSize', 'SIZE'],
       ['ownBytes', 'OWN'],
       ['createdAt', 'CREATED'],
+      ...(anyLazy ? ([['remoteOnly', 'ONLY REMOTE']] as [string, string][]) : []),
     ],
   );
 }

@@ -7,7 +7,7 @@ import { humanBytes } from '../parse.js';
 export function renderForest(forest: readonly TreeNode[]): string {
   const lines: string[] = [];
   const walk = (n: TreeNode, prefix: string, last: boolean, root: boolean) => {
-    const label = `${n.name}  ${n.kind}${n.writable ? ' (writable)' : ''}  ${humanBytes(n.virtualSize)}  own ${humanBytes(n.ownBytes)}${n.origin ? `  [${n.origin}]` : ''}`;
+    const label = `${n.name}  ${n.kind}${n.writable ? ' (writable)' : ''}  ${humanBytes(n.virtualSize)}  own ${humanBytes(n.ownBytes)}${n.origin ? `  [${n.origin}]` : ''}${n.lazy ? `  [lazy: ${humanBytes(n.lazy.remoteOnlyBytes)} only in ${Object.keys(n.lazy.remotes).join(', ')}]` : ''}`;
     lines.push(root ? label : `${prefix}${last ? '└── ' : '├── '}${label}`);
     const next = root ? '' : prefix + (last ? '    ' : '│   ');
     n.children.forEach((c, i) => walk(c, next, i === n.children.length - 1, false));
@@ -18,5 +18,12 @@ export function renderForest(forest: readonly TreeNode[]): string {
 
 export const treeCommand = () =>
   new Command('tree').description('show the forest of images: bases, layers and writable leaves').action(async (_o, cmd: Command) =>
-    runCommand(cmd, async (ctx) => imageForest(listVisibleImages((await ctx.store()).db)), (f) => renderForest(f)),
+    runCommand(
+      cmd,
+      async (ctx) => {
+        const { db } = await ctx.store();
+        return imageForest(listVisibleImages(db), db);
+      },
+      (f) => renderForest(f),
+    ),
   );
