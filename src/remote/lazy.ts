@@ -32,7 +32,7 @@
  * after it; a fetcher brings it up to date when its readers let go (trim),
  * so a clone whose blocks are all here stops holding its origin.
  */
-import { StrataError, corrupt } from '../errors.js';
+import { StrataError, corrupt, isStrataError } from '../errors.js';
 import { allocateSlots } from '../store/allocator.js';
 import { getImage, insertImage, updateImage } from '../store/catalog.js';
 import { isRemoteLoc, remoteSlotsOf } from '../store/locations.js';
@@ -72,6 +72,8 @@ export interface LazyCloneResult {
   localBlocks: number;
   /** Distinct blocks left in the bucket, to fetch on first read. */
   remoteBlocks: number;
+  /** Why the bucket does not record this clone as depending on the image (it could not be written to: read-only access), if so. */
+  unrecorded?: string;
 }
 
 /** One layer as a local frozen image whose new blocks stay remote. One write transaction. */
@@ -172,13 +174,20 @@ export async function lazyClone(store: Store, remote: Remote, image: string, lea
   const { id, manifest } = await findManifest(remote, image, opts.manifest);
   // The record first: a host deleting the image from now on sees this clone. Then the manifest once
   // more: a delete that listed the records before this one was written has removed it by now.
-  await recordCloneIntent(store, remote, image, id, manifest.chain.map((l) => l.layer), leaf);
+  let unrecorded: string | undefined;
+  try {
+    await recordCloneIntent(store, remote, image, id, manifest.chain.map((l) => l.layer), leaf);
+  } catch (e) {
+    // A bucket this host may only read (a published image): the clone works, unprotected, and says so.
+    if (!isStrataError(e, 'E_IO')) throw e;
+    unrecorded = e.message;
+  }
   if (!(await remote.bucket.has(remote.keys.manifest(image, id)))) {
     await syncDependentsAfter(store, remote);
     throw new StrataError('E_NOT_FOUND', `remote ${remote.config.name} has no image ${image}@${id.slice(0, 12)} any more (deleted meanwhile)`, { remote: remote.config.name, image });
   }
   await syncIndexes(remote);
-  const tally: LazyCloneResult = { image, remote: remote.config.name, manifest: id, leaf, layers: [], blocks: 0, localBlocks: 0, remoteBlocks: 0 };
+  const tally: LazyCloneResult = { image, remote: remote.config.name, manifest: id, leaf, layers: [], blocks: 0, localBlocks: 0, remoteBlocks: 0, ...(unrecorded ? { unrecorded } : {}) };
   let parent: ImageRecord | null = null;
   const made: ImageRecord[] = [];
   try {

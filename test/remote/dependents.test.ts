@@ -9,12 +9,13 @@
  * or removed, stops holding its origin.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ERROR_CODES } from '../../src/errors.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { pushAndCloneLazily } from '../helpers/lazy-clone.js';
 import { haveRgw, rgw } from '../helpers/rgw.js';
 
 const MiB = 1024 * 1024;
-const HAS_DEPENDENTS = 14;
+const HAS_DEPENDENTS = ERROR_CODES.E_HAS_DEPENDENTS;
 const json = (r: { stdout: string }) => JSON.parse(r.stdout);
 
 describe.skipIf(!haveRgw())('lazy clones hold their origin (Ceph RGW)', () => {

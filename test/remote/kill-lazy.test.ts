@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ERROR_CODES } from '../../src/errors.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
 import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
@@ -105,7 +106,7 @@ describe.skipIf(!haveRgw())('SIGKILL during lazy fetch, eviction and dependents 
     expect(strata(B, ['rm', '-r', 'img'], { env: killedAt('dependents.before-remove') }).status).toBe(-1);
     expect(json(strataOk(B, ['--json', 'ls']))).toEqual([]);
     expect(dependents()).toContain(B);
-    expect(strata(A, ['remote', 'delete', 'fleet/img']).status).toBe(14);
+    expect(strata(A, ['remote', 'delete', 'fleet/img']).status).toBe(ERROR_CODES.E_HAS_DEPENDENTS);
     const check = strata(B, ['--json', 'check', '--remote']);
     expect(check.status).toBe(0);
     expect(json(check).status).toBe('clean');

@@ -5,6 +5,7 @@ import { orAskServer } from '../live.js';
 import { runCommand } from '../context.js';
 import { warnSkipped } from '../skipped.js';
 import { parseRef } from './pull.js';
+import { printable } from '../../untrusted.js';
 
 export const cloneCommand = () =>
   new Command('clone')
@@ -27,6 +28,11 @@ export const cloneCommand = () =>
             const remote = openRemote(ctx.storeDir, remoteName);
             try {
               const r = await lazyClone(store, remote, image, names[0], { manifest });
+              if (r.unrecorded) {
+                process.stderr.write(
+                  `strata: warning: ${remoteName} does not record this clone (${printable(r.unrecorded)}): another host's remote delete and remote gc will not know it needs ${image}\n`,
+                );
+              }
               const top = r.layers[r.layers.length - 1];
               return { parent: top.name, snapshot: null, clones: [r.leaf], lazy: r, skipped: remote.skipped };
             } finally {
