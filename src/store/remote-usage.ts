@@ -12,13 +12,18 @@ import { listImages } from './catalog.js';
 import { segmentsOf } from './maps.js';
 import { segGet } from './segment.js';
 import { prepared } from './statements.js';
+import { metaNumber } from './store.js';
 import { SEGMENT_ENTRIES, type ImageId } from './types.js';
 
 /** Per image id: remote name → the distinct slots of its own map held only there. */
 export type RemoteOnly = Map<ImageId, Map<string, Set<number>>>;
 
+/** Whether any block is still remote (a counter in meta: a store without lazy clones never reads remote_locs). */
+export const hasRemoteBlocks = (db: Database.Database): boolean => metaNumber(db, 'remote_blocks') > 0;
+
 /** The slots still REMOTE, with the remote each is fetched from. */
 export function remoteSlotOwners(db: Database.Database): Map<number, string> {
+  if (!hasRemoteBlocks(db)) return new Map();
   return new Map(prepared(db, 'SELECT slot, remote FROM remote_locs').raw().all() as [number, string][]);
 }
 

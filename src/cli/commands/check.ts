@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { checkStore, type CheckReport } from '../../store/check.js';
-import { remoteBlockCount } from '../../store/remote-locs.js';
+import { hasRemoteBlocks } from '../../store/remote-usage.js';
 import type { Store } from '../../store/store.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
@@ -30,7 +30,7 @@ interface RemoteSection {
 }
 
 async function remoteSection(store: Store, confirm: boolean): Promise<RemoteSection> {
-  if (remoteBlockCount(store.db) === 0 && !confirm) return { remoteOnly: [] };
+  if (!hasRemoteBlocks(store.db) && !confirm) return { remoteOnly: [] };
   const [{ heldRemotely, confirmHeld }, { openRemote }, { syncDependents }, { listRemotes }] = await Promise.all([
     import('../../remote/held-remotely.js'),
     import('../../remote/remote.js'),
