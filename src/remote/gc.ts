@@ -103,7 +103,7 @@ export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Prom
     const manifests = await mapLimit(listed, SMALL_GETS, (m) => readManifest(remote, m.image, m.id).catch(untilClean));
     const liveLayers = new Set(manifests.flatMap((m) => m.chain.map((l) => l.layer)));
     const dependents = orphanedDependents(await listDependents(remote), new Set(listed.map((m) => m.id)), liveLayers);
-    if (dependents.length > 0 && !opts.force && !opts.dryRun) throw hasDependents(remote, 'collecting deleted images', dependents);
+    if (dependents.length > 0 && !opts.force && !opts.dryRun) throw hasDependents(remote, `deleted image ${[...new Set(dependents.map((d) => d.image))].join(', ')}`, dependents);
     const layerObjects = await listIds(remote, 'layers');
     const present = new Set(layerObjects.map((o) => o.id));
     for (const id of liveLayers) if (!present.has(id)) throw corrupt(`remote ${remote.config.name}: layer ${id} that a manifest names is missing from ${where}; ${UNTIL_CLEAN}`, { layer: id });

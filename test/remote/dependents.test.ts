@@ -35,6 +35,7 @@ describe.skipIf(!haveRgw())('lazy clones hold their origin (Ceph RGW)', () => {
       const del = strata(A, ['remote', 'delete', 'fleet/img']);
       expect(del.status).toBe(HAS_DEPENDENTS);
       expect(del.stderr.trim().split('\n')).toHaveLength(1);
+      expect(del.stderr).toContain(`strata: image img on remote fleet is needed by 1 lazy clone(s): host `);
       expect(del.stderr).toContain(`store ${B} (img, vm)`);
       expect(del.stderr).toContain('--force');
       expect(json(strataOk(A, ['--json', 'remote', 'ls', 'fleet'])).images.map((i: { name: string }) => i.name)).toEqual(['img']);
@@ -49,6 +50,7 @@ describe.skipIf(!haveRgw())('lazy clones hold their origin (Ceph RGW)', () => {
       const gc = strata(A, ['remote', 'gc', 'fleet']);
       expect(gc.status).toBe(HAS_DEPENDENTS);
       expect(gc.stderr.trim().split('\n')).toHaveLength(1);
+      expect(gc.stderr).toContain('strata: deleted image img on remote fleet is needed by 1 lazy clone(s): host ');
       expect(gc.stderr).toContain(`store ${B} (img, vm)`);
       expect(await bucket.list('packs/')).toEqual(packs);
       expect(json(strataOk(A, ['--json', 'remote', 'gc', '-n', 'fleet'])).dependents).toMatchObject([{ dir: B, images: ['img', 'vm'] }]);

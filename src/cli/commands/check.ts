@@ -88,9 +88,11 @@ export const checkCommand = () =>
           const remote = await remoteSection(store, o.remote === true);
           const missing = (remote.confirmed ?? []).some((c) => c.missingBlocks > 0);
           status = missing ? 2 : r.exitStatus;
-          return { ...r, ...(missing ? { status: 'corrupt' as const, exitStatus: 2 as const } : {}), remote };
+          // Only where there is something to say: a store without lazy clones prints what it always did.
+          const shown = remote.remoteOnly.length > 0 || remote.confirmed !== undefined;
+          return { ...r, ...(missing ? { status: 'corrupt' as const, exitStatus: 2 as const } : {}), ...(shown ? { remote } : {}) };
         },
-        (r) => renderCheck(r) + renderRemoteSection(r.remote),
+        (r) => renderCheck(r) + (r.remote ? renderRemoteSection(r.remote) : ''),
       );
       // The status is the result itself, not an error: the report is printed in full either way.
       process.exitCode = status;
