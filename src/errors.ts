@@ -22,6 +22,8 @@ export const ERROR_CODES = {
   E_BAD_STREAM: 14,
   /** An incremental stream whose base this store lacks, or holds with other content. */
   E_BASE_MISMATCH: 15,
+  /** Lazy clones (on this or another host) still fetch blocks of what a remote delete/gc/rm would remove. */
+  E_HAS_DEPENDENTS: 16,
   /** Ctrl-C (SIGINT) stopped the work; 128 + SIGINT, as a shell reports a process killed by it. */
   E_INTERRUPTED: 130,
 } as const;

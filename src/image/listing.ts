@@ -3,9 +3,40 @@
  * of `info NAME`. The CLI prints these and the web page (src/ui/) draws them,
  * so both show the same figures from the same calls.
  */
+import type Database from 'better-sqlite3';
 import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
+import { chainRemoteOnly, remoteOnlyByImage, type RemoteOnly } from '../store/remote-usage.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, type ImageRecord } from '../store/types.js';
+
+/**
+ * An image some of whose blocks (its own or its ancestors') are held only in
+ * a remote's bucket (a lazy clone, remote/lazy.ts): reading it fetches them,
+ * and it cannot be read whole without that bucket.
+ */
+export interface LazyMark {
+  /** Distinct bytes of its chain held only remotely. */
+  remoteOnlyBytes: number;
+  /** The same, by remote. */
+  remotes: Record<string, number>;
+}
+
+function lazyMark(only: RemoteOnly, chain: readonly ImageRecord[]): LazyMark | undefined {
+  const by = chainRemoteOnly(only, chain);
+  if (by.size === 0) return undefined;
+  const remotes = Object.fromEntries([...by].map(([r, n]) => [r, n * BLOCK_SIZE]));
+  return { remoteOnlyBytes: Object.values(remotes).reduce((a, b) => a + b, 0), remotes };
+}
+
+/** The lazy mark of each image, for listings: nothing to compute while no block is remote. */
+function lazyMarker(db: Database.Database): (rec: ImageRecord) => { lazy?: LazyMark } {
+  const only = remoteOnlyByImage(db);
+  if (only.size === 0) return () => ({});
+  return (rec) => {
+    const m = lazyMark(only, chainOf(db, rec));
+    return m ? { lazy: m } : {};
+  };
+}
 
 /** One row of `strata ls --json`. */
 export interface ListedImage {
@@ -16,12 +47,15 @@ export interface ListedImage {
   ownBytes: number;
   /** ISO-8601, UTC. */
   createdAt: string;
+  /** Present when some of its blocks are held only in a remote's bucket. */
+  lazy?: LazyMark;
 }
 
 /** Every visible image, by name, with its parent's name. */
 export function listImageRows(store: Store): ListedImage[] {
   const all = listVisibleImages(store.db);
   const byId = new Map(all.map((i) => [i.id, i.name]));
+  const mark = lazyMarker(store.db);
   return all.map((i) => ({
     name: i.name,
     kind: i.kind,
@@ -29,6 +63,7 @@ export function listImageRows(store: Store): ListedImage[] {
     virtualSize: i.virtualSize,
     ownBytes: i.ownBlocks * BLOCK_SIZE,
     createdAt: new Date(i.createdAt).toISOString(),
+    ...mark(i),
   }));
 }
 
@@ -41,11 +76,14 @@ export interface TreeNode {
   ownBytes: number;
   /** Where a container image or layer came from, shortly (absent for disks). */
   origin?: string;
+  /** Present when some of its blocks are held only in a remote's bucket. */
+  lazy?: LazyMark;
   children: TreeNode[];
 }
 
-/** The forest of the given images (callers pass the visible ones). */
-export function imageForest(images: readonly ImageRecord[]): TreeNode[] {
+/** The forest of the given images (callers pass the visible ones); `db` marks lazy ones. */
+export function imageForest(images: readonly ImageRecord[], db?: Database.Database): TreeNode[] {
+  const mark = db ? lazyMarker(db) : () => ({});
   // One pass, appending in place: copying each parent's list per child made a base with 110,000 clones take 70 s.
   const kids = new Map<number | null, ImageRecord[]>();
   for (const i of images) {
@@ -60,6 +98,7 @@ export function imageForest(images: readonly ImageRecord[]): TreeNode[] {
     virtualSize: i.virtualSize,
     ownBytes: i.ownBlocks * BLOCK_SIZE,
     ...(originText(i.source) ? { origin: originText(i.source) } : {}),
+    ...mark(i),
     children: (kids.get(i.id) ?? []).map(build),
   });
   return (kids.get(null) ?? []).map(build);
@@ -78,6 +117,8 @@ export interface ImageInfo {
   createdAt: string;
   labels: Record<string, string>;
   source: Record<string, unknown> | null;
+  /** Present when some of its blocks (or its ancestors') are held only in a remote's bucket. */
+  lazy?: LazyMark;
   /** A container image: the OCI layer each strata layer of its chain came from, top first. */
   layers?: { name: string; layer: number; digest: string | null; diffId: string; chainId: string }[];
 }
@@ -106,6 +147,7 @@ export function describeImage(store: Store, name: string): ImageInfo {
     createdAt: new Date(rec.createdAt).toISOString(),
     labels: rec.labels,
     source: rec.source,
+    ...lazyMarker(store.db)(rec),
     ...(isContainer(rec.source)
       ? {
           layers: chain

@@ -36,17 +36,12 @@ import type { Store } from '../store/store.js';
 import type { ImageRecord } from '../store/types.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES } from '../store/types.js';
 import { loadRemote, type RemoteConfig } from './config.js';
+import { syncDependents } from './dependents.js';
 import { mapLimit } from './pool.js';
 import { syncIndexes, type Remote } from './remote.js';
 
-/** `source.format` of a lazy clone's layers (lazy.ts). */
-export const LAZY_FORMAT = 'remote-lazy';
-
-/** The remote a lazy layer's blocks come from; undefined for any other image. */
-export function lazyRemoteOf(rec: ImageRecord): string | undefined {
-  const s = rec.source;
-  return s?.format === LAZY_FORMAT && typeof s.remote === 'string' ? s.remote : undefined;
-}
+import { lazyRemoteOf } from './lazy-source.js';
+export { LAZY_FORMAT, lazyRemoteOf } from './lazy-source.js';
 
 const scopeOf = (remote: string): CacheScope => ({ remote, lazyRemoteOf });
 
@@ -114,12 +109,15 @@ async function adoptOrphans(store: Store, remote: Remote): Promise<void> {
 export async function evictRemoteCache(store: Store, remote: Remote, to: number): Promise<EvictReport> {
   await syncIndexes(remote);
   await adoptOrphans(store, remote);
+  const scope = scopeOf(remote.config.name);
+  const evicting = countCached(store, scope).blocks * BLOCK_SIZE > Math.max(0, to);
+  if (evicting) await syncDependents(store, remote, { evictable: true, keepOthers: true });
   /** Pack id → the bucket holds it (asked once per pass). */
   const held = new Map<string, boolean>();
   let total: EvictReport | undefined;
   for (;;) {
     const ask = new Set<string>();
-    const r = evictCached(store, scopeOf(remote.config.name), to, {
+    const r = evictCached(store, scope, to, {
       placeOf: (digest) => {
         let unknown = false;
         for (const p of remote.cache.places(digest)) {
@@ -136,7 +134,10 @@ export async function evictRemoteCache(store: Store, remote: Remote, to: number)
       onEvicted: (slots) => remote.cache.forgetFetched(slots),
     });
     total = total ? { ...r, before: total.before, evicted: total.evicted + r.evicted } : r;
-    if (ask.size === 0) return { ...total, deferred: 0 };
+    if (ask.size === 0) {
+      if (evicting) await syncDependents(store, remote);
+      return { ...total, deferred: 0 };
+    }
     await mapLimit([...ask], HEADS, async (pack) => held.set(pack, await remote.bucket.has(remote.keys.pack(pack))));
   }
 }

@@ -33,6 +33,11 @@
  * killed anywhere leaves every live block in a pack an index names: the
  * bucket holds extra copies or extra indexes, which the next gc removes.
  * Manifests are never deleted here (`remote delete` does that).
+ *
+ * Lazy clones: a dependents record (dependents.ts) whose manifest is gone
+ * and whose layers no manifest reaches names blocks a clone somewhere still
+ * fetches. gc refuses (E_HAS_DEPENDENTS, before it writes or deletes
+ * anything) unless `force`; a dry run lists them.
  */
 import { corrupt, isStrataError } from '../errors.js';
 import { faultDelay, faultPoint } from '../store/faults.js';
@@ -42,6 +47,7 @@ import { confirmed, falseClaims, placeKey, readTrailers, verifyFragments, type R
 import { encodeIndex, encodeIndexes, MAX_INDEX_ENTRIES, packTrailerBytes, type BlockPlace } from './index-file.js';
 import { digestsOf } from './layer-file.js';
 import { sha256Hex } from './layout.js';
+import { hasDependents, listDependents, type Dependent } from './dependents.js';
 import { lockForGc } from './locks.js';
 import { makePacker } from './packer.js';
 import { mapLimit } from './pool.js';
@@ -54,6 +60,8 @@ export interface RemoteGcOptions {
   repackBelow?: number;
   packBytes?: number;
   compress?: CodecSpec | null;
+  /** Collect what recorded lazy clones still need (they lose it). */
+  force?: boolean;
 }
 
 export interface RemoteGcResult {
@@ -69,6 +77,8 @@ export interface RemoteGcResult {
   checked: { trailers: number; fragments: number; refuted: number };
   /** Objects gc did not trust (false index claims, packs that do not hold what they say): never a reason to delete. */
   problems: RemoteProblem[];
+  /** Recorded lazy clones that need layers no manifest reaches (collected only with force). */
+  dependents: Dependent[];
 }
 
 const SMALL_GETS = 8;
@@ -89,8 +99,11 @@ export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Prom
     faultDelay('remote-gc.locked');
 
     // 1. What the manifests reach.
-    const manifests = await mapLimit(await listManifests(remote), SMALL_GETS, (m) => readManifest(remote, m.image, m.id).catch(untilClean));
+    const listed = await listManifests(remote);
+    const manifests = await mapLimit(listed, SMALL_GETS, (m) => readManifest(remote, m.image, m.id).catch(untilClean));
     const liveLayers = new Set(manifests.flatMap((m) => m.chain.map((l) => l.layer)));
+    const dependents = orphanedDependents(await listDependents(remote), new Set(listed.map((m) => m.id)), liveLayers);
+    if (dependents.length > 0 && !opts.force && !opts.dryRun) throw hasDependents(remote, `deleted image ${[...new Set(dependents.map((d) => d.image))].join(', ')}`, dependents);
     const layerObjects = await listIds(remote, 'layers');
     const present = new Set(layerObjects.map((o) => o.id));
     for (const id of liveLayers) if (!present.has(id)) throw corrupt(`remote ${remote.config.name}: layer ${id} that a manifest names is missing from ${where}; ${UNTIL_CLEAN}`, { layer: id });
@@ -204,6 +217,7 @@ export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Prom
       bytes: { before, after: before, deleted: [...gone].reduce((n, id) => n + packObjects.get(id)!, 0), written: 0 },
       checked: { trailers: trailers.size, fragments, refuted: refuted.size },
       problems,
+      dependents,
     };
     if (opts.dryRun) {
       // The counts the real run would report, found without a write: `gc -n` then `gc` agree.
@@ -276,6 +290,11 @@ export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Prom
   } finally {
     await lock.release();
   }
+}
+
+/** The records whose clones would lose blocks: manifest gone, and a layer (or, unreadable, possibly one) no manifest reaches. */
+function orphanedDependents(all: readonly Dependent[], manifests: ReadonlySet<string>, liveLayers: ReadonlySet<string>): Dependent[] {
+  return all.filter((d) => !manifests.has(d.manifest) && (!d.record || d.record.layers.some((l) => !liveLayers.has(l))));
 }
 
 interface KeepPlan {

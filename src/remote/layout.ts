@@ -27,6 +27,8 @@
  *   layers/<sha256 of the object>
  *   manifests/<image name>/<sha256 of the object>.json
  *   locks/push/<host>-<pid>-<random>, locks/gc   (locks.ts: gc runs alone)
+ *   dependents/<image>/<manifest id>/<store id>.json   (dependents.ts: which
+ *       stores hold lazy clones of which manifests; mutable, not content-named)
  *
  * Every name is derived from the content, so two hosts pushing the same
  * thing at once write the same bytes under the same key (or, for packs,
@@ -43,6 +45,7 @@ export const PACK_DIR = 'packs/';
 export const INDEX_DIR = 'index/';
 export const LAYER_DIR = 'layers/';
 export const MANIFEST_DIR = 'manifests/';
+export const DEPENDENT_DIR = 'dependents/';
 
 // crypto.hash (Node 20.12+, 21.7+) skips the Hash object: ~20% faster per 4 KiB block, and push hashes every block.
 // Typed as optional: older Node 20 releases lack it.
@@ -58,12 +61,15 @@ export interface Keys {
   index(id: string): string;
   layer(id: string): string;
   manifest(image: string, id: string): string;
+  dependent(image: string, manifest: string, store: string): string;
   /** Prefixes to list. */
   readonly packs: string;
   readonly indexes: string;
   readonly layers: string;
   readonly manifests: string;
   manifestsOf(image: string): string;
+  readonly dependents: string;
+  dependentsOf(image: string): string;
   /** The id (or image/id) from a listed key, or undefined for a key that is not ours. */
   idOf(key: string, dir: string): string | undefined;
 }
@@ -80,6 +86,9 @@ export function keysFor(prefix: string): Keys {
     layers: `${p}${LAYER_DIR}`,
     manifests: `${p}${MANIFEST_DIR}`,
     manifestsOf: (image) => `${p}${MANIFEST_DIR}${image}/`,
+    dependent: (image, manifest, store) => `${p}${DEPENDENT_DIR}${image}/${manifest}/${store}.json`,
+    dependents: `${p}${DEPENDENT_DIR}`,
+    dependentsOf: (image) => `${p}${DEPENDENT_DIR}${image}/`,
     idOf(key, dir) {
       if (!key.startsWith(p + dir)) return undefined;
       return key.slice(p.length + dir.length);

@@ -26,8 +26,13 @@
  * S3 client's retries is E_IO for that read only; the next read tries again.
  * Each batch is noted in the remote's cache (when fetched) and may take the
  * cache over its limit, which evicts idle blocks (cache-limit.ts).
+ *
+ * The bucket's record of this store's clones (dependents.ts): written
+ * before a clone makes its first layer, narrowed to what the clone needs
+ * after it; a fetcher brings it up to date when its readers let go (trim),
+ * so a clone whose blocks are all here stops holding its origin.
  */
-import { StrataError, corrupt } from '../errors.js';
+import { StrataError, corrupt, isStrataError } from '../errors.js';
 import { allocateSlots } from '../store/allocator.js';
 import { getImage, insertImage, updateImage } from '../store/catalog.js';
 import { isRemoteLoc, remoteSlotsOf } from '../store/locations.js';
@@ -43,6 +48,7 @@ import { frozenKind } from '../image/lifecycle.js';
 import type { Logger } from '../log.js';
 import { adoptLayer, cacheLimiter, LAZY_FORMAT, ownSlotsOf } from './cache-limit.js';
 import { remoteUrl } from './config.js';
+import { recordCloneIntent, syncDependentsAfter } from './dependents.js';
 import { fetchBlocks, type FetchOptions, type FetchStats } from './fetch.js';
 import type { BlockPlace } from './index-file.js';
 import { RUN_DATA, type LayerMap } from './layer-file.js';
@@ -66,6 +72,8 @@ export interface LazyCloneResult {
   localBlocks: number;
   /** Distinct blocks left in the bucket, to fetch on first read. */
   remoteBlocks: number;
+  /** Why the bucket does not record this clone as depending on the image (it could not be written to: read-only access), if so. */
+  unrecorded?: string;
 }
 
 /** One layer as a local frozen image whose new blocks stay remote. One write transaction. */
@@ -164,8 +172,22 @@ function localSlotOf(store: Store, p: BlockPlace): number | undefined {
 
 export async function lazyClone(store: Store, remote: Remote, image: string, leaf: string, opts: { manifest?: string } = {}): Promise<LazyCloneResult> {
   const { id, manifest } = await findManifest(remote, image, opts.manifest);
+  // The record first: a host deleting the image from now on sees this clone. Then the manifest once
+  // more: a delete that listed the records before this one was written has removed it by now.
+  let unrecorded: string | undefined;
+  try {
+    await recordCloneIntent(store, remote, image, id, manifest.chain.map((l) => l.layer), leaf);
+  } catch (e) {
+    // A bucket this host may only read (a published image): the clone works, unprotected, and says so.
+    if (!isStrataError(e, 'E_IO')) throw e;
+    unrecorded = e.message;
+  }
+  if (!(await remote.bucket.has(remote.keys.manifest(image, id)))) {
+    await syncDependentsAfter(store, remote);
+    throw new StrataError('E_NOT_FOUND', `remote ${remote.config.name} has no image ${image}@${id.slice(0, 12)} any more (deleted meanwhile)`, { remote: remote.config.name, image });
+  }
   await syncIndexes(remote);
-  const tally: LazyCloneResult = { image, remote: remote.config.name, manifest: id, leaf, layers: [], blocks: 0, localBlocks: 0, remoteBlocks: 0 };
+  const tally: LazyCloneResult = { image, remote: remote.config.name, manifest: id, leaf, layers: [], blocks: 0, localBlocks: 0, remoteBlocks: 0, ...(unrecorded ? { unrecorded } : {}) };
   let parent: ImageRecord | null = null;
   const made: ImageRecord[] = [];
   try {
@@ -196,8 +218,10 @@ export async function lazyClone(store: Store, remote: Remote, image: string, lea
         // Taken meanwhile (a clone over one of them): kept, and the first error is what the user needs.
       }
     }
+    await syncDependentsAfter(store, remote);
     throw e;
   }
+  await syncDependentsAfter(store, remote);
   return tally;
 }
 
@@ -211,6 +235,8 @@ export class LazyFetcher {
   private readonly remotes = new Map<string, Remote>();
   /** Per remote: keeps its cache under its limit after each batch. */
   private readonly limits = new Map<string, (fetched: number, released?: boolean) => Promise<unknown>>();
+  /** Remotes this fetcher installed blocks from since their dependents records were last brought up to date. */
+  private readonly fetchedFrom = new Set<string>();
   constructor(
     private readonly store: Store,
     private readonly open: (name: string) => Remote,
@@ -226,6 +252,15 @@ export class LazyFetcher {
   /** Brings each remote this fetcher used under its limit, where it is over (after a reader let go). */
   async trim(): Promise<void> {
     for (const [name, r] of this.remotes) await this.limitOf(name, r)(0, true);
+    await this.syncRecords();
+  }
+
+  /** Brings the dependents records of each remote this fetcher fetched from up to date (a clone fully here no longer holds its origin). */
+  async syncRecords(): Promise<void> {
+    for (const name of this.fetchedFrom) {
+      this.fetchedFrom.delete(name);
+      await syncDependentsAfter(this.store, this.remotes.get(name)!, (msg) => this.opts.log?.warn({ remote: name }, msg));
+    }
   }
 
   /** Fetches and installs those of `slots` that are still remote. E_IO when the bucket cannot be read. */
@@ -269,6 +304,7 @@ export class LazyFetcher {
       this.stats.blocks += st.blocks;
       const n = installFetched(this.store, got);
       r.cache.noteFetched(got.map((g) => g.slot));
+      if (n > 0) this.fetchedFrom.add(name);
       moved += n;
       await this.limitOf(name, r)(n);
     }
@@ -323,6 +359,7 @@ export async function fetchOwnBlocks(store: Store, rec: ImageRecord): Promise<Fe
   try {
     const BATCH = 16384;
     for (let i = 0; i < slots.length; i += BATCH) await fetcher.ensure(slots.slice(i, i + BATCH));
+    await fetcher.syncRecords();
     return fetcher.stats;
   } finally {
     fetcher.close();
@@ -341,6 +378,7 @@ export async function adoptLazyLayer(store: Store, remote: Remote, rec: ImageRec
     await fetchOwnBlocks(store, rec);
     const adopted = adoptLayer(store, remote, rec, layer);
     if (!adopted) throw new StrataError('E_BUSY', `image ${rec.name} changed while it was being pulled; pull again`, { image: rec.name });
+    await syncDependentsAfter(store, remote);
     return adopted;
   } finally {
     img.close();

@@ -34,6 +34,7 @@
 import { createHash } from 'node:crypto';
 import { busySlots } from './busy.js';
 import { listImages } from './catalog.js';
+import { faultPoint } from './faults.js';
 import { freeSlots } from './freelist.js';
 import { isPackedLoc } from './locations.js';
 import { punchMovedPlaces, recordMovedPlaces } from './moved-places.js';
@@ -166,8 +167,10 @@ export function evictCached(store: Store, scope: CacheScope, to: number, opts: E
     });
     if (evicted.length === 0) break;
     report.evicted += evicted.length;
+    faultPoint('evict.after-batch');
     opts.onEvicted?.(evicted);
     store.write(() => punchMovedPlaces(store));
+    faultPoint('evict.after-punch');
   }
   return report;
 }

@@ -25,6 +25,7 @@
  */
 import type Database from 'better-sqlite3';
 import { corrupt } from '../errors.js';
+import { faultPoint } from './faults.js';
 import { refreshLocations } from './locations.js';
 import { REMOTE, indexSlots, slotEditor } from './slots.js';
 import { prepared } from './statements.js';
@@ -105,6 +106,7 @@ export function installFetched(store: Store, blocks: readonly { slot: number; di
       todo.map((b) => b.data),
     );
     store.blocks.sync();
+    faultPoint('fetch.after-data-sync');
     const pairs: number[] = [];
     for (const b of todo) {
       const h = store.hash(b.data);
@@ -117,6 +119,7 @@ export function installFetched(store: Store, blocks: readonly { slot: number; di
     indexSlots(db, pairs);
     moved = todo.length;
   });
+  if (moved > 0) faultPoint('fetch.after-commit');
   refreshLocations(store.db);
   return moved;
 }

@@ -7,16 +7,11 @@
  * longer cache); the lazy clone then reads back byte-identical and `strata
  * check` is clean.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { openBucket } from '../../src/remote/s3.js';
-import { strata, strataOk } from '../helpers/cli.js';
-import { rng } from '../helpers/random.js';
-import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
-import { tmpDir } from '../helpers/tmp.js';
+import { strataOk } from '../helpers/cli.js';
+import { expectIntact, pushAndCloneLazily } from '../helpers/lazy-clone.js';
+import { haveRgw, rgw } from '../helpers/rgw.js';
 
-const MiB = 1024 * 1024;
 const BLOCKS = 512; // 2 MiB of distinct random blocks
 
 interface EvictJson {
@@ -30,36 +25,19 @@ const cacheOf = (store: string): { cachedBlocks: number } =>
 const evict = (store: string): EvictJson => JSON.parse(strataOk(store, ['--json', 'remote', 'evict', 'fleet', '--to', '0']).stdout) as EvictJson;
 
 describe.skipIf(!haveRgw())('eviction keeps blocks the bucket no longer has (Ceph RGW)', () => {
-  let endpoint: string;
   beforeAll(() => {
-    endpoint = rgw().endpoint;
+    rgw();
   });
 
   /** Store A pushes `img`; store B clones it lazily and reads it whole (every block fetched and cached). */
   function setup(what: string) {
-    const dir = tmpDir();
-    const data = rng(2202).bytes(2 * MiB);
-    fs.writeFileSync(path.join(dir, 'img.raw'), data);
-    const bucketName = freshBucket(what);
-    const [A, B] = ['A', 'B'].map((n) => path.join(dir, n));
-    storesOnBucket([A, B], bucketName);
-    strataOk(A, ['create', 'img', '--from', path.join(dir, 'img.raw')]);
-    strataOk(A, ['push', 'img', 'fleet', '--pack-size', '1M']);
-    strataOk(B, ['clone', 'fleet/img', 'vm']);
-    expect(strataOk(B, ['read', 'vm']).out.equals(data)).toBe(true);
-    return { dir, data, A, B, bucket: openBucket({ bucket: bucketName, endpoint }) };
+    const pair = pushAndCloneLazily(what, 2202);
+    expect(strataOk(pair.B, ['read', 'vm']).out.equals(pair.data)).toBe(true);
+    return pair;
   }
 
   /** B's clone reads back whole and check finds nothing wrong. */
-  function intact(B: string, data: Buffer) {
-    const read = strata(B, ['read', 'vm']);
-    expect(read.stderr).toBe('');
-    expect(read.status).toBe(0);
-    expect(read.out.equals(data)).toBe(true);
-    const check = strata(B, ['--json', 'check']);
-    expect(check.status).toBe(0);
-    expect(JSON.parse(check.stdout).status).toBe('clean');
-  }
+  const intact = (B: string, data: Buffer) => expectIntact(B, 'vm', data);
 
   it("after another store's remote delete + remote gc, evict --to 0 keeps every block; the clone reads back byte-identical and check is clean", async () => {
     const { data, A, B, bucket } = setup('evgone');

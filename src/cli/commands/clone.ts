@@ -5,6 +5,7 @@ import { orAskServer } from '../live.js';
 import { runCommand } from '../context.js';
 import { warnSkipped } from '../skipped.js';
 import { parseRef } from './pull.js';
+import { printable } from '../../untrusted.js';
 
 export const cloneCommand = () =>
   new Command('clone')
@@ -28,6 +29,7 @@ export const cloneCommand = () =>
             try {
               const r = await lazyClone(store, remote, image, names[0], { manifest });
               ctx.logger.info({ source, clone: r.leaf, remoteBlocks: r.remoteBlocks }, 'lazy clone made');
+              if (r.unrecorded) ctx.warn(`${remoteName} does not record this clone (${printable(r.unrecorded)}): another host's remote delete and remote gc will not know it needs ${image}`);
               const top = r.layers[r.layers.length - 1];
               return { parent: top.name, snapshot: null, clones: [r.leaf], lazy: r, skipped: remote.skipped };
             } finally {

@@ -97,6 +97,9 @@ export const infoCommand = () =>
             ['own bytes', `${humanBytes(r.ownBytes)} (${r.ownBytes} bytes)`],
             ['created', localTime(r.createdAt)],
             ...(r.source ? ([['source', sourceText(r.source)]] as [string, string][]) : []),
+            ...(r.lazy
+              ? ([['lazy', `${Object.entries(r.lazy.remotes).map(([n, b]) => `${humanBytes(b)} only in remote ${n}`).join(', ')}, fetched on first read`]] as [string, string][])
+              : []),
             ...(r.layers ?? []).map((l): [string, string] => [`  ${l.name}`, `OCI layer ${l.layer}: ${l.digest ?? `diffID ${l.diffId}`}`]),
           ]),
       ),

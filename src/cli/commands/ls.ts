@@ -8,8 +8,17 @@ function renderList(rows: readonly ListedImage[], exact: boolean | undefined, pa
   if (rows.length === 0 && patterns.length > 0) return `no images match ${patterns.join(' ')}\n`;
   if (rows.length === 0) return 'no images (create one: strata create NAME --size 10G, or strata create NAME --from disk.raw)\n';
   const size = sizeFormatter(exact);
+  const anyLazy = rows.some((r) => r.lazy);
   return table(
-    rows.map((r) => ({ ...r, parent: r.parent ?? '-', virtualSize: size(r.virtualSize), ownBytes: size(r.ownBytes), createdAt: localTime(r.createdAt) })),
+    rows.map(({ lazy, ...r }) => ({
+      ...r,
+      parent: r.parent ?? '-',
+      virtualSize: size(r.virtualSize),
+      ownBytes: size(r.ownBytes),
+      createdAt: localTime(r.createdAt),
+      // A lazy clone's blocks still in a bucket: reading them needs it.
+      remoteOnly: lazy ? `lazy: ${size(lazy.remoteOnlyBytes)} in ${Object.keys(lazy.remotes).join(', ')}` : '-',
+    })),
     [
       ['name', 'NAME'],
       ['kind', 'KIND'],
@@ -17,6 +26,7 @@ function renderList(rows: readonly ListedImage[], exact: boolean | undefined, pa
       ['virtualSize', 'SIZE'],
       ['ownBytes', 'OWN'],
       ['createdAt', 'CREATED'],
+      ...(anyLazy ? ([['remoteOnly', 'ONLY REMOTE']] as [string, string][]) : []),
     ],
   );
 }

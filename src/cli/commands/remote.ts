@@ -3,6 +3,8 @@ import { addRemote, listRemotes, loadRemote, parseEndpoint, parseS3Url, remoteNa
 import { cacheUsage, evictRemoteCache, type CacheUsage } from '../../remote/cache-limit.js';
 import { checkRemote, type RemoteCheckResult } from '../../remote/check.js';
 import { remoteGc, type RemoteGcResult } from '../../remote/gc.js';
+import { dependentInfo, dependentText, type DependentInfo } from '../../remote/dependents.js';
+import { refuseForgetting } from '../../remote/held-remotely.js';
 import { deleteRemoteImage, listRemoteImages, openRemote, type Remote } from '../../remote/remote.js';
 import type { Store } from '../../store/store.js';
 import { BLOCK_SIZE } from '../../store/types.js';
@@ -114,13 +116,16 @@ const lsCommand = () =>
 
 const rmCommand = () =>
   new Command('rm')
-    .description("forget a remote and this store's cache of it (the bucket is not touched)")
+    .description("forget a remote and this store's cache of it (the bucket is not touched); refused while local images hold blocks only there")
     .argument('<name>', 'remote')
-    .action(async (name: string, _o, cmd: Command) =>
+    .option('--force', 'forget it even though local images hold blocks only there (they cannot be read until it is added again)')
+    .action(async (name: string, o: { force?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => {
-          await ctx.store();
+          const store = await ctx.store();
+          loadRemote(ctx.storeDir, name);
+          if (!o.force) refuseForgetting(store, name);
           removeRemote(ctx.storeDir, name);
           return { removed: name };
         },
@@ -142,20 +147,29 @@ const deleteCommand = () =>
   new Command('delete')
     .description("delete an image's manifests from a remote (all its pushes, or one); its blocks go at the next remote gc unless another image reaches them")
     .argument('<ref>', 'REMOTE/IMAGE, or REMOTE/IMAGE@MANIFEST for one push')
-    .action(async (ref: string, _o, cmd: Command) =>
+    .option('-n, --dry-run', 'say what would be deleted and which lazy clones depend on it; change nothing')
+    .option('--force', 'delete even though lazy clones (on any host) still fetch its blocks')
+    .action(async (ref: string, o: { dryRun?: boolean; force?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => {
           const { remote, image, manifest } = parseRef(ref);
           await ctx.store();
-          return { remote, ...(await withRemote(ctx.storeDir, remote, (r) => deleteRemoteImage(r, image, manifest))) };
+          const r = await withRemote(ctx.storeDir, remote, (rem) => deleteRemoteImage(rem, image, manifest, o));
+          return { remote, ...r, dependents: r.dependents.map(dependentInfo) };
         },
-        (r) => `deleted ${r.deleted.length} push(es) of ${r.image} from ${r.remote} (${r.deleted.map((id) => id.slice(0, 12)).join(', ')}); strata remote gc ${r.remote} frees their blocks\n`,
+        (r) =>
+          r.dependents.map((d) => `needed by lazy clone: ${dependentText(d)}\n`).join('') +
+          (r.dryRun
+            ? `would delete ${r.deleted.length} push(es) of ${r.image} from ${r.remote} (${r.deleted.map((id) => id.slice(0, 12)).join(', ')})` +
+              `${r.dependents.length > 0 ? `; refused without --force: ${r.dependents.length} lazy clone(s) depend on it` : ''}\n`
+            : `deleted ${r.deleted.length} push(es) of ${r.image} from ${r.remote} (${r.deleted.map((id) => id.slice(0, 12)).join(', ')}); strata remote gc ${r.remote} frees their blocks\n`),
       ),
     );
 
-const renderGc = (r: RemoteGcResult) =>
+const renderGc = (r: Omit<RemoteGcResult, 'dependents'> & { dependents: DependentInfo[] }) =>
   r.problems.map((p) => `NOT TRUSTED: ${p.message}\n`).join('') +
+  r.dependents.map((d) => `needed by lazy clone: ${dependentText(d)}${r.dryRun ? ' (refused without --force)' : ' (collected: --force)'}\n`).join('') +
   // The same sentence either way, so a dry run's line and the run's line compare word for word.
   `${r.dryRun ? 'would delete' : 'deleted'} ${r.packs.deleted} dead pack(s) and repack ${r.packs.repacked} sparse one(s) into ${r.packs.written}, ` +
   `${r.layers.deleted} unreachable layer(s); ${r.indexes.rewritten} index(es) rewritten, ${r.indexes.deleted} deleted\n` +
@@ -168,14 +182,16 @@ const gcCommand = () =>
     .argument('<name>', 'remote')
     .option('-n, --dry-run', 'say what would be deleted and repacked; change nothing')
     .option('--repack-below <percent>', 'repack packs whose live blocks fill less than this', '50')
-    .action(async (name: string, o: { dryRun?: boolean; repackBelow: string }, cmd: Command) =>
+    .option('--force', 'collect deleted images even though lazy clones (on any host) still fetch their blocks')
+    .action(async (name: string, o: { dryRun?: boolean; repackBelow: string; force?: boolean }, cmd: Command) =>
       runCommand(
         cmd,
         async (ctx) => {
           const pct = Number(o.repackBelow.replace(/%$/, ''));
           if (!Number.isFinite(pct) || pct < 0 || pct > 100) throw badInput(`--repack-below ${JSON.stringify(o.repackBelow)} is not a percentage from 0 to 100`, { repackBelow: o.repackBelow });
           await ctx.store();
-          return withRemote(ctx.storeDir, name, (r) => remoteGc(r, { dryRun: o.dryRun, repackBelow: pct / 100 }));
+          const r = await withRemote(ctx.storeDir, name, (rem) => remoteGc(rem, { dryRun: o.dryRun, repackBelow: pct / 100, force: o.force }));
+          return { ...r, dependents: r.dependents.map(dependentInfo) };
         },
         renderGc,
       ),

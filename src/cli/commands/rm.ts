@@ -1,5 +1,7 @@
 import { Command } from 'commander';
 import { planRemoval, removeImagesAndReclaim, type RemovalReport } from '../../image/lifecycle.js';
+import type { Store } from '../../store/store.js';
+import type { ImageRecord } from '../../store/types.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
@@ -29,6 +31,33 @@ function spaceLine(r: RmResult): string {
   return parts.join('; ') + '\n';
 }
 
+/**
+ * Removed lazy layers may have been the last images holding their remote
+ * manifests: the bucket's records of this store's clones follow
+ * (remote/dependents.ts). After the removal committed, so a crash leaves a
+ * stale record (more careful), never a missing one; a bucket out of reach
+ * leaves it too, with a warning.
+ */
+async function forgetLazyClones(store: Store, removed: readonly ImageRecord[]): Promise<void> {
+  if (!removed.some((rec) => rec.source?.remote !== undefined)) return;
+  const [{ openRemote }, { syncDependentsAfter }, { lazyRemoteOf }] = await Promise.all([import('../../remote/remote.js'), import('../../remote/dependents.js'), import('../../remote/cache-limit.js')]);
+  const remotes = new Set(removed.map(lazyRemoteOf).filter((x) => x !== undefined));
+  const warn = (msg: string) => process.stderr.write(`strata: warning: ${msg}\n`);
+  for (const name of remotes) {
+    let r;
+    try {
+      r = openRemote(store.dir, name);
+    } catch {
+      continue; // the remote was forgotten (remote rm --force): nothing to update
+    }
+    try {
+      await syncDependentsAfter(store, r, warn);
+    } finally {
+      r.close();
+    }
+  }
+}
+
 export const rmCommand = () =>
   new Command('rm')
     .description('remove images and return the space they alone used; refuses an image with children unless -r')
@@ -46,6 +75,7 @@ export const rmCommand = () =>
           }
           const r: RemovalReport = longWork(ctx, `removing ${names.join(', ')}`, () => 'nothing removed', (onProgress) => removeImagesAndReclaim(store, names, { ...o, onProgress }));
           ctx.logger.info({ removed: r.removed.map((i) => i.name), freedBytes: r.freedBytes, reclaimedBytes: r.reclaimedBytes }, 'removed');
+          await forgetLazyClones(store, r.removed);
           return { dryRun: false, ...r, removed: r.removed.map((i) => i.name) };
         },
         (r) =>

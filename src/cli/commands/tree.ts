@@ -8,7 +8,7 @@ import { humanBytes } from '../parse.js';
 export function renderForest(forest: readonly TreeNode[]): string {
   const lines: string[] = [];
   const walk = (n: TreeNode, prefix: string, last: boolean, root: boolean) => {
-    const label = `${n.name}  ${n.kind}${n.writable ? ' (writable)' : ''}  ${humanBytes(n.virtualSize)}  own ${humanBytes(n.ownBytes)}${n.origin ? `  [${n.origin}]` : ''}`;
+    const label = `${n.name}  ${n.kind}${n.writable ? ' (writable)' : ''}  ${humanBytes(n.virtualSize)}  own ${humanBytes(n.ownBytes)}${n.origin ? `  [${n.origin}]` : ''}${n.lazy ? `  [lazy: ${humanBytes(n.lazy.remoteOnlyBytes)} only in ${Object.keys(n.lazy.remotes).join(', ')}]` : ''}`;
     lines.push(root ? label : `${prefix}${last ? '└── ' : '├── '}${label}`);
     const next = root ? '' : prefix + (last ? '    ' : '│   ');
     n.children.forEach((c, i) => walk(c, next, i === n.children.length - 1, false));
@@ -25,7 +25,8 @@ export const treeCommand = () =>
       runCommand(
         cmd,
         async (ctx) => {
-          const forest = imageForest(listVisibleImages((await ctx.store()).db));
+          const { db } = await ctx.store();
+          const forest = imageForest(listVisibleImages(db), db);
           return name === undefined ? forest : [subtreeOf(forest, name)];
         },
         (f) => renderForest(f),

@@ -1,0 +1,21 @@
+/**
+ * The store's own id: random, made once, kept in meta. A bucket shared by
+ * many hosts names this store by it (remote/dependents.ts records which
+ * stores hold lazy clones of which manifests), so it must outlive renames of
+ * the directory and the host; a copied store directory shares it, as a
+ * copied ZFS pool shares its guid.
+ */
+import { randomBytes } from 'node:crypto';
+import { prepared } from './statements.js';
+import type { Store } from './store.js';
+
+export function storeId(store: Store): string {
+  const get = () => prepared(store.db, "SELECT value FROM meta WHERE key = 'store_id'").pluck().get() as string | undefined;
+  const have = get();
+  if (have !== undefined) return have;
+  // Made in a write transaction, first writer wins: two processes never hand out two ids.
+  return store.write(() => {
+    prepared(store.db, "INSERT INTO meta(key, value) VALUES ('store_id', ?) ON CONFLICT(key) DO NOTHING").run(randomBytes(8).toString('hex'));
+    return get()!;
+  });
+}
