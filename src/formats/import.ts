@@ -4,6 +4,7 @@
  * store holds either no image or the whole one; a half-built hidden image is
  * dropped by the next recovery (see recoverAbandoned).
  */
+import { resolveImage } from '../image/refs.js';
 import { requireCompressor, storeCompression, type CodecSpec } from '../store/codecs.js';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -70,7 +71,7 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
     store,
     (take) => {
       assertNameFree(store.db, final);
-      const parent = opts.parent === undefined ? null : getImage(store.db, opts.parent);
+      const parent = opts.parent === undefined ? null : resolveImage(store.db, opts.parent);
       if (parent && !isFrozen(parent)) {
         throw badInput(`cannot import onto ${parent.name}: it is a writable leaf, whose changes would show through the new layer; snapshot or freeze it first`, {
           parent: parent.name,
