@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { badInput } from '../errors.js';
 import { assertNameFree, chainOf, getImage, insertImage, listImagesWithPrefix, updateImage } from '../store/catalog.js';
-import { imageName } from '../store/names.js';
+import { imageName, storedName } from '../store/names.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageName, type ImageRecord, type OnProgress } from '../store/types.js';
 import { checkVirtualSize, dropImageInTx, frozenKind } from '../image/lifecycle.js';
@@ -40,6 +40,8 @@ export interface ImportOptions {
   dirtyLimit?: number;
   /** Compression of the new blocks: null for none; default, the store's setting (strata init --compress). */
   compress?: CodecSpec | null;
+  /** The name may be IMAGE@SNAP: a snapshot another store pushed, pulled under its own name. */
+  snapshotName?: boolean;
 }
 
 /** An import under way: write into `img`, then finish() or abandon(). */
@@ -60,7 +62,7 @@ export interface ImportTarget {
  * the bytes received by finish()).
  */
 export function beginImport(store: Store, name: string, size: number | 'unknown', opts: ImportOptions = {}): ImportTarget {
-  const final = imageName(name);
+  const final = opts.snapshotName ? storedName(name) : imageName(name);
   const virtualSize = size === 'unknown' ? MAX_VIRTUAL_SIZE : checkVirtualSize(size);
   const compress = opts.compress === undefined ? storeCompression(store.db) : opts.compress;
   if (compress) requireCompressor(compress.codec);

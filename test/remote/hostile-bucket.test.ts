@@ -252,10 +252,10 @@ describe.skipIf(!haveRgw())('push writes nothing a pull would refuse (Ceph RGW)'
     } finally {
       store.close();
     }
-    expect(failure(strata(S, ['--json', 'push', 's256', 'fleet']))).toEqual({
+    expect(failure(strata(S, ['--json', 'push', 'vm@s256', 'fleet']))).toEqual({
       status: 11,
       error: 'E_UNSUPPORTED',
-      message: 's256 is 257 images deep; a remote image is at most 256 (strata flatten first)',
+      message: 'vm@s256 is 257 images deep; a remote image is at most 256 (strata flatten first)',
     });
     const b = rawBucket(bucket);
     try {
