@@ -6,6 +6,8 @@
  * of daily snapshots and info keeps a deep chain on one readable line.
  */
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { strata, strataOk } from '../helpers/cli.js';
@@ -195,5 +197,27 @@ describe('a dozen daily snapshots', () => {
     expect(info).toContain('\nchain:        vm -> vm@day12 -> vm@day11 -> … 9 more snapshots … -> vm@day01 -> base\n');
     expect(JSON.parse(strataOk(store, ['info', 'vm', '--json']).stdout).chain).toHaveLength(14);
     expect(JSON.parse(strataOk(store, ['snapshots', 'vm', '--json']).stdout)).toHaveLength(12);
+  });
+});
+
+describe('a store whose snapshots were named before IMAGE@SNAP', () => {
+  it('keeps LEAF.snapN working, lists it as the leaf’s, numbers on past it, and removes it with the leaf', () => {
+    const store = tmpDir();
+    strataOk(store, ['create', 'vm', '--size', '16K']);
+    const a = randomBytes(16 * KiB);
+    strataOk(store, ['write', 'vm'], { input: a });
+    strataOk(store, ['snapshot', 'vm']);
+    // What an older strata wrote for that snapshot: the same row, under its old global name.
+    const db = new Database(path.join(store, 'strata.db'));
+    try {
+      db.prepare("UPDATE images SET name = 'vm.snap1' WHERE name = 'vm@snap1'").run();
+    } finally {
+      db.close();
+    }
+    expect(read(store, 'vm.snap1').equals(a)).toBe(true);
+    expect((JSON.parse(strataOk(store, ['snapshots', 'vm', '--json']).stdout) as { name: string; image: string }[]).map((s) => [s.name, s.image])).toEqual([['vm.snap1', 'vm']]);
+    expect(JSON.parse(strataOk(store, ['snapshot', 'vm', '--json']).stdout).snapshot).toBe('vm@snap2');
+    expect(strataOk(store, ['rm', 'vm']).stdout).toBe('removed vm\nremoved vm@snap2\nremoved vm.snap1\nfreed 16 KiB (16384 bytes), returned to the file system\n');
+    expect(names(store)).toEqual([]);
   });
 });
