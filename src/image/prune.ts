@@ -8,11 +8,11 @@
  * snapshots of images that are gone, and strata's own hidden images that
  * nobody holds; removing them never changes what any kept image reads.
  */
-import { chainOf, findImage, getImageById, listImages } from '../store/catalog.js';
+import { chainOf, getImageById, listImages } from '../store/catalog.js';
 import { faultPoint } from '../store/faults.js';
 import { leasedImageIds } from '../store/leases.js';
 import type { Store } from '../store/store.js';
-import type { ImageId, ImageRecord, OnProgress } from '../store/types.js';
+import type { ImageRecord, OnProgress } from '../store/types.js';
 import { dropImagesInTx, exclusiveBytes, reclaiming, type Reclaimed } from './lifecycle.js';
 import { snapshotOwner } from './refs.js';
 
@@ -35,18 +35,28 @@ const isContainerLayer = (rec: ImageRecord) => rec.source?.format === 'oci-layer
  */
 export function prunableImages(store: Store): Prunable[] {
   const all = listImages(store.db);
+  const byId = new Map<number, ImageRecord>(all.map((r) => [r.id, r]));
   const leased = new Set<number>(leasedImageIds(store));
+  const names = new Set<string>(all.map((r) => r.name));
   const named = (rec: ImageRecord): boolean => {
     if (leased.has(rec.id) || rec.kind === 'leaf') return true;
     if (isHidden(rec) || isContainerLayer(rec)) return false;
     // Only a snapshot taken here belongs to an image of this store: one pulled under an IMAGE@SNAP name was asked for by that name.
     if (rec.snapshotAt === null) return true;
     const owner = snapshotOwner(rec);
-    return owner === null || findImage(store.db, owner) !== undefined;
+    return owner === null || names.has(owner);
   };
-  const kept = new Set<ImageId>();
-  for (const rec of all) if (named(rec) && !kept.has(rec.id)) for (const c of chainOf(store.db, rec)) kept.add(c.id);
-  const depth = (rec: ImageRecord) => chainOf(store.db, rec).length;
+  // One pass over the catalog in memory: every rm asks this, and a query per image and chain link would grow with the store.
+  const kept = new Set<number>();
+  for (const rec of all) {
+    if (!named(rec)) continue;
+    for (let cur: ImageRecord | undefined = rec; cur !== undefined && !kept.has(cur.id); cur = cur.parentId === null ? undefined : byId.get(cur.parentId)) kept.add(cur.id);
+  }
+  const depth = (rec: ImageRecord) => {
+    let d = 0;
+    for (let cur: ImageRecord | undefined = rec; cur !== undefined && d <= all.length; cur = cur.parentId === null ? undefined : byId.get(cur.parentId)) d++;
+    return d;
+  };
   // Everything above a pruned image is pruned too (a kept image keeps its whole chain), so deepest first is children first.
   return all
     .filter((r) => !kept.has(r.id))
