@@ -110,4 +110,21 @@ describe('prune keeps what a name or a process leads to', () => {
     expect(strataOk(store, ['read', 'vm', '--length', '8K']).out.equals(Buffer.alloc(8 * KiB, 8))).toBe(true);
     expectClean(store);
   });
+
+  it('rm keeps a snapshot a server exports, and says so; prune takes it once the server is gone', async () => {
+    const store = tmpDir();
+    strataOk(store, ['create', 'vm', '--size', '16K']);
+    strataOk(store, ['write', 'vm'], { input: randomBytes(16 * KiB) });
+    strataOk(store, ['snapshot', 'vm']);
+    const srv = await startServe(store, ['vm@snap1']);
+    try {
+      expect(strataOk(store, ['rm', 'vm']).stdout).toMatch(/^removed vm\nkept vm@snap1: open by process \d+\nfreed 0 B: no stored block was used by these images alone\n$/);
+      expect(strataOk(store, ['prune']).stdout).toBe('nothing to prune: a name leads to every image\n');
+    } finally {
+      await srv.stop();
+    }
+    expect(strataOk(store, ['prune']).stdout).toBe('removed vm@snap1 (snapshot: its image vm is gone)\nremoved 1 snapshot; freed 16 KiB (16384 bytes), returned to the file system\n');
+    expect(names(store)).toEqual([]);
+    expectClean(store);
+  });
 });
