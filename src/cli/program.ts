@@ -17,6 +17,8 @@ import { renameCommand } from './commands/rename.js';
 import { rmCommand } from './commands/rm.js';
 import { serveCommand } from './commands/serve.js';
 import { snapshotCommand } from './commands/snapshot.js';
+import { snapshotsCommand } from './commands/snapshots.js';
+import { pruneCommand } from './commands/prune.js';
 import { treeCommand } from './commands/tree.js';
 import { writeCommand } from './commands/write.js';
 import { checkCommand } from './commands/check.js';
@@ -65,6 +67,7 @@ export function buildProgram(): Command {
     exportCommand,
     cloneCommand,
     snapshotCommand,
+    snapshotsCommand,
     rollbackCommand,
     freezeCommand,
     rmCommand,
@@ -82,6 +85,7 @@ export function buildProgram(): Command {
     resizeCommand,
     checkCommand,
     gcCommand,
+    pruneCommand,
     compressCommand,
     readCommand,
     writeCommand,

@@ -1,11 +1,12 @@
 /** Import and export by file format: detection, and the dispatch to raw or qcow2. */
+import { resolveImage } from '../image/refs.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError, badInput, unsupported } from '../errors.js';
 import type { Image } from '../image/image.js';
 import { removeImages } from '../image/lifecycle.js';
 import { ownExtents } from '../image/inspect.js';
-import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
+import { chainOf, listVisibleImages } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
 import { isFrozen, type ImageRecord, type OnProgress } from '../store/types.js';
 import { fileStamp, importSource, type ImportOptions } from './import.js';
@@ -107,7 +108,7 @@ function importOne(store: Store, src: ImportSource, name: string, opts: ImportOp
  * unallocated clusters would show P's unrelated data.
  */
 function checkParentStandsFor(store: Store, parent: string, backing: string, file: string, force: boolean | undefined): void {
-  const from = getImage(store.db, parent).source?.file;
+  const from = resolveImage(store.db, parent).source?.file;
   if (typeof from !== 'string' || force) return;
   if (realTarget(from) === realTarget(backing)) return;
   throw badInput(`${file} is backed by ${backing}, but ${parent} was imported from ${from}; pass --force to import it over ${parent} all the same`, {
@@ -284,7 +285,7 @@ export function exportFile(store: Store, name: string, file: string, opts: Expor
     const r = exportRaw(store, name, file, { sync: opts.sync, onProgress: opts.onProgress, image: opts.image });
     return { files: [file], ...r };
   }
-  const rec = getImage(store.db, name);
+  const rec = resolveImage(store.db, name);
   if (!opts.chain) {
     const out = openOutput(file);
     try {

@@ -4,12 +4,13 @@
  * store holds either no image or the whole one; a half-built hidden image is
  * dropped by the next recovery (see recoverAbandoned).
  */
+import { resolveImage } from '../image/refs.js';
 import { requireCompressor, storeCompression, type CodecSpec } from '../store/codecs.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError, badInput } from '../errors.js';
 import { assertNameFree, chainOf, getImage, insertImage, listImagesWithPrefix, updateImage } from '../store/catalog.js';
-import { imageName } from '../store/names.js';
+import { imageName, storedName } from '../store/names.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageName, type ImageRecord, type OnProgress } from '../store/types.js';
 import { checkVirtualSize, dropImageInTx, frozenKind } from '../image/lifecycle.js';
@@ -48,6 +49,8 @@ export interface ImportOptions {
   dirtyLimit?: number;
   /** Compression of the new blocks: null for none; default, the store's setting (strata init --compress). */
   compress?: CodecSpec | null;
+  /** The name may be IMAGE@SNAP: a snapshot another store pushed, pulled under its own name. */
+  snapshotName?: boolean;
 }
 
 /** An import under way: write into `img`, then finish() or abandon(). */
@@ -70,7 +73,7 @@ export interface ImportTarget {
  * the bytes received by finish()).
  */
 export function beginImport(store: Store, name: string, size: number | 'unknown', opts: ImportOptions = {}): ImportTarget {
-  const final = imageName(name);
+  const final = opts.snapshotName ? storedName(name) : imageName(name);
   const virtualSize = size === 'unknown' ? MAX_VIRTUAL_SIZE : checkVirtualSize(size);
   const compress = opts.compress === undefined ? storeCompression(store.db) : opts.compress;
   if (compress) requireCompressor(compress.codec);
@@ -83,7 +86,7 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
       assertNameFree(store.db, final);
       const rival = rivalImport(store, final);
       if (rival) throw new StrataError('E_EXISTS', `another import is already making an image named ${final}; wait for it, or import under another name`, { image: final });
-      const parent = opts.parent === undefined ? null : getImage(store.db, opts.parent);
+      const parent = opts.parent === undefined ? null : resolveImage(store.db, opts.parent);
       if (parent && !isFrozen(parent)) {
         throw badInput(`cannot import onto ${parent.name}: it is a writable leaf, whose changes would show through the new layer; snapshot or freeze it first`, {
           parent: parent.name,

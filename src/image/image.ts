@@ -6,12 +6,13 @@
  * store's single dedup choke point, and commits the map in one transaction.
  * A crash loses unflushed writes and nothing else.
  */
+import { resolveImage } from './refs.js';
 import { StrataError } from '../errors.js';
 import { bytesText } from '../units.js';
 import { appendExtent, type BlockDevice, type Extent, type ExtentKind, type RemoteBlockSource } from './device.js';
 import { refreshLocations, remoteSlotsOf } from '../store/locations.js';
 import { leaseTx, moveLease, releaseLease, type Lease } from '../store/leases.js';
-import { chainOf, getImage, getImageById, updateImage } from '../store/catalog.js';
+import { chainOf, getImageById, updateImage } from '../store/catalog.js';
 import { snapshotInTx } from './lifecycle.js';
 import { assertNoWriter, makeViewInTx } from './views.js';
 import { loadSegment, saveSegment } from '../store/maps.js';
@@ -728,7 +729,7 @@ export function openImage(store: Store, name: string, opts: OpenOptions = {}): I
     new StrataError('E_READONLY', `image ${name} is frozen (${rec.kind}); clone it to get a writable leaf`, { image: name });
   if (store.readOnly) {
     const { rec, chain } = store.db.transaction(() => {
-      const rec = getImage(store.db, name);
+      const rec = resolveImage(store.db, name);
       return { rec, chain: chainOf(store.db, rec) };
     }).deferred();
     if (opts.writable === true) throw isFrozen(rec) ? refuseFrozen(rec) : new StrataError('E_READONLY', `store ${store.dir} is open read-only`);
@@ -737,7 +738,7 @@ export function openImage(store: Store, name: string, opts: OpenOptions = {}): I
   // Two-process tests hold an opener here: everything before is the caller's, the lookup and the lease are one transaction.
   faultPoint('open.before-lease');
   const o = leaseTx(store, (take) => {
-    const rec = getImage(store.db, name);
+    const rec = resolveImage(store.db, name);
     const writable = opts.writable === 'if-leaf' ? !isFrozen(rec) : !!opts.writable;
     if (writable && isFrozen(rec)) throw refuseFrozen(rec);
     if (opts.refuseWriter && !writable && !isFrozen(rec)) assertNoWriter(store, rec);

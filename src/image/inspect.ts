@@ -4,7 +4,8 @@
  * Everything here is decided from the maps: equal slot numbers mean equal
  * content, because the store keeps each distinct block once.
  */
-import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
+import { resolveImage } from './refs.js';
+import { chainOf, listVisibleImages } from '../store/catalog.js';
 import { countSlotRefs, loadSegment, segmentsOf } from '../store/maps.js';
 import { metaNumber, type Store } from '../store/store.js';
 import { segGet, type Segment } from '../store/segment.js';
@@ -72,7 +73,7 @@ export interface ImageMap {
 
 /** Extents of an image from its committed maps, like `qemu-img map`: kind, and the depth and name of the supplying layer. */
 export function mapImage(store: Store, name: string): ImageMap {
-  const img = getImage(store.db, name);
+  const img = resolveImage(store.db, name);
   const chain = chainOf(store.db, img);
   const out: MapExtent[] = [];
   const push = (offset: number, length: number, kind: ExtentKind, depth: number) =>
@@ -108,8 +109,8 @@ export interface DiffResult {
 }
 
 export function diffImages(store: Store, nameA: string, nameB: string): DiffResult {
-  const a = getImage(store.db, nameA);
-  const b = getImage(store.db, nameB);
+  const a = resolveImage(store.db, nameA);
+  const b = resolveImage(store.db, nameB);
   const ca = chainOf(store.db, a);
   const cb = chainOf(store.db, b);
   const segs = new Set<number>([...chainSegments(store, ca), ...chainSegments(store, cb)]);
@@ -214,7 +215,7 @@ function usageOf(store: Store, img: ImageRecord, facts: SlotFacts, referenced?: 
 /** Usage of the named images, or of every visible image. Read in one snapshot so the figures agree. */
 export function diskUsageOf(store: Store, names: readonly string[] = [], opts: { referenced?: ReferencedCache } = {}): ImageUsage[] {
   return store.db.transaction(() => {
-    const images = names.length > 0 ? names.map((n) => getImage(store.db, n)) : listVisibleImages(store.db);
+    const images = names.length > 0 ? names.map((n) => resolveImage(store.db, n)) : listVisibleImages(store.db);
     const refcounts = refcountTable(store);
     return images.map((i) => usageOf(store, i, refcounts, opts.referenced));
   }).deferred();

@@ -13,16 +13,18 @@ import {
   descendantsOf,
   findImage,
   getImage,
+  getImageById,
   insertImage,
   updateImage,
 } from '../store/catalog.js';
-import { assertNotOpen, type Lease } from '../store/leases.js';
+import { assertNotOpen, liveLeases, type Lease } from '../store/leases.js';
 import { countSlotRefs, segmentsOf } from '../store/maps.js';
 import { applyRefDeltas } from '../store/refcounts.js';
 import { slotReader } from '../store/slots.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord, type OnProgress } from '../store/types.js';
-import { imageName } from '../store/names.js';
+import { imageName, snapshotName, splitSnapshotName, SNAP_SEP } from '../store/names.js';
+import { resolveImage, snapshotOwner, snapshotsOf } from './refs.js';
 import { faultPoint } from '../store/faults.js';
 import { collectGarbage } from '../store/gc.js';
 import { metaNumber } from '../store/store.js';
@@ -49,9 +51,22 @@ export function createImage(store: Store, name: string, size: number, labels: Re
  */
 function nextSnapshot(store: Store, leaf: ImageRecord): { name: ImageName; seq: number } {
   for (let n = leaf.snapSeq + 1; ; n++) {
-    const name = `${leaf.name}.snap${n}`;
-    if (!findImage(store.db, name)) return { name: imageName(name), seq: n };
+    const name = snapshotName(leaf.name, `snap${n}`);
+    if (!findImage(store.db, name)) return { name, seq: n };
   }
+}
+
+/**
+ * The full name of a snapshot of `leaf` the user called `snap`: `good` and
+ * `vm02@good` both mean vm02@good; another image's name before '@' is refused
+ * (a snapshot always belongs to the image it was taken of).
+ */
+export function userSnapshotName(leaf: string, snap: string): ImageName {
+  const split = splitSnapshotName(snap);
+  if (split && split.image !== leaf) {
+    throw badInput(`snapshot name ${snap} names image ${split.image}: a snapshot of ${leaf} is ${leaf}${SNAP_SEP}${split.snapshot}`, { image: leaf, snapshot: snap });
+  }
+  return snapshotName(leaf, split ? split.snapshot : snap);
 }
 
 export interface SnapshotResult {
@@ -70,7 +85,7 @@ export interface SnapshotResult {
 export function snapshotInTx(store: Store, leaf: ImageRecord, snapName: string | undefined, opts: { except?: Lease } = {}): SnapshotResult {
   if (leaf.kind !== 'leaf') throw new StrataError('E_READONLY', `image ${leaf.name} is frozen (${leaf.kind}); only a leaf can be snapshotted`);
   const auto = snapName === undefined ? nextSnapshot(store, leaf) : null;
-  const name = auto?.name ?? imageName(snapName!);
+  const name = auto?.name ?? userSnapshotName(leaf.name, snapName!);
   assertNameFree(store.db, name);
   assertNotOpen(store, [leaf], `snapshot ${leaf.name}`, { writersOnly: true, except: opts.except });
   updateImage(store.db, leaf.id, { name, kind: frozenKind(leaf.parentId), snapshotAt: Date.now() });
@@ -93,7 +108,7 @@ export function snapshotInTx(store: Store, leaf: ImageRecord, snapName: string |
  */
 export function snapshotImage(store: Store, leafName: string, snapName?: string): SnapshotResult {
   const r = store.write(() => {
-    const leaf = getImage(store.db, leafName);
+    const leaf = resolveImage(store.db, leafName);
     const done = snapshotInTx(store, leaf, snapName);
     faultPoint('snapshot.before-commit');
     return done;
@@ -133,7 +148,7 @@ export function insertClones(store: Store, parent: ImageRecord, names: readonly 
 export function cloneImage(store: Store, source: string, names: readonly string[]): CloneResult {
   const valid = cloneNames(names);
   const r = store.write(() => {
-    let parent = getImage(store.db, source);
+    let parent = resolveImage(store.db, source);
     for (const n of valid) assertNameFree(store.db, n);
     let snapshot: ImageRecord | undefined;
     if (!isFrozen(parent)) {
@@ -169,22 +184,22 @@ export interface RollbackResult {
  */
 export function rollbackImage(store: Store, leafName: string, to?: string): RollbackResult {
   const r = store.write(() => {
-    const leaf = getImage(store.db, leafName);
+    const leaf = resolveImage(store.db, leafName);
     if (leaf.kind !== 'leaf') throw new StrataError('E_READONLY', `image ${leafName} is frozen (${leaf.kind}); rollback resets a writable leaf`, { image: leafName });
     const chain = chainOf(store.db, leaf);
     if (chain.length < 2) throw badInput(`image ${leafName} has no snapshot to roll back to`, { image: leafName });
-    const at = to === undefined ? 1 : chain.findIndex((c, i) => i > 0 && c.name === to);
+    // `rollback vm snap1` means vm's own snapshot first, as `zfs rollback vm@snap1`.
+    const target = to === undefined ? chain[1] : resolveImage(store.db, to, { scope: leaf.name });
+    const at = chain.findIndex((c, i) => i > 0 && c.id === target.id);
     if (at < 0) {
-      getImage(store.db, to!);
       throw badInput(`cannot roll back ${leafName} to ${to}: ${to} is not below ${leafName} (its chain: ${chain.slice(1).map((c) => c.name).join(' → ')})`, { image: leafName, to });
     }
     assertNotOpen(store, [leaf], `roll back ${leafName}`);
-    const target = chain[at];
     releaseOwnRefs(store, [leaf]);
     store.db.prepare('DELETE FROM segments WHERE image_id = ?').run(leaf.id);
     updateImage(store.db, leaf.id, { parentId: target.id, ownBlocks: 0, virtualSize: target.virtualSize });
     faultPoint('rollback.before-commit');
-    return { leaf: getImage(store.db, leafName), to: target, discardedBytes: leaf.ownBlocks * BLOCK_SIZE, skipped: chain.slice(1, at).map((c) => c.name) };
+    return { leaf: getImageById(store.db, leaf.id), to: target, discardedBytes: leaf.ownBlocks * BLOCK_SIZE, skipped: chain.slice(1, at).map((c) => c.name) };
   });
   faultPoint('rollback.after-commit');
   return r;
@@ -193,24 +208,34 @@ export function rollbackImage(store: Store, leafName: string, to?: string): Roll
 /** `wasFrozen`: the image was frozen already and nothing changed. */
 export function freezeImage(store: Store, name: string): ImageRecord & { wasFrozen: boolean } {
   return store.write(() => {
-    const img = getImage(store.db, name);
+    const img = resolveImage(store.db, name);
     if (isFrozen(img)) return { ...img, wasFrozen: true };
     assertNotOpen(store, [img], `freeze ${name}`);
     updateImage(store.db, img.id, { kind: frozenKind(img.parentId) });
-    return { ...getImage(store.db, name), wasFrozen: false };
+    return { ...getImageById(store.db, img.id), wasFrozen: false };
   });
 }
 
+/**
+ * Renames an image, and its snapshots with it (vm02@good becomes vm03@good),
+ * so they stay its own. A snapshot is renamed within its image: `good` or
+ * `vm02@better` for vm02@good, never into another image's name.
+ */
 export function renameImage(store: Store, from: string, to: string): ImageRecord {
-  const n = imageName(to);
   return store.write(() => {
-    const img = getImage(store.db, from);
+    const img = resolveImage(store.db, from);
+    const owner = splitSnapshotName(img.name)?.image;
+    const n = owner === undefined ? imageName(to) : userSnapshotName(owner, to);
     assertNameFree(store.db, n);
+    const snaps = owner === undefined ? snapshotsOf(store.db, img.name).filter((s) => splitSnapshotName(s.name) !== null) : [];
+    const moved = snaps.map((s) => ({ rec: s, to: snapshotName(n, splitSnapshotName(s.name)!.snapshot) }));
+    for (const m of moved) assertNameFree(store.db, m.to);
     // A server exports the image under its old name: renaming it underneath would send that
     // export's writes to an image whose name now belongs to another.
-    assertNotOpen(store, [img], `rename ${from}`);
+    assertNotOpen(store, [img, ...snaps], `rename ${from}`);
     updateImage(store.db, img.id, { name: n });
-    return getImage(store.db, n);
+    for (const m of moved) updateImage(store.db, m.rec.id, { name: m.to });
+    return getImageById(store.db, img.id);
   });
 }
 
@@ -234,12 +259,36 @@ function releaseOwnRefs(store: Store, imgs: readonly ImageRecord[], onProgress?:
 
 export const dropImageInTx = (store: Store, img: ImageRecord): void => dropImagesInTx(store, [img]);
 
+/** A snapshot `rm IMAGE` leaves, and the images that stand on it. */
+export interface KeptSnapshot {
+  name: string;
+  dependents: string[];
+  /** The process that has it open (a server exporting it, a reader), when that is why it stays. */
+  openBy?: number;
+}
+
+export interface RemovalPlan {
+  /** Children before parents: the named images, what -r adds, then their own snapshots. */
+  images: ImageRecord[];
+  /** Of those, the snapshots that go with the images they belong to. */
+  snapshots: ImageRecord[];
+  kept: KeptSnapshot[];
+}
+
+export interface RemoveOptions {
+  recursive?: boolean;
+  /** Also remove the named images' own snapshots (IMAGE@SNAP) that nothing else stands on, as `zfs destroy -r` would. */
+  withSnapshots?: boolean;
+}
+
 /** The images `rm names` removes, children before parents; refuses a subtree without `recursive`. */
-function doomedImages(store: Store, names: readonly string[], opts: { recursive?: boolean }): ImageRecord[] {
+function doomedImages(store: Store, names: readonly string[], opts: RemoveOptions, openBy: (id: ImageId) => number | undefined = () => undefined): RemovalPlan {
   const doomed: ImageRecord[] = [];
   const seen = new Set<number>();
+  const named: ImageRecord[] = [];
   for (const name of names) {
-    const img = getImage(store.db, name);
+    const img = resolveImage(store.db, name);
+    named.push(img);
     const below = descendantsOf(store.db, img.id);
     if (below.length > 0 && !opts.recursive) {
       const kids = childrenOf(store.db, img.id).map((c) => c.name);
@@ -256,7 +305,44 @@ function doomedImages(store: Store, names: readonly string[], opts: { recursive?
       }
     }
   }
-  return doomed;
+  if (!opts.withSnapshots) return { images: doomed, snapshots: [], kept: [] };
+  // An image's own snapshots go too, unless something that stays stands on one (a clone,
+  // or a snapshot kept for one): dropping those would take the clone's data with them.
+  const own = named
+    .filter((i) => snapshotOwner(i) === null)
+    .flatMap((i) => snapshotsOf(store.db, i.name))
+    .filter((s) => !seen.has(s.id));
+  // One a process has open stays too: a reader or server of it would be refused the removal of the image it does not read.
+  const going = new Set<number>(own.filter((s) => openBy(s.id) === undefined).map((s) => s.id));
+  const staying = (c: ImageRecord) => !seen.has(c.id) && !going.has(c.id);
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const s of own) {
+      if (going.has(s.id) && childrenOf(store.db, s.id).some(staying)) {
+        going.delete(s.id);
+        changed = true;
+      }
+    }
+  }
+  // Newest first: a snapshot's parent is older than it, so children go before parents.
+  const snapshots = own.filter((s) => going.has(s.id)).reverse();
+  const kept = own
+    .filter((s) => !going.has(s.id))
+    .map((s) => {
+      const pid = openBy(s.id);
+      return { name: s.name, dependents: childrenOf(store.db, s.id).filter(staying).map((c) => c.name), ...(pid === undefined ? {} : { openBy: pid }) };
+    });
+  return { images: [...doomed, ...snapshots], snapshots, kept };
+}
+
+/** Bytes of stored data that only `images` use: what removing all of them would free. Call inside a transaction. */
+export function exclusiveBytes(store: Store, images: readonly ImageRecord[]): number {
+  const refs = new Map<number, number>();
+  for (const img of images) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
+  const now = slotReader(store.db);
+  let freed = 0;
+  for (const [slot, n] of refs) if (now.refcount(slot) === n) freed++;
+  return freed * BLOCK_SIZE;
 }
 
 /**
@@ -264,33 +350,41 @@ function doomedImages(store: Store, names: readonly string[], opts: { recursive?
  * data that would be freed (slots every one of whose references is in the
  * removed images' maps).
  */
-export function planRemoval(store: Store, names: readonly string[], opts: { recursive?: boolean } = {}): { images: ImageRecord[]; freedBytes: number } {
+export function planRemoval(store: Store, names: readonly string[], opts: RemoveOptions = {}): RemovalPlan & { freedBytes: number } {
   return store.db.transaction(() => {
-    const images = doomedImages(store, names, opts);
-    const refs = new Map<number, number>();
-    for (const img of images) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
-    const now = slotReader(store.db);
-    let freed = 0;
-    for (const [slot, n] of refs) if (now.refcount(slot) === n) freed++;
-    return { images, freedBytes: freed * BLOCK_SIZE };
+    const plan = doomedImages(store, names, opts);
+    return { ...plan, freedBytes: exclusiveBytes(store, plan.images) };
   }).deferred();
 }
 
-/** Removes images in one transaction. `onProgress` counts the references released; a throw from it removes nothing. */
-export function removeImages(store: Store, names: readonly string[], opts: { recursive?: boolean; onProgress?: OnProgress } = {}): ImageRecord[] {
+function removeInTx(store: Store, names: readonly string[], opts: RemoveOptions & { onProgress?: OnProgress }): RemovalPlan {
   const r = store.write(() => {
-    const doomed = doomedImages(store, names, opts);
+    const plan = doomedImages(store, names, opts, (id) => liveLeases(store, [id])[0]?.pid);
+    const doomed = plan.images;
     assertNotOpen(store, doomed, `remove ${doomed.map((d) => d.name).join(', ')}`);
     dropImagesInTx(store, doomed, opts.onProgress);
     faultPoint('rm.before-commit');
-    return doomed;
+    return plan;
   });
   faultPoint('rm.after-commit');
   return r;
 }
 
-export interface RemovalReport {
+/** Removes images in one transaction. `onProgress` counts the references released; a throw from it removes nothing. */
+export function removeImages(store: Store, names: readonly string[], opts: RemoveOptions & { onProgress?: OnProgress } = {}): ImageRecord[] {
+  return removeInTx(store, names, opts).images;
+}
+
+export interface RemovalReport extends Reclaimed {
   removed: ImageRecord[];
+  /** Of those, snapshots that went with their image. */
+  snapshots: ImageRecord[];
+  /** Snapshots of the removed images that stay, because other images stand on them. */
+  kept: KeptSnapshot[];
+}
+
+/** What a removal gave back: stored data freed, and where it went. */
+export interface Reclaimed {
   /** Stored data the removal freed. */
   freedBytes: number;
   /** Of that, given back to the file system at once. */
@@ -302,16 +396,22 @@ export interface RemovalReport {
 }
 
 /**
- * rm as a user expects it from zfs destroy: the space comes back. After the
- * removal commits, the slots it freed are punched (and the store's tail cut)
- * by gc's own code, which skips what a live reader may still see; a kill
- * between the two leaves only free slots that the next gc returns.
+ * Runs `remove` (which commits a removal), then punches the slots it freed
+ * (and cuts the store's tail) by gc's own code, which skips what a live
+ * reader may still see; a kill between the two leaves only free slots that
+ * the next gc returns.
  */
-export function removeImagesAndReclaim(store: Store, names: readonly string[], opts: { recursive?: boolean; onProgress?: OnProgress } = {}): RemovalReport {
+export function reclaiming<T>(store: Store, remove: () => T): { result: T } & Reclaimed {
   const since = metaNumber(store.db, 'free_epoch');
-  const removed = removeImages(store, names, opts);
+  const result = remove();
   // Not stopped by onProgress: once the removal has committed, "interrupted, nothing removed" would be false.
   const gc = collectGarbage(store, { freedAfter: since });
   const f = gc.freed ?? { slots: 0, reclaimed: 0, pinned: 0 };
-  return { removed, freedBytes: f.slots * BLOCK_SIZE, reclaimedBytes: f.reclaimed * BLOCK_SIZE, pinnedBytes: f.pinned * BLOCK_SIZE, punchSupported: gc.punchSupported };
+  return { result, freedBytes: f.slots * BLOCK_SIZE, reclaimedBytes: f.reclaimed * BLOCK_SIZE, pinnedBytes: f.pinned * BLOCK_SIZE, punchSupported: gc.punchSupported };
+}
+
+/** rm as a user expects it from zfs destroy: the space comes back (see reclaiming). */
+export function removeImagesAndReclaim(store: Store, names: readonly string[], opts: RemoveOptions & { onProgress?: OnProgress } = {}): RemovalReport {
+  const { result, ...space } = reclaiming(store, () => removeInTx(store, names, opts));
+  return { removed: result.images, snapshots: result.snapshots, kept: result.kept, ...space };
 }

@@ -4,7 +4,8 @@
  * so both show the same figures from the same calls.
  */
 import type Database from 'better-sqlite3';
-import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
+import { allSnapshots, resolveImage, shortName, snapshotOwner, snapshotsOf } from './refs.js';
+import { chainOf, childrenOf, listVisibleImages } from '../store/catalog.js';
 import { chainRemoteOnly, remoteOnlyByImage, type RemoteOnly } from '../store/remote-usage.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, type ImageRecord } from '../store/types.js';
@@ -134,7 +135,7 @@ export function originText(source: Record<string, unknown> | null): string | und
 }
 
 export function describeImage(store: Store, name: string): ImageInfo {
-  const rec = getImage(store.db, name);
+  const rec = resolveImage(store.db, name);
   const chain = chainOf(store.db, rec);
   return {
     name: rec.name,
@@ -156,4 +157,44 @@ export function describeImage(store: Store, name: string): ImageInfo {
         }
       : {}),
   };
+}
+
+/** One row of `strata snapshots --json`, as `zfs list -t snapshot` lists them. */
+export interface ListedSnapshot {
+  /** The full name, IMAGE@SNAP. */
+  name: string;
+  /** The image it was taken of (which may be gone), or null for a legacy snapshot named freely. */
+  image: string | null;
+  /** The name after '@'. */
+  snapshot: string;
+  virtualSize: number;
+  ownBytes: number;
+  /** ISO-8601, UTC; null for a snapshot strata did not take (pulled, or older than its record of it). */
+  takenAt: string | null;
+  /** Images other than its own image's later state that stand on it: clones, and what they made. */
+  dependents: string[];
+}
+
+/** Snapshots, oldest first by image; of `image` only when given (E_NOT_FOUND if there is no such image and it has none). */
+export function listSnapshotRows(store: Store, image?: string): ListedSnapshot[] {
+  const db = store.db;
+  let snaps: ImageRecord[];
+  if (image === undefined) snaps = allSnapshots(db);
+  else {
+    snaps = snapshotsOf(db, image);
+    if (snaps.length === 0) resolveImage(db, image);
+  }
+  return snaps.map((s) => {
+    const owner = snapshotOwner(s);
+    const own = (c: ImageRecord) => owner !== null && (c.name === owner || snapshotOwner(c) === owner);
+    return {
+      name: s.name,
+      image: owner,
+      snapshot: shortName(s.name),
+      virtualSize: s.virtualSize,
+      ownBytes: s.ownBlocks * BLOCK_SIZE,
+      takenAt: s.snapshotAt === null ? null : new Date(s.snapshotAt).toISOString(),
+      dependents: childrenOf(db, s.id).filter((c) => !own(c)).map((c) => c.name),
+    };
+  });
 }

@@ -13,9 +13,10 @@
  * Affected images (the rewritten one and everything that reads through it)
  * must not be open: an open handle holds its chain and resolved segments.
  */
+import { resolveImage } from './refs.js';
 import { StrataError, badInput } from '../errors.js';
 import { bytesText, humanBytes } from '../units.js';
-import { chainOf, childrenOf, descendantsOf, getImage, updateImage } from '../store/catalog.js';
+import { chainOf, childrenOf, descendantsOf, updateImage } from '../store/catalog.js';
 import { assertNotOpen } from '../store/leases.js';
 import { countSlotRefs, loadSegment, saveSegment, segmentsOf } from '../store/maps.js';
 import type { BlockHash } from '../store/hash.js';
@@ -154,7 +155,7 @@ export interface ReshapeResult {
 }
 
 const result = (store: Store, name: string, before: number): ReshapeResult => {
-  const r = getImage(store.db, name);
+  const r = resolveImage(store.db, name);
   const parent = r.parentId === null ? null : chainOf(store.db, r)[1].name;
   return { name: r.name, parent, virtualSize: r.virtualSize, ownBytes: r.ownBlocks * BLOCK_SIZE, ownBytesBefore: before * BLOCK_SIZE };
 };
@@ -170,7 +171,7 @@ export interface ReshapeOptions {
 /** The image keeps its content and stops depending on any parent. */
 export function flattenImage(store: Store, name: string, opts: ReshapeOptions = {}): ReshapeResult {
   return reshapeTx(store, 'flatten', () => {
-    const img = getImage(store.db, name);
+    const img = resolveImage(store.db, name);
     const chain = chainOf(store.db, img);
     assertNotOpen(store, [img, ...descendantsOf(store.db, img.id)], `flatten ${name}`);
     if (img.parentId === null) return result(store, name, img.ownBlocks);
@@ -186,8 +187,8 @@ export function flattenImage(store: Store, name: string, opts: ReshapeOptions = 
 /** The image keeps its content over a new frozen parent; its own map keeps only what differs from it. */
 export function rebaseImage(store: Store, name: string, onto: string, opts: ReshapeOptions = {}): ReshapeResult {
   return reshapeTx(store, 'rebase', () => {
-    const img = getImage(store.db, name);
-    const parent = getImage(store.db, onto);
+    const img = resolveImage(store.db, name);
+    const parent = resolveImage(store.db, onto);
     if (parent.id === img.id) throw badInput(`cannot rebase ${name} onto itself`, { image: name });
     const below = descendantsOf(store.db, img.id);
     if (below.some((d) => d.id === parent.id)) {
@@ -223,7 +224,7 @@ export interface CommitResult extends ReshapeResult {
  */
 export function commitImage(store: Store, leafName: string, opts: ReshapeOptions & { force?: boolean } = {}): CommitResult {
   return reshapeTx(store, 'commit', () => {
-    const leaf = getImage(store.db, leafName);
+    const leaf = resolveImage(store.db, leafName);
     if (leaf.kind !== 'leaf') {
       throw new StrataError('E_READONLY', `image ${leafName} is frozen (${leaf.kind}); commit merges a writable leaf into its parent`, { image: leafName });
     }
@@ -304,7 +305,7 @@ function zeroedTail(store: Store, chain: readonly ImageRecord[], end: number): {
 export function resizeImage(store: Store, name: string, to: number | { by: number }, opts: ReshapeOptions & { shrink?: boolean } = {}): ReshapeResult {
   if (typeof to === 'number') checkVirtualSize(to);
   return reshapeTx(store, 'resize', () => {
-    const img = getImage(store.db, name);
+    const img = resolveImage(store.db, name);
     if (isFrozen(img)) throw new StrataError('E_READONLY', `image ${name} is frozen (${img.kind}); only a leaf can be resized`, { image: name });
     if (typeof to !== 'number' && img.virtualSize + to.by < 0) {
       throw badInput(`cannot shrink ${name} (${bytesText(img.virtualSize)}) by ${bytesText(-to.by)}: that is more than its size`, { image: name });

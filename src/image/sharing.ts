@@ -9,7 +9,8 @@
  * with one image are at most X's shared bytes, and the figures over several
  * images may overlap (one block can be in many).
  */
-import { getImage, listVisibleImages } from '../store/catalog.js';
+import { resolveImage } from './refs.js';
+import { listVisibleImages } from '../store/catalog.js';
 import { countSlotRefs, segmentsOf } from '../store/maps.js';
 import type { Store } from '../store/store.js';
 import { BLOCK_SIZE, type ImageRecord } from '../store/types.js';
@@ -37,7 +38,7 @@ function ownRefs(store: Store, img: ImageRecord): Map<number, number> {
 /** The images that share `name`'s own blocks, read in one snapshot; `limit` keeps the first ones. */
 export function sharingOf(store: Store, name: string, limit = Infinity): Sharing {
   return store.db.transaction(() => {
-    const img = getImage(store.db, name);
+    const img = resolveImage(store.db, name);
     const mine = ownRefs(store, img);
     let own = 0;
     for (const n of mine.values()) own += n;

@@ -7,7 +7,7 @@
  * labels strings, the chain no deeper than a qcow2 backing chain may be.
  */
 import { corrupt } from '../errors.js';
-import { imageName } from '../store/names.js';
+import { storedName } from '../store/names.js';
 import { BLOCK_SIZE, MAX_CHAIN_DEPTH, MAX_VIRTUAL_SIZE, type ImageKind } from '../store/types.js';
 import { HEX_ID, sha256Hex } from './layout.js';
 
@@ -73,10 +73,10 @@ export function decodeManifest(b: Buffer, name: string): Manifest {
       return false;
     }
   };
-  if (!valid(() => imageName(m.image))) throw bad(`image name ${quote(m.image)}`);
+  if (!valid(() => storedName(m.image))) throw bad(`image name ${quote(m.image)}`);
   m.chain.forEach((l, i) => {
     if (typeof l?.layer !== 'string' || !HEX_ID.test(l.layer)) throw bad(`chain[${i}] layer ${quote(l?.layer)}`);
-    if (!valid(() => imageName(l.name))) throw bad(`chain[${i}] name ${quote(l.name)}`);
+    if (!valid(() => storedName(l.name))) throw bad(`chain[${i}] name ${quote(l.name)}`);
     if (l.kind !== (i === 0 ? 'base' : 'layer')) throw bad(`chain[${i}] kind ${quote(l.kind)}`);
     if (!Number.isSafeInteger(l.virtualSize) || l.virtualSize < 0 || l.virtualSize > MAX_VIRTUAL_SIZE) throw bad(`chain[${i}] virtual size`);
     if (!Number.isSafeInteger(l.blocks) || l.blocks < 0 || l.blocks > Math.ceil(l.virtualSize / BLOCK_SIZE)) throw bad(`chain[${i}] blocks`);

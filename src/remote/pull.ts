@@ -112,7 +112,7 @@ function localBlocks(store: Store, places: readonly BlockPlace[]): (Buffer | und
 async function buildLayer(store: Store, remote: Remote, ml: ManifestLayer, map: LayerMap, parent: ImageRecord | null, source: Record<string, unknown>, tally: PullResult, progress: () => void, opts: PullOptions): Promise<ImageRecord> {
   // Before anything is made: each zero run must hide the parent's data, so writing it costs no more than that data.
   hiddenBlocks(store, parent, map, ml.layer);
-  const target = beginImport(store, ml.name, map.virtualSize, { parent: parent?.name, labels: ml.labels, source });
+  const target = beginImport(store, ml.name, map.virtualSize, { parent: parent?.name, labels: ml.labels, source, snapshotName: true });
   try {
     const img = target.img;
     const writeBlock = (block: number, data: Buffer) => {

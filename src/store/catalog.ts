@@ -43,9 +43,10 @@ export function findImage(db: Database.Database, name: string): ImageRecord | un
   return r && toRecord(r);
 }
 
-export function getImage(db: Database.Database, name: string): ImageRecord {
+/** The image named exactly `name`; E_NOT_FOUND with `missing()`'s message (a resolver's hint) when there is none. */
+export function getImage(db: Database.Database, name: string, missing: () => string = () => `no image named ${name}`): ImageRecord {
   const r = findImage(db, name);
-  if (!r) throw notFound(`no image named ${name}`, { image: name });
+  if (!r) throw notFound(missing(), { image: name });
   return r;
 }
 

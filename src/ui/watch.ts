@@ -13,7 +13,8 @@
  * the watcher records each image's own bytes whenever it sees a change, for
  * as long as it runs, in memory only (the page never writes to the store).
  */
-import { chainOf, getImage, listVisibleImages } from '../store/catalog.js';
+import { resolveImage } from '../image/refs.js';
+import { chainOf, listVisibleImages } from '../store/catalog.js';
 import type { Store } from '../store/store.js';
 import { diffImages, diskUsageOf, type ImageUsage } from '../image/inspect.js';
 import { describeImage, listImageRows, type ImageInfo, type ListedImage } from '../image/listing.js';
@@ -143,7 +144,7 @@ export class StoreWatch {
     if (cached) return cached;
     const d = this.store.db.transaction((): ImageDetail => {
       const info = describeImage(this.store, name);
-      const chain = chainOf(this.store.db, getImage(this.store.db, name));
+      const chain = chainOf(this.store.db, resolveImage(this.store.db, name));
       const base = chain.length > 1 ? chain[chain.length - 1].name : null;
       return {
         version: state.version,

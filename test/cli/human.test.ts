@@ -28,7 +28,7 @@ beforeAll(() => {
   strataOk(store, ['create', 'debian-bookworm', '--from', raw]);
   strataOk(store, ['clone', 'debian-bookworm', 'web-frontend-01', 'web-frontend-02']);
   strataOk(store, ['write', 'web-frontend-01', '--offset', '1M'], { input: Buffer.alloc(8192, 0x77) });
-  strataOk(store, ['snapshot', 'web-frontend-01', 'web-frontend-01-pre-upgrade']);
+  strataOk(store, ['snapshot', 'web-frontend-01', 'pre-upgrade']);
   strataOk(store, ['write', 'web-frontend-01', '--offset', '40M'], { input: Buffer.alloc(4096, 0x55) });
   return () => fs.rmSync(top, { recursive: true, force: true });
 });
@@ -41,7 +41,7 @@ describe('human output', () => {
         'NAME                         KIND   REFERENCED  OWN    EXCLUSIVE  SHARED',
         'debian-bookworm              base   3 MiB       3 MiB  3 MiB      0 B',
         'web-frontend-01              leaf   3.00 MiB    4 KiB  4 KiB      0 B',
-        'web-frontend-01-pre-upgrade  layer  3 MiB       8 KiB  8 KiB      0 B',
+        'web-frontend-01@pre-upgrade  layer  3 MiB       8 KiB  8 KiB      0 B',
         'web-frontend-02              leaf   3 MiB       0 B    0 B        0 B',
       ),
     );
@@ -67,7 +67,7 @@ describe('human output', () => {
       lines(
         'START     LENGTH    KIND  DEPTH  LAYER',
         '0         1048576   data  2      debian-bookworm',
-        '1048576   8192      data  1      web-frontend-01-pre-upgrade',
+        '1048576   8192      data  1      web-frontend-01@pre-upgrade',
         '1056768   2088960   data  2      debian-bookworm',
         '3145728   38797312  hole  -      -',
         '41943040  4096      data  0      web-frontend-01',

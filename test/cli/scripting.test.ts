@@ -144,7 +144,7 @@ describe('one JSON vocabulary', () => {
       const ls = out.ls as Record<string, unknown>[];
       expect(Object.keys(ls[0])).toEqual(['name', 'kind', 'parent', 'virtualSize', 'ownBytes', 'createdAt']);
       expect(ls[0].createdAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-      expect(out.info).toMatchObject({ name: 'vm', kind: 'leaf', parent: 'vm.snap1', virtualSize: 16384 });
+      expect(out.info).toMatchObject({ name: 'vm', kind: 'leaf', parent: 'vm@snap1', virtualSize: 16384 });
       expect(out.write).toEqual({ name: 'vm', offset: 4096, length: 12288 });
       expect(out.map).toMatchObject({ name: 'vm', virtualSize: 16384 });
       expect((out.map as { extents: unknown[] }).extents[0]).toEqual({ offset: 0, length: 4096, kind: 'data', depth: 3, layer: 'base' });

@@ -38,20 +38,20 @@ describe('snapshot and clone of a leaf a server is writing', () => {
     await io(`write -P 0x11 0 ${MiB}`);
     const snap = strata(store, ['snapshot', 'vm', 'before', '--json']);
     expect(snap.status, snap.stderr).toBe(0);
-    expect(JSON.parse(snap.stdout)).toEqual({ snapshot: 'before', kind: 'base', leaf: 'vm' });
+    expect(JSON.parse(snap.stdout)).toEqual({ snapshot: 'vm@before', kind: 'base', leaf: 'vm' });
     await io(`write -P 0x22 ${512 * KiB} ${MiB}`);
     const clone = strata(store, ['clone', 'vm', 'c1', 'c2']);
     expect(clone.status, clone.stderr).toBe(0);
-    expect(clone.stdout).toBe('snapshotted vm as vm.snap1\ncloned c1 from vm.snap1\ncloned c2 from vm.snap1\n');
+    expect(clone.stdout).toBe('snapshotted vm as vm@snap1\ncloned c1 from vm@snap1\ncloned c2 from vm@snap1\n');
     await io(`write -P 0x33 0 ${4 * KiB}`);
     // While the server runs, other processes read the frozen images exactly.
     const first = Buffer.concat([fill(0x11, MiB), fill(0, MiB)]);
     const second = Buffer.concat([fill(0x11, 512 * KiB), fill(0x22, MiB), fill(0, 512 * KiB)]);
-    expect(read(store, 'before').equals(first)).toBe(true);
+    expect(read(store, 'vm@before').equals(first)).toBe(true);
     expect(read(store, 'c1').equals(second)).toBe(true);
     await srv.stop();
     expect(read(store, 'vm').equals(Buffer.concat([fill(0x33, 4 * KiB), second.subarray(4 * KiB)]))).toBe(true);
-    expect(read(store, 'vm.snap1').equals(second)).toBe(true);
+    expect(read(store, 'vm@snap1').equals(second)).toBe(true);
     expect(read(store, 'c2').equals(second)).toBe(true);
     expectClean(store);
   });
@@ -85,7 +85,7 @@ describe('snapshot and clone of a leaf a server is writing', () => {
     for (let i = 0; i < 3; i++) {
       const r = await strataAsync(store, ['snapshot', 'vm', '--json']);
       expect(r.status, r.err).toBe(0);
-      expect(JSON.parse(r.out.toString()).snapshot).toBe(`vm.snap${i + 2}`);
+      expect(JSON.parse(r.out.toString()).snapshot).toBe(`vm@snap${i + 2}`);
     }
     stop = true;
     await writer;
@@ -93,9 +93,9 @@ describe('snapshot and clone of a leaf a server is writing', () => {
     expect(writes).toBeGreaterThan(3);
     c.close();
     await srv.stop();
-    expect(read(store, 'vm.snap1').equals(snaps[0])).toBe(true);
+    expect(read(store, 'vm@snap1').equals(snaps[0])).toBe(true);
     expect(read(store, 'vm').equals(model)).toBe(true);
-    expect(strataOk(store, ['tree']).stdout).toMatch(/vm\.snap1[\s\S]*vm\.snap2[\s\S]*vm\.snap3[\s\S]*vm\.snap4/);
+    expect(strataOk(store, ['tree']).stdout).toMatch(/vm@snap1[\s\S]*vm@snap2[\s\S]*vm@snap3[\s\S]*vm@snap4/);
     expectClean(store);
   });
 
@@ -118,9 +118,9 @@ describe('snapshot and clone of a leaf a server is writing', () => {
     expect(r.status).toBe(ERROR_CODES.E_BUSY);
     expect(r.stderr.trim()).toMatch(/^strata: cannot roll back vm: image vm is open by strata serve \d+$/);
     // A name that exists already: the server's answer comes back as the same typed error.
-    const dup = strata(store, ['snapshot', 'vm', 'vm.snap1']);
+    const dup = strata(store, ['snapshot', 'vm', 'snap1']);
     expect(dup.status).toBe(ERROR_CODES.E_EXISTS);
-    expect(dup.stderr.trim()).toBe('strata: an image named vm.snap1 already exists');
+    expect(dup.stderr.trim()).toBe('strata: an image named vm@snap1 already exists');
     await srv.stop();
     expectClean(store);
   });
@@ -134,21 +134,21 @@ describe('rollback', () => {
     const b = randomBytes(64 * KiB);
     const c = randomBytes(32 * KiB);
     strataOk(store, ['write', 'vm'], { input: a });
-    strataOk(store, ['snapshot', 'vm']); // vm.snap1 = a
+    strataOk(store, ['snapshot', 'vm']); // vm@snap1 = a
     strataOk(store, ['write', 'vm'], { input: b });
-    strataOk(store, ['snapshot', 'vm']); // vm.snap2 = b
+    strataOk(store, ['snapshot', 'vm']); // vm@snap2 = b
     strataOk(store, ['write', 'vm'], { input: c });
     const r1 = strataOk(store, ['rollback', 'vm']);
-    expect(r1.stdout).toBe('rolled vm back to vm.snap2 (dropped 32 KiB of its own changes)\n');
+    expect(r1.stdout).toBe('rolled vm back to vm@snap2 (dropped 32 KiB of its own changes)\n');
     expect(read(store, 'vm').equals(b)).toBe(true);
     strataOk(store, ['write', 'vm'], { input: c });
-    const r2 = JSON.parse(strataOk(store, ['rollback', 'vm', 'vm.snap1', '--json']).stdout);
-    expect(r2).toEqual({ leaf: 'vm', to: 'vm.snap1', discardedBytes: 32 * KiB, virtualSize: 64 * KiB, kept: ['vm.snap2'] });
+    const r2 = JSON.parse(strataOk(store, ['rollback', 'vm', 'vm@snap1', '--json']).stdout);
+    expect(r2).toEqual({ leaf: 'vm', to: 'vm@snap1', discardedBytes: 32 * KiB, virtualSize: 64 * KiB, kept: ['vm@snap2'] });
     expect(read(store, 'vm').equals(a)).toBe(true);
-    expect(read(store, 'vm.snap2').equals(b)).toBe(true);
-    // Numbers only grow: with vm.snap2 gone, the next snapshot is still vm.snap3.
-    strataOk(store, ['rm', 'vm.snap2']);
-    expect(JSON.parse(strataOk(store, ['snapshot', 'vm', '--json']).stdout).snapshot).toBe('vm.snap3');
+    expect(read(store, 'vm@snap2').equals(b)).toBe(true);
+    // Numbers only grow: with vm@snap2 gone, the next snapshot is still vm@snap3.
+    strataOk(store, ['rm', 'vm@snap2']);
+    expect(JSON.parse(strataOk(store, ['snapshot', 'vm', '--json']).stdout).snapshot).toBe('vm@snap3');
     expectClean(store);
   });
 
@@ -160,10 +160,10 @@ describe('rollback', () => {
     const before = strataOk(store, ['ls', '--json']).stdout;
     const cases: [string[], number, string][] = [
       [['rollback', 'vm'], ERROR_CODES.E_BAD_INPUT, 'strata: image vm has no snapshot to roll back to'],
-      [['rollback', 'other.snap1'], ERROR_CODES.E_READONLY, 'strata: image other.snap1 is frozen (base); rollback resets a writable leaf'],
+      [['rollback', 'other@snap1', 'other@snap1'], ERROR_CODES.E_READONLY, 'strata: image other@snap1 is frozen (base); rollback resets a writable leaf'],
       [['rollback', 'nope'], ERROR_CODES.E_NOT_FOUND, 'strata: no image named nope'],
       [['rollback', 'other', 'nope'], ERROR_CODES.E_NOT_FOUND, 'strata: no image named nope'],
-      [['rollback', 'other', 'vm'], ERROR_CODES.E_BAD_INPUT, 'strata: cannot roll back other to vm: vm is not below other (its chain: other.snap1)'],
+      [['rollback', 'other', 'vm'], ERROR_CODES.E_BAD_INPUT, 'strata: cannot roll back other to vm: vm is not below other (its chain: other@snap1)'],
     ];
     for (const [args, status, message] of cases) {
       const r = strata(store, args);
@@ -185,10 +185,10 @@ describe('commit into a snapshot', () => {
     strataOk(store, ['write', 'vm'], { input: b });
     const r = strata(store, ['commit', 'vm']);
     expect(r.status).toBe(ERROR_CODES.E_BAD_INPUT);
-    expect(r.stderr).toMatch(/^strata: cannot commit vm into golden: golden is a snapshot \(taken \d{4}-\d\d-\d\dT[\d:.]+Z\) and would no longer hold what it held then; pass --force to change it, or snapshot vm instead\n$/);
-    expect(read(store, 'golden').equals(a)).toBe(true);
+    expect(r.stderr).toMatch(/^strata: cannot commit vm into vm@golden: vm@golden is a snapshot \(taken \d{4}-\d\d-\d\dT[\d:.]+Z\) and would no longer hold what it held then; pass --force to change it, or snapshot vm instead\n$/);
+    expect(read(store, 'vm@golden').equals(a)).toBe(true);
     strataOk(store, ['commit', 'vm', '--force']);
-    expect(read(store, 'golden').equals(b)).toBe(true);
+    expect(read(store, 'vm@golden').equals(b)).toBe(true);
     expect(read(store, 'vm').equals(b)).toBe(true);
     expectClean(store);
   });

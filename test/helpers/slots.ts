@@ -3,7 +3,8 @@
  * arrays per 4096 slots (src/store/slots.ts), not in one row per slot, so
  * tests go through the same functions strata uses.
  */
-import type Database from 'better-sqlite3';
+import path from 'node:path';
+import Database from 'better-sqlite3';
 import { forEachLiveSlot, slotEditor } from '../../src/store/slots.js';
 
 export { refcountOf } from '../../src/store/slots.js';
@@ -21,6 +22,15 @@ export function liveSlots(db: Database.Database): SlotRow[] {
   return out;
 }
 
+/** How many slots the store at `store` has in use, read from its database (read-only, beside any strata process). */
+export function liveSlotCount(store: string): number {
+  const db = new Database(path.join(store, 'strata.db'), { readonly: true });
+  try {
+    return liveSlots(db).length;
+  } finally {
+    db.close();
+  }
+}
 
 /** Sets a slot's refcount behind strata's back (no free list, no counters): damage for check to find. */
 export function forceRefcount(db: Database.Database, slot: number, refcount: number): void {

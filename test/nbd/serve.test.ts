@@ -153,14 +153,14 @@ describe.runIf(haveMke2fs)('strata serve with real NBD clients', () => {
     expectSameBytes(exportBytes(store, 'base'), ext4Bytes, 'strata export base');
   });
 
-  /** base (ext4) <- vm.snap1 (qemu-io writes) <- vm (more writes, explicit zeros): data at two depths, zeros, holes. */
+  /** base (ext4) <- vm@snap1 (qemu-io writes) <- vm (more writes, explicit zeros): data at two depths, zeros, holes. */
   async function layeredLeaf(): Promise<string> {
     const store = storeWithLeaf();
     let srv = await startServe(store, ['vm']);
     let r = await qemuIo(srv.uri('vm'), ['write -P 0x11 0 256k', 'write -P 0x12 3M 1M', 'write -P 0x13 20M 64k']);
     expect(r.code, r.stderr).toBe(0);
     expect((await srv.stop()).code).toBe(0);
-    strataOk(store, ['snapshot', 'vm', 'vm.snap1']);
+    strataOk(store, ['snapshot', 'vm', 'snap1']);
     srv = await startServe(store, ['vm']);
     r = await qemuIo(srv.uri('vm'), ['write -P 0x21 128k 8k', 'write -z 3M 512k', 'write -P 0x22 30M 100000', 'write -z 24M 4M']);
     expect(r.code, r.stderr).toBe(0);
@@ -218,8 +218,8 @@ describe.runIf(haveMke2fs)('strata serve with real NBD clients', () => {
     const listed = (JSON.parse(list.stdout).exports as { 'export-name': string; 'is_read_only': boolean }[]).map((e) => [e['export-name'], e.is_read_only]);
     const images = (JSON.parse(strataOk(store, ['--json', 'ls']).stdout) as { name: string }[]).map((i) => i.name).filter((n) => !n.startsWith('.'));
     expect(listed.map(([n]) => n).sort()).toEqual(images.sort());
-    expect(images).toEqual(expect.arrayContaining(['base', 'vm', 'vm.snap1']));
-    expect(Object.fromEntries(listed)).toMatchObject({ base: true, 'vm.snap1': true, vm: false });
+    expect(images).toEqual(expect.arrayContaining(['base', 'vm', 'vm@snap1']));
+    expect(Object.fromEntries(listed)).toMatchObject({ base: true, 'vm@snap1': true, vm: false });
     expect((await srv.stop()).code).toBe(0);
   });
 

@@ -5,21 +5,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { bytes, ociImage, type Entry } from '../helpers/oci.js';
 import { requireTool } from '../helpers/tools.js';
-import { liveSlots } from '../helpers/slots.js';
+import { liveSlotCount } from '../helpers/slots.js';
 
-const slots = (store: string) => {
-  const db = new Database(path.join(store, 'strata.db'), { readonly: true });
-  try {
-    return liveSlots(db).length;
-  } finally {
-    db.close();
-  }
-};
+const slots = liveSlotCount;
 
 /** A base of a few MiB of files, as a distribution's first layer is. */
 const BASE: Entry[] = [

@@ -100,7 +100,7 @@ describe.skipIf(!haveRgw())('a hostile bucket (Ceph RGW, the real CLI)', () => {
     strataOk(w.A, ['clone', 'good', 'edit']);
     strataOk(w.A, ['write', 'edit', '--offset', String(64 * KiB)], { input: Buffer.alloc(64 * KiB) });
     strataOk(w.A, ['snapshot', 'edit', 'zeroed']);
-    const zeroed = json(strataOk(w.A, ['--json', 'push', 'zeroed', 'fleet'])).layers.at(-1).layer as string;
+    const zeroed = json(strataOk(w.A, ['--json', 'push', 'edit@zeroed', 'fleet'])).layers.at(-1).layer as string;
     const b2 = rawBucket(w.bucket);
     try {
       expect(decodeLayer(await b2.get(`layers/${zeroed}`, 1 << 20), zeroed).runs).toEqual([{ first: 16, count: 16, kind: RUN_ZERO }]);
@@ -108,10 +108,10 @@ describe.skipIf(!haveRgw())('a hostile bucket (Ceph RGW, the real CLI)', () => {
       b2.close();
     }
     const want = Buffer.from(w.good).fill(0, 64 * KiB, 128 * KiB);
-    strataOk(w.B, ['clone', 'fleet/zeroed', 'vm3']);
+    strataOk(w.B, ['clone', 'fleet/edit@zeroed', 'vm3']);
     expect(strataOk(w.B, ['read', 'vm3']).out.equals(want)).toBe(true);
-    strataOk(w.B, ['pull', 'fleet/zeroed']);
-    expect(strataOk(w.B, ['read', 'zeroed']).out.equals(want)).toBe(true);
+    strataOk(w.B, ['pull', 'fleet/edit@zeroed']);
+    expect(strataOk(w.B, ['read', 'edit@zeroed']).out.equals(want)).toBe(true);
   });
 
   it('a zstd fragment that inflates past 4 KiB is refused before the fallback decoder allocates it', async () => {
@@ -252,10 +252,10 @@ describe.skipIf(!haveRgw())('push writes nothing a pull would refuse (Ceph RGW)'
     } finally {
       store.close();
     }
-    expect(failure(strata(S, ['--json', 'push', 's256', 'fleet']))).toEqual({
+    expect(failure(strata(S, ['--json', 'push', 'vm@s256', 'fleet']))).toEqual({
       status: 11,
       error: 'E_UNSUPPORTED',
-      message: 's256 is 257 images deep; a remote image is at most 256 (strata flatten first)',
+      message: 'vm@s256 is 257 images deep; a remote image is at most 256 (strata flatten first)',
     });
     const b = rawBucket(bucket);
     try {

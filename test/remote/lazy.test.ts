@@ -141,7 +141,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     strataOk(B, ['clone', 'fleet/deb', 'vm7']);
     const mine = r.text(64 * 1024);
     strataOk(B, ['write', 'vm7', '--offset', '1M'], { input: mine });
-    strataOk(B, ['snapshot', 'vm7', 'vm7-s1']);
+    strataOk(B, ['snapshot', 'vm7', 's1']);
     const want = Buffer.from(img);
     mine.copy(want, MiB);
     const remoteNow = async () => {
@@ -156,13 +156,13 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     expect(before).toBe(distinct(img).size);
 
     // To fleet: the lazy base is the bucket's own layer; only the snapshot's 16 blocks go up.
-    const toFleet = JSON.parse(strataOk(B, ['--json', 'push', 'vm7-s1', 'fleet']).stdout);
+    const toFleet = JSON.parse(strataOk(B, ['--json', 'push', 'vm7@s1', 'fleet']).stdout);
     expect(toFleet.newBlocks).toBe(16);
     expect(toFleet.layers.map((l: { uploaded: boolean }) => l.uploaded)).toEqual([false, true]);
     expect(await remoteNow()).toBe(before);
 
     // To another bucket: its blocks are fetched first (then local), and both layers go up whole.
-    const toOther = JSON.parse(strataOk(B, ['--json', 'push', 'vm7-s1', 'other']).stdout);
+    const toOther = JSON.parse(strataOk(B, ['--json', 'push', 'vm7@s1', 'other']).stdout);
     expect(toOther.newBlocks).toBe(distinct(img).size + 16);
     expect(await remoteNow()).toBe(0);
     strataOk(B, ['check']);
@@ -171,9 +171,9 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
       const st = path.join(dir, `C-${remote}`);
       strataOk(st, ['init']);
       strataOk(st, ['remote', 'add', remote, `s3://${remote === 'fleet' ? fleet : other}`, '--create', '--endpoint', endpoint]);
-      strataOk(st, ['pull', `${remote}/vm7-s1`]);
+      strataOk(st, ['pull', `${remote}/vm7@s1`]);
       const out = path.join(dir, `out-${remote}.raw`);
-      strataOk(st, ['export', 'vm7-s1', out]);
+      strataOk(st, ['export', 'vm7@s1', out]);
       expect(fs.readFileSync(out).equals(want)).toBe(true);
     }
   }, 180_000);

@@ -77,7 +77,7 @@ describe('reshape: content is byte-identical before and after, check clean after
   });
 
   it('flatten of a frozen layer with children keeps the children intact', () => {
-    snapshotImage(store, 'vm3', 'vm3-s1');
+    snapshotImage(store, 'vm3', 's1');
     const before = contents(store, dir);
     flattenImage(store, 'b');
     expect(getImage(store.db, 'b').kind).toBe('base');
@@ -104,16 +104,16 @@ describe('reshape: content is byte-identical before and after, check clean after
   });
 
   it("commit: the parent takes the leaf's content, the leaf goes on empty above it", () => {
-    // vm3-s1 (frozen) has vm3 as its only child.
+    // vm3@s1 (frozen) has vm3 as its only child.
     writeAt(store, 'vm3', 7 * MiB, fill(4, 3 * 4096));
     const before = contents(store, dir);
-    const r = commitImage(store, 'vm3', { force: true }); // vm3-s1 is a snapshot
-    expect(r.into).toBe('vm3-s1');
+    const r = commitImage(store, 'vm3', { force: true }); // vm3@s1 is a snapshot
+    expect(r.into).toBe('vm3@s1');
     expect(getImage(store.db, 'vm3').ownBlocks).toBe(0);
     const after = contents(store, dir);
     expect(after.get('vm3')).toBe(before.get('vm3'));
-    expect(after.get('vm3-s1')).toBe(before.get('vm3'));
-    for (const [n, c] of before) if (n !== 'vm3-s1') expect(after.get(n)).toBe(c);
+    expect(after.get('vm3@s1')).toBe(before.get('vm3'));
+    for (const [n, c] of before) if (n !== 'vm3@s1') expect(after.get(n)).toBe(c);
     clean();
   });
 
@@ -134,7 +134,7 @@ describe('reshape: content is byte-identical before and after, check clean after
     resizeImage(store, 'vm3', size);
     img = openImage(store, 'vm3');
     expect(img.read(0, cut).equals(head)).toBe(true);
-    // Past the cut: zeros, although the parent vm3-s1 has ext4 data up there.
+    // Past the cut: zeros, although the parent vm3@s1 has ext4 data up there.
     const tail = img.read(cut, size - cut);
     img.close();
     expect(tail.equals(Buffer.alloc(size - cut))).toBe(true);
@@ -152,14 +152,14 @@ describe('reshape: content is byte-identical before and after, check clean after
     expectCode(() => resizeImage(store, 'nope', MiB), 'E_NOT_FOUND');
     expectCode(() => commitImage(store, 'b'), 'E_READONLY'); // frozen where a leaf is needed
     expectCode(() => resizeImage(store, 'a', 64 * MiB), 'E_READONLY');
-    expectCode(() => rebaseImage(store, 'b', 'vm3-s1'), 'E_BAD_INPUT'); // vm3-s1 is below b: a loop
+    expectCode(() => rebaseImage(store, 'b', 'vm3@s1'), 'E_BAD_INPUT'); // vm3@s1 is below b: a loop
     expectCode(() => rebaseImage(store, 'b', 'b'), 'E_BAD_INPUT');
     expectCode(() => rebaseImage(store, 'vm2', 'vm1'), 'E_BAD_INPUT'); // vm1 is a writable leaf
     expectCode(() => resizeImage(store, 'vm1', MiB), 'E_BAD_INPUT'); // shrink without --shrink
     expectCode(() => commitImage(store, 'vm1'), 'E_BAD_INPUT'); // flattened: no parent
-    cloneImage(store, 'vm3-s1', ['vm4']);
+    cloneImage(store, 'vm3@s1', ['vm4']);
     const meta2 = metadataDigest(store);
-    expectCode(() => commitImage(store, 'vm3'), 'E_HAS_CHILDREN'); // vm3-s1 now has vm4 too
+    expectCode(() => commitImage(store, 'vm3'), 'E_HAS_CHILDREN'); // vm3@s1 now has vm4 too
     expect(metadataDigest(store)).toBe(meta2);
     expect(meta).not.toBe(meta2);
     clean();
@@ -181,10 +181,10 @@ describe('reshape: content is byte-identical before and after, check clean after
   });
 
   it('commit refuses with E_BUSY while the parent is open', () => {
-    snapshotImage(store, 'vm1', 'vm1-s1');
+    snapshotImage(store, 'vm1', 's1');
     writeAt(store, 'vm1', 0, fill(5, 4096));
     const meta = metadataDigest(store);
-    const p = openImage(store, 'vm1-s1');
+    const p = openImage(store, 'vm1@s1');
     try {
       expectCode(() => commitImage(store, 'vm1', { force: true }), 'E_BUSY');
     } finally {
@@ -192,7 +192,7 @@ describe('reshape: content is byte-identical before and after, check clean after
     }
     expect(metadataDigest(store)).toBe(meta);
     const before = contents(store, dir);
-    expectCode(() => commitImage(store, 'vm1'), 'E_BAD_INPUT'); // vm1-s1 is a snapshot: never changed unasked
+    expectCode(() => commitImage(store, 'vm1'), 'E_BAD_INPUT'); // vm1@s1 is a snapshot: never changed unasked
     expect(metadataDigest(store)).toBe(meta);
     commitImage(store, 'vm1', { force: true });
     expect(contents(store, dir).get('vm1')).toBe(before.get('vm1'));

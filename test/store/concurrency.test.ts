@@ -62,12 +62,12 @@ describe('concurrency', () => {
           await ok(['write', target, '--offset', String(off)], data);
           data.copy(models.get(target)!, off);
         } else if (dice < 6) {
-          const snap = `${leaf}.s${++snaps}`;
+          const snap = `s${++snaps}`;
           await ok(['snapshot', leaf, snap]);
-          models.set(snap, Buffer.from(models.get(leaf)!));
+          models.set(`${leaf}@${snap}`, Buffer.from(models.get(leaf)!));
         } else if (dice < 8) {
           const name = `${leaf}-c${completed}-${r.int(1e6)}`;
-          await ok(['clone', leaf, name]); // snapshots the leaf first: leaf.snapN
+          await ok(['clone', leaf, name]); // snapshots the leaf first: leaf@snapN
           models.set(name, Buffer.from(models.get(leaf)!));
           clones.push(name);
         } else if (dice < 9 && clones.length > 0) {
@@ -106,7 +106,7 @@ describe('concurrency', () => {
     expect(failures).toEqual([]);
     expect(server.stderr).not.toMatch(/BUSY|locked|error/i);
 
-    // Snapshots made by clone (leaf.snapN) read what the leaf read then; their content is checked through the clones.
+    // Snapshots made by clone (leaf@snapN) read what the leaf read then; their content is checked through the clones.
     const s = await openStore(store, { create: false });
     try {
       const names = listImages(s.db).map((i) => i.name);

@@ -104,7 +104,7 @@ const OPS: Op[] = [
   { name: 'write', args: () => ['write', 'a', patch, '--offset', '12345'], done: 'flush.after-commit' },
   { name: 'import', args: () => ['import', smallRaw, 'imp', '--parent', 'base'], done: 'import.after-rename-commit' },
   { name: 'import (flushing every 1 MiB)', args: () => ['import', bigRaw, 'big', '--dirty-limit', '1M'], done: 'import.after-rename-commit', hits: 2 },
-  { name: 'clone of a frozen image', args: () => ['clone', 'a.s1', 'c1', 'c2'], done: 'clone.after-commit' },
+  { name: 'clone of a frozen image', args: () => ['clone', 'a@s1', 'c1', 'c2'], done: 'clone.after-commit' },
   { name: 'clone of a leaf', args: () => ['clone', 'solo', 'c3'], done: 'clone.after-commit' },
   { name: 'snapshot', args: () => ['snapshot', 'a'], done: 'snapshot.after-commit' },
   { name: 'commit', args: () => ['commit', 'a', '--force'], done: 'commit.after-commit' },
@@ -113,7 +113,7 @@ const OPS: Op[] = [
   { name: 'rebase', args: () => ['rebase', 'a', '--onto', 'base'], done: 'rebase.after-commit' },
   { name: 'resize (shrink inside a block)', args: () => ['resize', 'solo', '600001', '--shrink'], done: 'resize.after-commit' },
   { name: 'rm', args: () => ['rm', 'b'], done: 'rm.after-commit' },
-  { name: 'rm -r', args: () => ['rm', '-r', 'a.s1'], done: 'rm.after-commit' },
+  { name: 'rm -r', args: () => ['rm', '-r', 'a@s1'], done: 'rm.after-commit' },
   // gc and repair change no image: "before" and "after" read the same.
   { name: 'gc (repacking half-empty containers)', args: () => ['gc'], done: 'gc.after-commit', hits: 2 },
   { name: 'import --compress zstd (flushing every 1 MiB)', args: () => ['import', '--compress', 'zstd', textRaw, 'ztext', '--dirty-limit', '1M'], done: 'import.after-rename-commit', hits: 2 },
@@ -151,7 +151,7 @@ beforeAll(() => {
   strataOk(t, ['clone', 'base', 'a', 'b']);
   strataOk(t, ['write', 'a', '--offset', '4096'], { input: r.bytes(50_000) });
   strataOk(t, ['write', 'b', '--offset', '300000'], { input: r.bytes(70_000) });
-  strataOk(t, ['snapshot', 'a', 'a.s1']);
+  strataOk(t, ['snapshot', 'a', 's1']);
   strataOk(t, ['write', 'a', '--offset', '65536'], { input: Buffer.concat([r.bytes(20_000), Buffer.alloc(40_000)]) });
   strataOk(t, ['create', 'solo', '--size', '1M']);
   strataOk(t, ['write', 'solo', '--offset', '590000'], { input: r.bytes(30_000) });

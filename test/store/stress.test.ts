@@ -627,7 +627,7 @@ describe('stress', () => {
           case 'snapshot': {
             const L = r.pick(leaves);
             const snap = this.newName();
-            if (await this.ok('snapshot', ['snapshot', L.name, snap])) this.snapshotModel(L, snap);
+            if (await this.ok('snapshot', ['snapshot', L.name, snap])) this.snapshotModel(L, `${L.name}@${snap}`);
             return;
           }
           case 'clone': {
@@ -698,18 +698,34 @@ describe('stress', () => {
             const weight = (i: Img) => [i, ...this.descendants(i.name)].reduce((s, d) => s + d.data.length, 0);
             const img = r.int(2) ? all.reduce((a, b) => (weight(b) > weight(a) ? b : a)) : r.pick(all);
             const doomed = [img, ...this.descendants(img.name)];
-            if (await this.ok('rm', ['rm', ...(doomed.length > 1 ? ['-r'] : []), img.name])) for (const d of doomed) this.imgs.delete(d.name);
+            const res = await this.ok('rm', ['--json', 'rm', ...(doomed.length > 1 ? ['-r'] : []), img.name]);
+            if (res) {
+              // rm takes the image's own snapshots (IMAGE@SNAP) that nothing else stands on along with it.
+              const removed = (JSON.parse(res.out.toString()) as { removed: string[] }).removed;
+              for (const d of doomed) if (!removed.includes(d.name)) fail('op-failed', `${this.who('rm')}: rm ${img.name} did not remove ${d.name}`);
+              for (const n of removed) {
+                if (!doomed.some((d) => d.name === n) && !n.startsWith(`${img.name}@`)) fail('op-failed', `${this.who('rm')}: rm ${img.name} removed ${n}, neither below it nor its snapshot`);
+                if (n.startsWith(`${img.name}@`) && this.children(n).some((c) => !removed.includes(c.name))) fail('op-failed', `${this.who('rm')}: rm ${img.name} removed its snapshot ${n}, on which another image stands`);
+                this.imgs.delete(n);
+              }
+            }
             if (r.int(2)) await gc(this.who('gc after rm'));
             return;
           }
           case 'rename': {
             const img = r.pick(all);
             const name = this.newName();
-            if (await this.ok('rename', ['rename', img.name, name])) {
-              this.imgs.delete(img.name);
-              for (const c of this.children(img.name)) c.parent = name;
-              img.name = name;
-              this.imgs.set(name, img);
+            const res = await this.ok('rename', ['--json', 'rename', img.name, name]);
+            if (res) {
+              // A snapshot is renamed within its image (L@x to L@NAME); an image takes its snapshots with it.
+              const to = (JSON.parse(res.out.toString()) as { to: string }).to;
+              const own = img.name.includes('@') ? [] : this.list((i) => i.name.startsWith(`${img.name}@`));
+              for (const [m, next] of [[img, to], ...own.map((o) => [o, to + o.name.slice(img.name.length)])] as [Img, string][]) {
+                this.imgs.delete(m.name);
+                for (const c of this.children(m.name)) c.parent = next;
+                m.name = next;
+                this.imgs.set(next, m);
+              }
             }
             return;
           }
@@ -785,7 +801,7 @@ describe('stress', () => {
         const before = Buffer.from(L.data);
         if (o.status === 0) {
           count(`race ${kind} won`);
-          if (kind === 'snapshot') created.push(this.snapshotModel(L, names[0]));
+          if (kind === 'snapshot') created.push(this.snapshotModel(L, `${L.name}@${names[0]}`));
           else if (kind === 'clone') {
             const j = JSON.parse(o.out.toString()) as { snapshot: string };
             created.push(this.snapshotModel(L, j.snapshot));

@@ -43,7 +43,7 @@ beforeAll(async () => {
   strataOk(store, ['write', 'web2', '--offset', '8192'], { input: Buffer.concat([block(8), block(9)]) });
   strataOk(store, ['write', 'web3', '--offset', '16384'], { input: Buffer.concat([block(8), block(9)]) });
   strataOk(store, ['write', 'web1', '--offset', '0'], { input: Buffer.concat([block(10), block(11), block(12)]) });
-  strataOk(store, ['snapshot', 'web1', 'web1-before']);
+  strataOk(store, ['snapshot', 'web1', 'before']);
   strataOk(store, ['write', 'web1', '--offset', '4096'], { input: block(13) });
   nbd = await startServe(store, ['db1']);
   ui = await startServe(store, [], { command: 'ui', listenArgs: ['--listen', '127.0.0.1:0'] });
@@ -79,7 +79,7 @@ describe.skipIf(!haveChromium)('the page in Chromium', () => {
     expect(du.length).toBe(8);
     expect(du.find((d) => d.name === 'web2')!.sharedBytes).toBe(8192); // the same configuration as web3
     // Sizes read as the CLI prints them.
-    expect(await page.textContent('[data-image="web1-before"] [data-col="ownBytes"]')).toBe('12 KiB');
+    expect(await page.textContent('[data-image="web1@before"] [data-col="ownBytes"]')).toBe('12 KiB');
 
     // The savings, as `stats --json` gives them.
     const stats = json('stats');

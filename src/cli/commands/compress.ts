@@ -1,6 +1,6 @@
 import { Command } from 'commander';
+import { resolveImage } from '../../image/refs.js';
 import { StrataError } from '../../errors.js';
-import { getImage } from '../../store/catalog.js';
 import { compressionText, parseCompression, storeCompression } from '../../store/codecs.js';
 import { compressStored } from '../../store/relocate.js';
 import { isFrozen } from '../../store/types.js';
@@ -20,7 +20,7 @@ export const compressCommand = () =>
           const given = o.codec === undefined ? undefined : parseCompression(o.codec);
           const store = await ctx.store();
           const spec = given === undefined ? (storeCompression(store.db) ?? parseCompression('zstd')) : given;
-          const images = names.length === 0 ? undefined : names.map((n) => getImage(store.db, n));
+          const images = names.length === 0 ? undefined : names.map((n) => resolveImage(store.db, n));
           for (const r of images ?? []) {
             if (!isFrozen(r)) throw new StrataError('E_BAD_INPUT', `image ${r.name} is a writable leaf: snapshot or freeze it to compress its blocks (leaves keep theirs uncompressed)`, { image: r.name });
           }

@@ -1,5 +1,6 @@
 import { canCompress, compressionText, storeCompression } from '../../store/codecs.js';
 import { Command } from 'commander';
+import { splitSnapshotName } from '../../store/names.js';
 import { nativeStatus } from '../../store/native.js';
 import { STRATA_VERSION } from '../version.js';
 import { countVisibleImages } from '../../store/catalog.js';
@@ -30,6 +31,17 @@ export function sourceText(source: Record<string, unknown>): string {
   if (snapshot !== undefined) parts.push(`snapshot ${String(snapshot)}`);
   for (const [k, v] of Object.entries(rest)) parts.push(`${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
   return parts.join(', ');
+}
+
+/** Chains longer than this show their top three and bottom two links; --json has them all. */
+const CHAIN_SHOWN = 7;
+
+/** `vm -> vm@snap30 -> vm@snap29 -> … 26 more snapshots … -> vm@snap1 -> debian`: one readable line at any depth. */
+export function chainText(chain: readonly string[]): string {
+  if (chain.length <= CHAIN_SHOWN) return chain.join(' -> ');
+  const hidden = chain.slice(3, -2);
+  const what = hidden.every((n) => splitSnapshotName(n) !== null) ? 'snapshots' : 'images';
+  return [...chain.slice(0, 3), `… ${hidden.length} more ${what} …`, ...chain.slice(-2)].join(' -> ');
 }
 
 export interface StoreInfo {
@@ -92,7 +104,7 @@ export const infoCommand = () =>
             ['name', r.name],
             ['kind', r.kind + (r.writable ? ' (writable)' : ' (read-only)')],
             ['parent', r.parent ?? '-'],
-            ['chain', r.chain.join(' -> ')],
+            ['chain', chainText(r.chain)],
             ['virtual size', `${humanBytes(r.virtualSize)} (${r.virtualSize} bytes)`],
             ['own bytes', `${humanBytes(r.ownBytes)} (${r.ownBytes} bytes)`],
             ['created', localTime(r.createdAt)],

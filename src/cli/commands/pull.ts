@@ -9,11 +9,22 @@ import { humanBytes } from '../parse.js';
 import { BLOCK_SIZE } from '../../store/types.js';
 
 /** REMOTE/IMAGE or REMOTE/IMAGE@MANIFEST */
+/**
+ * REMOTE/IMAGE, REMOTE/IMAGE@MANIFEST, REMOTE/IMAGE@SNAP and
+ * REMOTE/IMAGE@SNAP@MANIFEST. One '@' followed by 4-64 hex digits is a
+ * manifest, as it was before snapshots had '@' names: a snapshot named so
+ * (`vm@2026`) is pulled as REMOTE/vm@2026@MANIFEST.
+ */
 export function parseRef(ref: string): { remote: string; image: string; manifest?: string } {
-  const m = /^([^/]+)\/([^/@]+)(?:@([0-9a-f]{4,64}))?$/.exec(ref);
+  const m = /^([^/]+)\/([^/@]+)(?:@([^/@]+))?(?:@([0-9a-f]{4,64}))?$/.exec(ref);
   if (!m) throw badInput(`${JSON.stringify(ref)} is not REMOTE/IMAGE (or REMOTE/IMAGE@MANIFEST-ID)`, { ref });
-  return { remote: m[1], image: m[2], manifest: m[3] };
+  const [, remote, image, second, third] = m;
+  if (second === undefined) return { remote, image };
+  if (third === undefined && MANIFEST_ID.test(second)) return { remote, image, manifest: second };
+  return { remote, image: `${image}@${second}`, manifest: third };
 }
+
+const MANIFEST_ID = /^[0-9a-f]{4,64}$/;
 
 export const pullCommand = () =>
   new Command('pull')

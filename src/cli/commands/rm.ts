@@ -1,10 +1,12 @@
 import { Command } from 'commander';
-import { planRemoval, removeImagesAndReclaim, type RemovalReport } from '../../image/lifecycle.js';
+import { planRemoval, removeImagesAndReclaim, type KeptSnapshot, type RemovalReport } from '../../image/lifecycle.js';
+import { leftBehind } from '../../image/prune.js';
 import type { Store } from '../../store/store.js';
 import type { ImageRecord } from '../../store/types.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
+import { bytes, prunedCounts, spaceLine } from '../removal-text.js';
 
 interface RmResult {
   dryRun: boolean;
@@ -13,23 +15,22 @@ interface RmResult {
   reclaimedBytes?: number;
   pinnedBytes?: number;
   punchSupported?: boolean;
+  /** The removed images' snapshots that stay, and what stands on each (absent when none). */
+  kept?: KeptSnapshot[];
+  /** Images the removal left that no name leads to any more: `strata prune` removes them (absent when none). */
+  unused?: { images: { name: string; kind: string }[]; bytes: number };
 }
 
-const bytes = (n: number) => `${humanBytes(n)} (${n} bytes)`;
+const keptLines = (kept: readonly KeptSnapshot[] | undefined, verb: string) =>
+  (kept ?? [])
+    .map((k) => {
+      const why = [...(k.dependents.length ? [`${k.dependents.join(', ')} ${k.dependents.length > 1 ? 'stand' : 'stands'} on it`] : []), ...(k.openBy === undefined ? [] : [`open by process ${k.openBy}`])];
+      return `${verb} ${k.name}: ${why.join('; ')}\n`;
+    })
+    .join('');
 
-/** Where the freed space went, in one line. */
-function spaceLine(r: RmResult): string {
-  if (r.freedBytes === 0) return 'freed 0 B: no stored block was used by these images alone\n';
-  const reclaimed = r.reclaimedBytes ?? 0;
-  const pinned = r.pinnedBytes ?? 0;
-  const kept = r.freedBytes - reclaimed - pinned;
-  if (reclaimed === r.freedBytes) return `freed ${bytes(r.freedBytes)}, returned to the file system\n`;
-  const parts = [`freed ${bytes(r.freedBytes)}`];
-  if (reclaimed > 0) parts.push(`${humanBytes(reclaimed)} returned to the file system`);
-  if (pinned > 0) parts.push(`${humanBytes(pinned)} still seen by a running reader (strata gc returns it once that reader ends)`);
-  if (kept > 0) parts.push(`${humanBytes(kept)} kept in the data files for new writes (this file system cannot punch holes)`);
-  return parts.join('; ') + '\n';
-}
+/** Fields present only when they hold something, so a plain rm's document stays as it was. */
+const some = <K extends string, T>(key: K, v: T[] | undefined): Partial<Record<K, T[]>> => (v && v.length > 0 ? ({ [key]: v } as Record<K, T[]>) : {});
 
 /**
  * Removed lazy layers may have been the last images holding their remote
@@ -60,7 +61,7 @@ async function forgetLazyClones(store: Store, removed: readonly ImageRecord[]): 
 
 export const rmCommand = () =>
   new Command('rm')
-    .description('remove images and return the space they alone used; refuses an image with children unless -r')
+    .description("remove images and return the space they alone used, with each image's own snapshots (IMAGE@SNAP) that no other image stands on; refuses an image with children unless -r")
     .argument('<names...>', 'images')
     .option('-r, --recursive', 'remove the images below too')
     .option('-n, --dry-run', 'list what would be removed and the space it would free; change nothing')
@@ -69,18 +70,30 @@ export const rmCommand = () =>
         cmd,
         async (ctx) => {
           const store = await ctx.store();
+          const opts = { ...o, withSnapshots: true };
           if (o.dryRun) {
-            const plan = planRemoval(store, names, o);
-            return { dryRun: true, removed: plan.images.map((i) => i.name), freedBytes: plan.freedBytes };
+            const plan = planRemoval(store, names, opts);
+            return { dryRun: true, removed: plan.images.map((i) => i.name), freedBytes: plan.freedBytes, ...some('kept', plan.kept) };
           }
-          const r: RemovalReport = longWork(ctx, `removing ${names.join(', ')}`, () => 'nothing removed', (onProgress) => removeImagesAndReclaim(store, names, { ...o, onProgress }));
+          const r: RemovalReport = longWork(ctx, `removing ${names.join(', ')}`, () => 'nothing removed', (onProgress) => removeImagesAndReclaim(store, names, { ...opts, onProgress }));
           ctx.logger.info({ removed: r.removed.map((i) => i.name), freedBytes: r.freedBytes, reclaimedBytes: r.reclaimedBytes }, 'removed');
           await forgetLazyClones(store, r.removed);
-          return { dryRun: false, ...r, removed: r.removed.map((i) => i.name) };
+          const left = leftBehind(store, r.removed);
+          const { removed, snapshots: _snapshots, kept, ...space } = r;
+          return {
+            dryRun: false,
+            ...space,
+            removed: removed.map((i) => i.name),
+            ...some('kept', kept),
+            ...(left.images.length > 0 ? { unused: { images: left.images.map((p) => ({ name: p.image.name, kind: p.kind })), bytes: left.bytes } } : {}),
+          };
         },
         (r) =>
           r.dryRun
-            ? r.removed.map((n) => `would remove ${n}\n`).join('') + `would free ${bytes(r.freedBytes)}\n`
-            : r.removed.map((n) => `removed ${n}\n`).join('') + spaceLine(r),
+            ? r.removed.map((n) => `would remove ${n}\n`).join('') + keptLines(r.kept, 'would keep') + `would free ${bytes(r.freedBytes)}\n`
+            : r.removed.map((n) => `removed ${n}\n`).join('') +
+              keptLines(r.kept, 'kept') +
+              spaceLine(r) +
+              (r.unused ? `${prunedCounts(r.unused.images)}, ${humanBytes(r.unused.bytes)}, no longer used: strata prune\n` : ''),
       ),
     );
