@@ -1,7 +1,7 @@
 /**
  * Builds a strata chain in-process (library from dist/): import BASE as
  * `base`, clone it to the leaf `top`, then for i = 1..DEPTH-1 write 4 KiB of
- * byte i at offsetOf(i) into `top` and snapshot it as `l<i>`. The image at
+ * byte i at offsetOf(i) into `top` and snapshot it as `top@l<i>`. The image at
  * chain depth k is `l<k-1>` (depth 1 is `base`).
  * argv: STORE BASEFILE DEPTH
  */

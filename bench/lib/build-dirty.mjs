@@ -1,6 +1,6 @@
 /**
  * Builds, in-process (library from dist/), a 1 TiB leaf `vm` over a
- * snapshot `mon` where FRACTION of the blocks were written since: runs of
+ * snapshot `vm@mon` where FRACTION of the blocks were written since: runs of
  * RUN bytes at seeded random RUN-aligned offsets, each run 16 distinct 4 KiB
  * blocks (so the maps are arrays of slots, as a guest's writes leave them,
  * while the store stays small). Goes through the ordinary write path.

@@ -1,12 +1,12 @@
 /**
  * NBD dirty bitmaps (issue #26): NBD_CMD_BLOCK_STATUS on the
- * `qemu:dirty-bitmap:mon` context of a 1 TiB leaf where 1% of the blocks
- * were written since the snapshot `mon` (64 KiB runs at seeded random
+ * `qemu:dirty-bitmap:vm@mon` context of a 1 TiB leaf where 1% of the blocks
+ * were written since the snapshot `vm@mon` (64 KiB runs at seeded random
  * offsets, through the ordinary write path: bench/lib/build-dirty.mjs).
  *
  * - Goal: one request as long as NBD allows (4 GiB - 4 KiB) at a random
  *   4 GiB-aligned offset, timed from send to the last reply byte, one at a
- *   time on one connection to `strata serve vm --bitmap mon`. The changes
+ *   time on one connection to `strata serve vm --bitmap vm@mon`. The changes
  *   hit about 92% of the map segments, so nearly every segment in a request
  *   is compared entry by entry: the worst case for a spread of 1%.
  * - Reference: the whole disk's bitmap, walked as a client does (each
@@ -38,8 +38,8 @@ export async function bitmapWorkload(ctx) {
     log('bitmap: writing 1% of a 1 TiB leaf (about 11 GB) since its snapshot');
     const built = JSON.parse(run(node, [path.join(ROOT, 'bench', 'lib', 'build-dirty.mjs'), store, String(TiB), '0.01', '65536']).stdout);
     log(`bitmap: ${built.runs} runs written in ${(built.ms / 1000).toFixed(1)} s; serving`);
-    server = await startServer(node, [STRATA_MAIN, '--store', store, 'serve', 'vm', '--bitmap', 'mon', '--socket', sock], sock);
-    client = await connectStatus(sock, 'vm', 'qemu:dirty-bitmap:mon');
+    server = await startServer(node, [STRATA_MAIN, '--store', store, 'serve', 'vm', '--bitmap', 'vm@mon', '--socket', sock], sock);
+    client = await connectStatus(sock, 'vm', 'qemu:dirty-bitmap:vm@mon');
 
     // Seeded offsets: the same requests every run of the bench.
     let seed = 7;
@@ -64,7 +64,7 @@ export async function bitmapWorkload(ctx) {
       peer: null,
       target: '≤ 50 ms',
       met: one.median <= 50,
-      note: `${requests} requests of 4 GiB - 4 KiB at seeded offsets, one at a time, NBD_CMD_BLOCK_STATUS on qemu:dirty-bitmap:mon through strata serve; 1% = ${built.runs} runs of 64 KiB written since the snapshot`,
+      note: `${requests} requests of 4 GiB - 4 KiB at seeded offsets, one at a time, NBD_CMD_BLOCK_STATUS on qemu:dirty-bitmap:vm@mon through strata serve; 1% = ${built.runs} runs of 64 KiB written since the snapshot`,
     });
 
     log('bitmap: walking the whole disk');

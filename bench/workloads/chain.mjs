@@ -53,7 +53,7 @@ export async function chainWorkload(ctx) {
       run('qemu-io', ['-f', 'qcow2', '-c', `write -q -P ${i} ${layerOffset(i, size)} 4k`, q(i)]);
     }
     // Same bytes on both sides at the deepest point, or the comparison means nothing.
-    const top = `l${maxDepth - 1}`;
+    const top = `top@l${maxDepth - 1}`;
     const rawTop = path.join(work, 'top.raw');
     run('qemu-img', ['convert', '-O', 'raw', q(maxDepth - 1), rawTop]);
     const hs = sha256Of(node, strataArgs(store, 'read', top));
@@ -66,7 +66,7 @@ export async function chainWorkload(ctx) {
 
     const readers = [];
     for (const d of depths) {
-      const img = d === 1 ? 'base' : `l${d - 1}`;
+      const img = d === 1 ? 'base' : `top@l${d - 1}`;
       readers.push({ side: 'strata', d, fn: () => run(node, strataArgs(store, 'read', img), { stdout: 'null' }).ms });
       readers.push({
         side: 'qemu',

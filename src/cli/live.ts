@@ -7,7 +7,8 @@ import { StrataError, badInput } from '../errors.js';
 import type { ControlRequest } from '../nbd/control.js';
 import { openImage, type Image } from '../image/image.js';
 import { dropViewIfUnused, keepView, makeLocalView } from '../image/views.js';
-import { assertNameFree, getImage } from '../store/catalog.js';
+import { assertNameFree } from '../store/catalog.js';
+import { resolveImage } from '../image/refs.js';
 import { leaseTx, releaseLease } from '../store/leases.js';
 import { imageName } from '../store/names.js';
 import type { Store } from '../store/store.js';
@@ -67,7 +68,7 @@ const SHARED_HINT = 'pass --shared to read it as it changes (the copy may mix da
 export async function openForCopy(store: Store, name: string, opts: { shared?: boolean; keep?: string } = {}): Promise<CopyHandle> {
   if (opts.shared && opts.keep !== undefined) throw badInput('--keep names a point-in-time snapshot, and --shared reads without one: give one of them');
   if (opts.keep !== undefined) assertNameFree(store.db, imageName(opts.keep));
-  const rec = getImage(store.db, name);
+  const rec = resolveImage(store.db, name);
   const direct = (source: CopySource): CopyHandle => {
     const img = openImage(store, name, { refuseWriter: source.kind !== 'shared' });
     return { img, source, done: () => img.close() };

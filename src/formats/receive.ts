@@ -15,7 +15,8 @@
 import crypto from 'node:crypto';
 import { StrataError, badInput, isStrataError } from '../errors.js';
 import { decompressBlock, CODEC_IDS } from '../store/codecs.js';
-import { assertNameFree, getImage, listVisibleImages } from '../store/catalog.js';
+import { assertNameFree, listVisibleImages } from '../store/catalog.js';
+import { resolveImage } from '../image/refs.js';
 import { imageName } from '../store/names.js';
 import { faultPoint } from '../store/faults.js';
 import type { Store } from '../store/store.js';
@@ -126,7 +127,7 @@ class StreamReader {
 function findBase(store: Store, want: NonNullable<StreamHeader['base']>, given: string | undefined): ImageRecord {
   const shown = `${want.name} (${want.content.slice(0, 19)}…)`;
   const candidates: ImageRecord[] = [];
-  if (given !== undefined) candidates.push(getImage(store.db, given));
+  if (given !== undefined) candidates.push(resolveImage(store.db, given));
   else {
     const all = listVisibleImages(store.db).filter(isFrozen);
     candidates.push(...all.filter((r) => r.source?.contentDigest === want.content), ...all.filter((r) => r.name === want.name && r.source?.contentDigest !== want.content));

@@ -11,7 +11,7 @@
  * still belong to IMAGE (snapshotOwner), under the name they were given.
  */
 import type Database from 'better-sqlite3';
-import { findImage, getImage, listImagesWithPrefix, listVisibleImages } from '../store/catalog.js';
+import { findImage, getImage, listImagesWithPrefix, listVisibleImages, type Miss } from '../store/catalog.js';
 import { SNAP_SEP, splitSnapshotName } from '../store/names.js';
 import type { ImageRecord } from '../store/types.js';
 
@@ -29,16 +29,16 @@ export function resolveImage(db: Database.Database, ref: string, opts: { scope?:
   return findImageRef(db, ref, opts) ?? getImage(db, ref, () => missText(db, ref));
 }
 
-function missText(db: Database.Database, ref: string): string {
+function missText(db: Database.Database, ref: string): Miss {
   const split = splitSnapshotName(ref);
   if (split) {
-    if (!findImage(db, split.image) && snapshotsOf(db, split.image).length === 0) return `no image named ${split.image} (in ${ref})`;
+    if (!findImage(db, split.image) && snapshotsOf(db, split.image).length === 0) return { message: `no image named ${split.image} (in ${ref})` };
     const have = snapshotsOf(db, split.image).map((s) => shortName(s.name));
-    return `${split.image} has no snapshot ${split.snapshot} (${have.length ? `its snapshots: ${listed(have)}` : 'it has no snapshots'})`;
+    return { message: `${split.image} has no snapshot ${split.snapshot}`, hint: have.length ? `its snapshots: ${listed(have)}` : 'it has no snapshots' };
   }
   // A bare name that is some image's snapshot: the name it had before snapshots were scoped.
   const snaps = listVisibleImages(db).filter((i) => splitSnapshotName(i.name)?.snapshot === ref);
-  return `no image named ${ref}${snaps.length ? `; did you mean ${listed(snaps.map((s) => s.name), ' or ')}?` : ''}`;
+  return { message: `no image named ${ref}`, ...(snaps.length ? { hint: `did you mean ${listed(snaps.map((s) => s.name), ' or ')}?` } : {}) };
 }
 
 const listed = (names: readonly string[], sep = ', ') => names.slice(0, 5).join(sep) + (names.length > 5 ? `${sep}…` : '');

@@ -43,11 +43,18 @@ export function findImage(db: Database.Database, name: string): ImageRecord | un
   return r && toRecord(r);
 }
 
-/** The image named exactly `name`; E_NOT_FOUND with `missing()`'s message (a resolver's hint) when there is none. */
-export function getImage(db: Database.Database, name: string, missing: () => string = () => `no image named ${name}`): ImageRecord {
+/** What a miss says: its message, and a hint of what was meant (printed after it; its own field in --json). */
+export interface Miss {
+  message: string;
+  hint?: string;
+}
+
+/** The image named exactly `name`; E_NOT_FOUND with `missing()`'s message and hint (a resolver's) when there is none. */
+export function getImage(db: Database.Database, name: string, missing: () => Miss = () => ({ message: `no image named ${name}` })): ImageRecord {
   const r = findImage(db, name);
-  if (!r) throw notFound(missing(), { image: name });
-  return r;
+  if (r) return r;
+  const m = missing();
+  throw notFound(m.message, { image: name, ...(m.hint !== undefined ? { hint: m.hint } : {}) });
 }
 
 export function getImageById(db: Database.Database, id: ImageId): ImageRecord {

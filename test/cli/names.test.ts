@@ -57,8 +57,8 @@ describe('IMAGE@SNAP', () => {
     strataOk(store, ['snapshot', 'vm02', 'good']);
     strataOk(store, ['snapshot', 'vm02']);
     const before = strataOk(store, ['ls', '--json']).stdout;
-    fails(store, ['info', 'vm02@nope'], ERROR_CODES.E_NOT_FOUND, 'vm02 has no snapshot nope (its snapshots: good, snap1)');
-    fails(store, ['read', 'vm03@good'], ERROR_CODES.E_NOT_FOUND, 'no image named vm03 (in vm03@good)');
+    fails(store, ['info', 'vm02@nope'], ERROR_CODES.E_NOT_FOUND, 'vm02 has no snapshot nope; its snapshots: good, snap1');
+    fails(store, ['read', 'vm03@good'], ERROR_CODES.E_NOT_FOUND, 'no image named vm03 (in vm03@good); did you mean vm02@good?');
     // The global name a snapshot had before: the error names the scoped one.
     fails(store, ['clone', 'good', 'x'], ERROR_CODES.E_NOT_FOUND, 'no image named good; did you mean vm02@good?');
     fails(store, ['snapshot', 'vm02', 'other@x'], ERROR_CODES.E_BAD_INPUT, 'snapshot name other@x names image other: a snapshot of vm02 is vm02@x');

@@ -97,15 +97,15 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
     strataOk(src, ['write', 'vm7', '-o', String(10 * B), '-'], { input: tuesday.subarray(10 * B, 20 * B) });
     strataOk(src, ['write', 'vm7', '-o', String(64 * B), '-'], { input: Buffer.alloc(16 * B) });
     strataOk(src, ['write', 'vm7', '-o', String(300 * B), '-'], { input: tuesday.subarray(300 * B, 303 * B) });
-    strataOk(src, ['snapshot', 'vm7', 'vm7-tue']);
+    strataOk(src, ['snapshot', 'vm7', 'tue']);
     full = strataOk(src, ['send', 'vm7-mon']).out;
-    inc = strataOk(src, ['send', '-i', 'vm7-mon', 'vm7-tue']).out;
+    inc = strataOk(src, ['send', '-i', 'vm7-mon', 'vm7@tue']).out;
     // Wednesday: one more block, sent over Tuesday.
     wednesday = Buffer.from(tuesday);
     wednesday.fill(7, 500 * B, 501 * B);
     strataOk(src, ['write', 'vm7', '-o', String(500 * B), '-'], { input: wednesday.subarray(500 * B, 501 * B) });
-    strataOk(src, ['snapshot', 'vm7', 'vm7-wed']);
-    wed = strataOk(src, ['send', '-i', 'vm7-tue', 'vm7-wed']).out;
+    strataOk(src, ['snapshot', 'vm7', 'wed']);
+    wed = strataOk(src, ['send', '-i', 'vm7@tue', 'vm7@wed']).out;
     return () => fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -152,7 +152,7 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
       const a = await pipe(`vm7-mon | node ${STRATA_BIN} --store ${dst} --json receive vm7-mon`);
       expect(a.e.code, a.err).toBe(0);
       expect(JSON.parse(a.out)).toMatchObject({ name: 'vm7-mon', base: null, virtualSize: SIZE, streamBytes: full.length, dataBlocks: 129 });
-      const b = await pipe(`-i vm7-mon vm7-tue | node ${STRATA_BIN} --store ${dst} --json receive vm7-tue`);
+      const b = await pipe(`-i vm7-mon vm7@tue | node ${STRATA_BIN} --store ${dst} --json receive vm7-tue`);
       expect(b.e.code, b.err).toBe(0);
       // 10 text blocks and 3 random ones; the 16 zeroed blocks as one run of no bytes.
       expect(JSON.parse(b.out)).toMatchObject({ name: 'vm7-tue', base: 'vm7-mon', streamBytes: inc.length, dataBlocks: 13, zeroBlocks: 16 });
@@ -161,7 +161,7 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
       const info = JSON.parse(strataOk(dst, ['info', 'vm7-tue', '--json']).stdout);
       expect(info).toMatchObject({ kind: 'layer', parent: 'vm7-mon', ownBytes: 13 * B });
       // The digest checked is recorded: the next incremental stream finds this image by it.
-      expect(info.source).toEqual({ format: 'strata-send', image: 'vm7-tue', createdAt: expect.any(String), base: 'vm7-mon', contentDigest: JSON.parse(b.out).contentDigest });
+      expect(info.source).toEqual({ format: 'strata-send', image: 'vm7@tue', createdAt: expect.any(String), base: 'vm7-mon', contentDigest: JSON.parse(b.out).contentDigest });
       expect(strata(dst, ['check']).status).toBe(0);
     })();
   });
@@ -172,9 +172,9 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
     strataOk(src, ['receive', 'mon-copy'], { input: full });
     strataOk(src, ['receive', 'tue-copy'], { input: inc });
     expect(strata(src, ['diff', 'vm7-mon', 'mon-copy']).status).toBe(0);
-    const d = strata(src, ['diff', 'vm7-tue', 'tue-copy']);
+    const d = strata(src, ['diff', 'vm7@tue', 'tue-copy']);
     expect(d.status, d.stdout + d.stderr).toBe(0);
-    expect(d.stdout).toBe('vm7-tue and tue-copy have the same content\n');
+    expect(d.stdout).toBe('vm7@tue and tue-copy have the same content\n');
     // Found its base by content, under another name than the sender's.
     expect(JSON.parse(strataOk(src, ['info', 'tue-copy', '--json']).stdout).parent).toBe('mon-copy');
     expect(slots()).toBe(before);
@@ -194,8 +194,8 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
     expect(r.out.equals(full)).toBe(true);
     expect(JSON.parse(r.stderr)).toMatchObject({ name: 'vm7-mon', base: null, streamBytes: full.length, dataBlocks: 129 });
     const file = path.join(tmpDir(), 'inc.stream');
-    const j = JSON.parse(strataOk(src, ['--json', 'send', '-i', 'vm7-mon', 'vm7-tue', '-o', file]).stdout);
-    expect(j).toMatchObject({ name: 'vm7-tue', base: 'vm7-mon', streamBytes: inc.length, dataBlocks: 13, zeroBlocks: 16 });
+    const j = JSON.parse(strataOk(src, ['--json', 'send', '-i', 'vm7-mon', 'vm7@tue', '-o', file]).stdout);
+    expect(j).toMatchObject({ name: 'vm7@tue', base: 'vm7-mon', streamBytes: inc.length, dataBlocks: 13, zeroBlocks: 16 });
     expect(fs.readFileSync(file).equals(inc)).toBe(true);
   });
 
@@ -326,7 +326,7 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
       img.close();
     }
     // Out of order, Wednesday's stream has no Tuesday to apply to.
-    await refused(await freshStore(), wed, 'E_NOT_FOUND', /incremental from vm7-tue/);
+    await refused(await freshStore(), wed, 'E_NOT_FOUND', /incremental from vm7@tue/);
   });
 
   it('a name already taken is refused before the stream is read', async () => {

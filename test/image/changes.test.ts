@@ -65,7 +65,7 @@ describe('ChangedBlocks: dirty bitmaps from the maps', () => {
     img.close();
     snapshotImage(store, 'vm', 'mon');
     // A sibling line: mon's clone with writes of its own, frozen as o1.
-    cloneImage(store, 'mon', ['other']);
+    cloneImage(store, 'vm@mon', ['other']);
     img = openImage(store, 'other', { writable: true });
     scribble(img, 2, 100);
     img.close();
@@ -82,8 +82,8 @@ describe('ChangedBlocks: dirty bitmaps from the maps', () => {
     const vm = openImage(store, 'vm', { writable: true, dirtyLimit: 1 << 30 });
     open.push(vm);
     scribble(vm, 4, 60);
-    const mon = openImage(store, 'mon');
-    const o1 = openImage(store, 'o1');
+    const mon = openImage(store, 'vm@mon');
+    const o1 = openImage(store, 'other@o1');
     open.push(mon, o1);
     const sinceMon = new ChangedBlocks(store, vm, mon);
     const sinceO1 = new ChangedBlocks(store, vm, o1);
@@ -102,8 +102,8 @@ describe('ChangedBlocks: dirty bitmaps from the maps', () => {
 
     // A snapshot of the flushed state: the bitmaps must say what strata diff says of it.
     vm.snapshot('now');
-    expect(changedOnly(sinceMon.runs(0, GROWN, 1 << 20))).toEqual(diffImages(store, 'mon', 'now').extents);
-    expect(changedOnly(sinceO1.runs(0, GROWN, 1 << 20))).toEqual(diffImages(store, 'o1', 'now').extents);
+    expect(changedOnly(sinceMon.runs(0, GROWN, 1 << 20))).toEqual(diffImages(store, 'vm@mon', 'vm@now').extents);
+    expect(changedOnly(sinceO1.runs(0, GROWN, 1 << 20))).toEqual(diffImages(store, 'other@o1', 'vm@now').extents);
     expect(sinceMon.runs(0, GROWN, 1 << 20)).toEqual(all);
 
     // Clean means the same bytes (past mon's end, mon reads as zeros).

@@ -58,7 +58,7 @@ async function qcow2AfterWrites(): Promise<string> {
   await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', file, String(SIZE)]);
   const io = (ws: [number, number, number][]) => runOk('qemu-io', ['-f', 'qcow2', ...ws.flatMap(([o, l, b]) => ['-c', `write -P ${b} ${o} ${l}`]), file]);
   await io(BEFORE);
-  await runOk('qemu-img', ['bitmap', '--add', '-g', '4096', file, 'mon']);
+  await runOk('qemu-img', ['bitmap', '--add', '-g', '4096', file, 'vm@mon']);
   await io(AFTER);
   return file;
 }
@@ -121,11 +121,11 @@ describe.runIf(requireTool('nbdinfo') && requireTool('qemu-img') && requireTool(
     const store = storeAfterWrites();
     const qcow2 = await qcow2AfterWrites();
     const qsock = join(tmpDir('strata-bitmap-qnbd-'), 'q.sock');
-    const qnbd = spawnTracked('qemu-nbd', ['-r', '-t', '-f', 'qcow2', '-B', 'mon', '-x', 'vm', '-k', qsock, qcow2]);
-    const srv = await startServe(store, ['vm'], { extraArgs: ['--bitmap', 'mon'] });
+    const qnbd = spawnTracked('qemu-nbd', ['-r', '-t', '-f', 'qcow2', '-B', 'vm@mon', '-x', 'vm', '-k', qsock, qcow2]);
+    const srv = await startServe(store, ['vm'], { extraArgs: ['--bitmap', 'vm@mon'] });
     try {
       await waitUntil('qemu-nbd to listen', () => existsSync(qsock));
-      const ctx = 'qemu:dirty-bitmap:mon';
+      const ctx = 'qemu:dirty-bitmap:vm@mon';
       const ours = await nbdinfoMap(srv.uri('vm'), ctx);
       const theirs = await nbdinfoMap(`nbd+unix:///vm?socket=${qsock}`, ctx);
       expect(ours).toEqual(theirs);
@@ -139,7 +139,7 @@ describe.runIf(requireTool('nbdinfo') && requireTool('qemu-img') && requireTool(
       ]);
       expect(ours.reduce((s, e) => s + e.length, 0)).toBe(SIZE);
 
-      const diff = strata(store, ['--json', 'diff', 'mon', 'vm']);
+      const diff = strata(store, ['--json', 'diff', 'vm@mon', 'vm']);
       expect(diff.status).toBe(1); // they differ
       expect((JSON.parse(diff.stdout) as { extents: unknown[] }).extents).toEqual(dirtyOnly(ours));
 
@@ -153,11 +153,11 @@ describe.runIf(requireTool('nbdinfo') && requireTool('qemu-img') && requireTool(
 
   it('a write after connect is dirty at the next BLOCK_STATUS, before any flush; REQ_ONE, two contexts, and a live snapshot', async () => {
     const store = storeAfterWrites();
-    const srv = await startServe(store, ['vm'], { extraArgs: ['--bitmap', 'mon', '--json'] });
-    expect(JSON.parse(srv.stdout.split('\n')[0]).exports).toEqual([{ name: 'vm', uri: srv.uri('vm'), bitmaps: ['qemu:dirty-bitmap:mon'] }]);
-    const { c, ids } = await openWith(srv.socketPath, 'vm', ['qemu:dirty-bitmap:mon', 'base:allocation']);
+    const srv = await startServe(store, ['vm'], { extraArgs: ['--bitmap', 'vm@mon', '--json'] });
+    expect(JSON.parse(srv.stdout.split('\n')[0]).exports).toEqual([{ name: 'vm', uri: srv.uri('vm'), bitmaps: ['qemu:dirty-bitmap:vm@mon'] }]);
+    const { c, ids } = await openWith(srv.socketPath, 'vm', ['qemu:dirty-bitmap:vm@mon', 'base:allocation']);
     try {
-      const bitmap = ids.get('qemu:dirty-bitmap:mon')!;
+      const bitmap = ids.get('qemu:dirty-bitmap:vm@mon')!;
       const allocation = ids.get('base:allocation')!;
       expect(new Set([bitmap, allocation]).size).toBe(2);
       const at = 5 * MiB;
@@ -200,7 +200,7 @@ describe.runIf(requireTool('nbdinfo') && requireTool('qemu-img') && requireTool(
     }
     expect((await srv.stop()).code).toBe(0);
     // What the server held is flushed: strata diff now says what the bitmap said.
-    const diff = JSON.parse(strata(store, ['--json', 'diff', 'mon', 'vm']).stdout) as { extents: { offset: number; length: number }[] };
+    const diff = JSON.parse(strata(store, ['--json', 'diff', 'vm@mon', 'vm']).stdout) as { extents: { offset: number; length: number }[] };
     expect(diff.extents.filter((e) => e.offset >= 5 * MiB && e.offset < 6 * MiB)).toEqual([
       { offset: 5 * MiB + 8 * KiB, length: 4 * KiB },
       { offset: 5 * MiB + 16 * KiB, length: 4 * KiB },
@@ -210,17 +210,17 @@ describe.runIf(requireTool('nbdinfo') && requireTool('qemu-img') && requireTool(
   it('LIST and SET_META_CONTEXT queries: namespaces list, SET takes exact names only', async () => {
     const store = storeAfterWrites();
     strataOk(store, ['snapshot', 'vm', 'tue']);
-    const srv = await startServe(store, ['vm'], { extraArgs: ['--bitmap', 'mon', '--bitmap', 'tue'] });
-    expect(srv.stdout).toContain('dirty bitmaps of every export: qemu:dirty-bitmap:mon, qemu:dirty-bitmap:tue\n');
+    const srv = await startServe(store, ['vm'], { extraArgs: ['--bitmap', 'vm@mon', '--bitmap', 'vm@tue'] });
+    expect(srv.stdout).toContain('dirty bitmaps of every export: qemu:dirty-bitmap:vm@mon, qemu:dirty-bitmap:vm@tue\n');
     const c = await RawClient.connect(srv.socketPath);
     try {
       await c.greet();
       await c.option(OPT.STRUCTURED_REPLY);
-      const all = ['base:allocation', 'qemu:dirty-bitmap:mon', 'qemu:dirty-bitmap:tue'];
+      const all = ['base:allocation', 'qemu:dirty-bitmap:vm@mon', 'qemu:dirty-bitmap:vm@tue'];
       expect(await listNames(c, 'vm', [])).toEqual(all);
       expect(await listNames(c, 'vm', ['qemu:'])).toEqual(all.slice(1));
       expect(await listNames(c, 'vm', ['qemu:dirty-bitmap:'])).toEqual(all.slice(1));
-      expect(await listNames(c, 'vm', ['qemu:dirty-bitmap:tue', 'base:'])).toEqual(['base:allocation', 'qemu:dirty-bitmap:tue']);
+      expect(await listNames(c, 'vm', ['qemu:dirty-bitmap:vm@tue', 'base:'])).toEqual(['base:allocation', 'qemu:dirty-bitmap:vm@tue']);
       expect(await listNames(c, 'vm', ['qemu:dirty-bitmap:wed'])).toEqual([]);
       // SET: a wildcard selects nothing (the protocol's SHOULD NOT), so BLOCK_STATUS is then invalid.
       const set = await c.option(OPT.SET_META_CONTEXT, RawClient.metaData('vm', ['qemu:dirty-bitmap:']));
@@ -233,8 +233,8 @@ describe.runIf(requireTool('nbdinfo') && requireTool('qemu-img') && requireTool(
       c.close();
     }
     // Since tue nothing changed; since mon, what AFTER wrote.
-    expect(dirtyOnly(await nbdinfoMap(srv.uri('vm'), 'qemu:dirty-bitmap:tue'))).toEqual([]);
-    expect(dirtyOnly(await nbdinfoMap(srv.uri('vm'), 'qemu:dirty-bitmap:mon'))).toHaveLength(5);
+    expect(dirtyOnly(await nbdinfoMap(srv.uri('vm'), 'qemu:dirty-bitmap:vm@tue'))).toEqual([]);
+    expect(dirtyOnly(await nbdinfoMap(srv.uri('vm'), 'qemu:dirty-bitmap:vm@mon'))).toHaveLength(5);
     expect((await srv.stop()).code).toBe(0);
   });
 

@@ -116,7 +116,8 @@ export const serveCommand = () =>
             process.once('SIGTERM', () => resolve('SIGTERM'));
           });
           const bitmaps = [...new Set(o.bitmap)].map(bitmapContextName);
-          const exports = catalog.list().map((e) => ({ name: e.name, uri: server.uri(e.name), bitmaps: (e.bitmaps ?? []).map(bitmapContextName) }));
+          // `bitmaps` only where --bitmap gave some: a plain server's line stays as it was.
+          const exports = catalog.list().map((e) => ({ name: e.name, uri: server.uri(e.name), ...(e.bitmaps?.length ? { bitmaps: e.bitmaps.map(bitmapContextName) } : {}) }));
           // One write, so a reader that sees the first line sees every export's URI with it, and
           // the TLS and limits the server applies: a script sees its options took effect.
           if (ctx.json) process.stdout.write(JSON.stringify({ address: server.address, exports, ...server.terms }) + '\n');
