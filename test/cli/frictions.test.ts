@@ -207,7 +207,7 @@ describe('small frictions (#25 item 7)', () => {
     const before = strataOk(store, ['ls', '--json']).stdout;
     const r = strata(store, ['demo']);
     expect(r.status).toBe(ERROR_CODES.E_HAS_CHILDREN);
-    expect(r.stderr).toMatch(/^strata: the demo would remove its images and with them (demo-vm1\.\S+, )?mine, which it did not make; remove those first, or run the demo on another store \(--store DIR\)\n$/);
+    expect(r.stderr).toMatch(/^strata: the demo would remove its images and with them (demo-vm1@\S+, )?mine, which it did not make; remove those first, or run the demo on another store \(--store DIR\)\n$/);
     expect(strataOk(store, ['ls', '--json']).stdout).toBe(before);
     // Its own images alone: run again as before.
     strataOk(store, ['rm', 'mine']);

@@ -68,7 +68,8 @@ export function checkState(state: CrashState, steps: readonly Step[]): Loss[] {
     }
     for (const [name, options] of allowedAt(steps, state.t)) {
       const r = strata(store, ['read', name]);
-      if (r.status === ERROR_CODES.E_NOT_FOUND && r.stderr.includes(`no image named ${name}`)) {
+      // Absent: E_NOT_FOUND, whatever the resolver says of it (`no image named X`, `IMG has no snapshot S`).
+      if (r.status === ERROR_CODES.E_NOT_FOUND) {
         if (!options.includes(null)) lose(`image ${name} is missing`);
         continue;
       }

@@ -137,9 +137,9 @@ describe.skipIf(!haveChromium)('the page in Chromium', () => {
     await page.waitForSelector('body[data-version]');
     const du = new Map((json('du') as { name: string; ownBytes: number }[]).map((d) => [d.name, d.ownBytes]));
     const leaves = (json('ls') as { name: string; kind: string }[]).filter((i) => i.kind === 'leaf').map((i) => i.name);
-    // web1 wrote its own bytes and those of its snapshot web1-before; every other leaf only its own. The
+    // web1 wrote its own bytes and those of its snapshot web1@before; every other leaf only its own. The
     // layer apps that web2, web3 and db1 were cloned from is none of theirs.
-    const written = new Map(leaves.map((n) => [n, du.get(n)! + (n === 'web1' ? du.get('web1-before')! : 0)]));
+    const written = new Map(leaves.map((n) => [n, du.get(n)! + (n === 'web1' ? du.get('web1@before')! : 0)]));
     const wrote = [...written].filter(([, b]) => b > 0).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
     const shown = await page.$$eval('[data-drift]', (els) => els.map((e) => [(e as HTMLElement).dataset.drift!, Number(e.querySelector('[data-bytes]')!.getAttribute('data-bytes'))]));
     expect(shown).toEqual(wrote);
