@@ -51,6 +51,12 @@ export interface ImportOptions {
   compress?: CodecSpec | null;
   /** The name may be IMAGE@SNAP: a snapshot another store pushed, pulled under its own name. */
   snapshotName?: boolean;
+  /**
+   * The name is derived from the content (a container layer's chain id): an import already
+   * making it makes the same bytes, and the one that commits second goes on over the first's
+   * (formats/oci/import.ts), so it is not refused at the start as a rival.
+   */
+  sameContentName?: boolean;
 }
 
 /** An import under way: write into `img`, then finish() or abandon(). */
@@ -84,7 +90,7 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
     store,
     (take) => {
       assertNameFree(store.db, final);
-      const rival = rivalImport(store, final);
+      const rival = opts.sameContentName ? undefined : rivalImport(store, final);
       if (rival) throw new StrataError('E_EXISTS', `another import is already making an image named ${final}; wait for it, or import under another name`, { image: final });
       const parent = opts.parent === undefined ? null : resolveImage(store.db, opts.parent);
       if (parent && !isFrozen(parent)) {

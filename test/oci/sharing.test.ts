@@ -10,6 +10,7 @@ import { strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { bytes, ociImage, type Entry } from '../helpers/oci.js';
 import { requireTool } from '../helpers/tools.js';
 import { liveSlotCount } from '../helpers/slots.js';
+import { faultChannel } from '../helpers/fault.js';
 
 const slots = liveSlotCount;
 
@@ -85,5 +86,27 @@ describe.skipIf(!requireTool('umoci'))('sharing between container images', () =>
     const base = ls.find((i) => i.parent === null)!.name;
     expect(JSON.parse(strataOk(store, ['--json', 'info', 'a']).stdout).chain[2]).toBe(base);
     expect(JSON.parse(strataOk(store, ['--json', 'info', 'b']).stdout).chain[2]).toBe(base);
+  });
+
+  it('an import held after building the shared base, while the other makes and names it: both finish over one base', async () => {
+    // Deterministic form of the race above. a is held with its copy of the base built but not yet
+    // named; b must not be refused as a rival (the base's name comes from its content), names the
+    // base first, and a then goes on over b's.
+    const store = path.join(work, 's4');
+    strataOk(store, ['init']);
+    const fault = faultChannel();
+    const a = strataAsync(store, ['import', `oci:${layout}:a`, 'a'], { env: fault.env('import.after-flush') });
+    await fault.reached('import.after-flush', { exited: a });
+    const b = await strataAsync(store, ['import', `oci:${layout}:b`, 'b']);
+    expect(b.err).toBe('');
+    expect(b.status).toBe(0);
+    fault.release();
+    const ra = await a;
+    expect(ra.err).toBe('');
+    expect(ra.status).toBe(0);
+    const ls = JSON.parse(strataOk(store, ['--json', 'ls']).stdout) as { name: string; parent: string | null }[];
+    expect(ls.map((i) => i.name).sort()).toHaveLength(5);
+    expect(ls.filter((i) => i.parent === null)).toHaveLength(1);
+    expect(strata(store, ['check']).status).toBe(0);
   });
 });

@@ -214,7 +214,7 @@ export async function importContainer(store: Store, ref: ContainerRef, name: str
       const size = img.layers[p.index].size ?? 0;
       const onProgress: OnProgress | undefined = opts.onProgress && ((d, t) => opts.onProgress!(before + (t > 0 ? (d / t) * size : 0), total));
       try {
-        parent = importSource(store, openRawSource(work), p.name, { parent: parent?.name, source: { ...p.source }, onProgress, compress: opts.compress });
+        parent = importSource(store, openRawSource(work), p.name, { parent: parent?.name, source: { ...p.source }, onProgress, compress: opts.compress, sameContentName: true });
         made.push(p.name);
       } catch (e) {
         // Another import made this layer first: the same bytes, so go on over theirs.
