@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ERROR_CODES, StrataError } from '../src/errors.js';
 import { openImage } from '../src/image/image.js';
 import { createImage } from '../src/image/lifecycle.js';
-import { openStore } from '../src/store/store.js';
+import { openStore } from '../src/store/core/store.js';
 import { bytesText, humanBytes } from '../src/units.js';
 import { strata, strataOk } from './helpers/cli.js';
 import { tmpDir } from './helpers/tmp.js';

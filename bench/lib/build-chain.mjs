@@ -12,7 +12,7 @@ import { layerOffset } from './chain-layout.mjs';
 
 const [store, baseFile, depthArg] = process.argv.slice(2);
 const lib = (p) => import(pathToFileURL(path.join(ROOT, 'dist', p)).href);
-const { openStore } = await lib('store/store.js');
+const { openStore } = await lib('store/core/store.js');
 const { cloneImage, snapshotImage } = await lib('image/lifecycle.js');
 const { openImage } = await lib('image/image.js');
 const { importFile } = await lib('formats/files.js');

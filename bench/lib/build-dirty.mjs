@@ -12,7 +12,7 @@ import { ROOT } from './tools.mjs';
 
 const [store, sizeArg, fractionArg, runArg] = process.argv.slice(2);
 const lib = (p) => import(pathToFileURL(path.join(ROOT, 'dist', p)).href);
-const { openStore } = await lib('store/store.js');
+const { openStore } = await lib('store/core/store.js');
 const { createImage, snapshotImage } = await lib('image/lifecycle.js');
 const { openImage } = await lib('image/image.js');
 

@@ -29,7 +29,7 @@ function block(seed, n) {
 }
 
 export async function makeFleet(dir, { count = 10_000, bases = 20, layers = 3 } = {}) {
-  const { openStore } = await lib('store/store.js');
+  const { openStore } = await lib('store/core/store.js');
   const { createImage, cloneImage, freezeImage } = await lib('image/lifecycle.js');
   const { openImage } = await lib('image/image.js');
   const store = await openStore(dir, { durability: 'unsafe' });

@@ -10,7 +10,7 @@ import { ROOT } from './tools.mjs';
 
 const [store, source, runsArg, warmArg, prefix] = process.argv.slice(2);
 const lib = (p) => import(pathToFileURL(path.join(ROOT, 'dist', p)).href);
-const { openStore } = await lib('store/store.js');
+const { openStore } = await lib('store/core/store.js');
 const { cloneImage } = await lib('image/lifecycle.js');
 
 const s = await openStore(store);

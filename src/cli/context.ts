@@ -6,10 +6,10 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { corrupt, isStrataError, StrataError } from '../errors.js';
-import { listVisibleImages } from '../store/catalog.js';
+import { listVisibleImages } from '../store/images/index.js';
 import { printable } from '../untrusted.js';
 import { closeNames } from './suggest.js';
-import { DB_FILE, openStore, type Store, type StoreOptions } from '../store/store.js';
+import { DB_FILE, openStore, type Store, type StoreOptions } from '../store/core/index.js';
 import { recoverAbandoned } from '../formats/import.js';
 import { makeLogger, type Logger } from './logger.js';
 

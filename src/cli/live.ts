@@ -7,12 +7,11 @@ import { StrataError, badInput } from '../errors.js';
 import type { ControlRequest } from '../nbd/control.js';
 import { openImage, type Image } from '../image/image.js';
 import { dropViewIfUnused, keepView, makeLocalView } from '../image/views.js';
-import { assertNameFree } from '../store/catalog.js';
+import { assertNameFree } from '../store/images/index.js';
 import { resolveImage } from '../image/refs.js';
-import { leaseTx, releaseLease } from '../store/leases.js';
-import { imageName } from '../store/names.js';
-import type { Store } from '../store/store.js';
-import { isFrozen } from '../store/types.js';
+import { leaseTx, releaseLease } from '../store/leases/index.js';
+import { imageName, isFrozen } from '../store/core/index.js';
+import type { Store } from '../store/core/index.js';
 
 export async function orAskServer<T>(local: () => T, req: ControlRequest): Promise<T> {
   try {

@@ -13,9 +13,9 @@
  * store is crash-safe, so it loses nothing committed.
  */
 import { StrataError } from '../errors.js';
-import { faultDelay } from '../store/faults.js';
-import { watchInterrupt } from '../store/native.js';
-import type { OnProgress } from '../store/types.js';
+import { faultDelay } from '../store/core/index.js';
+import { watchInterrupt } from '../store/blocks/index.js';
+import type { OnProgress } from '../store/core/index.js';
 import type { Ctx } from './context.js';
 import { progressLine } from './progress.js';
 

@@ -18,8 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { StrataError, corrupt, isStrataError, unsupported } from '../errors.js';
 import { connectNbd, type NbdClient } from '../nbd/client.js';
-import type { Store } from '../store/store.js';
-import type { ImageRecord } from '../store/types.js';
+import type { Store, ImageRecord } from '../store/core/index.js';
 import { beginImport, fileStamp, type ImportOptions } from './import.js';
 import { FORMAT_LABEL, type ForeignFormat } from './magic.js';
 

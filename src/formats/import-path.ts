@@ -6,8 +6,7 @@
  */
 import fs from 'node:fs';
 import { badInput, unsupported } from '../errors.js';
-import type { Store } from '../store/store.js';
-import type { ImageRecord } from '../store/types.js';
+import type { Store, ImageRecord } from '../store/core/index.js';
 import { checkImportFormat, importFile, nameFromFile, type FileImportOptions } from './files.js';
 import { importForeign } from './foreign.js';
 import { FORMAT_LABEL, detectFormat, notADisk, probeFile } from './magic.js';

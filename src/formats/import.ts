@@ -5,20 +5,18 @@
  * dropped by the next recovery (see recoverAbandoned).
  */
 import { resolveImage } from '../image/refs.js';
-import { requireCompressor, storeCompression, type CodecSpec } from '../store/codecs.js';
+import { requireCompressor, storeCompression, type CodecSpec } from '../store/blocks/index.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError, badInput } from '../errors.js';
-import { assertNameFree, chainOf, getImage, insertImage, listImagesWithPrefix, updateImage } from '../store/catalog.js';
-import { imageName, storedName } from '../store/names.js';
-import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageName, type ImageRecord, type OnProgress } from '../store/types.js';
+import { assertNameFree, chainOf, getImage, insertImage, listImagesWithPrefix, updateImage } from '../store/images/index.js';
+import { imageName, storedName, BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageName, type ImageRecord, type OnProgress, faultPoint } from '../store/core/index.js';
+import type { Store } from '../store/core/index.js';
 import { checkVirtualSize, dropImageInTx, frozenKind } from '../image/lifecycle.js';
-import { leaseTx, liveLeases } from '../store/leases.js';
+import { leaseTx, liveLeases } from '../store/leases/index.js';
 import { Image } from '../image/image.js';
 import { copySourceInto } from './raw.js';
 import type { ImportSource } from './source.js';
-import { faultPoint } from '../store/faults.js';
 import { VIEW_PREFIX } from '../image/views.js';
 
 export const HIDDEN_PREFIX = '.import-';

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import tty from 'node:tty';
 import { StrataError, badInput } from '../errors.js';
-import { faultPoint } from '../store/faults.js';
+import { faultPoint } from '../store/core/index.js';
 
 export type OutputKind = 'file' | 'device' | 'stream';
 

@@ -4,9 +4,9 @@ import { StrataError, badInput } from '../errors.js';
 import type { Extent } from '../image/device.js';
 import { openImage, type Image } from '../image/image.js';
 import { openOutput, type Output } from './output.js';
-import { dataExtents } from '../store/native.js';
-import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, type OnProgress } from '../store/types.js';
+import { dataExtents } from '../store/blocks/index.js';
+import type { Store } from '../store/core/index.js';
+import { BLOCK_SIZE, type OnProgress } from '../store/core/index.js';
 import { extentWindows, type ImportSource } from './source.js';
 
 export function openFileForRead(file: string): number {

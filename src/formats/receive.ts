@@ -14,13 +14,11 @@
  */
 import crypto from 'node:crypto';
 import { StrataError, badInput, isStrataError } from '../errors.js';
-import { decompressBlock, CODEC_IDS } from '../store/codecs.js';
-import { assertNameFree, listVisibleImages } from '../store/catalog.js';
+import { decompressBlock, CODEC_IDS } from '../store/blocks/index.js';
+import { assertNameFree, listVisibleImages } from '../store/images/index.js';
 import { resolveImage } from '../image/refs.js';
-import { imageName } from '../store/names.js';
-import { faultPoint } from '../store/faults.js';
-import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress } from '../store/types.js';
+import { imageName, faultPoint, BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress } from '../store/core/index.js';
+import type { Store } from '../store/core/index.js';
 import { openImage } from '../image/image.js';
 import { ContentDigest, contentDigestOf, imageContentDigest } from '../image/content-digest.js';
 import { beginImport } from './import.js';

@@ -16,7 +16,7 @@
  * a shorter one is one zstd frame of it (the store's per-block codec).
  */
 import { StrataError } from '../errors.js';
-import { BLOCK_SIZE } from '../store/types.js';
+import { BLOCK_SIZE } from '../store/core/index.js';
 
 export const STREAM_MAGIC = Buffer.from('\x89STRSND\n', 'latin1');
 export const STREAM_VERSION = 1;

@@ -9,9 +9,9 @@
  */
 import crypto from 'node:crypto';
 import { StrataError, badInput } from '../errors.js';
-import { canCompress, compressBatch, type CompressedBatch } from '../store/codecs.js';
-import { isFrozen, BLOCK_SIZE, type OnProgress } from '../store/types.js';
-import type { Store } from '../store/store.js';
+import { canCompress, compressBatch, type CompressedBatch } from '../store/blocks/index.js';
+import { isFrozen, BLOCK_SIZE, type OnProgress } from '../store/core/index.js';
+import type { Store } from '../store/core/index.js';
 import { openImage, type Image } from '../image/image.js';
 import { diffImages } from '../image/inspect.js';
 import { ContentDigest, imageContentDigest } from '../image/content-digest.js';

@@ -7,8 +7,7 @@
  * a fixed VHD, whose footer shows only at the end.
  */
 import { StrataError, badInput } from '../errors.js';
-import type { ImageRecord } from '../store/types.js';
-import type { Store } from '../store/store.js';
+import type { ImageRecord, Store } from '../store/core/index.js';
 import { beginImport, type ImportOptions } from './import.js';
 import { FORMAT_LABEL, detectFormat, notADisk, type DetectedFormat } from './magic.js';
 

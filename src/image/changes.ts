@@ -11,9 +11,9 @@
  * a leaf over its snapshot those layers are the leaf itself and the
  * snapshots taken since; one indexed query per request finds their rows.
  */
-import { BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord } from '../store/types.js';
-import { segmentNumbersIn } from '../store/maps.js';
-import type { Store } from '../store/store.js';
+import { BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord } from '../store/core/index.js';
+import { segmentNumbersIn } from '../store/images/index.js';
+import type { Store } from '../store/core/index.js';
 import { differingRuns } from './compare.js';
 import type { ChangeRun, ChangeTracker } from './device.js';
 import type { Image } from './image.js';

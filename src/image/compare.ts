@@ -4,7 +4,7 @@
  * block once), and a hole reads the same as ZERO. `strata diff` and the NBD
  * dirty bitmaps both ask this one function, so they always agree.
  */
-import type { Segment } from '../store/segment.js';
+import type { Segment } from '../store/images/index.js';
 
 /** Zero-reading entries (hole and ZERO) compare equal; slots compare by number. */
 const readsAs = (e: number): number => (e < 2 ? 0 : e);

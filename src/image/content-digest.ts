@@ -19,8 +19,8 @@
  * 2 GB/s here, far faster than blocks are read or decoded.
  */
 import crypto from 'node:crypto';
-import { BLOCK_SIZE, isFrozen, type OnProgress } from '../store/types.js';
-import { isZeroBlock } from '../store/placement.js';
+import { BLOCK_SIZE, isFrozen, type OnProgress } from '../store/core/index.js';
+import { isZeroBlock } from '../store/slots/index.js';
 import type { Image } from './image.js';
 
 export class ContentDigest {

@@ -10,20 +10,15 @@ import { resolveImage } from './refs.js';
 import { StrataError } from '../errors.js';
 import { bytesText } from '../units.js';
 import { appendExtent, type BlockDevice, type Extent, type ExtentKind, type RemoteBlockSource } from './device.js';
-import { refreshLocations, remoteSlotsOf } from '../store/locations.js';
-import { leaseTx, moveLease, releaseLease, type Lease } from '../store/leases.js';
-import { chainOf, getImageById, updateImage } from '../store/catalog.js';
+import { refreshLocations, remoteSlotsOf, inImage } from '../store/blocks/index.js';
+import { leaseTx, moveLease, releaseLease, type Lease } from '../store/leases/index.js';
+import { chainOf, getImageById, updateImage, loadSegment, saveSegment, segClone, segCompact, segExpand, segGet, segOverlay, type Segment } from '../store/images/index.js';
 import { snapshotInTx } from './lifecycle.js';
 import { assertNoWriter, makeViewInTx } from './views.js';
-import { loadSegment, saveSegment } from '../store/maps.js';
-import { hashBlocks, placeBlocks } from '../store/placement.js';
-import type { CodecSpec } from '../store/codecs.js';
-import { faultPoint } from '../store/faults.js';
-import { inImage } from '../store/verify.js';
-import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
-import { indexSlots } from '../store/slots.js';
-import { segClone, segCompact, segExpand, segGet, segOverlay, type Segment } from '../store/segment.js';
-import type { Store } from '../store/store.js';
+import { hashBlocks, placeBlocks, addRef, applyRefDeltas, type RefDeltas, indexSlots } from '../store/slots/index.js';
+import type { CodecSpec } from '../store/blocks/index.js';
+import { faultPoint } from '../store/core/index.js';
+import type { Store } from '../store/core/index.js';
 import {
   BLOCK_SIZE,
   INHERIT,
@@ -35,7 +30,7 @@ import {
   type MapEntry,
   type SegmentIndex,
   type SlotNumber,
-} from '../store/types.js';
+} from '../store/core/index.js';
 import { blocksIn, resolveFrozen } from './resolve.js';
 
 export interface OpenOptions {

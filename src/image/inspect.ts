@@ -5,13 +5,10 @@
  * content, because the store keeps each distinct block once.
  */
 import { resolveImage } from './refs.js';
-import { chainOf, listVisibleImages } from '../store/catalog.js';
-import { countSlotRefs, loadSegment, segmentsOf } from '../store/maps.js';
-import { metaNumber, type Store } from '../store/store.js';
-import { segGet, type Segment } from '../store/segment.js';
-import { forEachLiveSlot } from '../store/slots.js';
-import { fragmentLength, isPackedLoc } from '../store/locations.js';
-import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
+import { chainOf, listVisibleImages, countSlotRefs, loadSegment, segmentsOf, segGet, type Segment } from '../store/images/index.js';
+import { metaNumber, type Store, BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
+import { forEachLiveSlot } from '../store/slots/index.js';
+import { fragmentLength, isPackedLoc } from '../store/blocks/index.js';
 import { appendExtent, type Extent, type ExtentKind } from './device.js';
 import { blocksIn, resolveFrozen } from './resolve.js';
 import { differingRuns } from './compare.js';

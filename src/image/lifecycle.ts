@@ -16,18 +16,14 @@ import {
   getImageById,
   insertImage,
   updateImage,
-} from '../store/catalog.js';
-import { assertNotOpen, liveLeases, type Lease } from '../store/leases.js';
-import { countSlotRefs, segmentsOf } from '../store/maps.js';
-import { applyRefDeltas } from '../store/refcounts.js';
-import { slotReader } from '../store/slots.js';
-import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord, type OnProgress } from '../store/types.js';
-import { imageName, snapshotName, splitSnapshotName, SNAP_SEP } from '../store/names.js';
+} from '../store/images/index.js';
+import { assertNotOpen, liveLeases, type Lease } from '../store/leases/index.js';
+import { countSlotRefs, segmentsOf } from '../store/images/index.js';
+import { applyRefDeltas, slotReader } from '../store/slots/index.js';
+import type { Store } from '../store/core/index.js';
+import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord, type OnProgress, imageName, snapshotName, splitSnapshotName, SNAP_SEP, faultPoint, metaNumber } from '../store/core/index.js';
 import { resolveImage, snapshotOwner, snapshotsOf } from './refs.js';
-import { faultPoint } from '../store/faults.js';
-import { collectGarbage } from '../store/gc.js';
-import { metaNumber } from '../store/store.js';
+import { collectGarbage } from '../store/upkeep/index.js';
 
 /** 0 is a valid size, as in qemu: an empty disk reads nothing and is served with size 0. */
 export function checkVirtualSize(size: number): number {

@@ -5,10 +5,10 @@
  */
 import type Database from 'better-sqlite3';
 import { allSnapshots, resolveImage, shortName, snapshotOwner, snapshotsOf } from './refs.js';
-import { chainOf, childrenOf, listVisibleImages } from '../store/catalog.js';
-import { chainRemoteOnly, remoteOnlyByImage, type RemoteOnly } from '../store/remote-usage.js';
-import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, type ImageRecord } from '../store/types.js';
+import { chainOf, childrenOf, listVisibleImages } from '../store/images/index.js';
+import { chainRemoteOnly, remoteOnlyByImage, type RemoteOnly } from '../store/upkeep/index.js';
+import type { Store } from '../store/core/index.js';
+import { BLOCK_SIZE, type ImageRecord } from '../store/core/index.js';
 
 /**
  * An image some of whose blocks (its own or its ancestors') are held only in

@@ -9,8 +9,8 @@
  * lock on byte `id` of STORE/lock where the row says it holds one, else the
  * holder's pid and start time.
  */
-import { isAlive } from '../store/leases.js';
-import type { Store } from '../store/store.js';
+import { isAlive } from '../store/leases/index.js';
+import type { Store } from '../store/core/index.js';
 
 export interface OpenImage {
   /** The image held; null for a lease on the store as a whole (a check pinning its view). */

@@ -8,11 +8,10 @@
  * snapshots of images that are gone, and strata's own hidden images that
  * nobody holds; removing them never changes what any kept image reads.
  */
-import { chainOf, getImageById, listImages } from '../store/catalog.js';
-import { faultPoint } from '../store/faults.js';
-import { leasedImageIds } from '../store/leases.js';
-import type { Store } from '../store/store.js';
-import type { ImageRecord, OnProgress } from '../store/types.js';
+import { chainOf, getImageById, listImages } from '../store/images/index.js';
+import { faultPoint } from '../store/core/index.js';
+import { leasedImageIds } from '../store/leases/index.js';
+import type { Store, ImageRecord, OnProgress } from '../store/core/index.js';
 import { dropImagesInTx, exclusiveBytes, reclaiming, type Reclaimed } from './lifecycle.js';
 import { snapshotOwner } from './refs.js';
 

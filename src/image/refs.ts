@@ -11,9 +11,9 @@
  * still belong to IMAGE (snapshotOwner), under the name they were given.
  */
 import type Database from 'better-sqlite3';
-import { findImage, getImage, listImagesWithPrefix, listVisibleImages, type Miss } from '../store/catalog.js';
-import { SNAP_SEP, splitSnapshotName } from '../store/names.js';
-import type { ImageRecord } from '../store/types.js';
+import { findImage, getImage, listImagesWithPrefix, listVisibleImages, type Miss } from '../store/images/index.js';
+import { SNAP_SEP, splitSnapshotName } from '../store/core/index.js';
+import type { ImageRecord } from '../store/core/index.js';
 
 /** The image `ref` names, or undefined. `scope`: a leaf whose snapshots a bare name may mean first (`rollback vm snap1`). */
 export function findImageRef(db: Database.Database, ref: string, opts: { scope?: string } = {}): ImageRecord | undefined {

@@ -16,14 +16,10 @@
 import { resolveImage } from './refs.js';
 import { StrataError, badInput } from '../errors.js';
 import { bytesText, humanBytes } from '../units.js';
-import { chainOf, childrenOf, descendantsOf, updateImage } from '../store/catalog.js';
-import { assertNotOpen } from '../store/leases.js';
-import { countSlotRefs, loadSegment, saveSegment, segmentsOf } from '../store/maps.js';
-import type { BlockHash } from '../store/hash.js';
-import { hashBlocks, placeBlocks } from '../store/placement.js';
-import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
-import { segCompact, segExpand, segGet, type Segment } from '../store/segment.js';
-import type { Store } from '../store/store.js';
+import { chainOf, childrenOf, descendantsOf, updateImage, countSlotRefs, loadSegment, saveSegment, segmentsOf, segCompact, segExpand, segGet, type Segment } from '../store/images/index.js';
+import { assertNotOpen } from '../store/leases/index.js';
+import type { BlockHash, Store } from '../store/core/index.js';
+import { hashBlocks, placeBlocks, addRef, applyRefDeltas, type RefDeltas } from '../store/slots/index.js';
 import {
   BLOCK_SIZE,
   INHERIT,
@@ -36,11 +32,11 @@ import {
   type OnProgress,
   type SegmentIndex,
   type SlotNumber,
-} from '../store/types.js';
+} from '../store/core/index.js';
 import { checkVirtualSize, frozenKind } from './lifecycle.js';
 import { blocksIn, resolveFrozen } from './resolve.js';
 import { chainSegments } from './usage.js';
-import { faultPoint } from '../store/faults.js';
+import { faultPoint } from '../store/core/index.js';
 
 /**
  * The own entry that makes a layer read `target` over a parent reading

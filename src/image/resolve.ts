@@ -7,10 +7,9 @@
  * segments are cached per store under (id, generation, segment) and shared by
  * every handle; reading at chain depth 100 then costs what it costs at depth 1.
  */
-import { INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
-import { loadSegment, loadSegmentOfEach } from '../store/maps.js';
-import { segExpand, segOverlay, type Segment } from '../store/segment.js';
-import type { Store } from '../store/store.js';
+import { INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
+import { loadSegment, loadSegmentOfEach, segExpand, segOverlay, type Segment } from '../store/images/index.js';
+import type { Store } from '../store/core/index.js';
 
 export const blocksIn = (bytes: number): number => Math.ceil(bytes / 4096);
 

@@ -10,10 +10,9 @@
  * images may overlap (one block can be in many).
  */
 import { resolveImage } from './refs.js';
-import { listVisibleImages } from '../store/catalog.js';
-import { countSlotRefs, segmentsOf } from '../store/maps.js';
-import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, type ImageRecord } from '../store/types.js';
+import { listVisibleImages, countSlotRefs, segmentsOf } from '../store/images/index.js';
+import type { Store } from '../store/core/index.js';
+import { BLOCK_SIZE, type ImageRecord } from '../store/core/index.js';
 
 export interface SharedWith {
   name: string;

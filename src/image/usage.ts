@@ -14,13 +14,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { packedCounts, usedSlotCount } from '../store/slots.js';
-import { compressionText, storeCompression } from '../store/codecs.js';
-import { chainOf, listVisibleImages } from '../store/catalog.js';
-import { segmentsOf } from '../store/maps.js';
-import { DB_FILE, metaNumber, type Store } from '../store/store.js';
-import { BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
-import type { Segment } from '../store/segment.js';
+import { packedCounts, usedSlotCount } from '../store/slots/index.js';
+import { compressionText, storeCompression } from '../store/blocks/index.js';
+import { chainOf, listVisibleImages, segmentsOf } from '../store/images/index.js';
+import { DB_FILE, metaNumber, type Store, BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
+import type { Segment } from '../store/images/index.js';
 import { resolveFrozen } from './resolve.js';
 
 export interface BlockTotals {

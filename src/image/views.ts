@@ -12,15 +12,12 @@
  * leaves nothing a user must clean.
  */
 import { StrataError } from '../errors.js';
-import { assertNameFree, getImage, insertImage, updateImage } from '../store/catalog.js';
-import { liveLeases, writerOf, type Lease, type takeLease } from '../store/leases.js';
-import { countSlotRefs, segmentsOf } from '../store/maps.js';
-import { applyRefDeltas } from '../store/refcounts.js';
-import { prepared } from '../store/statements.js';
-import type { Store } from '../store/store.js';
-import type { ImageName, ImageRecord } from '../store/types.js';
+import { assertNameFree, getImage, insertImage, updateImage, countSlotRefs, segmentsOf } from '../store/images/index.js';
+import { liveLeases, writerOf, type Lease, type takeLease } from '../store/leases/index.js';
+import { applyRefDeltas } from '../store/slots/index.js';
+import { prepared, imageName } from '../store/core/index.js';
+import type { Store, ImageName, ImageRecord } from '../store/core/index.js';
 import { dropImageInTx, frozenKind } from './lifecycle.js';
-import { imageName } from '../store/names.js';
 
 export const VIEW_PREFIX = '.view-';
 

@@ -8,14 +8,13 @@
 import type { BlockDevice, ChangeTracker, RemoteBlockSource } from '../image/device.js';
 import { ChangedBlocks } from '../image/changes.js';
 import { openImage, type Image } from '../image/image.js';
-import { assertNameFree } from '../store/catalog.js';
+import { assertNameFree, listVisibleImages } from '../store/images/index.js';
 import { cloneNames, cloneSummary, insertClones, snapshotSummary } from '../image/lifecycle.js';
-import { listVisibleImages } from '../store/catalog.js';
 import type { ControlConnection, ControlRequest } from './control.js';
 import { dropViewIfUnused } from '../image/views.js';
-import { releaseLease } from '../store/leases.js';
-import type { Store } from '../store/store.js';
-import { isFrozen } from '../store/types.js';
+import { releaseLease } from '../store/leases/index.js';
+import type { Store } from '../store/core/index.js';
+import { isFrozen } from '../store/core/index.js';
 import { badInput, notFound } from '../errors.js';
 import type { ExportCatalog } from './exports.js';
 

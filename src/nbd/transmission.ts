@@ -25,7 +25,7 @@ import { type CommandContext, type Request, dataBytes, errorReply, execute, vali
 import { InflightLimit } from './inflight.js';
 import type { StallWatch } from './stalls.js';
 import { errnoFor, messageFor } from './errno.js';
-import { damagedSlotOf } from '../store/verify.js';
+import { damagedSlotOf } from '../store/blocks/index.js';
 import type { Logger } from '../log.js';
 import { CMD, NBD_ERRNO, REQUEST_HEADER_SIZE, REQUEST_MAGIC, decodeRequestHeader } from './protocol.js';
 import type { Session } from './handshake.js';

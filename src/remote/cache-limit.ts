@@ -27,14 +27,11 @@
  * asked evicts nothing.
  */
 import type { Logger } from '../log.js';
-import { getImage, listImages, updateImage } from '../store/catalog.js';
-import { remoteSlotsOf } from '../store/locations.js';
-import { segmentsOf } from '../store/maps.js';
-import { segGet } from '../store/segment.js';
-import { countCached, evictCached, type CacheScope, type EvictReport } from '../store/evict.js';
-import type { Store } from '../store/store.js';
-import type { ImageRecord } from '../store/types.js';
-import { BLOCK_SIZE, SEGMENT_ENTRIES } from '../store/types.js';
+import { getImage, listImages, updateImage, segmentsOf, segGet } from '../store/images/index.js';
+import { remoteSlotsOf } from '../store/blocks/index.js';
+import { countCached, evictCached, type CacheScope, type EvictReport } from '../store/upkeep/index.js';
+import type { Store, ImageRecord } from '../store/core/index.js';
+import { BLOCK_SIZE, SEGMENT_ENTRIES } from '../store/core/index.js';
 import { loadRemote, type RemoteConfig } from './config.js';
 import { syncDependents } from './dependents.js';
 import { mapLimit } from './pool.js';

@@ -30,12 +30,10 @@
  */
 import os from 'node:os';
 import { StrataError } from '../errors.js';
-import { descendantsOf, listImages } from '../store/catalog.js';
-import { faultPoint } from '../store/faults.js';
-import { storeId } from '../store/identity.js';
-import { remoteOnlyByImage } from '../store/remote-usage.js';
-import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, type ImageRecord } from '../store/types.js';
+import { descendantsOf, listImages } from '../store/images/index.js';
+import { faultPoint, storeId, BLOCK_SIZE, type ImageRecord } from '../store/core/index.js';
+import { remoteOnlyByImage } from '../store/upkeep/index.js';
+import type { Store } from '../store/core/index.js';
 import { printable } from '../untrusted.js';
 import { DEPENDENT_DIR, HEX_ID } from './layout.js';
 import { lazyRemoteOf } from './lazy-source.js';

@@ -6,8 +6,8 @@
  * block whose bytes do not match is E_CORRUPT, never written or served.
  */
 import { StrataError, corrupt } from '../errors.js';
-import { decompressBlock } from '../store/codecs.js';
-import { BLOCK_SIZE } from '../store/types.js';
+import { decompressBlock } from '../store/blocks/index.js';
+import { BLOCK_SIZE } from '../store/core/index.js';
 import type { BlockPlace } from './index-file.js';
 import { sha256 } from './layout.js';
 import { mapLimit } from './pool.js';

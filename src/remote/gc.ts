@@ -40,8 +40,8 @@
  * anything) unless `force`; a dry run lists them.
  */
 import { corrupt, isStrataError } from '../errors.js';
-import { faultDelay, faultPoint } from '../store/faults.js';
-import type { CodecSpec } from '../store/codecs.js';
+import { faultDelay, faultPoint } from '../store/core/index.js';
+import type { CodecSpec } from '../store/blocks/index.js';
 import { decodeFragment, planRanges } from './fetch.js';
 import { confirmed, falseClaims, placeKey, readTrailers, verifyFragments, type RemoteProblem } from './claims.js';
 import { encodeIndex, encodeIndexes, MAX_INDEX_ENTRIES, packTrailerBytes, type BlockPlace } from './index-file.js';

@@ -5,11 +5,11 @@
  * The per-image figures come from store/remote-usage.ts.
  */
 import { StrataError } from '../errors.js';
-import { descendantsOf, getImageById } from '../store/catalog.js';
-import { remoteOnlyByImage, type RemoteOnly } from '../store/remote-usage.js';
-import { remotePlacesOf } from '../store/remote-locs.js';
-import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, type ImageId } from '../store/types.js';
+import { descendantsOf, getImageById } from '../store/images/index.js';
+import { remoteOnlyByImage, type RemoteOnly } from '../store/upkeep/index.js';
+import { remotePlacesOf } from '../store/blocks/index.js';
+import type { Store } from '../store/core/index.js';
+import { BLOCK_SIZE, type ImageId } from '../store/core/index.js';
 import { confirmed, readTrailers } from './claims.js';
 import type { BlockPlace } from './index-file.js';
 import { listIds, syncIndexes, type Remote } from './remote.js';

@@ -24,8 +24,8 @@
  * index object has a size limit (MAX_INDEX_BYTES) it is read at.
  */
 import { StrataError, corrupt } from '../errors.js';
-import { FRAGMENT_LIMIT } from '../store/codecs.js';
-import { BLOCK_SIZE } from '../store/types.js';
+import { FRAGMENT_LIMIT } from '../store/blocks/index.js';
+import { BLOCK_SIZE } from '../store/core/index.js';
 
 export interface BlockPlace {
   /** SHA-256 of the uncompressed block. */

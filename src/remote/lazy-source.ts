@@ -1,5 +1,5 @@
 /** How a lazy clone's layers are marked in their `source` (lazy.ts makes them; cache-limit.ts and dependents.ts find them). */
-import type { ImageRecord } from '../store/types.js';
+import type { ImageRecord } from '../store/core/index.js';
 
 /** `source.format` of a lazy clone's layers. */
 export const LAZY_FORMAT = 'remote-lazy';

@@ -33,16 +33,11 @@
  * so a clone whose blocks are all here stops holding its origin.
  */
 import { StrataError, corrupt, isStrataError } from '../errors.js';
-import { allocateSlots } from '../store/allocator.js';
-import { getImage, insertImage, updateImage } from '../store/catalog.js';
-import { isRemoteLoc, remoteSlotsOf } from '../store/locations.js';
-import { saveSegment } from '../store/maps.js';
-import { addRef, applyRefDeltas, type RefDeltas } from '../store/refcounts.js';
-import { installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../store/remote-locs.js';
-import { segCompact } from '../store/segment.js';
-import { slotReader } from '../store/slots.js';
-import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber } from '../store/types.js';
+import { allocateSlots, addRef, applyRefDeltas, type RefDeltas, slotReader } from '../store/slots/index.js';
+import { getImage, insertImage, updateImage, saveSegment, segCompact } from '../store/images/index.js';
+import { isRemoteLoc, remoteSlotsOf, installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../store/blocks/index.js';
+import type { Store } from '../store/core/index.js';
+import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber, metaNumber } from '../store/core/index.js';
 import { cloneImage, removeImages } from '../image/lifecycle.js';
 import { frozenKind } from '../image/lifecycle.js';
 import type { Logger } from '../log.js';
@@ -58,7 +53,6 @@ import { localEqual } from './pull.js';
 import { hiddenBlocks } from './zero-runs.js';
 import { findManifest, readLayer, openRemote, syncIndexes, type Remote } from './remote.js';
 import { openImage, type Image } from '../image/image.js';
-import { metaNumber } from '../store/store.js';
 
 export interface LazyCloneResult {
   image: string;

@@ -7,8 +7,7 @@
  * labels strings, the chain no deeper than a qcow2 backing chain may be.
  */
 import { corrupt } from '../errors.js';
-import { storedName } from '../store/names.js';
-import { BLOCK_SIZE, MAX_CHAIN_DEPTH, MAX_VIRTUAL_SIZE, type ImageKind } from '../store/types.js';
+import { storedName, BLOCK_SIZE, MAX_CHAIN_DEPTH, MAX_VIRTUAL_SIZE, type ImageKind } from '../store/core/index.js';
 import { HEX_ID, sha256Hex } from './layout.js';
 
 /**

@@ -14,12 +14,11 @@
  *   single dedup choke point (placement.ts) decides where it goes.
  */
 import { StrataError, corrupt } from '../errors.js';
-import { faultPoint } from '../store/faults.js';
-import { chainOf, findImage, getImageById } from '../store/catalog.js';
-import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress, type SlotNumber } from '../store/types.js';
-import { indexLookup, slotReader } from '../store/slots.js';
-import { isRemoteLoc, isRemoteMiss } from '../store/locations.js';
+import { faultPoint, BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress, type SlotNumber } from '../store/core/index.js';
+import { chainOf, findImage, getImageById } from '../store/images/index.js';
+import type { Store } from '../store/core/index.js';
+import { indexLookup, slotReader } from '../store/slots/index.js';
+import { isRemoteLoc, isRemoteMiss } from '../store/blocks/index.js';
 import { beginImport } from '../formats/import.js';
 import { openImage } from '../image/image.js';
 import { remoteUrl } from './config.js';

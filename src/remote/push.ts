@@ -17,11 +17,10 @@
  * `remote gc` does not run beside it (locks.ts).
  */
 import { StrataError } from '../errors.js';
-import { faultDelay, faultPoint } from '../store/faults.js';
-import { chainOf } from '../store/catalog.js';
-import type { CodecSpec } from '../store/codecs.js';
-import type { Store } from '../store/store.js';
-import { BLOCK_SIZE, isFrozen, MAX_CHAIN_DEPTH, type ImageRecord, type OnProgress } from '../store/types.js';
+import { faultDelay, faultPoint, BLOCK_SIZE, isFrozen, MAX_CHAIN_DEPTH, type ImageRecord, type OnProgress } from '../store/core/index.js';
+import { chainOf } from '../store/images/index.js';
+import type { CodecSpec } from '../store/blocks/index.js';
+import type { Store } from '../store/core/index.js';
 import { bytesText } from '../units.js';
 import { openImage } from '../image/image.js';
 import { dataBlocks, decodeLayer, layerBytesLimit, MAX_LAYER_BYTES } from './layer-file.js';

@@ -9,11 +9,9 @@
  * costs one lookup, not 4 billion map entries.
  */
 import { corrupt } from '../errors.js';
-import { chainOf } from '../store/catalog.js';
-import { segmentNumbersOf } from '../store/maps.js';
-import { segGet } from '../store/segment.js';
-import type { Store } from '../store/store.js';
-import { SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/types.js';
+import { chainOf, segmentNumbersOf, segGet } from '../store/images/index.js';
+import type { Store } from '../store/core/index.js';
+import { SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
 import { resolveFrozen } from '../image/resolve.js';
 import { RUN_ZERO, type LayerMap } from './layer-file.js';
 

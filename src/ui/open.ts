@@ -4,8 +4,7 @@
  * of another schema version is refused here rather than misread later.
  */
 import { StrataError } from '../errors.js';
-import { SCHEMA_VERSION } from '../store/schema.js';
-import { openStore, type Store } from '../store/store.js';
+import { SCHEMA_VERSION, openStore, type Store } from '../store/core/index.js';
 
 export async function openStoreForPage(dir: string): Promise<Store> {
   const store = await openStore(dir, { create: false, readOnly: true });

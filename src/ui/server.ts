@@ -11,7 +11,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { StrataError } from '../errors.js';
-import type { Store } from '../store/store.js';
+import type { Store } from '../store/core/index.js';
 import { loadAssets, type Asset } from './assets.js';
 import { errorReply, route, type Reply } from './routes.js';
 import { StoreWatch } from './watch.js';

@@ -14,8 +14,8 @@
  * as long as it runs, in memory only (the page never writes to the store).
  */
 import { resolveImage } from '../image/refs.js';
-import { chainOf, listVisibleImages } from '../store/catalog.js';
-import type { Store } from '../store/store.js';
+import { chainOf, listVisibleImages } from '../store/images/index.js';
+import type { Store } from '../store/core/index.js';
 import { diffImages, diskUsageOf, type ImageUsage } from '../image/inspect.js';
 import { describeImage, listImageRows, type ImageInfo, type ListedImage } from '../image/listing.js';
 import { openImages, type OpenImage } from '../image/open-images.js';

@@ -10,12 +10,12 @@
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkStore } from '../../src/store/check.js';
-import { getImage } from '../../src/store/catalog.js';
-import { loadSegment } from '../../src/store/maps.js';
-import { segEncode, segGet } from '../../src/store/segment.js';
-import { openStore, type Store } from '../../src/store/store.js';
-import { SEGMENT_ENTRIES, type MapEntry, type SegmentIndex } from '../../src/store/types.js';
+import { checkStore } from '../../src/store/upkeep/check.js';
+import { getImage } from '../../src/store/images/catalog.js';
+import { loadSegment } from '../../src/store/images/maps.js';
+import { segEncode, segGet } from '../../src/store/images/segment.js';
+import { openStore, type Store } from '../../src/store/core/store.js';
+import { SEGMENT_ENTRIES, type MapEntry, type SegmentIndex } from '../../src/store/core/types.js';
 import { createImage } from '../../src/image/lifecycle.js';
 import { openImage } from '../../src/image/image.js';
 import { diskUsageOf } from '../../src/image/inspect.js';

@@ -8,7 +8,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES, StrataError } from '../../src/errors.js';
 import { openImage } from '../../src/image/image.js';
 import { CMD } from '../../src/nbd/protocol.js';
-import { openStore } from '../../src/store/store.js';
+import { openStore } from '../../src/store/core/store.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';
 import { startServe, type Served } from '../helpers/serve.js';

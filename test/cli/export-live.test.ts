@@ -19,7 +19,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { openImage } from '../../src/image/image.js';
-import { openStore } from '../../src/store/store.js';
+import { openStore } from '../../src/store/core/store.js';
 import { strata, strataOk, strataSpawn } from '../helpers/cli.js';
 import { spawnTracked } from '../helpers/processes.js';
 import { startServe } from '../helpers/serve.js';

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BLOCK_SIZE } from '../../src/store/types.js';
+import { BLOCK_SIZE } from '../../src/store/core/types.js';
 import { humanBytes } from '../../src/units.js';
 import { strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { createImage } from '../../src/image/lifecycle.js';
-import { openStore } from '../../src/store/store.js';
+import { openStore } from '../../src/store/core/store.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/tmp.js';
 

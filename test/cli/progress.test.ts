@@ -15,7 +15,7 @@ import Database from 'better-sqlite3';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { formatProgress } from '../../src/cli/progress.js';
 import { ERROR_CODES } from '../../src/errors.js';
-import { nativeStatus } from '../../src/store/native.js';
+import { nativeStatus } from '../../src/store/blocks/native.js';
 import { nativeAvailable } from '../helpers/available.js';
 import { strata, strataOk, strataSpawn } from '../helpers/cli.js';
 import { faultChannel } from '../helpers/fault.js';

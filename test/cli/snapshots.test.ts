@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { openImage } from '../../src/image/image.js';
-import { openStore } from '../../src/store/store.js';
+import { openStore } from '../../src/store/core/store.js';
 import { CMD } from '../../src/nbd/protocol.js';
 import { strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';

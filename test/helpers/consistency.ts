@@ -1,9 +1,9 @@
-import { countSlotRefs, segmentsOf } from '../../src/store/maps.js';
-import { listImages } from '../../src/store/catalog.js';
-import type { Store } from '../../src/store/store.js';
+import { countSlotRefs, segmentsOf } from '../../src/store/images/maps.js';
+import { listImages } from '../../src/store/images/catalog.js';
+import type { Store } from '../../src/store/core/store.js';
 import { liveSlots } from './slots.js';
-import { CONTAINER, forEachLiveSlot } from '../../src/store/slots.js';
-import { fragmentSpans } from '../../src/store/locations.js';
+import { CONTAINER, forEachLiveSlot } from '../../src/store/slots/slots.js';
+import { fragmentSpans } from '../../src/store/blocks/locations.js';
 
 /**
  * Independent recount of the store's bookkeeping: every refcount equals the

@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { segDecode, segGet } from '../../src/store/segment.js';
+import { segDecode, segGet } from '../../src/store/images/segment.js';
 import { strataOk } from './cli.js';
 
 export const BLOCK = 4096;

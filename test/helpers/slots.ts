@@ -5,9 +5,9 @@
  */
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { forEachLiveSlot, slotEditor } from '../../src/store/slots.js';
+import { forEachLiveSlot, slotEditor } from '../../src/store/slots/slots.js';
 
-export { refcountOf } from '../../src/store/slots.js';
+export { refcountOf } from '../../src/store/slots/slots.js';
 
 export interface SlotRow {
   slot: number;

@@ -12,7 +12,7 @@ import { openImage, type Image } from '../../src/image/image.js';
 import { diffImages } from '../../src/image/inspect.js';
 import { cloneImage, createImage, snapshotImage } from '../../src/image/lifecycle.js';
 import { resizeImage } from '../../src/image/reshape.js';
-import { openStore, type Store } from '../../src/store/store.js';
+import { openStore, type Store } from '../../src/store/core/store.js';
 import { rng } from '../helpers/random.js';
 import { tmpDir } from '../helpers/tmp.js';
 

@@ -4,14 +4,14 @@
  * discards, flushes, clones, snapshots, freezes, removals, reopenings).
  */
 import { describe, expect, it } from 'vitest';
-import { openStore, type Store } from '../../src/store/store.js';
+import { openStore, type Store } from '../../src/store/core/store.js';
 import { openImage, type Image } from '../../src/image/image.js';
 import { cloneImage, createImage, freezeImage, removeImages, snapshotImage } from '../../src/image/lifecycle.js';
-import { childrenOf, getImage, listImages } from '../../src/store/catalog.js';
+import { childrenOf, getImage, listImages } from '../../src/store/images/catalog.js';
 import { auditStore } from '../helpers/consistency.js';
-import { compressStored } from '../../src/store/relocate.js';
-import { collectGarbage } from '../../src/store/gc.js';
-import { checkStore } from '../../src/store/check.js';
+import { compressStored } from '../../src/store/upkeep/relocate.js';
+import { collectGarbage } from '../../src/store/upkeep/gc.js';
+import { checkStore } from '../../src/store/upkeep/check.js';
 import { rng } from '../helpers/random.js';
 import { tmpDir } from '../helpers/tmp.js';
 

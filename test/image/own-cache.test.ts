@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { openImage, type Image } from '../../src/image/image.js';
 import { createImage } from '../../src/image/lifecycle.js';
-import { openStore, type Store } from '../../src/store/store.js';
+import { openStore, type Store } from '../../src/store/core/store.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const SEGMENT_BYTES = 4096 * 4096;

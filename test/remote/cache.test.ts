@@ -10,13 +10,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { openStore } from '../../src/store/store.js';
-import { checkStore } from '../../src/store/check.js';
+import { openStore } from '../../src/store/core/store.js';
+import { checkStore } from '../../src/store/upkeep/check.js';
 import { openImage } from '../../src/image/image.js';
 import { LazyFetcher, fetchForRead } from '../../src/remote/lazy.js';
 import { openRemote } from '../../src/remote/remote.js';
-import { remoteBlockCount } from '../../src/store/remote-locs.js';
-import { remoteSlotsOf } from '../../src/store/locations.js';
+import { remoteBlockCount } from '../../src/store/blocks/remote-locs.js';
+import { remoteSlotsOf } from '../../src/store/blocks/locations.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
 import { freshBucket, haveRgw, rgw } from '../helpers/rgw.js';

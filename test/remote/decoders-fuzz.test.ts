@@ -15,8 +15,8 @@ import { decodeLayer, encodeLayer, RUN_DATA, RUN_ZERO, type LayerRun } from '../
 import { decodeManifest, encodeManifest, MANIFEST_FORMAT, type Manifest } from '../../src/remote/manifest.js';
 import { decodeFragment } from '../../src/remote/fetch.js';
 import { sha256 } from '../../src/remote/layout.js';
-import { zstdFrameProblem } from '../../src/store/zstd-frame.js';
-import { canCompress, compressEach } from '../../src/store/codecs.js';
+import { zstdFrameProblem } from '../../src/store/blocks/zstd-frame.js';
+import { canCompress, compressEach } from '../../src/store/blocks/codecs.js';
 import { rng } from '../helpers/random.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0xdec0de);

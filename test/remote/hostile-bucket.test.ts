@@ -14,7 +14,7 @@ import { manifestBytes, putLayer, putManifest, putPackAndIndex, putRawIndex, raw
 import { STRATA_BIN, strata, strataOk, type CliResult } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
 import { bytesText } from '../../src/units.js';
-import { openStore } from '../../src/store/store.js';
+import { openStore } from '../../src/store/core/store.js';
 import { snapshotImage } from '../../src/image/lifecycle.js';
 import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
 import { tmpDir } from '../helpers/tmp.js';

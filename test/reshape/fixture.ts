@@ -11,8 +11,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeTree } from '../../src/cli/demo-data.js';
 import { exportRaw } from '../../src/formats/raw.js';
-import { listImages } from '../../src/store/catalog.js';
-import type { Store } from '../../src/store/store.js';
+import { listImages } from '../../src/store/images/catalog.js';
+import type { Store } from '../../src/store/core/store.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const IMAGE_SIZE = 32 * 1024 * 1024;

@@ -6,12 +6,12 @@ import { openImage } from '../../src/image/image.js';
 import { diffImages, diskUsageOf, mapImage } from '../../src/image/inspect.js';
 import { cloneImage, removeImages } from '../../src/image/lifecycle.js';
 import { storeStats } from '../../src/image/usage.js';
-import { checkStore } from '../../src/store/check.js';
-import { collectGarbage } from '../../src/store/gc.js';
-import { getImage } from '../../src/store/catalog.js';
-import { countSlotRefs, segmentsOf } from '../../src/store/maps.js';
-import { nativeStatus } from '../../src/store/native.js';
-import { openStore, type Store } from '../../src/store/store.js';
+import { checkStore } from '../../src/store/upkeep/check.js';
+import { collectGarbage } from '../../src/store/upkeep/gc.js';
+import { getImage } from '../../src/store/images/catalog.js';
+import { countSlotRefs, segmentsOf } from '../../src/store/images/maps.js';
+import { nativeStatus } from '../../src/store/blocks/native.js';
+import { openStore, type Store } from '../../src/store/core/store.js';
 import { distinctNonZeroBlocks, makeExt4Pair, tmpDir } from './fixture.js';
 import { refcountOf } from '../helpers/slots.js';
 

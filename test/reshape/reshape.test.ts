@@ -7,9 +7,9 @@ import { openImage } from '../../src/image/image.js';
 import { diffImages } from '../../src/image/inspect.js';
 import { cloneImage, snapshotImage } from '../../src/image/lifecycle.js';
 import { commitImage, flattenImage, rebaseImage, resizeImage } from '../../src/image/reshape.js';
-import { getImage } from '../../src/store/catalog.js';
-import { checkStore } from '../../src/store/check.js';
-import { openStore, type Store } from '../../src/store/store.js';
+import { getImage } from '../../src/store/images/catalog.js';
+import { checkStore } from '../../src/store/upkeep/check.js';
+import { openStore, type Store } from '../../src/store/core/store.js';
 import { contents, makeExt4Pair, metadataDigest, tmpDir } from './fixture.js';
 
 const MiB = 1024 * 1024;

@@ -11,7 +11,7 @@ import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openImage } from '../../src/image/image.js';
-import { openStore } from '../../src/store/store.js';
+import { openStore } from '../../src/store/core/store.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { spawnTracked } from '../helpers/processes.js';
 import { auditStore } from '../helpers/consistency.js';

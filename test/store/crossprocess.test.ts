@@ -14,7 +14,7 @@ import { openImage } from '../../src/image/image.js';
 import { cloneImage, snapshotImage } from '../../src/image/lifecycle.js';
 import { flattenImage } from '../../src/image/reshape.js';
 import { CMD } from '../../src/nbd/protocol.js';
-import { openStore } from '../../src/store/store.js';
+import { openStore } from '../../src/store/core/store.js';
 import { available } from '../helpers/available.js';
 import { STRATA_BIN, strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { RawClient } from '../helpers/nbd-raw-client.js';

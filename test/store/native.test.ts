@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { canCompress } from '../../src/store/codecs.js';
-import { dataExtents, nativeBlockHash, nativeStatus, ofdLocks, punchHole } from '../../src/store/native.js';
-import { loadXxh64 } from '../../src/store/hash.js';
+import { canCompress } from '../../src/store/blocks/codecs.js';
+import { dataExtents, nativeBlockHash, nativeStatus, ofdLocks, punchHole } from '../../src/store/blocks/native.js';
+import { loadXxh64 } from '../../src/store/core/hash.js';
 import { inCI } from '../helpers/available.js';
 
 const KiB = 1024;
@@ -201,7 +201,7 @@ describe('fallback (STRATA_NO_NATIVE=1)', () => {
     vi.resetModules();
     vi.stubEnv('STRATA_NO_NATIVE', '1');
     try {
-      const m = await import('../../src/store/native.js');
+      const m = await import('../../src/store/blocks/native.js');
       expect(m.nativeStatus()).toEqual({ mode: 'fallback', reason: expect.stringContaining('STRATA_NO_NATIVE') });
       withFile('fallback', (fd) => {
         ftruncateSync(fd, 8 * MiB);

@@ -1,11 +1,10 @@
 import { Command } from 'commander';
-import { checkStore, type CheckReport } from '../../store/check.js';
-import { hasRemoteBlocks } from '../../store/remote-usage.js';
-import type { Store } from '../../store/store.js';
+import { checkStore, type CheckReport, hasRemoteBlocks } from '../../store/upkeep/index.js';
+import type { Store } from '../../store/core/index.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
-import { BLOCK_SIZE } from '../../store/types.js';
+import { BLOCK_SIZE } from '../../store/core/index.js';
 
 export function renderCheck(r: CheckReport): string {
   const lines = r.faults.flatMap((f) => [`${f.class === 'leak' ? 'Leaked' : 'ERROR'}: ${f.message}${f.repaired ? ' (repaired)' : ''}`, ...readsOf(r, f.slot)]);

@@ -1,9 +1,9 @@
 import { Command } from 'commander';
 import { resolveImage } from '../../image/refs.js';
 import { StrataError } from '../../errors.js';
-import { compressionText, parseCompression, storeCompression } from '../../store/codecs.js';
-import { compressStored } from '../../store/relocate.js';
-import { isFrozen } from '../../store/types.js';
+import { compressionText, parseCompression, storeCompression } from '../../store/blocks/index.js';
+import { compressStored } from '../../store/upkeep/index.js';
+import { isFrozen } from '../../store/core/index.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';

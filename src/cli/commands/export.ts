@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { metaNumber } from '../../store/store.js';
+import { metaNumber } from '../../store/core/index.js';
 import { StrataError, badInput } from '../../errors.js';
 import { exportFile } from '../../formats/files.js';
 import { runCommand } from '../context.js';

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { collectGarbage } from '../../store/gc.js';
+import { collectGarbage } from '../../store/upkeep/index.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Command } from 'commander';
-import { parseCompression } from '../../store/codecs.js';
+import { parseCompression } from '../../store/blocks/index.js';
 import { listQcow2Snapshots, type ImportedLink } from '../../formats/files.js';
 import { importPath } from '../../formats/import-path.js';
 import { runCommand } from '../context.js';

@@ -1,11 +1,10 @@
-import { canCompress, compressionText, storeCompression } from '../../store/codecs.js';
+import { canCompress, compressionText, storeCompression, nativeStatus } from '../../store/blocks/index.js';
 import { Command } from 'commander';
-import { splitSnapshotName } from '../../store/names.js';
-import { nativeStatus } from '../../store/native.js';
+import { splitSnapshotName } from '../../store/core/index.js';
 import { STRATA_VERSION } from '../version.js';
-import { countVisibleImages } from '../../store/catalog.js';
+import { countVisibleImages } from '../../store/images/index.js';
 import { describeImage, isContainer, type ImageInfo } from '../../image/listing.js';
-import type { Store } from '../../store/store.js';
+import type { Store } from '../../store/core/index.js';
 import { blockTotals } from '../../image/usage.js';
 import { runCommand } from '../context.js';
 import { humanBytes } from '../parse.js';

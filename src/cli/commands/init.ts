@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { DB_FILE } from '../../store/store.js';
-import { compressionText, parseCompression, setStoreCompression, storeCompression } from '../../store/codecs.js';
+import { DB_FILE } from '../../store/core/index.js';
+import { compressionText, parseCompression, setStoreCompression, storeCompression } from '../../store/blocks/index.js';
 import { runCommand } from '../context.js';
 
 export const initCommand = () =>

@@ -6,7 +6,7 @@ import { runCommand } from '../context.js';
 import { warnSkipped } from '../skipped.js';
 import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';
-import { BLOCK_SIZE } from '../../store/types.js';
+import { BLOCK_SIZE } from '../../store/core/index.js';
 
 /** REMOTE/IMAGE or REMOTE/IMAGE@MANIFEST */
 /**

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
-import { parseCompression } from '../../store/codecs.js';
+import { parseCompression } from '../../store/blocks/index.js';
 import { pushImage, type PushResult } from '../../remote/push.js';
-import { BLOCK_SIZE } from '../../store/types.js';
+import { BLOCK_SIZE } from '../../store/core/index.js';
 import { openRemote } from '../../remote/remote.js';
 import { runCommand } from '../context.js';
 import { warnSkipped } from '../skipped.js';

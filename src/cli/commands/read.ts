@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { metaNumber } from '../../store/store.js';
+import { metaNumber } from '../../store/core/index.js';
 import { StrataError, badInput } from '../../errors.js';
 import { openOutput } from '../../formats/output.js';
 import { writeRaw } from '../../formats/raw.js';

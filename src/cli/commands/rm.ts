@@ -1,8 +1,7 @@
 import { Command } from 'commander';
 import { planRemoval, removeImagesAndReclaim, type KeptSnapshot, type RemovalReport } from '../../image/lifecycle.js';
 import { leftBehind } from '../../image/prune.js';
-import type { Store } from '../../store/store.js';
-import type { ImageRecord } from '../../store/types.js';
+import type { Store, ImageRecord } from '../../store/core/index.js';
 import { runCommand } from '../context.js';
 import { longWork } from '../long-work.js';
 import { humanBytes } from '../parse.js';

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { splitSnapshotName } from '../../store/names.js';
+import { splitSnapshotName } from '../../store/core/index.js';
 import { rollbackImage } from '../../image/lifecycle.js';
 import { runCommand } from '../context.js';
 import { humanBytes } from '../parse.js';

@@ -1,8 +1,8 @@
 import path from 'node:path';
 import { Command } from 'commander';
 import { badInput } from '../../errors.js';
-import { faultPoint } from '../../store/faults.js';
-import { tuneMalloc } from '../../store/native.js';
+import { faultPoint } from '../../store/core/index.js';
+import { tuneMalloc } from '../../store/blocks/index.js';
 // The NBD server (node:net, node:tls) is loaded only when serve runs: every other command starts faster.
 const DEFAULT_PORT = 10809; // nbd/server.ts DEFAULT_PORT, the IANA port for NBD
 import { runCommand } from '../context.js';

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { snapshotImage, snapshotSummary } from '../../image/lifecycle.js';
-import { splitSnapshotName } from '../../store/names.js';
+import { splitSnapshotName } from '../../store/core/index.js';
 import { orAskServer } from '../live.js';
 import { runCommand } from '../context.js';
 

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
-import { listVisibleImages } from '../../store/catalog.js';
-import { splitSnapshotName } from '../../store/names.js';
+import { listVisibleImages } from '../../store/images/index.js';
+import { splitSnapshotName } from '../../store/core/index.js';
 import { imageForest, type TreeNode } from '../../image/listing.js';
 import { runCommand } from '../context.js';
 import { subtreeOf } from '../name-filter.js';

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { faultPoint } from '../../store/faults.js';
+import { faultPoint } from '../../store/core/index.js';
 import { runCommand } from '../context.js';
 import { LOOPBACK, parseListen } from '../listen.js';
 import { openBrowser } from '../open-browser.js';

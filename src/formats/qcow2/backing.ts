@@ -14,7 +14,7 @@ import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { badInput, corrupt, notFound, unsupported } from '../../errors.js';
 import { ImageFile } from './file.js';
 import { MAX_BACKING_NAME, parseHeader } from './header.js';
-import { MAX_CHAIN_DEPTH } from '../../store/types.js';
+import { MAX_CHAIN_DEPTH } from '../../store/core/index.js';
 
 export interface ChainLink {
   /** The file as its name resolves (relative names against the folder of the file naming them). */

@@ -14,7 +14,7 @@
 import { closeSync, fdatasyncSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { StrataError, badInput } from '../../errors.js';
 import type { Extent } from '../../image/device.js';
-import type { OnProgress } from '../../store/types.js';
+import type { OnProgress } from '../../store/core/index.js';
 import { compressCluster } from './compress.js';
 import { EXT_BACKING_FORMAT, MAX_BACKING_NAME, MAX_L1_ENTRIES, MAX_VIRTUAL_SIZE, QCOW2_MAGIC, l1EntriesNeeded } from './header.js';
 

@@ -1,0 +1,199 @@
+/** Rows of the images table: the catalog of images, their kinds and parents. */
+import type Database from 'better-sqlite3';
+import { StrataError, corrupt, notFound } from '../../errors.js';
+import type { ImageId, ImageKind, ImageName, ImageRecord } from '../core/types.js';
+import { prepared } from '../core/statements.js';
+import { sqlOf, type DbLike } from '../core/tx.js';
+
+interface ImageRow {
+  id: number;
+  name: string;
+  kind: ImageKind;
+  parent_id: number | null;
+  virtual_size: number;
+  created_at: number;
+  labels: string;
+  source: string | null;
+  own_blocks: number;
+  generation: number;
+  snap_seq: number;
+  snapshot_at: number | null;
+}
+
+const COLS = 'id, name, kind, parent_id, virtual_size, created_at, labels, source, own_blocks, generation, snap_seq, snapshot_at';
+
+function toRecord(r: ImageRow): ImageRecord {
+  return {
+    id: r.id as ImageId,
+    name: r.name as ImageName,
+    kind: r.kind,
+    parentId: r.parent_id as ImageId | null,
+    virtualSize: r.virtual_size,
+    createdAt: r.created_at,
+    labels: JSON.parse(r.labels) as Record<string, string>,
+    source: r.source ? (JSON.parse(r.source) as Record<string, unknown>) : null,
+    ownBlocks: r.own_blocks,
+    generation: r.generation,
+    snapSeq: r.snap_seq,
+    snapshotAt: r.snapshot_at,
+  };
+}
+
+export function findImage(on: DbLike, name: string): ImageRecord | undefined {
+  const db = sqlOf(on);
+  const r = prepared(db, `SELECT ${COLS} FROM images WHERE name = ?`).get(name) as ImageRow | undefined;
+  return r && toRecord(r);
+}
+
+/** What a miss says: its message, and a hint of what was meant (printed after it; its own field in --json). */
+export interface Miss {
+  message: string;
+  hint?: string;
+}
+
+/** The image named exactly `name`; E_NOT_FOUND with `missing()`'s message and hint (a resolver's) when there is none. */
+export function getImage(on: DbLike, name: string, missing: () => Miss = () => ({ message: `no image named ${name}` })): ImageRecord {
+  const db = sqlOf(on);
+  const r = findImage(db, name);
+  if (r) return r;
+  const m = missing();
+  throw notFound(m.message, { image: name, ...(m.hint !== undefined ? { hint: m.hint } : {}) });
+}
+
+export function getImageById(on: DbLike, id: ImageId): ImageRecord {
+  const db = sqlOf(on);
+  const r = prepared(db, `SELECT ${COLS} FROM images WHERE id = ?`).get(id) as ImageRow | undefined;
+  if (!r) throw corrupt(`image id ${id} is referenced but missing`, { id });
+  return toRecord(r);
+}
+
+/** Every image, strata's own hidden ones (imports under construction) included. */
+export function listImages(on: DbLike): ImageRecord[] {
+  const db = sqlOf(on);
+  return (prepared(db, `SELECT ${COLS} FROM images ORDER BY name`).all() as ImageRow[]).map(toRecord);
+}
+
+/**
+ * Names starting with '.' are strata's own: imageName() never accepts one, so
+ * a user never sees or names them.
+ */
+const VISIBLE = "substr(name, 1, 1) <> '.'";
+
+/** The images a user sees. */
+export function listVisibleImages(on: DbLike): ImageRecord[] {
+  const db = sqlOf(on);
+  return (prepared(db, `SELECT ${COLS} FROM images WHERE ${VISIBLE} ORDER BY name`).all() as ImageRow[]).map(toRecord);
+}
+
+export function countVisibleImages(on: DbLike): number {
+  const db = sqlOf(on);
+  return prepared(db, `SELECT count(*) FROM images WHERE ${VISIBLE}`).pluck().get() as number;
+}
+
+/** Images whose name starts with `prefix`, found through the name index rather than a scan of the catalog. */
+export function listImagesWithPrefix(on: DbLike, prefix: string): ImageRecord[] {
+  const db = sqlOf(on);
+  return (prepared(db, `SELECT ${COLS} FROM images WHERE name >= ? AND substr(name, 1, ?) = ? ORDER BY name`).all(prefix, prefix.length, prefix) as ImageRow[]).map(toRecord);
+}
+
+export function childrenOf(on: DbLike, id: ImageId): ImageRecord[] {
+  const db = sqlOf(on);
+  return (prepared(db, `SELECT ${COLS} FROM images WHERE parent_id = ? ORDER BY name`).all(id) as ImageRow[]).map(toRecord);
+}
+
+/** The image and its ancestors, nearest first. A loop or a missing parent is corruption. */
+export function chainOf(on: DbLike, image: ImageRecord): ImageRecord[] {
+  const db = sqlOf(on);
+  const chain = [image];
+  const seen = new Set<number>([image.id]);
+  let cur = image;
+  while (cur.parentId !== null) {
+    if (seen.has(cur.parentId)) throw corrupt(`image ${image.name} has a parent chain that loops`, { image: image.name });
+    const r = prepared(db, `SELECT ${COLS} FROM images WHERE id = ?`).get(cur.parentId) as ImageRow | undefined;
+    if (!r) throw corrupt(`image ${cur.name} names parent id ${cur.parentId}, which is missing`, { image: cur.name });
+    cur = toRecord(r);
+    seen.add(cur.id);
+    chain.push(cur);
+  }
+  return chain;
+}
+
+/** Every image below `id` in the tree, depth first. */
+export function descendantsOf(on: DbLike, id: ImageId): ImageRecord[] {
+  const db = sqlOf(on);
+  const out: ImageRecord[] = [];
+  const walk = (p: ImageId) => {
+    for (const c of childrenOf(db, p)) {
+      out.push(c);
+      walk(c.id);
+    }
+  };
+  walk(id);
+  return out;
+}
+
+export function assertNameFree(on: DbLike, name: string): void {
+  const db = sqlOf(on);
+  if (findImage(db, name)) throw new StrataError('E_EXISTS', `an image named ${name} already exists`, { image: name });
+}
+
+export interface NewImage {
+  name: ImageName;
+  kind: ImageKind;
+  parentId: ImageId | null;
+  virtualSize: number;
+  labels?: Record<string, string>;
+  source?: Record<string, unknown> | null;
+  createdAt?: number;
+  snapSeq?: number;
+}
+
+export function insertImage(on: DbLike, img: NewImage): ImageRecord {
+  const db = sqlOf(on);
+  assertNameFree(db, img.name);
+  const r = db
+    .prepare('INSERT INTO images(name, kind, parent_id, virtual_size, created_at, labels, source, snap_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    .run(
+      img.name,
+      img.kind,
+      img.parentId,
+      img.virtualSize,
+      img.createdAt ?? Date.now(),
+      JSON.stringify(img.labels ?? {}),
+      img.source ? JSON.stringify(img.source) : null,
+      img.snapSeq ?? 0,
+    );
+  return getImageById(db, Number(r.lastInsertRowid) as ImageId);
+}
+
+export function updateImage(
+  on: DbLike,
+  id: ImageId,
+  patch: Partial<Pick<ImageRecord, 'name' | 'kind' | 'parentId' | 'virtualSize' | 'ownBlocks' | 'source' | 'labels' | 'snapSeq' | 'snapshotAt'>>,
+): void {
+  const db = sqlOf(on);
+  const sets: string[] = ['generation = generation + 1'];
+  const vals: unknown[] = [];
+  const col: Record<string, string> = {
+    name: 'name',
+    kind: 'kind',
+    parentId: 'parent_id',
+    virtualSize: 'virtual_size',
+    ownBlocks: 'own_blocks',
+    source: 'source',
+    labels: 'labels',
+    snapSeq: 'snap_seq',
+    snapshotAt: 'snapshot_at',
+  };
+  for (const [k, v] of Object.entries(patch)) {
+    sets.push(`${col[k]} = ?`);
+    vals.push(k === 'source' || k === 'labels' ? (v == null ? null : JSON.stringify(v)) : v);
+  }
+  prepared(db, `UPDATE images SET ${sets.join(', ')} WHERE id = ?`).run(...vals, id);
+}
+
+export function deleteImageRow(on: DbLike, id: ImageId): void {
+  const db = sqlOf(on);
+  prepared(db, 'DELETE FROM segments WHERE image_id = ?').run(id);
+  prepared(db, 'DELETE FROM images WHERE id = ?').run(id);
+}

@@ -1,0 +1,81 @@
+/** Segment rows of image maps. An absent row is an all-INHERIT segment. */
+import type Database from 'better-sqlite3';
+import { INHERIT, SEGMENT_ENTRIES, isSlotEntry, type ImageId, type SegmentIndex } from '../core/types.js';
+import { segDecode, segEncode, type Segment } from './segment.js';
+import { prepared } from '../core/statements.js';
+import { refreshLocations } from '../blocks/locations.js';
+import { sqlOf, type DbLike } from '../core/tx.js';
+
+// Every load of map entries first drops stale block locations (locations.ts): the entries may name
+// slots freed and reused, with new locations, since this process last looked.
+
+export function loadSegment(on: DbLike, image: ImageId, seg: SegmentIndex): Segment {
+  const db = sqlOf(on);
+  refreshLocations(db);
+  const row = prepared(db, 'SELECT entries FROM segments WHERE image_id = ? AND seg = ?').get(image, seg) as { entries: Buffer } | undefined;
+  return row ? segDecode(row.entries, `${image}/${seg}`) : INHERIT;
+}
+
+/** Segment `seg` of each image, in the order given (INHERIT where an image has no row): one query for a whole chain. */
+export function loadSegmentOfEach(on: DbLike, images: readonly ImageId[], seg: SegmentIndex): Segment[] {
+  const db = sqlOf(on);
+  refreshLocations(db);
+  const rows = prepared(db, 'SELECT image_id, entries FROM segments WHERE seg = ? AND image_id IN (SELECT value FROM json_each(?))')
+    .raw()
+    .all(seg, JSON.stringify(images)) as [number, Buffer][];
+  const found = new Map(rows.map(([id, entries]) => [id, entries]));
+  return images.map((id) => {
+    const b = found.get(id);
+    return b ? segDecode(b, `${id}/${seg}`) : INHERIT;
+  });
+}
+
+export function saveSegment(on: DbLike, image: ImageId, seg: SegmentIndex, s: Segment): void {
+  const db = sqlOf(on);
+  if (s === INHERIT) {
+    prepared(db, 'DELETE FROM segments WHERE image_id = ? AND seg = ?').run(image, seg);
+    return;
+  }
+  prepared(db, 'INSERT INTO segments(image_id, seg, entries) VALUES (?, ?, ?) ON CONFLICT(image_id, seg) DO UPDATE SET entries = excluded.entries').run(
+    image,
+    seg,
+    segEncode(s),
+  );
+}
+
+/** Every stored segment of an image, in order. */
+export function* segmentsOf(on: DbLike, image: ImageId): Generator<[SegmentIndex, Segment]> {
+  const db = sqlOf(on);
+  refreshLocations(db);
+  const it = db.prepare('SELECT seg, entries FROM segments WHERE image_id = ? ORDER BY seg').iterate(image) as IterableIterator<{ seg: number; entries: Buffer }>;
+  for (const r of it) yield [r.seg as SegmentIndex, segDecode(r.entries, `${image}/${r.seg}`)];
+}
+
+/** The segment numbers where any of `images` has a row, ascending (each once). */
+export function segmentNumbersOf(on: DbLike, images: readonly ImageId[]): number[] {
+  const db = sqlOf(on);
+  return prepared(db, 'SELECT DISTINCT seg FROM segments WHERE image_id IN (SELECT value FROM json_each(?)) ORDER BY seg')
+    .pluck()
+    .all(JSON.stringify(images)) as number[];
+}
+
+/** The segment numbers in [from, to) where any of `images` has a row, ascending (each once). */
+export function segmentNumbersIn(on: DbLike, images: readonly ImageId[], from: number, to: number): number[] {
+  const db = sqlOf(on);
+  if (images.length === 0 || from >= to) return [];
+  return prepared(db, 'SELECT DISTINCT seg FROM segments WHERE seg >= ? AND seg < ? AND image_id IN (SELECT value FROM json_each(?)) ORDER BY seg')
+    .pluck()
+    .all(from, to, JSON.stringify(images)) as number[];
+}
+
+/** Adds one to `counts` per entry of the segment that references a slot. */
+export function countSlotRefs(s: Segment, counts: Map<number, number>): void {
+  if (typeof s === 'number') {
+    if (isSlotEntry(s)) counts.set(s - 2, (counts.get(s - 2) ?? 0) + SEGMENT_ENTRIES);
+    return;
+  }
+  for (let i = 0; i < s.length; i++) {
+    const e = s[i];
+    if (e >= 2) counts.set(e - 2, (counts.get(e - 2) ?? 0) + 1);
+  }
+}
