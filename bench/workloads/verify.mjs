@@ -1,6 +1,6 @@
 /**
  * The cost of verifying every block read against its slot's recorded hash
- * (issue #22 item 7; src/store/verify.ts): fio over NBD with verification on
+ * (issue #22 item 7; src/store/blocks/verify.ts): fio over NBD with verification on
  * (strata as shipped) beside the same server with it off
  * (STRATA_VERIFY_READS=0, a knob for this bench only, not a user setting).
  *

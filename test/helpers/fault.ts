@@ -1,6 +1,6 @@
 /**
  * Holding a `strata` process at a named step (STRATA_FAULT=<point>:pause,
- * src/store/faults.ts), so a test knows where the other process is instead
+ * src/store/core/faults.ts), so a test knows where the other process is instead
  * of guessing after a sleep:
  *
  *   const fault = faultChannel();

@@ -1,6 +1,6 @@
 /**
  * The slot table as tests read and damage it: refcounts and hashes live in
- * arrays per 4096 slots (src/store/slots.ts), not in one row per slot, so
+ * arrays per 4096 slots (src/store/slots/slots.ts), not in one row per slot, so
  * tests go through the same functions strata uses.
  */
 import path from 'node:path';

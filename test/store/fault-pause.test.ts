@@ -1,5 +1,5 @@
 /**
- * The pause fault point (STRATA_FAULT=<point>:pause, src/store/faults.ts) that
+ * The pause fault point (STRATA_FAULT=<point>:pause, src/store/core/faults.ts) that
  * two-process tests hold a process at: it announces the step with its pid,
  * stays there until released, and never outlives a test that went away; the
  * test side fails with a message naming the point instead of hanging.

@@ -1,7 +1,7 @@
 /**
  * Every mutating operation, killed at every step. Each operation first runs
  * to completion with STRATA_FAULT_LOG set, which lists the fault points it
- * passes (src/store/faults.ts); then, for each point and each time it is
+ * passes (src/store/core/faults.ts); then, for each point and each time it is
  * passed, a fresh copy of the same store runs the operation with
  * STRATA_FAULT=point:N, and the process dies there by SIGKILL.
  *

@@ -11,7 +11,7 @@ import { inCI } from '../helpers/available.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const nativeModule = fileURLToPath(new URL('../../src/store/native.ts', import.meta.url));
+const nativeModule = fileURLToPath(new URL('../../src/store/blocks/native.ts', import.meta.url));
 
 let dir: string;
 beforeAll(() => {

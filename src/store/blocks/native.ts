@@ -12,7 +12,7 @@
  *
  * The addon is loaded once, on first use, from `native/build/Release` at the
  * package root, found relative to this file so it works from both
- * `dist/store/native.js` and `src/store/native.ts` (tsx, vitest).
+ * `dist/store/blocks/native.js` and `src/store/blocks/native.ts` (tsx, vitest).
  * - ofdLocks: open-file-description byte-range locks (fcntl F_OFD_SETLK),
  *   which back image leases. Fallback: none; leases then fall back to
  *   comparing the holder's pid and start time, which cannot see a holder in
