@@ -1,6 +1,6 @@
 /**
  * Which images processes have open right now, read without changing the
- * store: the lease rows (src/store/leases.ts) whose holder is alive.
+ * store: the lease rows (src/store/leases/leases.ts) whose holder is alive.
  *
  * liveLeases() answers the same question but deletes the rows of dead
  * holders on the way, so it needs a write transaction; a reader that must
