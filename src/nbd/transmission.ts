@@ -1,7 +1,7 @@
 /**
  * The transmission phase of one connection: parse requests as they arrive,
- * run each in arrival order (but for those that wait for a remote fetch,
- * below), answer each as soon as it completes.
+ * run each in arrival order (but for those that wait for a remote fetch:
+ * range-order.ts), answer each as soon as it completes.
  *
  * The device is synchronous, so an unlimited export answers a request before
  * the next one is parsed. With a rate limit, requests wait their turn on the
@@ -23,6 +23,7 @@
 import type { Channel } from './channel.js';
 import { type CommandContext, type Request, dataBytes, errorReply, execute, validate } from './commands.js';
 import { InflightLimit } from './inflight.js';
+import { RangeOrder } from './range-order.js';
 import type { StallWatch } from './stalls.js';
 import { errnoFor, messageFor } from './errno.js';
 import { damagedSlotOf } from '../store/blocks/index.js';
@@ -93,56 +94,22 @@ export async function serveTransmission(ch: Channel, session: Session, cfg: Tran
     send(parts, held);
   };
 
-  /**
-   * Requests whose range holds blocks still in a remote pack (a lazy clone)
-   * wait for the device to fetch them; a failed fetch fails that request
-   * (EIO). A request overlapping one still waiting (or queued) waits behind
-   * it, so overlapping requests run in arrival order; any other runs at
-   * once, so a slow remote stalls only the requests that need it, not the
-   * guest's reads of local blocks or its writes elsewhere. NBD allows
-   * replies in any order; a FLUSH covers the writes already answered,
-   * which this never delays.
-   */
-  interface Pending {
-    start: number;
-    end: number;
-    done: Promise<void>;
-  }
-  const pending = new Set<Pending>();
-  const prepareOf = (req: Request): Promise<void> | null =>
-    (req.type === CMD.READ || req.type === CMD.WRITE) && ctx.device.prepare ? ctx.device.prepare(Number(req.offset), req.length, req.type === CMD.WRITE) : null;
-  const fetchThenRun = (p: Promise<void>, req: Request, held: number): Promise<void> =>
-    p.then(
-      () => run(req, held),
-      (e) => {
+  /** Which requests may run beside which, and overlap waits (range-order.ts). */
+  const order = new RangeOrder();
+  const ordered = (req: Request, held: number) => {
+    const start = Number(req.offset);
+    // FLUSH covers only the writes already answered: it orders with nothing.
+    const ranged = req.length > 0 && req.type !== CMD.FLUSH && req.type !== CMD.DISC;
+    order.submit({
+      start,
+      end: ranged ? start + req.length : start,
+      prepare: () => ((req.type === CMD.READ || req.type === CMD.WRITE) && ctx.device.prepare ? ctx.device.prepare(start, req.length, req.type === CMD.WRITE) : null),
+      run: () => run(req, held),
+      fail: (e) => {
         log.debug({ offset: String(req.offset), length: req.length, err: messageFor(e) }, 'fetch for request failed');
         send([errorReply(req, ctx, errnoFor(e), messageFor(e))], held);
       },
-    );
-  const ordered = (req: Request, held: number) => {
-    const start = Number(req.offset);
-    const end = start + req.length;
-    const ranged = req.length > 0 && req.type !== CMD.FLUSH && req.type !== CMD.DISC;
-    const ahead = ranged ? [...pending].filter((w) => start < w.end && w.start < end) : [];
-    if (ahead.length === 0) {
-      const p = prepareOf(req);
-      if (!p) return run(req, held);
-      const w: Pending = { start, end, done: fetchThenRun(p, req, held) };
-      pending.add(w);
-      void w.done.then(() => pending.delete(w));
-      return;
-    }
-    // Behind every waiting request it overlaps, and registered now so that later overlapping ones queue behind it.
-    const w: Pending = {
-      start,
-      end,
-      done: Promise.all(ahead.map((x) => x.done)).then(() => {
-        const p = prepareOf(req);
-        return p ? fetchThenRun(p, req, held) : run(req, held);
-      }),
-    };
-    pending.add(w);
-    void w.done.then(() => pending.delete(w));
+    });
   };
 
   const dispatch = (req: Request, held: number) => {

@@ -1,14 +1,14 @@
 /**
  * Block slots on local disk: data/NNNNNN.dat, each SLOTS_PER_FILE fixed 4 KiB
- * slots. This is the only module that touches data-file descriptors; a second
- * backend (an object store behind a local cache) implements BlockBackend too.
+ * slots. This is the only module that touches data-file descriptors; tests
+ * and STRATA_FAULT wrap it in FaultyBlocks (faulty-blocks.ts), and every
+ * BlockBackend passes test/store/backend-contract.test.ts.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError, corrupt } from '../../errors.js';
 import { BLOCK_SIZE, SLOTS_PER_FILE, type SlotNumber } from '../core/types.js';
 import { nativeBlockHash, nativeCodecs, punchHole, startWriteback, writeAt } from './native.js';
-import { faultError, faultSkip } from '../core/faults.js';
 
 export interface BlockBackend {
   /** Reads `count` consecutive slots into `into` at byte `at`. */
@@ -52,7 +52,7 @@ export interface BlockBackend {
 export const dataFileName = (fileNo: number): string => `${String(fileNo).padStart(6, '0')}.dat`;
 
 /** Maps an fs error on a data file to a typed error naming the file. */
-function ioError(e: unknown, file: string, what: string): StrataError {
+export function ioError(e: unknown, file: string, what: string): StrataError {
   const err = e as NodeJS.ErrnoException;
   if (err.code === 'ENOSPC' || err.code === 'EDQUOT' || err.code === 'EFBIG') {
     return new StrataError('E_NO_SPACE', `no space left to ${what} ${file}`, { file }, { cause: e });
@@ -82,8 +82,6 @@ function writeAll(fd: number, fileNo: number, buffers: Uint8Array[], position: n
     while (left > 0) {
       let put: number;
       try {
-        const injected = faultError('datafile.write');
-        if (injected) throw Object.assign(new Error(`${injected}: injected`), { code: injected });
         put = bufs.length === 1 ? fs.writeSync(fd, bufs[0], 0, bufs[0].length, pos) : fs.writevSync(fd, bufs, pos);
       } catch (e) {
         throw ioError(e, dataFileName(fileNo), 'write');
@@ -262,8 +260,6 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
         const fd = fileFor(fileNo);
         let native: boolean;
         try {
-          const injected = faultError('datafile.write');
-          if (injected) throw Object.assign(new Error(`${injected}: injected`), { code: injected });
           native = writeAt(fd, f.bufs, f.offsets);
         } catch (e) {
           throw ioError(e, dataFileName(fileNo), 'write');
@@ -284,8 +280,6 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
         unsynced.clear();
         dirDirty = false;
       }
-      // The crash-state test's proof that it sees a lost write: a build without this fdatasync.
-      if (faultSkip('datafile.sync')) unsynced.clear();
       for (const fileNo of unsynced) {
         try {
           fs.fdatasyncSync(fileFor(fileNo));

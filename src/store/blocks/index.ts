@@ -5,6 +5,7 @@
  *
  *   codecs.ts          Block codecs:
  *   datafiles.ts       Block slots on local disk:
+ *   faulty-blocks.ts   FaultyBlocks: a BlockBackend that fails, tears, drops or holds writes and syncs where a plan (or STRATA_FAULT) says.
  *   fragment-run.ts    A run of new container slots filled with fragments one after another:
  *   locations.ts       Where blocks live, and reading them from there.
  *   moved-places.ts    Old places of moved blocks:
@@ -16,6 +17,7 @@
  */
 export * from './codecs.js';
 export * from './datafiles.js';
+export * from './faulty-blocks.js';
 export * from './fragment-run.js';
 export * from './locations.js';
 export * from './moved-places.js';

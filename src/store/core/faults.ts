@@ -12,9 +12,12 @@
  *                                           waits until it is stopped, and SIGCONTs it
  *   STRATA_FAULT=import.after-flush:pause   at the first hit (`:pause:N` the Nth), announce the
  *                                           point on STRATA_FAULT_CHANNEL and wait for the answer
- *   STRATA_FAULT=datafile.sync:skip         every faultSkip('datafile.sync') says skip: a build that
+ *   STRATA_FAULT=datafile.sync:skip         every data-file sync is left out (faulty-blocks.ts): a build that
  *                                           leaves out one fdatasync, for the crash-state test to
  *                                           prove it catches a lost write (test/crash/)
+ *   STRATA_FAULT=datafile.write:pause:2     any action at a data-file point (datafile.write,
+ *                                           datafile.sync): the store then opens its data files
+ *                                           through FaultyBlocks (blocks/faulty-blocks.ts)
  *   STRATA_FAULT_LOG=FILE                   append the name of every point reached to FILE
  *
  * Points are named `<operation>.<step>`; each mutating operation names its
@@ -32,7 +35,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-interface Spec {
+export interface Spec {
   name: string;
   action: 'kill' | 'enospc' | 'sleep' | 'stop' | 'pause' | 'skip';
   /** Fire at this hit of `name` (1-based); for sleep, the milliseconds of every hit. */
@@ -132,14 +135,14 @@ export function faultDelay(name: string): void {
   }
 }
 
+/** What STRATA_FAULT does at points named `name`, or null when it names another point. */
+export function faultAction(name: string): Spec['action'] | null {
+  return spec?.name === name ? spec.action : null;
+}
+
 /** An I/O call that may be made to fail: returns the errno code to raise, or null. */
 export function faultError(name: string): 'ENOSPC' | null {
   if (spec === null && log === null) return null;
   const n = hit(name);
   return spec?.action === 'enospc' && spec.name === name && n >= spec.at ? 'ENOSPC' : null;
-}
-
-/** A durability step (a sync) that STRATA_FAULT=<name>:skip leaves out: true when the caller must skip it. */
-export function faultSkip(name: string): boolean {
-  return spec?.action === 'skip' && spec.name === name;
 }

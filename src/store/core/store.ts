@@ -14,6 +14,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { StrataError, badInput, corrupt } from '../../errors.js';
 import { openLocalBlocks, syncDirectory, type BlockBackend } from '../blocks/datafiles.js';
+import { envFaultyBlocks } from '../blocks/faulty-blocks.js';
 import { loadXxh64, type HashFn } from './hash.js';
 import { Lru } from './lru.js';
 import { openLockFile, type LockFile } from '../leases/lockfile.js';
@@ -191,7 +192,7 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
     sqliteError(e, dbPath);
   }
 
-  const blocks = openLocalBlocks(path.join(abs, 'data'), readOnly, durability === 'full');
+  const blocks = envFaultyBlocks(openLocalBlocks(path.join(abs, 'data'), readOnly, durability === 'full'));
   const locks = openLockFile(abs, readOnly);
   // A new store's names (strata.db, lock, data/, STORE itself): a power cut must not lose what the
   // first command acknowledges. SQLite syncs the database's contents, never the directory holding it.

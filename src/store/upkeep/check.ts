@@ -28,44 +28,23 @@
  * its current content. Content that fails its hash is reported, never
  * repaired: no copy of the right bytes exists.
  */
-import { segDecode } from '../images/segment.js';
 import { damagedReads, type DamagedRead } from './damaged-reads.js';
 import { faultPoint } from '../core/faults.js';
-import { freeSlots } from '../slots/freelist.js';
 import { STORE_LEASE, leaseTx, releaseLease } from '../leases/leases.js';
-import { metaNumber, setMeta } from '../core/meta.js';
 import { type Store } from '../core/store.js';
-import { dropRemoteLoc, remotePlacesOf } from '../blocks/remote-locs.js';
-import { CONTAINER, REMOTE, forEachLiveSlot, indexSlots, packedCounts, slotEditor, slotReader, usedSlotCount } from '../slots/slots.js';
-import { fragmentLength, fragmentOffset, fragmentSpans, isPackedLoc } from '../blocks/locations.js';
-import { BLOCK_SIZE, SEGMENT_ENTRIES, type OnProgress, type SlotNumber } from '../core/types.js';
+import { slotReader } from '../slots/slots.js';
+import { BLOCK_SIZE, type OnProgress, type SlotNumber } from '../core/types.js';
+import { MAX_FAULTS_PER_KIND, type Fault } from './check/faults.js';
+import { checkContext } from './check/context.js';
+import { checkCatalog } from './check/catalog.js';
+import { readFreeList, checkUnlisted } from './check/free-list.js';
+import { countReferences } from './check/maps.js';
+import { checkSlots } from './check/slots.js';
+import { checkContainers } from './check/containers.js';
+import { applyRepairs } from './check/repair.js';
+import { verifySlots } from './check/verify.js';
 
-export type FaultClass = 'corruption' | 'leak';
-
-export interface Fault {
-  class: FaultClass;
-  /** Short stable name of the kind of fault. */
-  kind:
-    | 'bad-hash'
-    | 'unreadable-slot'
-    | 'refcount-high'
-    | 'refcount-low'
-    | 'used-slots'
-    | 'map-points-at-free-slot'
-    | 'map-points-past-end'
-    | 'lost-slot'
-    | 'list-past-end'
-    | 'orphan-map'
-    | 'missing-parent'
-    | 'chain-loop'
-    | 'own-blocks'
-    | 'bad-location'
-    | 'packed-counts';
-  message: string;
-  repaired: boolean;
-  /** The slot a data fault is about. */
-  slot?: number;
-}
+export type { Fault, FaultClass } from './check/faults.js';
 
 export interface CheckReport {
   images: number;
@@ -86,18 +65,6 @@ export interface CheckReport {
   /** Further such reads, past those listed. */
   damagedReadsNotListed: number;
   elapsedMs: number;
-}
-
-/** Faults named per slot past this many are summarised, so a wrecked store still yields a readable report. */
-const MAX_FAULTS_PER_KIND = 1000;
-/** Slots read per pread while verifying: 1 MiB. */
-const VERIFY_RUN = 256;
-
-interface ImageRow {
-  id: number;
-  name: string;
-  parent_id: number | null;
-  own_blocks: number;
 }
 
 export interface CheckOptions {
@@ -175,249 +142,18 @@ function confirmDataFaults(store: Store, report: CheckReport): CheckReport {
   return summarize(report.faults.filter((f) => !gone.has(f)), report.images, report.slots, report.slotsVerified);
 }
 
+/** The passes in order; each reports its faults as it finds them, so the report lists them in this order. */
 function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): CheckReport {
-  const db = store.db;
-  const faults: Fault[] = [];
-  const perKind = new Map<string, number>();
-  const fault = (cls: FaultClass, kind: Fault['kind'], message: string, repaired = false, slot?: number) => {
-    const n = (perKind.get(kind) ?? 0) + 1;
-    perKind.set(kind, n);
-    if (n <= MAX_FAULTS_PER_KIND) faults.push(slot === undefined ? { class: cls, kind, message, repaired } : { class: cls, kind, message, repaired, slot });
-    else if (n === MAX_FAULTS_PER_KIND + 1) faults.push({ class: cls, kind, message: `further faults of kind ${kind} not listed`, repaired });
-  };
-
-  // ---- catalog -------------------------------------------------------------
-  const images = db.prepare('SELECT id, name, parent_id, own_blocks FROM images').all() as ImageRow[];
-  const byId = new Map(images.map((i) => [i.id, i]));
-  for (const img of images) {
-    if (img.parent_id !== null && !byId.has(img.parent_id)) {
-      fault('corruption', 'missing-parent', `image ${img.name}: parent id ${img.parent_id} is missing`);
-      continue;
-    }
-    const seen = new Set<number>([img.id]);
-    for (let p = img.parent_id; p !== null; ) {
-      if (seen.has(p)) {
-        fault('corruption', 'chain-loop', `image ${img.name}: parent chain loops (through ${byId.get(p)!.name})`);
-        break;
-      }
-      seen.add(p);
-      const row = byId.get(p);
-      if (!row) break; // reported for the image that names it
-      p = row.parent_id;
-    }
-  }
-
-  // ---- maps: count references per slot --------------------------------------
-  const next = metaNumber(db, 'next_slot');
-  // Float64, not Uint32: one all-equal segment is 4096 references, so 2^32 of them to one slot is
-  // only 16 TiB of a repeated block. A wrapped count would let repair free a slot in use.
-  // Doubles count exactly up to 2^53.
-  const refs = new Float64Array(next);
-  const free = new Uint8Array(next);
-  for (const slot of db.prepare('SELECT slot FROM free_slots').pluck().all() as number[]) {
-    if (slot >= 0 && slot < next) free[slot] = 1;
-    else {
-      if (repair) db.prepare('DELETE FROM free_slots WHERE slot = ?').run(slot);
-      fault('corruption', 'list-past-end', `slot ${slot}: on the free list but at or past next_slot ${next}`, repair);
-    }
-  }
-  /** Referenced slots on the free list, named once per image. */
-  const freeHits = new Set<string>();
-  const orphanImages = new Set<number>();
-  const ownCounted = new Map<number, number>();
-  const segRows = db.prepare('SELECT image_id, seg, entries FROM segments').raw().iterate() as IterableIterator<[number, number, Buffer]>;
-  for (const [imageId, seg, blob] of segRows) {
-    const img = byId.get(imageId);
-    if (!img) {
-      orphanImages.add(imageId);
-      continue;
-    }
-    const s = segDecode(blob, `${img.name}/${seg}`);
-    const base = seg * SEGMENT_ENTRIES;
-    let own = 0;
-    const visit = (e: number, i: number, times: number) => {
-      const slot = e - 2;
-      own += times;
-      if (slot >= next) {
-        fault('corruption', 'map-points-past-end', `image ${img.name} map entry at block ${base + i} points at slot ${slot}, past the end of the store (next_slot ${next})`);
-        return;
-      }
-      refs[slot] += times;
-      if (free[slot] && !freeHits.has(`${imageId}:${slot}`)) {
-        freeHits.add(`${imageId}:${slot}`);
-        // Marked repaired below, once the slot has been taken back from the free list.
-        fault('corruption', 'map-points-at-free-slot', `image ${img.name} map entry at block ${base + i} points at free slot ${slot}`);
-      }
-    };
-    if (typeof s === 'number') {
-      if (s >= 2) visit(s, 0, SEGMENT_ENTRIES);
-    } else {
-      for (let i = 0; i < s.length; i++) if (s[i] >= 2) visit(s[i], i, 1);
-    }
-    ownCounted.set(imageId, (ownCounted.get(imageId) ?? 0) + own);
-  }
-  for (const id of orphanImages) {
-    // Their references were not counted, so the refcount pass turns them into leaks to repair.
-    if (repair) db.prepare('DELETE FROM segments WHERE image_id = ?').run(id);
-    fault('leak', 'orphan-map', `map segments of missing image id ${id}`, repair);
-  }
-  for (const img of images) {
-    const counted = ownCounted.get(img.id) ?? 0;
-    if (counted !== img.own_blocks) {
-      if (repair) db.prepare('UPDATE images SET own_blocks = ? WHERE id = ?').run(counted, img.id);
-      fault('corruption', 'own-blocks', `image ${img.name}: own_blocks says ${img.own_blocks}, its map holds ${counted} slots`, repair);
-    }
-  }
-
-  // ---- refcounts, hashes and free list, slot by slot -------------------------
-  const edit = slotEditor(db);
-  /** Slots repair puts on the free list, stamped together (freelist.ts). */
-  const toFree: number[] = [];
-  const delFree = db.prepare('DELETE FROM free_slots WHERE slot = ?');
-  const live = new Uint8Array(next);
-  const inUse: number[] = [];
-  const hashes = new Map<number, number>();
-  const beyond: number[] = [];
-  let liveCount = 0;
-  /** Containers with their refcount, and the live fragments counted in each. */
-  const containers = new Map<number, number>();
-  const fragmentsIn = new Map<number, number>();
-  const packedSeen = { packedBlocks: 0, packedBytes: 0, containers: 0 };
-  const packedAt: number[] = [];
-  forEachLiveSlot(db, (slot, rc, hash, w0, w1) => {
-    liveCount++;
-    if (slot >= next) {
-      beyond.push(slot);
-      return;
-    }
-    live[slot] = 1;
-    const n = refs[slot];
-    if (w0 === CONTAINER) {
-      containers.set(slot, rc);
-      packedSeen.containers++;
-      if (n > 0) fault('corruption', 'bad-location', `slot ${slot} holds packed fragments, yet maps reference it ${n} times`);
-      return;
-    }
-    if (isPackedLoc(w0) && n > 0) {
-      const c = w0 - 1;
-      if (fragmentLength(w1) === 0 || fragmentLength(w1) > BLOCK_SIZE) {
-        fault('corruption', 'bad-location', `slot ${slot}: its fragment (offset ${fragmentOffset(w1)}, ${fragmentLength(w1)} bytes) is not a fragment of one block`);
-      }
-      fragmentsIn.set(c, (fragmentsIn.get(c) ?? 0) + 1);
-      packedAt.push(slot, c);
-      if (fragmentSpans(w1)) {
-        // It runs on into the next slot, which must be a container too and counts it as well.
-        fragmentsIn.set(c + 1, (fragmentsIn.get(c + 1) ?? 0) + 1);
-        packedAt.push(slot, c + 1);
-      }
-      packedSeen.packedBlocks++;
-      packedSeen.packedBytes += fragmentLength(w1);
-    }
-    if (n === 0) {
-      if (repair) {
-        edit.set(slot, 0);
-        if (w0 !== 0) edit.setLoc(slot, 0, 0);
-        if (w0 === REMOTE) dropRemoteLoc(db, slot);
-        toFree.push(slot);
-      }
-      fault('leak', 'refcount-high', `slot ${slot}: refcount ${rc}, maps reference it 0 times`, repair);
-      return;
-    }
-    if (w0 === REMOTE) {
-      // Still in a remote pack (a lazy clone's): no bytes here to verify; its place must be recorded.
-      if (remotePlacesOf(db, [slot]).size === 0) fault('corruption', 'bad-location', `slot ${slot}: its location says remote, but no remote place is recorded`);
-    } else inUse.push(slot);
-    hashes.set(slot, hash);
-    if (rc !== n) {
-      if (repair) edit.set(slot, n);
-      if (rc > n) fault('leak', 'refcount-high', `slot ${slot}: refcount ${rc}, maps reference it ${n} times`, repair);
-      else fault('corruption', 'refcount-low', `slot ${slot}: refcount ${rc}, maps reference it ${n} times`, repair);
-    }
-    if (free[slot]) {
-      // Named by the map pass (map-points-at-free-slot); leaving the free list is the repair.
-      if (repair) delFree.run(slot);
-      markFreeHitsRepaired(faults, slot, repair);
-    }
-  });
-  // A packed block must lie in a live container; a container counts its live fragments.
-  for (let k = 0; k < packedAt.length; k += 2) {
-    if (!containers.has(packedAt[k + 1])) fault('corruption', 'bad-location', `slot ${packedAt[k]}: packed into slot ${packedAt[k + 1]}, which is not a container in use`);
-  }
-  for (const [c, rc] of containers) {
-    const n = fragmentsIn.get(c) ?? 0;
-    if (rc === n) continue;
-    if (repair) {
-      edit.set(c, n);
-      if (n === 0) {
-        edit.setLoc(c, 0, 0);
-        toFree.push(c);
-      }
-    }
-    if (rc > n) fault('leak', 'refcount-high', `container slot ${c}: refcount ${rc}, holds ${n} live fragments`, repair);
-    else fault('corruption', 'refcount-low', `container slot ${c}: refcount ${rc}, holds ${n} live fragments`, repair);
-  }
-  const packedMeta = packedCounts(db);
-  if (packedMeta.packedBlocks !== packedSeen.packedBlocks || packedMeta.packedBytes !== packedSeen.packedBytes || packedMeta.containers !== packedSeen.containers) {
-    // Repair sets them after the edit's own commit, which moves them by what it changed.
-    fault('leak', 'packed-counts', `the store counts ${packedMeta.packedBlocks} packed blocks (${packedMeta.packedBytes} bytes) in ${packedMeta.containers} containers; its locations say ${packedSeen.packedBlocks} (${packedSeen.packedBytes} bytes) in ${packedSeen.containers}`, repair);
-  }
-  for (const slot of beyond) {
-    // A refcount past next_slot: the allocator could hand the slot out again.
-    fault('corruption', 'list-past-end', `slot ${slot}: has a refcount but is at or past next_slot ${next}`);
-  }
-  const scratch = Buffer.allocUnsafe(BLOCK_SIZE);
-  for (let slot = 0; slot < next; slot++) {
-    if (live[slot]) continue;
-    if (refs[slot] > 0) {
-      // Referenced but counted 0: take it back from wherever it is, with the hash of what it holds now.
-      let ok = true;
-      if (repair) {
-        try {
-          store.readUnverified(slot as SlotNumber, 1, scratch, 0);
-          delFree.run(slot);
-          const hash = store.hash(scratch);
-          edit.set(slot, refs[slot], hash);
-          indexSlots(db, [hash, slot]);
-        } catch {
-          ok = false;
-        }
-      }
-      if (!free[slot]) fault('corruption', 'refcount-low', `slot ${slot}: refcount 0, maps reference it ${refs[slot]} times`, repair && ok);
-      else markFreeHitsRepaired(faults, slot, repair && ok);
-      continue;
-    }
-    if (!free[slot]) {
-      if (repair) toFree.push(slot);
-      fault('leak', 'lost-slot', `slot ${slot}: neither referenced nor on the free list`, repair);
-    }
-  }
-  const counted = usedSlotCount(db);
-  edit.commit();
-  if (repair) {
-    // What the locations say once the repairs above are in (freed leaks lost their fragments).
-    const now = { packedBlocks: 0, packedBytes: 0, containers: 0 };
-    forEachLiveSlot(db, (_slot, _rc, _hash, w0, w1) => {
-      if (w0 === CONTAINER) now.containers++;
-      else if (isPackedLoc(w0)) {
-        now.packedBlocks++;
-        now.packedBytes += fragmentLength(w1);
-      }
-    }, { hashes: false });
-    setMeta(db, 'packed_blocks', now.packedBlocks);
-    setMeta(db, 'packed_bytes', now.packedBytes);
-    setMeta(db, 'container_slots', now.containers);
-  }
-  if (counted !== liveCount) {
-    if (repair) setMeta(db, 'used_slots', liveCount + (usedSlotCount(db) - counted));
-    fault('leak', 'used-slots', `the store counts ${counted} slots in use, its refcounts say ${liveCount}`, repair);
-  }
-
-  freeSlots(db, toFree);
-
-  // ---- data: read every slot in use, verify its hash ----------------------
-  const verified = verifySlots(store, inUse, hashes, fault, onProgress);
-
-  return summarize(faults, images.length, next, verified);
+  const cx = checkContext(store, repair);
+  const catalog = checkCatalog(cx);
+  const free = readFreeList(cx);
+  const refs = countReferences(cx, catalog, free);
+  const seen = checkSlots(cx, refs, free);
+  checkContainers(cx, seen);
+  checkUnlisted(cx, refs, free, seen);
+  applyRepairs(cx, seen);
+  const verified = verifySlots(store, seen.inUse, seen.hashes, cx.fault, onProgress);
+  return summarize(cx.faults, catalog.images.length, cx.next, verified);
 }
 
 function summarize(faults: Fault[], images: number, slots: number, verified: number): CheckReport {
@@ -439,54 +175,3 @@ function summarize(faults: Fault[], images: number, slots: number, verified: num
     elapsedMs: 0,
   };
 }
-
-function markFreeHitsRepaired(faults: Fault[], slot: number, repaired: boolean): void {
-  const tail = ` points at free slot ${slot}`;
-  for (const f of faults) if (f.kind === 'map-points-at-free-slot' && f.message.endsWith(tail)) f.repaired = repaired;
-}
-
-/**
- * Reads slots in runs of consecutive numbers and compares each block's hash with its index row.
- * Unverified reads: check does the comparing itself, to name each bad slot rather than stop at the first.
- */
-type DataFault = (c: FaultClass, k: Fault['kind'], m: string, repaired: boolean, slot: number) => void;
-
-function verifySlots(store: Store, slots: readonly number[], hashes: Map<number, number>, fault: DataFault, onProgress?: OnProgress): number {
-  const buf = Buffer.allocUnsafe(VERIFY_RUN * BLOCK_SIZE);
-  const total = slots.length * BLOCK_SIZE;
-  let verified = 0;
-  let i = 0;
-  while (i < slots.length) {
-    onProgress?.(i * BLOCK_SIZE, total);
-    let n = 1;
-    while (i + n < slots.length && n < VERIFY_RUN && slots[i + n] === slots[i] + n) n++;
-    try {
-      store.readUnverified(slots[i] as SlotNumber, n, buf, 0);
-    } catch (e) {
-      // Fall back to one slot at a time, so one short file names the slots it lost.
-      for (let k = 0; k < n; k++) verified += verifyOne(store, slots[i + k], hashes, fault, buf) ? 1 : 0;
-      i += n;
-      continue;
-    }
-    for (let k = 0; k < n; k++) {
-      const block = buf.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
-      if (store.hash(block) !== hashes.get(slots[i + k])) fault('corruption', 'bad-hash', `slot ${slots[i + k]}: content does not match its hash`, false, slots[i + k]);
-      verified++;
-    }
-    i += n;
-  }
-  onProgress?.(total, total);
-  return verified;
-}
-
-function verifyOne(store: Store, slot: number, hashes: Map<number, number>, fault: DataFault, buf: Buffer): boolean {
-  try {
-    store.readUnverified(slot as SlotNumber, 1, buf, 0);
-  } catch (e) {
-    fault('corruption', 'unreadable-slot', `slot ${slot}: cannot be read (${(e as Error).message})`, false, slot);
-    return false;
-  }
-  if (store.hash(buf.subarray(0, BLOCK_SIZE)) !== hashes.get(slot)) fault('corruption', 'bad-hash', `slot ${slot}: content does not match its hash`, false, slot);
-  return true;
-}
-

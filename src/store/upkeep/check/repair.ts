@@ -1,0 +1,39 @@
+/**
+ * Check pass, last before the data: writes the slot-table repairs the
+ * passes gathered, sets the packed counts from the repaired locations,
+ * checks the count of slots in use against the refcounts, and puts the
+ * slots repair freed on the free list.
+ */
+import { fragmentLength, isPackedLoc } from '../../blocks/locations.js';
+import { setMeta } from '../../core/meta.js';
+import { freeSlots } from '../../slots/freelist.js';
+import { CONTAINER, forEachLiveSlot, usedSlotCount } from '../../slots/slots.js';
+import type { CheckContext } from './context.js';
+import type { SlotsSeen } from './slots.js';
+
+export function applyRepairs(cx: CheckContext, seen: SlotsSeen): void {
+  const { db, repair, fault, edit, toFree } = cx;
+  const { liveCount } = seen;
+  const counted = usedSlotCount(db);
+  edit.commit();
+  if (repair) {
+    // What the locations say once the repairs above are in (freed leaks lost their fragments).
+    const now = { packedBlocks: 0, packedBytes: 0, containers: 0 };
+    forEachLiveSlot(db, (_slot, _rc, _hash, w0, w1) => {
+      if (w0 === CONTAINER) now.containers++;
+      else if (isPackedLoc(w0)) {
+        now.packedBlocks++;
+        now.packedBytes += fragmentLength(w1);
+      }
+    }, { hashes: false });
+    setMeta(db, 'packed_blocks', now.packedBlocks);
+    setMeta(db, 'packed_bytes', now.packedBytes);
+    setMeta(db, 'container_slots', now.containers);
+  }
+  if (counted !== liveCount) {
+    if (repair) setMeta(db, 'used_slots', liveCount + (usedSlotCount(db) - counted));
+    fault('leak', 'used-slots', `the store counts ${counted} slots in use, its refcounts say ${liveCount}`, repair);
+  }
+
+  freeSlots(db, toFree);
+}
