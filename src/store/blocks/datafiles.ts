@@ -1,7 +1,10 @@
 /**
  * Block slots on local disk: data/NNNNNN.dat, each SLOTS_PER_FILE fixed 4 KiB
- * slots. This is the only module that touches data-file descriptors; a second
- * backend (an object store behind a local cache) implements BlockBackend too.
+ * slots. This is the only module that touches data-file descriptors.
+ * BlockBackend is the seam between the store and its slots' bytes, not a
+ * place for remote storage: a block kept in a bucket is a location
+ * (location.ts's remote, remote-locs.ts), fetched into its own slot here
+ * before it is read.
  */
 import fs from 'node:fs';
 import path from 'node:path';

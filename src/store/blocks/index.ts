@@ -6,6 +6,7 @@
  *   codecs.ts          Block codecs:
  *   datafiles.ts       Block slots on local disk:
  *   fragment-run.ts    A run of new container slots filled with fragments one after another:
+ *   location.ts        A block's location (own, packed, container, remote): the type, and the only code that knows its words in slot_locs.
  *   locations.ts       Where blocks live, and reading them from there.
  *   moved-places.ts    Old places of moved blocks:
  *   native.ts          The optional native addon (native/strata_native.c) and its portable fallbacks.
@@ -17,6 +18,7 @@
 export * from './codecs.js';
 export * from './datafiles.js';
 export * from './fragment-run.js';
+export * from './location.js';
 export * from './locations.js';
 export * from './moved-places.js';
 export * from './native.js';

@@ -36,8 +36,8 @@ import { STORE_LEASE, leaseTx, releaseLease } from '../leases/leases.js';
 import { metaNumber, setMeta } from '../core/meta.js';
 import { type Store } from '../core/store.js';
 import { dropRemoteLoc, remotePlacesOf } from '../blocks/remote-locs.js';
-import { CONTAINER, REMOTE, forEachLiveSlot, indexSlots, packedCounts, slotEditor, slotReader, usedSlotCount } from '../slots/slots.js';
-import { fragmentLength, fragmentOffset, fragmentSpans, isPackedLoc } from '../blocks/locations.js';
+import { forEachLiveSlot, indexSlots, packedCounts, slotEditor, slotReader, usedSlotCount } from '../slots/slots.js';
+import { OWN, containersOf, inRemotePack, tallyLocation, unreachable, type LocationTally } from '../blocks/location.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type OnProgress, type SlotNumber } from '../core/types.js';
 
 export type FaultClass = 'corruption' | 'leak';
@@ -284,7 +284,7 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
   const fragmentsIn = new Map<number, number>();
   const packedSeen = { packedBlocks: 0, packedBytes: 0, containers: 0 };
   const packedAt: number[] = [];
-  forEachLiveSlot(db, (slot, rc, hash, w0, w1) => {
+  forEachLiveSlot(db, (slot, rc, hash, loc) => {
     liveCount++;
     if (slot >= next) {
       beyond.push(slot);
@@ -292,38 +292,42 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
     }
     live[slot] = 1;
     const n = refs[slot];
-    if (w0 === CONTAINER) {
-      containers.set(slot, rc);
-      packedSeen.containers++;
-      if (n > 0) fault('corruption', 'bad-location', `slot ${slot} holds packed fragments, yet maps reference it ${n} times`);
-      return;
-    }
-    if (isPackedLoc(w0) && n > 0) {
-      const c = w0 - 1;
-      if (fragmentLength(w1) === 0 || fragmentLength(w1) > BLOCK_SIZE) {
-        fault('corruption', 'bad-location', `slot ${slot}: its fragment (offset ${fragmentOffset(w1)}, ${fragmentLength(w1)} bytes) is not a fragment of one block`);
-      }
-      fragmentsIn.set(c, (fragmentsIn.get(c) ?? 0) + 1);
-      packedAt.push(slot, c);
-      if (fragmentSpans(w1)) {
-        // It runs on into the next slot, which must be a container too and counts it as well.
-        fragmentsIn.set(c + 1, (fragmentsIn.get(c + 1) ?? 0) + 1);
-        packedAt.push(slot, c + 1);
-      }
-      packedSeen.packedBlocks++;
-      packedSeen.packedBytes += fragmentLength(w1);
+    switch (loc.kind) {
+      case 'container':
+        containers.set(slot, rc);
+        packedSeen.containers++;
+        if (n > 0) fault('corruption', 'bad-location', `slot ${slot} holds packed fragments, yet maps reference it ${n} times`);
+        return;
+      case 'packed':
+        if (n === 0) break;
+        if (loc.length === 0 || loc.length > BLOCK_SIZE) {
+          fault('corruption', 'bad-location', `slot ${slot}: its fragment (offset ${loc.offset}, ${loc.length} bytes) is not a fragment of one block`);
+        }
+        // One that runs on into the next slot needs it to be a container too, counting it as well.
+        for (const c of containersOf(loc)) {
+          fragmentsIn.set(c, (fragmentsIn.get(c) ?? 0) + 1);
+          packedAt.push(slot, c);
+        }
+        packedSeen.packedBlocks++;
+        packedSeen.packedBytes += loc.length;
+        break;
+      case 'own':
+      case 'remote':
+        break;
+      default:
+        unreachable(loc);
     }
     if (n === 0) {
       if (repair) {
         edit.set(slot, 0);
-        if (w0 !== 0) edit.setLoc(slot, 0, 0);
-        if (w0 === REMOTE) dropRemoteLoc(db, slot);
+        edit.setLoc(slot, OWN);
+        if (inRemotePack(loc)) dropRemoteLoc(db, slot);
         toFree.push(slot);
       }
       fault('leak', 'refcount-high', `slot ${slot}: refcount ${rc}, maps reference it 0 times`, repair);
       return;
     }
-    if (w0 === REMOTE) {
+    if (inRemotePack(loc)) {
       // Still in a remote pack (a lazy clone's): no bytes here to verify; its place must be recorded.
       if (remotePlacesOf(db, [slot]).size === 0) fault('corruption', 'bad-location', `slot ${slot}: its location says remote, but no remote place is recorded`);
     } else inUse.push(slot);
@@ -349,7 +353,7 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
     if (repair) {
       edit.set(c, n);
       if (n === 0) {
-        edit.setLoc(c, 0, 0);
+        edit.setLoc(c, OWN);
         toFree.push(c);
       }
     }
@@ -395,14 +399,8 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
   edit.commit();
   if (repair) {
     // What the locations say once the repairs above are in (freed leaks lost their fragments).
-    const now = { packedBlocks: 0, packedBytes: 0, containers: 0 };
-    forEachLiveSlot(db, (_slot, _rc, _hash, w0, w1) => {
-      if (w0 === CONTAINER) now.containers++;
-      else if (isPackedLoc(w0)) {
-        now.packedBlocks++;
-        now.packedBytes += fragmentLength(w1);
-      }
-    }, { hashes: false });
+    const now: LocationTally = { packedBlocks: 0, packedBytes: 0, containers: 0, remote: 0 };
+    forEachLiveSlot(db, (_slot, _rc, _hash, loc) => tallyLocation(now, loc, 1), { hashes: false });
     setMeta(db, 'packed_blocks', now.packedBlocks);
     setMeta(db, 'packed_bytes', now.packedBytes);
     setMeta(db, 'container_slots', now.containers);
