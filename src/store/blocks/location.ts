@@ -53,7 +53,6 @@ export interface RemoteLocation {
 }
 
 export type Location = OwnLocation | PackedLocation | ContainerLocation | RemoteLocation;
-export type LocationKind = Location['kind'];
 
 /** The kinds that carry no fields are one shared value each: decoding them allocates nothing. */
 export const OWN: OwnLocation = Object.freeze({ kind: 'own' });
