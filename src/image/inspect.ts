@@ -8,7 +8,7 @@ import { resolveImage } from './refs.js';
 import { chainOf, listVisibleImages, countSlotRefs, loadSegment, segmentsOf, segGet, type Segment } from '../store/images/index.js';
 import { metaNumber, type Store, BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
 import { forEachLiveSlot } from '../store/slots/index.js';
-import { fragmentLength, isPackedLoc } from '../store/blocks/index.js';
+import { fragmentBytes } from '../store/blocks/index.js';
 import { appendExtent, type Extent, type ExtentKind } from './device.js';
 import { blocksIn, resolveFrozen } from './resolve.js';
 import { differingRuns } from './compare.js';
@@ -167,10 +167,10 @@ function refcountTable(store: Store): SlotFacts {
   const t = { refcounts: new Float64Array(n), fragment: new Uint16Array(n) };
   forEachLiveSlot(
     store.db,
-    (slot, rc, _hash, w0, w1) => {
+    (slot, rc, _hash, loc) => {
       if (slot >= n) return;
       t.refcounts[slot] = rc;
-      if (isPackedLoc(w0)) t.fragment[slot] = fragmentLength(w1);
+      t.fragment[slot] = fragmentBytes(loc);
     },
     { hashes: false },
   );

@@ -35,7 +35,7 @@
 import { StrataError, corrupt, isStrataError } from '../errors.js';
 import { allocateSlots, addRef, applyRefDeltas, type RefDeltas, slotReader } from '../store/slots/index.js';
 import { getImage, insertImage, updateImage, saveSegment, segCompact } from '../store/images/index.js';
-import { isRemoteLoc, remoteSlotsOf, installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../store/blocks/index.js';
+import { bytesHere, remoteSlotsOf, installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../store/blocks/index.js';
 import type { Store } from '../store/core/index.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber, metaNumber } from '../store/core/index.js';
 import { cloneImage, removeImages } from '../image/lifecycle.js';
@@ -156,7 +156,7 @@ function localSlotOf(store: Store, p: BlockPlace): number | undefined {
   const rows = store.db.prepare('SELECT slot FROM hash_index WHERE hash = ?').pluck().all(p.hint) as number[];
   const reader = slotReader(store.db);
   for (const s of rows) {
-    if (reader.refcount(s) === 0 || isRemoteLoc(reader.loc0(s))) continue; // a stale row: nothing here to compare
+    if (reader.refcount(s) === 0 || !bytesHere(reader.loc(s))) continue; // a stale row: nothing here to compare
     const buf = Buffer.allocUnsafe(BLOCK_SIZE);
     store.readUnverified(s as SlotNumber, 1, buf, 0); // the digest is the proof
     if (sha256Hex(buf) === hex) return s;

@@ -18,7 +18,7 @@ import { faultPoint, BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress, ty
 import { chainOf, findImage, getImageById } from '../store/images/index.js';
 import type { Store } from '../store/core/index.js';
 import { indexLookup, slotReader } from '../store/slots/index.js';
-import { isRemoteLoc, isRemoteMiss } from '../store/blocks/index.js';
+import { bytesHere, isRemoteMiss } from '../store/blocks/index.js';
 import { beginImport } from '../formats/import.js';
 import { openImage } from '../image/image.js';
 import { remoteUrl } from './config.js';
@@ -93,7 +93,7 @@ function localBlocks(store: Store, places: readonly BlockPlace[]): (Buffer | und
   return places.map((p) => {
     for (const slot of cands.get(p.hint) ?? []) {
       // A block whose bytes are in a remote pack (a lazy clone's, not fetched or evicted) is no copy.
-      if (slots.refcount(slot) === 0 || isRemoteLoc(slots.loc0(slot))) continue;
+      if (slots.refcount(slot) === 0 || !bytesHere(slots.loc(slot))) continue;
       const b = Buffer.allocUnsafe(BLOCK_SIZE);
       try {
         store.readUnverified(slot as SlotNumber, 1, b, 0); // the digest below is the proof

@@ -2,8 +2,8 @@ import { countSlotRefs, segmentsOf } from '../../src/store/images/maps.js';
 import { listImages } from '../../src/store/images/catalog.js';
 import type { Store } from '../../src/store/core/store.js';
 import { liveSlots } from './slots.js';
-import { CONTAINER, forEachLiveSlot } from '../../src/store/slots/slots.js';
-import { fragmentSpans } from '../../src/store/blocks/locations.js';
+import { forEachLiveSlot } from '../../src/store/slots/slots.js';
+import { containersOf, unreachable } from '../../src/store/blocks/location.js';
 
 /**
  * Independent recount of the store's bookkeeping: every refcount equals the
@@ -15,12 +15,20 @@ export function auditStore(store: Store): string[] {
   for (const img of listImages(store.db)) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
   // A container slot's count is the live fragments packed in it (slot_locs), not map references.
   const containers = new Set<number>();
-  forEachLiveSlot(store.db, (slot, _rc, _hash, w0, w1) => {
-    if (w0 === CONTAINER) containers.add(slot);
-    else if (w0 !== 0) {
-      refs.set(w0 - 1, (refs.get(w0 - 1) ?? 0) + 1);
-      // A fragment that runs past its first container's end counts in the next one too.
-      if (fragmentSpans(w1)) refs.set(w0, (refs.get(w0) ?? 0) + 1);
+  forEachLiveSlot(store.db, (slot, _rc, _hash, loc) => {
+    switch (loc.kind) {
+      case 'container':
+        containers.add(slot);
+        break;
+      case 'packed':
+        // A fragment that runs past its first container's end counts in the next one too.
+        for (const c of containersOf(loc)) refs.set(c, (refs.get(c) ?? 0) + 1);
+        break;
+      case 'own':
+      case 'remote':
+        break;
+      default:
+        unreachable(loc);
     }
   }, { hashes: false });
   const rows = new Map(liveSlots(store.db).map((r) => [r.slot, r.refcount]));

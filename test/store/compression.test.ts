@@ -25,7 +25,7 @@ import { rng } from '../helpers/random.js';
 import { startServe } from '../helpers/serve.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { forceRefcount, refcountOf } from '../helpers/slots.js';
-import { CONTAINER, forEachLiveSlot } from '../../src/store/slots/slots.js';
+import { forEachLiveSlot } from '../../src/store/slots/slots.js';
 import { requireTool, runOk } from '../helpers/tools.js';
 import { canCompress, compressBatch, compressEach, decompressBlock } from '../../src/store/blocks/codecs.js';
 
@@ -285,8 +285,8 @@ describe('compressed blocks', () => {
     const s = await openStore(store, { create: false });
     let container = -1;
     try {
-      forEachLiveSlot(s.db, (slot, _rc, _hash, w0) => {
-        if (w0 === CONTAINER && container < 0) container = slot;
+      forEachLiveSlot(s.db, (slot, _rc, _hash, loc) => {
+        if (loc.kind === 'container' && container < 0) container = slot;
       });
       expect(container).toBeGreaterThanOrEqual(0);
       forceRefcount(s.db, container, refcountOf(s.db, container) + 5);

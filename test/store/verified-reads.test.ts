@@ -10,6 +10,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
+import { decodeLocation } from '../../src/store/blocks/location.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { BLOCK, DAMAGED_AT, SHARED_AT, baseBytes, flipBytes, makeDamagedStore } from '../helpers/damaged-store.js';
 
@@ -106,12 +107,9 @@ describe('a compressed block rotted on disk', () => {
     const db = new Database(path.join(store, 'strata.db'), { readonly: true });
     const locs = db.prepare('SELECT locs FROM slot_locs WHERE chunk = 0').pluck().get() as Buffer;
     db.close();
-    const w0 = locs.readUInt32LE(8 * slot);
-    const w1 = locs.readUInt32LE(8 * slot + 4);
-    expect(w0).toBeGreaterThan(0); // packed into container w0 - 1
-    const offset = (w1 >>> 14) & 0x3fff;
-    const length = w1 & 0x3fff;
-    flipBytes(store, (w0 - 1) * BLOCK + offset + length - 1, 1);
+    const loc = decodeLocation(locs.readUInt32LE(8 * slot), locs.readUInt32LE(8 * slot + 4));
+    if (loc.kind !== 'packed') throw new Error(`slot ${slot} is not packed: ${loc.kind}`);
+    flipBytes(store, loc.container * BLOCK + loc.offset + loc.length - 1, 1);
   });
 
   it('the decompressed block is checked: read fails naming image and offset, check names its readers', () => {

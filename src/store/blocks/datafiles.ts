@@ -2,7 +2,10 @@
  * Block slots on local disk: data/NNNNNN.dat, each SLOTS_PER_FILE fixed 4 KiB
  * slots. This is the only module that touches data-file descriptors; tests
  * and STRATA_FAULT wrap it in FaultyBlocks (faulty-blocks.ts), and every
- * BlockBackend passes test/store/backend-contract.test.ts.
+ * BlockBackend passes test/store/backend-contract.test.ts. BlockBackend is
+ * the seam between the store and its slots' bytes, not a place for remote
+ * storage: a block kept in a bucket is a location (location.ts's remote,
+ * remote-locs.ts), fetched into its own slot here before it is read.
  */
 import fs from 'node:fs';
 import path from 'node:path';

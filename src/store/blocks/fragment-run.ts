@@ -8,8 +8,8 @@
  * fragment split where a piece ends: memory follows the compressed size,
  * and the pieces are written as they are, from the run's first slot.
  */
-import { fragmentWord } from './locations.js';
-import { BLOCK_SIZE } from '../core/types.js';
+import { packedLocation, type PackedLocation } from './location.js';
+import { BLOCK_SIZE, type SlotNumber } from '../core/types.js';
 
 const PIECE = 1 << 20;
 
@@ -50,8 +50,8 @@ export function fragmentRun(): FragmentRun {
   };
 }
 
-/** The slot_locs words of a fragment at byte `at` of a run written to `slots`. */
-export function fragmentLocation(slots: readonly number[], at: number, length: number, codec: number): [number, number] {
+/** The location of a fragment at byte `at` of a run written to `slots`. */
+export function fragmentLocation(slots: readonly SlotNumber[], at: number, length: number, codec: number): PackedLocation {
   const c = Math.floor(at / BLOCK_SIZE);
-  return [slots[c] + 1, fragmentWord(codec, at - c * BLOCK_SIZE, length)];
+  return packedLocation(slots[c], at - c * BLOCK_SIZE, length, codec);
 }

@@ -7,6 +7,7 @@
  *   datafiles.ts       Block slots on local disk:
  *   faulty-blocks.ts   FaultyBlocks: a BlockBackend that fails, tears, drops or holds writes and syncs where a plan (or STRATA_FAULT) says.
  *   fragment-run.ts    A run of new container slots filled with fragments one after another:
+ *   location.ts        A block's location (own, packed, container, remote): the type, and the only code that knows its words in slot_locs.
  *   locations.ts       Where blocks live, and reading them from there.
  *   moved-places.ts    Old places of moved blocks:
  *   native.ts          The optional native addon (native/strata_native.c) and its portable fallbacks.
@@ -19,6 +20,7 @@ export * from './codecs.js';
 export * from './datafiles.js';
 export * from './faulty-blocks.js';
 export * from './fragment-run.js';
+export * from './location.js';
 export * from './locations.js';
 export * from './moved-places.js';
 export * from './native.js';

@@ -3,7 +3,7 @@
  *
  * A slot number is a block's identity: maps name it, refcounts count it, the
  * dedup index finds it. Its location is a separate fact in slot_locs
- * (slots.ts): by default the block sits in its own slot of the data files;
+ * (slots.ts; its kinds in location.ts): by default the block sits in its own slot of the data files;
  * a compressed block is a fragment (offset, length, codec) packed with
  * others into a run of container slots, which it may cross from one slot
  * into the next (so packing wastes nothing but the tail of a batch). Compression and gc's repacking move blocks
@@ -30,22 +30,11 @@ import { prepared } from '../core/statements.js';
 import { BLOCK_SIZE, type SlotNumber } from '../core/types.js';
 import type { ReadCheck } from './verify.js';
 import { sqlOf, type DbLike } from '../core/tx.js';
+import { LOCATION_WORDS, fragmentSpans, inOwnPlace, inRemotePack, locationAt, unreachable } from './location.js';
 
 const CHUNK = 4096;
-/** slot_locs word 0 of a container (kept equal to slots.ts's CONTAINER). */
-const CONTAINER = 0xffffffff;
-/** slot_locs word 0 of a block still in a remote pack (kept equal to slots.ts's REMOTE). */
-const REMOTE = 0xfffffffe;
 /** Location rows a process keeps: 512 × 32 KiB covers 8 GiB of blocks. */
 const MAX_ROWS = 512;
-
-/** Packs a fragment's place into word 1 of its location. */
-export const fragmentWord = (codec: number, offset: number, length: number): number => ((codec << 28) | (offset << 14) | length) >>> 0;
-export const fragmentCodec = (w1: number) => w1 >>> 28;
-export const fragmentOffset = (w1: number) => (w1 >>> 14) & 0x3fff;
-export const fragmentLength = (w1: number) => w1 & 0x3fff;
-export const isPackedLoc = (w0: number) => w0 !== 0 && w0 !== CONTAINER && w0 !== REMOTE;
-export const isRemoteLoc = (w0: number) => w0 === REMOTE;
 
 /**
  * A read met a block that is still in a remote pack (a lazy clone's chain):
@@ -57,8 +46,6 @@ export function remoteMiss(slots: readonly number[]): StrataError {
   return new StrataError('E_IO', `block${slots.length > 1 ? 's' : ''} in slot${slots.length > 1 ? 's' : ''} ${slots.slice(0, 4).join(', ')}${slots.length > 4 ? ', ...' : ''} not fetched from the remote yet`, { slots: [...slots], remoteMiss: true });
 }
 export const isRemoteMiss = (e: unknown): boolean => e instanceof StrataError && (e.data as { remoteMiss?: boolean } | undefined)?.remoteMiss === true;
-/** Whether a fragment runs on from its container into the next slot, also a container. */
-export const fragmentSpans = (w1: number) => fragmentOffset(w1) + fragmentLength(w1) > BLOCK_SIZE;
 
 interface LocCache {
   seq: number;
@@ -125,8 +112,8 @@ function rowOf(db: Database.Database, c: LocCache, chunk: number): Uint32Array |
   if (r !== undefined) return r;
   const blob = prepared(db, 'SELECT locs FROM slot_locs WHERE chunk = ?').pluck().get(chunk) as Buffer | undefined;
   if (blob) {
-    if (blob.length !== 8 * CHUNK) throw corrupt(`slot_locs row ${chunk} is ${blob.length} bytes, expected ${8 * CHUNK}`, { chunk });
-    r = new Uint32Array(2 * CHUNK);
+    r = new Uint32Array(LOCATION_WORDS * CHUNK);
+    if (blob.length !== r.byteLength) throw corrupt(`slot_locs row ${chunk} is ${blob.length} bytes, expected ${r.byteLength}`, { chunk });
     Buffer.from(r.buffer).set(blob);
   } else r = null;
   if (c.rows.size >= MAX_ROWS) c.rows.clear();
@@ -143,8 +130,7 @@ export function remoteSlotsOf(on: DbLike, slots: Iterable<number>): number[] {
   if (!c.packed) return out;
   for (const slot of slots) {
     const chunk = Math.floor(slot / CHUNK);
-    const row = rowOf(db, c, chunk);
-    if (row && row[2 * (slot - chunk * CHUNK)] === REMOTE) out.push(slot);
+    if (inRemotePack(locationAt(rowOf(db, c, chunk), slot - chunk * CHUNK))) out.push(slot);
   }
   return out;
 }
@@ -196,52 +182,51 @@ export function readSlots(on: DbLike, blocks: BlockBackend, first: SlotNumber, c
     const slot = first + i;
     const chunk = Math.floor(slot / CHUNK);
     const row = rowOf(db, c, chunk);
-    const w0 = row ? row[2 * (slot - chunk * CHUNK)] : 0;
-    if (w0 === 0) {
-      // A run in place: as far as the chunk's row says so.
-      let k = 1;
-      while (i + k < count) {
-        const s = slot + k;
-        if (Math.floor(s / CHUNK) !== chunk) break;
-        if (row && row[2 * (s - chunk * CHUNK)] !== 0) break;
-        k++;
+    const loc = locationAt(row, slot - chunk * CHUNK);
+    switch (loc.kind) {
+      case 'own': {
+        // A run in place: as far as the chunk's row says so.
+        let k = 1;
+        while (i + k < count && Math.floor((slot + k) / CHUNK) === chunk && inOwnPlace(locationAt(row, slot + k - chunk * CHUNK))) k++;
+        readInPlace(blocks, slot, k, into, at + i * BLOCK_SIZE, check);
+        i += k;
+        continue;
       }
-      readInPlace(blocks, slot, k, into, at + i * BLOCK_SIZE, check);
-      i += k;
-      continue;
-    }
-    if (w0 === CONTAINER) throw corrupt(`slot ${slot} holds packed fragments but a map names it as a block`, { slot });
-    if (w0 === REMOTE) {
-      const missing = [slot];
-      for (let k = i + 1; k < count && missing.length < 64; k++) {
-        const s = first + k;
-        const ch = Math.floor(s / CHUNK);
-        const r = rowOf(db, c, ch);
-        if (r && r[2 * (s - ch * CHUNK)] === REMOTE) missing.push(s);
+      case 'container':
+        throw corrupt(`slot ${slot} holds packed fragments but a map names it as a block`, { slot });
+      case 'remote': {
+        const missing = [slot];
+        for (let k = i + 1; k < count && missing.length < 64; k++) {
+          const s = first + k;
+          const ch = Math.floor(s / CHUNK);
+          if (inRemotePack(locationAt(rowOf(db, c, ch), s - ch * CHUNK))) missing.push(s);
+        }
+        throw remoteMiss(missing);
       }
-      throw remoteMiss(missing);
+      case 'packed': {
+        const { container, offset, length, codec } = loc;
+        // One call into the addon where it can: no container buffer, no second crossing.
+        const direct = c.containerSlot === container ? -1 : blocks.readFragment(container, offset, length, codec, into, at + i * BLOCK_SIZE);
+        if (direct === BLOCK_SIZE) {
+          checkOne(check, slot, into, at + i * BLOCK_SIZE);
+          i++;
+          continue;
+        }
+        if (direct >= 0) throw corrupt(`slot ${slot}'s fragment decodes to ${direct} bytes, not ${BLOCK_SIZE}`, { slot });
+        const need = fragmentSpans(loc) ? 2 : 1;
+        if (c.containerSlot !== container || c.containerSlots < need) {
+          c.containerSlot = -1;
+          blocks.read(container, need, c.container, 0);
+          c.containerSlot = container;
+          c.containerSlots = need;
+        }
+        decompressBlock(codec, c.container, offset, length, into, at + i * BLOCK_SIZE);
+        checkOne(check, slot, into, at + i * BLOCK_SIZE);
+        i++;
+        continue;
+      }
+      default:
+        unreachable(loc);
     }
-    const w1 = row![2 * (slot - chunk * CHUNK) + 1];
-    const container = w0 - 1;
-    const off = fragmentOffset(w1);
-    const len = fragmentLength(w1);
-    // One call into the addon where it can: no container buffer, no second crossing.
-    const direct = c.containerSlot === container ? -1 : blocks.readFragment(container as SlotNumber, off, len, fragmentCodec(w1), into, at + i * BLOCK_SIZE);
-    if (direct === BLOCK_SIZE) {
-      checkOne(check, slot, into, at + i * BLOCK_SIZE);
-      i++;
-      continue;
-    }
-    if (direct >= 0) throw corrupt(`slot ${slot}'s fragment decodes to ${direct} bytes, not ${BLOCK_SIZE}`, { slot });
-    const need = off + len > BLOCK_SIZE ? 2 : 1;
-    if (c.containerSlot !== container || c.containerSlots < need) {
-      c.containerSlot = -1;
-      blocks.read(container as SlotNumber, need, c.container, 0);
-      c.containerSlot = container;
-      c.containerSlots = need;
-    }
-    decompressBlock(fragmentCodec(w1), c.container, off, len, into, at + i * BLOCK_SIZE);
-    checkOne(check, slot, into, at + i * BLOCK_SIZE);
-    i++;
   }
 }

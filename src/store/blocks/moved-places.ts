@@ -20,7 +20,7 @@
  */
 import type Database from 'better-sqlite3';
 import { newFreeEpoch, reusableEpoch } from '../slots/freelist.js';
-import { isPackedLoc, isRemoteLoc } from './locations.js';
+import { ownPlaceUnused } from './location.js';
 import { prepared } from '../core/statements.js';
 import { slotReader } from '../slots/slots.js';
 import type { Store } from '../core/store.js';
@@ -46,8 +46,7 @@ export function punchMovedPlaces(store: Store): number {
   const drop = prepared(db, 'DELETE FROM moved_places WHERE slot = ?');
   const old: number[] = [];
   for (const s of due) {
-    const w0 = now.loc0(s);
-    if (now.refcount(s) > 0 && (isPackedLoc(w0) || isRemoteLoc(w0))) old.push(s);
+    if (now.refcount(s) > 0 && ownPlaceUnused(now.loc(s))) old.push(s);
     drop.run(s);
   }
   let punched = 0;

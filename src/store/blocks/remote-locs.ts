@@ -1,10 +1,10 @@
 /**
  * Blocks that live in a remote pack until first read (lazy clones,
- * remote/lazy.ts): one more kind of location (slots.ts's REMOTE).
+ * remote/lazy.ts): one more kind of location (location.ts's remote).
  *
  * Such a block has a slot like any other: maps name it, refcounts count it,
  * slot_hashes holds the hash its pusher's store recorded (the remote index's
- * hint, which the fetch checks). Its location word is REMOTE and its place
+ * hint, which the fetch checks). Its location is REMOTE and its place
  * (remote name, pack, offset, length, codec, SHA-256 of the 4 KiB) is its
  * row in remote_locs. It is not in the dedup index: nothing may come to
  * share it by byte comparison before its bytes are here.
@@ -27,7 +27,8 @@ import type Database from 'better-sqlite3';
 import { corrupt } from '../../errors.js';
 import { faultPoint } from '../core/faults.js';
 import { refreshLocations } from './locations.js';
-import { REMOTE, indexSlots, slotEditor } from '../slots/slots.js';
+import { indexSlots, slotEditor } from '../slots/slots.js';
+import { OWN, inRemotePack } from './location.js';
 import { prepared } from '../core/statements.js';
 import type { Store } from '../core/store.js';
 import { BLOCK_SIZE, type SlotNumber } from '../core/types.js';
@@ -103,7 +104,7 @@ export function installFetched(store: Store, blocks: readonly { slot: number; di
     const todo = blocks.filter((b) => {
       if (b.data.length !== BLOCK_SIZE) throw corrupt(`a fetched block for slot ${b.slot} is ${b.data.length} bytes`, { slot: b.slot });
       const p = places.get(b.slot);
-      return p !== undefined && edit.loc0(b.slot) === REMOTE && edit.get(b.slot) > 0 && p.digest.equals(b.digest);
+      return p !== undefined && inRemotePack(edit.loc(b.slot)) && edit.get(b.slot) > 0 && p.digest.equals(b.digest);
     });
     if (todo.length === 0) return;
     // Its own slot is a hole that belongs to its number alone: written, then made durable, then named.
@@ -117,7 +118,7 @@ export function installFetched(store: Store, blocks: readonly { slot: number; di
     for (const b of todo) {
       const h = store.hash(b.data);
       edit.set(b.slot, edit.get(b.slot), h);
-      edit.setLoc(b.slot, 0, 0);
+      edit.setLoc(b.slot, OWN);
       dropRemoteLoc(db, b.slot);
       pairs.push(h, b.slot);
     }

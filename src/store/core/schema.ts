@@ -5,7 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import { StrataError } from '../../errors.js';
-import { isPackedLoc } from '../blocks/locations.js';
+import { unreachable } from '../blocks/location.js';
 import { forEachLiveSlot, indexSlots, slotEditor } from '../slots/slots.js';
 
 type Migration = string | ((db: Database.Database) => void);
@@ -128,8 +128,18 @@ const MIGRATIONS: Migration[] = [
   (db) => {
     db.exec('CREATE TABLE moved_places (slot INTEGER PRIMARY KEY, epoch INTEGER NOT NULL) STRICT');
     const put = db.prepare('INSERT INTO moved_places(slot, epoch) VALUES (?, 0)');
-    forEachLiveSlot(db, (slot, _rc, _hash, w0) => {
-      if (isPackedLoc(w0)) put.run(slot);
+    forEachLiveSlot(db, (slot, _rc, _hash, loc) => {
+      switch (loc.kind) {
+        case 'packed':
+          put.run(slot);
+          break;
+        case 'own':
+        case 'container':
+        case 'remote':
+          break;
+        default:
+          unreachable(loc);
+      }
     }, { hashes: false });
   },
 ];

@@ -11,7 +11,8 @@ import { allocateRun, allocateSlots } from './allocator.js';
 import type { BlockHash } from '../core/hash.js';
 import type { Store } from '../core/store.js';
 import { faultPoint } from '../core/faults.js';
-import { REMOTE, indexLookup, slotReader } from './slots.js';
+import { indexLookup, slotReader } from './slots.js';
+import { bytesHere } from '../blocks/location.js';
 import { compressEach, CODEC_IDS, type CodecSpec } from '../blocks/codecs.js';
 import { fragmentLocation, fragmentRun, type FragmentRun } from '../blocks/fragment-run.js';
 import type { Packing } from './refcounts.js';
@@ -109,7 +110,7 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
       // The index is only a hint: share a slot only while it is referenced (committed, so no
       // other process can free it before we commit), says it holds this hash, and holds these bytes.
       // A block whose bytes are in a remote pack (not fetched, or evicted) has nothing here to compare.
-      if (slotsNow.refcount(slot) === 0 || slotsNow.hash(slot) !== h || slotsNow.loc0(slot) === REMOTE) continue;
+      if (slotsNow.refcount(slot) === 0 || slotsNow.hash(slot) !== h || !bytesHere(slotsNow.loc(slot))) continue;
       store.readUnverified(slot as SlotNumber, 1, scratch, 0); // the compare is the proof
       if (scratch.equals(data)) {
         found = slot;

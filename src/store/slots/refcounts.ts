@@ -6,9 +6,9 @@
 import type Database from 'better-sqlite3';
 import { corrupt } from '../../errors.js';
 import { freeSlots } from './freelist.js';
-import { CONTAINER, REMOTE, indexSlots, slotEditor, type SlotEdit } from './slots.js';
+import { indexSlots, slotEditor, type SlotEdit } from './slots.js';
 import { addRemoteLoc, dropRemoteLoc, type RemotePlace } from '../blocks/remote-locs.js';
-import { fragmentSpans } from '../blocks/locations.js';
+import { CONTAINER, OWN, REMOTE, containersOf, unreachable, type PackedLocation } from '../blocks/location.js';
 import type { BlockHash } from '../core/hash.js';
 import { BLOCK_SIZE, type OnProgress, type SlotNumber } from '../core/types.js';
 import { sqlOf, type DbLike } from '../core/tx.js';
@@ -38,14 +38,13 @@ export interface ApplyOptions {
 
 /** New blocks stored as fragments: their locations, and the fresh container slots that hold them. */
 export interface Packing {
-  locs: Map<SlotNumber, readonly [number, number]>;
+  locs: Map<SlotNumber, PackedLocation>;
   containers: SlotNumber[];
 }
 
 /** Counts a fragment in its container, and in the next one too when it runs on into it. */
-export function addFragmentRef(delta: Map<number, number>, w0: number, w1: number, by: number): void {
-  addRef(delta, w0 - 1, by);
-  if (fragmentSpans(w1)) addRef(delta, w0, by);
+export function addFragmentRef(delta: Map<number, number>, loc: PackedLocation, by: number): void {
+  for (const c of containersOf(loc)) addRef(delta, c, by);
 }
 
 /**
@@ -60,16 +59,26 @@ export function settleContainers(edit: SlotEdit, delta: Map<number, number>, fre
     delta.delete(c);
     if (n > 0) {
       edit.set(c, n, NaN); // NaN: never equal to a block's hash, so the dedup index never offers it
-      edit.setLoc(c, CONTAINER, 0);
+      edit.setLoc(c, CONTAINER);
     } else freed.push(c);
   }
   for (const [c, d] of delta) {
-    if (edit.loc0(c) !== CONTAINER) throw corrupt(`a block's location names slot ${c}, which is not a container`, { slot: c });
+    const held = edit.loc(c);
+    switch (held.kind) {
+      case 'container':
+        break;
+      case 'own':
+      case 'packed':
+      case 'remote':
+        throw corrupt(`a block's location names slot ${c}, which is not a container`, { slot: c });
+      default:
+        unreachable(held);
+    }
     const next = edit.get(c) + d;
     if (next < 0) throw corrupt(`container slot ${c} would hold fewer than no fragments`, { slot: c });
     edit.set(c, next);
     if (next === 0) {
-      edit.setLoc(c, 0, 0);
+      edit.setLoc(c, OWN);
       freed.push(c);
     }
   }
@@ -96,13 +105,13 @@ export function applyRefDeltas(on: DbLike, deltas: RefDeltas, fresh: Map<SlotNum
       const loc = locs?.get(slot);
       const far = opts.remote?.get(slot);
       if (far) {
-        edit.setLoc(slot, REMOTE, 0);
+        edit.setLoc(slot, REMOTE);
         addRemoteLoc(db, slot, far);
         continue; // not indexed: nothing may share it before its bytes are here to compare
       }
       if (loc) {
-        edit.setLoc(slot, loc[0], loc[1]);
-        addFragmentRef(containerDelta, loc[0], loc[1], 1);
+        edit.setLoc(slot, loc);
+        addFragmentRef(containerDelta, loc, 1);
       }
       pairs.push(hash, slot);
     } else freed.push(slot); // written but, in the end, referenced by nothing
@@ -119,16 +128,24 @@ export function applyRefDeltas(on: DbLike, deltas: RefDeltas, fresh: Map<SlotNum
     edit.set(slot, next);
     if (next === 0) {
       freed.push(slot);
-      const w0 = edit.loc0(slot);
-      if (w0 === CONTAINER) throw corrupt(`map references slot ${slot}, which holds packed fragments`, { slot });
-      if (w0 === REMOTE) {
-        // Never fetched: nothing of it is here to free but its place.
-        edit.setLoc(slot, 0, 0);
-        dropRemoteLoc(db, slot);
-      } else if (w0 !== 0) {
-        // A packed block's fragment dies with it; its container lives while any other does.
-        addFragmentRef(containerDelta, w0, edit.loc1(slot), -1);
-        edit.setLoc(slot, 0, 0);
+      const loc = edit.loc(slot);
+      switch (loc.kind) {
+        case 'own':
+          break;
+        case 'container':
+          throw corrupt(`map references slot ${slot}, which holds packed fragments`, { slot });
+        case 'remote':
+          // Never fetched: nothing of it is here to free but its place.
+          edit.setLoc(slot, OWN);
+          dropRemoteLoc(db, slot);
+          break;
+        case 'packed':
+          // A packed block's fragment dies with it; its container lives while any other does.
+          addFragmentRef(containerDelta, loc, -1);
+          edit.setLoc(slot, OWN);
+          break;
+        default:
+          unreachable(loc);
       }
     }
   }

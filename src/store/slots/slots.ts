@@ -18,13 +18,13 @@
  *   stale one only a failed look; rows are added in sorted batches (possibly
  *   long after the slot was written) and stale rows are pruned by gc.
  *
- * - slot_locs: where a slot's block lives, two Uint32 per slot (locations.ts):
- *   [0, 0] at its own place in the data files (the default: a chunk with
- *   no packed block has no row); [CONTAINER, 0] for a slot that holds the
- *   packed fragments of other slots (its refcount counts them); else
- *   [container + 1, codec << 28 | offset << 14 | length]. A slot's number
- *   is the block's identity, named by maps; its location may change
- *   (compress, repack) without any map changing.
+ * - slot_locs: where a slot's block lives, a Location (location.ts, the one
+ *   place that knows its two Uint32 words per slot): in its own place (the
+ *   default: a chunk with no other location has no row), packed as a
+ *   fragment, a container of other slots' fragments (its refcount counts
+ *   them), or remote. A slot's number is the block's identity, named by
+ *   maps; its location may change (compress, repack, evict, fetch) without
+ *   any map changing.
  *
  * Arrays are stored in the machine's byte order; strata runs on
  * little-endian machines only (x86-64, arm64), which openStore checks.
@@ -34,6 +34,7 @@ import { corrupt } from '../../errors.js';
 import { prepared } from '../core/statements.js';
 import { metaNumber, setMeta } from '../core/meta.js';
 import { locsChanged } from '../blocks/locations.js';
+import { LOCATION_WORDS, allOwn, locationAt, putLocation, tallyLocation, type Location, type LocationTally } from '../blocks/location.js';
 import { sqlOf, type DbLike } from '../core/tx.js';
 
 const CHUNK_SLOTS = 4096;
@@ -41,18 +42,6 @@ const CHUNK_SLOTS = 4096;
 const WIDE = 0xffffffff;
 
 const chunkOf = (slot: number) => Math.floor(slot / CHUNK_SLOTS);
-
-/** slot_locs word 0 of a slot that holds packed fragments. */
-export const CONTAINER = 0xffffffff;
-/**
- * slot_locs word 0 of a block that lives in a remote pack and has not been
- * fetched yet (a lazy clone's chain, remote/lazy.ts): its place (remote,
- * pack, offset, length, codec, sha256) is the slot's row in remote_locs
- * (remote-locs.ts); word 1 is 0. Its own slot is a hole until the fetch
- * writes it there and the location becomes [0, 0].
- * (A container at slot 0xfffffffd would collide; the allocator stops far below.)
- */
-export const REMOTE = 0xfffffffe;
 
 function toBlob(a: Uint32Array | Float64Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -74,11 +63,11 @@ const loadRefsRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_
 /** A chunk's recorded block hashes (53-bit XXH64; NaN for containers; 0 where never written). */
 export const loadHashesRow = (on: DbLike, chunk: number) => loadRow(sqlOf(on), 'slot_hashes', chunk, () => new Float64Array(CHUNK_SLOTS));
 
-/** A chunk's locations: words 2i and 2i + 1 are slot i's. Absent row: every slot in its own place. */
-export const loadLocsRow = (on: DbLike, chunk: number) => loadRow(sqlOf(on), 'slot_locs', chunk, () => new Uint32Array(2 * CHUNK_SLOTS));
+/** A chunk's locations, read with locationAt (location.ts). Absent row: every slot in its own place. */
+export const loadLocsRow = (on: DbLike, chunk: number) => loadRow(sqlOf(on), 'slot_locs', chunk, () => new Uint32Array(LOCATION_WORDS * CHUNK_SLOTS));
 
 function saveLocsRow(db: Database.Database, chunk: number, a: Uint32Array): void {
-  if (a.every((x) => x === 0)) prepared(db, 'DELETE FROM slot_locs WHERE chunk = ?').run(chunk);
+  if (allOwn(a)) prepared(db, 'DELETE FROM slot_locs WHERE chunk = ?').run(chunk);
   else prepared(db, 'INSERT INTO slot_locs(chunk, locs) VALUES (?, ?) ON CONFLICT(chunk) DO UPDATE SET locs = excluded.locs').run(chunk, toBlob(a));
 }
 
@@ -130,9 +119,8 @@ function wideCount(db: Database.Database, slot: number): number {
 export interface SlotReader {
   refcount(slot: number): number;
   hash(slot: number): number;
-  /** Word 0 of the slot's location (0: in its own place). */
-  loc0(slot: number): number;
-  loc1(slot: number): number;
+  /** Where the slot's block lives. */
+  loc(slot: number): Location;
 }
 
 export function slotReader(on: DbLike): SlotReader {
@@ -158,15 +146,10 @@ export function slotReader(on: DbLike): SlotReader {
       const a = hashes.get(c) ?? keep(hashes, c, loadHashesRow(db, c));
       return a[slot - c * CHUNK_SLOTS];
     },
-    loc0(slot) {
+    loc(slot) {
       const c = chunkOf(slot);
       const a = locs.get(c) ?? keep(locs, c, loadLocsRow(db, c));
-      return a[2 * (slot - c * CHUNK_SLOTS)];
-    },
-    loc1(slot) {
-      const c = chunkOf(slot);
-      const a = locs.get(c) ?? keep(locs, c, loadLocsRow(db, c));
-      return a[2 * (slot - c * CHUNK_SLOTS) + 1];
+      return locationAt(a, slot - c * CHUNK_SLOTS);
     },
   };
 }
@@ -185,10 +168,9 @@ export interface SlotEdit {
   /** Slot's count now (0 if free). */
   get(slot: number): number;
   set(slot: number, count: number, hash?: number): void;
-  loc0(slot: number): number;
-  loc1(slot: number): number;
+  loc(slot: number): Location;
   /** Moves a slot's block (see slot_locs above); keeps the packed counts in meta. */
-  setLoc(slot: number, w0: number, w1: number): void;
+  setLoc(slot: number, loc: Location): void;
   /** Writes every changed row; returns the change in live slots. */
   commit(): number;
 }
@@ -208,8 +190,6 @@ export function packedCounts(on: DbLike): PackedCounts {
   return { packedBlocks: metaNumber(db, 'packed_blocks'), packedBytes: metaNumber(db, 'packed_bytes'), containers: metaNumber(db, 'container_slots') };
 }
 
-const fragmentBytes = (w0: number, w1: number) => (w0 !== 0 && w0 !== CONTAINER && w0 !== REMOTE ? w1 & 0x3fff : 0);
-
 export function slotEditor(on: DbLike): SlotEdit {
   const db = sqlOf(on);
   const refs = new Map<number, Uint32Array>();
@@ -218,7 +198,7 @@ export function slotEditor(on: DbLike): SlotEdit {
   const dirtyHashes = new Set<number>();
   const locs = new Map<number, Uint32Array>();
   const dirtyLocs = new Set<number>();
-  const packed = { packedBlocks: 0, packedBytes: 0, containers: 0, remote: 0 };
+  const packed: LocationTally = { packedBlocks: 0, packedBytes: 0, containers: 0, remote: 0 };
   let liveDelta = 0;
   const locsOf = (c: number) => {
     let a = locs.get(c);
@@ -237,21 +217,13 @@ export function slotEditor(on: DbLike): SlotEdit {
   };
   return {
     get,
-    loc0: (slot) => locsOf(chunkOf(slot))[2 * (slot % CHUNK_SLOTS)],
-    loc1: (slot) => locsOf(chunkOf(slot))[2 * (slot % CHUNK_SLOTS) + 1],
-    setLoc(slot, w0, w1) {
+    loc: (slot) => locationAt(locsOf(chunkOf(slot)), slot % CHUNK_SLOTS),
+    setLoc(slot, loc) {
       const c = chunkOf(slot);
-      const a = locsOf(c);
-      const i = 2 * (slot - c * CHUNK_SLOTS);
-      const [o0, o1] = [a[i], a[i + 1]];
-      if (o0 === w0 && o1 === w1) return;
-      const isPacked = (x: number) => (x !== 0 && x !== CONTAINER && x !== REMOTE ? 1 : 0);
-      packed.packedBlocks += isPacked(w0) - isPacked(o0);
-      packed.remote += (w0 === REMOTE ? 1 : 0) - (o0 === REMOTE ? 1 : 0);
-      packed.packedBytes += fragmentBytes(w0, w1) - fragmentBytes(o0, o1);
-      packed.containers += (w0 === CONTAINER ? 1 : 0) - (o0 === CONTAINER ? 1 : 0);
-      a[i] = w0;
-      a[i + 1] = w1;
+      const old = putLocation(locsOf(c), slot - c * CHUNK_SLOTS, loc);
+      if (old === null) return;
+      tallyLocation(packed, old, -1);
+      tallyLocation(packed, loc, 1);
       dirtyLocs.add(c);
     },
     set(slot, count, hash) {
@@ -315,7 +287,7 @@ export function usedSlotCount(on: DbLike): number {
  */
 export function forEachLiveSlot(
   on: DbLike,
-  fn: (slot: number, refcount: number, hash: number, loc0: number, loc1: number) => void,
+  fn: (slot: number, refcount: number, hash: number, loc: Location) => void,
   opts: { hashes?: boolean } = {},
 ): void {
   const db = sqlOf(on);
@@ -332,7 +304,7 @@ export function forEachLiveSlot(
       if (v === 0) continue;
       if (withHashes) hashes ??= loadHashesRow(db, c);
       const slot = c * CHUNK_SLOTS + i;
-      fn(slot, v === WIDE ? wideCount(db, slot) : v, hashes ? hashes[i] : NaN, locs ? locs[2 * i] : 0, locs ? locs[2 * i + 1] : 0);
+      fn(slot, v === WIDE ? wideCount(db, slot) : v, hashes ? hashes[i] : NaN, locationAt(locs, i));
     }
   }
 }

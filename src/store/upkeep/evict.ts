@@ -32,16 +32,17 @@
  * compressed or not.
  */
 import { createHash } from 'node:crypto';
+import { corrupt } from '../../errors.js';
 import { busySlots } from '../leases/busy.js';
 import { listImages } from '../images/catalog.js';
 import { faultPoint } from '../core/faults.js';
 import { freeSlots } from '../slots/freelist.js';
-import { isPackedLoc } from '../blocks/locations.js';
+import { REMOTE, bytesHere, unreachable } from '../blocks/location.js';
 import { punchMovedPlaces, recordMovedPlaces } from '../blocks/moved-places.js';
 import { segmentsOf } from '../images/maps.js';
 import { addFragmentRef, settleContainers } from '../slots/refcounts.js';
 import { addRemoteLoc, type RemotePlace } from '../blocks/remote-locs.js';
-import { CONTAINER, REMOTE, slotEditor, slotReader } from '../slots/slots.js';
+import { slotEditor, slotReader } from '../slots/slots.js';
 import { damagedSlotOf } from '../blocks/verify.js';
 import { prepared } from '../core/statements.js';
 import { metaNumber } from '../core/meta.js';
@@ -95,8 +96,7 @@ function cachedSlots(store: Store, scope: CacheScope): { slots: number[]; busy: 
   const slots: number[] = [];
   for (let s = 0; s < next; s++) {
     if (!mine[s]) continue;
-    const w0 = now.loc0(s);
-    if (w0 === REMOTE || w0 === CONTAINER) continue;
+    if (!bytesHere(now.loc(s))) continue;
     // Any reference beyond the lazy layers' makes it local data.
     if (now.refcount(s) === refs[s]) slots.push(s);
   }
@@ -212,11 +212,22 @@ function evictBatch(store: Store, remote: string, order: readonly number[], n: n
       skip.add(slot);
       continue;
     }
-    const w0 = edit.loc0(slot);
-    // A compressed copy's fragment leaves its container, which is freed when it empties.
-    if (isPackedLoc(w0)) addFragmentRef(containers, w0, edit.loc1(slot), -1);
-    else ownPlaces.push(slot);
-    edit.setLoc(slot, REMOTE, 0);
+    const loc = edit.loc(slot);
+    switch (loc.kind) {
+      case 'packed':
+        // A compressed copy's fragment leaves its container, which is freed when it empties.
+        addFragmentRef(containers, loc, -1);
+        break;
+      case 'own':
+        ownPlaces.push(slot);
+        break;
+      case 'remote':
+      case 'container':
+        throw corrupt(`slot ${slot} was to be evicted, but its block is not here (${loc.kind})`, { slot });
+      default:
+        unreachable(loc);
+    }
+    edit.setLoc(slot, REMOTE);
     addRemoteLoc(db, slot, { remote, pack: place.pack, offset: place.offset, length: place.length, codec: place.codec, digest });
     unindex.run(hash, slot);
     out.push(slot);

@@ -23,6 +23,7 @@
  *
  * May run beside anything: each batch is one write transaction.
  */
+import { corrupt } from '../../errors.js';
 import { allocateRun } from '../slots/allocator.js';
 import { busySlots, markSlotsOf } from '../leases/busy.js';
 import { listImages } from '../images/catalog.js';
@@ -30,10 +31,10 @@ import { compressEach, CODEC_IDS, type CodecSpec } from '../blocks/codecs.js';
 import { fragmentLocation, fragmentRun, type FragmentRun } from '../blocks/fragment-run.js';
 import { faultPoint } from '../core/faults.js';
 import { freeSlots } from '../slots/freelist.js';
-import { fragmentCodec, fragmentLength, fragmentOffset, isPackedLoc } from '../blocks/locations.js';
+import { OWN, fragmentSpans, unreachable, type Location, type PackedLocation } from '../blocks/location.js';
 import { punchMovedPlaces, recordMovedPlaces } from '../blocks/moved-places.js';
 import { addFragmentRef, settleContainers } from '../slots/refcounts.js';
-import { CONTAINER, REMOTE, forEachLiveSlot, slotEditor, slotReader } from '../slots/slots.js';
+import { forEachLiveSlot, slotEditor, slotReader } from '../slots/slots.js';
 import { metaNumber } from '../core/meta.js';
 import { type Store } from '../core/store.js';
 import { damagedSlotOf } from '../blocks/verify.js';
@@ -62,9 +63,25 @@ export interface CompressReport {
   elapsedMs: number;
 }
 
-/** Whether a block at this location is already what `spec` asks for. */
-const settled = (spec: CodecSpec | null, w0: number, w1: number): boolean =>
-  spec === null ? w0 === 0 : isPackedLoc(w0) && fragmentCodec(w1) === CODEC_IDS[spec.codec];
+/**
+ * Whether compress has nothing to do with a slot at this location: its block
+ * is already stored as `spec` asks, or is not here to move. A block still in
+ * a remote pack (a lazy clone's) is not here: fetched, it is a raw block like
+ * any. A container is not a block.
+ */
+function settled(spec: CodecSpec | null, loc: Location): boolean {
+  switch (loc.kind) {
+    case 'own':
+      return spec === null;
+    case 'packed':
+      return spec !== null && loc.codec === CODEC_IDS[spec.codec];
+    case 'remote':
+    case 'container':
+      return true;
+    default:
+      return unreachable(loc);
+  }
+}
 
 /**
  * Stores the blocks of frozen images with `spec`: compresses those stored as
@@ -96,9 +113,8 @@ export function compressStored(store: Store, spec: CodecSpec | null, opts: { ima
     const out: number[] = [];
     forEachLiveSlot(
       store.db,
-      (slot, _rc, _hash, w0, w1) => {
-        // A block still in a remote pack (a lazy clone's) is not here to move: fetched, it is a raw block like any.
-        if (slot < next && want[slot] && w0 !== CONTAINER && w0 !== REMOTE && !settled(spec, w0, w1)) out.push(slot);
+      (slot, _rc, _hash, loc) => {
+        if (slot < next && want[slot] && !settled(spec, loc)) out.push(slot);
       },
       { hashes: false },
     );
@@ -142,7 +158,7 @@ function compressBatch(store: Store, spec: CodecSpec | null, part: number[], rep
   const busy = busySlots(store, next);
   const edit = slotEditor(db);
   const todo = part.filter((s) => {
-    if (s >= next || edit.get(s) === 0 || edit.loc0(s) === REMOTE || settled(spec, edit.loc0(s), edit.loc1(s))) return false; // freed or moved since
+    if (s >= next || edit.get(s) === 0 || settled(spec, edit.loc(s))) return false; // freed or moved since
     if (busy === null || busy[s]) {
       report.busy++;
       return false;
@@ -171,14 +187,30 @@ function compressBatch(store: Store, spec: CodecSpec | null, part: number[], rep
   });
   const run = fragmentRun();
   const moves: Move[] = [];
-  /** Packed blocks to put back in their own slot: [slot, bytes]. */
-  const home: [number, Buffer][] = [];
-  if (spec === null) sound.forEach((slot, i) => home.push([slot, views[i]]));
+  /** Packed blocks to put back in their own slot: [slot, bytes, where it is packed now]. */
+  const home: [number, Buffer, PackedLocation][] = [];
+  /** Into its own place if it is packed; a block already there stays (`stays`). */
+  const toOwnPlace = (i: number, stays: () => void) => {
+    const loc = edit.loc(sound[i]);
+    switch (loc.kind) {
+      case 'packed':
+        home.push([sound[i], views[i], loc]);
+        return;
+      case 'own':
+        stays();
+        return;
+      case 'remote':
+      case 'container':
+        return; // settled: never in `todo`
+      default:
+        unreachable(loc);
+    }
+  };
+  if (spec === null) sound.forEach((_, i) => toOwnPlace(i, () => {}));
   else {
     compressEach(spec, views, (i, buf, at, length) => {
       if (length > 0) moves.push({ slot: sound[i], at: run.add(buf, at, length), length, codec: CODEC_IDS[spec.codec] });
-      else if (isPackedLoc(edit.loc0(sound[i]))) home.push([sound[i], views[i]]);
-      else report.incompressible++;
+      else toOwnPlace(i, () => report.incompressible++);
     });
   }
   if (home.length > 0) {
@@ -190,9 +222,9 @@ function compressBatch(store: Store, spec: CodecSpec | null, part: number[], rep
     store.blocks.sync();
     faultPoint('uncompress.after-data-sync');
     const delta = new Map<number, number>();
-    for (const [slot] of home) {
-      addFragmentRef(delta, edit.loc0(slot), edit.loc1(slot), -1);
-      edit.setLoc(slot, 0, 0);
+    for (const [slot, , packed] of home) {
+      addFragmentRef(delta, packed, -1);
+      edit.setLoc(slot, OWN);
     }
     const freed: number[] = [];
     settleContainers(edit, delta, [], freed);
@@ -228,12 +260,23 @@ function placeFragments(store: Store, edit: ReturnType<typeof slotEditor>, run: 
   const delta = new Map<number, number>();
   const ownPlaces: number[] = [];
   for (const m of moves) {
-    const old = edit.loc0(m.slot);
-    if (isPackedLoc(old)) addFragmentRef(delta, old, edit.loc1(m.slot), -1);
-    else ownPlaces.push(m.slot);
-    const [w0, w1] = fragmentLocation(slots, m.at, m.length, m.codec);
-    edit.setLoc(m.slot, w0, w1);
-    addFragmentRef(delta, w0, w1, 1);
+    const old = edit.loc(m.slot);
+    switch (old.kind) {
+      case 'packed':
+        addFragmentRef(delta, old, -1);
+        break;
+      case 'own':
+        ownPlaces.push(m.slot);
+        break;
+      case 'remote':
+      case 'container':
+        throw corrupt(`slot ${m.slot} was to be packed, but its block is not here (${old.kind})`, { slot: m.slot });
+      default:
+        unreachable(old);
+    }
+    const loc = fragmentLocation(slots, m.at, m.length, m.codec);
+    edit.setLoc(m.slot, loc);
+    addFragmentRef(delta, loc, 1);
   }
   const freed: number[] = [];
   settleContainers(edit, delta, slots, freed);
@@ -267,9 +310,9 @@ export function repackContainers(store: Store): RepackReport {
     const db = store.db;
     const next = metaNumber(db, 'next_slot');
     const live = new Map<number, number>(); // container -> live bytes in it
-    const members = new Map<number, [number, number, number][]>(); // container -> [slot, w0, w1] of fragments touching it
+    const members = new Map<number, [number, PackedLocation][]>(); // container -> [slot, location] of fragments touching it
     let containers = 0;
-    const touch = (c: number, bytes: number, m: [number, number, number]) => {
+    const touch = (c: number, bytes: number, m: [number, PackedLocation]) => {
       live.set(c, (live.get(c) ?? 0) + bytes);
       let list = members.get(c);
       if (!list) members.set(c, (list = []));
@@ -277,16 +320,23 @@ export function repackContainers(store: Store): RepackReport {
     };
     forEachLiveSlot(
       db,
-      (slot, _rc, _hash, w0, w1) => {
-        if (w0 === CONTAINER) {
-          containers++;
-          if (!live.has(slot)) live.set(slot, 0);
-        } else if (isPackedLoc(w0)) {
-          const off = fragmentOffset(w1);
-          const len = fragmentLength(w1);
-          const inFirst = Math.min(len, BLOCK_SIZE - off);
-          touch(w0 - 1, inFirst, [slot, w0, w1]);
-          if (len > inFirst) touch(w0, len - inFirst, [slot, w0, w1]);
+      (slot, _rc, _hash, loc) => {
+        switch (loc.kind) {
+          case 'container':
+            containers++;
+            if (!live.has(slot)) live.set(slot, 0);
+            break;
+          case 'packed': {
+            const inFirst = Math.min(loc.length, BLOCK_SIZE - loc.offset);
+            touch(loc.container, inFirst, [slot, loc]);
+            if (fragmentSpans(loc)) touch(loc.container + 1, loc.length - inFirst, [slot, loc]);
+            break;
+          }
+          case 'own':
+          case 'remote':
+            break;
+          default:
+            unreachable(loc);
         }
       },
       { hashes: false },
@@ -308,13 +358,11 @@ export function repackContainers(store: Store): RepackReport {
         continue;
       }
       r.containers++;
-      for (const [slot, w0, w1] of m) {
+      for (const [slot, loc] of m) {
         if (moving.has(slot)) continue; // crosses into a container also being emptied
         moving.add(slot);
-        const off = fragmentOffset(w1);
-        const len = fragmentLength(w1);
-        store.blocks.read((w0 - 1) as SlotNumber, off + len > BLOCK_SIZE ? 2 : 1, buf, 0);
-        moves.push({ slot, at: run.add(buf, off, len), length: len, codec: fragmentCodec(w1) });
+        store.blocks.read(loc.container, fragmentSpans(loc) ? 2 : 1, buf, 0);
+        moves.push({ slot, at: run.add(buf, loc.offset, loc.length), length: loc.length, codec: loc.codec });
       }
     }
     if (r.containers < 2) return { ...r, containers: 0 };

@@ -3,6 +3,7 @@
  * container's refcount equals the live fragments in it; the packed counts
  * in meta agree with the locations.
  */
+import { OWN } from '../../blocks/location.js';
 import { packedCounts } from '../../slots/slots.js';
 import type { CheckContext } from './context.js';
 import type { SlotsSeen } from './slots.js';
@@ -20,7 +21,7 @@ export function checkContainers(cx: CheckContext, seen: SlotsSeen): void {
     if (repair) {
       edit.set(c, n);
       if (n === 0) {
-        edit.setLoc(c, 0, 0);
+        edit.setLoc(c, OWN);
         toFree.push(c);
       }
     }

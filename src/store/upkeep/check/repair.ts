@@ -4,10 +4,10 @@
  * checks the count of slots in use against the refcounts, and puts the
  * slots repair freed on the free list.
  */
-import { fragmentLength, isPackedLoc } from '../../blocks/locations.js';
+import { tallyLocation, type LocationTally } from '../../blocks/location.js';
 import { setMeta } from '../../core/meta.js';
 import { freeSlots } from '../../slots/freelist.js';
-import { CONTAINER, forEachLiveSlot, usedSlotCount } from '../../slots/slots.js';
+import { forEachLiveSlot, usedSlotCount } from '../../slots/slots.js';
 import type { CheckContext } from './context.js';
 import type { SlotsSeen } from './slots.js';
 
@@ -18,14 +18,8 @@ export function applyRepairs(cx: CheckContext, seen: SlotsSeen): void {
   edit.commit();
   if (repair) {
     // What the locations say once the repairs above are in (freed leaks lost their fragments).
-    const now = { packedBlocks: 0, packedBytes: 0, containers: 0 };
-    forEachLiveSlot(db, (_slot, _rc, _hash, w0, w1) => {
-      if (w0 === CONTAINER) now.containers++;
-      else if (isPackedLoc(w0)) {
-        now.packedBlocks++;
-        now.packedBytes += fragmentLength(w1);
-      }
-    }, { hashes: false });
+    const now: LocationTally = { packedBlocks: 0, packedBytes: 0, containers: 0, remote: 0 };
+    forEachLiveSlot(db, (_slot, _rc, _hash, loc) => tallyLocation(now, loc, 1), { hashes: false });
     setMeta(db, 'packed_blocks', now.packedBlocks);
     setMeta(db, 'packed_bytes', now.packedBytes);
     setMeta(db, 'container_slots', now.containers);

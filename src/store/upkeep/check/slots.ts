@@ -7,9 +7,9 @@
  * the containers and the fragments packed into them.
  */
 import { dropRemoteLoc, remotePlacesOf } from '../../blocks/remote-locs.js';
-import { fragmentLength, fragmentOffset, fragmentSpans, isPackedLoc } from '../../blocks/locations.js';
+import { OWN, containersOf, inRemotePack, unreachable } from '../../blocks/location.js';
 import { BLOCK_SIZE } from '../../core/types.js';
-import { CONTAINER, REMOTE, forEachLiveSlot } from '../../slots/slots.js';
+import { forEachLiveSlot } from '../../slots/slots.js';
 import type { CheckContext } from './context.js';
 import { markFreeHitsRepaired } from './faults.js';
 
@@ -45,7 +45,7 @@ export function checkSlots(cx: CheckContext, refs: Float64Array, free: Uint8Arra
   const fragmentsIn = new Map<number, number>();
   const packedSeen = { packedBlocks: 0, packedBytes: 0, containers: 0 };
   const packedAt: number[] = [];
-  forEachLiveSlot(db, (slot, rc, hash, w0, w1) => {
+  forEachLiveSlot(db, (slot, rc, hash, loc) => {
     liveCount++;
     if (slot >= next) {
       beyond.push(slot);
@@ -53,38 +53,42 @@ export function checkSlots(cx: CheckContext, refs: Float64Array, free: Uint8Arra
     }
     live[slot] = 1;
     const n = refs[slot];
-    if (w0 === CONTAINER) {
-      containers.set(slot, rc);
-      packedSeen.containers++;
-      if (n > 0) fault('corruption', 'bad-location', `slot ${slot} holds packed fragments, yet maps reference it ${n} times`);
-      return;
-    }
-    if (isPackedLoc(w0) && n > 0) {
-      const c = w0 - 1;
-      if (fragmentLength(w1) === 0 || fragmentLength(w1) > BLOCK_SIZE) {
-        fault('corruption', 'bad-location', `slot ${slot}: its fragment (offset ${fragmentOffset(w1)}, ${fragmentLength(w1)} bytes) is not a fragment of one block`);
-      }
-      fragmentsIn.set(c, (fragmentsIn.get(c) ?? 0) + 1);
-      packedAt.push(slot, c);
-      if (fragmentSpans(w1)) {
-        // It runs on into the next slot, which must be a container too and counts it as well.
-        fragmentsIn.set(c + 1, (fragmentsIn.get(c + 1) ?? 0) + 1);
-        packedAt.push(slot, c + 1);
-      }
-      packedSeen.packedBlocks++;
-      packedSeen.packedBytes += fragmentLength(w1);
+    switch (loc.kind) {
+      case 'container':
+        containers.set(slot, rc);
+        packedSeen.containers++;
+        if (n > 0) fault('corruption', 'bad-location', `slot ${slot} holds packed fragments, yet maps reference it ${n} times`);
+        return;
+      case 'packed':
+        if (n === 0) break;
+        if (loc.length === 0 || loc.length > BLOCK_SIZE) {
+          fault('corruption', 'bad-location', `slot ${slot}: its fragment (offset ${loc.offset}, ${loc.length} bytes) is not a fragment of one block`);
+        }
+        // One that runs on into the next slot needs it to be a container too, counting it as well.
+        for (const c of containersOf(loc)) {
+          fragmentsIn.set(c, (fragmentsIn.get(c) ?? 0) + 1);
+          packedAt.push(slot, c);
+        }
+        packedSeen.packedBlocks++;
+        packedSeen.packedBytes += loc.length;
+        break;
+      case 'own':
+      case 'remote':
+        break;
+      default:
+        unreachable(loc);
     }
     if (n === 0) {
       if (repair) {
         edit.set(slot, 0);
-        if (w0 !== 0) edit.setLoc(slot, 0, 0);
-        if (w0 === REMOTE) dropRemoteLoc(db, slot);
+        edit.setLoc(slot, OWN);
+        if (inRemotePack(loc)) dropRemoteLoc(db, slot);
         toFree.push(slot);
       }
       fault('leak', 'refcount-high', `slot ${slot}: refcount ${rc}, maps reference it 0 times`, repair);
       return;
     }
-    if (w0 === REMOTE) {
+    if (inRemotePack(loc)) {
       // Still in a remote pack (a lazy clone's): no bytes here to verify; its place must be recorded.
       if (remotePlacesOf(db, [slot]).size === 0) fault('corruption', 'bad-location', `slot ${slot}: its location says remote, but no remote place is recorded`);
     } else inUse.push(slot);
