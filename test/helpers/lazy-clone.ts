@@ -6,7 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { openBucket, type Bucket } from '../../src/remote/s3.js';
+import type { Bucket } from '../../src/remote/bucket.js';
+import { openBucket } from '../../src/remote/s3.js';
 import { strata, strataOk } from './cli.js';
 import { rng } from './random.js';
 import { freshBucket, rgw, storesOnBucket } from './rgw.js';
