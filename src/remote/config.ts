@@ -72,6 +72,7 @@ export function parseS3Url(url: string): { bucket: string; prefix: string } {
 export function parseFileUrl(url: string): string {
   let dir: string;
   try {
+    if (!url.startsWith('file://')) throw new Error('not file://');
     dir = fileURLToPath(new URL(url));
   } catch {
     throw badInput(`${JSON.stringify(url)} is not a file:// URL of a directory (file:///PATH, an absolute path)`, { url });
