@@ -79,12 +79,25 @@ export function openDirBucket(dir: string): Bucket {
   const root = path.resolve(dir);
   const where = `directory ${root}`;
 
-  const fail = (e: unknown, what: string, key?: string): StrataError => {
+  /** The directory itself is missing (a NAS not mounted, a mistyped path): no object is the wrong answer then. */
+  const rootGone = async (): Promise<boolean> => {
+    try {
+      await fs.promises.stat(root);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+
+  const fail = async (e: unknown, what: string, key?: string): Promise<StrataError> => {
     if (e instanceof StrataError) return e;
     const code = errno(e);
     const obj = key === undefined ? where : `${key} in ${where}`;
     const data = { dir: root, key, errno: code };
-    if (code === 'ENOENT' || code === 'ENOTDIR') return new StrataError('E_NOT_FOUND', key === undefined ? `no ${where}` : `no object ${obj}`, data, { cause: e });
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      if (key === undefined || (await rootGone())) return new StrataError('E_NOT_FOUND', `no ${where}`, data, { cause: e });
+      return new StrataError('E_NOT_FOUND', `no object ${obj}`, data, { cause: e });
+    }
     if (code === 'ENOSPC' || code === 'EDQUOT') return new StrataError('E_NO_SPACE', `cannot ${what} ${obj}: no space left (${code})`, data, { cause: e });
     return new StrataError('E_IO', `cannot ${what} ${obj}: ${(e as Error).message ?? String(e)}`, data, { cause: e });
   };
@@ -154,13 +167,13 @@ export function openDirBucket(dir: string): Bucket {
    */
   async function stage(key: string, body: Uint8Array): Promise<{ tmp: string; full: string; folder: string }> {
     for (let attempt = 1; ; attempt++) {
-      const { folder, file } = await placeOf(key, true);
-      const tmp = path.join(folder, `${TMP}${randomBytes(8).toString('hex')}`);
-      let fh: fs.promises.FileHandle;
+      let folder: string, file: string, tmp: string, fh: fs.promises.FileHandle;
       try {
+        ({ folder, file } = await placeOf(key, true));
+        tmp = path.join(folder, `${TMP}${randomBytes(8).toString('hex')}`);
         fh = await fs.promises.open(tmp, 'wx', 0o666);
       } catch (e) {
-        if (errno(e) === 'ENOENT' && attempt < MKDIR_TRIES) continue;
+        if (errno(e) === 'ENOENT' && attempt < MKDIR_TRIES && !(await rootGone())) continue;
         throw e;
       }
       try {
@@ -215,7 +228,7 @@ export function openDirBucket(dir: string): Bucket {
     try {
       st = await fs.promises.stat(root);
     } catch (e) {
-      throw fail(e, 'reach');
+      throw await fail(e, 'reach');
     }
     if (!st.isDirectory()) throw new StrataError('E_NOT_FOUND', `${root} is not a directory`, { dir: root });
   }
@@ -227,7 +240,7 @@ export function openDirBucket(dir: string): Bucket {
       try {
         await fs.promises.mkdir(root, { recursive: true });
       } catch (e) {
-        throw fail(e, 'create');
+        throw await fail(e, 'create');
       }
       await check();
     },
@@ -241,7 +254,7 @@ export function openDirBucket(dir: string): Bucket {
         await syncDir(staged.folder);
       } catch (e) {
         if (staged) await fs.promises.unlink(staged.tmp).catch(() => undefined);
-        throw fail(e, 'write', key);
+        throw await fail(e, 'write', key);
       }
     },
     async putNew(key, body) {
@@ -265,7 +278,7 @@ export function openDirBucket(dir: string): Bucket {
         return won;
       } catch (e) {
         if (staged) await fs.promises.unlink(staged.tmp).catch(() => undefined);
-        throw fail(e, 'create', key);
+        throw await fail(e, 'create', key);
       }
     },
     async remove(key) {
@@ -276,8 +289,8 @@ export function openDirBucket(dir: string): Bucket {
         await fs.promises.unlink(path.join(folder, place.file));
         await syncDir(folder);
       } catch (e) {
-        if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return;
-        throw fail(e, 'delete', key);
+        if ((errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') && !(await rootGone())) return;
+        throw await fail(e, 'delete', key);
       }
       await pruneFolders(folder);
     },
@@ -302,7 +315,7 @@ export function openDirBucket(dir: string): Bucket {
         }
         return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces, got);
       } catch (e) {
-        throw fail(e, 'read', key);
+        throw await fail(e, 'read', key);
       } finally {
         await fh?.close();
       }
@@ -323,7 +336,7 @@ export function openDirBucket(dir: string): Bucket {
         if (got !== out.length) throw pastEnd(where, key, start, end, got);
         return out;
       } catch (e) {
-        throw fail(e, 'read', key);
+        throw await fail(e, 'read', key);
       } finally {
         await fh?.close();
       }
@@ -333,8 +346,8 @@ export function openDirBucket(dir: string): Bucket {
         const { folder, file } = await placeOf(key);
         return (await fs.promises.lstat(path.join(folder, file))).isFile();
       } catch (e) {
-        if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return false;
-        throw fail(e, 'look up', key);
+        if ((errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') && !(await rootGone())) return false;
+        throw await fail(e, 'look up', key);
       }
     },
     async list(prefix) {
@@ -345,10 +358,11 @@ export function openDirBucket(dir: string): Bucket {
       try {
         if (start.includes('\0')) throw badInput(`invalid prefix ${JSON.stringify(prefix)} for a directory bucket: a NUL character`, { prefix });
         const segs = directoryKey(keyBase.slice(0, -1), true);
+        await fs.promises.stat(root); // a directory that is not there lists as an error (as S3's NoSuchBucket), never as empty
         await walk(await folderOf(segs, prefix, false), keyBase, start, out);
       } catch (e) {
-        if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return [];
-        throw fail(e, 'list', prefix);
+        if ((errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') && !(await rootGone())) return [];
+        throw await fail(e, 'list', prefix);
       }
       return out.sort(byKey);
     },

@@ -85,6 +85,23 @@ describe('a directory bucket', () => {
     expect(fs.readFileSync(path.join(secret, 'key'), 'utf8')).toBe('private');
   });
 
+  it('a directory that is not there (a NAS not mounted) is E_NOT_FOUND naming it for every method, never an empty bucket, and is not made', async () => {
+    const root = path.join(tmpDir(), 'nas');
+    const b = openDirBucket(root);
+    await b.ensure();
+    await b.put('packs/p', Buffer.from('x'));
+    fs.rmSync(root, { recursive: true });
+    const gone = { code: 'E_NOT_FOUND', message: `no directory ${root}` };
+    await expect(b.list('')).rejects.toMatchObject(gone);
+    await expect(b.list('manifests/')).rejects.toMatchObject(gone);
+    await expect(b.get('packs/p', 64)).rejects.toMatchObject(gone);
+    await expect(b.has('packs/p')).rejects.toMatchObject(gone);
+    await expect(b.remove('packs/p')).rejects.toMatchObject(gone);
+    await expect(b.put('packs/q', Buffer.from('y'))).rejects.toMatchObject(gone);
+    await expect(b.putNew('locks/gc', Buffer.from('y'))).rejects.toMatchObject(gone);
+    expect(fs.existsSync(root)).toBe(false);
+  });
+
   it('an object where a folder would be is a one-line E_BAD_INPUT for a write, and absent for a read', async () => {
     const b = openDirBucket(path.join(tmpDir(), 'nas'));
     await b.ensure();
