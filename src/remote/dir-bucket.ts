@@ -162,8 +162,9 @@ export function openDirBucket(dir: string): Bucket {
 
   /**
    * Writes `body` to a fresh temporary file beside `key`, fsynced; returns
-   * its path and the object's. A remove that takes the directory away
-   * between the two steps (it was empty) is met by making it again.
+   * its path and the object's. Another host's remove that prunes the
+   * folder (it was empty) before the temporary is in it is met by making
+   * it again; once the temporary is in it, the folder stays.
    */
   async function stage(key: string, body: Uint8Array): Promise<{ tmp: string; full: string; folder: string }> {
     for (let attempt = 1; ; attempt++) {
