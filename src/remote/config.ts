@@ -2,25 +2,48 @@
  * Remotes known to a store: STORE/remotes/NAME/remote.json, written by
  * `strata remote add`. Beside it, cache.db (cache.ts). Credentials are never
  * kept here: they come from the SDK's standard chain (s3.ts).
+ *
+ * A remote is an S3 bucket (s3://BUCKET[/PREFIX], s3.ts) or a local
+ * directory (file:///PATH, dir-bucket.ts); which one is decided by `dir`,
+ * and a file written before directories were known has none: S3.
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { StrataError, badInput, notFound } from '../errors.js';
 
-export interface RemoteConfig {
+interface RemoteCommon {
   name: string;
-  bucket: string;
   /** Key prefix inside the bucket: '' or ending in '/'. */
   prefix: string;
-  endpoint?: string;
-  region?: string;
-  pathStyle?: boolean;
   /**
    * Bytes of this remote's blocks kept locally once fetched (cache-limit.ts);
    * absent: no limit. Counted 4 KiB per block.
    */
   cacheSize?: number;
 }
+
+export interface S3RemoteConfig extends RemoteCommon {
+  bucket: string;
+  endpoint?: string;
+  region?: string;
+  pathStyle?: boolean;
+  dir?: undefined;
+}
+
+export interface DirRemoteConfig extends RemoteCommon {
+  /** The directory's absolute path; the prefix is always ''. */
+  dir: string;
+  bucket?: undefined;
+  endpoint?: undefined;
+  region?: undefined;
+  pathStyle?: undefined;
+}
+
+export type RemoteConfig = S3RemoteConfig | DirRemoteConfig;
+
+/** Where a remote's objects are: a RemoteConfig but its name and cache limit. */
+export type RemotePlace = Omit<S3RemoteConfig, 'name' | 'cacheSize'> | Omit<DirRemoteConfig, 'name' | 'cacheSize'>;
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 /** S3's rules for bucket names, loosely: RGW accepts a little more. */
@@ -45,6 +68,36 @@ export function parseS3Url(url: string): { bucket: string; prefix: string } {
   return { bucket, prefix };
 }
 
+/** file:///PATH (or file://localhost/PATH): an absolute directory. */
+export function parseFileUrl(url: string): string {
+  let dir: string;
+  try {
+    if (!url.startsWith('file://')) throw new Error('not file://');
+    dir = fileURLToPath(new URL(url));
+  } catch {
+    throw badInput(`${JSON.stringify(url)} is not a file:// URL of a directory (file:///PATH, an absolute path)`, { url });
+  }
+  if (/[?#]/.test(url)) throw badInput(`${JSON.stringify(url)} has a query or fragment; give only file:///PATH`, { url });
+  return path.resolve(dir);
+}
+
+/**
+ * Where `remote add URL` points: s3://BUCKET[/PREFIX] with the S3 options,
+ * or file:///PATH, which takes none of them.
+ */
+export function parseRemoteUrl(url: string, o: { endpoint?: string; region?: string; pathStyle?: boolean } = {}): RemotePlace {
+  if (url.startsWith('file:')) {
+    const given = [o.endpoint !== undefined && '--endpoint', o.region !== undefined && '--region', o.pathStyle === false && '--no-path-style'].filter(Boolean);
+    if (given.length > 0) throw badInput(`${given.join(' and ')} ${given.length > 1 ? 'are' : 'is'} for s3:// remotes; ${url} is a directory`, { url });
+    return { dir: parseFileUrl(url), prefix: '' };
+  }
+  const place: Omit<S3RemoteConfig, 'name' | 'cacheSize'> = parseS3Url(url);
+  if (o.endpoint !== undefined) place.endpoint = parseEndpoint(o.endpoint);
+  if (o.region !== undefined) place.region = o.region;
+  if (o.pathStyle === false || o.endpoint === undefined) place.pathStyle = o.pathStyle !== false && o.endpoint !== undefined;
+  return place;
+}
+
 export function parseEndpoint(raw: string): string {
   let u: URL;
   try {
@@ -60,7 +113,7 @@ export function parseEndpoint(raw: string): string {
 export const remotesDir = (storeDir: string): string => path.join(storeDir, 'remotes');
 export const remoteDir = (storeDir: string, name: string): string => path.join(remotesDir(storeDir), remoteName(name));
 
-export const remoteUrl = (c: RemoteConfig): string => `s3://${c.bucket}${c.prefix ? `/${c.prefix.replace(/\/$/, '')}` : ''}`;
+export const remoteUrl = (c: RemotePlace): string => (c.dir !== undefined ? pathToFileURL(c.dir).href : `s3://${c.bucket}${c.prefix ? `/${c.prefix.replace(/\/$/, '')}` : ''}`);
 
 export function addRemote(storeDir: string, c: RemoteConfig, opts: { replace?: boolean } = {}): void {
   const dir = remoteDir(storeDir, c.name);
@@ -79,7 +132,7 @@ export function loadRemote(storeDir: string, name: string): RemoteConfig {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch {
-    throw notFound(`no remote named ${name} (strata remote add ${name} s3://BUCKET --endpoint URL)`, { remote: name });
+    throw notFound(`no remote named ${name} (strata remote add ${name} s3://BUCKET --endpoint URL, or file:///PATH)`, { remote: name });
   }
   return JSON.parse(text) as RemoteConfig;
 }

@@ -19,7 +19,9 @@ import { HEX_ID, INDEX_DIR, LAYER_DIR, MANIFEST_DIR, PACK_DIR, keysFor, sha256He
 import { hasDependents, listDependents, type Dependent } from './dependents.js';
 import { decodeManifest, MAX_MANIFEST_BYTES, type Manifest } from './manifest.js';
 import { mapLimit } from './pool.js';
-import { objectTooLarge, openBucket, type Bucket, type BucketOptions } from './s3.js';
+import { objectTooLarge, type Bucket } from './bucket.js';
+import { openDirBucket } from './dir-bucket.js';
+import { openBucket, type BucketOptions } from './s3.js';
 
 /** An object a command passed over because it is damaged or hostile. */
 export interface SkippedObject {
@@ -41,12 +43,12 @@ export interface Remote {
   close(): void;
 }
 
-/** Tuning for tests and benches: anything of BucketOptions but where the bucket is. */
+/** Tuning for tests and benches: anything of BucketOptions but where the bucket is (S3 only: a directory has no knobs). */
 export type RemoteTuning = Omit<BucketOptions, 'bucket' | 'endpoint' | 'region' | 'pathStyle'>;
 
 export function openRemote(storeDir: string, name: string, tuning: RemoteTuning = {}): Remote {
   const config = loadRemote(storeDir, name);
-  const bucket = openBucket({ ...tuning, bucket: config.bucket, endpoint: config.endpoint, region: config.region, pathStyle: config.pathStyle });
+  const bucket = config.dir !== undefined ? openDirBucket(config.dir) : openBucket({ ...tuning, bucket: config.bucket, endpoint: config.endpoint, region: config.region, pathStyle: config.pathStyle });
   const cache = openRemoteCache(storeDir, name);
   return {
     config,

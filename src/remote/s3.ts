@@ -1,6 +1,6 @@
 /**
- * A bucket, as the rest of src/remote/ sees it: put, get, ranged get, head,
- * list, over @aws-sdk/client-s3. The only module that talks S3.
+ * The S3 bucket (bucket.ts): put, get, ranged get, head, list, over
+ * @aws-sdk/client-s3. The only module that talks S3.
  *
  * - Endpoint and addressing are explicit (Ceph RGW and MinIO want path-style
  *   requests on a plain endpoint); credentials and region come from the
@@ -38,7 +38,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import { StrataError } from '../errors.js';
-import { bytesText } from '../units.js';
+import { byKey, objectTooLarge, pastEnd, requireLimit, type Bucket, type ObjectInfo } from './bucket.js';
 
 // strata supports node 20; the SDK's notice that its releases after January 2027 will not is for
 // whoever upgrades the SDK (package.json pins it), not for every user of every command.
@@ -59,40 +59,6 @@ export interface BucketOptions {
   /** Part size of a multipart upload (default 8 MiB; S3's least is 5 MiB). */
   partBytes?: number;
 }
-
-export interface ObjectInfo {
-  key: string;
-  size: number;
-  modified: Date | undefined;
-}
-
-export interface Bucket {
-  readonly name: string;
-  /** Where requests go, for messages. */
-  readonly where: string;
-  /** Creates the bucket unless it exists (ours or, on RGW, already owned by these credentials). */
-  ensure(): Promise<void>;
-  /** Throws E_NOT_FOUND when the bucket does not exist, E_IO when it cannot be reached. */
-  check(): Promise<void>;
-  put(key: string, body: Uint8Array): Promise<void>;
-  /** Puts only if no object has this key (a conditional write: If-None-Match: *). False when one has. */
-  putNew(key: string, body: Uint8Array): Promise<boolean>;
-  /** Deletes an object; one that is already gone is no error. */
-  remove(key: string): Promise<void>;
-  /** The whole object; E_CORRUPT, and at most maxBytes read, when it is larger than maxBytes. */
-  get(key: string, maxBytes: number): Promise<Buffer>;
-  /** Bytes [start, end) of an object; E_RANGE when they are not all in it. */
-  getRange(key: string, start: number, end: number): Promise<Buffer>;
-  /** Whether an object exists. */
-  has(key: string): Promise<boolean>;
-  /** Every object under `prefix`, in key order. */
-  list(prefix: string): Promise<ObjectInfo[]>;
-  close(): void;
-}
-
-/** An object larger than what it names can be (`size` as listed or sent; undefined: it kept sending past the limit). */
-export const objectTooLarge = (where: string, key: string, limit: number, size?: number): StrataError =>
-  new StrataError('E_CORRUPT', `object ${key} in ${where} is ${size === undefined ? 'larger' : bytesText(size)}, over the ${bytesText(limit)} such an object can hold; refused`, { key, size, limit });
 
 const isNotFound = (e: unknown): boolean => {
   const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -210,7 +176,7 @@ export function openBucket(opts: BucketOptions): Bucket {
       }
     },
     async get(Key, maxBytes) {
-      if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new StrataError('E_INTERNAL', `a read of ${Key} without a size limit`);
+      requireLimit(Key, maxBytes);
       try {
         const r = await client.send(new GetObjectCommand({ Bucket, Key }));
         const stream = r.Body as Readable | undefined;
@@ -237,8 +203,7 @@ export function openBucket(opts: BucketOptions): Bucket {
     },
     async getRange(Key, start, end) {
       if (end <= start) return Buffer.alloc(0);
-      // Bytes past the object's end are no I/O failure: whoever named that range was wrong about the object.
-      const past = (got: number) => new StrataError('E_RANGE', `${Key} in ${where}: asked for ${end - start} bytes at ${start}, got ${got}`, { bucket: Bucket, key: Key });
+      const past = (got: number) => pastEnd(where, Key, start, end, got);
       try {
         const b = await body(await client.send(new GetObjectCommand({ Bucket, Key, Range: `bytes=${start}-${end - 1}` })));
         if (b.length !== end - start) throw past(b.length);
@@ -269,7 +234,7 @@ export function openBucket(opts: BucketOptions): Bucket {
       } catch (e) {
         throw fail(e, 'list', Prefix);
       }
-      return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      return out.sort(byKey);
     },
     close() {
       client.destroy();

@@ -7,7 +7,8 @@ import { encodeIndex, encodePackTrailer, type BlockPlace } from '../../src/remot
 import { encodeLayer, type LayerRun } from '../../src/remote/layer-file.js';
 import { keysFor, sha256Hex } from '../../src/remote/layout.js';
 import { MANIFEST_FORMAT } from '../../src/remote/manifest.js';
-import { openBucket, type Bucket } from '../../src/remote/s3.js';
+import type { Bucket } from '../../src/remote/bucket.js';
+import { openBucket } from '../../src/remote/s3.js';
 import { rgw } from './rgw.js';
 
 const keys = keysFor('');

@@ -1,15 +1,16 @@
 /**
- * Two stores as two hosts on one bucket of the loopback RGW, for the lazy
+ * Two stores as two hosts on one bucket (of the loopback RGW unless a test
+ * names another kind, helpers/remotes.ts), for the lazy
  * clone tests: store A pushes `img` (2 MiB of distinct random blocks, packs
  * of 1 MiB) and store B clones it lazily as `vm`.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { openBucket, type Bucket } from '../../src/remote/s3.js';
+import type { Bucket } from '../../src/remote/bucket.js';
 import { strata, strataOk } from './cli.js';
 import { rng } from './random.js';
-import { freshBucket, rgw, storesOnBucket } from './rgw.js';
+import { RGW_KIND, storesOn, type RemoteKind } from './remotes.js';
 import { tmpDir } from './tmp.js';
 
 export interface LazyPair {
@@ -22,17 +23,17 @@ export interface LazyPair {
   bucket: Bucket;
 }
 
-export function pushAndCloneLazily(what: string, seed: number): LazyPair {
+export function pushAndCloneLazily(what: string, seed: number, kind: RemoteKind = RGW_KIND): LazyPair {
   const dir = tmpDir();
   const data = rng(seed).bytes(2 * 1024 * 1024);
   fs.writeFileSync(path.join(dir, 'img.raw'), data);
-  const bucketName = freshBucket(what);
+  const remote = kind.fresh(what);
   const [A, B] = ['A', 'B'].map((n) => path.join(dir, n));
-  storesOnBucket([A, B], bucketName);
+  storesOn([A, B], remote);
   strataOk(A, ['create', 'img', '--from', path.join(dir, 'img.raw')]);
   strataOk(A, ['push', 'img', 'fleet', '--pack-size', '1M']);
   strataOk(B, ['clone', 'fleet/img', 'vm']);
-  return { dir, data, A, B, bucket: openBucket({ bucket: bucketName, endpoint: rgw().endpoint }) };
+  return { dir, data, A, B, bucket: remote.open() };
 }
 
 /** `image` in `store` reads back as `data`, with nothing on stderr, and `strata check` finds nothing wrong. */

@@ -1,5 +1,6 @@
 /**
  * Lazy clones and their origin (#22 item 5), against the loopback Ceph RGW
+ * and a directory bucket (file://),
  * with two stores as two hosts: the bucket records which stores hold lazy
  * clones of which manifests, so another host's `remote delete` and `remote
  * gc` refuse (E_HAS_DEPENDENTS, naming the store and its images) unless
@@ -8,23 +9,23 @@
  * remotely and, with --remote, asks the bucket for it. A clone read whole,
  * or removed, stops holding its origin.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { pushAndCloneLazily } from '../helpers/lazy-clone.js';
-import { haveRgw, rgw } from '../helpers/rgw.js';
+import { REMOTE_KINDS } from '../helpers/remotes.js';
 
 const MiB = 1024 * 1024;
 const HAS_DEPENDENTS = ERROR_CODES.E_HAS_DEPENDENTS;
 const json = (r: { stdout: string }) => JSON.parse(r.stdout);
 
-describe.skipIf(!haveRgw())('lazy clones hold their origin (Ceph RGW)', () => {
-  beforeAll(() => {
-    rgw();
+describe.each(REMOTE_KINDS)('lazy clones hold their origin ($name)', (kind) => {
+  beforeEach((ctx) => {
+    if (!kind.available()) ctx.skip();
   });
 
   /** Store A pushes `img` (2 MiB of distinct blocks); store B clones it lazily as vm, fetching nothing. */
-  const setup = (what: string) => pushAndCloneLazily(what, 2205);
+  const setup = (what: string) => pushAndCloneLazily(what, 2205, kind);
 
   it("another store's remote delete and remote gc refuse while B's lazy clone needs the image, -n names it, --force goes on; check --remote then names the images that lost their blocks", async () => {
     const { A, B, bucket } = setup('deps');

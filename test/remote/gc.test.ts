@@ -1,5 +1,6 @@
 /**
- * remote delete, remote gc and remote check against the loopback RGW:
+ * remote delete, remote gc and remote check against the loopback RGW and a
+ * directory bucket (file://):
  * what no manifest reaches goes, sparse packs are repacked, every image
  * still left pulls byte-identical on another store; gc and push exclude
  * each other (real processes); SIGKILL at each step of gc leaves nothing
@@ -9,22 +10,21 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { openBucket, type Bucket } from '../../src/remote/s3.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { Bucket } from '../../src/remote/bucket.js';
 import { strata, strataAsync, strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
 import { faultChannel } from '../helpers/fault.js';
-import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
+import { REMOTE_KINDS, storesOn } from '../helpers/remotes.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const MiB = 1024 * 1024;
 const json = (r: { stdout: string }) => JSON.parse(r.stdout);
 const ISO = String.raw`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`;
 
-describe.skipIf(!haveRgw())('remote gc and remote check', () => {
-  let endpoint: string;
-  beforeAll(() => {
-    endpoint = rgw().endpoint;
+describe.each(REMOTE_KINDS)('remote gc and remote check ($name)', (kind) => {
+  beforeEach((ctx) => {
+    if (!kind.available()) ctx.skip();
   });
 
   /**
@@ -41,14 +41,14 @@ describe.skipIf(!haveRgw())('remote gc and remote check', () => {
     const small = Buffer.concat([keep, Buffer.alloc(1 * MiB)]);
     const solo = r.text(2 * MiB);
     for (const [n, b] of [['big', big], ['small', small], ['solo', solo]] as const) fs.writeFileSync(path.join(dir, `${n}.raw`), b);
-    const bucketName = freshBucket('gc');
+    const remote = kind.fresh('gc');
     const s = ['A', 'B'].map((n) => path.join(dir, n));
-    storesOnBucket(s, bucketName);
+    storesOn(s, remote);
     for (const n of ['big', 'small', 'solo']) {
       strataOk(s[0], ['create', n, '--from', path.join(dir, `${n}.raw`)]);
       strataOk(s[0], ['push', n, 'fleet', '--pack-size', '8M']);
     }
-    const bucket = openBucket({ bucket: bucketName, endpoint });
+    const bucket = remote.open();
     return { dir, s, small, solo, bucket };
   }
 

@@ -1,5 +1,6 @@
 /**
- * Lazy clones over a remote image, against a real Ceph RGW (no mock): a
+ * Lazy clones over a remote image, against a real Ceph RGW (no mock) and a
+ * directory bucket (file://): a
  * leaf over a pushed image is made without fetching a block; a read of a
  * block still remote is E_IO, never zeros; the fetcher fetches only the
  * blocks a read touches (counted in GETs and blocks), checks each against
@@ -7,7 +8,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/core/store.js';
 import { checkStore } from '../../src/store/upkeep/check.js';
 import { openImage } from '../../src/image/image.js';
@@ -16,17 +17,16 @@ import { LazyFetcher, lazyClone } from '../../src/remote/lazy.js';
 import { remoteBlockCount } from '../../src/store/blocks/remote-locs.js';
 import { strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
-import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
+import { REMOTE_KINDS, storesOn } from '../helpers/remotes.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { distinctBlocks as distinct } from '../helpers/blocks.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 16 * MiB;
 
-describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => {
-  let endpoint: string;
-  beforeAll(() => {
-    endpoint = rgw().endpoint;
+describe.each(REMOTE_KINDS)('lazy clones over a remote image ($name)', (kind) => {
+  beforeEach((ctx) => {
+    if (!kind.available()) ctx.skip();
   });
 
   it('makes a leaf without fetching, fetches only what reads touch, verified, and keeps it', async () => {
@@ -39,8 +39,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     fs.writeFileSync(file, img);
     const A = path.join(dir, 'A');
     const B = path.join(dir, 'B');
-    const bucket = freshBucket('lazy');
-    storesOnBucket([A, B], bucket);
+    storesOn([A, B], kind.fresh('lazy'));
     strataOk(A, ['create', 'deb', '--from', file]);
     strataOk(A, ['freeze', 'deb']);
     strataOk(A, ['push', 'deb', 'fleet', '--pack-size', '1M']);
@@ -99,8 +98,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     fs.writeFileSync(file, img);
     const A = path.join(dir, 'A');
     const B = path.join(dir, 'B');
-    const bucket = freshBucket('lazyrm');
-    storesOnBucket([A, B], bucket);
+    storesOn([A, B], kind.fresh('lazyrm'));
     strataOk(A, ['create', 'deb', '--from', file]);
     strataOk(A, ['freeze', 'deb']);
     strataOk(A, ['push', 'deb', 'fleet']);
@@ -130,11 +128,11 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     const file = path.join(dir, 'src.raw');
     fs.writeFileSync(file, img);
     const [A, B, C] = ['A', 'B', 'C'].map((n) => path.join(dir, n));
-    const [fleet, other] = [freshBucket('lazypush'), freshBucket('lazyother')];
+    const [fleet, other] = [kind.fresh('lazypush'), kind.fresh('lazyother')];
     for (const s of [A, B, C]) {
       strataOk(s, ['init']);
-      strataOk(s, ['remote', 'add', 'fleet', `s3://${fleet}`, '--create', '--endpoint', endpoint]);
-      strataOk(s, ['remote', 'add', 'other', `s3://${other}`, '--create', '--endpoint', endpoint]);
+      strataOk(s, ['remote', 'add', 'fleet', ...fleet.addArgs]);
+      strataOk(s, ['remote', 'add', 'other', ...other.addArgs]);
     }
     strataOk(A, ['create', 'deb', '--from', file]);
     strataOk(A, ['push', 'deb', 'fleet']);
@@ -170,7 +168,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     for (const remote of ['fleet', 'other']) {
       const st = path.join(dir, `C-${remote}`);
       strataOk(st, ['init']);
-      strataOk(st, ['remote', 'add', remote, `s3://${remote === 'fleet' ? fleet : other}`, '--create', '--endpoint', endpoint]);
+      strataOk(st, ['remote', 'add', remote, ...(remote === 'fleet' ? fleet : other).addArgs]);
       strataOk(st, ['pull', `${remote}/vm7@s1`]);
       const out = path.join(dir, `out-${remote}.raw`);
       strataOk(st, ['export', 'vm7@s1', out]);
@@ -184,8 +182,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     const file = path.join(dir, 'src.raw');
     fs.writeFileSync(file, img);
     const [A, B] = ['A', 'B'].map((n) => path.join(dir, n));
-    const bucket = freshBucket('lazypull');
-    storesOnBucket([A, B], bucket);
+    storesOn([A, B], kind.fresh('lazypull'));
     strataOk(A, ['create', 'deb', '--from', file]);
     strataOk(A, ['push', 'deb', 'fleet']);
     strataOk(B, ['clone', 'fleet/deb', 'vm7']);

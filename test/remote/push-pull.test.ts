@@ -1,5 +1,6 @@
 /**
- * Two stores ("hosts") share one bucket on a real Ceph RGW (no mock): they
+ * Two stores ("hosts") share one bucket on a real Ceph RGW (no mock), and
+ * again in a directory (file://): they
  * push images that share most blocks, the bucket holds each block once,
  * each pulls the other's image, fetching only what it lacks, and exports it
  * byte-identical.
@@ -7,12 +8,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { openBucket, type Bucket } from '../../src/remote/s3.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { Bucket } from '../../src/remote/bucket.js';
 import { decodeIndex, decodePackTrailer } from '../../src/remote/index-file.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
-import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
+import { REMOTE_KINDS, storesOn } from '../helpers/remotes.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const MiB = 1024 * 1024;
@@ -43,10 +44,9 @@ async function bucketContents(bucket: Bucket): Promise<{ indexed: string[]; pack
 
 const json = (r: { stdout: string }) => JSON.parse(r.stdout);
 
-describe.skipIf(!haveRgw())('push and pull between two stores through Ceph RGW', () => {
-  let endpoint: string;
-  beforeAll(() => {
-    endpoint = rgw().endpoint;
+describe.each(REMOTE_KINDS)('push and pull between two stores through $name', (kind) => {
+  beforeEach((ctx) => {
+    if (!kind.available()) ctx.skip();
   });
 
   it('each block once in the bucket; each store pulls the other image byte-identical, fetching only what it lacks', async () => {
@@ -69,11 +69,11 @@ describe.skipIf(!haveRgw())('push and pull between two stores through Ceph RGW',
 
     const A = path.join(dir, 'A');
     const B = path.join(dir, 'B');
-    const Bucket = freshBucket('pushpull');
+    const remote = kind.fresh('pushpull');
     for (const [s, name, file] of [[A, 'deb-a', files.a], [B, 'deb-b', files.b]] as const) {
       strataOk(s, ['init']);
       strataOk(s, ['create', name, '--from', file]);
-      strataOk(s, ['remote', 'add', 'fleet', `s3://${Bucket}`, '--create', '--endpoint', endpoint]);
+      strataOk(s, ['remote', 'add', 'fleet', ...remote.addArgs]);
     }
 
     // Small packs, so a push makes several and a pull's ranges span more than one.
@@ -90,7 +90,7 @@ describe.skipIf(!haveRgw())('push and pull between two stores through Ceph RGW',
     expect(pb.newBlocks).toBe(onlyB.length);
     expect(pb.indexesRead).toBe(1);
 
-    const bucket = openBucket({ bucket: Bucket, endpoint });
+    const bucket = remote.open();
     try {
       const c = await bucketContents(bucket);
       const all = distinctBlocks(files.a, files.b);
@@ -147,8 +147,8 @@ describe.skipIf(!haveRgw())('push and pull between two stores through Ceph RGW',
     const A = path.join(dir, 'A');
     const B = path.join(dir, 'B');
     const C = path.join(dir, 'C');
-    const Bucket = freshBucket('chain');
-    storesOnBucket([A, B, C], Bucket);
+    const remote = kind.fresh('chain');
+    storesOn([A, B, C], remote);
     strataOk(A, ['create', 'base', '--from', files.base]);
     strataOk(A, ['import', files.app, 'app', '--parent', 'base']);
     const pushed = json(strataOk(A, ['--json', 'push', 'app', 'fleet']));
@@ -163,7 +163,7 @@ describe.skipIf(!haveRgw())('push and pull between two stores through Ceph RGW',
     expect(fs.readFileSync(out).equals(app)).toBe(true);
 
     // A damaged pack: the block whose bytes no longer match its digest is refused, nothing is imported.
-    const bucket = openBucket({ bucket: Bucket, endpoint });
+    const bucket = remote.open();
     try {
       for (const o of await bucket.list('packs/')) {
         const body = await bucket.get(o.key, 1 << 30);

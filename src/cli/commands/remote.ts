@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { addRemote, listRemotes, loadRemote, parseEndpoint, parseS3Url, remoteName, remoteUrl, removeRemote, setCacheSize, type RemoteConfig } from '../../remote/config.js';
+import { addRemote, listRemotes, loadRemote, parseRemoteUrl, remoteName, remoteUrl, removeRemote, setCacheSize, type RemoteConfig } from '../../remote/config.js';
 import { cacheUsage, evictRemoteCache, type CacheUsage } from '../../remote/cache-limit.js';
 import { checkRemote, type RemoteCheckResult } from '../../remote/check.js';
 import { remoteGc, type RemoteGcResult } from '../../remote/gc.js';
@@ -28,14 +28,14 @@ const cacheText = (u: CacheUsage) => `${humanBytes(u.cachedBytes)}${u.limit === 
 
 const addCommand = () =>
   new Command('add')
-    .description('name a bucket (s3://BUCKET[/PREFIX]) that images are pushed to and pulled from')
+    .description('name a bucket (s3://BUCKET[/PREFIX], or a directory: file:///PATH) that images are pushed to and pulled from')
     .argument('<name>', 'remote name')
-    .argument('<url>', 's3://BUCKET or s3://BUCKET/PREFIX')
+    .argument('<url>', 's3://BUCKET, s3://BUCKET/PREFIX or file:///PATH')
     .option('--endpoint <url>', 'S3 endpoint of Ceph RGW, MinIO, ... (default: AWS S3)')
     .option('--region <region>', 'S3 region (default: $AWS_REGION, else us-east-1)')
     .option('--no-path-style', 'virtual-host requests (BUCKET.host) instead of path-style (default with --endpoint)')
     .option('--no-check', 'do not reach the endpoint now')
-    .option('--create', 'create the bucket if it does not exist (without it, a bucket that does not exist is an error, as with restic before init)')
+    .option('--create', 'create the bucket (or directory) if it does not exist (without it, one that does not exist is an error, as with restic before init)')
     .option('--replace', 'replace a remote of that name')
     .option('--cache-size <size>', "keep at most this much of the remote's fetched blocks locally (512M, 10G; none: no limit)")
     .action(async (name: string, url: string, o: { endpoint?: string; region?: string; pathStyle: boolean; check: boolean; create?: boolean; replace?: boolean; cacheSize?: string }, cmd: Command) =>
@@ -44,13 +44,9 @@ const addCommand = () =>
         async (ctx) => {
           if (o.create && !o.check) throw badInput('--create reaches the endpoint to make the bucket: leave out --no-check');
           await ctx.store();
-          const { bucket, prefix } = parseS3Url(url);
-          const config: RemoteConfig = { name: remoteName(name), bucket, prefix };
+          const config: RemoteConfig = { name: remoteName(name), ...parseRemoteUrl(url, o) };
           const cacheSize = o.cacheSize === undefined ? undefined : parseCacheSize(o.cacheSize);
           if (cacheSize !== undefined) config.cacheSize = cacheSize;
-          if (o.endpoint !== undefined) config.endpoint = parseEndpoint(o.endpoint);
-          if (o.region !== undefined) config.region = o.region;
-          if (!o.pathStyle || o.endpoint === undefined) config.pathStyle = o.pathStyle && o.endpoint !== undefined;
           addRemote(ctx.storeDir, config, { replace: o.replace });
           if (o.check) {
             // Made first, then reached. A mistyped bucket name must not become a new empty bucket:
@@ -103,7 +99,7 @@ const lsCommand = () =>
         },
         (r) => {
           if (r.remotes) {
-            const rows = r.remotes.map((c) => ({ name: c.name, url: c.url, endpoint: c.endpoint ?? '(AWS S3)', cache: cacheText(c.cache) }));
+            const rows = r.remotes.map((c) => ({ name: c.name, url: c.url, endpoint: c.endpoint ?? (c.url.startsWith('s3:') ? '(AWS S3)' : '-'), cache: cacheText(c.cache) }));
             return table(rows, [['name', 'NAME'], ['url', 'URL'], ['endpoint', 'ENDPOINT'], ['cache', 'CACHED']]) || 'no remotes (strata remote add NAME s3://BUCKET --endpoint URL)\n';
           }
           const rows = r.images!.flatMap((i) =>
