@@ -25,11 +25,11 @@ import { prepared } from '../core/statements.js';
 import { slotReader } from '../slots/slots.js';
 import type { Store } from '../core/store.js';
 import type { SlotNumber } from '../core/types.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type WriteDoor } from '../core/tx.js';
 
 /** Records the own places of `slots`, whose blocks this transaction moves elsewhere. Call inside it. */
-export function recordMovedPlaces(on: DbLike, slots: readonly number[]): void {
-  const db = sqlOf(on);
+export function recordMovedPlaces(tx: WriteDoor, slots: readonly number[]): void {
+  const db = sqlOf(tx);
   if (slots.length === 0) return;
   const epoch = newFreeEpoch(db);
   // A newer move of the same slot (moved back, then again) waits for its own readers.

@@ -31,7 +31,7 @@ import { REMOTE, indexSlots, slotEditor } from '../slots/slots.js';
 import { prepared } from '../core/statements.js';
 import type { Store } from '../core/store.js';
 import { BLOCK_SIZE, type SlotNumber } from '../core/types.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
 
 export interface RemotePlace {
   /** The remote's name in this store (STORE/remotes/NAME). */
@@ -46,14 +46,14 @@ export interface RemotePlace {
   digest: Buffer;
 }
 
-/** Records a slot's remote place. Inside the write transaction that sets its location to REMOTE. */
-export function addRemoteLoc(on: DbLike, slot: number, p: RemotePlace): void {
-  const db = sqlOf(on);
+/** Records a slot's remote place, in the transaction that sets its location to REMOTE. */
+export function addRemoteLoc(tx: WriteDoor, slot: number, p: RemotePlace): void {
+  const db = sqlOf(tx);
   prepared(db, 'INSERT INTO remote_locs(slot, remote, pack, offset, length, codec, digest) VALUES (?, ?, ?, ?, ?, ?, ?)').run(slot, p.remote, p.pack, p.offset, p.length, p.codec, p.digest);
 }
 
-export function dropRemoteLoc(on: DbLike, slot: number): void {
-  const db = sqlOf(on);
+export function dropRemoteLoc(tx: WriteDoor, slot: number): void {
+  const db = sqlOf(tx);
   prepared(db, 'DELETE FROM remote_locs WHERE slot = ?').run(slot);
 }
 

@@ -3,7 +3,7 @@ import type Database from 'better-sqlite3';
 import { StrataError, corrupt, notFound } from '../../errors.js';
 import type { ImageId, ImageKind, ImageName, ImageRecord } from '../core/types.js';
 import { prepared } from '../core/statements.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
 
 interface ImageRow {
   id: number;
@@ -160,8 +160,8 @@ export interface NewImage {
   snapSeq?: number;
 }
 
-export function insertImage(on: DbLike, img: NewImage): ImageRecord {
-  const db = sqlOf(on);
+export function insertImage(tx: WriteDoor, img: NewImage): ImageRecord {
+  const db = sqlOf(tx);
   assertNameFree(db, img.name);
   const r = db
     .prepare('INSERT INTO images(name, kind, parent_id, virtual_size, created_at, labels, source, snap_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
@@ -179,11 +179,11 @@ export function insertImage(on: DbLike, img: NewImage): ImageRecord {
 }
 
 export function updateImage(
-  on: DbLike,
+  tx: WriteDoor,
   id: ImageId,
   patch: Partial<Pick<ImageRecord, 'name' | 'kind' | 'parentId' | 'virtualSize' | 'ownBlocks' | 'source' | 'labels' | 'snapSeq' | 'snapshotAt'>>,
 ): void {
-  const db = sqlOf(on);
+  const db = sqlOf(tx);
   const sets: string[] = ['generation = generation + 1'];
   const vals: unknown[] = [];
   const col: Record<string, string> = {
@@ -204,8 +204,8 @@ export function updateImage(
   prepared(db, `UPDATE images SET ${sets.join(', ')} WHERE id = ?`).run(...vals, id);
 }
 
-export function deleteImageRow(on: DbLike, id: ImageId): void {
-  const db = sqlOf(on);
+export function deleteImageRow(tx: WriteDoor, id: ImageId): void {
+  const db = sqlOf(tx);
   prepared(db, 'DELETE FROM segments WHERE image_id = ?').run(id);
   prepared(db, 'DELETE FROM images WHERE id = ?').run(id);
 }

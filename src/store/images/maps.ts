@@ -30,8 +30,8 @@ export function loadSegmentOfEach(on: DbLike, images: readonly ImageId[], seg: S
   });
 }
 
-export function saveSegment(on: DbLike, image: ImageId, seg: SegmentIndex, s: Segment): void {
-  const db = sqlOf(on);
+export function saveSegment(tx: WriteDoor, image: ImageId, seg: SegmentIndex, s: Segment): void {
+  const db = sqlOf(tx);
   if (s === INHERIT) {
     prepared(db, 'DELETE FROM segments WHERE image_id = ? AND seg = ?').run(image, seg);
     return;

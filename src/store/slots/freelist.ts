@@ -14,7 +14,7 @@ import { oldestPin } from '../leases/leases.js';
 import { prepared } from '../core/statements.js';
 import { metaNumber, setMeta } from '../core/meta.js';
 import { type Store } from '../core/store.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
 
 /** The current free epoch: what a lease taken now pins (leases.ts). */
 export function freeEpoch(on: DbLike): number {
@@ -24,18 +24,17 @@ export function freeEpoch(on: DbLike): number {
 /**
  * Starts a new free epoch and returns it: what a transaction that frees
  * slots, or moves blocks out of places a reader may hold, stamps them with.
- * Call inside a write transaction.
  */
-export function newFreeEpoch(on: DbLike): number {
-  const db = sqlOf(on);
+export function newFreeEpoch(tx: WriteDoor): number {
+  const db = sqlOf(tx);
   const epoch = metaNumber(db, 'free_epoch') + 1;
   setMeta(db, 'free_epoch', epoch);
   return epoch;
 }
 
-/** Puts slots on the free list, stamped with a new epoch. Call inside a write transaction. */
-export function freeSlots(on: DbLike, slots: readonly number[]): void {
-  const db = sqlOf(on);
+/** Puts slots on the free list, stamped with a new epoch. */
+export function freeSlots(tx: WriteDoor, slots: readonly number[]): void {
+  const db = sqlOf(tx);
   if (slots.length === 0) return;
   const epoch = newFreeEpoch(db);
   const put = prepared(db, 'INSERT INTO free_slots(slot, epoch) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET epoch = excluded.epoch');

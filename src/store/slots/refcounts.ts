@@ -11,7 +11,7 @@ import { addRemoteLoc, dropRemoteLoc, type RemotePlace } from '../blocks/remote-
 import { fragmentSpans } from '../blocks/locations.js';
 import type { BlockHash } from '../core/hash.js';
 import { BLOCK_SIZE, type OnProgress, type SlotNumber } from '../core/types.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type WriteDoor } from '../core/tx.js';
 
 export type RefDeltas = Map<number, number>;
 
@@ -52,7 +52,7 @@ export function addFragmentRef(delta: Map<number, number>, w0: number, w1: numbe
  * Settles container refcounts (live fragments in each) after blocks moved in
  * or out: `delta` per container; `fresh` containers were written by this
  * transaction and start at their delta. Containers left with no fragment go
- * to `freed`. Call inside a write transaction, before edit.commit().
+ * to `freed`. Call before edit.commit().
  */
 export function settleContainers(edit: SlotEdit, delta: Map<number, number>, fresh: readonly number[], freed: number[]): void {
   for (const c of fresh) {
@@ -76,13 +76,13 @@ export function settleContainers(edit: SlotEdit, delta: Map<number, number>, fre
 }
 
 /**
- * Applies deltas inside a write transaction. `fresh` are slots allocated by
- * this transaction, with the hash of what was written to them; their
- * refcount starts at their delta, and one referenced by nothing in the end
- * goes straight back to the free list.
+ * Applies deltas. `fresh` are slots allocated by this transaction, with the
+ * hash of what was written to them; their refcount starts at their delta,
+ * and one referenced by nothing in the end goes straight back to the free
+ * list.
  */
-export function applyRefDeltas(on: DbLike, deltas: RefDeltas, fresh: Map<SlotNumber, BlockHash> = new Map(), opts: ApplyOptions = {}): void {
-  const db = sqlOf(on);
+export function applyRefDeltas(tx: WriteDoor, deltas: RefDeltas, fresh: Map<SlotNumber, BlockHash> = new Map(), opts: ApplyOptions = {}): void {
+  const db = sqlOf(tx);
   const { onProgress } = opts;
   const edit = slotEditor(db);
   const freed: number[] = [];

@@ -34,7 +34,7 @@ import { corrupt } from '../../errors.js';
 import { prepared } from '../core/statements.js';
 import { metaNumber, setMeta } from '../core/meta.js';
 import { locsChanged } from '../blocks/locations.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
 
 const CHUNK_SLOTS = 4096;
 /** In slot_refs: the count is in wide_refs. */
@@ -177,8 +177,8 @@ export function refcountOf(on: DbLike, slot: number): number {
 }
 
 /**
- * Changes slots' refcounts and hashes, row by row, inside a write
- * transaction. Reports each slot whose count went from above zero to zero
+ * Changes slots' refcounts and hashes, row by row, in the write transaction
+ * it was made in. Reports each slot whose count went from above zero to zero
  * (`freed`) and from zero to above zero (`born`); keeps meta.used_slots.
  */
 export interface SlotEdit {
@@ -210,8 +210,8 @@ export function packedCounts(on: DbLike): PackedCounts {
 
 const fragmentBytes = (w0: number, w1: number) => (w0 !== 0 && w0 !== CONTAINER && w0 !== REMOTE ? w1 & 0x3fff : 0);
 
-export function slotEditor(on: DbLike): SlotEdit {
-  const db = sqlOf(on);
+export function slotEditor(tx: WriteDoor): SlotEdit {
+  const db = sqlOf(tx);
   const refs = new Map<number, Uint32Array>();
   const hashes = new Map<number, Float64Array>();
   const dirtyRefs = new Set<number>();
@@ -358,8 +358,8 @@ const INDEX_ROWS = 200;
  * them as runs rather than scattered inserts. `pairs` is hash, slot, hash,
  * slot, ...; it is sorted in place.
  */
-export function indexSlots(on: DbLike, pairs: number[]): void {
-  const db = sqlOf(on);
+export function indexSlots(tx: WriteDoor, pairs: number[]): void {
+  const db = sqlOf(tx);
   const n = pairs.length / 2;
   if (n === 0) return;
   const order = new Uint32Array(n);
@@ -402,8 +402,8 @@ export function indexLookup(on: DbLike, hashes: readonly number[], max: number):
  * Drops index rows that no longer name a live slot holding their hash, and
  * rows at or past `end`. Returns how many went. Runs in gc.
  */
-export function pruneIndex(on: DbLike, end: number): number {
-  const db = sqlOf(on);
+export function pruneIndex(tx: WriteDoor, end: number): number {
+  const db = sqlOf(tx);
   let pruned = db.prepare('DELETE FROM hash_index WHERE slot >= ?').run(end).changes;
   const read = slotReader(db);
   const page = db.prepare('SELECT hash, slot FROM hash_index WHERE (hash, slot) > (?, ?) ORDER BY hash, slot LIMIT 8192').raw();
