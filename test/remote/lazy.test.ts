@@ -19,6 +19,7 @@ import { rng } from '../helpers/random.js';
 import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { distinctBlocks as distinct } from '../helpers/blocks.js';
+import { sqlOf } from '../helpers/sql.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 16 * MiB;
@@ -52,7 +53,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
       const made = await lazyClone(store, remote, 'deb', 'vm7');
       expect(made.leaf).toBe('vm7');
       expect(made.remoteBlocks).toBe(distinct(img).size);
-      expect(remoteBlockCount(store.db)).toBe(distinct(img).size);
+      expect(remoteBlockCount(store)).toBe(distinct(img).size);
       expect(fs.existsSync(path.join(B, 'data')) ? fs.readdirSync(path.join(B, 'data')).reduce((n, f) => n + fs.statSync(path.join(B, 'data', f)).blocks, 0) : 0).toBe(0);
 
       const vm = openImage(store, 'vm7', { writable: true });
@@ -76,7 +77,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
         await fetcher.ensure(vm.slotsIn(0, SIZE));
         expect(vm.read(0, SIZE).equals(img)).toBe(true);
         expect(fetcher.stats.blocks).toBe(distinct(img).size);
-        expect(remoteBlockCount(store.db)).toBe(0);
+        expect(remoteBlockCount(store)).toBe(0);
         // A write to the leaf works like on any leaf.
         vm.write(0, Buffer.alloc(4096, 7));
         vm.flush();
@@ -112,8 +113,8 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     strataOk(B, ['rm', 'deb']);
     const store = await openStore(B);
     try {
-      expect(remoteBlockCount(store.db)).toBe(0);
-      expect(store.db.prepare("SELECT value FROM meta WHERE key = 'remote_blocks'").pluck().get()).toBe(0);
+      expect(remoteBlockCount(store)).toBe(0);
+      expect(sqlOf(store).prepare("SELECT value FROM meta WHERE key = 'remote_blocks'").pluck().get()).toBe(0);
       expect(checkStore(store).status).toBe('clean');
     } finally {
       store.close();
@@ -147,7 +148,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     const remoteNow = async () => {
       const st = await openStore(B);
       try {
-        return remoteBlockCount(st.db);
+        return remoteBlockCount(st);
       } finally {
         st.close();
       }
@@ -196,7 +197,7 @@ describe.skipIf(!haveRgw())('lazy clones over a remote image (Ceph RGW)', () => 
     expect(evicted.evictedBlocks).toBe(0);
     const st = await openStore(B);
     try {
-      expect(remoteBlockCount(st.db)).toBe(0);
+      expect(remoteBlockCount(st)).toBe(0);
     } finally {
       st.close();
     }

@@ -28,6 +28,7 @@ import { forceRefcount, refcountOf } from '../helpers/slots.js';
 import { CONTAINER, forEachLiveSlot } from '../../src/store/slots/slots.js';
 import { requireTool, runOk } from '../helpers/tools.js';
 import { canCompress, compressBatch, compressEach, decompressBlock } from '../../src/store/blocks/codecs.js';
+import { sqlOf } from '../helpers/sql.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -285,12 +286,12 @@ describe('compressed blocks', () => {
     const s = await openStore(store, { create: false });
     let container = -1;
     try {
-      forEachLiveSlot(s.db, (slot, _rc, _hash, w0) => {
+      forEachLiveSlot(s, (slot, _rc, _hash, w0) => {
         if (w0 === CONTAINER && container < 0) container = slot;
       });
       expect(container).toBeGreaterThanOrEqual(0);
-      forceRefcount(s.db, container, refcountOf(s.db, container) + 5);
-      s.db.prepare("UPDATE meta SET value = value + 7 WHERE key = 'packed_bytes'").run();
+      forceRefcount(s, container, refcountOf(s, container) + 5);
+      sqlOf(s).prepare("UPDATE meta SET value = value + 7 WHERE key = 'packed_bytes'").run();
     } finally {
       s.close();
     }

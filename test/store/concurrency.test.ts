@@ -109,7 +109,7 @@ describe('concurrency', () => {
     // Snapshots made by clone (leaf@snapN) read what the leaf read then; their content is checked through the clones.
     const s = await openStore(store, { create: false });
     try {
-      const names = listImages(s.db).map((i) => i.name);
+      const names = listImages(s).map((i) => i.name);
       for (const [name, model] of models) {
         expect(names, name).toContain(name);
         const img = openImage(s, name);
