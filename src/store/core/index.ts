@@ -9,6 +9,7 @@
  *   lru.ts             A bounded map that forgets the least recently used key.
  *   meta.ts            The meta table: the store's counters and settings (store-internal: other folders read them through named functions).
  *   names.ts           
+ *   old-slot-table.ts  The slot table as migrations 3 and 6 wrote and read it, frozen (schema.ts's own; not exported).
  *   schema.ts          The SQLite schema, versioned by PRAGMA user_version.
  *   store.ts           The store:
  *   tx.ts              The doors to the store's SQLite index: Reader, WriteTx, one read transaction.
