@@ -38,7 +38,7 @@ describe('hostile input', () => {
     // Each bad name against one command (rotating), so every command meets several kinds of bad name.
     BAD_NAMES.forEach((bad, i) => {
       const args = commands[i % commands.length](bad);
-      const r = strata(store, bad.startsWith('-') ? [...args.slice(0, -1), `--`, bad].filter((a, j, all) => !(a === '--' && all[0] === 'create')) : args);
+      const r = strata(store, bad.startsWith('-') ? [...args.slice(0, -1), `--`, bad].filter((a, _j, all) => !(a === '--' && all[0] === 'create')) : args);
       expect(r.status, `${args.join(' ')}`).toBe(ERROR_CODES.E_BAD_INPUT);
       expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
       tried++;

@@ -5,7 +5,6 @@
  * Every command must succeed (no SQLITE_BUSY or E_BUSY reaches a user), and
  * afterwards every image reads exactly its worker's model; check is clean.
  */
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openImage } from '../../src/image/image.js';
 import { CMD } from '../../src/nbd/protocol.js';

@@ -11,7 +11,6 @@
  * through fzstd (pure JS, already used for zstd OCI layers), lz4 through the
  * small decoder below; only writing compressed blocks needs the addon.
  */
-import type Database from 'better-sqlite3';
 import { decompress as fzstdDecompress } from 'fzstd';
 import { prepared } from '../core/statements.js';
 import { StrataError, corrupt } from '../../errors.js';

@@ -18,7 +18,6 @@
  * fetched) or was freed since, the place is not an old one any more and its
  * record just goes.
  */
-import type Database from 'better-sqlite3';
 import { newFreeEpoch, reusableEpoch } from '../slots/freelist.js';
 import { isPackedLoc, isRemoteLoc } from './locations.js';
 import { prepared } from '../core/statements.js';

@@ -23,7 +23,6 @@
  * stale REMOTE: it fetches again (wasted bytes, never wrong ones) or
  * refreshes its locations first (fetchMissing below always refreshes).
  */
-import type Database from 'better-sqlite3';
 import { corrupt } from '../../errors.js';
 import { faultPoint } from '../core/faults.js';
 import { refreshLocations } from './locations.js';

@@ -20,7 +20,6 @@
  * from that too is damaged. Zero blocks and holes are never read, so never
  * checked.
  */
-import type Database from 'better-sqlite3';
 import { StrataError, corrupt } from '../../errors.js';
 import type { HashFn } from '../core/hash.js';
 import { nativeBlockHash } from './native.js';

@@ -1,5 +1,4 @@
 /** Rows of the images table: the catalog of images, their kinds and parents. */
-import type Database from 'better-sqlite3';
 import { StrataError, corrupt, notFound } from '../../errors.js';
 import type { ImageId, ImageKind, ImageName, ImageRecord } from '../core/types.js';
 import { prepared } from '../core/statements.js';

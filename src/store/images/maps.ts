@@ -1,5 +1,4 @@
 /** Segment rows of image maps. An absent row is an all-INHERIT segment. */
-import type Database from 'better-sqlite3';
 import { INHERIT, SEGMENT_ENTRIES, isSlotEntry, type ImageId, type SegmentIndex } from '../core/types.js';
 import { segDecode, segEncode, type Segment } from './segment.js';
 import { prepared } from '../core/statements.js';

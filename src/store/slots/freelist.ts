@@ -9,7 +9,6 @@
  * That is how a reader of a leaf that another process is writing never reads
  * another image's bytes, and how check never sees a slot change under it.
  */
-import type Database from 'better-sqlite3';
 import { oldestPin } from '../leases/leases.js';
 import { prepared } from '../core/statements.js';
 import { metaNumber, setMeta } from '../core/meta.js';

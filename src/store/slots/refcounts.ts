@@ -3,7 +3,6 @@
  * A slot whose count reaches zero moves to the free list in the same
  * transaction; other processes see it free only once that commits.
  */
-import type Database from 'better-sqlite3';
 import { corrupt } from '../../errors.js';
 import { freeSlots } from './freelist.js';
 import { CONTAINER, REMOTE, indexSlots, slotEditor, type SlotEdit } from './slots.js';

@@ -33,7 +33,7 @@ import { freeSlots } from '../slots/freelist.js';
 import { fragmentCodec, fragmentLength, fragmentOffset, isPackedLoc } from '../blocks/locations.js';
 import { punchMovedPlaces, recordMovedPlaces } from '../blocks/moved-places.js';
 import { addFragmentRef, settleContainers } from '../slots/refcounts.js';
-import { CONTAINER, REMOTE, forEachLiveSlot, slotEditor, slotReader } from '../slots/slots.js';
+import { CONTAINER, REMOTE, forEachLiveSlot, slotEditor } from '../slots/slots.js';
 import { metaNumber } from '../core/meta.js';
 import { type Store } from '../core/store.js';
 import { damagedSlotOf } from '../blocks/verify.js';

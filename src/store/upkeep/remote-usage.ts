@@ -7,7 +7,6 @@
  * The figures behind `ls`/`tree`/`info`'s lazy mark, `check`'s remote-only
  * section, `remote rm`'s refusal and the bucket's dependents records.
  */
-import type Database from 'better-sqlite3';
 import { listImages } from '../images/catalog.js';
 import { segmentsOf } from '../images/maps.js';
 import { segGet } from '../images/segment.js';
