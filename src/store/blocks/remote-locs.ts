@@ -95,10 +95,9 @@ export function remoteBlockCount(on: DbLike): number {
 export function installFetched(store: Store, blocks: readonly { slot: number; digest: Buffer; data: Uint8Array }[]): number {
   if (blocks.length === 0) return 0;
   let moved = 0;
-  store.write(() => {
-    const db = store.db;
-    const edit = slotEditor(db);
-    const places = remotePlacesOf(db, blocks.map((b) => b.slot));
+  store.write((tx) => {
+    const edit = slotEditor(tx);
+    const places = remotePlacesOf(tx, blocks.map((b) => b.slot));
     const todo = blocks.filter((b) => {
       if (b.data.length !== BLOCK_SIZE) throw corrupt(`a fetched block for slot ${b.slot} is ${b.data.length} bytes`, { slot: b.slot });
       const p = places.get(b.slot);
@@ -117,14 +116,14 @@ export function installFetched(store: Store, blocks: readonly { slot: number; di
       const h = store.hash(b.data);
       edit.set(b.slot, edit.get(b.slot), h);
       edit.setLoc(b.slot, 0, 0);
-      dropRemoteLoc(db, b.slot);
+      dropRemoteLoc(tx, b.slot);
       pairs.push(h, b.slot);
     }
     edit.commit();
-    indexSlots(db, pairs);
+    indexSlots(tx, pairs);
     moved = todo.length;
   });
   if (moved > 0) faultPoint('fetch.after-commit');
-  refreshLocations(store.db);
+  refreshLocations(store);
   return moved;
 }

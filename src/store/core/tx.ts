@@ -6,6 +6,7 @@
  * that no wing's index exports, so nothing outside src/store/ reaches SQLite.
  */
 import type Database from 'better-sqlite3';
+import { StrataError } from '../../errors.js';
 
 const SQL: unique symbol = Symbol('strata.sql');
 declare const writing: unique symbol;
@@ -51,6 +52,18 @@ export function readTx<T>(r: DbLike, fn: () => T): T {
 /** A number that moves whenever another connection commits (SQLite's data_version): a cheap "has anything changed?". */
 export function dataVersion(r: DbLike): number {
   return sqlOf(r).pragma('data_version', { simple: true }) as number;
+}
+
+/**
+ * The write door of the write transaction `r`'s connection is in: for store
+ * code handed the Store inside a caller's store.write() (the allocator, the
+ * leases). Outside a transaction it throws rather than let a write commit
+ * on its own. Store-internal, like sqlOf.
+ */
+export function heldTx(r: DbLike): WriteTx {
+  const db = sqlOf(r);
+  if (!db.inTransaction) throw new StrataError('E_INTERNAL', 'a store write was attempted outside a write transaction');
+  return writeTxOn(db);
 }
 
 /** A read door on a connection. */

@@ -52,8 +52,7 @@ export interface Miss {
 
 /** The image named exactly `name`; E_NOT_FOUND with `missing()`'s message and hint (a resolver's) when there is none. */
 export function getImage(on: DbLike, name: string, missing: () => Miss = () => ({ message: `no image named ${name}` })): ImageRecord {
-  const db = sqlOf(on);
-  const r = findImage(db, name);
+  const r = findImage(on, name);
   if (r) return r;
   const m = missing();
   throw notFound(m.message, { image: name, ...(m.hint !== undefined ? { hint: m.hint } : {}) });
@@ -131,10 +130,9 @@ export function chainOf(on: DbLike, image: ImageRecord): ImageRecord[] {
 
 /** Every image below `id` in the tree, depth first. */
 export function descendantsOf(on: DbLike, id: ImageId): ImageRecord[] {
-  const db = sqlOf(on);
   const out: ImageRecord[] = [];
   const walk = (p: ImageId) => {
-    for (const c of childrenOf(db, p)) {
+    for (const c of childrenOf(on, p)) {
       out.push(c);
       walk(c.id);
     }
@@ -144,8 +142,7 @@ export function descendantsOf(on: DbLike, id: ImageId): ImageRecord[] {
 }
 
 export function assertNameFree(on: DbLike, name: string): void {
-  const db = sqlOf(on);
-  if (findImage(db, name)) throw new StrataError('E_EXISTS', `an image named ${name} already exists`, { image: name });
+  if (findImage(on, name)) throw new StrataError('E_EXISTS', `an image named ${name} already exists`, { image: name });
 }
 
 export interface NewImage {
@@ -161,7 +158,7 @@ export interface NewImage {
 
 export function insertImage(tx: WriteDoor, img: NewImage): ImageRecord {
   const db = sqlOf(tx);
-  assertNameFree(db, img.name);
+  assertNameFree(tx, img.name);
   const r = db
     .prepare('INSERT INTO images(name, kind, parent_id, virtual_size, created_at, labels, source, snap_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
     .run(
@@ -174,7 +171,7 @@ export function insertImage(tx: WriteDoor, img: NewImage): ImageRecord {
       img.source ? JSON.stringify(img.source) : null,
       img.snapSeq ?? 0,
     );
-  return getImageById(db, Number(r.lastInsertRowid) as ImageId);
+  return getImageById(tx, Number(r.lastInsertRowid) as ImageId);
 }
 
 export function updateImage(

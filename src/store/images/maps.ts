@@ -10,7 +10,7 @@ import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
 
 export function loadSegment(on: DbLike, image: ImageId, seg: SegmentIndex): Segment {
   const db = sqlOf(on);
-  refreshLocations(db);
+  refreshLocations(on);
   const row = prepared(db, 'SELECT entries FROM segments WHERE image_id = ? AND seg = ?').get(image, seg) as { entries: Buffer } | undefined;
   return row ? segDecode(row.entries, `${image}/${seg}`) : INHERIT;
 }
@@ -18,7 +18,7 @@ export function loadSegment(on: DbLike, image: ImageId, seg: SegmentIndex): Segm
 /** Segment `seg` of each image, in the order given (INHERIT where an image has no row): one query for a whole chain. */
 export function loadSegmentOfEach(on: DbLike, images: readonly ImageId[], seg: SegmentIndex): Segment[] {
   const db = sqlOf(on);
-  refreshLocations(db);
+  refreshLocations(on);
   const rows = prepared(db, 'SELECT image_id, entries FROM segments WHERE seg = ? AND image_id IN (SELECT value FROM json_each(?))')
     .raw()
     .all(seg, JSON.stringify(images)) as [number, Buffer][];
@@ -58,7 +58,7 @@ export function dropSegments(tx: WriteDoor, image: ImageId): void {
 /** Every stored segment of an image, in order. */
 export function* segmentsOf(on: DbLike, image: ImageId): Generator<[SegmentIndex, Segment]> {
   const db = sqlOf(on);
-  refreshLocations(db);
+  refreshLocations(on);
   const it = db.prepare('SELECT seg, entries FROM segments WHERE image_id = ? ORDER BY seg').iterate(image) as IterableIterator<{ seg: number; entries: Buffer }>;
   for (const r of it) yield [r.seg as SegmentIndex, segDecode(r.entries, `${image}/${r.seg}`)];
 }

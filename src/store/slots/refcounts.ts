@@ -10,7 +10,7 @@ import { addRemoteLoc, dropRemoteLoc, type RemotePlace } from '../blocks/remote-
 import { fragmentSpans } from '../blocks/locations.js';
 import type { BlockHash } from '../core/hash.js';
 import { BLOCK_SIZE, type OnProgress, type SlotNumber } from '../core/types.js';
-import { sqlOf, type WriteDoor } from '../core/tx.js';
+import { type WriteDoor } from '../core/tx.js';
 
 export type RefDeltas = Map<number, number>;
 
@@ -81,9 +81,8 @@ export function settleContainers(edit: SlotEdit, delta: Map<number, number>, fre
  * list.
  */
 export function applyRefDeltas(tx: WriteDoor, deltas: RefDeltas, fresh: Map<SlotNumber, BlockHash> = new Map(), opts: ApplyOptions = {}): void {
-  const db = sqlOf(tx);
   const { onProgress } = opts;
-  const edit = slotEditor(db);
+  const edit = slotEditor(tx);
   const freed: number[] = [];
   const pairs: number[] = Array.isArray(opts.index) ? opts.index : [];
   const containerDelta = new Map<number, number>();
@@ -96,7 +95,7 @@ export function applyRefDeltas(tx: WriteDoor, deltas: RefDeltas, fresh: Map<Slot
       const far = opts.remote?.get(slot);
       if (far) {
         edit.setLoc(slot, REMOTE, 0);
-        addRemoteLoc(db, slot, far);
+        addRemoteLoc(tx, slot, far);
         continue; // not indexed: nothing may share it before its bytes are here to compare
       }
       if (loc) {
@@ -123,7 +122,7 @@ export function applyRefDeltas(tx: WriteDoor, deltas: RefDeltas, fresh: Map<Slot
       if (w0 === REMOTE) {
         // Never fetched: nothing of it is here to free but its place.
         edit.setLoc(slot, 0, 0);
-        dropRemoteLoc(db, slot);
+        dropRemoteLoc(tx, slot);
       } else if (w0 !== 0) {
         // A packed block's fragment dies with it; its container lives while any other does.
         addFragmentRef(containerDelta, w0, edit.loc1(slot), -1);
@@ -133,7 +132,7 @@ export function applyRefDeltas(tx: WriteDoor, deltas: RefDeltas, fresh: Map<Slot
   }
   settleContainers(edit, containerDelta, opts.packing?.containers ?? [], freed);
   edit.commit();
-  if (opts.index === undefined || opts.index === 'now') indexSlots(db, pairs);
-  freeSlots(db, freed);
+  if (opts.index === undefined || opts.index === 'now') indexSlots(tx, pairs);
+  freeSlots(tx, freed);
   onProgress?.(total, total);
 }

@@ -71,11 +71,14 @@ function loadRow<T extends Uint32Array | Float64Array>(db: Database.Database, ta
 }
 
 const loadRefsRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_refs', chunk, () => new Uint32Array(CHUNK_SLOTS));
+const hashesRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_hashes', chunk, () => new Float64Array(CHUNK_SLOTS));
+const locsRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_locs', chunk, () => new Uint32Array(2 * CHUNK_SLOTS));
+
 /** A chunk's recorded block hashes (53-bit XXH64; NaN for containers; 0 where never written). */
-export const loadHashesRow = (on: DbLike, chunk: number) => loadRow(sqlOf(on), 'slot_hashes', chunk, () => new Float64Array(CHUNK_SLOTS));
+export const loadHashesRow = (on: DbLike, chunk: number) => hashesRow(sqlOf(on), chunk);
 
 /** A chunk's locations: words 2i and 2i + 1 are slot i's. Absent row: every slot in its own place. */
-export const loadLocsRow = (on: DbLike, chunk: number) => loadRow(sqlOf(on), 'slot_locs', chunk, () => new Uint32Array(2 * CHUNK_SLOTS));
+export const loadLocsRow = (on: DbLike, chunk: number) => locsRow(sqlOf(on), chunk);
 
 function saveLocsRow(db: Database.Database, chunk: number, a: Uint32Array): void {
   if (a.every((x) => x === 0)) prepared(db, 'DELETE FROM slot_locs WHERE chunk = ?').run(chunk);
@@ -107,7 +110,7 @@ export function cachedHashesRow(on: DbLike, chunk: number, fresh = false): Float
   let r = fresh ? undefined : rows.get(chunk);
   if (!r) {
     if (rows.size >= MAX_CACHED_HASH_ROWS) rows.clear();
-    rows.set(chunk, (r = loadHashesRow(db, chunk)));
+    rows.set(chunk, (r = hashesRow(db, chunk)));
   }
   return r;
 }
@@ -155,25 +158,24 @@ export function slotReader(on: DbLike): SlotReader {
     },
     hash(slot) {
       const c = chunkOf(slot);
-      const a = hashes.get(c) ?? keep(hashes, c, loadHashesRow(db, c));
+      const a = hashes.get(c) ?? keep(hashes, c, hashesRow(db, c));
       return a[slot - c * CHUNK_SLOTS];
     },
     loc0(slot) {
       const c = chunkOf(slot);
-      const a = locs.get(c) ?? keep(locs, c, loadLocsRow(db, c));
+      const a = locs.get(c) ?? keep(locs, c, locsRow(db, c));
       return a[2 * (slot - c * CHUNK_SLOTS)];
     },
     loc1(slot) {
       const c = chunkOf(slot);
-      const a = locs.get(c) ?? keep(locs, c, loadLocsRow(db, c));
+      const a = locs.get(c) ?? keep(locs, c, locsRow(db, c));
       return a[2 * (slot - c * CHUNK_SLOTS) + 1];
     },
   };
 }
 
 export function refcountOf(on: DbLike, slot: number): number {
-  const db = sqlOf(on);
-  return slotReader(db).refcount(slot);
+  return slotReader(on).refcount(slot);
 }
 
 /**
@@ -204,8 +206,7 @@ export interface PackedCounts {
 }
 
 export function packedCounts(on: DbLike): PackedCounts {
-  const db = sqlOf(on);
-  return { packedBlocks: metaNumber(db, 'packed_blocks'), packedBytes: metaNumber(db, 'packed_bytes'), containers: metaNumber(db, 'container_slots') };
+  return { packedBlocks: metaNumber(on, 'packed_blocks'), packedBytes: metaNumber(on, 'packed_bytes'), containers: metaNumber(on, 'container_slots') };
 }
 
 const fragmentBytes = (w0: number, w1: number) => (w0 !== 0 && w0 !== CONTAINER && w0 !== REMOTE ? w1 & 0x3fff : 0);
@@ -222,7 +223,7 @@ export function slotEditor(tx: WriteDoor): SlotEdit {
   let liveDelta = 0;
   const locsOf = (c: number) => {
     let a = locs.get(c);
-    if (!a) locs.set(c, (a = loadLocsRow(db, c)));
+    if (!a) locs.set(c, (a = locsRow(db, c)));
     return a;
   };
   const refsOf = (c: number) => {
@@ -272,7 +273,7 @@ export function slotEditor(tx: WriteDoor): SlotEdit {
       dirtyRefs.add(c);
       if (hash !== undefined) {
         let h = hashes.get(c);
-        if (!h) hashes.set(c, (h = loadHashesRow(db, c)));
+        if (!h) hashes.set(c, (h = hashesRow(db, c)));
         h[i] = hash;
         dirtyHashes.add(c);
       }
@@ -283,18 +284,18 @@ export function slotEditor(tx: WriteDoor): SlotEdit {
       for (const c of dirtyLocs) saveLocsRow(db, c, locs.get(c)!);
       if (dirtyLocs.size > 0) {
         // Processes cache locations (locations.ts) and drop them when this moves.
-        setMeta(db, 'loc_seq', metaNumber(db, 'loc_seq') + 1);
-        setMeta(db, 'packed_blocks', metaNumber(db, 'packed_blocks') + packed.packedBlocks);
-        setMeta(db, 'packed_bytes', metaNumber(db, 'packed_bytes') + packed.packedBytes);
-        setMeta(db, 'container_slots', metaNumber(db, 'container_slots') + packed.containers);
-        if (packed.remote !== 0) setMeta(db, 'remote_blocks', metaNumber(db, 'remote_blocks') + packed.remote);
+        setMeta(tx, 'loc_seq', metaNumber(tx, 'loc_seq') + 1);
+        setMeta(tx, 'packed_blocks', metaNumber(tx, 'packed_blocks') + packed.packedBlocks);
+        setMeta(tx, 'packed_bytes', metaNumber(tx, 'packed_bytes') + packed.packedBytes);
+        setMeta(tx, 'container_slots', metaNumber(tx, 'container_slots') + packed.containers);
+        if (packed.remote !== 0) setMeta(tx, 'remote_blocks', metaNumber(tx, 'remote_blocks') + packed.remote);
         packed.packedBlocks = packed.packedBytes = packed.containers = packed.remote = 0;
-        locsChanged(db);
+        locsChanged(tx);
       }
       dirtyRefs.clear();
       dirtyHashes.clear();
       dirtyLocs.clear();
-      if (liveDelta !== 0) setMeta(db, 'used_slots', metaNumber(db, 'used_slots') + liveDelta);
+      if (liveDelta !== 0) setMeta(tx, 'used_slots', metaNumber(tx, 'used_slots') + liveDelta);
       const d = liveDelta;
       liveDelta = 0;
       return d;
@@ -304,8 +305,7 @@ export function slotEditor(tx: WriteDoor): SlotEdit {
 
 /** Slots with a refcount above zero, counted as they change (checked by check). */
 export function usedSlotCount(on: DbLike): number {
-  const db = sqlOf(on);
-  return metaNumber(db, 'used_slots');
+  return metaNumber(on, 'used_slots');
 }
 
 /**
@@ -326,11 +326,11 @@ export function forEachLiveSlot(
   for (const c of rows) {
     const refs = loadRefsRow(db, c);
     let hashes: Float64Array | null = null;
-    const locs = locChunks.has(c) ? loadLocsRow(db, c) : null;
+    const locs = locChunks.has(c) ? locsRow(db, c) : null;
     for (let i = 0; i < CHUNK_SLOTS; i++) {
       const v = refs[i];
       if (v === 0) continue;
-      if (withHashes) hashes ??= loadHashesRow(db, c);
+      if (withHashes) hashes ??= hashesRow(db, c);
       const slot = c * CHUNK_SLOTS + i;
       fn(slot, v === WIDE ? wideCount(db, slot) : v, hashes ? hashes[i] : NaN, locs ? locs[2 * i] : 0, locs ? locs[2 * i + 1] : 0);
     }
@@ -405,7 +405,7 @@ export function indexLookup(on: DbLike, hashes: readonly number[], max: number):
 export function pruneIndex(tx: WriteDoor, end: number): number {
   const db = sqlOf(tx);
   let pruned = db.prepare('DELETE FROM hash_index WHERE slot >= ?').run(end).changes;
-  const read = slotReader(db);
+  const read = slotReader(tx);
   const page = db.prepare('SELECT hash, slot FROM hash_index WHERE (hash, slot) > (?, ?) ORDER BY hash, slot LIMIT 8192').raw();
   const del = db.prepare('DELETE FROM hash_index WHERE hash = ? AND slot = ?');
   // In pages, so an index of millions of rows is never held in memory at once.

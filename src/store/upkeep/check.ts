@@ -39,6 +39,7 @@ import { dropRemoteLoc, remotePlacesOf } from '../blocks/remote-locs.js';
 import { CONTAINER, REMOTE, forEachLiveSlot, indexSlots, packedCounts, slotEditor, slotReader, usedSlotCount } from '../slots/slots.js';
 import { fragmentLength, fragmentOffset, fragmentSpans, isPackedLoc } from '../blocks/locations.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type OnProgress, type SlotNumber } from '../core/types.js';
+import { heldTx, readTx, sqlOf } from '../core/tx.js';
 
 export type FaultClass = 'corruption' | 'leak';
 
@@ -128,7 +129,7 @@ export function checkStore(store: Store, opts: CheckOptions = {}): CheckReport {
     // snapshot means; data faults are still confirmed under the write lock before they count.
     const pin = store.readOnly ? null : leaseTx(store, (take) => take(store, STORE_LEASE, 'the store', 'read', { pin: true }));
     try {
-      report = store.db.transaction(run).deferred();
+      report = readTx(store, run);
     } finally {
       if (pin) releaseLease(store, pin);
     }
@@ -143,7 +144,7 @@ export function checkStore(store: Store, opts: CheckOptions = {}): CheckReport {
 function withDamagedReads(store: Store, report: CheckReport): CheckReport {
   const damaged = new Set(report.faults.filter((f) => f.slot !== undefined && !f.repaired && (f.kind === 'bad-hash' || f.kind === 'unreadable-slot')).map((f) => f.slot!));
   if (damaged.size === 0) return report;
-  const { reads, more } = store.db.transaction(() => damagedReads(store.db, damaged, MAX_FAULTS_PER_KIND)).deferred();
+  const { reads, more } = readTx(store, () => damagedReads(store, damaged, MAX_FAULTS_PER_KIND));
   return { ...report, damagedReads: reads, damagedReadsNotListed: more };
 }
 
@@ -156,7 +157,7 @@ function confirmDataFaults(store: Store, report: CheckReport): CheckReport {
   const suspects = report.faults.filter((f) => f.slot !== undefined && (f.kind === 'bad-hash' || f.kind === 'unreadable-slot'));
   if (suspects.length === 0) return report;
   const gone = store.write(() => {
-    const now = slotReader(store.db);
+    const now = slotReader(store);
     const buf = Buffer.allocUnsafe(BLOCK_SIZE);
     return new Set(
       suspects.filter((f) => {
@@ -176,7 +177,9 @@ function confirmDataFaults(store: Store, report: CheckReport): CheckReport {
 }
 
 function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): CheckReport {
-  const db = store.db;
+  const db = sqlOf(store);
+  // A write transaction to repair, else a read one (then the editor below is given nothing to change).
+  const tx = heldTx(store);
   const faults: Fault[] = [];
   const perKind = new Map<string, number>();
   const fault = (cls: FaultClass, kind: Fault['kind'], message: string, repaired = false, slot?: number) => {
@@ -208,7 +211,7 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
   }
 
   // ---- maps: count references per slot --------------------------------------
-  const next = metaNumber(db, 'next_slot');
+  const next = metaNumber(store, 'next_slot');
   // Float64, not Uint32: one all-equal segment is 4096 references, so 2^32 of them to one slot is
   // only 16 TiB of a repeated block. A wrapped count would let repair free a slot in use.
   // Doubles count exactly up to 2^53.
@@ -270,7 +273,7 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
   }
 
   // ---- refcounts, hashes and free list, slot by slot -------------------------
-  const edit = slotEditor(db);
+  const edit = slotEditor(tx);
   /** Slots repair puts on the free list, stamped together (freelist.ts). */
   const toFree: number[] = [];
   const delFree = db.prepare('DELETE FROM free_slots WHERE slot = ?');
@@ -284,7 +287,7 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
   const fragmentsIn = new Map<number, number>();
   const packedSeen = { packedBlocks: 0, packedBytes: 0, containers: 0 };
   const packedAt: number[] = [];
-  forEachLiveSlot(db, (slot, rc, hash, w0, w1) => {
+  forEachLiveSlot(store, (slot, rc, hash, w0, w1) => {
     liveCount++;
     if (slot >= next) {
       beyond.push(slot);
@@ -317,7 +320,7 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
       if (repair) {
         edit.set(slot, 0);
         if (w0 !== 0) edit.setLoc(slot, 0, 0);
-        if (w0 === REMOTE) dropRemoteLoc(db, slot);
+        if (w0 === REMOTE) dropRemoteLoc(tx, slot);
         toFree.push(slot);
       }
       fault('leak', 'refcount-high', `slot ${slot}: refcount ${rc}, maps reference it 0 times`, repair);
@@ -325,7 +328,7 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
     }
     if (w0 === REMOTE) {
       // Still in a remote pack (a lazy clone's): no bytes here to verify; its place must be recorded.
-      if (remotePlacesOf(db, [slot]).size === 0) fault('corruption', 'bad-location', `slot ${slot}: its location says remote, but no remote place is recorded`);
+      if (remotePlacesOf(store, [slot]).size === 0) fault('corruption', 'bad-location', `slot ${slot}: its location says remote, but no remote place is recorded`);
     } else inUse.push(slot);
     hashes.set(slot, hash);
     if (rc !== n) {
@@ -356,7 +359,7 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
     if (rc > n) fault('leak', 'refcount-high', `container slot ${c}: refcount ${rc}, holds ${n} live fragments`, repair);
     else fault('corruption', 'refcount-low', `container slot ${c}: refcount ${rc}, holds ${n} live fragments`, repair);
   }
-  const packedMeta = packedCounts(db);
+  const packedMeta = packedCounts(store);
   if (packedMeta.packedBlocks !== packedSeen.packedBlocks || packedMeta.packedBytes !== packedSeen.packedBytes || packedMeta.containers !== packedSeen.containers) {
     // Repair sets them after the edit's own commit, which moves them by what it changed.
     fault('leak', 'packed-counts', `the store counts ${packedMeta.packedBlocks} packed blocks (${packedMeta.packedBytes} bytes) in ${packedMeta.containers} containers; its locations say ${packedSeen.packedBlocks} (${packedSeen.packedBytes} bytes) in ${packedSeen.containers}`, repair);
@@ -377,7 +380,7 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
           delFree.run(slot);
           const hash = store.hash(scratch);
           edit.set(slot, refs[slot], hash);
-          indexSlots(db, [hash, slot]);
+          indexSlots(tx, [hash, slot]);
         } catch {
           ok = false;
         }
@@ -391,28 +394,28 @@ function runCheck(store: Store, repair: boolean, onProgress?: OnProgress): Check
       fault('leak', 'lost-slot', `slot ${slot}: neither referenced nor on the free list`, repair);
     }
   }
-  const counted = usedSlotCount(db);
+  const counted = usedSlotCount(store);
   edit.commit();
   if (repair) {
     // What the locations say once the repairs above are in (freed leaks lost their fragments).
     const now = { packedBlocks: 0, packedBytes: 0, containers: 0 };
-    forEachLiveSlot(db, (_slot, _rc, _hash, w0, w1) => {
+    forEachLiveSlot(store, (_slot, _rc, _hash, w0, w1) => {
       if (w0 === CONTAINER) now.containers++;
       else if (isPackedLoc(w0)) {
         now.packedBlocks++;
         now.packedBytes += fragmentLength(w1);
       }
     }, { hashes: false });
-    setMeta(db, 'packed_blocks', now.packedBlocks);
-    setMeta(db, 'packed_bytes', now.packedBytes);
-    setMeta(db, 'container_slots', now.containers);
+    setMeta(tx, 'packed_blocks', now.packedBlocks);
+    setMeta(tx, 'packed_bytes', now.packedBytes);
+    setMeta(tx, 'container_slots', now.containers);
   }
   if (counted !== liveCount) {
-    if (repair) setMeta(db, 'used_slots', liveCount + (usedSlotCount(db) - counted));
+    if (repair) setMeta(tx, 'used_slots', liveCount + (usedSlotCount(store) - counted));
     fault('leak', 'used-slots', `the store counts ${counted} slots in use, its refcounts say ${liveCount}`, repair);
   }
 
-  freeSlots(db, toFree);
+  freeSlots(tx, toFree);
 
   // ---- data: read every slot in use, verify its hash ----------------------
   const verified = verifySlots(store, inUse, hashes, fault, onProgress);

@@ -27,17 +27,16 @@ export const hasRemoteBlocks = (on: DbLike): boolean => countedRemoteBlocks(on) 
 /** The slots still REMOTE, with the remote each is fetched from. */
 export function remoteSlotOwners(on: DbLike): Map<number, string> {
   const db = sqlOf(on);
-  if (!hasRemoteBlocks(db)) return new Map();
+  if (!hasRemoteBlocks(on)) return new Map();
   return new Map(prepared(db, 'SELECT slot, remote FROM remote_locs').raw().all() as [number, string][]);
 }
 
 export function remoteOnlyByImage(on: DbLike): RemoteOnly {
-  const db = sqlOf(on);
   const out: RemoteOnly = new Map();
-  const far = remoteSlotOwners(db);
+  const far = remoteSlotOwners(on);
   if (far.size === 0) return out;
-  for (const rec of listImages(db)) {
-    for (const [, seg] of segmentsOf(db, rec.id)) {
+  for (const rec of listImages(on)) {
+    for (const [, seg] of segmentsOf(on, rec.id)) {
       for (let i = 0; i < SEGMENT_ENTRIES; i++) {
         const e = segGet(seg, i);
         if (e < 2) continue;
