@@ -22,6 +22,7 @@ import { diskUsageOf } from '../../src/image/inspect.js';
 import { strata } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { forceRefcount, refcountOf } from '../helpers/slots.js';
+import { sqlOf } from '../helpers/sql.js';
 
 const TWO32 = 2 ** 32;
 const WIDE_SEGMENTS = TWO32 / SEGMENT_ENTRIES;
@@ -30,7 +31,7 @@ function writeBlock(store: Store, name: string, fill: number): MapEntry {
   const img = openImage(store, name, { writable: true });
   img.write(0, Buffer.alloc(4096, fill));
   img.close();
-  const e = segGet(loadSegment(store.db, getImage(store.db, name).id, 0 as SegmentIndex), 0);
+  const e = segGet(loadSegment(store, getImage(store, name).id, 0 as SegmentIndex), 0);
   expect(e).toBeGreaterThanOrEqual(2);
   return e;
 }
@@ -46,10 +47,10 @@ async function wideStore(dir: string) {
   createImage(store, 'small', 4096);
   const x = writeBlock(store, 'small', 0x5a);
   const y = writeBlock(store, 'big', 0x6b);
-  const big = getImage(store.db, 'big');
+  const big = getImage(store, 'big');
   const tail = new Uint32Array(SEGMENT_ENTRIES).fill(y, 0, 3);
   store.write(() => {
-    const db = store.db;
+    const db = sqlOf(store);
     db.prepare('DELETE FROM segments WHERE image_id = ?').run(big.id);
     db.prepare(
       `WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?)
@@ -83,8 +84,8 @@ describe('references past 2^32 to one slot', () => {
     expect(strata(dir, ['rm', 'small']).status).toBe(0);
     const after = await openStore(dir);
     try {
-      expect(refcountOf(after.db, slotX)).toBe(TWO32);
-      expect(after.db.prepare('SELECT count(*) FROM free_slots WHERE slot = ?').pluck().get(slotX)).toBe(0);
+      expect(refcountOf(after, slotX)).toBe(TWO32);
+      expect(sqlOf(after).prepare('SELECT count(*) FROM free_slots WHERE slot = ?').pluck().get(slotX)).toBe(0);
       expect(checkStore(after).status).toBe('clean');
       const big = openImage(after, 'big');
       try {

@@ -11,6 +11,7 @@ import { createImage } from '../../src/image/lifecycle.js';
 import { openStore } from '../../src/store/core/store.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { sqlOf } from '../helpers/sql.js';
 
 const BAD_NAMES = ['a/b', '/abs', '..', '../up', 'x..y', '-dash', 'ctl\x01x', 'new\nline', 'esc\x1b[31m', 'del\x7f', 'sp ace', 'ünï', 'x'.repeat(129)];
 
@@ -37,7 +38,7 @@ describe('hostile input', () => {
     // Each bad name against one command (rotating), so every command meets several kinds of bad name.
     BAD_NAMES.forEach((bad, i) => {
       const args = commands[i % commands.length](bad);
-      const r = strata(store, bad.startsWith('-') ? [...args.slice(0, -1), `--`, bad].filter((a, j, all) => !(a === '--' && all[0] === 'create')) : args);
+      const r = strata(store, bad.startsWith('-') ? [...args.slice(0, -1), `--`, bad].filter((a, _j, all) => !(a === '--' && all[0] === 'create')) : args);
       expect(r.status, `${args.join(' ')}`).toBe(ERROR_CODES.E_BAD_INPUT);
       expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
       tried++;
@@ -52,7 +53,7 @@ describe('hostile input', () => {
     const store = await openStore(tmpDir());
     try {
       for (const bad of ['a\0b', '\0', '', 'x\u2028y', 'a\\b']) expect(() => createImage(store, bad, 4096), JSON.stringify(bad)).toThrow(expect.objectContaining({ code: 'E_BAD_INPUT' }));
-      expect(store.db.prepare('SELECT count(*) FROM images').pluck().get()).toBe(0);
+      expect(sqlOf(store).prepare('SELECT count(*) FROM images').pluck().get()).toBe(0);
     } finally {
       store.close();
     }

@@ -103,7 +103,7 @@ describe('strata snapshots', () => {
     for (const s of all) expect(s.takenAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     const text = strataOk(store, ['snapshots', 'vm01', '-p']).stdout.split('\n');
     expect(text[0]).toMatch(/^NAME +TAKEN +OWN +SIZE +CLONES$/);
-    expect(text.slice(1, 3).map((l) => l.split(/ {2,}/).filter((c, i) => i !== 1))).toEqual([
+    expect(text.slice(1, 3).map((l) => l.split(/ {2,}/).filter((_c, i) => i !== 1))).toEqual([
       ['vm01@monday', '8192', '1048576', '-'],
       ['vm01@snap1', '0', '1048576', 'test1'],
     ]);

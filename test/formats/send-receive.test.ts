@@ -121,8 +121,8 @@ describe.skipIf(!hasZstd)('strata send | strata receive', () => {
 
   /** What a store holds: every image (hidden ones too) and the slots in use. */
   const stateOf = (s: Store) => ({
-    images: listImages(s.db).map((r) => `${r.name}:${r.kind}:${r.ownBlocks}`),
-    slots: liveSlots(s.db).length,
+    images: listImages(s).map((r) => `${r.name}:${r.kind}:${r.ownBlocks}`),
+    slots: liveSlots(s).length,
   });
 
   /** Receives `stream` into `store` and expects it refused with `code` and `re`, the store as it was, its check clean. */

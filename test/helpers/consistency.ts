@@ -4,6 +4,7 @@ import type { Store } from '../../src/store/core/store.js';
 import { liveSlots } from './slots.js';
 import { forEachLiveSlot } from '../../src/store/slots/slots.js';
 import { containersOf, unreachable } from '../../src/store/blocks/location.js';
+import { sqlOf } from './sql.js';
 
 /**
  * Independent recount of the store's bookkeeping: every refcount equals the
@@ -12,10 +13,10 @@ import { containersOf, unreachable } from '../../src/store/blocks/location.js';
  */
 export function auditStore(store: Store): string[] {
   const refs = new Map<number, number>();
-  for (const img of listImages(store.db)) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
+  for (const img of listImages(store)) for (const [, s] of segmentsOf(store, img.id)) countSlotRefs(s, refs);
   // A container slot's count is the live fragments packed in it (slot_locs), not map references.
   const containers = new Set<number>();
-  forEachLiveSlot(store.db, (slot, _rc, _hash, loc) => {
+  forEachLiveSlot(store, (slot, _rc, _hash, loc) => {
     switch (loc.kind) {
       case 'container':
         containers.add(slot);
@@ -31,9 +32,9 @@ export function auditStore(store: Store): string[] {
         unreachable(loc);
     }
   }, { hashes: false });
-  const rows = new Map(liveSlots(store.db).map((r) => [r.slot, r.refcount]));
-  const free = new Set(store.db.prepare('SELECT slot FROM free_slots').pluck().all() as number[]);
-  const next = Number(store.db.prepare("SELECT value FROM meta WHERE key = 'next_slot'").pluck().get());
+  const rows = new Map(liveSlots(store).map((r) => [r.slot, r.refcount]));
+  const free = new Set(sqlOf(store).prepare('SELECT slot FROM free_slots').pluck().all() as number[]);
+  const next = Number(sqlOf(store).prepare("SELECT value FROM meta WHERE key = 'next_slot'").pluck().get());
   const problems: string[] = [];
   for (const [slot, n] of refs) {
     if (rows.get(slot) !== n) problems.push(`slot ${slot}: refcount ${rows.get(slot)}, referenced ${n} times`);

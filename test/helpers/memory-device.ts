@@ -8,7 +8,7 @@ import { StrataError } from '../../src/errors.js';
 import type { BlockDevice, Extent, ExtentKind } from '../../src/image/device.js';
 
 export const BLOCK = 4096;
-const HOLE = 0;
+// Block kinds index KINDS; 0, a hole, is what a fresh device's zero-filled array says.
 const DATA = 1;
 const ZERO = 2;
 const KINDS: ExtentKind[] = ['hole', 'data', 'zero'];

@@ -6,6 +6,11 @@
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { forEachLiveSlot, slotEditor } from '../../src/store/slots/slots.js';
+import { readerOn, sqlOf, writeTxOn, type Reader } from '../../src/store/core/tx.js';
+
+/** A store, or a connection a test opened on a store's strata.db itself (beside a strata process, or to damage it). */
+export type StoreOrDb = Reader | Database.Database;
+const connOf = (on: StoreOrDb): Database.Database => (on instanceof Database ? on : sqlOf(on));
 
 export { refcountOf } from '../../src/store/slots/slots.js';
 
@@ -16,9 +21,9 @@ export interface SlotRow {
 }
 
 /** Every slot with a refcount above zero, in ascending order. */
-export function liveSlots(db: Database.Database): SlotRow[] {
+export function liveSlots(on: StoreOrDb): SlotRow[] {
   const out: SlotRow[] = [];
-  forEachLiveSlot(db, (slot, refcount, hash) => out.push({ slot, refcount, hash }));
+  forEachLiveSlot(readerOn(connOf(on)), (slot, refcount, hash) => out.push({ slot, refcount, hash }));
   return out;
 }
 
@@ -33,10 +38,11 @@ export function liveSlotCount(store: string): number {
 }
 
 /** Sets a slot's refcount behind strata's back (no free list, no counters): damage for check to find. */
-export function forceRefcount(db: Database.Database, slot: number, refcount: number): void {
+export function forceRefcount(on: StoreOrDb, slot: number, refcount: number): void {
+  const db = connOf(on);
   db.transaction(() => {
     const used = db.prepare("SELECT value FROM meta WHERE key = 'used_slots'").pluck().get();
-    const edit = slotEditor(db);
+    const edit = slotEditor(writeTxOn(db));
     edit.set(slot, refcount);
     edit.commit();
     db.prepare("UPDATE meta SET value = ? WHERE key = 'used_slots'").run(used);

@@ -14,6 +14,7 @@ import { collectGarbage } from '../../src/store/upkeep/gc.js';
 import { checkStore } from '../../src/store/upkeep/check.js';
 import { rng } from '../helpers/random.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { sqlOf } from '../helpers/sql.js';
 
 const OPS = Number(process.env.STRATA_DIFF_OPS ?? 20_000);
 // Each seed runs for minutes on a slow 2-core machine; the budget is generous on purpose.
@@ -110,7 +111,7 @@ function runDifferential(seed: number, store: Store, opts: { ops?: number; compr
     } else if (x < 0.9 && names.length > 3) {
       // Remove an image without children.
       // Keep at least two leaves, so writes go on.
-      const childless = names.filter((n) => childrenOf(store.db, getImage(store.db, n).id).length === 0 && (models.get(n)!.frozen || leaves.length > 2));
+      const childless = names.filter((n) => childrenOf(store, getImage(store, n).id).length === 0 && (models.get(n)!.frozen || leaves.length > 2));
       if (childless.length > 0) {
         const victim = r.pick(childless);
         closeHandle(victim);
@@ -144,7 +145,7 @@ function runDifferential(seed: number, store: Store, opts: { ops?: number; compr
 }
 
 function assertAllMatch(store: Store, models: Map<string, Model>) {
-  const names = listImages(store.db).map((i) => i.name).sort();
+  const names = listImages(store).map((i) => i.name).sort();
   expect(names).toEqual([...models.keys()].sort());
   for (const [name, m] of models) {
     const img = openImage(store, name);
@@ -181,7 +182,7 @@ describe('images against raw-file models', () => {
     assertAllMatch(store, models);
     expect(auditStore(store)).toEqual([]);
     expect(checkStore(store).status).toBe('clean');
-    const packed = store.db.prepare("SELECT value FROM meta WHERE key = 'packed_blocks'").pluck().get() as number;
+    const packed = sqlOf(store).prepare("SELECT value FROM meta WHERE key = 'packed_blocks'").pluck().get() as number;
     expect(packed).toBeGreaterThan(0);
     store.close();
     const again = await openStore(dir);

@@ -109,7 +109,7 @@ describe.skipIf(!haveRgw())('the local cache of remote blocks has a size limit (
     // Everything evicted is fetched again, exactly that, and reads back byte-identical.
     const store = await openStore(B);
     try {
-      const far = remoteBlockCount(store.db);
+      const far = remoteBlockCount(store);
       expect(far).toBe(n - after.cachedBlocks);
       const vm = openImage(store, 'vm7');
       const f = await fetchForRead(store, vm);
@@ -123,7 +123,7 @@ describe.skipIf(!haveRgw())('the local cache of remote blocks has a size limit (
         await f.done();
       }
       // Let go again: back under the limit.
-      expect(remoteBlockCount(store.db)).toBeGreaterThanOrEqual(n - 64);
+      expect(remoteBlockCount(store)).toBeGreaterThanOrEqual(n - 64);
       expect(checkStore(store).status).toBe('clean');
     } finally {
       store.close();
@@ -205,14 +205,14 @@ describe.skipIf(!haveRgw())('the local cache of remote blocks has a size limit (
       // The import and the leaf's own blocks are all here: nothing to fetch to read them.
       const part = openImage(s2, 'part');
       try {
-        expect(remoteSlotsOf(s2.db, part.slotsIn(0, part.size))).toEqual([]);
+        expect(remoteSlotsOf(s2, part.slotsIn(0, part.size))).toEqual([]);
         expect(part.read(0, part.size).equals(shared)).toBe(true);
       } finally {
         part.close();
       }
       const vm = openImage(s2, 'vm7');
       try {
-        expect(remoteSlotsOf(s2.db, vm.slotsIn(3 * MiB, 8192))).toEqual([]);
+        expect(remoteSlotsOf(s2, vm.slotsIn(3 * MiB, 8192))).toEqual([]);
         expect(vm.read(3 * MiB, 8192).equals(Buffer.concat([twin, fresh]))).toBe(true);
       } finally {
         vm.close();

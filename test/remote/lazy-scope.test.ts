@@ -85,7 +85,7 @@ describe.skipIf(!haveRgw())('remote slots are scoped to their remote (Ceph RGW)'
     const stillRemote = async () => {
       const st = await openStore(C);
       try {
-        return remoteBlockCount(st.db);
+        return remoteBlockCount(st);
       } finally {
         st.close();
       }

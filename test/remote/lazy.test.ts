@@ -20,6 +20,7 @@ import { rng } from '../helpers/random.js';
 import { REMOTE_KINDS, storesOn } from '../helpers/remotes.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { distinctBlocks as distinct } from '../helpers/blocks.js';
+import { sqlOf } from '../helpers/sql.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 16 * MiB;
@@ -51,7 +52,7 @@ describe.each(REMOTE_KINDS)('lazy clones over a remote image ($name)', (kind) =>
       const made = await lazyClone(store, remote, 'deb', 'vm7');
       expect(made.leaf).toBe('vm7');
       expect(made.remoteBlocks).toBe(distinct(img).size);
-      expect(remoteBlockCount(store.db)).toBe(distinct(img).size);
+      expect(remoteBlockCount(store)).toBe(distinct(img).size);
       expect(fs.existsSync(path.join(B, 'data')) ? fs.readdirSync(path.join(B, 'data')).reduce((n, f) => n + fs.statSync(path.join(B, 'data', f)).blocks, 0) : 0).toBe(0);
 
       const vm = openImage(store, 'vm7', { writable: true });
@@ -75,7 +76,7 @@ describe.each(REMOTE_KINDS)('lazy clones over a remote image ($name)', (kind) =>
         await fetcher.ensure(vm.slotsIn(0, SIZE));
         expect(vm.read(0, SIZE).equals(img)).toBe(true);
         expect(fetcher.stats.blocks).toBe(distinct(img).size);
-        expect(remoteBlockCount(store.db)).toBe(0);
+        expect(remoteBlockCount(store)).toBe(0);
         // A write to the leaf works like on any leaf.
         vm.write(0, Buffer.alloc(4096, 7));
         vm.flush();
@@ -110,8 +111,8 @@ describe.each(REMOTE_KINDS)('lazy clones over a remote image ($name)', (kind) =>
     strataOk(B, ['rm', 'deb']);
     const store = await openStore(B);
     try {
-      expect(remoteBlockCount(store.db)).toBe(0);
-      expect(store.db.prepare("SELECT value FROM meta WHERE key = 'remote_blocks'").pluck().get()).toBe(0);
+      expect(remoteBlockCount(store)).toBe(0);
+      expect(sqlOf(store).prepare("SELECT value FROM meta WHERE key = 'remote_blocks'").pluck().get()).toBe(0);
       expect(checkStore(store).status).toBe('clean');
     } finally {
       store.close();
@@ -145,7 +146,7 @@ describe.each(REMOTE_KINDS)('lazy clones over a remote image ($name)', (kind) =>
     const remoteNow = async () => {
       const st = await openStore(B);
       try {
-        return remoteBlockCount(st.db);
+        return remoteBlockCount(st);
       } finally {
         st.close();
       }
@@ -193,7 +194,7 @@ describe.each(REMOTE_KINDS)('lazy clones over a remote image ($name)', (kind) =>
     expect(evicted.evictedBlocks).toBe(0);
     const st = await openStore(B);
     try {
-      expect(remoteBlockCount(st.db)).toBe(0);
+      expect(remoteBlockCount(st)).toBe(0);
     } finally {
       st.close();
     }

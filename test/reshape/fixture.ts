@@ -13,6 +13,7 @@ import { writeTree } from '../../src/cli/demo-data.js';
 import { exportRaw } from '../../src/formats/raw.js';
 import { listImages } from '../../src/store/images/catalog.js';
 import type { Store } from '../../src/store/core/store.js';
+import { sqlOf } from '../helpers/sql.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const IMAGE_SIZE = 32 * 1024 * 1024;
@@ -65,7 +66,7 @@ export function sha256File(file: string): string {
 /** Content of every visible image, as sha256 of its raw export plus its size. */
 export function contents(store: Store, dir: string): Map<string, string> {
   const out = new Map<string, string>();
-  for (const img of listImages(store.db)) {
+  for (const img of listImages(store)) {
     if (img.name.startsWith('.')) continue;
     const f = path.join(dir, `export-${img.name}.raw`);
     exportRaw(store, img.name, f);
@@ -87,7 +88,7 @@ export function metadataDigest(store: Store): string {
     ['free_slots', 'slot'],
     ['meta', 'key'],
   ]) {
-    for (const row of store.db.prepare(`SELECT * FROM ${t} ORDER BY ${order}`).raw().all() as unknown[][]) {
+    for (const row of sqlOf(store).prepare(`SELECT * FROM ${t} ORDER BY ${order}`).raw().all() as unknown[][]) {
       h.update(t + JSON.stringify(row.map((v) => (Buffer.isBuffer(v) ? v.toString('hex') : v))));
     }
   }

@@ -60,7 +60,7 @@ describe('growing over an inherited partial last block', () => {
       p.close();
       const parent = freezeImage(st, 'P');
       // What importing a 5120-byte qcow2 overlay with no clusters of its own over P used to leave.
-      for (const name of ['L', 'M']) st.write(() => insertImage(st.db, { name: name as ImageName, kind: 'leaf', parentId: parent.id, virtualSize: 5120 }));
+      for (const name of ['L', 'M']) st.write((tx) => insertImage(tx, { name: name as ImageName, kind: 'leaf', parentId: parent.id, virtualSize: 5120 }));
     } finally {
       st.close();
     }

@@ -101,8 +101,8 @@ describe('inspect: stats, du, map, diff over two overlapping ext4 images', () =>
       // What removal frees is the distinct slots only the victim references; exclusive
       // counts map entries, so a block repeated inside the image counts more than once.
       const refs = new Map<number, number>();
-      for (const [, seg] of segmentsOf(store.db, getImage(store.db, victim).id)) countSlotRefs(seg, refs);
-      const freedSlots = [...refs].filter(([slot, n]) => refcountOf(store.db, slot) === n).length;
+      for (const [, seg] of segmentsOf(store, getImage(store, victim).id)) countSlotRefs(seg, refs);
+      const freedSlots = [...refs].filter(([slot, n]) => refcountOf(store, slot) === n).length;
       expect(freedSlots * SLOT).toBeLessThanOrEqual(excl);
       const before = store.blocks.diskUsage().allocated;
       removeImages(store, [victim]);

@@ -71,7 +71,7 @@ describe('reshape: content is byte-identical before and after, check clean after
     const before = contents(store, dir);
     const r = flattenImage(store, 'vm1');
     expect(r.parent).toBeNull();
-    expect(getImage(store.db, 'vm1').parentId).toBeNull();
+    expect(getImage(store, 'vm1').parentId).toBeNull();
     unchanged(before);
     clean();
   });
@@ -80,17 +80,17 @@ describe('reshape: content is byte-identical before and after, check clean after
     snapshotImage(store, 'vm3', 's1');
     const before = contents(store, dir);
     flattenImage(store, 'b');
-    expect(getImage(store.db, 'b').kind).toBe('base');
+    expect(getImage(store, 'b').kind).toBe('base');
     unchanged(before);
     clean();
   });
 
   it('rebase onto another frozen image: same content, own map keeps only the blocks that differ from it', () => {
     const before = contents(store, dir);
-    const own0 = getImage(store.db, 'vm2').ownBlocks;
+    const own0 = getImage(store, 'vm2').ownBlocks;
     rebaseImage(store, 'vm2', 'a');
-    const vm2 = getImage(store.db, 'vm2');
-    expect(vm2.parentId).toBe(getImage(store.db, 'a').id);
+    const vm2 = getImage(store, 'vm2');
+    expect(vm2.parentId).toBe(getImage(store, 'a').id);
     unchanged(before);
     // Own data blocks = blocks where vm2 and a differ and vm2 reads data there.
     const differ = diffImages(store, 'vm2', 'a').differingBytes / 4096;
@@ -98,7 +98,7 @@ describe('reshape: content is byte-identical before and after, check clean after
     expect(vm2.ownBlocks).toBeGreaterThan(own0);
     // And back onto b (flattened): only vm2's own writes remain.
     rebaseImage(store, 'vm2', 'b');
-    expect(getImage(store.db, 'vm2').ownBlocks).toBe(own0);
+    expect(getImage(store, 'vm2').ownBlocks).toBe(own0);
     unchanged(before);
     clean();
   });
@@ -109,7 +109,7 @@ describe('reshape: content is byte-identical before and after, check clean after
     const before = contents(store, dir);
     const r = commitImage(store, 'vm3', { force: true }); // vm3@s1 is a snapshot
     expect(r.into).toBe('vm3@s1');
-    expect(getImage(store.db, 'vm3').ownBlocks).toBe(0);
+    expect(getImage(store, 'vm3').ownBlocks).toBe(0);
     const after = contents(store, dir);
     expect(after.get('vm3')).toBe(before.get('vm3'));
     expect(after.get('vm3@s1')).toBe(before.get('vm3'));
@@ -119,7 +119,7 @@ describe('reshape: content is byte-identical before and after, check clean after
 
   it('resize: grow reads zeros past the old end, shrink drops what lies past the new end, a cut partial block stays cut', () => {
     const before = contents(store, dir);
-    const size = getImage(store.db, 'vm3').virtualSize;
+    const size = getImage(store, 'vm3').virtualSize;
     resizeImage(store, 'vm3', size + MiB + 1000);
     let img = openImage(store, 'vm3');
     expect(img.read(size, MiB + 1000).equals(Buffer.alloc(MiB + 1000))).toBe(true);

@@ -87,7 +87,7 @@ describe('hash collisions', () => {
       expect(read('two', 0).equals(b)).toBe(true);
       for (const [blk, want] of [[0, b], [1, a], [2, a], [3, b]] as const) expect(read('both', blk).equals(want)).toBe(true);
       // Equal bytes still share: one slot for a, one for b, each referenced three times.
-      const rows = liveSlots(store.db);
+      const rows = liveSlots(store);
       expect(rows).toHaveLength(2);
       expect(rows[0].hash).toBe(rows[1].hash);
       expect(rows.map((r) => r.refcount)).toEqual([3, 3]);
@@ -136,10 +136,10 @@ describe('hash collisions', () => {
         h.close();
       }
       // shared: one slot (the first stored, so always among the compared candidates), 1 + 2 * 12 references.
-      const sharedRef = refcountOf(store.db, 0);
+      const sharedRef = refcountOf(store, 0);
       expect(sharedRef).toBe(25);
       // Per image, the twin pair shares one slot too: 1 + 12 * 3 distinct blocks stored in all.
-      expect(liveSlots(store.db).length).toBe(1 + 12 * 3);
+      expect(liveSlots(store).length).toBe(1 + 12 * 3);
       expect(auditStore(store)).toEqual([]);
       const report = checkStore(store);
       expect(report.exitStatus).toBe(0);
@@ -167,10 +167,10 @@ describe('hash collisions', () => {
         expect(h.read(0, h.size).equals(model), name).toBe(true);
         h.close();
       }
-      const p = packedCounts(store.db);
+      const p = packedCounts(store);
       expect(p.packedBlocks).toBe(1 + 6 * 3);
       // Distinct blocks: shared once, three of each image's own.
-      expect(liveSlots(store.db).length - p.containers).toBe(1 + 6 * 3);
+      expect(liveSlots(store).length - p.containers).toBe(1 + 6 * 3);
       expect(auditStore(store)).toEqual([]);
       expect(checkStore(store).exitStatus).toBe(0);
     } finally {

@@ -28,6 +28,7 @@ import { forceRefcount, refcountOf } from '../helpers/slots.js';
 import { forEachLiveSlot } from '../../src/store/slots/slots.js';
 import { requireTool, runOk } from '../helpers/tools.js';
 import { canCompress, compressBatch, compressEach, decompressBlock } from '../../src/store/blocks/codecs.js';
+import { sqlOf } from '../helpers/sql.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -289,8 +290,8 @@ describe('compressed blocks', () => {
         if (loc.kind === 'container' && container < 0) container = slot;
       });
       expect(container).toBeGreaterThanOrEqual(0);
-      forceRefcount(s.db, container, refcountOf(s.db, container) + 5);
-      s.db.prepare("UPDATE meta SET value = value + 7 WHERE key = 'packed_bytes'").run();
+      forceRefcount(s, container, refcountOf(s, container) + 5);
+      sqlOf(s).prepare("UPDATE meta SET value = value + 7 WHERE key = 'packed_bytes'").run();
     } finally {
       s.close();
     }

@@ -5,7 +5,6 @@
  * Every command must succeed (no SQLITE_BUSY or E_BUSY reaches a user), and
  * afterwards every image reads exactly its worker's model; check is clean.
  */
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openImage } from '../../src/image/image.js';
 import { CMD } from '../../src/nbd/protocol.js';
@@ -109,7 +108,7 @@ describe('concurrency', () => {
     // Snapshots made by clone (leaf@snapN) read what the leaf read then; their content is checked through the clones.
     const s = await openStore(store, { create: false });
     try {
-      const names = listImages(s.db).map((i) => i.name);
+      const names = listImages(s).map((i) => i.name);
       for (const [name, model] of models) {
         expect(names, name).toContain(name);
         const img = openImage(s, name);

@@ -23,6 +23,7 @@ import { requireTool, run } from '../helpers/tools.js';
 import { faultChannel } from '../helpers/fault.js';
 import { childPids, pidGone } from '../helpers/proc.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { sqlOf } from '../helpers/sql.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -273,7 +274,7 @@ describe('leases across PID namespaces (#9)', () => {
     const s = await openStore(store, { create: false });
     try {
       // What a holder in another namespace looks like from here: a pid that is not running.
-      s.write(() => s.db.prepare("UPDATE leases SET pid = 4194304, start_time = '1'").run());
+      s.write(() => sqlOf(s).prepare("UPDATE leases SET pid = 4194304, start_time = '1'").run());
     } finally {
       s.close();
     }

@@ -29,7 +29,7 @@ function expectNoSpace(r: { status: number; stderr: string }) {
 async function namesAndAudit(store: string): Promise<{ names: string[]; audit: string[] }> {
   const s = await openStore(store, { create: false });
   try {
-    return { names: listImages(s.db).map((i) => i.name), audit: auditStore(s) };
+    return { names: listImages(s).map((i) => i.name), audit: auditStore(s) };
   } finally {
     s.close();
   }

@@ -43,13 +43,13 @@ async function stateOf(dir: string): Promise<{ state: State; audit: string[] }> 
   const s = await openStore(dir, { create: false });
   try {
     const state: State = {};
-    for (const rec of listImages(s.db)) {
+    for (const rec of listImages(s)) {
       if (rec.name.startsWith('.')) continue;
       const img = openImage(s, rec.name);
       const h = createHash('sha256');
       for (let off = 0; off < img.size; off += 4 * MiB) h.update(img.read(off, Math.min(4 * MiB, img.size - off)));
       img.close();
-      const parent = rec.parentId === null ? '-' : listImages(s.db).find((p) => p.id === rec.parentId)?.name;
+      const parent = rec.parentId === null ? '-' : listImages(s).find((p) => p.id === rec.parentId)?.name;
       state[rec.name] = `${rec.kind}:${parent}:${rec.virtualSize}:${h.digest('hex')}`;
     }
     return { state, audit: auditStore(s) };

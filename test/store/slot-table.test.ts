@@ -26,12 +26,13 @@ import { openStore, type Store } from '../../src/store/core/store.js';
 import { auditStore } from '../helpers/consistency.js';
 import { liveSlots } from '../helpers/slots.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { sqlOf } from '../helpers/sql.js';
 
 const BLOCK = 4096;
 
 function slotsOf(store: Store, name: string): Set<number> {
   const out = new Set<number>();
-  for (const [, s] of segmentsOf(store.db, getImage(store.db, name).id)) {
+  for (const [, s] of segmentsOf(store, getImage(store, name).id)) {
     if (typeof s === 'number') {
       if (s >= 2) out.add(s - 2);
     } else for (const e of s) if (e >= 2) out.add(e - 2);
@@ -46,7 +47,7 @@ function writeImage(store: Store, name: string, data: Buffer): void {
   img.close();
 }
 
-const indexRows = (store: Store) => store.db.prepare('SELECT count(*) FROM hash_index').pluck().get() as number;
+const indexRows = (store: Store) => sqlOf(store).prepare('SELECT count(*) FROM hash_index').pluck().get() as number;
 
 describe('slot table', () => {
   it('a schema-2 store is upgraded on open: same bytes, same refcounts, check clean, and old blocks still dedup', async () => {
@@ -57,7 +58,7 @@ describe('slot table', () => {
       const store = await openStore(dir);
       writeImage(store, 'a', data);
       writeImage(store, 'b', Buffer.concat([data.subarray(0, 32 * BLOCK), crypto.randomBytes(32 * BLOCK)]));
-      before = liveSlots(store.db);
+      before = liveSlots(store);
       store.close();
     }
     // Rewrite the metadata as schema 2 kept it: one blocks row per live slot, with its hash.
@@ -73,13 +74,13 @@ describe('slot table', () => {
 
     const store = await openStore(dir);
     try {
-      expect(store.db.pragma('user_version', { simple: true })).toBe(6);
-      expect(liveSlots(store.db)).toEqual(before);
+      expect(sqlOf(store).pragma('user_version', { simple: true })).toBe(6);
+      expect(liveSlots(store)).toEqual(before);
       expect(checkStore(store).status).toBe('clean');
       expect(openImage(store, 'a').read(0, data.length).equals(data)).toBe(true);
       // Old blocks are in the index: a third copy of a's data stores nothing new.
       writeImage(store, 'c', data);
-      expect(liveSlots(store.db).length).toBe(before.length);
+      expect(liveSlots(store).length).toBe(before.length);
       expect(auditStore(store)).toEqual([]);
     } finally {
       store.close();
@@ -91,9 +92,9 @@ describe('slot table', () => {
     try {
       const data = crypto.randomBytes(16 * BLOCK);
       writeImage(store, 'a', data);
-      store.write(() => store.db.prepare('DELETE FROM hash_index').run());
+      store.write(() => sqlOf(store).prepare('DELETE FROM hash_index').run());
       writeImage(store, 'b', data);
-      expect(liveSlots(store.db).length).toBe(32); // no dedup without the hint, and nothing worse
+      expect(liveSlots(store).length).toBe(32); // no dedup without the hint, and nothing worse
       expect(openImage(store, 'a').read(0, data.length).equals(data)).toBe(true);
       expect(openImage(store, 'b').read(0, data.length).equals(data)).toBe(true);
       expect(checkStore(store).status).toBe('clean');
@@ -117,7 +118,7 @@ describe('slot table', () => {
       removeImages(store, ['gone']);
       // And a row claiming a's first slot holds b's first block.
       const aSlot = Math.min(...slotsOf(store, 'a'));
-      store.write(() => store.db.prepare('INSERT OR IGNORE INTO hash_index(hash, slot) VALUES (?, ?)').run(hashOf(b.subarray(0, BLOCK)), aSlot));
+      store.write(() => sqlOf(store).prepare('INSERT OR IGNORE INTO hash_index(hash, slot) VALUES (?, ?)').run(hashOf(b.subarray(0, BLOCK)), aSlot));
       writeImage(store, 'b', b);
       const bSlots = slotsOf(store, 'b');
       expect(bSlots.has(aSlot)).toBe(false);
@@ -127,8 +128,8 @@ describe('slot table', () => {
       // Freed slots may be reused by b (same bytes, now counted again) or not: either way, gc leaves only true rows.
       const r = collectGarbage(store);
       expect(r.indexRowsPruned).toBeGreaterThanOrEqual(1);
-      const rows = store.db.prepare('SELECT hash, slot FROM hash_index').raw().all() as [number, number][];
-      const live = new Map(liveSlots(store.db).map((s) => [s.slot, s.hash]));
+      const rows = sqlOf(store).prepare('SELECT hash, slot FROM hash_index').raw().all() as [number, number][];
+      const live = new Map(liveSlots(store).map((s) => [s.slot, s.hash]));
       for (const [h, s] of rows) expect(live.get(s)).toBe(h);
       expect(goneSlots.length).toBe(8);
       expect(checkStore(store).status).toBe('clean');
@@ -141,13 +142,13 @@ describe('slot table', () => {
     const store = await openStore(tmpDir());
     try {
       writeImage(store, 'a', crypto.randomBytes(16 * BLOCK));
-      store.write(() => store.db.prepare("UPDATE meta SET value = 99 WHERE key = 'used_slots'").run());
+      store.write(() => sqlOf(store).prepare("UPDATE meta SET value = 99 WHERE key = 'used_slots'").run());
       const r = checkStore(store);
       expect(r.status).toBe('leaks');
       expect(r.faults.map((f) => f.message)).toContain('the store counts 99 slots in use, its refcounts say 16');
       expect(checkStore(store, { repair: true }).repaired).toBe(1);
       expect(checkStore(store).status).toBe('clean');
-      expect(store.db.prepare("SELECT value FROM meta WHERE key = 'used_slots'").pluck().get()).toBe(16);
+      expect(sqlOf(store).prepare("SELECT value FROM meta WHERE key = 'used_slots'").pluck().get()).toBe(16);
     } finally {
       store.close();
     }
@@ -159,10 +160,10 @@ describe('slot table', () => {
       const data = crypto.randomBytes(256 * BLOCK);
       const t = beginImport(store, 'imp', data.length, { dirtyLimit: 32 * BLOCK });
       t.img.write(0, data); // passes the dirty limit: flushed and committed, data not yet synced
-      const hidden = getImage(store.db, t.img.record.name);
+      const hidden = getImage(store, t.img.record.name);
       const early = slotsOf(store, hidden.name);
       expect(early.size).toBeGreaterThan(0);
-      const indexed = new Set(store.db.prepare('SELECT slot FROM hash_index').pluck().all() as number[]);
+      const indexed = new Set(sqlOf(store).prepare('SELECT slot FROM hash_index').pluck().all() as number[]);
       for (const s of early) expect(indexed.has(s)).toBe(false);
       // Another image written now with the same bytes gets slots of its own.
       writeImage(store, 'other', data);
@@ -170,9 +171,9 @@ describe('slot table', () => {
       t.finish();
       expect(indexRows(store)).toBeGreaterThanOrEqual(2 * 256);
       // After finish the import's blocks are found like any others: a third copy stores nothing.
-      const n = liveSlots(store.db).length;
+      const n = liveSlots(store).length;
       writeImage(store, 'third', data);
-      expect(liveSlots(store.db).length).toBe(n);
+      expect(liveSlots(store).length).toBe(n);
       expect(openImage(store, 'imp').read(0, data.length).equals(data)).toBe(true);
       expect(checkStore(store).status).toBe('clean');
     } finally {

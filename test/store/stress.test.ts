@@ -887,7 +887,7 @@ describe('stress', () => {
     const verifyAll = async (when: string): Promise<string[]> => {
       const s = await openStore(store, { create: false });
       try {
-        const names: string[] = listVisibleImages(s.db).map((i) => String(i.name));
+        const names: string[] = listVisibleImages(s).map((i) => String(i.name));
         const others = names.filter((n) => n !== 'served' && n !== 'served.base');
         if (!names.includes('served')) fail('final', `${when}: the store has no image named served`);
         for (const wk of workers) {

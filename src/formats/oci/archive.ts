@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { badInput, corrupt, notFound } from '../../errors.js';
 import { sha256Digest, type Digest } from './digest.js';
-import { parseConfig, parseJsonBlob, readError, refText, type ContainerImage, type ContainerRef } from './source.js';
+import { parseConfig, parseJsonBlob, readError, type ContainerImage, type ContainerRef } from './source.js';
 import { checksumOk, cstring, number, paxRecords } from './tar.js';
 
 interface Member {
@@ -57,7 +57,6 @@ function indexArchive(fd: number, fileSize: number, file: string): Map<string, M
 
 export function openDockerArchive(ref: ContainerRef): ContainerImage {
   const file = ref.path;
-  const what = refText(ref);
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');

@@ -11,14 +11,13 @@
  * through fzstd (pure JS, already used for zstd OCI layers), lz4 through the
  * small decoder below; only writing compressed blocks needs the addon.
  */
-import type Database from 'better-sqlite3';
 import { decompress as fzstdDecompress } from 'fzstd';
 import { prepared } from '../core/statements.js';
 import { StrataError, corrupt } from '../../errors.js';
 import { nativeCodecs, nativeStatus } from './native.js';
 import { BLOCK_SIZE } from '../core/types.js';
 import { zstdFrameProblem } from './zstd-frame.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
 
 /** lz4hc is lz4's high-compression mode: slower to write, the same lz4 blocks to read (stored as lz4). */
 export type CodecName = 'zstd' | 'lz4' | 'lz4hc';
@@ -74,9 +73,9 @@ export function storeCompression(on: DbLike): CodecSpec | null {
   return v === undefined ? null : parseCompression(String(v));
 }
 
-/** Sets the store's compression for new imports (blocks already stored stay as they are). Inside a write transaction. */
-export function setStoreCompression(on: DbLike, spec: CodecSpec | null): void {
-  const db = sqlOf(on);
+/** Sets the store's compression for new imports (blocks already stored stay as they are). */
+export function setStoreCompression(tx: WriteDoor, spec: CodecSpec | null): void {
+  const db = sqlOf(tx);
   if (spec) requireCompressor(spec.codec);
   prepared(db, "INSERT INTO meta(key, value) VALUES ('compression', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(compressionText(spec));
 }

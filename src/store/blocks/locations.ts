@@ -71,14 +71,17 @@ function cacheOf(db: Database.Database): LocCache {
   if (!c) {
     c = { seq: -1, packed: false, rows: new Map(), containerSlot: -1, containerSlots: 0, container: Buffer.alloc(2 * BLOCK_SIZE) };
     caches.set(db, c);
-    refreshLocations(db);
+    refreshCache(db);
   }
   return c;
 }
 
 /** Drops cached locations if another commit moved any block since they were read. */
 export function refreshLocations(on: DbLike): void {
-  const db = sqlOf(on);
+  refreshCache(sqlOf(on));
+}
+
+function refreshCache(db: Database.Database): void {
   const c = caches.get(db);
   if (!c) return;
   const seq = metaValue(db, 'loc_seq');
@@ -125,7 +128,7 @@ function rowOf(db: Database.Database, c: LocCache, chunk: number): Uint32Array |
 export function remoteSlotsOf(on: DbLike, slots: Iterable<number>): number[] {
   const db = sqlOf(on);
   const c = cacheOf(db);
-  if (c.seq === -1) refreshLocations(db);
+  if (c.seq === -1) refreshCache(db);
   const out: number[] = [];
   if (!c.packed) return out;
   for (const slot of slots) {
@@ -172,7 +175,7 @@ function checkOne(check: ReadCheck | null, slot: number, into: Uint8Array, at: n
 export function readSlots(on: DbLike, blocks: BlockBackend, first: SlotNumber, count: number, into: Uint8Array, at: number, check: ReadCheck | null): void {
   const db = sqlOf(on);
   const c = cacheOf(db);
-  if (c.seq === -1) refreshLocations(db);
+  if (c.seq === -1) refreshCache(db);
   if (!c.packed) {
     readInPlace(blocks, first, count, into, at, check);
     return;

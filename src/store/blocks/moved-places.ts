@@ -18,31 +18,30 @@
  * fetched) or was freed since, the place is not an old one any more and its
  * record just goes.
  */
-import type Database from 'better-sqlite3';
 import { newFreeEpoch, reusableEpoch } from '../slots/freelist.js';
 import { ownPlaceUnused } from './location.js';
 import { prepared } from '../core/statements.js';
 import { slotReader } from '../slots/slots.js';
 import type { Store } from '../core/store.js';
 import type { SlotNumber } from '../core/types.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { heldTx, sqlOf, type WriteDoor } from '../core/tx.js';
 
 /** Records the own places of `slots`, whose blocks this transaction moves elsewhere. Call inside it. */
-export function recordMovedPlaces(on: DbLike, slots: readonly number[]): void {
-  const db = sqlOf(on);
+export function recordMovedPlaces(tx: WriteDoor, slots: readonly number[]): void {
+  const db = sqlOf(tx);
   if (slots.length === 0) return;
-  const epoch = newFreeEpoch(db);
+  const epoch = newFreeEpoch(tx);
   // A newer move of the same slot (moved back, then again) waits for its own readers.
   const put = prepared(db, 'INSERT INTO moved_places(slot, epoch) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET epoch = excluded.epoch');
   for (const s of slots) put.run(s, epoch);
 }
 
-/** Punches the recorded old places no live reader may still read; returns how many. Call inside a write transaction. */
+/** Punches the recorded old places no live reader may still read; returns how many. Only inside a write transaction (it throws outside one). */
 export function punchMovedPlaces(store: Store): number {
-  const db = store.db;
+  const db = sqlOf(heldTx(store));
   const due = prepared(db, 'SELECT slot FROM moved_places WHERE epoch <= ? ORDER BY slot').pluck().all(reusableEpoch(store)) as number[];
   if (due.length === 0) return 0;
-  const now = slotReader(db);
+  const now = slotReader(store);
   const drop = prepared(db, 'DELETE FROM moved_places WHERE slot = ?');
   const old: number[] = [];
   for (const s of due) {

@@ -23,7 +23,6 @@
  * stale REMOTE: it fetches again (wasted bytes, never wrong ones) or
  * refreshes its locations first (fetchMissing below always refreshes).
  */
-import type Database from 'better-sqlite3';
 import { corrupt } from '../../errors.js';
 import { faultPoint } from '../core/faults.js';
 import { refreshLocations } from './locations.js';
@@ -32,7 +31,7 @@ import { OWN, inRemotePack } from './location.js';
 import { prepared } from '../core/statements.js';
 import type { Store } from '../core/store.js';
 import { BLOCK_SIZE, type SlotNumber } from '../core/types.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
 
 export interface RemotePlace {
   /** The remote's name in this store (STORE/remotes/NAME). */
@@ -47,14 +46,14 @@ export interface RemotePlace {
   digest: Buffer;
 }
 
-/** Records a slot's remote place. Inside the write transaction that sets its location to REMOTE. */
-export function addRemoteLoc(on: DbLike, slot: number, p: RemotePlace): void {
-  const db = sqlOf(on);
+/** Records a slot's remote place, in the transaction that sets its location to REMOTE. */
+export function addRemoteLoc(tx: WriteDoor, slot: number, p: RemotePlace): void {
+  const db = sqlOf(tx);
   prepared(db, 'INSERT INTO remote_locs(slot, remote, pack, offset, length, codec, digest) VALUES (?, ?, ?, ?, ?, ?, ?)').run(slot, p.remote, p.pack, p.offset, p.length, p.codec, p.digest);
 }
 
-export function dropRemoteLoc(on: DbLike, slot: number): void {
-  const db = sqlOf(on);
+export function dropRemoteLoc(tx: WriteDoor, slot: number): void {
+  const db = sqlOf(tx);
   prepared(db, 'DELETE FROM remote_locs WHERE slot = ?').run(slot);
 }
 
@@ -97,10 +96,9 @@ export function remoteBlockCount(on: DbLike): number {
 export function installFetched(store: Store, blocks: readonly { slot: number; digest: Buffer; data: Uint8Array }[]): number {
   if (blocks.length === 0) return 0;
   let moved = 0;
-  store.write(() => {
-    const db = store.db;
-    const edit = slotEditor(db);
-    const places = remotePlacesOf(db, blocks.map((b) => b.slot));
+  store.write((tx) => {
+    const edit = slotEditor(tx);
+    const places = remotePlacesOf(tx, blocks.map((b) => b.slot));
     const todo = blocks.filter((b) => {
       if (b.data.length !== BLOCK_SIZE) throw corrupt(`a fetched block for slot ${b.slot} is ${b.data.length} bytes`, { slot: b.slot });
       const p = places.get(b.slot);
@@ -119,14 +117,14 @@ export function installFetched(store: Store, blocks: readonly { slot: number; di
       const h = store.hash(b.data);
       edit.set(b.slot, edit.get(b.slot), h);
       edit.setLoc(b.slot, OWN);
-      dropRemoteLoc(db, b.slot);
+      dropRemoteLoc(tx, b.slot);
       pairs.push(h, b.slot);
     }
     edit.commit();
-    indexSlots(db, pairs);
+    indexSlots(tx, pairs);
     moved = todo.length;
   });
   if (moved > 0) faultPoint('fetch.after-commit');
-  refreshLocations(store.db);
+  refreshLocations(store);
   return moved;
 }

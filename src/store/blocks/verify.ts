@@ -20,13 +20,12 @@
  * from that too is damaged. Zero blocks and holes are never read, so never
  * checked.
  */
-import type Database from 'better-sqlite3';
 import { StrataError, corrupt } from '../../errors.js';
 import type { HashFn } from '../core/hash.js';
 import { nativeBlockHash } from './native.js';
 import { LOC_CHUNK_SLOTS, cachedHashesRow } from '../slots/slots.js';
 import { BLOCK_SIZE } from '../core/types.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { type DbLike } from '../core/tx.js';
 
 export interface ReadCheck {
   /** The recorded hashes of slots [first, first + count): a view of the cached row where the run stays in one. */
@@ -47,8 +46,7 @@ export interface ReadCheck {
  * addon's XXH64 computes the same values.
  */
 export function readCheck(on: DbLike, hash: HashFn, xxh64: boolean): ReadCheck {
-  const db = sqlOf(on);
-  const rowOf = (chunk: number): Float64Array => cachedHashesRow(db, chunk);
+  const rowOf = (chunk: number): Float64Array => cachedHashesRow(on, chunk);
   const native = xxh64 ? nativeBlockHash() : null;
   return {
     readsNative: native !== null,
@@ -73,7 +71,7 @@ export function readCheck(on: DbLike, hash: HashFn, xxh64: boolean): ReadCheck {
     },
     confirm(slot, block) {
       const chunk = Math.floor(slot / LOC_CHUNK_SLOTS);
-      const fresh = cachedHashesRow(db, chunk, true);
+      const fresh = cachedHashesRow(on, chunk, true);
       if (hash(block.subarray(0, BLOCK_SIZE)) !== fresh[slot - chunk * LOC_CHUNK_SLOTS]) throw damagedBlock(slot);
     },
   };

@@ -8,14 +8,15 @@
 import { randomBytes } from 'node:crypto';
 import { prepared } from './statements.js';
 import type { Store } from './store.js';
+import { sqlOf } from './tx.js';
 
 export function storeId(store: Store): string {
-  const get = () => prepared(store.db, "SELECT value FROM meta WHERE key = 'store_id'").pluck().get() as string | undefined;
+  const get = () => prepared(sqlOf(store), "SELECT value FROM meta WHERE key = 'store_id'").pluck().get() as string | undefined;
   const have = get();
   if (have !== undefined) return have;
   // Made in a write transaction, first writer wins: two processes never hand out two ids.
-  return store.write(() => {
-    prepared(store.db, "INSERT INTO meta(key, value) VALUES ('store_id', ?) ON CONFLICT(key) DO NOTHING").run(randomBytes(8).toString('hex'));
+  return store.write((tx) => {
+    prepared(sqlOf(tx), "INSERT INTO meta(key, value) VALUES ('store_id', ?) ON CONFLICT(key) DO NOTHING").run(randomBytes(8).toString('hex'));
     return get()!;
   });
 }

@@ -5,8 +5,8 @@
  */
 import type Database from 'better-sqlite3';
 import { StrataError } from '../../errors.js';
-import { unreachable } from '../blocks/location.js';
-import { forEachLiveSlot, indexSlots, slotEditor } from '../slots/slots.js';
+import { sqlOf, type DbLike } from './tx.js';
+import { packedSlotsV6, writeSlotTableV3 } from './old-slot-table.js';
 
 type Migration = string | ((db: Database.Database) => void);
 
@@ -84,7 +84,7 @@ const MIGRATIONS: Migration[] = [
   INSERT INTO meta(key, value) VALUES ('free_epoch', 0);
   `,
   // 3: refcounts and block hashes as fixed arrays per 4096 slots; the dedup index as a hint table
-  // of its own (slots.ts). One row per block in two B-trees was the cost that grew with the data.
+  // of its own (slots.ts, as old-slot-table.ts froze it). One row per block in two B-trees was the cost that grew with the data.
   (db) => {
     db.exec(`
     CREATE TABLE slot_refs (chunk INTEGER PRIMARY KEY, counts BLOB NOT NULL) STRICT;
@@ -93,14 +93,7 @@ const MIGRATIONS: Migration[] = [
     CREATE TABLE hash_index (hash INTEGER NOT NULL, slot INTEGER NOT NULL, PRIMARY KEY (hash, slot)) WITHOUT ROWID, STRICT;
     INSERT INTO meta(key, value) VALUES ('used_slots', 0);
     `);
-    const edit = slotEditor(db);
-    const pairs: number[] = [];
-    for (const [slot, hash, rc] of db.prepare('SELECT slot, hash, refcount FROM blocks ORDER BY slot').raw().all() as [number, number, number][]) {
-      edit.set(slot, rc, hash);
-      pairs.push(hash, slot);
-    }
-    edit.commit();
-    indexSlots(db, pairs);
+    writeSlotTableV3(db, db.prepare('SELECT slot, hash, refcount FROM blocks ORDER BY slot').raw().all() as [number, number, number][]);
     db.exec('DROP TABLE blocks');
   },
   // 4: block locations apart from block identity (slots.ts, locations.ts): compressed blocks packed
@@ -128,23 +121,16 @@ const MIGRATIONS: Migration[] = [
   (db) => {
     db.exec('CREATE TABLE moved_places (slot INTEGER PRIMARY KEY, epoch INTEGER NOT NULL) STRICT');
     const put = db.prepare('INSERT INTO moved_places(slot, epoch) VALUES (?, 0)');
-    forEachLiveSlot(db, (slot, _rc, _hash, loc) => {
-      switch (loc.kind) {
-        case 'packed':
-          put.run(slot);
-          break;
-        case 'own':
-        case 'container':
-        case 'remote':
-          break;
-        default:
-          unreachable(loc);
-      }
-    }, { hashes: false });
+    for (const slot of packedSlotsV6(db)) put.run(slot);
   },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** The schema version the store's database is at (a read-only open does not migrate, so it may be older). */
+export function schemaVersion(r: DbLike): number {
+  return sqlOf(r).pragma('user_version', { simple: true }) as number;
+}
 
 function checkVersion(version: number): void {
   if (version > SCHEMA_VERSION) {

@@ -198,36 +198,37 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
   // first command acknowledges. SQLite syncs the database's contents, never the directory holding it.
   if (durability === 'full') for (const d of madeIn) syncMadeIn(d, d === madeIn[madeIn.length - 1] && d !== abs);
   const resolvedCache = new Lru<string, Segment>(opts.cacheSegments ?? 4096);
+  const reader = readerOn(db);
   const tx = writeTxOn(db);
   function write<T>(fn: (tx: WriteTx) => T): T {
     if (readOnly) throw new StrataError('E_READONLY', `store ${abs} is open read-only`);
     try {
       return db
         .transaction(() => {
-          refreshLocations(db);
+          refreshLocations(reader);
           return fn(tx);
         })
         .immediate();
     } catch (e) {
       // Rolled back: locations cached inside may have been this transaction's own.
-      forgetLocations(db);
+      forgetLocations(reader);
       if (e instanceof StrataError) throw e;
       sqliteError(e, dbPath);
     }
   }
 
   // STRATA_VERIFY_READS=0 turns verification off for bench/ to measure its cost; not a user setting.
-  const check = process.env.STRATA_VERIFY_READS === '0' ? null : readCheck(db, hash, opts.hash === undefined);
+  const check = process.env.STRATA_VERIFY_READS === '0' ? null : readCheck(reader, hash, opts.hash === undefined);
 
   return {
-    ...readerOn(db),
+    ...reader,
     dir: abs,
     db,
     blocks,
     hash,
     locks,
-    read: (first, count, into, at) => readSlots(db, blocks, first, count, into, at, check),
-    readUnverified: (first, count, into, at) => readSlots(db, blocks, first, count, into, at, null),
+    read: (first, count, into, at) => readSlots(reader, blocks, first, count, into, at, check),
+    readUnverified: (first, count, into, at) => readSlots(reader, blocks, first, count, into, at, null),
     readOnly,
     resolvedCache,
     write,

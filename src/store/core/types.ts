@@ -23,9 +23,7 @@ export type ImageName = Brand<string, 'ImageName'>;
 export type MapEntry = Brand<number, 'MapEntry'>;
 
 export const BLOCK_SIZE = 4096;
-export const BLOCK_SHIFT = 12;
 export const SEGMENT_ENTRIES = 4096;
-export const SEGMENT_SHIFT = 12;
 /** 1 GiB data files: large enough that a store has few, small enough to punch and copy. */
 export const SLOTS_PER_FILE = 262_144;
 /**

@@ -1,9 +1,8 @@
 /** Rows of the images table: the catalog of images, their kinds and parents. */
-import type Database from 'better-sqlite3';
 import { StrataError, corrupt, notFound } from '../../errors.js';
 import type { ImageId, ImageKind, ImageName, ImageRecord } from '../core/types.js';
 import { prepared } from '../core/statements.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
 
 interface ImageRow {
   id: number;
@@ -53,8 +52,7 @@ export interface Miss {
 
 /** The image named exactly `name`; E_NOT_FOUND with `missing()`'s message and hint (a resolver's) when there is none. */
 export function getImage(on: DbLike, name: string, missing: () => Miss = () => ({ message: `no image named ${name}` })): ImageRecord {
-  const db = sqlOf(on);
-  const r = findImage(db, name);
+  const r = findImage(on, name);
   if (r) return r;
   const m = missing();
   throw notFound(m.message, { image: name, ...(m.hint !== undefined ? { hint: m.hint } : {}) });
@@ -65,6 +63,18 @@ export function getImageById(on: DbLike, id: ImageId): ImageRecord {
   const r = prepared(db, `SELECT ${COLS} FROM images WHERE id = ?`).get(id) as ImageRow | undefined;
   if (!r) throw corrupt(`image id ${id} is referenced but missing`, { id });
   return toRecord(r);
+}
+
+/** The image with id `id`, or undefined if it is gone (removed since the caller saw it). */
+export function findImageById(on: DbLike, id: ImageId): ImageRecord | undefined {
+  const r = prepared(sqlOf(on), `SELECT ${COLS} FROM images WHERE id = ?`).get(id) as ImageRow | undefined;
+  return r && toRecord(r);
+}
+
+/** The image with id `id` if its map is still at `generation` (nothing changed it since), else undefined. */
+export function findImageAt(on: DbLike, id: ImageId, generation: number): ImageRecord | undefined {
+  const r = findImageById(on, id);
+  return r && r.generation === generation ? r : undefined;
 }
 
 /** Every image, strata's own hidden ones (imports under construction) included. */
@@ -120,10 +130,9 @@ export function chainOf(on: DbLike, image: ImageRecord): ImageRecord[] {
 
 /** Every image below `id` in the tree, depth first. */
 export function descendantsOf(on: DbLike, id: ImageId): ImageRecord[] {
-  const db = sqlOf(on);
   const out: ImageRecord[] = [];
   const walk = (p: ImageId) => {
-    for (const c of childrenOf(db, p)) {
+    for (const c of childrenOf(on, p)) {
       out.push(c);
       walk(c.id);
     }
@@ -133,8 +142,7 @@ export function descendantsOf(on: DbLike, id: ImageId): ImageRecord[] {
 }
 
 export function assertNameFree(on: DbLike, name: string): void {
-  const db = sqlOf(on);
-  if (findImage(db, name)) throw new StrataError('E_EXISTS', `an image named ${name} already exists`, { image: name });
+  if (findImage(on, name)) throw new StrataError('E_EXISTS', `an image named ${name} already exists`, { image: name });
 }
 
 export interface NewImage {
@@ -148,9 +156,9 @@ export interface NewImage {
   snapSeq?: number;
 }
 
-export function insertImage(on: DbLike, img: NewImage): ImageRecord {
-  const db = sqlOf(on);
-  assertNameFree(db, img.name);
+export function insertImage(tx: WriteDoor, img: NewImage): ImageRecord {
+  const db = sqlOf(tx);
+  assertNameFree(tx, img.name);
   const r = db
     .prepare('INSERT INTO images(name, kind, parent_id, virtual_size, created_at, labels, source, snap_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
     .run(
@@ -163,15 +171,15 @@ export function insertImage(on: DbLike, img: NewImage): ImageRecord {
       img.source ? JSON.stringify(img.source) : null,
       img.snapSeq ?? 0,
     );
-  return getImageById(db, Number(r.lastInsertRowid) as ImageId);
+  return getImageById(tx, Number(r.lastInsertRowid) as ImageId);
 }
 
 export function updateImage(
-  on: DbLike,
+  tx: WriteDoor,
   id: ImageId,
   patch: Partial<Pick<ImageRecord, 'name' | 'kind' | 'parentId' | 'virtualSize' | 'ownBlocks' | 'source' | 'labels' | 'snapSeq' | 'snapshotAt'>>,
 ): void {
-  const db = sqlOf(on);
+  const db = sqlOf(tx);
   const sets: string[] = ['generation = generation + 1'];
   const vals: unknown[] = [];
   const col: Record<string, string> = {
@@ -192,8 +200,8 @@ export function updateImage(
   prepared(db, `UPDATE images SET ${sets.join(', ')} WHERE id = ?`).run(...vals, id);
 }
 
-export function deleteImageRow(on: DbLike, id: ImageId): void {
-  const db = sqlOf(on);
+export function deleteImageRow(tx: WriteDoor, id: ImageId): void {
+  const db = sqlOf(tx);
   prepared(db, 'DELETE FROM segments WHERE image_id = ?').run(id);
   prepared(db, 'DELETE FROM images WHERE id = ?').run(id);
 }

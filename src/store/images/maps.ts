@@ -1,17 +1,16 @@
 /** Segment rows of image maps. An absent row is an all-INHERIT segment. */
-import type Database from 'better-sqlite3';
 import { INHERIT, SEGMENT_ENTRIES, isSlotEntry, type ImageId, type SegmentIndex } from '../core/types.js';
 import { segDecode, segEncode, type Segment } from './segment.js';
 import { prepared } from '../core/statements.js';
 import { refreshLocations } from '../blocks/locations.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
 
 // Every load of map entries first drops stale block locations (locations.ts): the entries may name
 // slots freed and reused, with new locations, since this process last looked.
 
 export function loadSegment(on: DbLike, image: ImageId, seg: SegmentIndex): Segment {
   const db = sqlOf(on);
-  refreshLocations(db);
+  refreshLocations(on);
   const row = prepared(db, 'SELECT entries FROM segments WHERE image_id = ? AND seg = ?').get(image, seg) as { entries: Buffer } | undefined;
   return row ? segDecode(row.entries, `${image}/${seg}`) : INHERIT;
 }
@@ -19,7 +18,7 @@ export function loadSegment(on: DbLike, image: ImageId, seg: SegmentIndex): Segm
 /** Segment `seg` of each image, in the order given (INHERIT where an image has no row): one query for a whole chain. */
 export function loadSegmentOfEach(on: DbLike, images: readonly ImageId[], seg: SegmentIndex): Segment[] {
   const db = sqlOf(on);
-  refreshLocations(db);
+  refreshLocations(on);
   const rows = prepared(db, 'SELECT image_id, entries FROM segments WHERE seg = ? AND image_id IN (SELECT value FROM json_each(?))')
     .raw()
     .all(seg, JSON.stringify(images)) as [number, Buffer][];
@@ -30,8 +29,8 @@ export function loadSegmentOfEach(on: DbLike, images: readonly ImageId[], seg: S
   });
 }
 
-export function saveSegment(on: DbLike, image: ImageId, seg: SegmentIndex, s: Segment): void {
-  const db = sqlOf(on);
+export function saveSegment(tx: WriteDoor, image: ImageId, seg: SegmentIndex, s: Segment): void {
+  const db = sqlOf(tx);
   if (s === INHERIT) {
     prepared(db, 'DELETE FROM segments WHERE image_id = ? AND seg = ?').run(image, seg);
     return;
@@ -43,10 +42,23 @@ export function saveSegment(on: DbLike, image: ImageId, seg: SegmentIndex, s: Se
   );
 }
 
+/**
+ * Gives image `to` a copy of every segment row of `from` (a point-in-time
+ * view of a leaf). Refcounts are the caller's: the copy adds references.
+ */
+export function copySegments(tx: WriteDoor, from: ImageId, to: ImageId): void {
+  prepared(sqlOf(tx), 'INSERT INTO segments(image_id, seg, entries) SELECT ?, seg, entries FROM segments WHERE image_id = ?').run(to, from);
+}
+
+/** Drops every segment row of an image: its map becomes all INHERIT. Refcounts are the caller's. */
+export function dropSegments(tx: WriteDoor, image: ImageId): void {
+  prepared(sqlOf(tx), 'DELETE FROM segments WHERE image_id = ?').run(image);
+}
+
 /** Every stored segment of an image, in order. */
 export function* segmentsOf(on: DbLike, image: ImageId): Generator<[SegmentIndex, Segment]> {
   const db = sqlOf(on);
-  refreshLocations(db);
+  refreshLocations(on);
   const it = db.prepare('SELECT seg, entries FROM segments WHERE image_id = ? ORDER BY seg').iterate(image) as IterableIterator<{ seg: number; entries: Buffer }>;
   for (const r of it) yield [r.seg as SegmentIndex, segDecode(r.entries, `${image}/${r.seg}`)];
 }

@@ -15,7 +15,7 @@ import type { ImageId, ImageRecord } from '../core/types.js';
 /** Marks in `into` every slot the images' own maps reference. */
 export function markSlotsOf(store: Store, ids: Iterable<ImageId>, into: Uint8Array): void {
   for (const id of ids) {
-    for (const [, seg] of segmentsOf(store.db, id)) {
+    for (const [, seg] of segmentsOf(store, id)) {
       if (typeof seg === 'number') {
         if (seg >= 2 && seg - 2 < into.length) into[seg - 2] = 1;
         continue;
@@ -36,11 +36,11 @@ export function busySlots(store: Store, next: number): Uint8Array | null {
   for (const id of ids) {
     let rec: ImageRecord;
     try {
-      rec = getImageById(store.db, id);
+      rec = getImageById(store, id);
     } catch {
       continue; // an image removed under a lease row not yet cleaned up
     }
-    for (const r of chainOf(store.db, rec)) chains.add(r.id);
+    for (const r of chainOf(store, rec)) chains.add(r.id);
   }
   const busy = new Uint8Array(next);
   markSlotsOf(store, chains, busy);

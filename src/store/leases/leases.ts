@@ -25,6 +25,7 @@ import { prepared } from '../core/statements.js';
 import { metaNumber } from '../core/meta.js';
 import { type Store } from '../core/store.js';
 import type { ImageId } from '../core/types.js';
+import { heldTx, sqlOf } from '../core/tx.js';
 
 export type LeaseMode = 'read' | 'write';
 export type LeaseId = number;
@@ -83,12 +84,12 @@ function rowIsLive(store: Store, r: LeaseRow): boolean {
   return isAlive(r.pid, r.start_time);
 }
 
-/** Keeps the live rows and deletes the dead ones. Call inside a write transaction. */
+/** Keeps the live rows and deletes the dead ones (a dead row found outside a write transaction throws). */
 function keepLive(store: Store, rows: LeaseRow[]): LeaseRow[] {
-  const del = prepared(store.db, 'DELETE FROM leases WHERE id = ?');
+  const del = () => prepared(sqlOf(heldTx(store)), 'DELETE FROM leases WHERE id = ?');
   return rows.filter((r) => {
     if (rowIsLive(store, r)) return true;
-    del.run(r.id);
+    del().run(r.id);
     return false;
   });
 }
@@ -96,7 +97,7 @@ function keepLive(store: Store, rows: LeaseRow[]): LeaseRow[] {
 /** Live leases on the given images; dead ones are deleted on the way. Call inside a write transaction. */
 export function liveLeases(store: Store, imageIds: readonly ImageId[]): LeaseRow[] {
   if (imageIds.length === 0) return [];
-  const rows = store.db.prepare(`SELECT ${COLS} FROM leases WHERE image_id IN (${imageIds.map(() => '?').join(',')})`).all(...imageIds) as LeaseRow[];
+  const rows = sqlOf(store).prepare(`SELECT ${COLS} FROM leases WHERE image_id IN (${imageIds.map(() => '?').join(',')})`).all(...imageIds) as LeaseRow[];
   return keepLive(store, rows);
 }
 
@@ -106,13 +107,13 @@ export function liveLeases(store: Store, imageIds: readonly ImageId[]): LeaseRow
  * write transaction.
  */
 export function oldestPin(store: Store): number | null {
-  const rows = keepLive(store, prepared(store.db, `SELECT ${COLS} FROM leases WHERE pin IS NOT NULL`).all() as LeaseRow[]);
+  const rows = keepLive(store, prepared(sqlOf(store), `SELECT ${COLS} FROM leases WHERE pin IS NOT NULL`).all() as LeaseRow[]);
   return rows.length === 0 ? null : Math.min(...rows.map((r) => r.pin!));
 }
 
 /** Images any live lease holds (STORE_LEASE for a store-wide one); dead rows are deleted. Call inside a write transaction. */
 export function leasedImageIds(store: Store): ImageId[] {
-  const rows = keepLive(store, prepared(store.db, `SELECT ${COLS} FROM leases`).all() as LeaseRow[]);
+  const rows = keepLive(store, prepared(sqlOf(store), `SELECT ${COLS} FROM leases`).all() as LeaseRow[]);
   return [...new Set(rows.map((r) => r.image_id as ImageId))];
 }
 
@@ -139,9 +140,9 @@ export function takeLease(store: Store, imageId: ImageId, imageName: string, mod
     }
   }
   const locked = store.locks.supported ? 1 : 0;
-  const pin = opts.pin ? metaNumber(store.db, 'free_epoch') : null;
+  const pin = opts.pin ? metaNumber(store, 'free_epoch') : null;
   const r = prepared(
-    store.db,
+    sqlOf(heldTx(store)),
     'INSERT INTO leases(image_id, pid, start_time, host, mode, opened_at, locked, pin, control) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
   ).run(imageId, process.pid, SELF_START, os.hostname(), mode, Date.now(), locked, pin, opts.control ?? null);
   const id = Number(r.lastInsertRowid);
@@ -178,12 +179,12 @@ export function leaseTx<T>(store: Store, fn: (take: typeof takeLease) => T, opts
  */
 export function releaseLease(store: Store, lease: Lease): void {
   if (lease.fd !== null) store.locks.release(lease.fd);
-  store.writeVolatile(() => prepared(store.db, 'DELETE FROM leases WHERE id = ?').run(lease.id));
+  store.writeVolatile((tx) => prepared(sqlOf(tx), 'DELETE FROM leases WHERE id = ?').run(lease.id));
 }
 
 /** Moves a lease of this process to another image: a live snapshot hands the writer lease to the new leaf row. */
 export function moveLease(store: Store, lease: Lease, imageId: ImageId): void {
-  prepared(store.db, 'UPDATE leases SET image_id = ? WHERE id = ?').run(imageId, lease.id);
+  prepared(sqlOf(heldTx(store)), 'UPDATE leases SET image_id = ? WHERE id = ?').run(imageId, lease.id);
 }
 
 /**

@@ -12,18 +12,24 @@ import { takeFreeSlots } from './freelist.js';
 import { metaNumber, setMeta } from '../core/meta.js';
 import { type Store } from '../core/store.js';
 import { MAX_SLOT, type SlotNumber } from '../core/types.js';
+import { heldTx, type DbLike } from '../core/tx.js';
+
+/** The first slot past every slot ever handed out: the data files' extent, in slots. */
+export function nextSlot(on: DbLike): number {
+  return metaNumber(on, 'next_slot');
+}
 
 /** Returns `n` free slots in ascending order, lowest first so new data lands in runs. */
 export function allocateSlots(store: Store, n: number): SlotNumber[] {
   if (n === 0) return [];
-  const db = store.db;
+  const tx = heldTx(store);
   const reused = takeFreeSlots(store, n);
   const fresh = n - reused.length;
-  const next = metaNumber(db, 'next_slot');
+  const next = metaNumber(tx, 'next_slot');
   if (next + fresh - 1 > MAX_SLOT) throw new StrataError('E_NO_SPACE', `store is full: more than ${MAX_SLOT + 1} distinct blocks`);
   const out = reused as SlotNumber[];
   for (let i = 0; i < fresh; i++) out.push((next + i) as SlotNumber);
-  if (fresh > 0) setMeta(db, 'next_slot', next + fresh);
+  if (fresh > 0) setMeta(tx, 'next_slot', next + fresh);
   return out;
 }
 
@@ -33,8 +39,9 @@ export function allocateSlots(store: Store, n: number): SlotNumber[] {
  */
 export function allocateRun(store: Store, n: number): SlotNumber[] {
   if (n === 0) return [];
-  const next = metaNumber(store.db, 'next_slot');
+  const tx = heldTx(store);
+  const next = metaNumber(tx, 'next_slot');
   if (next + n - 1 > MAX_SLOT) throw new StrataError('E_NO_SPACE', `store is full: more than ${MAX_SLOT + 1} distinct blocks`);
-  setMeta(store.db, 'next_slot', next + n);
+  setMeta(tx, 'next_slot', next + n);
   return Array.from({ length: n }, (_, i) => (next + i) as SlotNumber);
 }

@@ -9,30 +9,32 @@
  * That is how a reader of a leaf that another process is writing never reads
  * another image's bytes, and how check never sees a slot change under it.
  */
-import type Database from 'better-sqlite3';
 import { oldestPin } from '../leases/leases.js';
 import { prepared } from '../core/statements.js';
 import { metaNumber, setMeta } from '../core/meta.js';
 import { type Store } from '../core/store.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { heldTx, sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
+
+/** The current free epoch: what a lease taken now pins (leases.ts). */
+export function freeEpoch(on: DbLike): number {
+  return metaNumber(on, 'free_epoch');
+}
 
 /**
  * Starts a new free epoch and returns it: what a transaction that frees
  * slots, or moves blocks out of places a reader may hold, stamps them with.
- * Call inside a write transaction.
  */
-export function newFreeEpoch(on: DbLike): number {
-  const db = sqlOf(on);
-  const epoch = metaNumber(db, 'free_epoch') + 1;
-  setMeta(db, 'free_epoch', epoch);
+export function newFreeEpoch(tx: WriteDoor): number {
+  const epoch = metaNumber(tx, 'free_epoch') + 1;
+  setMeta(tx, 'free_epoch', epoch);
   return epoch;
 }
 
-/** Puts slots on the free list, stamped with a new epoch. Call inside a write transaction. */
-export function freeSlots(on: DbLike, slots: readonly number[]): void {
-  const db = sqlOf(on);
+/** Puts slots on the free list, stamped with a new epoch. */
+export function freeSlots(tx: WriteDoor, slots: readonly number[]): void {
+  const db = sqlOf(tx);
   if (slots.length === 0) return;
-  const epoch = newFreeEpoch(db);
+  const epoch = newFreeEpoch(tx);
   const put = prepared(db, 'INSERT INTO free_slots(slot, epoch) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET epoch = excluded.epoch');
   for (const s of slots) put.run(s, epoch);
 }
@@ -42,11 +44,12 @@ export function reusableEpoch(store: Store): number {
   return oldestPin(store) ?? Number.MAX_SAFE_INTEGER;
 }
 
-/** Takes up to `n` reusable free slots off the list, lowest first. Call inside a write transaction. */
+/** Takes up to `n` reusable free slots off the list, lowest first. Only inside a write transaction (it throws outside one). */
 export function takeFreeSlots(store: Store, n: number): number[] {
   const limit = reusableEpoch(store);
-  const slots = prepared(store.db, 'SELECT slot FROM free_slots WHERE epoch <= ? ORDER BY slot LIMIT ?').pluck().all(limit, n) as number[];
-  const del = prepared(store.db, 'DELETE FROM free_slots WHERE slot = ?');
+  const db = sqlOf(heldTx(store));
+  const slots = prepared(db, 'SELECT slot FROM free_slots WHERE epoch <= ? ORDER BY slot LIMIT ?').pluck().all(limit, n) as number[];
+  const del = prepared(db, 'DELETE FROM free_slots WHERE slot = ?');
   for (const s of slots) del.run(s);
   return slots;
 }

@@ -32,7 +32,7 @@ export function isZeroBlock(b: Uint8Array): boolean {
  * MAX_CANDIDATES each. Unverified: placeBlocks checks each before sharing.
  */
 function candidatesFor(store: Store, hashes: readonly BlockHash[], recent?: ReadonlyMap<BlockHash, number>): Map<BlockHash, number[]> {
-  const out = indexLookup(store.db, hashes.filter((h) => h !== -1), MAX_CANDIDATES);
+  const out = indexLookup(store, hashes.filter((h) => h !== -1), MAX_CANDIDATES);
   if (recent && recent.size > 0) {
     for (const h of hashes) {
       const slot = recent.get(h);
@@ -85,7 +85,7 @@ export interface PlaceOptions {
 export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes: readonly BlockHash[], opts: PlaceOptions = {}): Placement {
   const entries: MapEntry[] = new Array(blocks.length);
   const known = candidatesFor(store, hashes, opts.recent);
-  const slotsNow = slotReader(store.db);
+  const slotsNow = slotReader(store);
   const scratch = Buffer.allocUnsafe(BLOCK_SIZE);
   // Blocks of this batch that need a new slot, and an index to share within the batch.
   const newBlocks: number[] = [];

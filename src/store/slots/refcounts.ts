@@ -3,7 +3,6 @@
  * A slot whose count reaches zero moves to the free list in the same
  * transaction; other processes see it free only once that commits.
  */
-import type Database from 'better-sqlite3';
 import { corrupt } from '../../errors.js';
 import { freeSlots } from './freelist.js';
 import { indexSlots, slotEditor, type SlotEdit } from './slots.js';
@@ -11,7 +10,7 @@ import { addRemoteLoc, dropRemoteLoc, type RemotePlace } from '../blocks/remote-
 import { CONTAINER, OWN, REMOTE, containersOf, unreachable, type PackedLocation } from '../blocks/location.js';
 import type { BlockHash } from '../core/hash.js';
 import { BLOCK_SIZE, type OnProgress, type SlotNumber } from '../core/types.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { type WriteDoor } from '../core/tx.js';
 
 export type RefDeltas = Map<number, number>;
 
@@ -51,7 +50,7 @@ export function addFragmentRef(delta: Map<number, number>, loc: PackedLocation, 
  * Settles container refcounts (live fragments in each) after blocks moved in
  * or out: `delta` per container; `fresh` containers were written by this
  * transaction and start at their delta. Containers left with no fragment go
- * to `freed`. Call inside a write transaction, before edit.commit().
+ * to `freed`. Call before edit.commit().
  */
 export function settleContainers(edit: SlotEdit, delta: Map<number, number>, fresh: readonly number[], freed: number[]): void {
   for (const c of fresh) {
@@ -85,15 +84,14 @@ export function settleContainers(edit: SlotEdit, delta: Map<number, number>, fre
 }
 
 /**
- * Applies deltas inside a write transaction. `fresh` are slots allocated by
- * this transaction, with the hash of what was written to them; their
- * refcount starts at their delta, and one referenced by nothing in the end
- * goes straight back to the free list.
+ * Applies deltas. `fresh` are slots allocated by this transaction, with the
+ * hash of what was written to them; their refcount starts at their delta,
+ * and one referenced by nothing in the end goes straight back to the free
+ * list.
  */
-export function applyRefDeltas(on: DbLike, deltas: RefDeltas, fresh: Map<SlotNumber, BlockHash> = new Map(), opts: ApplyOptions = {}): void {
-  const db = sqlOf(on);
+export function applyRefDeltas(tx: WriteDoor, deltas: RefDeltas, fresh: Map<SlotNumber, BlockHash> = new Map(), opts: ApplyOptions = {}): void {
   const { onProgress } = opts;
-  const edit = slotEditor(db);
+  const edit = slotEditor(tx);
   const freed: number[] = [];
   const pairs: number[] = Array.isArray(opts.index) ? opts.index : [];
   const containerDelta = new Map<number, number>();
@@ -106,7 +104,7 @@ export function applyRefDeltas(on: DbLike, deltas: RefDeltas, fresh: Map<SlotNum
       const far = opts.remote?.get(slot);
       if (far) {
         edit.setLoc(slot, REMOTE);
-        addRemoteLoc(db, slot, far);
+        addRemoteLoc(tx, slot, far);
         continue; // not indexed: nothing may share it before its bytes are here to compare
       }
       if (loc) {
@@ -137,7 +135,7 @@ export function applyRefDeltas(on: DbLike, deltas: RefDeltas, fresh: Map<SlotNum
         case 'remote':
           // Never fetched: nothing of it is here to free but its place.
           edit.setLoc(slot, OWN);
-          dropRemoteLoc(db, slot);
+          dropRemoteLoc(tx, slot);
           break;
         case 'packed':
           // A packed block's fragment dies with it; its container lives while any other does.
@@ -151,7 +149,7 @@ export function applyRefDeltas(on: DbLike, deltas: RefDeltas, fresh: Map<SlotNum
   }
   settleContainers(edit, containerDelta, opts.packing?.containers ?? [], freed);
   edit.commit();
-  if (opts.index === undefined || opts.index === 'now') indexSlots(db, pairs);
-  freeSlots(db, freed);
+  if (opts.index === undefined || opts.index === 'now') indexSlots(tx, pairs);
+  freeSlots(tx, freed);
   onProgress?.(total, total);
 }

@@ -35,7 +35,7 @@ import { prepared } from '../core/statements.js';
 import { metaNumber, setMeta } from '../core/meta.js';
 import { locsChanged } from '../blocks/locations.js';
 import { LOCATION_WORDS, allOwn, locationAt, putLocation, tallyLocation, type Location, type LocationTally } from '../blocks/location.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
 
 const CHUNK_SLOTS = 4096;
 /** In slot_refs: the count is in wide_refs. */
@@ -60,8 +60,11 @@ function loadRow<T extends Uint32Array | Float64Array>(db: Database.Database, ta
 }
 
 const loadRefsRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_refs', chunk, () => new Uint32Array(CHUNK_SLOTS));
+const hashesRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_hashes', chunk, () => new Float64Array(CHUNK_SLOTS));
+const locsRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_locs', chunk, () => new Uint32Array(2 * CHUNK_SLOTS));
+
 /** A chunk's recorded block hashes (53-bit XXH64; NaN for containers; 0 where never written). */
-export const loadHashesRow = (on: DbLike, chunk: number) => loadRow(sqlOf(on), 'slot_hashes', chunk, () => new Float64Array(CHUNK_SLOTS));
+export const loadHashesRow = (on: DbLike, chunk: number) => hashesRow(sqlOf(on), chunk);
 
 /** A chunk's locations, read with locationAt (location.ts). Absent row: every slot in its own place. */
 export const loadLocsRow = (on: DbLike, chunk: number) => loadRow(sqlOf(on), 'slot_locs', chunk, () => new Uint32Array(LOCATION_WORDS * CHUNK_SLOTS));
@@ -96,7 +99,7 @@ export function cachedHashesRow(on: DbLike, chunk: number, fresh = false): Float
   let r = fresh ? undefined : rows.get(chunk);
   if (!r) {
     if (rows.size >= MAX_CACHED_HASH_ROWS) rows.clear();
-    rows.set(chunk, (r = loadHashesRow(db, chunk)));
+    rows.set(chunk, (r = hashesRow(db, chunk)));
   }
   return r;
 }
@@ -143,7 +146,7 @@ export function slotReader(on: DbLike): SlotReader {
     },
     hash(slot) {
       const c = chunkOf(slot);
-      const a = hashes.get(c) ?? keep(hashes, c, loadHashesRow(db, c));
+      const a = hashes.get(c) ?? keep(hashes, c, hashesRow(db, c));
       return a[slot - c * CHUNK_SLOTS];
     },
     loc(slot) {
@@ -155,13 +158,12 @@ export function slotReader(on: DbLike): SlotReader {
 }
 
 export function refcountOf(on: DbLike, slot: number): number {
-  const db = sqlOf(on);
-  return slotReader(db).refcount(slot);
+  return slotReader(on).refcount(slot);
 }
 
 /**
- * Changes slots' refcounts and hashes, row by row, inside a write
- * transaction. Reports each slot whose count went from above zero to zero
+ * Changes slots' refcounts and hashes, row by row, in the write transaction
+ * it was made in. Reports each slot whose count went from above zero to zero
  * (`freed`) and from zero to above zero (`born`); keeps meta.used_slots.
  */
 export interface SlotEdit {
@@ -186,12 +188,11 @@ export interface PackedCounts {
 }
 
 export function packedCounts(on: DbLike): PackedCounts {
-  const db = sqlOf(on);
-  return { packedBlocks: metaNumber(db, 'packed_blocks'), packedBytes: metaNumber(db, 'packed_bytes'), containers: metaNumber(db, 'container_slots') };
+  return { packedBlocks: metaNumber(on, 'packed_blocks'), packedBytes: metaNumber(on, 'packed_bytes'), containers: metaNumber(on, 'container_slots') };
 }
 
-export function slotEditor(on: DbLike): SlotEdit {
-  const db = sqlOf(on);
+export function slotEditor(tx: WriteDoor): SlotEdit {
+  const db = sqlOf(tx);
   const refs = new Map<number, Uint32Array>();
   const hashes = new Map<number, Float64Array>();
   const dirtyRefs = new Set<number>();
@@ -202,7 +203,7 @@ export function slotEditor(on: DbLike): SlotEdit {
   let liveDelta = 0;
   const locsOf = (c: number) => {
     let a = locs.get(c);
-    if (!a) locs.set(c, (a = loadLocsRow(db, c)));
+    if (!a) locs.set(c, (a = locsRow(db, c)));
     return a;
   };
   const refsOf = (c: number) => {
@@ -244,7 +245,7 @@ export function slotEditor(on: DbLike): SlotEdit {
       dirtyRefs.add(c);
       if (hash !== undefined) {
         let h = hashes.get(c);
-        if (!h) hashes.set(c, (h = loadHashesRow(db, c)));
+        if (!h) hashes.set(c, (h = hashesRow(db, c)));
         h[i] = hash;
         dirtyHashes.add(c);
       }
@@ -255,18 +256,18 @@ export function slotEditor(on: DbLike): SlotEdit {
       for (const c of dirtyLocs) saveLocsRow(db, c, locs.get(c)!);
       if (dirtyLocs.size > 0) {
         // Processes cache locations (locations.ts) and drop them when this moves.
-        setMeta(db, 'loc_seq', metaNumber(db, 'loc_seq') + 1);
-        setMeta(db, 'packed_blocks', metaNumber(db, 'packed_blocks') + packed.packedBlocks);
-        setMeta(db, 'packed_bytes', metaNumber(db, 'packed_bytes') + packed.packedBytes);
-        setMeta(db, 'container_slots', metaNumber(db, 'container_slots') + packed.containers);
-        if (packed.remote !== 0) setMeta(db, 'remote_blocks', metaNumber(db, 'remote_blocks') + packed.remote);
+        setMeta(tx, 'loc_seq', metaNumber(tx, 'loc_seq') + 1);
+        setMeta(tx, 'packed_blocks', metaNumber(tx, 'packed_blocks') + packed.packedBlocks);
+        setMeta(tx, 'packed_bytes', metaNumber(tx, 'packed_bytes') + packed.packedBytes);
+        setMeta(tx, 'container_slots', metaNumber(tx, 'container_slots') + packed.containers);
+        if (packed.remote !== 0) setMeta(tx, 'remote_blocks', metaNumber(tx, 'remote_blocks') + packed.remote);
         packed.packedBlocks = packed.packedBytes = packed.containers = packed.remote = 0;
-        locsChanged(db);
+        locsChanged(tx);
       }
       dirtyRefs.clear();
       dirtyHashes.clear();
       dirtyLocs.clear();
-      if (liveDelta !== 0) setMeta(db, 'used_slots', metaNumber(db, 'used_slots') + liveDelta);
+      if (liveDelta !== 0) setMeta(tx, 'used_slots', metaNumber(tx, 'used_slots') + liveDelta);
       const d = liveDelta;
       liveDelta = 0;
       return d;
@@ -276,8 +277,7 @@ export function slotEditor(on: DbLike): SlotEdit {
 
 /** Slots with a refcount above zero, counted as they change (checked by check). */
 export function usedSlotCount(on: DbLike): number {
-  const db = sqlOf(on);
-  return metaNumber(db, 'used_slots');
+  return metaNumber(on, 'used_slots');
 }
 
 /**
@@ -298,11 +298,11 @@ export function forEachLiveSlot(
   for (const c of rows) {
     const refs = loadRefsRow(db, c);
     let hashes: Float64Array | null = null;
-    const locs = locChunks.has(c) ? loadLocsRow(db, c) : null;
+    const locs = locChunks.has(c) ? locsRow(db, c) : null;
     for (let i = 0; i < CHUNK_SLOTS; i++) {
       const v = refs[i];
       if (v === 0) continue;
-      if (withHashes) hashes ??= loadHashesRow(db, c);
+      if (withHashes) hashes ??= hashesRow(db, c);
       const slot = c * CHUNK_SLOTS + i;
       fn(slot, v === WIDE ? wideCount(db, slot) : v, hashes ? hashes[i] : NaN, locationAt(locs, i));
     }
@@ -330,8 +330,8 @@ const INDEX_ROWS = 200;
  * them as runs rather than scattered inserts. `pairs` is hash, slot, hash,
  * slot, ...; it is sorted in place.
  */
-export function indexSlots(on: DbLike, pairs: number[]): void {
-  const db = sqlOf(on);
+export function indexSlots(tx: WriteDoor, pairs: number[]): void {
+  const db = sqlOf(tx);
   const n = pairs.length / 2;
   if (n === 0) return;
   const order = new Uint32Array(n);
@@ -374,10 +374,10 @@ export function indexLookup(on: DbLike, hashes: readonly number[], max: number):
  * Drops index rows that no longer name a live slot holding their hash, and
  * rows at or past `end`. Returns how many went. Runs in gc.
  */
-export function pruneIndex(on: DbLike, end: number): number {
-  const db = sqlOf(on);
+export function pruneIndex(tx: WriteDoor, end: number): number {
+  const db = sqlOf(tx);
   let pruned = db.prepare('DELETE FROM hash_index WHERE slot >= ?').run(end).changes;
-  const read = slotReader(db);
+  const read = slotReader(tx);
   const page = db.prepare('SELECT hash, slot FROM hash_index WHERE (hash, slot) > (?, ?) ORDER BY hash, slot LIMIT 8192').raw();
   const del = db.prepare('DELETE FROM hash_index WHERE hash = ? AND slot = ?');
   // In pages, so an index of millions of rows is never held in memory at once.

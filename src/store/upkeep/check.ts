@@ -43,6 +43,7 @@ import { checkSlots } from './check/slots.js';
 import { checkContainers } from './check/containers.js';
 import { applyRepairs } from './check/repair.js';
 import { verifySlots } from './check/verify.js';
+import { readTx } from '../core/tx.js';
 
 export type { Fault, FaultClass } from './check/faults.js';
 
@@ -95,7 +96,7 @@ export function checkStore(store: Store, opts: CheckOptions = {}): CheckReport {
     // snapshot means; data faults are still confirmed under the write lock before they count.
     const pin = store.readOnly ? null : leaseTx(store, (take) => take(store, STORE_LEASE, 'the store', 'read', { pin: true }));
     try {
-      report = store.db.transaction(run).deferred();
+      report = readTx(store, run);
     } finally {
       if (pin) releaseLease(store, pin);
     }
@@ -110,7 +111,7 @@ export function checkStore(store: Store, opts: CheckOptions = {}): CheckReport {
 function withDamagedReads(store: Store, report: CheckReport): CheckReport {
   const damaged = new Set(report.faults.filter((f) => f.slot !== undefined && !f.repaired && (f.kind === 'bad-hash' || f.kind === 'unreadable-slot')).map((f) => f.slot!));
   if (damaged.size === 0) return report;
-  const { reads, more } = store.db.transaction(() => damagedReads(store.db, damaged, MAX_FAULTS_PER_KIND)).deferred();
+  const { reads, more } = readTx(store, () => damagedReads(store, damaged, MAX_FAULTS_PER_KIND));
   return { ...report, damagedReads: reads, damagedReadsNotListed: more };
 }
 
@@ -123,7 +124,7 @@ function confirmDataFaults(store: Store, report: CheckReport): CheckReport {
   const suspects = report.faults.filter((f) => f.slot !== undefined && (f.kind === 'bad-hash' || f.kind === 'unreadable-slot'));
   if (suspects.length === 0) return report;
   const gone = store.write(() => {
-    const now = slotReader(store.db);
+    const now = slotReader(store);
     const buf = Buffer.allocUnsafe(BLOCK_SIZE);
     return new Set(
       suspects.filter((f) => {

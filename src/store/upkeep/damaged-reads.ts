@@ -6,7 +6,6 @@
  * clone at the same offset. check reports these so a user can tell which
  * disks, and which bytes of them, the damage reaches.
  */
-import type Database from 'better-sqlite3';
 import { segDecode, segGet, type Segment } from '../images/segment.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES } from '../core/types.js';
 import { sqlOf, type DbLike } from '../core/tx.js';

@@ -48,6 +48,7 @@ import { prepared } from '../core/statements.js';
 import { metaNumber } from '../core/meta.js';
 import { type Store } from '../core/store.js';
 import { BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord, type SlotNumber } from '../core/types.js';
+import { sqlOf, type WriteTx } from '../core/tx.js';
 
 /** Blocks evicted per transaction: 16 MiB read and hashed under the write lock at most. */
 const BATCH = 4096;
@@ -67,15 +68,14 @@ export interface CacheCount {
 
 /** The remote's cached blocks, and which of them nobody holds. Inside a write transaction (leases are settled there). */
 function cachedSlots(store: Store, scope: CacheScope): { slots: number[]; busy: Uint8Array | null } {
-  const db = store.db;
-  const next = metaNumber(db, 'next_slot');
+  const next = metaNumber(store, 'next_slot');
   const refs = new Uint32Array(next);
   const mine = new Uint8Array(next);
-  for (const rec of listImages(db)) {
+  for (const rec of listImages(store)) {
     const from = scope.lazyRemoteOf(rec);
     if (from === undefined) continue;
     const own = from === scope.remote;
-    for (const [, seg] of segmentsOf(db, rec.id)) {
+    for (const [, seg] of segmentsOf(store, rec.id)) {
       if (typeof seg === 'number') {
         // An all-equal segment: SEGMENT_ENTRIES references to one slot (as refcounts count it).
         if (seg >= 2 && seg - 2 < next) {
@@ -92,7 +92,7 @@ function cachedSlots(store: Store, scope: CacheScope): { slots: number[]; busy: 
       }
     }
   }
-  const now = slotReader(db);
+  const now = slotReader(store);
   const slots: number[] = [];
   for (let s = 0; s < next; s++) {
     if (!mine[s]) continue;
@@ -151,7 +151,7 @@ export function evictCached(store: Store, scope: CacheScope, to: number, opts: E
   const skip = new Set<number>();
   for (let first = true; ; first = false) {
     // Each batch plans again under its own lock: references and leases may have changed since.
-    const evicted = store.write(() => {
+    const evicted = store.write((tx) => {
       const { slots, busy } = cachedSlots(store, scope);
       const idle = slots.filter((s) => busy !== null && !busy[s] && !skip.has(s));
       const inUse = busy === null ? slots.length : slots.length - slots.filter((s) => !busy[s]).length;
@@ -162,7 +162,7 @@ export function evictCached(store: Store, scope: CacheScope, to: number, opts: E
       if (over <= 0 || idle.length === 0) return [];
       const when = opts.fetchedAt?.(idle) ?? new Map<number, number>();
       idle.sort((a, b) => (when.get(a) ?? 0) - (when.get(b) ?? 0) || a - b);
-      const out = evictBatch(store, scope.remote, idle, Math.min(over, BATCH), opts, skip, report);
+      const out = evictBatch(store, tx, scope.remote, idle, Math.min(over, BATCH), opts, skip, report);
       report.after = slots.length - out.length;
       return out;
     });
@@ -177,10 +177,10 @@ export function evictCached(store: Store, scope: CacheScope, to: number, opts: E
 }
 
 /** Evicts up to `n` of `order`, in order. Inside the write transaction; returns the slots evicted. */
-function evictBatch(store: Store, remote: string, order: readonly number[], n: number, opts: EvictOptions, skip: Set<number>, report: EvictReport): number[] {
-  const db = store.db;
-  const recorded = slotReader(db);
-  const edit = slotEditor(db);
+function evictBatch(store: Store, tx: WriteTx, remote: string, order: readonly number[], n: number, opts: EvictOptions, skip: Set<number>, report: EvictReport): number[] {
+  const db = sqlOf(tx);
+  const recorded = slotReader(store);
+  const edit = slotEditor(tx);
   const containers = new Map<number, number>();
   const unindex = prepared(db, 'DELETE FROM hash_index WHERE hash = ? AND slot = ?');
   const buf = Buffer.allocUnsafe(BLOCK_SIZE);
@@ -228,14 +228,14 @@ function evictBatch(store: Store, remote: string, order: readonly number[], n: n
         unreachable(loc);
     }
     edit.setLoc(slot, REMOTE);
-    addRemoteLoc(db, slot, { remote, pack: place.pack, offset: place.offset, length: place.length, codec: place.codec, digest });
+    addRemoteLoc(tx, slot, { remote, pack: place.pack, offset: place.offset, length: place.length, codec: place.codec, digest });
     unindex.run(hash, slot);
     out.push(slot);
   }
   const freed: number[] = [];
   settleContainers(edit, containers, [], freed);
   edit.commit();
-  freeSlots(db, freed);
-  recordMovedPlaces(db, ownPlaces);
+  freeSlots(tx, freed);
+  recordMovedPlaces(tx, ownPlaces);
   return out;
 }

@@ -33,6 +33,7 @@ import { reusableEpoch } from '../slots/freelist.js';
 import { metaNumber, setMeta } from '../core/meta.js';
 import { type Store } from '../core/store.js';
 import { BLOCK_SIZE, type OnProgress, type SlotNumber } from '../core/types.js';
+import { sqlOf } from '../core/tx.js';
 import { repackContainers, type RepackReport } from './relocate.js';
 
 export interface GcOptions {
@@ -82,13 +83,13 @@ export function collectGarbage(store: Store, opts: GcOptions = {}): GcReport {
   const t0 = performance.now();
   // First, in its own transaction: the containers it empties must be free (committed) before they are punched.
   const repack = opts.freedAfter === undefined ? repackContainers(store) : undefined;
-  const r = store.write(() => {
-    const db = store.db;
+  const r = store.write((tx) => {
+    const db = sqlOf(tx);
     const before = store.blocks.diskUsage().allocated;
-    const nextBefore = metaNumber(db, 'next_slot');
+    const nextBefore = metaNumber(tx, 'next_slot');
     const limit = reusableEpoch(store);
     // The store ends after the last slot in use or still visible to a live lease.
-    const inUse = highestLiveSlot(db);
+    const inUse = highestLiveSlot(tx);
     const pinned = db.prepare('SELECT max(slot) FROM free_slots WHERE epoch > ?').pluck().get(limit) as number | null;
     const highest = Math.max(inUse, pinned ?? -1);
     const nextAfter = highest + 1;
@@ -101,7 +102,7 @@ export function collectGarbage(store: Store, opts: GcOptions = {}): GcReport {
     if (nextAfter < nextBefore) {
       db.prepare('DELETE FROM free_slots WHERE slot >= ?').run(nextAfter);
       db.prepare('DELETE FROM moved_places WHERE slot >= ?').run(nextAfter);
-      setMeta(db, 'next_slot', nextAfter);
+      setMeta(tx, 'next_slot', nextAfter);
       faultPoint('gc.after-claim');
       store.blocks.truncate(nextAfter);
       faultPoint('gc.after-truncate');
@@ -142,7 +143,7 @@ export function collectGarbage(store: Store, opts: GcOptions = {}): GcReport {
     // The dedup index is a hint; rows naming freed or reused slots only cost failed looks, so they
     // go here. The walk reads the whole index: only a full gc does it, not the reclaim after rm
     // (`freedAfter`), whose cost must follow what rm freed, not the size of the store.
-    const pruned = since === undefined ? pruneIndex(db, Math.min(nextAfter, nextBefore)) : 0;
+    const pruned = since === undefined ? pruneIndex(tx, Math.min(nextAfter, nextBefore)) : 0;
     faultPoint('gc.before-commit');
     const after = store.blocks.diskUsage().allocated;
     return {

@@ -34,11 +34,12 @@ import { freeSlots } from '../slots/freelist.js';
 import { OWN, fragmentSpans, unreachable, type Location, type PackedLocation } from '../blocks/location.js';
 import { punchMovedPlaces, recordMovedPlaces } from '../blocks/moved-places.js';
 import { addFragmentRef, settleContainers } from '../slots/refcounts.js';
-import { forEachLiveSlot, slotEditor, slotReader } from '../slots/slots.js';
+import { forEachLiveSlot, slotEditor } from '../slots/slots.js';
 import { metaNumber } from '../core/meta.js';
 import { type Store } from '../core/store.js';
 import { damagedSlotOf } from '../blocks/verify.js';
 import { BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress, type SlotNumber } from '../core/types.js';
+import { heldTx, type WriteTx } from '../core/tx.js';
 
 /** Blocks per transaction: 16 MiB read, compressed and written per batch. */
 const BATCH = 4096;
@@ -106,9 +107,9 @@ export function compressStored(store: Store, spec: CodecSpec | null, opts: { ima
   };
   // Candidates are chosen once; each batch re-checks them under its own lock.
   const candidates = store.write(() => {
-    const next = metaNumber(store.db, 'next_slot');
+    const next = metaNumber(store, 'next_slot');
     const want = new Uint8Array(next);
-    const images = opts.images ?? listImages(store.db).filter(isFrozen);
+    const images = opts.images ?? listImages(store).filter(isFrozen);
     markSlotsOf(store, images.map((r) => r.id), want);
     const out: number[] = [];
     forEachLiveSlot(
@@ -125,7 +126,7 @@ export function compressStored(store: Store, spec: CodecSpec | null, opts: { ima
   for (let b = 0; b < candidates.length; b += BATCH) {
     opts.onProgress?.(b * BLOCK_SIZE, total);
     const part = candidates.slice(b, b + BATCH);
-    store.write(() => compressBatch(store, spec, part, report));
+    store.write((tx) => compressBatch(store, tx, spec, part, report));
     faultPoint('compress.after-commit');
     store.write(() => punchMovedPlaces(store));
   }
@@ -152,11 +153,10 @@ function readSound(store: Store, first: number, n: number, into: Buffer, at: num
   }
 }
 
-function compressBatch(store: Store, spec: CodecSpec | null, part: number[], report: CompressReport): void {
-  const db = store.db;
-  const next = metaNumber(db, 'next_slot');
+function compressBatch(store: Store, tx: WriteTx, spec: CodecSpec | null, part: number[], report: CompressReport): void {
+  const next = metaNumber(store, 'next_slot');
   const busy = busySlots(store, next);
-  const edit = slotEditor(db);
+  const edit = slotEditor(tx);
   const todo = part.filter((s) => {
     if (s >= next || edit.get(s) === 0 || settled(spec, edit.loc(s))) return false; // freed or moved since
     if (busy === null || busy[s]) {
@@ -228,7 +228,7 @@ function compressBatch(store: Store, spec: CodecSpec | null, part: number[], rep
     }
     const freed: number[] = [];
     settleContainers(edit, delta, [], freed);
-    freeSlots(db, freed);
+    freeSlots(tx, freed);
     report.uncompressed += home.length;
   }
   const moved = placeFragments(store, edit, run, moves);
@@ -281,8 +281,8 @@ function placeFragments(store: Store, edit: ReturnType<typeof slotEditor>, run: 
   const freed: number[] = [];
   settleContainers(edit, delta, slots, freed);
   edit.commit();
-  freeSlots(store.db, freed);
-  recordMovedPlaces(store.db, ownPlaces);
+  freeSlots(heldTx(store), freed);
+  recordMovedPlaces(heldTx(store), ownPlaces);
   return moves.map((m) => m.slot);
 }
 
@@ -306,9 +306,8 @@ export interface RepackReport {
  * it commits, for gc's reclaim to punch.
  */
 export function repackContainers(store: Store): RepackReport {
-  const report = store.write(() => {
-    const db = store.db;
-    const next = metaNumber(db, 'next_slot');
+  const report = store.write((tx) => {
+    const next = metaNumber(store, 'next_slot');
     const live = new Map<number, number>(); // container -> live bytes in it
     const members = new Map<number, [number, PackedLocation][]>(); // container -> [slot, location] of fragments touching it
     let containers = 0;
@@ -319,7 +318,7 @@ export function repackContainers(store: Store): RepackReport {
       list.push(m);
     };
     forEachLiveSlot(
-      db,
+      store,
       (slot, _rc, _hash, loc) => {
         switch (loc.kind) {
           case 'container':
@@ -346,7 +345,7 @@ export function repackContainers(store: Store): RepackReport {
     const sparse = [...live].filter(([, bytes]) => bytes < BLOCK_SIZE / 2).map(([c]) => c);
     if (sparse.length < 2) return r; // one half-empty container cannot be packed any tighter
     const busy = busySlots(store, next);
-    const edit = slotEditor(db);
+    const edit = slotEditor(tx);
     const run = fragmentRun();
     const moves: Move[] = [];
     const moving = new Set<number>();
@@ -368,7 +367,7 @@ export function repackContainers(store: Store): RepackReport {
     if (r.containers < 2) return { ...r, containers: 0 };
     placeFragments(store, edit, run, moves);
     r.fragments = moves.length;
-    r.slotsAfter = metaNumber(db, 'container_slots');
+    r.slotsAfter = metaNumber(store, 'container_slots');
     return r;
   });
   faultPoint('repack.after-commit');

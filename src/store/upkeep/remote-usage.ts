@@ -7,7 +7,6 @@
  * The figures behind `ls`/`tree`/`info`'s lazy mark, `check`'s remote-only
  * section, `remote rm`'s refusal and the bucket's dependents records.
  */
-import type Database from 'better-sqlite3';
 import { listImages } from '../images/catalog.js';
 import { segmentsOf } from '../images/maps.js';
 import { segGet } from '../images/segment.js';
@@ -19,23 +18,25 @@ import { sqlOf, type DbLike } from '../core/tx.js';
 /** Per image id: remote name → the distinct slots of its own map held only there. */
 export type RemoteOnly = Map<ImageId, Map<string, Set<number>>>;
 
+/** How many slots are still REMOTE, as counted in meta as they change (check compares it with remote_locs). */
+export const countedRemoteBlocks = (on: DbLike): number => metaNumber(on, 'remote_blocks');
+
 /** Whether any block is still remote (a counter in meta: a store without lazy clones never reads remote_locs). */
-export const hasRemoteBlocks = (on: DbLike): boolean => metaNumber(on, 'remote_blocks') > 0;
+export const hasRemoteBlocks = (on: DbLike): boolean => countedRemoteBlocks(on) > 0;
 
 /** The slots still REMOTE, with the remote each is fetched from. */
 export function remoteSlotOwners(on: DbLike): Map<number, string> {
   const db = sqlOf(on);
-  if (!hasRemoteBlocks(db)) return new Map();
+  if (!hasRemoteBlocks(on)) return new Map();
   return new Map(prepared(db, 'SELECT slot, remote FROM remote_locs').raw().all() as [number, string][]);
 }
 
 export function remoteOnlyByImage(on: DbLike): RemoteOnly {
-  const db = sqlOf(on);
   const out: RemoteOnly = new Map();
-  const far = remoteSlotOwners(db);
+  const far = remoteSlotOwners(on);
   if (far.size === 0) return out;
-  for (const rec of listImages(db)) {
-    for (const [, seg] of segmentsOf(db, rec.id)) {
+  for (const rec of listImages(on)) {
+    for (const [, seg] of segmentsOf(on, rec.id)) {
       for (let i = 0; i < SEGMENT_ENTRIES; i++) {
         const e = segGet(seg, i);
         if (e < 2) continue;

@@ -25,7 +25,7 @@ export function readFreeList(cx: CheckContext): Uint8Array {
 
 /** Slots with no refcount below next_slot (referenced ones are taken back, the others must be free), and slots with one past it. */
 export function checkUnlisted(cx: CheckContext, refs: Float64Array, free: Uint8Array, seen: SlotsSeen): void {
-  const { store, db, next, repair, fault, faults, edit, toFree } = cx;
+  const { store, db, tx, next, repair, fault, faults, edit, toFree } = cx;
   const { beyond, live } = seen;
   const delFree = db.prepare('DELETE FROM free_slots WHERE slot = ?');
   for (const slot of beyond) {
@@ -44,7 +44,7 @@ export function checkUnlisted(cx: CheckContext, refs: Float64Array, free: Uint8A
           delFree.run(slot);
           const hash = store.hash(scratch);
           edit.set(slot, refs[slot], hash);
-          indexSlots(db, [hash, slot]);
+          indexSlots(tx, [hash, slot]);
         } catch {
           ok = false;
         }

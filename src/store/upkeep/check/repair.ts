@@ -12,22 +12,22 @@ import type { CheckContext } from './context.js';
 import type { SlotsSeen } from './slots.js';
 
 export function applyRepairs(cx: CheckContext, seen: SlotsSeen): void {
-  const { db, repair, fault, edit, toFree } = cx;
+  const { store, db, tx, repair, fault, edit, toFree } = cx;
   const { liveCount } = seen;
-  const counted = usedSlotCount(db);
+  const counted = usedSlotCount(store);
   edit.commit();
   if (repair) {
     // What the locations say once the repairs above are in (freed leaks lost their fragments).
     const now: LocationTally = { packedBlocks: 0, packedBytes: 0, containers: 0, remote: 0 };
     forEachLiveSlot(db, (_slot, _rc, _hash, loc) => tallyLocation(now, loc, 1), { hashes: false });
-    setMeta(db, 'packed_blocks', now.packedBlocks);
-    setMeta(db, 'packed_bytes', now.packedBytes);
-    setMeta(db, 'container_slots', now.containers);
+    setMeta(tx, 'packed_blocks', now.packedBlocks);
+    setMeta(tx, 'packed_bytes', now.packedBytes);
+    setMeta(tx, 'container_slots', now.containers);
   }
   if (counted !== liveCount) {
-    if (repair) setMeta(db, 'used_slots', liveCount + (usedSlotCount(db) - counted));
+    if (repair) setMeta(tx, 'used_slots', liveCount + (usedSlotCount(store) - counted));
     fault('leak', 'used-slots', `the store counts ${counted} slots in use, its refcounts say ${liveCount}`, repair);
   }
 
-  freeSlots(db, toFree);
+  freeSlots(tx, toFree);
 }

@@ -33,7 +33,7 @@ export interface SlotsSeen {
 }
 
 export function checkSlots(cx: CheckContext, refs: Float64Array, free: Uint8Array): SlotsSeen {
-  const { db, next, repair, fault, faults, edit, toFree } = cx;
+  const { db, tx, next, repair, fault, faults, edit, toFree } = cx;
   const delFree = db.prepare('DELETE FROM free_slots WHERE slot = ?');
   const live = new Uint8Array(next);
   const inUse: number[] = [];
@@ -82,7 +82,7 @@ export function checkSlots(cx: CheckContext, refs: Float64Array, free: Uint8Arra
       if (repair) {
         edit.set(slot, 0);
         edit.setLoc(slot, OWN);
-        if (inRemotePack(loc)) dropRemoteLoc(db, slot);
+        if (inRemotePack(loc)) dropRemoteLoc(tx, slot);
         toFree.push(slot);
       }
       fault('leak', 'refcount-high', `slot ${slot}: refcount ${rc}, maps reference it 0 times`, repair);
