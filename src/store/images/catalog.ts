@@ -67,6 +67,18 @@ export function getImageById(on: DbLike, id: ImageId): ImageRecord {
   return toRecord(r);
 }
 
+/** The image with id `id`, or undefined if it is gone (removed since the caller saw it). */
+export function findImageById(on: DbLike, id: ImageId): ImageRecord | undefined {
+  const r = prepared(sqlOf(on), `SELECT ${COLS} FROM images WHERE id = ?`).get(id) as ImageRow | undefined;
+  return r && toRecord(r);
+}
+
+/** The image with id `id` if its map is still at `generation` (nothing changed it since), else undefined. */
+export function findImageAt(on: DbLike, id: ImageId, generation: number): ImageRecord | undefined {
+  const r = findImageById(on, id);
+  return r && r.generation === generation ? r : undefined;
+}
+
 /** Every image, strata's own hidden ones (imports under construction) included. */
 export function listImages(on: DbLike): ImageRecord[] {
   const db = sqlOf(on);
