@@ -17,7 +17,7 @@ import type { ImageRecord } from '../store/core/index.js';
 /**
  * What these read the catalog through: a Reader (the store, or a write
  * transaction's tx), exactly what the catalog's own functions take (which,
- * while Store.db lasts, also take the raw connection its last callers pass).
+ * while the store still lends out its raw connection, also take that).
  */
 type Catalog = Parameters<typeof findImage>[0];
 
