@@ -98,7 +98,7 @@ function withWarnings<R>(result: R, warnings: readonly string[]): R | (R & { war
 /** `info Debian` where the store has `debian`: the same error, with the names it may have meant as its hint. */
 function withImageHint(e: StrataError, name: string, store: Store): StrataError {
   if (e.data.hint !== undefined) return e;
-  const near = closeNames(name, listVisibleImages(store.db).map((i) => i.name));
+  const near = closeNames(name, listVisibleImages(store).map((i) => i.name));
   if (near.length === 0) return e;
   const err = new StrataError(e.code, e.message, { ...e.data, hint: `did you mean ${near.join(' or ')}?` }, { cause: e });
   err.stack = e.stack;

@@ -66,8 +66,8 @@ const SHARED_HINT = 'pass --shared to read it as it changes (the copy may mix da
  */
 export async function openForCopy(store: Store, name: string, opts: { shared?: boolean; keep?: string } = {}): Promise<CopyHandle> {
   if (opts.shared && opts.keep !== undefined) throw badInput('--keep names a point-in-time snapshot, and --shared reads without one: give one of them');
-  if (opts.keep !== undefined) assertNameFree(store.db, imageName(opts.keep));
-  const rec = resolveImage(store.db, name);
+  if (opts.keep !== undefined) assertNameFree(store, imageName(opts.keep));
+  const rec = resolveImage(store, name);
   const direct = (source: CopySource): CopyHandle => {
     const img = openImage(store, name, { refuseWriter: source.kind !== 'shared' });
     return { img, source, done: () => img.close() };

@@ -108,7 +108,7 @@ function importOne(store: Store, src: ImportSource, name: string, opts: ImportOp
  * unallocated clusters would show P's unrelated data.
  */
 function checkParentStandsFor(store: Store, parent: string, backing: string, file: string, force: boolean | undefined): void {
-  const from = resolveImage(store.db, parent).source?.file;
+  const from = resolveImage(store, parent).source?.file;
   if (typeof from !== 'string' || force) return;
   if (realTarget(from) === realTarget(backing)) return;
   throw badInput(`${file} is backed by ${backing}, but ${parent} was imported from ${from}; pass --force to import it over ${parent} all the same`, {
@@ -128,7 +128,7 @@ function checkParentStandsFor(store: Store, parent: string, backing: string, fil
 function importedFrom(store: Store, file: string, parentId: number | null, wantedName: string): ImageRecord | undefined {
   const stamp = fileStamp(file);
   const real = realTarget(file);
-  for (const img of listVisibleImages(store.db)) {
+  for (const img of listVisibleImages(store)) {
     const src = img.source;
     if (!isFrozen(img) || typeof src?.file !== 'string' || realTarget(src.file) !== real) continue;
     if (src.fileBytes === stamp.fileBytes && src.modifiedAt === stamp.modifiedAt && img.parentId === parentId) return img;
@@ -169,7 +169,7 @@ export function importFile(store: Store, file: string, name: string, opts: FileI
     return importOne(store, qcow2Source(file, opts.snapshot, holesInherit), name, { ...opts, source: provenance(file, info) });
   }
   if (!opts.withBacking) {
-    const known = listVisibleImages(store.db).find((i) => isFrozen(i) && typeof i.source?.file === 'string' && realTarget(i.source.file as string) === realTarget(path.resolve(path.dirname(file), info.backingFile!)));
+    const known = listVisibleImages(store).find((i) => isFrozen(i) && typeof i.source?.file === 'string' && realTarget(i.source.file as string) === realTarget(path.resolve(path.dirname(file), info.backingFile!)));
     throw badInput(
       `${file} has a backing file (${info.backingFile}); import the chain with --with-backing, or name a --parent to store it over` +
         (known ? ` (${known.name} was imported from it: --parent ${known.name})` : ''),
@@ -285,7 +285,7 @@ export function exportFile(store: Store, name: string, file: string, opts: Expor
     const r = exportRaw(store, name, file, { sync: opts.sync, onProgress: opts.onProgress, image: opts.image });
     return { files: [file], ...r };
   }
-  const rec = resolveImage(store.db, name);
+  const rec = resolveImage(store, name);
   if (!opts.chain) {
     const out = openOutput(file);
     try {
@@ -298,7 +298,7 @@ export function exportFile(store: Store, name: string, file: string, opts: Expor
     }
   }
   // One file per layer, bottom first, each backed by the one below by relative name.
-  const chain = chainOf(store.db, rec).reverse();
+  const chain = chainOf(store, rec).reverse();
   const files = chainFiles(chain.map((c) => c.name), file, !!opts.force);
   // Progress runs over the whole chain: each layer's file counts its virtual size.
   const total = chain.reduce((n, c) => n + c.virtualSize, 0);

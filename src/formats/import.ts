@@ -11,7 +11,7 @@ import path from 'node:path';
 import { StrataError, badInput } from '../errors.js';
 import { assertNameFree, chainOf, getImage, insertImage, listImagesWithPrefix, updateImage } from '../store/images/index.js';
 import { imageName, storedName, BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageName, type ImageRecord, type OnProgress, faultPoint } from '../store/core/index.js';
-import type { Store } from '../store/core/index.js';
+import type { Reader, Store, WriteTx } from '../store/core/index.js';
 import { checkVirtualSize, dropImageInTx, frozenKind } from '../image/lifecycle.js';
 import { leaseTx, liveLeases } from '../store/leases/index.js';
 import { Image } from '../image/image.js';
@@ -23,9 +23,9 @@ export const HIDDEN_PREFIX = '.import-';
 /** The label of a hidden import naming the image it will become: a second import of that name is refused at its start, not at its end. */
 const IMPORT_OF = 'strata.import-of';
 
-/** An import still running (its writer lease is live) that will take `name`. Call inside a write transaction. */
-function rivalImport(store: Store, name: string): ImageRecord | undefined {
-  const hidden = listImagesWithPrefix(store.db, HIDDEN_PREFIX).filter((r) => r.labels[IMPORT_OF] === name);
+/** An import still running (its writer lease is live) that will take `name`. */
+function rivalImport(store: Store, tx: WriteTx, name: string): ImageRecord | undefined {
+  const hidden = listImagesWithPrefix(tx, HIDDEN_PREFIX).filter((r) => r.labels[IMPORT_OF] === name);
   return hidden.find((r) => liveLeases(store, [r.id]).length > 0);
 }
 
@@ -79,25 +79,25 @@ export interface ImportTarget {
 export function beginImport(store: Store, name: string, size: number | 'unknown', opts: ImportOptions = {}): ImportTarget {
   const final = opts.snapshotName ? storedName(name) : imageName(name);
   const virtualSize = size === 'unknown' ? MAX_VIRTUAL_SIZE : checkVirtualSize(size);
-  const compress = opts.compress === undefined ? storeCompression(store.db) : opts.compress;
+  const compress = opts.compress === undefined ? storeCompression(store) : opts.compress;
   if (compress) requireCompressor(compress.codec);
   const tmp = `${HIDDEN_PREFIX}${process.pid}-${Math.random().toString(36).slice(2, 10)}` as ImageName;
   // The hidden row and its writer lease commit together, and the lease is held until the rename
   // has committed: at no moment can another process's recovery take the import for abandoned.
   const made = leaseTx(
     store,
-    (take) => {
-      assertNameFree(store.db, final);
-      const rival = opts.sameContentName ? undefined : rivalImport(store, final);
+    (take, tx) => {
+      assertNameFree(tx, final);
+      const rival = opts.sameContentName ? undefined : rivalImport(store, tx, final);
       if (rival) throw new StrataError('E_EXISTS', `another import is already making an image named ${final}; wait for it, or import under another name`, { image: final });
-      const parent = opts.parent === undefined ? null : resolveImage(store.db, opts.parent);
+      const parent = opts.parent === undefined ? null : resolveImage(tx, opts.parent);
       if (parent && !isFrozen(parent)) {
         throw badInput(`cannot import onto ${parent.name}: it is a writable leaf, whose changes would show through the new layer; snapshot or freeze it first`, {
           parent: parent.name,
         });
       }
-      const rec = insertImage(store.db, { name: tmp, kind: 'leaf', parentId: parent?.id ?? null, virtualSize, labels: { ...opts.labels, [IMPORT_OF]: final }, source: opts.source ?? null });
-      return { rec, chain: chainOf(store.db, rec), lease: take(store, rec.id, rec.name, 'write') };
+      const rec = insertImage(tx, { name: tmp, kind: 'leaf', parentId: parent?.id ?? null, virtualSize, labels: { ...opts.labels, [IMPORT_OF]: final }, source: opts.source ?? null });
+      return { rec, chain: chainOf(tx, rec), lease: take(store, rec.id, rec.name, 'write') };
     },
     { durable: true },
   );
@@ -111,7 +111,7 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
     } catch {
       // The import failed already; its error is the one worth reporting.
     }
-    store.write(() => dropImageInTx(store, getImage(store.db, tmp)));
+    store.write((tx) => dropImageInTx(store, getImage(tx, tmp)));
   };
   const finish = (size?: number, source?: Record<string, unknown>): ImageRecord => {
     try {
@@ -131,11 +131,11 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
     }
     let done: ImageRecord;
     try {
-      done = store.write(() => {
-        assertNameFree(store.db, final);
-        updateImage(store.db, made.rec.id, { name: final, labels: opts.labels ?? {}, kind: opts.writable ? 'leaf' : frozenKind(made.rec.parentId), ...(size !== undefined ? { virtualSize: size } : {}), ...(source ? { source } : {}) });
+      done = store.write((tx) => {
+        assertNameFree(tx, final);
+        updateImage(tx, made.rec.id, { name: final, labels: opts.labels ?? {}, kind: opts.writable ? 'leaf' : frozenKind(made.rec.parentId), ...(size !== undefined ? { virtualSize: size } : {}), ...(source ? { source } : {}) });
         faultPoint('import.before-rename-commit');
-        return getImage(store.db, final);
+        return getImage(tx, final);
       });
     } catch (e) {
       abandon();
@@ -167,11 +167,11 @@ export function recoverAbandoned(store: Store): number {
   // The look outside the transaction only saves the write lock when there is nothing to do: the
   // list that counts is the one inside it. An import listed a moment ago may have finished and
   // taken its real name since, and must not be dropped under it.
-  const hidden = () => ABANDONABLE.flatMap((p) => listImagesWithPrefix(store.db, p));
-  if (hidden().length === 0) return 0;
-  return store.write(() => {
+  const hidden = (r: Reader) => ABANDONABLE.flatMap((p) => listImagesWithPrefix(r, p));
+  if (hidden(store).length === 0) return 0;
+  return store.write((tx) => {
     let n = 0;
-    for (const img of hidden()) {
+    for (const img of hidden(tx)) {
       if (liveLeases(store, [img.id]).length > 0) continue;
       dropImageInTx(store, img);
       n++;

@@ -125,9 +125,9 @@ class StreamReader {
 function findBase(store: Store, want: NonNullable<StreamHeader['base']>, given: string | undefined): ImageRecord {
   const shown = `${want.name} (${want.content.slice(0, 19)}…)`;
   const candidates: ImageRecord[] = [];
-  if (given !== undefined) candidates.push(resolveImage(store.db, given));
+  if (given !== undefined) candidates.push(resolveImage(store, given));
   else {
-    const all = listVisibleImages(store.db).filter(isFrozen);
+    const all = listVisibleImages(store).filter(isFrozen);
     candidates.push(...all.filter((r) => r.source?.contentDigest === want.content), ...all.filter((r) => r.name === want.name && r.source?.contentDigest !== want.content));
     if (candidates.length === 0) {
       throw new StrataError('E_NOT_FOUND', `the stream is incremental from ${shown}, which this store does not have: receive a full stream of it first, or name a copy with --base`, {
@@ -161,7 +161,7 @@ export async function receiveStream(
   opts: { base?: string; onProgress?: OnProgress } = {},
 ): Promise<ReceiveResult> {
   // Said before a byte is read or a base is hashed; beginImport checks again in its transaction.
-  assertNameFree(store.db, imageName(name));
+  assertNameFree(store, imageName(name));
   const r = new StreamReader(input);
   const pre = await r.read(PREAMBLE_BYTES, 'header');
   const header = decodeHeader(await r.read(decodePreamble(pre), 'header'));

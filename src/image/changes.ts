@@ -114,7 +114,7 @@ export class ChangedBlocks implements ChangeTracker {
     const mine = this.image.chainRecords;
     const above = layersAbove(mine, this.since.chainRecords);
     const layers = [...above.a, ...above.b];
-    const out = new Set(segmentNumbersIn(this.store.db, layers.map((l) => l.id), s0, s1));
+    const out = new Set(segmentNumbersIn(this.store, layers.map((l) => l.id), s0, s1));
     for (const seg of this.image.unflushedSegments()) if (seg >= s0 && seg < s1) out.add(seg);
     const sizes = [mine[0], this.since.record, ...layers].map((l) => l.virtualSize);
     const whole = Math.floor(Math.min(...sizes) / SEGMENT_BYTES);

@@ -6,7 +6,7 @@
  */
 import { resolveImage } from './refs.js';
 import { chainOf, listVisibleImages, countSlotRefs, loadSegment, segmentsOf, segGet, type Segment } from '../store/images/index.js';
-import { type Store, BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
+import { readTx, type Store, BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
 import { forEachLiveSlot, nextSlot } from '../store/slots/index.js';
 import { fragmentBytes } from '../store/blocks/index.js';
 import { appendExtent, type Extent, type ExtentKind } from './device.js';
@@ -33,7 +33,7 @@ function resolveWithDepth(store: Store, chain: readonly ImageRecord[], seg: numb
   let left = SEGMENT_ENTRIES;
   const base = seg * SEGMENT_ENTRIES;
   for (let k = 0; k < chain.length && left > 0; k++) {
-    const own: Segment = loadSegment(store.db, chain[k].id, seg as SegmentIndex);
+    const own: Segment = loadSegment(store, chain[k].id, seg as SegmentIndex);
     const limit = blocksIn(chain[k].virtualSize) - base;
     if (own === INHERIT && limit >= SEGMENT_ENTRIES) continue;
     for (let i = 0; i < SEGMENT_ENTRIES; i++) {
@@ -70,8 +70,8 @@ export interface ImageMap {
 
 /** Extents of an image from its committed maps, like `qemu-img map`: kind, and the depth and name of the supplying layer. */
 export function mapImage(store: Store, name: string): ImageMap {
-  const img = resolveImage(store.db, name);
-  const chain = chainOf(store.db, img);
+  const img = resolveImage(store, name);
+  const chain = chainOf(store, img);
   const out: MapExtent[] = [];
   const push = (offset: number, length: number, kind: ExtentKind, depth: number) =>
     appendExtent(out, kind === 'hole' ? { offset, length, kind } : { offset, length, kind, depth, layer: chain[depth].name });
@@ -106,10 +106,10 @@ export interface DiffResult {
 }
 
 export function diffImages(store: Store, nameA: string, nameB: string): DiffResult {
-  const a = resolveImage(store.db, nameA);
-  const b = resolveImage(store.db, nameB);
-  const ca = chainOf(store.db, a);
-  const cb = chainOf(store.db, b);
+  const a = resolveImage(store, nameA);
+  const b = resolveImage(store, nameB);
+  const ca = chainOf(store, a);
+  const cb = chainOf(store, b);
   const segs = new Set<number>([...chainSegments(store, ca), ...chainSegments(store, cb)]);
   const out: { offset: number; length: number }[] = [];
   const end = Math.max(a.virtualSize, b.virtualSize);
@@ -166,7 +166,7 @@ function refcountTable(store: Store): SlotFacts {
   const n = Math.max(nextSlot(store), 1);
   const t = { refcounts: new Float64Array(n), fragment: new Uint16Array(n) };
   forEachLiveSlot(
-    store.db,
+    store,
     (slot, rc, _hash, loc) => {
       if (slot >= n) return;
       t.refcounts[slot] = rc;
@@ -184,7 +184,7 @@ function refcountTable(store: Store): SlotFacts {
  */
 function usageOf(store: Store, img: ImageRecord, facts: SlotFacts, referenced?: ReferencedCache): ImageUsage {
   const refs = new Map<number, number>();
-  for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
+  for (const [, s] of segmentsOf(store, img.id)) countSlotRefs(s, refs);
   let own = 0;
   let exclusive = 0;
   let packed = 0;
@@ -211,11 +211,11 @@ function usageOf(store: Store, img: ImageRecord, facts: SlotFacts, referenced?: 
 
 /** Usage of the named images, or of every visible image. Read in one snapshot so the figures agree. */
 export function diskUsageOf(store: Store, names: readonly string[] = [], opts: { referenced?: ReferencedCache } = {}): ImageUsage[] {
-  return store.db.transaction(() => {
-    const images = names.length > 0 ? names.map((n) => resolveImage(store.db, n)) : listVisibleImages(store.db);
+  return readTx(store, () => {
+    const images = names.length > 0 ? names.map((n) => resolveImage(store, n)) : listVisibleImages(store);
     const refcounts = refcountTable(store);
     return images.map((i) => usageOf(store, i, refcounts, opts.referenced));
-  }).deferred();
+  });
 }
 
 /**
@@ -232,7 +232,7 @@ export function ownExtents(store: Store, img: ImageRecord, offset: number, lengt
   const kindOf = (e: number): ExtentKind => (e >= 2 ? 'data' : e === 1 ? 'zero' : 'hole');
   const segBytes = SEGMENT_ENTRIES * 4096;
   for (let seg = Math.floor(offset / segBytes); seg * segBytes < end; seg++) {
-    const s = loadSegment(store.db, img.id, seg as SegmentIndex);
+    const s = loadSegment(store, img.id, seg as SegmentIndex);
     if (typeof s === 'number') {
       push(seg * segBytes, (seg + 1) * segBytes, kindOf(s));
       continue;

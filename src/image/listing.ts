@@ -3,11 +3,10 @@
  * of `info NAME`. The CLI prints these and the web page (src/ui/) draws them,
  * so both show the same figures from the same calls.
  */
-import type Database from 'better-sqlite3';
 import { allSnapshots, resolveImage, shortName, snapshotOwner, snapshotsOf } from './refs.js';
 import { chainOf, childrenOf, listVisibleImages } from '../store/images/index.js';
 import { chainRemoteOnly, remoteOnlyByImage, type RemoteOnly } from '../store/upkeep/index.js';
-import type { Store } from '../store/core/index.js';
+import type { Reader, Store } from '../store/core/index.js';
 import { BLOCK_SIZE, type ImageRecord } from '../store/core/index.js';
 
 /**
@@ -30,11 +29,11 @@ function lazyMark(only: RemoteOnly, chain: readonly ImageRecord[]): LazyMark | u
 }
 
 /** The lazy mark of each image, for listings: nothing to compute while no block is remote. */
-function lazyMarker(db: Database.Database): (rec: ImageRecord) => { lazy?: LazyMark } {
-  const only = remoteOnlyByImage(db);
+function lazyMarker(r: Reader): (rec: ImageRecord) => { lazy?: LazyMark } {
+  const only = remoteOnlyByImage(r);
   if (only.size === 0) return () => ({});
   return (rec) => {
-    const m = lazyMark(only, chainOf(db, rec));
+    const m = lazyMark(only, chainOf(r, rec));
     return m ? { lazy: m } : {};
   };
 }
@@ -54,9 +53,9 @@ export interface ListedImage {
 
 /** Every visible image, by name, with its parent's name. */
 export function listImageRows(store: Store): ListedImage[] {
-  const all = listVisibleImages(store.db);
+  const all = listVisibleImages(store);
   const byId = new Map(all.map((i) => [i.id, i.name]));
-  const mark = lazyMarker(store.db);
+  const mark = lazyMarker(store);
   return all.map((i) => ({
     name: i.name,
     kind: i.kind,
@@ -82,9 +81,9 @@ export interface TreeNode {
   children: TreeNode[];
 }
 
-/** The forest of the given images (callers pass the visible ones); `db` marks lazy ones. */
-export function imageForest(images: readonly ImageRecord[], db?: Database.Database): TreeNode[] {
-  const mark = db ? lazyMarker(db) : () => ({});
+/** The forest of the given images (callers pass the visible ones); with the store, lazy ones are marked. */
+export function imageForest(images: readonly ImageRecord[], store?: Reader): TreeNode[] {
+  const mark = store ? lazyMarker(store) : () => ({});
   // One pass, appending in place: copying each parent's list per child made a base with 110,000 clones take 70 s.
   const kids = new Map<number | null, ImageRecord[]>();
   for (const i of images) {
@@ -135,8 +134,8 @@ export function originText(source: Record<string, unknown> | null): string | und
 }
 
 export function describeImage(store: Store, name: string): ImageInfo {
-  const rec = resolveImage(store.db, name);
-  const chain = chainOf(store.db, rec);
+  const rec = resolveImage(store, name);
+  const chain = chainOf(store, rec);
   return {
     name: rec.name,
     kind: rec.kind,
@@ -148,7 +147,7 @@ export function describeImage(store: Store, name: string): ImageInfo {
     createdAt: new Date(rec.createdAt).toISOString(),
     labels: rec.labels,
     source: rec.source,
-    ...lazyMarker(store.db)(rec),
+    ...lazyMarker(store)(rec),
     ...(isContainer(rec.source)
       ? {
           layers: chain
@@ -177,12 +176,11 @@ export interface ListedSnapshot {
 
 /** Snapshots, oldest first by image; of `image` only when given (E_NOT_FOUND if there is no such image and it has none). */
 export function listSnapshotRows(store: Store, image?: string): ListedSnapshot[] {
-  const db = store.db;
   let snaps: ImageRecord[];
-  if (image === undefined) snaps = allSnapshots(db);
+  if (image === undefined) snaps = allSnapshots(store);
   else {
-    snaps = snapshotsOf(db, image);
-    if (snaps.length === 0) resolveImage(db, image);
+    snaps = snapshotsOf(store, image);
+    if (snaps.length === 0) resolveImage(store, image);
   }
   return snaps.map((s) => {
     const owner = snapshotOwner(s);
@@ -194,7 +192,7 @@ export function listSnapshotRows(store: Store, image?: string): ListedSnapshot[]
       virtualSize: s.virtualSize,
       ownBytes: s.ownBlocks * BLOCK_SIZE,
       takenAt: s.snapshotAt === null ? null : new Date(s.snapshotAt).toISOString(),
-      dependents: childrenOf(db, s.id).filter((c) => !own(c)).map((c) => c.name),
+      dependents: childrenOf(store, s.id).filter((c) => !own(c)).map((c) => c.name),
     };
   });
 }

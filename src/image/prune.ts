@@ -11,7 +11,7 @@
 import { chainOf, getImageById, listImages } from '../store/images/index.js';
 import { faultPoint } from '../store/core/index.js';
 import { leasedImageIds } from '../store/leases/index.js';
-import type { Store, ImageRecord, OnProgress } from '../store/core/index.js';
+import type { Store, ImageRecord, OnProgress, WriteTx } from '../store/core/index.js';
 import { dropImagesInTx, exclusiveBytes, reclaiming, type Reclaimed } from './lifecycle.js';
 import { snapshotOwner } from './refs.js';
 
@@ -28,12 +28,11 @@ const isHidden = (rec: ImageRecord) => rec.name.startsWith('.');
 const isContainerLayer = (rec: ImageRecord) => rec.source?.format === 'oci-layer';
 
 /**
- * What prune would remove, children before parents. Call inside a write
- * transaction (leases are read there, and dead ones dropped), and act only
- * on this answer.
+ * What prune would remove, children before parents. In a write transaction
+ * (leases are read there, and dead ones dropped): act only on this answer.
  */
-export function prunableImages(store: Store): Prunable[] {
-  const all = listImages(store.db);
+export function prunableImages(store: Store, tx: WriteTx): Prunable[] {
+  const all = listImages(tx);
   const byId = new Map<number, ImageRecord>(all.map((r) => [r.id, r]));
   const leased = new Set<number>(leasedImageIds(store));
   const names = new Set<string>(all.map((r) => r.name));
@@ -77,8 +76,8 @@ export interface PruneReport extends Reclaimed {
 
 /** What prune would remove and the stored data that would free; changes nothing but dead lease rows. */
 export function planPrune(store: Store): { pruned: Prunable[]; freedBytes: number } {
-  return store.write(() => {
-    const pruned = prunableImages(store);
+  return store.write((tx) => {
+    const pruned = prunableImages(store, tx);
     return { pruned, freedBytes: exclusiveBytes(store, pruned.map((p) => p.image)) };
   });
 }
@@ -86,8 +85,8 @@ export function planPrune(store: Store): { pruned: Prunable[]; freedBytes: numbe
 /** Removes what no name leads to, in one transaction, and returns the space (as rm does). */
 export function pruneImages(store: Store, opts: { onProgress?: OnProgress } = {}): PruneReport {
   const { result, ...space } = reclaiming(store, () => {
-    const r = store.write(() => {
-      const pruned = prunableImages(store);
+    const r = store.write((tx) => {
+      const pruned = prunableImages(store, tx);
       dropImagesInTx(store, pruned.map((p) => p.image), opts.onProgress);
       faultPoint('prune.before-commit');
       return pruned;
@@ -103,15 +102,15 @@ export function pruneImages(store: Store, opts: { onProgress?: OnProgress } = {}
  * chains the removed images stood on: what `rm` tells the user to prune.
  */
 export function leftBehind(store: Store, removed: readonly ImageRecord[]): { images: Prunable[]; bytes: number } {
-  return store.write(() => {
+  return store.write((tx) => {
     const gone = new Set<number>(removed.map((r) => r.id));
     const below = new Set<number>();
     for (const r of removed) {
       if (r.parentId === null || gone.has(r.parentId)) continue;
-      for (const c of chainOf(store.db, getImageById(store.db, r.parentId))) below.add(c.id);
+      for (const c of chainOf(tx, getImageById(tx, r.parentId))) below.add(c.id);
     }
     if (below.size === 0) return { images: [], bytes: 0 };
-    const images = prunableImages(store).filter((p) => below.has(p.image.id));
+    const images = prunableImages(store, tx).filter((p) => below.has(p.image.id));
     return { images, bytes: exclusiveBytes(store, images.map((p) => p.image)) };
   });
 }

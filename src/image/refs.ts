@@ -10,34 +10,40 @@
  * before snapshots were scoped hold automatic ones as `IMAGE.snapN`: those
  * still belong to IMAGE (snapshotOwner), under the name they were given.
  */
-import type Database from 'better-sqlite3';
 import { findImage, getImage, listImagesWithPrefix, listVisibleImages, type Miss } from '../store/images/index.js';
 import { SNAP_SEP, splitSnapshotName } from '../store/core/index.js';
 import type { ImageRecord } from '../store/core/index.js';
 
+/**
+ * What these read the catalog through: a Reader (the store, or a write
+ * transaction's tx), exactly what the catalog's own functions take (which,
+ * while the store still lends out its raw connection, also take that).
+ */
+type Catalog = Parameters<typeof findImage>[0];
+
 /** The image `ref` names, or undefined. `scope`: a leaf whose snapshots a bare name may mean first (`rollback vm snap1`). */
-export function findImageRef(db: Database.Database, ref: string, opts: { scope?: string } = {}): ImageRecord | undefined {
+export function findImageRef(on: Catalog, ref: string, opts: { scope?: string } = {}): ImageRecord | undefined {
   if (opts.scope !== undefined && !ref.includes(SNAP_SEP)) {
-    const own = findImage(db, `${opts.scope}${SNAP_SEP}${ref}`);
+    const own = findImage(on, `${opts.scope}${SNAP_SEP}${ref}`);
     if (own) return own;
   }
-  return findImage(db, ref);
+  return findImage(on, ref);
 }
 
 /** The image `ref` names; E_NOT_FOUND, with what the user may have meant, when none does. */
-export function resolveImage(db: Database.Database, ref: string, opts: { scope?: string } = {}): ImageRecord {
-  return findImageRef(db, ref, opts) ?? getImage(db, ref, () => missText(db, ref));
+export function resolveImage(on: Catalog, ref: string, opts: { scope?: string } = {}): ImageRecord {
+  return findImageRef(on, ref, opts) ?? getImage(on, ref, () => missText(on, ref));
 }
 
-function missText(db: Database.Database, ref: string): Miss {
+function missText(on: Catalog, ref: string): Miss {
   const split = splitSnapshotName(ref);
   if (split) {
-    if (!findImage(db, split.image) && snapshotsOf(db, split.image).length === 0) return { message: `no image named ${split.image} (in ${ref})` };
-    const have = snapshotsOf(db, split.image).map((s) => shortName(s.name));
+    if (!findImage(on, split.image) && snapshotsOf(on, split.image).length === 0) return { message: `no image named ${split.image} (in ${ref})` };
+    const have = snapshotsOf(on, split.image).map((s) => shortName(s.name));
     return { message: `${split.image} has no snapshot ${split.snapshot}`, hint: have.length ? `its snapshots: ${listed(have)}` : 'it has no snapshots' };
   }
   // A bare name that is some image's snapshot: the name it had before snapshots were scoped.
-  const snaps = listVisibleImages(db).filter((i) => splitSnapshotName(i.name)?.snapshot === ref);
+  const snaps = listVisibleImages(on).filter((i) => splitSnapshotName(i.name)?.snapshot === ref);
   return { message: `no image named ${ref}`, ...(snaps.length ? { hint: `did you mean ${listed(snaps.map((s) => s.name), ' or ')}?` } : {}) };
 }
 
@@ -65,15 +71,15 @@ export function snapshotOwner(rec: Pick<ImageRecord, 'name' | 'snapshotAt'>): st
 export const isSnapshot = (rec: Pick<ImageRecord, 'name' | 'snapshotAt'>): boolean => rec.snapshotAt !== null || splitSnapshotName(rec.name) !== null;
 
 /** The snapshots of `owner` (whether or not it still exists), oldest first. */
-export function snapshotsOf(db: Database.Database, owner: string): ImageRecord[] {
-  const scoped = listImagesWithPrefix(db, `${owner}${SNAP_SEP}`);
-  const legacy = listImagesWithPrefix(db, `${owner}.snap`).filter((i) => snapshotOwner(i) === owner);
+export function snapshotsOf(on: Catalog, owner: string): ImageRecord[] {
+  const scoped = listImagesWithPrefix(on, `${owner}${SNAP_SEP}`);
+  const legacy = listImagesWithPrefix(on, `${owner}.snap`).filter((i) => snapshotOwner(i) === owner);
   return [...scoped, ...legacy].sort(byAge);
 }
 
 /** Every snapshot in the store, by image, oldest first. */
-export function allSnapshots(db: Database.Database): ImageRecord[] {
-  return listVisibleImages(db)
+export function allSnapshots(on: Catalog): ImageRecord[] {
+  return listVisibleImages(on)
     .filter(isSnapshot)
     .sort((a, b) => (snapshotOwner(a) ?? a.name).localeCompare(snapshotOwner(b) ?? b.name) || byAge(a, b));
 }

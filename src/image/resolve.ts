@@ -47,7 +47,7 @@ export function resolveFrozen(store: Store, chain: readonly ImageRecord[], k: nu
     }
   }
   const layers = chain.slice(k, stop);
-  const own = layers.length === 1 ? [loadSegment(store.db, layers[0].id, seg)] : loadSegmentOfEach(store.db, layers.map((l) => l.id), seg);
+  const own = layers.length === 1 ? [loadSegment(store, layers[0].id, seg)] : loadSegmentOfEach(store, layers.map((l) => l.id), seg);
   // A uniform own segment (all ZERO or all one slot) hides everything below it.
   let start = own.findIndex((o) => typeof o === 'number' && o !== INHERIT);
   if (start === -1) start = own.length - 1;

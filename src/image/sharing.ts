@@ -11,7 +11,7 @@
  */
 import { resolveImage } from './refs.js';
 import { listVisibleImages, countSlotRefs, segmentsOf } from '../store/images/index.js';
-import type { Store } from '../store/core/index.js';
+import { readTx, type Store } from '../store/core/index.js';
 import { BLOCK_SIZE, type ImageRecord } from '../store/core/index.js';
 
 export interface SharedWith {
@@ -30,20 +30,20 @@ export interface Sharing {
 
 function ownRefs(store: Store, img: ImageRecord): Map<number, number> {
   const refs = new Map<number, number>();
-  for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
+  for (const [, s] of segmentsOf(store, img.id)) countSlotRefs(s, refs);
   return refs;
 }
 
 /** The images that share `name`'s own blocks, read in one snapshot; `limit` keeps the first ones. */
 export function sharingOf(store: Store, name: string, limit = Infinity): Sharing {
-  return store.db.transaction(() => {
-    const img = resolveImage(store.db, name);
+  return readTx(store, () => {
+    const img = resolveImage(store, name);
     const mine = ownRefs(store, img);
     let own = 0;
     for (const n of mine.values()) own += n;
     const out: SharedWith[] = [];
     if (mine.size > 0) {
-      for (const other of listVisibleImages(store.db)) {
+      for (const other of listVisibleImages(store)) {
         // An image without blocks of its own (a fresh clone) shares nothing: no need to read its map.
         if (other.id === img.id || other.ownBlocks === 0) continue;
         let shared = 0;
@@ -53,5 +53,5 @@ export function sharingOf(store: Store, name: string, limit = Infinity): Sharing
     }
     out.sort((a, b) => b.sharedBytes - a.sharedBytes || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return { name: img.name, ownBytes: own * BLOCK_SIZE, sharedWith: out.slice(0, limit) };
-  }).deferred();
+  });
 }

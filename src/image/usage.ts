@@ -16,9 +16,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { packedCounts, usedSlotCount } from '../store/slots/index.js';
 import { compressionText, storeCompression } from '../store/blocks/index.js';
-import { chainOf, listVisibleImages, segmentsOf } from '../store/images/index.js';
+import { chainOf, listVisibleImages, segmentNumbersOf, segmentsOf } from '../store/images/index.js';
 import { countedRemoteBlocks } from '../store/upkeep/index.js';
-import { DB_FILE, type Store, BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
+import { DB_FILE, readTx, type Store, BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
 import type { Segment } from '../store/images/index.js';
 import { resolveFrozen } from './resolve.js';
 
@@ -33,17 +33,19 @@ export interface BlockTotals {
   remoteBytes: number;
 }
 
-/** The store's block figures, the one place they are computed (info, stats, the page). Call inside a read transaction for a consistent set. */
+/** The store's block figures, the one place they are computed (info, stats, the page), read at one instant so they agree. */
 export function blockTotals(store: Store): BlockTotals {
-  const p = packedCounts(store.db);
-  const distinctBlocks = usedSlotCount(store.db) - p.containers;
-  const remote = countedRemoteBlocks(store) * BLOCK_SIZE;
-  return {
-    distinctBlocks,
-    distinctBytes: distinctBlocks * BLOCK_SIZE,
-    storedBytes: distinctBlocks * BLOCK_SIZE - remote - (p.packedBlocks - p.containers) * BLOCK_SIZE,
-    remoteBytes: remote,
-  };
+  return readTx(store, () => {
+    const p = packedCounts(store);
+    const distinctBlocks = usedSlotCount(store) - p.containers;
+    const remote = countedRemoteBlocks(store) * BLOCK_SIZE;
+    return {
+      distinctBlocks,
+      distinctBytes: distinctBlocks * BLOCK_SIZE,
+      storedBytes: distinctBlocks * BLOCK_SIZE - remote - (p.packedBlocks - p.containers) * BLOCK_SIZE,
+      remoteBytes: remote,
+    };
+  });
 }
 
 function countSlots(s: Segment): number {
@@ -55,11 +57,7 @@ function countSlots(s: Segment): number {
 
 /** Segments that hold any entry in the image's chain. */
 export function chainSegments(store: Store, chain: readonly ImageRecord[]): SegmentIndex[] {
-  const ids = chain.map((c) => c.id);
-  return store.db
-    .prepare(`SELECT DISTINCT seg FROM segments WHERE image_id IN (${ids.map(() => '?').join(',')}) ORDER BY seg`)
-    .pluck()
-    .all(...ids) as SegmentIndex[];
+  return segmentNumbersOf(store, chain.map((c) => c.id)) as SegmentIndex[];
 }
 
 /**
@@ -72,7 +70,7 @@ export type ReferencedCache = Map<number, number>;
 export function referencedBlocks(store: Store, rec: ImageRecord, cache?: ReferencedCache): number {
   const known = cache?.get(rec.id);
   if (known !== undefined) return known;
-  const chain = chainOf(store.db, rec);
+  const chain = chainOf(store, rec);
   let n = 0;
   for (const seg of chainSegments(store, chain)) n += countSlots(resolveFrozen(store, chain, 0, seg));
   cache?.set(rec.id, n);
@@ -123,7 +121,7 @@ const BLOCKS_PER_CLUSTER = QCOW2_CLUSTER / BLOCK_SIZE;
 export function ownClusters(store: Store, rec: ImageRecord, cluster = QCOW2_CLUSTER): number {
   const per = cluster / BLOCK_SIZE;
   let n = 0;
-  for (const [, s] of segmentsOf(store.db, rec.id)) {
+  for (const [, s] of segmentsOf(store, rec.id)) {
     if (typeof s === 'number') {
       if (s >= 2) n += SEGMENT_ENTRIES / per;
       continue;
@@ -152,8 +150,8 @@ function fileSize(p: string): number {
 
 export function storeStats(store: Store, opts: { referenced?: ReferencedCache } = {}): StoreStats {
   // One read snapshot, so the figures add up even while others write.
-  const maps = store.db.transaction(() => {
-    const images = listVisibleImages(store.db);
+  const maps = readTx(store, () => {
+    const images = listVisibleImages(store);
     let logical = 0;
     let referenced = 0;
     let own = 0;
@@ -164,17 +162,17 @@ export function storeStats(store: Store, opts: { referenced?: ReferencedCache } 
       own += img.ownBlocks * BLOCK_SIZE;
       clusters += ownClusters(store, img);
     }
-    const p = packedCounts(store.db);
+    const p = packedCounts(store);
     const { distinctBytes: distinct, remoteBytes: remote, storedBytes: stored } = blockTotals(store);
     const compression = {
-      setting: compressionText(storeCompression(store.db)),
+      setting: compressionText(storeCompression(store)),
       blocks: p.packedBlocks,
       bytesBefore: p.packedBlocks * BLOCK_SIZE,
       fragmentBytes: p.packedBytes,
       bytesAfter: p.containers * BLOCK_SIZE,
     };
     return { images: images.length, logical, referenced, own, distinct, remote, stored, compression, qcow2: clusters * BLOCKS_PER_CLUSTER * BLOCK_SIZE };
-  }).deferred();
+  });
   const du = store.blocks.diskUsage();
   const db = path.join(store.dir, DB_FILE);
   return {

@@ -100,7 +100,7 @@ export function storeCatalog(
   return {
     controlPath: opts.control,
     list() {
-      const visible = listVisibleImages(store.db);
+      const visible = listVisibleImages(store);
       return visible
         .filter((i) => !names?.length || names.includes(i.name))
         .map((i) => ({ name: i.name, description: `${i.kind}${isFrozen(i) ? ' (read-only)' : ''}, ${i.virtualSize} bytes`, bitmaps: [...bases.keys()] }));
@@ -144,7 +144,7 @@ export function storeCatalog(
       if (req.op === 'clone') {
         const valid = cloneNames(req.names);
         const r = img.snapshot(undefined, (snap) => {
-          for (const n of valid) assertNameFree(store.db, n);
+          for (const n of valid) assertNameFree(store, n);
           return insertClones(store, snap, valid);
         });
         return cloneSummary({ parent: r.snapshot, snapshot: r.snapshot, clones: r.also! });

@@ -4,11 +4,11 @@
  * of another schema version is refused here rather than misread later.
  */
 import { StrataError } from '../errors.js';
-import { SCHEMA_VERSION, openStore, type Store } from '../store/core/index.js';
+import { SCHEMA_VERSION, openStore, schemaVersion, type Store } from '../store/core/index.js';
 
 export async function openStoreForPage(dir: string): Promise<Store> {
   const store = await openStore(dir, { create: false, readOnly: true });
-  const version = store.db.pragma('user_version', { simple: true }) as number;
+  const version = schemaVersion(store);
   if (version !== SCHEMA_VERSION) {
     store.close();
     throw new StrataError(

@@ -15,7 +15,7 @@
  */
 import { resolveImage } from '../image/refs.js';
 import { chainOf, listVisibleImages } from '../store/images/index.js';
-import type { Store } from '../store/core/index.js';
+import { dataVersion, readTx, type Store } from '../store/core/index.js';
 import { diffImages, diskUsageOf, type ImageUsage } from '../image/inspect.js';
 import { describeImage, listImageRows, type ImageInfo, type ListedImage } from '../image/listing.js';
 import { openImages, type OpenImage } from '../image/open-images.js';
@@ -79,7 +79,7 @@ export class StoreWatch {
 
   /** Moves whenever another connection commits: this one never writes. */
   private dataVersion(): number {
-    return this.store.db.pragma('data_version', { simple: true }) as number;
+    return dataVersion(this.store);
   }
 
   /** The state, recomputed if the store changed since the last call. */
@@ -94,12 +94,12 @@ export class StoreWatch {
       this.state && data === this.data
         ? { stats: this.state.stats, images: this.state.images, usage: this.state.usage, snapshots: this.state.snapshots }
         : // One read snapshot, so ls, du and stats agree with each other.
-          this.store.db.transaction(() => {
+          readTx(this.store, () => {
             // Each image's referenced blocks are counted once for both (they would be the same twice).
             const referenced = new Map<number, number>();
-            const snapshots = listVisibleImages(this.store.db).filter((i) => i.snapshotAt !== null).map((i) => i.name);
+            const snapshots = listVisibleImages(this.store).filter((i) => i.snapshotAt !== null).map((i) => i.name);
             return { stats: storeStats(this.store, { referenced }), images: listImageRows(this.store), usage: diskUsageOf(this.store, [], { referenced }), snapshots };
-          }).deferred();
+          });
     const readAt = new Date().toISOString();
     this.record(read.images, readAt);
     this.state = {
@@ -142,9 +142,9 @@ export class StoreWatch {
     const state = this.current();
     const cached = this.details.get(name);
     if (cached) return cached;
-    const d = this.store.db.transaction((): ImageDetail => {
+    const d = readTx(this.store, (): ImageDetail => {
       const info = describeImage(this.store, name);
-      const chain = chainOf(this.store.db, resolveImage(this.store.db, name));
+      const chain = chainOf(this.store, resolveImage(this.store, name));
       const base = chain.length > 1 ? chain[chain.length - 1].name : null;
       return {
         version: state.version,
@@ -160,7 +160,7 @@ export class StoreWatch {
         history: this.history.get(name) ?? [],
         open: state.open.filter((o) => o.name === name),
       };
-    }).deferred();
+    });
     this.details.set(name, d);
     return d;
   }

@@ -39,7 +39,7 @@ interface RemoteSection {
 }
 
 async function remoteSection(store: Store, confirm: boolean): Promise<RemoteSection> {
-  if (!hasRemoteBlocks(store.db) && !confirm) return { remoteOnly: [] };
+  if (!hasRemoteBlocks(store) && !confirm) return { remoteOnly: [] };
   const [{ heldRemotely, confirmHeld }, { openRemote }, { syncDependents }, { listRemotes }] = await Promise.all([
     import('../../remote/held-remotely.js'),
     import('../../remote/remote.js'),

@@ -19,8 +19,8 @@ export const compressCommand = () =>
         async (ctx) => {
           const given = o.codec === undefined ? undefined : parseCompression(o.codec);
           const store = await ctx.store();
-          const spec = given === undefined ? (storeCompression(store.db) ?? parseCompression('zstd')) : given;
-          const images = names.length === 0 ? undefined : names.map((n) => resolveImage(store.db, n));
+          const spec = given === undefined ? (storeCompression(store) ?? parseCompression('zstd')) : given;
+          const images = names.length === 0 ? undefined : names.map((n) => resolveImage(store, n));
           for (const r of images ?? []) {
             if (!isFrozen(r)) throw new StrataError('E_BAD_INPUT', `image ${r.name} is a writable leaf: snapshot or freeze it to compress its blocks (leaves keep theirs uncompressed)`, { image: r.name });
           }

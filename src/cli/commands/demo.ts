@@ -69,9 +69,9 @@ const DEMO_IMAGES = new Set(['demo-base', 'demo-apps', 'demo-vm1', 'demo-vm2', '
  * not removed with the rest.
  */
 function removePreviousDemo(store: Store): void {
-  const base = findImage(store.db, 'demo-base');
+  const base = findImage(store, 'demo-base');
   if (!base || base.labels['strata.demo'] !== '1') return;
-  const all = listVisibleImages(store.db);
+  const all = listVisibleImages(store);
   const below = new Set([base.id]);
   // Parents come before children only by chance of ids: repeat until no image joins.
   for (let grew = true; grew; ) {
@@ -137,7 +137,7 @@ export async function runDemo(store: Store, ctx: { json: boolean }): Promise<Dem
       img.close();
     });
 
-    const tree = imageForest(listVisibleImages(store.db).filter((i) => i.labels['strata.demo'] === '1' || i.name.startsWith('demo-')));
+    const tree = imageForest(listVisibleImages(store).filter((i) => i.labels['strata.demo'] === '1' || i.name.startsWith('demo-')));
     const stats = storeStats(store);
     return { images: ['demo-base', 'demo-apps', ...names], cloneMs, source, tree, stats };
   } finally {

@@ -1,6 +1,6 @@
 import { canCompress, compressionText, storeCompression, nativeStatus } from '../../store/blocks/index.js';
 import { Command } from 'commander';
-import { splitSnapshotName } from '../../store/core/index.js';
+import { schemaVersion, splitSnapshotName } from '../../store/core/index.js';
 import { STRATA_VERSION } from '../version.js';
 import { countVisibleImages } from '../../store/images/index.js';
 import { describeImage, isContainer, type ImageInfo } from '../../image/listing.js';
@@ -63,10 +63,10 @@ export interface StoreInfo {
 export function describeStore(store: Store): StoreInfo {
   return {
     store: store.dir,
-    schemaVersion: store.db.pragma('user_version', { simple: true }) as number,
-    images: countVisibleImages(store.db),
-    ...(({ distinctBlocks, distinctBytes, storedBytes }) => ({ distinctBlocks, distinctBytes, storedBytes }))(store.db.transaction(() => blockTotals(store)).deferred()),
-    compression: { setting: compressionText(storeCompression(store.db)), codecs: (['zstd', 'lz4', 'lz4hc'] as const).filter(canCompress) },
+    schemaVersion: schemaVersion(store),
+    images: countVisibleImages(store),
+    ...(({ distinctBlocks, distinctBytes, storedBytes }) => ({ distinctBlocks, distinctBytes, storedBytes }))(blockTotals(store)),
+    compression: { setting: compressionText(storeCompression(store)), codecs: (['zstd', 'lz4', 'lz4hc'] as const).filter(canCompress) },
     native: nativeStatus(),
     leases: store.locks.supported ? 'ofd-lock' : 'pid',
     node: process.version,

@@ -16,8 +16,8 @@ export const initCommand = () =>
           const spec = o.compress === undefined ? undefined : parseCompression(o.compress);
           const existed = fs.existsSync(path.join(ctx.storeDir, DB_FILE));
           const store = await ctx.store();
-          if (spec !== undefined) store.write(() => setStoreCompression(store.db, spec));
-          return { store: ctx.storeDir, created: !existed, compression: compressionText(storeCompression(store.db)) };
+          if (spec !== undefined) store.write((tx) => setStoreCompression(tx, spec));
+          return { store: ctx.storeDir, created: !existed, compression: compressionText(storeCompression(store)) };
         },
         // Said either way, so a mistyped --store or a second init is never mistaken for the other.
         (r) => (r.created ? `created a new store at ${r.store} (compression: ${r.compression})\n` : `store at ${r.store} already exists, images kept (compression: ${r.compression})\n`),

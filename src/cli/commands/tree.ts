@@ -64,8 +64,8 @@ export const treeCommand = () =>
       runCommand(
         cmd,
         async (ctx) => {
-          const { db } = await ctx.store();
-          const forest = imageForest(listVisibleImages(db), db);
+          const store = await ctx.store();
+          const forest = imageForest(listVisibleImages(store), store);
           return name === undefined ? forest : [subtreeOf(forest, name)];
         },
         (f) => renderForest(f, o),

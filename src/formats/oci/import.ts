@@ -94,7 +94,7 @@ function sameLayer(rec: ImageRecord, chain: Digest, parentId: number | null): bo
 
 /** The strata layer already made for `chain` over `parentId`; a name taken by something else is refused. */
 function existingLayer(store: Store, name: string, chain: Digest, parentId: number | null): ImageRecord | undefined {
-  const rec = findImage(store.db, name);
+  const rec = findImage(store, name);
   if (rec === undefined) return undefined;
   if (sameLayer(rec, chain, parentId)) return rec;
   throw new StrataError('E_EXISTS', `image ${name} exists and is not the layer of chain ${chain}; rename it to import this image`, { image: name, chainId: chain });
@@ -116,7 +116,7 @@ interface PlannedLayer {
 export async function importContainer(store: Store, ref: ContainerRef, name: string | undefined, opts: ContainerImportOptions = {}): Promise<ImageRecord> {
   const img = openContainer(ref, { platform: opts.platform });
   const final = name ?? nameFromReference(img);
-  store.db.transaction(() => assertNameFree(store.db, final))();
+  assertNameFree(store, final);
   const chains = chainIds(img.layers.map((l) => l.diffId));
   const names = chains.map((c) => layerName(c, opts.size));
   // The layers already in the store, bottom up, as far as the chain matches.

@@ -25,7 +25,7 @@ import { prepared } from '../core/statements.js';
 import { metaNumber } from '../core/meta.js';
 import { type Store } from '../core/store.js';
 import type { ImageId } from '../core/types.js';
-import { heldTx, sqlOf } from '../core/tx.js';
+import { heldTx, sqlOf, type WriteTx } from '../core/tx.js';
 
 export type LeaseMode = 'read' | 'write';
 export type LeaseId = number;
@@ -119,6 +119,26 @@ export function leasedImageIds(store: Store): ImageId[] {
 
 export type { LeaseRow };
 
+/** A lease row with when it was taken and the name of the image it holds (null: the store-wide lease, or an image since removed). */
+export interface NamedLeaseRow extends LeaseRow {
+  name: string | null;
+  opened_at: number;
+}
+
+/**
+ * Live leases with their images' names, oldest first, read without deleting
+ * the rows of dead holders (liveLeases does): for a reader that must never
+ * write, such as the web page on a store opened read-only.
+ */
+export function peekLiveLeases(store: Store): NamedLeaseRow[] {
+  const rows = prepared(
+    sqlOf(store),
+    `SELECT l.id, l.image_id, l.pid, l.start_time, l.host, l.mode, l.locked, l.pin, l.control, l.opened_at, i.name
+       FROM leases l LEFT JOIN images i ON i.id = l.image_id ORDER BY l.opened_at, l.id`,
+  ).all() as NamedLeaseRow[];
+  return rows.filter((r) => rowIsLive(store, r));
+}
+
 /** The live writer of an image, if any. Call inside a write transaction. */
 export function writerOf(store: Store, imageId: ImageId): LeaseRow | undefined {
   return liveLeases(store, [imageId]).find((l) => l.mode === 'write');
@@ -157,7 +177,7 @@ export function takeLease(store: Store, imageId: ImageId, imageName: string, mod
  * Runs `fn` in a write transaction in which it may take leases; if the
  * transaction fails, the locks of the leases it took are dropped with it.
  */
-export function leaseTx<T>(store: Store, fn: (take: typeof takeLease) => T, opts: { durable?: boolean } = {}): T {
+export function leaseTx<T>(store: Store, fn: (take: typeof takeLease, tx: WriteTx) => T, opts: { durable?: boolean } = {}): T {
   const taken: Lease[] = [];
   const take: typeof takeLease = (...args) => {
     const l = takeLease(...args);
@@ -165,7 +185,7 @@ export function leaseTx<T>(store: Store, fn: (take: typeof takeLease) => T, opts
     return l;
   };
   try {
-    return opts.durable ? store.write(() => fn(take)) : store.writeVolatile(() => fn(take));
+    return opts.durable ? store.write((tx) => fn(take, tx)) : store.writeVolatile((tx) => fn(take, tx));
   } catch (e) {
     for (const l of taken) if (l.fd !== null) store.locks.release(l.fd);
     throw e;
