@@ -23,7 +23,7 @@
  * consecutive slots.
  */
 import type Database from 'better-sqlite3';
-import { StrataError, corrupt } from '../../errors.js';
+import { StrataError, corrupt, isStrataError, storeCorrupt } from '../../errors.js';
 import { decompressBlock } from './codecs.js';
 import type { BlockBackend } from './datafiles.js';
 import { prepared } from '../core/statements.js';
@@ -125,7 +125,7 @@ function rowOf(db: Database.Database, c: LocCache, chunk: number): Uint32Array |
   if (r !== undefined) return r;
   const blob = prepared(db, 'SELECT locs FROM slot_locs WHERE chunk = ?').pluck().get(chunk) as Buffer | undefined;
   if (blob) {
-    if (blob.length !== 8 * CHUNK) throw corrupt(`slot_locs row ${chunk} is ${blob.length} bytes, expected ${8 * CHUNK}`, { chunk });
+    if (blob.length !== 8 * CHUNK) throw storeCorrupt(`slot_locs row ${chunk} is ${blob.length} bytes, expected ${8 * CHUNK}`, { chunk });
     r = new Uint32Array(2 * CHUNK);
     Buffer.from(r.buffer).set(blob);
   } else r = null;
@@ -232,7 +232,7 @@ export function readSlots(on: DbLike, blocks: BlockBackend, first: SlotNumber, c
       i++;
       continue;
     }
-    if (direct >= 0) throw corrupt(`slot ${slot}'s fragment decodes to ${direct} bytes, not ${BLOCK_SIZE}`, { slot });
+    if (direct >= 0) throw storeCorrupt(`slot ${slot}'s fragment decodes to ${direct} bytes, not ${BLOCK_SIZE}`, { slot });
     const need = off + len > BLOCK_SIZE ? 2 : 1;
     if (c.containerSlot !== container || c.containerSlots < need) {
       c.containerSlot = -1;
@@ -240,7 +240,12 @@ export function readSlots(on: DbLike, blocks: BlockBackend, first: SlotNumber, c
       c.containerSlot = container;
       c.containerSlots = need;
     }
-    decompressBlock(fragmentCodec(w1), c.container, off, len, into, at + i * BLOCK_SIZE);
+    try {
+      decompressBlock(fragmentCodec(w1), c.container, off, len, into, at + i * BLOCK_SIZE);
+    } catch (e) {
+      // codecs.ts decodes streams and buckets too; here it is this store's own fragment that is damaged.
+      throw isStrataError(e, 'E_CORRUPT') ? storeCorrupt(e.message, { ...e.data, slot }, e) : e;
+    }
     checkOne(check, slot, into, at + i * BLOCK_SIZE);
     i++;
   }

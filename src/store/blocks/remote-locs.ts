@@ -24,8 +24,9 @@
  * refreshes its locations first (fetchMissing below always refreshes).
  */
 import type Database from 'better-sqlite3';
-import { corrupt } from '../../errors.js';
+import { bucketCorrupt } from '../../errors.js';
 import { faultPoint } from '../core/faults.js';
+import { DESPITE_DAMAGE } from '../core/damage.js';
 import { refreshLocations } from './locations.js';
 import { REMOTE, indexSlots, slotEditor } from '../slots/slots.js';
 import { prepared } from '../core/statements.js';
@@ -96,12 +97,13 @@ export function remoteBlockCount(on: DbLike): number {
 export function installFetched(store: Store, blocks: readonly { slot: number; digest: Buffer; data: Uint8Array }[]): number {
   if (blocks.length === 0) return 0;
   let moved = 0;
-  store.write(() => {
+  // A lazy clone's read fills its own slots: it goes on on a store marked damaged, as reads do.
+  store[DESPITE_DAMAGE](() => {
     const db = store.db;
     const edit = slotEditor(db);
     const places = remotePlacesOf(db, blocks.map((b) => b.slot));
     const todo = blocks.filter((b) => {
-      if (b.data.length !== BLOCK_SIZE) throw corrupt(`a fetched block for slot ${b.slot} is ${b.data.length} bytes`, { slot: b.slot });
+      if (b.data.length !== BLOCK_SIZE) throw bucketCorrupt(`a fetched block for slot ${b.slot} is ${b.data.length} bytes`, { slot: b.slot });
       const p = places.get(b.slot);
       return p !== undefined && edit.loc0(b.slot) === REMOTE && edit.get(b.slot) > 0 && p.digest.equals(b.digest);
     });

@@ -4,7 +4,7 @@
  * transaction; other processes see it free only once that commits.
  */
 import type Database from 'better-sqlite3';
-import { corrupt } from '../../errors.js';
+import { storeCorrupt } from '../../errors.js';
 import { freeSlots } from './freelist.js';
 import { CONTAINER, REMOTE, indexSlots, slotEditor, type SlotEdit } from './slots.js';
 import { addRemoteLoc, dropRemoteLoc, type RemotePlace } from '../blocks/remote-locs.js';
@@ -64,9 +64,9 @@ export function settleContainers(edit: SlotEdit, delta: Map<number, number>, fre
     } else freed.push(c);
   }
   for (const [c, d] of delta) {
-    if (edit.loc0(c) !== CONTAINER) throw corrupt(`a block's location names slot ${c}, which is not a container`, { slot: c });
+    if (edit.loc0(c) !== CONTAINER) throw storeCorrupt(`a block's location names slot ${c}, which is not a container`, { slot: c });
     const next = edit.get(c) + d;
-    if (next < 0) throw corrupt(`container slot ${c} would hold fewer than no fragments`, { slot: c });
+    if (next < 0) throw storeCorrupt(`container slot ${c} would hold fewer than no fragments`, { slot: c });
     edit.set(c, next);
     if (next === 0) {
       edit.setLoc(c, 0, 0);
@@ -113,14 +113,14 @@ export function applyRefDeltas(on: DbLike, deltas: RefDeltas, fresh: Map<SlotNum
     if (onProgress && i++ % 1024 === 0) onProgress(i * BLOCK_SIZE, total);
     if (fresh.has(slot as SlotNumber)) continue;
     const cur = edit.get(slot);
-    if (cur === 0) throw corrupt(`map references slot ${slot}, whose refcount is 0`, { slot });
+    if (cur === 0) throw storeCorrupt(`map references slot ${slot}, whose refcount is 0`, { slot });
     const next = cur + d;
-    if (next < 0) throw corrupt(`refcount of slot ${slot} would fall below zero`, { slot });
+    if (next < 0) throw storeCorrupt(`refcount of slot ${slot} would fall below zero`, { slot });
     edit.set(slot, next);
     if (next === 0) {
       freed.push(slot);
       const w0 = edit.loc0(slot);
-      if (w0 === CONTAINER) throw corrupt(`map references slot ${slot}, which holds packed fragments`, { slot });
+      if (w0 === CONTAINER) throw storeCorrupt(`map references slot ${slot}, which holds packed fragments`, { slot });
       if (w0 === REMOTE) {
         // Never fetched: nothing of it is here to free but its place.
         edit.setLoc(slot, 0, 0);
