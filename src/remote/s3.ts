@@ -37,7 +37,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
-import { StrataError } from '../errors.js';
+import { StrataError, bucketCorrupt } from '../errors.js';
 import { bytesText } from '../units.js';
 
 // strata supports node 20; the SDK's notice that its releases after January 2027 will not is for
@@ -92,7 +92,7 @@ export interface Bucket {
 
 /** An object larger than what it names can be (`size` as listed or sent; undefined: it kept sending past the limit). */
 export const objectTooLarge = (where: string, key: string, limit: number, size?: number): StrataError =>
-  new StrataError('E_CORRUPT', `object ${key} in ${where} is ${size === undefined ? 'larger' : bytesText(size)}, over the ${bytesText(limit)} such an object can hold; refused`, { key, size, limit });
+  bucketCorrupt(`object ${key} in ${where} is ${size === undefined ? 'larger' : bytesText(size)}, over the ${bytesText(limit)} such an object can hold; refused`, { key, size, limit });
 
 const isNotFound = (e: unknown): boolean => {
   const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
