@@ -16,7 +16,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { StrataError, corrupt, isStrataError, unsupported } from '../errors.js';
+import { StrataError, inputError, isStrataError, unsupported } from '../errors.js';
 import { connectNbd, type NbdClient } from '../nbd/client.js';
 import type { Store, ImageRecord } from '../store/core/index.js';
 import { beginImport, fileStamp, type ImportOptions } from './import.js';
@@ -48,7 +48,7 @@ function qemuImgInfo(abs: string, file: string, format: ForeignFormat): QemuInfo
   const r = spawnSync('qemu-img', ['info', '--output=json', '-f', format, abs], { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) {
     const why = (r.stderr || r.error?.message || '').trim().split('\n')[0].replace(/^qemu-img: /, '');
-    throw corrupt(`qemu-img cannot read ${file} as ${FORMAT_LABEL[format]}: ${why}`, { file, format });
+    throw inputError(`qemu-img cannot read ${file} as ${FORMAT_LABEL[format]}: ${why}`, { file, format });
   }
   return JSON.parse(r.stdout) as QemuInfo;
 }
@@ -58,7 +58,7 @@ async function waitForSocket(sock: string, child: ChildProcess, stderr: () => st
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       const why = stderr().trim().split('\n')[0]?.replace(/^qemu-nbd: /, '') || `exit ${child.exitCode ?? child.signalCode}`;
-      throw corrupt(`qemu-nbd cannot read ${file}: ${why}`, { file });
+      throw inputError(`qemu-nbd cannot read ${file}: ${why}`, { file });
     }
     if (fs.existsSync(sock)) {
       try {

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError, badInput } from '../errors.js';
 import { assertNameFree, chainOf, getImage, insertImage, listImagesWithPrefix, updateImage } from '../store/images/index.js';
-import { imageName, storedName, BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageName, type ImageRecord, type OnProgress, faultPoint } from '../store/core/index.js';
+import { imageName, storedName, BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageName, type ImageRecord, type OnProgress, faultPoint, storeDamage } from '../store/core/index.js';
 import type { Reader, Store, WriteTx } from '../store/core/index.js';
 import { checkVirtualSize, dropImageInTx, frozenKind } from '../image/lifecycle.js';
 import { leaseTx, liveLeases } from '../store/leases/index.js';
@@ -168,7 +168,8 @@ export function recoverAbandoned(store: Store): number {
   // list that counts is the one inside it. An import listed a moment ago may have finished and
   // taken its real name since, and must not be dropped under it.
   const hidden = (r: Reader) => ABANDONABLE.flatMap((p) => listImagesWithPrefix(r, p));
-  if (hidden(store).length === 0) return 0;
+  // A store marked damaged keeps them until check --repair clears it: every command would fail here.
+  if (hidden(store).length === 0 || storeDamage(store)) return 0;
   return store.write((tx) => {
     let n = 0;
     for (const img of hidden(tx)) {

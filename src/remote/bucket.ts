@@ -12,7 +12,7 @@
  * the bucket is written by others); anything else is E_IO naming where,
  * the key and the cause.
  */
-import { StrataError } from '../errors.js';
+import { StrataError, bucketCorrupt } from '../errors.js';
 import { bytesText } from '../units.js';
 
 export interface ObjectInfo {
@@ -49,7 +49,7 @@ export interface Bucket {
 
 /** An object larger than what it names can be (`size` as listed or sent; undefined: it kept sending past the limit). */
 export const objectTooLarge = (where: string, key: string, limit: number, size?: number): StrataError =>
-  new StrataError('E_CORRUPT', `object ${key} in ${where} is ${size === undefined ? 'larger' : bytesText(size)}, over the ${bytesText(limit)} such an object can hold; refused`, { key, size, limit });
+  bucketCorrupt(`object ${key} in ${where} is ${size === undefined ? 'larger' : bytesText(size)}, over the ${bytesText(limit)} such an object can hold; refused`, { key, size, limit });
 
 /** A whole-object read names the most it takes: a caller that does not is a bug here, not in the bucket. */
 export function requireLimit(key: string, maxBytes: number): void {

@@ -18,7 +18,7 @@
  * run beside pushes; beside a running gc it may see a pack gone that an
  * old index still names for a moment, which a second run settles.
  */
-import { StrataError } from '../errors.js';
+import { StrataError, bucketCorrupt } from '../errors.js';
 import { confirmed, falseClaims, readTrailers, trailerOf, type RemoteProblem, type Trailer } from './claims.js';
 import { decodeFragment } from './fetch.js';
 import { decodePackTrailer, MAX_PACK_BYTES, type BlockPlace } from './index-file.js';
@@ -48,7 +48,7 @@ export interface RemoteCheckResult {
 const GETS = 8;
 
 function asProblem(e: unknown, object: RemoteProblem['object'], id: string): RemoteProblem {
-  if (e instanceof StrataError && (e.code === 'E_CORRUPT' || e.code === 'E_NOT_FOUND')) return { object, id, message: e.message };
+  if (e instanceof StrataError && (e.code === 'E_CORRUPT' || e.code === 'E_REMOTE_MISSING' || e.code === 'E_NOT_FOUND')) return { object, id, message: e.message };
   throw e; // the bucket cannot be read: not a finding about its contents
 }
 
@@ -108,7 +108,7 @@ export async function checkRemote(remote: Remote, opts: { readData?: boolean; on
         opts.onProgress?.(bytesRead, total);
         const listed = decodePackTrailer(body, id);
         trailers.set(id, trailerOf(listed));
-        if (sha256Hex(body) !== id) throw new StrataError('E_CORRUPT', `pack ${id} does not match its name`);
+        if (sha256Hex(body) !== id) throw bucketCorrupt(`pack ${id} does not match its name`);
         for (const p of listed) decodeFragment(p, body, p.offset);
       } catch (e) {
         problems.push(asProblem(e, 'pack', id));

@@ -17,7 +17,7 @@
  * matters (gc deleting a pack because another holds its blocks), the
  * fragment is checked against its digest too (verifyFragments).
  */
-import { corrupt, isStrataError } from '../errors.js';
+import { bucketCorrupt, isStrataError } from '../errors.js';
 import { decodeFragment, planRanges } from './fetch.js';
 import { decodePackTrailer, packTrailerLength, type BlockPlace } from './index-file.js';
 import { mapLimit } from './pool.js';
@@ -48,8 +48,8 @@ export async function readPackTrailer(remote: Remote, id: string, size: number):
   const key = remote.keys.pack(id);
   let tail = await remote.bucket.getRange(key, Math.max(0, size - TAIL_BYTES), size);
   const need = packTrailerLength(tail, id);
-  if (need > size) throw corrupt(`remote pack ${id} is malformed: a trailer of ${need} bytes in a pack of ${size}`, { pack: id });
-  if (need > MAX_TRAILER_BYTES) throw corrupt(`remote pack ${id} has a trailer of ${need} bytes, more than strata reads (${MAX_TRAILER_BYTES})`, { pack: id });
+  if (need > size) throw bucketCorrupt(`remote pack ${id} is malformed: a trailer of ${need} bytes in a pack of ${size}`, { pack: id });
+  if (need > MAX_TRAILER_BYTES) throw bucketCorrupt(`remote pack ${id} has a trailer of ${need} bytes, more than strata reads (${MAX_TRAILER_BYTES})`, { pack: id });
   if (need > tail.length) tail = Buffer.concat([await remote.bucket.getRange(key, size - need, size - tail.length), tail]);
   return decodePackTrailer(tail, id, size);
 }

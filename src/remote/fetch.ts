@@ -5,7 +5,7 @@
  * block decoded and checked against its digest before anyone sees it. A
  * block whose bytes do not match is E_CORRUPT, never written or served.
  */
-import { StrataError, corrupt } from '../errors.js';
+import { StrataError, bucketCorrupt, remoteMissing } from '../errors.js';
 import { decompressBlock } from '../store/blocks/index.js';
 import { BLOCK_SIZE } from '../store/core/index.js';
 import type { BlockPlace } from './index-file.js';
@@ -64,11 +64,11 @@ export function planRanges(places: readonly BlockPlace[], gapBytes: number, rang
 /** Decodes one fragment and checks it is the block its digest names. */
 export function decodeFragment(p: BlockPlace, src: Buffer, at: number, out: Buffer = Buffer.allocUnsafe(BLOCK_SIZE)): Buffer {
   if (p.codec === 0) {
-    if (p.length !== BLOCK_SIZE) throw corrupt(`a raw fragment in pack ${p.pack} is ${p.length} bytes, not ${BLOCK_SIZE}`, { pack: p.pack });
+    if (p.length !== BLOCK_SIZE) throw bucketCorrupt(`a raw fragment in pack ${p.pack} is ${p.length} bytes, not ${BLOCK_SIZE}`, { pack: p.pack });
     src.copy(out, 0, at, at + BLOCK_SIZE);
   } else decompressBlock(p.codec, src, at, p.length, out, 0);
   if (!sha256(out).equals(p.digest)) {
-    throw corrupt(`block ${p.digest.toString('hex')} at ${p.offset} in pack ${p.pack} does not match its digest`, { pack: p.pack, digest: p.digest.toString('hex') });
+    throw bucketCorrupt(`block ${p.digest.toString('hex')} at ${p.offset} in pack ${p.pack} does not match its digest`, { pack: p.pack, digest: p.digest.toString('hex') });
   }
   return out;
 }
@@ -115,8 +115,8 @@ export async function fetchBlocks(remote: Remote, places: readonly BlockPlace[],
       const known = remote.cache.places(p.digest);
       const other = known.find((q) => !tried.has(`${hex}:${placeKey(q)}`));
       if (other) next.push(other);
-      else if (known.length === 0) throw new StrataError('E_NOT_FOUND', `remote ${remote.config.name}: block ${hex} is in no pack of ${remote.bucket.where} any more`, { digest: hex }, { cause: error });
-      else throw error;
+      else if (known.length === 0) throw remoteMissing(`remote ${remote.config.name}: block ${hex} is in no pack of ${remote.bucket.where} any more`, { digest: hex }, error);
+      else throw error.code === 'E_NOT_FOUND' ? remoteMissing(`remote ${remote.config.name}: pack ${p.pack}, which holds block ${hex}, is not in ${remote.bucket.where}`, { digest: hex, pack: p.pack }, error) : error;
     }
     todo = next;
   }
@@ -134,7 +134,7 @@ async function fetchRanges(remote: Remote, places: readonly BlockPlace[], delive
     } catch (e) {
       if (!(e instanceof StrataError && (e.code === 'E_NOT_FOUND' || e.code === 'E_RANGE'))) throw e;
       // A range past the pack's end: the places in it are false (an index said so), as a fragment that is not its block.
-      for (const p of r.places) failed.push({ place: p, error: e.code === 'E_RANGE' ? corrupt(`block ${p.digest.toString('hex')} at ${p.offset} in pack ${p.pack}: ${e.message}`, { pack: p.pack }) : e });
+      for (const p of r.places) failed.push({ place: p, error: e.code === 'E_RANGE' ? bucketCorrupt(`block ${p.digest.toString('hex')} at ${p.offset} in pack ${p.pack}: ${e.message}`, { pack: p.pack }) : e });
       return;
     }
     stats.gets++;

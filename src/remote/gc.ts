@@ -39,7 +39,7 @@
  * fetches. gc refuses (E_HAS_DEPENDENTS, before it writes or deletes
  * anything) unless `force`; a dry run lists them.
  */
-import { corrupt, isStrataError } from '../errors.js';
+import { bucketCorrupt, isStrataError, remoteMissing } from '../errors.js';
 import { faultDelay, faultPoint } from '../store/core/index.js';
 import type { CodecSpec } from '../store/blocks/index.js';
 import { decodeFragment, planRanges } from './fetch.js';
@@ -86,7 +86,7 @@ const SMALL_GETS = 8;
 const UNTIL_CLEAN = 'gc deletes nothing until remote check is clean';
 /** A damaged object stops gc before it deletes anything; the message says so. */
 const untilClean = (e: unknown): never => {
-  throw isStrataError(e, 'E_CORRUPT') ? corrupt(`${e.message}; ${UNTIL_CLEAN}`, e.data) : e;
+  throw isStrataError(e, 'E_CORRUPT') ? bucketCorrupt(`${e.message}; ${UNTIL_CLEAN}`, e.data) : e;
 };
 const DELETES = 8;
 
@@ -106,7 +106,7 @@ export async function remoteGc(remote: Remote, opts: RemoteGcOptions = {}): Prom
     if (dependents.length > 0 && !opts.force && !opts.dryRun) throw hasDependents(remote, `deleted image ${[...new Set(dependents.map((d) => d.image))].join(', ')}`, dependents);
     const layerObjects = await listIds(remote, 'layers');
     const present = new Set(layerObjects.map((o) => o.id));
-    for (const id of liveLayers) if (!present.has(id)) throw corrupt(`remote ${remote.config.name}: layer ${id} that a manifest names is missing from ${where}; ${UNTIL_CLEAN}`, { layer: id });
+    for (const id of liveLayers) if (!present.has(id)) throw remoteMissing(`remote ${remote.config.name}: layer ${id} that a manifest names is missing from ${where}; ${UNTIL_CLEAN}`, { layer: id });
     const live = new Set<string>();
     await mapLimit([...liveLayers], SMALL_GETS, async (id) => {
       for (const d of digestsOf(await readLayer(remote, id).catch(untilClean))) live.add(d);

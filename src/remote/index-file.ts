@@ -23,7 +23,7 @@
  * used), and a push writes an index per MAX_INDEX_ENTRIES blocks, so an
  * index object has a size limit (MAX_INDEX_BYTES) it is read at.
  */
-import { StrataError, corrupt } from '../errors.js';
+import { StrataError, bucketCorrupt } from '../errors.js';
 import { FRAGMENT_LIMIT } from '../store/blocks/index.js';
 import { BLOCK_SIZE } from '../store/core/index.js';
 
@@ -98,7 +98,7 @@ export function encodeIndexes(places: readonly BlockPlace[]): { bytes: Buffer; p
 }
 
 export function decodeIndex(b: Buffer, name: string): BlockPlace[] {
-  const bad = (why: string) => corrupt(`remote index ${name} is malformed: ${why}`, { index: name });
+  const bad = (why: string) => bucketCorrupt(`remote index ${name} is malformed: ${why}`, { index: name });
   if (b.length < 20 || !b.subarray(0, 8).equals(INDEX_MAGIC)) throw bad('no STRATAIX header');
   if (b.readUInt32LE(8) !== 1) throw bad(`version ${b.readUInt32LE(8)}, this strata reads 1`);
   const packCount = b.readUInt32LE(12);
@@ -159,7 +159,7 @@ export function encodePackTrailer(places: readonly Omit<BlockPlace, 'pack'>[]): 
  * (to read only the trailer of a pack: its end, then this many bytes).
  */
 export function packTrailerLength(tail: Buffer, pack: string): number {
-  if (tail.length < 12 || !tail.subarray(tail.length - 8).equals(PACK_MAGIC)) throw corrupt(`remote pack ${pack} is malformed: no STRATAPK trailer`, { pack });
+  if (tail.length < 12 || !tail.subarray(tail.length - 8).equals(PACK_MAGIC)) throw bucketCorrupt(`remote pack ${pack} is malformed: no STRATAPK trailer`, { pack });
   return 12 + PACK_ENTRY * tail.readUInt32LE(tail.length - 12);
 }
 
@@ -168,7 +168,7 @@ export function packTrailerLength(tail: Buffer, pack: string): number {
  * last bytes (at least its trailer) when `size`, the pack's, is given.
  */
 export function decodePackTrailer(b: Buffer, pack: string, size = b.length): BlockPlace[] {
-  const bad = (why: string) => corrupt(`remote pack ${pack} is malformed: ${why}`, { pack });
+  const bad = (why: string) => bucketCorrupt(`remote pack ${pack} is malformed: ${why}`, { pack });
   const trailer = packTrailerLength(b, pack);
   const n = (trailer - 12) / PACK_ENTRY;
   // Where the fragments end, in the pack; and where the trailer starts, in b.

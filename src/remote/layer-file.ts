@@ -19,7 +19,7 @@
  * parent is known (zero-runs.ts). Work on a decoded layer is then bounded
  * by its runs and data blocks, never by its virtual size.
  */
-import { corrupt } from '../errors.js';
+import { bucketCorrupt } from '../errors.js';
 import { BLOCK_SIZE, MAX_VIRTUAL_SIZE } from '../store/core/index.js';
 
 export const RUN_ZERO = 0;
@@ -80,7 +80,7 @@ export function encodeLayer(m: LayerMap): Buffer {
 }
 
 export function decodeLayer(b: Buffer, name: string): LayerMap {
-  const bad = (why: string) => corrupt(`remote layer ${name} is malformed: ${why}`, { layer: name });
+  const bad = (why: string) => bucketCorrupt(`remote layer ${name} is malformed: ${why}`, { layer: name });
   if (b.length < HEADER_BYTES || !b.subarray(0, 8).equals(MAGIC)) throw bad('no STRATALY header');
   if (b.readUInt32LE(8) !== 1) throw bad(`version ${b.readUInt32LE(8)}, this strata reads 1`);
   const virtualSize = b.readDoubleLE(12);

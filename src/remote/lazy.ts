@@ -32,7 +32,7 @@
  * after it; a fetcher brings it up to date when its readers let go (trim),
  * so a clone whose blocks are all here stops holding its origin.
  */
-import { StrataError, corrupt, isStrataError } from '../errors.js';
+import { StrataError, bucketCorrupt, isStrataError, remoteMissing } from '../errors.js';
 import { allocateSlots, addRef, applyRefDeltas, type RefDeltas, slotReader } from '../store/slots/index.js';
 import { getImage, insertImage, updateImage, saveSegment, segCompact } from '../store/images/index.js';
 import { bytesHere, remoteSlotsOf, installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../store/blocks/index.js';
@@ -82,7 +82,7 @@ function buildLazyLayer(store: Store, remote: Remote, ml: ManifestLayer, map: La
     for (let k = 0; k < run.count; k++, d++) {
       const digest = Buffer.from(map.digests.subarray(32 * d, 32 * d + 32));
       const place = remote.cache.place(digest);
-      if (!place) throw corrupt(`remote ${remote.config.name}: block ${digest.toString('hex')} of layer ${ml.layer} is in no index`, { layer: ml.layer });
+      if (!place) throw remoteMissing(`remote ${remote.config.name}: block ${digest.toString('hex')} of layer ${ml.layer} is in no index`, { layer: ml.layer });
       places.push(place);
     }
   }
@@ -179,7 +179,7 @@ export async function lazyClone(store: Store, remote: Remote, image: string, lea
   }
   if (!(await remote.bucket.has(remote.keys.manifest(image, id)))) {
     await syncDependentsAfter(store, remote);
-    throw new StrataError('E_NOT_FOUND', `remote ${remote.config.name} has no image ${image}@${id.slice(0, 12)} any more (deleted meanwhile)`, { remote: remote.config.name, image });
+    throw remoteMissing(`remote ${remote.config.name} has no image ${image}@${id.slice(0, 12)} any more (deleted meanwhile)`, { remote: remote.config.name, image });
   }
   await syncIndexes(remote);
   const tally: LazyCloneResult = { image, remote: remote.config.name, manifest: id, leaf, layers: [], blocks: 0, localBlocks: 0, remoteBlocks: 0, ...(unrecorded ? { unrecorded } : {}) };
@@ -201,7 +201,7 @@ export async function lazyClone(store: Store, remote: Remote, image: string, lea
       tally.layers.push({ name: rec.name, layer: ml.layer, reused: false });
       parent = rec;
     }
-    if (!parent) throw new StrataError('E_CORRUPT', `remote manifest ${id} has no layers`);
+    if (!parent) throw bucketCorrupt(`remote manifest ${id} has no layers`);
     cloneImage(store, parent.name, [leaf]);
   } catch (e) {
     // A clone is one leaf or nothing: layers made for it before a later one failed (a layer that is

@@ -6,7 +6,7 @@
  * 8601 instant, the host a short string (printed escaped: untrusted.ts),
  * labels strings, the chain no deeper than a qcow2 backing chain may be.
  */
-import { corrupt } from '../errors.js';
+import { bucketCorrupt } from '../errors.js';
 import { storedName, BLOCK_SIZE, MAX_CHAIN_DEPTH, MAX_VIRTUAL_SIZE, type ImageKind } from '../store/core/index.js';
 import { HEX_ID, sha256Hex } from './layout.js';
 
@@ -50,7 +50,7 @@ export function encodeManifest(m: Manifest): { bytes: Buffer; id: string } {
 }
 
 export function decodeManifest(b: Buffer, name: string): Manifest {
-  const bad = (why: string) => corrupt(`remote manifest ${name} is malformed: ${why}`, { manifest: name });
+  const bad = (why: string) => bucketCorrupt(`remote manifest ${name} is malformed: ${why}`, { manifest: name });
   // A value quoted in a message: short, whatever the object holds.
   const quote = (v: unknown) => (JSON.stringify(v) ?? String(v)).slice(0, 80);
   let m: Manifest;

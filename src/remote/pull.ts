@@ -13,7 +13,7 @@
  *   digest), then written through the image like any write, so the store's
  *   single dedup choke point (placement.ts) decides where it goes.
  */
-import { StrataError, corrupt } from '../errors.js';
+import { StrataError, remoteMissing } from '../errors.js';
 import { faultPoint, BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress, type SlotNumber } from '../store/core/index.js';
 import { chainOf, findImage, getImageById } from '../store/images/index.js';
 import type { Store } from '../store/core/index.js';
@@ -160,7 +160,7 @@ async function buildLayer(store: Store, remote: Remote, ml: ManifestLayer, map: 
       for (let k = 0; k < run.count; k++, d++) {
         const digest = map.digests.subarray(32 * d, 32 * d + 32);
         const place = remote.cache.place(Buffer.from(digest));
-        if (!place) throw corrupt(`remote ${remote.config.name}: block ${digest.toString('hex')} of layer ${ml.layer} is in no index`, { layer: ml.layer });
+        if (!place) throw remoteMissing(`remote ${remote.config.name}: block ${digest.toString('hex')} of layer ${ml.layer} is in no index`, { layer: ml.layer });
         batch.push({ block: run.first + k, place });
         if (batch.length >= BATCH) await flushBatch();
       }

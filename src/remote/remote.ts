@@ -10,7 +10,7 @@
  * listing of the bucket.
  */
 import os from 'node:os';
-import { StrataError, corrupt } from '../errors.js';
+import { StrataError, bucketCorrupt, isStrataError, remoteMissing } from '../errors.js';
 import { loadRemote, type RemoteConfig } from './config.js';
 import { openRemoteCache, type RemoteCache } from './cache.js';
 import { decodeIndex, MAX_INDEX_BYTES, type BlockPlace } from './index-file.js';
@@ -90,8 +90,10 @@ export async function listManifests(r: Remote, only?: string): Promise<{ image: 
  */
 async function readNamed(r: Remote, what: 'index' | 'layer' | 'manifest', key: string, id: string, limit: number, listed?: number): Promise<Buffer> {
   if (listed !== undefined && listed > limit) throw objectTooLarge(r.bucket.where, key, limit, listed);
-  const bytes = await r.bucket.get(key, limit);
-  if (sha256Hex(bytes) !== id) throw corrupt(`remote ${what} ${id} in ${r.bucket.where} does not match its name`, { [what]: id });
+  const bytes = await r.bucket.get(key, limit).catch((e: unknown) => {
+    throw isStrataError(e, 'E_NOT_FOUND') ? remoteMissing(`remote ${what} ${id} is not in ${r.bucket.where}`, { [what]: id }, e) : e;
+  });
+  if (sha256Hex(bytes) !== id) throw bucketCorrupt(`remote ${what} ${id} in ${r.bucket.where} does not match its name`, { [what]: id });
   return bytes;
 }
 
@@ -102,8 +104,8 @@ export const readIndex = async (r: Remote, id: string, listed?: number): Promise
 export async function readLayer(r: Remote, id: string, virtualSize?: number, blocks?: number): Promise<LayerMap> {
   const limit = virtualSize === undefined ? MAX_LAYER_BYTES : layerBytesLimit(virtualSize);
   const map = decodeLayer(await readNamed(r, 'layer', r.keys.layer(id), id, limit), id);
-  if (virtualSize !== undefined && map.virtualSize !== virtualSize) throw corrupt(`remote layer ${id} is ${map.virtualSize} bytes, its manifest says ${virtualSize}`, { layer: id });
-  if (blocks !== undefined && map.digests.length / 32 !== blocks) throw corrupt(`remote layer ${id} holds ${map.digests.length / 32} data blocks, its manifest says ${blocks}`, { layer: id });
+  if (virtualSize !== undefined && map.virtualSize !== virtualSize) throw bucketCorrupt(`remote layer ${id} is ${map.virtualSize} bytes, its manifest says ${virtualSize}`, { layer: id });
+  if (blocks !== undefined && map.digests.length / 32 !== blocks) throw bucketCorrupt(`remote layer ${id} holds ${map.digests.length / 32} data blocks, its manifest says ${blocks}`, { layer: id });
   return map;
 }
 
@@ -131,7 +133,7 @@ export async function syncIndexes(r: Remote): Promise<number> {
       r.cache.addIndex(id, await readIndex(r, id, size));
       read++;
     } catch (e) {
-      if (e instanceof StrataError && e.code === 'E_NOT_FOUND') return; // deleted by remote gc since the listing
+      if (e instanceof StrataError && e.code === 'E_REMOTE_MISSING') return; // deleted by remote gc since the listing
       skip(r, 'index', id, r.keys.index(id), e);
     }
   });
@@ -148,7 +150,7 @@ export interface RemoteImage {
 export async function readManifest(r: Remote, image: string, id: string, listed?: number): Promise<Manifest> {
   const bytes = await readNamed(r, 'manifest', r.keys.manifest(image, id), id, MAX_MANIFEST_BYTES, listed);
   const m = decodeManifest(bytes, `${image}/${id}`);
-  if (m.image !== image) throw corrupt(`remote manifest ${image}/${id} names image ${m.image}`, { manifest: id });
+  if (m.image !== image) throw bucketCorrupt(`remote manifest ${image}/${id} names image ${m.image}`, { manifest: id });
   return m;
 }
 
@@ -161,7 +163,7 @@ export async function listRemoteImages(r: Remote, only?: string): Promise<Remote
     try {
       return { ...f, m: await readManifest(r, f.image, f.id, f.size) };
     } catch (e) {
-      if (e instanceof StrataError && e.code === 'E_NOT_FOUND') return undefined; // deleted since the listing
+      if (e instanceof StrataError && e.code === 'E_REMOTE_MISSING') return undefined; // deleted since the listing
       skip(r, 'manifest', `${f.image}/${f.id}`, r.keys.manifest(f.image, f.id), e);
       return undefined;
     }
@@ -186,7 +188,7 @@ export async function findManifest(r: Remote, image: string, id?: string): Promi
   const pick = img?.manifests.filter((m) => id === undefined || m.id.startsWith(id)) ?? [];
   if (pick.length === 0) {
     const damaged = r.skipped.find((s) => s.object === 'manifest' && s.id.startsWith(`${image}/${id ?? ''}`));
-    if (damaged) throw new StrataError('E_CORRUPT', damaged.message, { remote: r.config.name, image, manifest: damaged.id });
+    if (damaged) throw bucketCorrupt(damaged.message, { remote: r.config.name, image, manifest: damaged.id });
     throw new StrataError('E_NOT_FOUND', `remote ${r.config.name} has no image ${image}${id ? `@${id}` : ''}`, { remote: r.config.name, image });
   }
   if (id !== undefined && pick.length > 1) throw new StrataError('E_BAD_INPUT', `${image}@${id} names ${pick.length} manifests; give more of the id`, { image, id });

@@ -8,7 +8,7 @@
  * length a run claims: a 40-byte object whose one run says 2^32 zero blocks
  * costs one lookup, not 4 billion map entries.
  */
-import { corrupt } from '../errors.js';
+import { bucketCorrupt } from '../errors.js';
 import { chainOf, segmentNumbersOf, segGet } from '../store/images/index.js';
 import type { Store } from '../store/core/index.js';
 import { SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
@@ -37,7 +37,7 @@ export function hiddenBlocks(store: Store, parent: ImageRecord | null, map: Laye
   const out = new Map<number, number[]>();
   const zeroRuns = map.runs.filter((r) => r.kind === RUN_ZERO);
   if (zeroRuns.length === 0) return out;
-  const bad = (why: string) => corrupt(`remote layer ${layer} is malformed: ${why} (not canonical)`, { layer });
+  const bad = (why: string) => bucketCorrupt(`remote layer ${layer} is malformed: ${why} (not canonical)`, { layer });
   if (parent === null) throw bad('a base with zero runs');
   const chain = chainOf(store.db, parent);
   const segs = segmentNumbersOf(store.db, chain.map((r) => r.id));

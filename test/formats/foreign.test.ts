@@ -95,7 +95,7 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
     fs.writeFileSync(f, b);
     strataOk(store, ['create', 'keep', '--size', '1M']);
     const r = strata(store, ['import', f]);
-    expect(r.status).toBe(ERROR_CODES.E_CORRUPT);
+    expect(r.status).toBe(ERROR_CODES.E_BAD_FILE);
     expect(r.stderr).toMatch(new RegExp(`^strata: qemu-img cannot read ${f} as VHD: .+\\n$`));
     expect(JSON.parse(strataOk(store, ['ls', '--json']).stdout).map((i: { name: string }) => i.name)).toEqual(['keep']);
     expect(qemuNbdFor(f)).toEqual([]);
@@ -117,7 +117,7 @@ describe.skipIf(!haveQemu)('foreign formats through qemu-nbd', () => {
 
     const s = sample(dir, 'disk.qed', 'qed');
     r = strata(store, ['import', s.file, 'x', '--format', 'vhd']);
-    expect(r.status).toBe(ERROR_CODES.E_CORRUPT);
+    expect(r.status).toBe(ERROR_CODES.E_BAD_FILE);
     expect(r.stderr).toMatch(new RegExp(`^strata: qemu-img cannot read ${s.file} as VHD: `));
     r = strata(store, ['import', s.file, 'x', '--format', 'iso']);
     expect(r.status).toBe(ERROR_CODES.E_BAD_INPUT);

@@ -155,7 +155,7 @@ describe.skipIf(!haveQemu)('qcow2 through the CLI, against qemu-img', () => {
     fs.writeFileSync(f, buf);
     const before = strataOk(store, ['ls', '--json']).stdout;
     const r = strata(store, ['import', f, 'bad']);
-    expect(r.status).toBe(ERROR_CODES.E_CORRUPT);
+    expect(r.status).toBe(ERROR_CODES.E_BAD_FILE);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/cluster_bits/);
     expect(strataOk(store, ['ls', '--json']).stdout).toBe(before);

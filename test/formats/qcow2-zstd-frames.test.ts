@@ -109,7 +109,7 @@ describe.skipIf(!hasQemu)('qcow2 zstd clusters of several frames', () => {
         r.close();
       }
       expect(err).toBeInstanceOf(StrataError);
-      expect((err as StrataError).code).toBe('E_CORRUPT');
+      expect((err as StrataError).code).toBe('E_BAD_FILE');
       expect((err as StrataError).message).toMatch(re);
     }
   });

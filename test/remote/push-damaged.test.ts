@@ -19,6 +19,10 @@ describe.skipIf(!haveRgw())('push of an image with a damaged block (Ceph RGW)', 
     const store = path.join(tmpDir(), 'store');
     const bucketName = freshBucket('damaged');
     storesOnBucket([store], bucketName);
+    // Made before the damage: a store marked damaged refuses writes until check --repair (store/core/damage.ts).
+    strataOk(store, ['create', 'ok', '--size', '64K']);
+    strataOk(store, ['write', 'ok'], { input: Buffer.alloc(64 * 1024, 9) });
+    strataOk(store, ['freeze', 'ok']);
     const slot = makeDamagedStore(store);
     flipBytes(store, slot * BLOCK + 100, 8);
     const r = strata(store, ['push', 'base', 'fleet']);
@@ -30,9 +34,6 @@ describe.skipIf(!haveRgw())('push of an image with a damaged block (Ceph RGW)', 
     const manifests = async () => (await bucket.list('')).map((o) => o.key).filter((k) => /(^|\/)manifests\//.test(k));
     expect(await manifests()).toEqual([]);
     // A sound image beside it pushes, and its manifest is the only one.
-    strataOk(store, ['create', 'ok', '--size', '64K']);
-    strataOk(store, ['write', 'ok'], { input: Buffer.alloc(64 * 1024, 9) });
-    strataOk(store, ['freeze', 'ok']);
     strataOk(store, ['push', 'ok', 'fleet']);
     expect((await manifests()).map((k) => k.replace(/.*manifests\//, '').split('/')[0])).toEqual(['ok']);
   });

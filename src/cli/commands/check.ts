@@ -9,13 +9,20 @@ import { BLOCK_SIZE } from '../../store/core/index.js';
 export function renderCheck(r: CheckReport): string {
   const lines = r.faults.flatMap((f) => [`${f.class === 'leak' ? 'Leaked' : 'ERROR'}: ${f.message}${f.repaired ? ' (repaired)' : ''}`, ...readsOf(r, f.slot)]);
   if (r.damagedReadsNotListed > 0) lines.push(`  ... and ${r.damagedReadsNotListed} further read(s) of damaged slots`);
+  if (r.damage) lines.push(damageLine(r.damage));
   lines.push(
     `${r.images} image(s), ${r.slotsVerified} distinct block(s) verified (${humanBytes(r.verifiedBytes)} uncompressed) in ${r.elapsedMs} ms`,
     r.faults.length === 0
-      ? 'No errors were found on the store.'
+      ? `No errors were found on the store${r.damage && !r.damage.cleared ? ', but it stays marked damaged: run strata check --repair' : ''}.`
       : `${r.corruptions} corruption(s), ${r.leaks} leak(s)${r.repaired ? `, ${r.repaired} repaired` : ''}; store is ${r.status === 'clean' ? 'now clean' : r.status === 'leaks' ? 'leaking space (run check --repair)' : 'CORRUPT'}`,
   );
   return lines.join('\n') + '\n';
+}
+
+/** The store's damage mark (store/core/damage.ts): what it refuses, or that this repair cleared it. */
+function damageLine(d: NonNullable<CheckReport['damage']>): string {
+  const what = `the store is marked damaged${d.at ? ` since ${d.at}` : ''}: ${d.message}`;
+  return d.cleared ? `Repaired: ${what}; the mark is cleared and writes are allowed again` : `ERROR: ${what}; writes are refused until check --repair finds it sound`;
 }
 
 /** Under a damaged slot's fault, each image and byte offset that reads it: what a user restores or rewrites. */

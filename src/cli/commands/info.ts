@@ -1,6 +1,7 @@
 import { canCompress, compressionText, storeCompression, nativeStatus } from '../../store/blocks/index.js';
 import { Command } from 'commander';
-import { schemaVersion, splitSnapshotName } from '../../store/core/index.js';
+import { schemaVersion, splitSnapshotName, storeDamage, type StoreDamage } from '../../store/core/index.js';
+import { damageText } from './stats.js';
 import { STRATA_VERSION } from '../version.js';
 import { countVisibleImages } from '../../store/images/index.js';
 import { describeImage, isContainer, type ImageInfo } from '../../image/listing.js';
@@ -51,6 +52,8 @@ export interface StoreInfo {
   distinctBlocks: number;
   distinctBytes: number;
   storedBytes: number;
+  /** The store's damage mark (store/core/damage.ts), null when it has none: a marked store refuses writes. */
+  damage: StoreDamage | null;
   /** The store's compression for imports, and which codecs this process can write. */
   compression: { setting: string; codecs: string[] };
   native: { mode: 'native' | 'fallback'; reason?: string };
@@ -66,6 +69,7 @@ export function describeStore(store: Store): StoreInfo {
     schemaVersion: schemaVersion(store),
     images: countVisibleImages(store),
     ...(({ distinctBlocks, distinctBytes, storedBytes }) => ({ distinctBlocks, distinctBytes, storedBytes }))(blockTotals(store)),
+    damage: storeDamage(store) ?? null,
     compression: { setting: compressionText(storeCompression(store)), codecs: (['zstd', 'lz4', 'lz4hc'] as const).filter(canCompress) },
     native: nativeStatus(),
     leases: store.locks.supported ? 'ofd-lock' : 'pid',
@@ -81,6 +85,7 @@ function renderStore(r: StoreInfo): string {
     ['images', r.images],
     ['distinct blocks', `${r.distinctBlocks} (${humanBytes(r.distinctBytes)} uncompressed)`],
     ['stored on disk', humanBytes(r.storedBytes)],
+    ...(r.damage ? [['DAMAGED', damageText(r.damage)] as [string, string]] : []),
     ['compression', `${r.compression.setting} for imports; can write ${r.compression.codecs.length ? r.compression.codecs.join(', ') : 'none (native addon without libzstd/liblz4)'}`],
     ['native addon', r.native.mode === 'native' ? 'in use (punch-hole, SEEK_DATA/SEEK_HOLE, OFD locks)' : `fallback: ${r.native.reason ?? 'not built'}`],
     ['leases', r.leases === 'ofd-lock' ? 'kernel locks on STORE/lock (safe across containers)' : 'pid checks (one PID namespace only: build the native addon to share a store with containers)'],

@@ -1,13 +1,21 @@
 import { Command } from 'commander';
 import { storeStats, type StoreStats } from '../../image/usage.js';
+import { storeDamage, type StoreDamage } from '../../store/core/index.js';
 import { runCommand } from '../context.js';
 import { BYTES_OPTION, keyValues, sizeFormatter } from '../render.js';
 
 const pct = (r: number) => `${(100 * r).toFixed(1)}%`;
 
-export function renderStats(s: StoreStats, exact?: boolean): string {
+/** The store's figures, and its damage mark (null when it has none): a marked store refuses writes. */
+export type StatsResult = StoreStats & { damage: StoreDamage | null };
+
+/** The line info and stats show for a store marked damaged (store/core/damage.ts). */
+export const damageText = (d: StoreDamage): string => `${d.message}${d.at ? ` (found ${d.at})` : ''}; writes are refused: run strata check --repair`;
+
+export function renderStats(s: StatsResult, exact?: boolean): string {
   const size = sizeFormatter(exact);
   return keyValues([
+    ...(s.damage ? [['DAMAGED', damageText(s.damage)] as [string, string]] : []),
     ['images', s.images],
     ['logical (raw copies)', size(s.logicalBytes)],
     ['referenced (sparse copies)', size(s.referencedBytes)],
@@ -34,4 +42,13 @@ export const statsCommand = () =>
   new Command('stats')
     .description('the whole store: logical vs stored bytes, what qcow2 chains would take, and the savings by cause')
     .option(...BYTES_OPTION)
-    .action(async (o: { bytes?: boolean }, cmd: Command) => runCommand(cmd, async (ctx) => storeStats(await ctx.store()), (s) => renderStats(s, o.bytes)));
+    .action(async (o: { bytes?: boolean }, cmd: Command) =>
+      runCommand(
+        cmd,
+        async (ctx): Promise<StatsResult> => {
+          const store = await ctx.store();
+          return { ...storeStats(store), damage: storeDamage(store) ?? null };
+        },
+        (s) => renderStats(s, o.bytes),
+      ),
+    );

@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { badInput, corrupt, notFound } from '../../errors.js';
+import { badInput, inputError, notFound } from '../../errors.js';
 import { sha256Digest, type Digest } from './digest.js';
 import { parseConfig, parseJsonBlob, readError, type ContainerImage, type ContainerRef } from './source.js';
 import { checksumOk, cstring, number, paxRecords } from './tar.js';
@@ -31,13 +31,13 @@ function indexArchive(fd: number, fileSize: number, file: string): Map<string, M
   while (pos + 512 <= fileSize) {
     fs.readSync(fd, h, 0, 512, pos);
     if (h.every((x) => x === 0)) break;
-    if (!checksumOk(h)) throw corrupt(`${file} is not a tar archive (bad header checksum at byte ${pos})`, { file });
+    if (!checksumOk(h)) throw inputError(`${file} is not a tar archive (bad header checksum at byte ${pos})`, { file });
     const flag = String.fromCharCode(h[156]);
     const size = number(h, 124, 12, 'size');
     const body = pos + 512;
-    if (body + size > fileSize) throw corrupt(`${file} is truncated: member at byte ${pos} runs past the end`, { file });
+    if (body + size > fileSize) throw inputError(`${file} is truncated: member at byte ${pos} runs past the end`, { file });
     if (flag === 'L' || flag === 'x') {
-      if (size > 1 << 20) throw corrupt(`${file}: extended header too large`);
+      if (size > 1 << 20) throw inputError(`${file}: extended header too large`);
       const data = Buffer.alloc(size);
       fs.readSync(fd, data, 0, size, body);
       if (flag === 'L') longname = cstring(data, 0, size);
@@ -72,11 +72,11 @@ export function openDockerArchive(ref: ContainerRef): ContainerImage {
   const member = (name: string, role: string): Member => {
     let m = members.get(path.posix.normalize(name).replace(/^\.\//, ''));
     if (m?.link !== undefined) m = members.get(m.link);
-    if (m === undefined || m.link !== undefined) throw corrupt(`${file} has no ${role} ${name}`, { file });
+    if (m === undefined || m.link !== undefined) throw inputError(`${file} has no ${role} ${name}`, { file });
     return m;
   };
   const read = (m: Member, role: string): Buffer => {
-    if (m.size > 4 << 20) throw corrupt(`${file}: ${role} is over 4 MiB`);
+    if (m.size > 4 << 20) throw inputError(`${file}: ${role} is over 4 MiB`);
     const b = Buffer.alloc(m.size);
     const f = fs.openSync(file, 'r');
     try {
@@ -88,7 +88,7 @@ export function openDockerArchive(ref: ContainerRef): ContainerImage {
   };
   if (!members.has('manifest.json')) throw badInput(`${file} is not a docker-archive (no manifest.json)`, { file });
   const list = JSON.parse(read(member('manifest.json', 'manifest'), 'manifest.json').toString('utf8')) as unknown;
-  if (!Array.isArray(list) || list.length === 0) throw corrupt(`${file}: manifest.json lists no image`);
+  if (!Array.isArray(list) || list.length === 0) throw inputError(`${file}: manifest.json lists no image`);
   const entries = list as { Config?: string; RepoTags?: string[] | null; Layers?: string[] }[];
   const tags = entries.flatMap((e) => e.RepoTags ?? []);
   let chosen: (typeof entries)[number];
@@ -100,7 +100,7 @@ export function openDockerArchive(ref: ContainerRef): ContainerImage {
     if (entries.length !== 1) throw badInput(`${file} holds ${entries.length} images; name one as docker-archive:${file}:TAG (it has: ${tags.join(', ')})`, { tags });
     chosen = entries[0];
   }
-  if (typeof chosen.Config !== 'string' || !Array.isArray(chosen.Layers)) throw corrupt(`${file}: manifest.json entry has no Config or Layers`);
+  if (typeof chosen.Config !== 'string' || !Array.isArray(chosen.Layers)) throw inputError(`${file}: manifest.json entry has no Config or Layers`);
   const configBytes = read(member(chosen.Config, 'config'), 'config');
   const hex = /([0-9a-f]{64})(\.json)?$/.exec(chosen.Config)?.[1];
   const configDigest = sha256Digest(configBytes);

@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { Decompress as ZstdStream } from 'fzstd';
-import { StrataError, corrupt } from '../../errors.js';
+import { StrataError, inputError } from '../../errors.js';
 import type { Digest } from './digest.js';
 import { TarParser, type TarSink } from './tar.js';
 
@@ -25,9 +25,9 @@ export async function verifyBlob(stream: Readable, expect: { digest: Digest; siz
   }
   const got = `sha256:${h.digest('hex')}`;
   if (expect.size !== undefined && n !== expect.size) {
-    throw corrupt(`${what} is ${n} bytes, but the manifest says ${expect.size}; nothing imported`, { digest: expect.digest, bytes: n, expected: expect.size });
+    throw inputError(`${what} is ${n} bytes, but the manifest says ${expect.size}; nothing imported`, { digest: expect.digest, bytes: n, expected: expect.size });
   }
-  if (got !== expect.digest) throw corrupt(`${what} has digest ${got}, not ${expect.digest} as the manifest says; nothing imported`, { digest: expect.digest, actual: got });
+  if (got !== expect.digest) throw inputError(`${what} has digest ${got}, not ${expect.digest} as the manifest says; nothing imported`, { digest: expect.digest, actual: got });
 }
 
 function compressionOf(head: Buffer): Compression {
@@ -59,7 +59,7 @@ async function* decompressed(src: AsyncIterable<Buffer>, what: string): AsyncGen
       for await (const c of gunzip as AsyncIterable<Buffer>) yield c;
     } catch (e) {
       if (e instanceof StrataError) throw e;
-      throw corrupt(`${what} is not a valid gzip stream (${(e as Error).message})`);
+      throw inputError(`${what} is not a valid gzip stream (${(e as Error).message})`);
     } finally {
       // Stopped early (a refusal): nothing may wait on the other side, or the process would hang.
       input.destroy();
@@ -77,7 +77,7 @@ async function* decompressed(src: AsyncIterable<Buffer>, what: string): AsyncGen
     z.push(new Uint8Array(0), true);
   } catch (e) {
     if (e instanceof StrataError) throw e;
-    throw corrupt(`${what} is not a valid zstd stream (${(e as Error).message})`);
+    throw inputError(`${what} is not a valid zstd stream (${(e as Error).message})`);
   }
   yield* out.splice(0);
 }
@@ -105,7 +105,7 @@ export async function readLayer(stream: Readable, sink: TarSink, o: LayerReadOpt
     parser.push(chunk);
   }
   const got = `sha256:${h.digest('hex')}`;
-  if (got !== o.diffId) throw corrupt(`${o.what} uncompresses to ${got}, not the diffID ${o.diffId} its config names; nothing imported`, { diffId: o.diffId, actual: got });
+  if (got !== o.diffId) throw inputError(`${o.what} uncompresses to ${got}, not the diffID ${o.diffId} its config names; nothing imported`, { diffId: o.diffId, actual: got });
   parser.end();
   return n;
 }

@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { badInput, corrupt, notFound } from '../../errors.js';
+import { badInput, inputError, notFound } from '../../errors.js';
 import { parseDigest, type Digest } from './digest.js';
 import { checkLayerType, parseConfig, parseJsonBlob, readError, readSmallFile, refText, type ContainerImage, type ContainerRef } from './source.js';
 
@@ -25,8 +25,8 @@ interface Descriptor {
 
 function descriptor(v: unknown, what: string): Descriptor {
   const d = v as Partial<Descriptor> | null;
-  if (typeof d !== 'object' || d === null) throw corrupt(`${what} is not a descriptor`);
-  if (!Number.isSafeInteger(d.size) || (d.size as number) < 0) throw corrupt(`${what} has no valid size`);
+  if (typeof d !== 'object' || d === null) throw inputError(`${what} is not a descriptor`);
+  if (!Number.isSafeInteger(d.size) || (d.size as number) < 0) throw inputError(`${what} has no valid size`);
   return { mediaType: String(d.mediaType ?? ''), digest: parseDigest(d.digest, what), size: d.size as number, annotations: (d.annotations ?? {}) as Record<string, string>, platform: d.platform };
 }
 
@@ -34,7 +34,7 @@ const blobPath = (dir: string, d: Digest) => path.join(dir, 'blobs', 'sha256', d
 
 function readJson(dir: string, d: Descriptor, what: string): Record<string, unknown> {
   const bytes = readSmallFile(blobPath(dir, d.digest), `${what} (${d.digest})`);
-  if (bytes.length !== d.size) throw corrupt(`${what} ${d.digest} is ${bytes.length} bytes, but its descriptor says ${d.size}; nothing imported`, { digest: d.digest });
+  if (bytes.length !== d.size) throw inputError(`${what} ${d.digest} is ${bytes.length} bytes, but its descriptor says ${d.size}; nothing imported`, { digest: d.digest });
   return parseJsonBlob(bytes, what, d.digest);
 }
 
@@ -73,10 +73,10 @@ export function openOciLayout(ref: ContainerRef, opts: { platform?: string } = {
       if (!fs.existsSync(dir)) throw notFound(`no such directory: ${dir}`, { file: dir });
       throw badInput(`${dir} is not an OCI image layout (no oci-layout file)`, { file: dir });
     }
-    if (e instanceof SyntaxError) throw corrupt(`${dir}/oci-layout is not valid JSON`);
+    if (e instanceof SyntaxError) throw inputError(`${dir}/oci-layout is not valid JSON`);
     throw readError(e, path.join(dir, 'oci-layout'));
   }
-  if (layout.imageLayoutVersion !== '1.0.0') throw corrupt(`${dir}: unknown image layout version ${JSON.stringify(layout.imageLayoutVersion)}`);
+  if (layout.imageLayoutVersion !== '1.0.0') throw inputError(`${dir}: unknown image layout version ${JSON.stringify(layout.imageLayoutVersion)}`);
   const index = parseJsonBlob(readSmallFile(path.join(dir, 'index.json'), `${dir}/index.json`), `${dir}/index.json`);
   const all = (Array.isArray(index.manifests) ? index.manifests : []).map((m, i) => descriptor(m, `${dir}/index.json manifest ${i + 1}`));
   const refs = all.map((d) => d.annotations[REF_NAME]).filter((r): r is string => typeof r === 'string');
@@ -94,7 +94,7 @@ export function openOciLayout(ref: ContainerRef, opts: { platform?: string } = {
     const list = (Array.isArray(idx.manifests) ? idx.manifests : []).map((m, i) => descriptor(m, `image index manifest ${i + 1}`));
     top = choosePlatform(list, opts.platform, what);
   }
-  if (!MANIFEST_TYPES.has(top.mediaType)) throw corrupt(`${what}: unknown manifest media type ${JSON.stringify(top.mediaType)}`);
+  if (!MANIFEST_TYPES.has(top.mediaType)) throw inputError(`${what}: unknown manifest media type ${JSON.stringify(top.mediaType)}`);
   const manifest = readJson(dir, top, 'manifest');
   const layers = (Array.isArray(manifest.layers) ? manifest.layers : []).map((l, i) => descriptor(l, `manifest layer ${i + 1}`));
   const configDesc = descriptor(manifest.config, 'manifest config');
@@ -116,7 +116,7 @@ export function openOciLayout(ref: ContainerRef, opts: { platform?: string } = {
       diffId: diffIds[i],
       open: () => {
         const file = blobPath(dir, l.digest);
-        if (!fs.existsSync(file)) throw corrupt(`layer ${i + 1} blob ${l.digest} is missing from ${dir}`, { digest: l.digest });
+        if (!fs.existsSync(file)) throw inputError(`layer ${i + 1} blob ${l.digest} is missing from ${dir}`, { digest: l.digest });
         return fs.createReadStream(file, { highWaterMark: 1 << 20 });
       },
     })),

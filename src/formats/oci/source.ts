@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
-import { StrataError, badInput, corrupt, unsupported } from '../../errors.js';
+import { StrataError, badInput, inputError, unsupported } from '../../errors.js';
 import { parseDigest, sha256Digest, type Digest } from './digest.js';
 
 export type Transport = 'oci' | 'docker-archive';
@@ -74,13 +74,13 @@ export function checkLayerType(mediaType: unknown, what: string): string {
 
 /** A JSON document (manifest, index, config) of at most 4 MiB, checked against its digest when one is given. */
 export function parseJsonBlob(bytes: Buffer, what: string, digest?: Digest): Record<string, unknown> {
-  if (digest !== undefined && sha256Digest(bytes) !== digest) throw corrupt(`${what} has digest ${sha256Digest(bytes)}, not ${digest}; nothing imported`, { digest });
+  if (digest !== undefined && sha256Digest(bytes) !== digest) throw inputError(`${what} has digest ${sha256Digest(bytes)}, not ${digest}; nothing imported`, { digest });
   try {
     const v = JSON.parse(bytes.toString('utf8')) as unknown;
     if (typeof v !== 'object' || v === null) throw new Error('not an object');
     return v as Record<string, unknown>;
   } catch (e) {
-    throw corrupt(`${what} is not valid JSON (${(e as Error).message})`);
+    throw inputError(`${what} is not valid JSON (${(e as Error).message})`);
   }
 }
 
@@ -96,7 +96,7 @@ export function readError(e: unknown, file: string): StrataError {
 export function readSmallFile(file: string, what: string): Buffer {
   try {
     const st = fs.statSync(file);
-    if (st.size > 4 << 20) throw corrupt(`${what} is ${st.size} bytes; a JSON document over 4 MiB is refused`, { file });
+    if (st.size > 4 << 20) throw inputError(`${what} is ${st.size} bytes; a JSON document over 4 MiB is refused`, { file });
     return fs.readFileSync(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw badInput(`${what} is missing (${file})`, { file });
@@ -108,8 +108,8 @@ export function readSmallFile(file: string, what: string): Buffer {
 export function parseConfig(config: Record<string, unknown>, layerCount: number, what: string): { diffIds: Digest[]; platform: string } {
   const rootfs = config.rootfs as { diff_ids?: unknown } | undefined;
   const ids = rootfs?.diff_ids;
-  if (!Array.isArray(ids)) throw corrupt(`${what} has no rootfs.diff_ids`);
-  if (ids.length !== layerCount) throw corrupt(`${what} names ${ids.length} layer diffIDs, but the manifest has ${layerCount} layers`);
+  if (!Array.isArray(ids)) throw inputError(`${what} has no rootfs.diff_ids`);
+  if (ids.length !== layerCount) throw inputError(`${what} names ${ids.length} layer diffIDs, but the manifest has ${layerCount} layers`);
   const platform = [config.os, config.architecture, config.variant].filter((x) => typeof x === 'string' && x !== '').join('/');
   return { diffIds: ids.map((d, i) => parseDigest(d, `${what}: diffID ${i + 1}`)), platform };
 }

@@ -10,7 +10,7 @@
  * security.capability), a synchronous body sink, and a clear refusal of what
  * we do not apply (GNU sparse files), in ~200 lines with no dependency.
  */
-import { corrupt, unsupported } from '../../errors.js';
+import { inputError, unsupported } from '../../errors.js';
 
 const BLOCK = 512;
 
@@ -52,12 +52,12 @@ export function number(b: Buffer, off: number, len: number, what: string): numbe
   if (b[off] & 0x80) {
     let v = b[off] & 0x7f;
     for (let i = 1; i < len; i++) v = v * 256 + b[off + i];
-    if (!Number.isSafeInteger(v)) throw corrupt(`tar header field ${what} is too large`);
+    if (!Number.isSafeInteger(v)) throw inputError(`tar header field ${what} is too large`);
     return v;
   }
   const s = cstring(b, off, len).trim();
   if (s === '') return 0;
-  if (!/^[0-7]+$/.test(s)) throw corrupt(`tar header field ${what} is not a number: ${JSON.stringify(s)}`);
+  if (!/^[0-7]+$/.test(s)) throw inputError(`tar header field ${what} is not a number: ${JSON.stringify(s)}`);
   return parseInt(s, 8);
 }
 
@@ -76,10 +76,10 @@ export function paxRecords(buf: Buffer): Map<string, Buffer> {
     const sp = buf.indexOf(0x20, pos);
     if (sp < 0) break;
     const len = parseInt(buf.toString('ascii', pos, sp), 10);
-    if (!Number.isSafeInteger(len) || len <= sp - pos || pos + len > buf.length) throw corrupt('malformed PAX extended header');
+    if (!Number.isSafeInteger(len) || len <= sp - pos || pos + len > buf.length) throw inputError('malformed PAX extended header');
     const rec = buf.subarray(sp + 1, pos + len - 1);
     const eq = rec.indexOf(0x3d);
-    if (eq < 0) throw corrupt('malformed PAX record');
+    if (eq < 0) throw inputError('malformed PAX record');
     out.set(rec.toString('utf8', 0, eq), Buffer.from(rec.subarray(eq + 1)));
     pos += len;
   }
@@ -97,7 +97,7 @@ const ID_MAX = 0xffffffff;
 export function paxNumber(key: 'size' | 'uid' | 'gid' | 'mtime', text: string): number {
   const ok = key === 'mtime' ? /^-?\d{1,15}(\.\d*)?$/.test(text) : /^\d{1,16}$/.test(text);
   const n = Number(text);
-  if (!ok || !Number.isSafeInteger(Math.floor(n))) throw corrupt(`PAX record ${key} is not a ${key === 'mtime' ? 'time' : 'whole number'}: ${JSON.stringify(text.slice(0, 40))}`);
+  if (!ok || !Number.isSafeInteger(Math.floor(n))) throw inputError(`PAX record ${key} is not a ${key === 'mtime' ? 'time' : 'whole number'}: ${JSON.stringify(text.slice(0, 40))}`);
   return Math.floor(n);
 }
 
@@ -150,7 +150,7 @@ export class TarParser {
 
   /** The stream ended: anything but a complete archive is refused. */
   end(): void {
-    if (this.state.at === 'body' || this.pending.length > 0) throw corrupt('the tar stream ends in the middle of an entry (truncated layer)');
+    if (this.state.at === 'body' || this.pending.length > 0) throw inputError('the tar stream ends in the middle of an entry (truncated layer)');
     // Two zero blocks end an archive; some writers stop after one or none, which tar(1) accepts.
   }
 
@@ -160,12 +160,12 @@ export class TarParser {
       return;
     }
     this.zeroBlocks = 0;
-    if (!checksumOk(b)) throw corrupt('not a tar archive (bad header checksum)');
+    if (!checksumOk(b)) throw inputError('not a tar archive (bad header checksum)');
     const flag = String.fromCharCode(b[156]);
     const size = number(b, 124, 12, 'size');
     const metaKind = flag === 'x' ? 'pax' : flag === 'g' ? 'global' : flag === 'L' ? 'longname' : flag === 'K' ? 'longlink' : undefined;
     if (metaKind) {
-      if (size > 16 << 20) throw corrupt(`tar extended header of ${size} bytes is too large`);
+      if (size > 16 << 20) throw inputError(`tar extended header of ${size} bytes is too large`);
       this.state = { at: 'body', left: size, pad: (BLOCK - (size % BLOCK)) % BLOCK, meta: metaKind, acc: [] };
       return;
     }
@@ -201,7 +201,7 @@ export class TarParser {
       devminor: number(b, 337, 8, 'devminor'),
       xattrs,
     };
-    if (h.uid > ID_MAX || h.gid > ID_MAX) throw corrupt(`tar entry ${JSON.stringify(name.slice(0, 100))} has owner ${h.uid}:${h.gid}, beyond 32 bits`);
+    if (h.uid > ID_MAX || h.gid > ID_MAX) throw inputError(`tar entry ${JSON.stringify(name.slice(0, 100))} has owner ${h.uid}:${h.gid}, beyond 32 bits`);
     // Only regular files carry a body; a hard link's size field is ignored, as tar(1) does.
     const body = type === 'file' ? h.size : 0;
     if (type !== 'file') h.size = 0;

@@ -11,7 +11,7 @@
  */
 import { existsSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
-import { badInput, corrupt, notFound, unsupported } from '../../errors.js';
+import { badInput, inputError, notFound, unsupported } from '../../errors.js';
 import { ImageFile } from './file.js';
 import { MAX_BACKING_NAME, parseHeader } from './header.js';
 import { MAX_CHAIN_DEPTH } from '../../store/core/index.js';
@@ -46,8 +46,8 @@ export function backingChain(path: string, policy: BackingPolicy = {}): ChainLin
     const h = withHeader(cur);
     if (h.backingFile === undefined) return chain;
     const name = h.backingFile;
-    if (Buffer.byteLength(name) > MAX_BACKING_NAME) throw corrupt(`${cur}: backing file name over ${MAX_BACKING_NAME} bytes`);
-    if (name.length === 0) throw corrupt(`${cur}: empty backing file name`);
+    if (Buffer.byteLength(name) > MAX_BACKING_NAME) throw inputError(`${cur}: backing file name over ${MAX_BACKING_NAME} bytes`);
+    if (name.length === 0) throw inputError(`${cur}: empty backing file name`);
     const next = isAbsolute(name) ? name : resolve(dirname(cur), name);
     const missing = () => notFound(`${cur}: backing file ${next} not found`, { path: next, referencedBy: cur });
     if (!existsSync(next)) throw missing();
@@ -61,11 +61,11 @@ export function backingChain(path: string, policy: BackingPolicy = {}): ChainLin
       );
     } else if (h.backingFormat === 'qcow2' || h.backingFormat === 'raw') format = h.backingFormat;
     else throw unsupported(`${cur}: backing file format ${JSON.stringify(h.backingFormat)} is not supported (qcow2 or raw only)`);
-    if (seen.has(real)) throw corrupt(`${cur}: backing chain loops back to ${next}`, { path: next });
+    if (seen.has(real)) throw inputError(`${cur}: backing chain loops back to ${next}`, { path: next });
     seen.add(real);
     chain.push({ path: next, format });
     if (format === 'raw') return chain;
-    if (chain.length > MAX_CHAIN_DEPTH) throw corrupt(`${top}: backing chain deeper than ${MAX_CHAIN_DEPTH}`);
+    if (chain.length > MAX_CHAIN_DEPTH) throw inputError(`${top}: backing chain deeper than ${MAX_CHAIN_DEPTH}`);
     cur = next;
   }
 }

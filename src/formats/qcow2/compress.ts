@@ -6,7 +6,7 @@
  */
 import { constants, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { Decompress as ZstdStream, decompress as zstdDecompress } from 'fzstd';
-import { corrupt } from '../../errors.js';
+import { inputError } from '../../errors.js';
 
 export type CompressionType = 'deflate' | 'zstd';
 
@@ -16,10 +16,10 @@ export function decompressCluster(type: CompressionType, data: Buffer, clusterSi
   try {
     out = type === 'zstd' ? zstdCluster(data, clusterSize, what) : inflateRawSync(data, { maxOutputLength: clusterSize, finishFlush: constants.Z_SYNC_FLUSH });
   } catch (e) {
-    if ((e as { code?: string }).code === 'E_CORRUPT') throw e;
-    throw corrupt(`${what}: compressed data does not inflate (${(e as Error)?.message ?? e})`);
+    if ((e as { code?: string }).code === 'E_BAD_FILE') throw e;
+    throw inputError(`${what}: compressed data does not inflate (${(e as Error)?.message ?? e})`);
   }
-  if (out.length !== clusterSize) throw corrupt(`${what}: compressed data inflates to ${out.length} bytes, not one cluster (${clusterSize})`);
+  if (out.length !== clusterSize) throw inputError(`${what}: compressed data inflates to ${out.length} bytes, not one cluster (${clusterSize})`);
   return out;
 }
 
@@ -39,19 +39,19 @@ function zstdCluster(data: Buffer, clusterSize: number, what: string): Buffer {
       continue;
     }
     if (produced > 0 && (pos + 4 > data.length || data.readUInt32LE(pos) !== 0xfd2fb528)) {
-      throw corrupt(`${what}: zstd frames inflate to ${produced} bytes, then no further frame: not one cluster (${clusterSize})`);
+      throw inputError(`${what}: zstd frames inflate to ${produced} bytes, then no further frame: not one cluster (${clusterSize})`);
     }
     const { end, contentSize } = zstdFrame(data, pos, clusterSize - produced, what);
     const frame = data.subarray(pos, end);
     if (contentSize >= 0) {
       const r = zstdDecompress(frame, out.subarray(produced, produced + contentSize));
-      if (r.length !== contentSize) throw corrupt(`${what}: bad zstd frame: ${r.length} bytes where its header says ${contentSize}`);
+      if (r.length !== contentSize) throw inputError(`${what}: bad zstd frame: ${r.length} bytes where its header says ${contentSize}`);
       if (r.buffer !== out.buffer || r.byteOffset !== out.byteOffset + produced) out.set(r, produced);
       produced += r.length;
     } else {
       // No declared size: decode block by block, and stop at the first byte past the cluster.
       const d = new ZstdStream((chunk) => {
-        if (produced + chunk.length > clusterSize) throw corrupt(`${what}: compressed data inflates past one cluster (${clusterSize} bytes)`);
+        if (produced + chunk.length > clusterSize) throw inputError(`${what}: compressed data inflates past one cluster (${clusterSize} bytes)`);
         out.set(chunk, produced);
         produced += chunk.length;
       });
@@ -68,7 +68,7 @@ function zstdCluster(data: Buffer, clusterSize: number, what: string): Buffer {
  * the `room` left in the cluster is refused before anything is allocated.
  */
 function zstdFrame(data: Buffer, start: number, room: number, what: string): { end: number; contentSize: number } {
-  const bad = (why: string) => corrupt(`${what}: bad zstd frame: ${why}`);
+  const bad = (why: string) => inputError(`${what}: bad zstd frame: ${why}`);
   if (start + 6 > data.length || data.readUInt32LE(start) !== 0xfd2fb528) throw bad('missing magic');
   const fhd = data[start + 4];
   const fcsFlag = fhd >> 6;

@@ -2,10 +2,10 @@
  * file.ts: the read-only image file a format reader works through.
  *
  * Every read names what it is reading, so a short file turns into a one-line
- * E_CORRUPT naming the structure that runs past the end, never a short buffer.
+ * E_BAD_FILE naming the structure that runs past the end, never a short buffer.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { StrataError, corrupt, notFound } from '../../errors.js';
+import { StrataError, inputError, notFound } from '../../errors.js';
 
 export const hex = (n: number | bigint): string => '0x' + n.toString(16);
 
@@ -31,7 +31,7 @@ export class ImageFile {
     }
   }
 
-  /** Reads exactly `length` bytes at `offset`; E_CORRUPT naming `what` if that runs past EOF. */
+  /** Reads exactly `length` bytes at `offset`; E_BAD_FILE naming `what` if that runs past EOF. */
   readAt(offset: number, length: number, what: string): Buffer {
     this.checkRange(offset, length, what);
     const buf = Buffer.allocUnsafe(length);
@@ -41,7 +41,7 @@ export class ImageFile {
 
   checkRange(offset: number, length: number, what: string): void {
     if (!(offset >= 0) || !(length >= 0) || offset + length > this.size) {
-      throw corrupt(`${this.path}: ${what} at offset ${hex(offset)} (${length} bytes) runs past end of file (${this.size} bytes)`, {
+      throw inputError(`${this.path}: ${what} at offset ${hex(offset)} (${length} bytes) runs past end of file (${this.size} bytes)`, {
         offset,
         length,
         fileSize: this.size,
@@ -53,7 +53,7 @@ export class ImageFile {
     let done = 0;
     while (done < length) {
       const n = readSync(this.fd, buf, bufOffset + done, length - done, position + done);
-      if (n <= 0) throw corrupt(`${this.path}: ${what} at offset ${hex(position)}: file ended early`);
+      if (n <= 0) throw inputError(`${this.path}: ${what} at offset ${hex(position)}: file ended early`);
       done += n;
     }
   }

@@ -6,7 +6,7 @@
  * cluster size, header length, feature bits, virtual size against the L1
  * table, and the bounds of the L1, refcount and snapshot tables.
  */
-import { StrataError, corrupt, unsupported } from '../../errors.js';
+import { StrataError, inputError, unsupported } from '../../errors.js';
 import { ImageFile, hex } from './file.js';
 
 export const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
@@ -87,8 +87,8 @@ export function isQcow2Magic(buf: Buffer): boolean {
  * `what` names the table in the error.
  */
 export function checkTable(file: ImageFile, h: Pick<Qcow2Header, 'clusterSize'>, what: string, offset: number, bytes: number): void {
-  if (offset % h.clusterSize !== 0) throw corrupt(`${file.path}: ${what} offset ${hex(offset)} is not cluster aligned`);
-  if (offset < h.clusterSize) throw corrupt(`${file.path}: ${what} offset ${hex(offset)} overlaps the header cluster`);
+  if (offset % h.clusterSize !== 0) throw inputError(`${file.path}: ${what} offset ${hex(offset)} is not cluster aligned`);
+  if (offset < h.clusterSize) throw inputError(`${file.path}: ${what} offset ${hex(offset)} overlaps the header cluster`);
   file.checkRange(offset, bytes, what);
 }
 
@@ -101,21 +101,21 @@ function bitList(bits: bigint): number[] {
 /**
  * Parses the header cluster. Refuses what strata cannot read correctly
  * (encryption, external data file, unknown incompatible bits) with
- * E_UNSUPPORTED, malformed fields with E_CORRUPT. The corrupt and dirty bits
+ * E_UNSUPPORTED, malformed fields with E_BAD_FILE. The corrupt and dirty bits
  * are reported, not refused: openQcow2 decides.
  */
 export function parseHeader(file: ImageFile): Qcow2Header {
   const p = file.path;
-  if (file.size < 4) throw corrupt(`${p}: file truncated: ${file.size} bytes is too short for a qcow2 header`);
+  if (file.size < 4) throw inputError(`${p}: file truncated: ${file.size} bytes is too short for a qcow2 header`);
   const magic = file.readAt(0, 4, 'magic');
   if (!isQcow2Magic(magic)) throw new StrataError('E_BAD_INPUT', `${p}: not a qcow2 image (bad magic)`);
-  if (file.size < 72) throw corrupt(`${p}: file truncated: header needs 72 bytes, file has ${file.size}`);
+  if (file.size < 72) throw inputError(`${p}: file truncated: header needs 72 bytes, file has ${file.size}`);
   const b = file.readAt(0, Math.min(file.size, 112), 'header');
   const version = b.readUInt32BE(4);
   if (version !== 2 && version !== 3) throw unsupported(`${p}: unsupported qcow2 version ${version}`, { version });
   const clusterBits = b.readUInt32BE(20);
   if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
-    throw corrupt(`${p}: cluster_bits ${clusterBits} out of range ${MIN_CLUSTER_BITS}..${MAX_CLUSTER_BITS}`);
+    throw inputError(`${p}: cluster_bits ${clusterBits} out of range ${MIN_CLUSTER_BITS}..${MAX_CLUSTER_BITS}`);
   }
   const clusterSize = 2 ** clusterBits;
 
@@ -126,18 +126,18 @@ export function parseHeader(file: ImageFile): Qcow2Header {
   let refcountOrder = 4;
   let compressionByte = 0;
   if (version === 3) {
-    if (file.size < 104) throw corrupt(`${p}: file truncated: version 3 header needs 104 bytes, file has ${file.size}`);
+    if (file.size < 104) throw inputError(`${p}: file truncated: version 3 header needs 104 bytes, file has ${file.size}`);
     incompatible = b.readBigUInt64BE(72);
     compatible = b.readBigUInt64BE(80);
     autoclear = b.readBigUInt64BE(88);
     refcountOrder = b.readUInt32BE(96);
     headerLength = b.readUInt32BE(100);
     if (headerLength < 104 || headerLength > clusterSize || headerLength % 8 !== 0) {
-      throw corrupt(`${p}: header_length ${headerLength} out of range (a multiple of 8 from 104 to the cluster size ${clusterSize})`);
+      throw inputError(`${p}: header_length ${headerLength} out of range (a multiple of 8 from 104 to the cluster size ${clusterSize})`);
     }
-    if (headerLength > file.size) throw corrupt(`${p}: file truncated: header_length ${headerLength} runs past end of file (${file.size} bytes)`);
+    if (headerLength > file.size) throw inputError(`${p}: file truncated: header_length ${headerLength} runs past end of file (${file.size} bytes)`);
     if (headerLength > 104) compressionByte = b[104];
-    if (refcountOrder > 6) throw corrupt(`${p}: refcount_order ${refcountOrder} out of range 0..6`);
+    if (refcountOrder > 6) throw inputError(`${p}: refcount_order ${refcountOrder} out of range 0..6`);
   }
 
   const cryptMethod = b.readUInt32BE(32);
@@ -187,13 +187,13 @@ export function parseHeader(file: ImageFile): Qcow2Header {
   }
   const compressionBit = ((incompatible >> BigInt(INCOMPAT_COMPRESSION)) & 1n) === 1n;
   if (compressionBit) {
-    if (compressionByte === 0) throw corrupt(`${p}: compression type bit is set but compression_type is zlib or absent`);
+    if (compressionByte === 0) throw inputError(`${p}: compression type bit is set but compression_type is zlib or absent`);
     if (compressionByte !== 1) throw unsupported(`${p}: unknown compression_type ${compressionByte}`);
     h.compressionType = 'zstd';
   } else if (compressionByte !== 0) {
-    throw corrupt(`${p}: compression_type ${compressionByte} set without the compression type feature bit`);
+    throw inputError(`${p}: compression_type ${compressionByte} set without the compression type feature bit`);
   }
-  if (h.extendedL2 && clusterBits < 14) throw corrupt(`${p}: extended L2 entries need cluster_bits >= 14, got ${clusterBits}`);
+  if (h.extendedL2 && clusterBits < 14) throw inputError(`${p}: extended L2 entries need cluster_bits >= 14, got ${clusterBits}`);
 
   validateGeometry(file, h);
   return h;
@@ -205,13 +205,13 @@ function parseExtensions(file: ImageFile, h: Qcow2Header): void {
   let end = h.clusterSize;
   if (h.backingFileOffset !== 0) {
     if (h.backingFileSize > MAX_BACKING_NAME) {
-      throw corrupt(`${p}: backing file name is ${h.backingFileSize} bytes, over the ${MAX_BACKING_NAME} byte limit`);
+      throw inputError(`${p}: backing file name is ${h.backingFileSize} bytes, over the ${MAX_BACKING_NAME} byte limit`);
     }
     if (h.backingFileOffset + h.backingFileSize > h.clusterSize) {
-      throw corrupt(`${p}: backing file name at ${hex(h.backingFileOffset)} (${h.backingFileSize} bytes) lies outside the header cluster`);
+      throw inputError(`${p}: backing file name at ${hex(h.backingFileOffset)} (${h.backingFileSize} bytes) lies outside the header cluster`);
     }
     if (h.backingFileOffset < h.headerLength) {
-      throw corrupt(`${p}: backing file name at ${hex(h.backingFileOffset)} overlaps the header`);
+      throw inputError(`${p}: backing file name at ${hex(h.backingFileOffset)} overlaps the header`);
     }
     const name = file.readAt(h.backingFileOffset, h.backingFileSize, 'backing file name');
     h.backingFile = name.toString('utf8');
@@ -225,13 +225,13 @@ function parseExtensions(file: ImageFile, h: Qcow2Header): void {
     const type = eh.readUInt32BE(0);
     const len = eh.readUInt32BE(4);
     if (type === EXT_END) return;
-    if (len > end - off - 8) throw corrupt(`${p}: header extension ${hex(type)} at ${hex(off)} (${len} bytes) runs past the header area`);
+    if (len > end - off - 8) throw inputError(`${p}: header extension ${hex(type)} at ${hex(off)} (${len} bytes) runs past the header area`);
     const known = type === EXT_BACKING_FORMAT || type === EXT_FEATURE_TABLE || type === EXT_DATA_FILE;
-    if (known && seen.has(type)) throw corrupt(`${p}: header extension ${hex(type)} appears twice`);
+    if (known && seen.has(type)) throw inputError(`${p}: header extension ${hex(type)} appears twice`);
     seen.add(type);
     const data = file.readAt(off + 8, len, `header extension ${hex(type)}`);
     if (type === EXT_BACKING_FORMAT) {
-      if (len > 15) throw corrupt(`${p}: backing format name is ${len} bytes, too long`);
+      if (len > 15) throw inputError(`${p}: backing format name is ${len} bytes, too long`);
       h.backingFormat = data.toString('utf8');
     } else if (type === EXT_FEATURE_TABLE) {
       const kinds = ['incompatible', 'compatible', 'autoclear'];
@@ -251,22 +251,22 @@ function parseExtensions(file: ImageFile, h: Qcow2Header): void {
 
 function validateGeometry(file: ImageFile, h: Qcow2Header): void {
   const p = file.path;
-  if (h.size > MAX_VIRTUAL_SIZE) throw corrupt(`${p}: virtual size ${h.size} exceeds the 2^53 byte limit`);
+  if (h.size > MAX_VIRTUAL_SIZE) throw inputError(`${p}: virtual size ${h.size} exceeds the 2^53 byte limit`);
   const need = l1EntriesNeeded(h.size, h.clusterBits, h.extendedL2);
-  if (need > MAX_L1_ENTRIES) throw corrupt(`${p}: virtual size ${h.size} needs an L1 table over 32 MiB (${need} entries)`);
-  if (h.l1Size < need) throw corrupt(`${p}: l1_size ${h.l1Size} too small for virtual size ${h.size} (needs ${need})`);
-  if (h.l1Size > MAX_L1_ENTRIES) throw corrupt(`${p}: l1_size ${h.l1Size} is absurdly large (limit ${MAX_L1_ENTRIES})`);
+  if (need > MAX_L1_ENTRIES) throw inputError(`${p}: virtual size ${h.size} needs an L1 table over 32 MiB (${need} entries)`);
+  if (h.l1Size < need) throw inputError(`${p}: l1_size ${h.l1Size} too small for virtual size ${h.size} (needs ${need})`);
+  if (h.l1Size > MAX_L1_ENTRIES) throw inputError(`${p}: l1_size ${h.l1Size} is absurdly large (limit ${MAX_L1_ENTRIES})`);
   if (h.l1Size > 0) checkTable(file, h, 'L1 table', h.l1TableOffset, h.l1Size * 8);
 
-  if (h.refcountTableClusters === 0) throw corrupt(`${p}: refcount_table_clusters is 0`);
+  if (h.refcountTableClusters === 0) throw inputError(`${p}: refcount_table_clusters is 0`);
   const rtBytes = h.refcountTableClusters * h.clusterSize;
-  if (rtBytes > MAX_REFTABLE_BYTES) throw corrupt(`${p}: refcount table of ${h.refcountTableClusters} clusters exceeds 8 MiB`);
+  if (rtBytes > MAX_REFTABLE_BYTES) throw inputError(`${p}: refcount table of ${h.refcountTableClusters} clusters exceeds 8 MiB`);
   checkTable(file, h, 'refcount table', h.refcountTableOffset, rtBytes);
   if (h.l1Size > 0 && rangesOverlap(h.l1TableOffset, h.l1Size * 8, h.refcountTableOffset, rtBytes)) {
-    throw corrupt(`${p}: L1 table overlaps the refcount table`);
+    throw inputError(`${p}: L1 table overlaps the refcount table`);
   }
 
-  if (h.nbSnapshots > MAX_SNAPSHOTS) throw corrupt(`${p}: nb_snapshots ${h.nbSnapshots} exceeds ${MAX_SNAPSHOTS}`);
+  if (h.nbSnapshots > MAX_SNAPSHOTS) throw inputError(`${p}: nb_snapshots ${h.nbSnapshots} exceeds ${MAX_SNAPSHOTS}`);
   if (h.nbSnapshots > 0) checkTable(file, h, 'snapshot table', h.snapshotsOffset, 40);
 }
 

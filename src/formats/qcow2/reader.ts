@@ -3,7 +3,7 @@
  * info helper built on the header parser (the backing chain is backing.ts).
  */
 import { closeSync, openSync, readSync } from 'node:fs';
-import { StrataError, badInput, corrupt } from '../../errors.js';
+import { StrataError, badInput, inputError } from '../../errors.js';
 import { appendExtent, type Extent, type ExtentKind } from '../../image/device.js';
 import { decompressCluster } from './compress.js';
 import { ImageFile, hex } from './file.js';
@@ -93,14 +93,14 @@ export function readQcow2Info(path: string): Qcow2Info {
  * backing file underneath is the caller's job (see backingChain).
  * Throws E_NOT_FOUND (no file), E_BAD_INPUT (not qcow2, unknown snapshot),
  * E_UNSUPPORTED (encryption, external data file, unknown incompatible bits),
- * E_CORRUPT (malformed, or the corrupt bit set). A dirty image is read anyway.
+ * E_BAD_FILE (malformed, or the corrupt bit set). A dirty image is read anyway.
  */
 export function openQcow2(path: string, opts: { snapshot?: string } = {}): Qcow2Reader {
   const file = new ImageFile(path);
   try {
     const h = parseHeader(file);
     if (h.corruptBit) {
-      throw corrupt(`${path}: image is marked corrupt (incompatible bit 1); repair it with qemu-img check -r all first`);
+      throw inputError(`${path}: image is marked corrupt (incompatible bit 1); repair it with qemu-img check -r all first`);
     }
     const snaps = parseSnapshots(file, h);
     let l1Offset = h.l1TableOffset;
@@ -169,7 +169,7 @@ class Reader implements Qcow2Reader {
     };
     const queue = (fileOff: number, outOff: number, len: number) => {
       if (fileOff + len > this.file.size) {
-        throw corrupt(`${this.file.path}: data at ${hex(fileOff)} (${len} bytes) runs past end of file (${this.file.size} bytes)`);
+        throw inputError(`${this.file.path}: data at ${hex(fileOff)} (${len} bytes) runs past end of file (${this.file.size} bytes)`);
       }
       if (pLen && pFile + pLen === fileOff && pOut + pLen === outOff && pLen < 64 * 1024 * 1024) {
         pLen += len;
@@ -221,7 +221,7 @@ class Reader implements Qcow2Reader {
     // The last sector of the last compressed cluster may be short of EOF: qemu does not pad it.
     const avail = this.file.size - m.host;
     if (m.csize > avail && m.csize - avail >= 512) {
-      throw corrupt(`${what}: compressed length ${m.csize} runs past end of file (${this.file.size} bytes)`);
+      throw inputError(`${what}: compressed length ${m.csize} runs past end of file (${this.file.size} bytes)`);
     }
     const data = this.file.readAt(m.host, Math.min(m.csize, avail), 'compressed cluster');
     const c = decompressCluster(this.h.compressionType, data, this.cs, what);

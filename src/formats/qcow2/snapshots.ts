@@ -4,7 +4,7 @@
  * Entries are variable length (fixed 40 bytes + extra data + id + name, padded
  * to 8); every length is bounded and every read checked against EOF.
  */
-import { corrupt } from '../../errors.js';
+import { inputError } from '../../errors.js';
 import { ImageFile } from './file.js';
 import { MAX_VIRTUAL_SIZE, Qcow2Header, u64 } from './header.js';
 
@@ -37,11 +37,11 @@ export function parseSnapshots(file: ImageFile, h: Qcow2Header): Qcow2Snapshot[]
     const nsecs = b.readUInt32BE(20);
     const vmClock = u64(b, 24);
     const extraLen = b.readUInt32BE(36);
-    if (extraLen > MAX_EXTRA_DATA) throw corrupt(`${p}: ${what}: extra data of ${extraLen} bytes exceeds ${MAX_EXTRA_DATA}`);
+    if (extraLen > MAX_EXTRA_DATA) throw inputError(`${p}: ${what}: extra data of ${extraLen} bytes exceeds ${MAX_EXTRA_DATA}`);
     const rest = file.readAt(off + 40, extraLen + idLen + nameLen, what);
     let virtualSize = h.size;
     if (extraLen >= 16) virtualSize = u64(rest, 8);
-    if (virtualSize > MAX_VIRTUAL_SIZE) throw corrupt(`${p}: ${what}: virtual size ${virtualSize} exceeds the 2^53 byte limit`);
+    if (virtualSize > MAX_VIRTUAL_SIZE) throw inputError(`${p}: ${what}: virtual size ${virtualSize} exceeds the 2^53 byte limit`);
     // Version 3 entries should carry the virtual size; like qemu, fall back to the image's size when they do not.
     out.push({
       id: rest.subarray(extraLen, extraLen + idLen).toString('utf8'),
@@ -53,7 +53,7 @@ export function parseSnapshots(file: ImageFile, h: Qcow2Header): Qcow2Snapshot[]
       vmClock,
     });
     off += Math.ceil((40 + extraLen + idLen + nameLen) / 8) * 8;
-    if (off - h.snapshotsOffset > MAX_TABLE_BYTES) throw corrupt(`${p}: snapshot table exceeds ${MAX_TABLE_BYTES} bytes`);
+    if (off - h.snapshotsOffset > MAX_TABLE_BYTES) throw inputError(`${p}: snapshot table exceeds ${MAX_TABLE_BYTES} bytes`);
   }
   return out;
 }

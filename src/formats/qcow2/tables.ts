@@ -6,7 +6,7 @@
  * L1 is loaded whole (bounded by what the virtual size needs, at most 32 MiB);
  * L2 tables are read lazily through a small LRU cache bounded in bytes.
  */
-import { corrupt } from '../../errors.js';
+import { inputError } from '../../errors.js';
 import { ImageFile, hex } from './file.js';
 import { MAX_L1_ENTRIES, Qcow2Header, checkTable, l1EntriesNeeded, l2Entries } from './header.js';
 
@@ -32,9 +32,9 @@ export interface ClusterMap {
 /** Loads an L1 table, keeping only the entries the virtual size needs, as L2 table offsets (0 = none). */
 export function loadL1(file: ImageFile, h: Qcow2Header, offset: number, l1Size: number, virtualSize: number, what: string): Float64Array {
   const need = l1EntriesNeeded(virtualSize, h.clusterBits, h.extendedL2);
-  if (need > MAX_L1_ENTRIES) throw corrupt(`${file.path}: ${what}: virtual size ${virtualSize} needs an L1 table over 32 MiB`);
-  if (l1Size < need) throw corrupt(`${file.path}: ${what}: l1_size ${l1Size} too small for virtual size ${virtualSize} (needs ${need})`);
-  if (l1Size > MAX_L1_ENTRIES) throw corrupt(`${file.path}: ${what}: l1_size ${l1Size} is absurdly large`);
+  if (need > MAX_L1_ENTRIES) throw inputError(`${file.path}: ${what}: virtual size ${virtualSize} needs an L1 table over 32 MiB`);
+  if (l1Size < need) throw inputError(`${file.path}: ${what}: l1_size ${l1Size} too small for virtual size ${virtualSize} (needs ${need})`);
+  if (l1Size > MAX_L1_ENTRIES) throw inputError(`${file.path}: ${what}: l1_size ${l1Size} is absurdly large`);
   const l1 = new Float64Array(need);
   if (need === 0) return l1;
   checkTable(file, h, what, offset, l1Size * 8);
@@ -44,10 +44,10 @@ export function loadL1(file: ImageFile, h: Qcow2Header, offset: number, l1Size: 
     const lo = buf.readUInt32BE(i * 8 + 4) & LO_OFFSET_MASK;
     const l2 = hi * TWO32 + (lo >>> 0);
     if (l2 === 0) continue;
-    if (l2 % h.clusterSize !== 0) throw corrupt(`${file.path}: ${what} entry ${i}: L2 table offset ${hex(l2)} is not cluster aligned`);
-    if (l2 < h.clusterSize) throw corrupt(`${file.path}: ${what} entry ${i}: L2 table offset ${hex(l2)} overlaps the header cluster`);
+    if (l2 % h.clusterSize !== 0) throw inputError(`${file.path}: ${what} entry ${i}: L2 table offset ${hex(l2)} is not cluster aligned`);
+    if (l2 < h.clusterSize) throw inputError(`${file.path}: ${what} entry ${i}: L2 table offset ${hex(l2)} overlaps the header cluster`);
     if (l2 + h.clusterSize > file.size) {
-      throw corrupt(`${file.path}: ${what} entry ${i}: L2 table at ${hex(l2)} runs past end of file (${file.size} bytes)`);
+      throw inputError(`${file.path}: ${what} entry ${i}: L2 table at ${hex(l2)} runs past end of file (${file.size} bytes)`);
     }
     l1[i] = l2;
   }
@@ -131,9 +131,9 @@ export class Mapper {
       const host = (hi62 % 2 ** (shift - 32)) * TWO32 + (loRaw >>> 0);
       const nb = ((hi62 >>> (shift - 32)) & this.csizeMask) + 1;
       const csize = nb * 512 - (host % 512);
-      if (host < this.h.clusterSize) throw corrupt(`${p}: compressed cluster ${ci} at ${hex(host)} overlaps the header cluster`);
+      if (host < this.h.clusterSize) throw inputError(`${p}: compressed cluster ${ci} at ${hex(host)} overlaps the header cluster`);
       if (host >= this.file.size) {
-        throw corrupt(`${p}: compressed cluster ${ci} at ${hex(host)} (${csize} bytes) runs past end of file (${this.file.size} bytes)`);
+        throw inputError(`${p}: compressed cluster ${ci} at ${hex(host)} (${csize} bytes) runs past end of file (${this.file.size} bytes)`);
       }
       out.kind = 'compressed';
       out.host = host;
@@ -141,13 +141,13 @@ export class Mapper {
       return out;
     }
     const host = (hiRaw & HI_OFFSET_MASK) * TWO32 + ((loRaw & LO_OFFSET_MASK) >>> 0);
-    if (host % this.h.clusterSize !== 0) throw corrupt(`${p}: guest cluster ${ci}: data offset ${hex(host)} is not cluster aligned`);
+    if (host % this.h.clusterSize !== 0) throw inputError(`${p}: guest cluster ${ci}: data offset ${hex(host)} is not cluster aligned`);
     if (this.h.extendedL2) {
       const bm = e + 8;
       const alloc = t.readUInt32BE(bm + 4); // bits 0..31 live in the low word
       const zero = t.readUInt32BE(bm);
-      if ((alloc & zero) !== 0) throw corrupt(`${p}: guest cluster ${ci}: subclusters both allocated and zero (bitmap ${hex(alloc)}/${hex(zero)})`);
-      if (host === 0 && alloc !== 0) throw corrupt(`${p}: guest cluster ${ci}: allocated subclusters without a host offset`);
+      if ((alloc & zero) !== 0) throw inputError(`${p}: guest cluster ${ci}: subclusters both allocated and zero (bitmap ${hex(alloc)}/${hex(zero)})`);
+      if (host === 0 && alloc !== 0) throw inputError(`${p}: guest cluster ${ci}: allocated subclusters without a host offset`);
       if (alloc === 0) {
         out.kind = zero === 0 ? 'hole' : zero === 0xffffffff ? 'zero' : 'sub';
         out.zero = zero;
@@ -175,9 +175,9 @@ export class Mapper {
   }
 
   private checkData(ci: number, host: number): void {
-    if (host < this.h.clusterSize) throw corrupt(`${this.file.path}: guest cluster ${ci}: data offset ${hex(host)} overlaps the header cluster`);
+    if (host < this.h.clusterSize) throw inputError(`${this.file.path}: guest cluster ${ci}: data offset ${hex(host)} overlaps the header cluster`);
     if (host >= this.file.size) {
-      throw corrupt(`${this.file.path}: guest cluster ${ci}: data cluster at ${hex(host)} lies past end of file (${this.file.size} bytes)`);
+      throw inputError(`${this.file.path}: guest cluster ${ci}: data cluster at ${hex(host)} lies past end of file (${this.file.size} bytes)`);
     }
   }
 }

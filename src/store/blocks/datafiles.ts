@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { StrataError, corrupt } from '../../errors.js';
+import { StrataError, storeCorrupt } from '../../errors.js';
 import { BLOCK_SIZE, SLOTS_PER_FILE, type SlotNumber } from '../core/types.js';
 import { nativeBlockHash, nativeCodecs, punchHole, startWriteback, writeAt } from './native.js';
 
@@ -131,7 +131,7 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
         fd = fs.openSync(p, readOnly ? 'r' : 'r+');
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(e, p, 'open');
-        if (readOnly) throw corrupt(`data file ${p} is missing`, { file: p });
+        if (readOnly) throw storeCorrupt(`data file ${p} is missing`, { file: p });
         try {
           fd = fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
         } catch (e2) {
@@ -176,7 +176,7 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
           throw ioError(e, dataFileName(fileNo), 'read');
         }
         if (r === 0) {
-          throw corrupt(`data file ${dataFileName(fileNo)} is shorter than slot ${fileNo * SLOTS_PER_FILE + inFile + Math.floor(got / BLOCK_SIZE)}`, {
+          throw storeCorrupt(`data file ${dataFileName(fileNo)} is shorter than slot ${fileNo * SLOTS_PER_FILE + inFile + Math.floor(got / BLOCK_SIZE)}`, {
             file: dataFileName(fileNo),
           });
         }
@@ -218,7 +218,7 @@ export function openLocalBlocks(dataDir: string, readOnly: boolean, durable = tr
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         if (code === 'ENOTSUP') return -1;
-        if (code === 'E_CORRUPT') throw corrupt(`a fragment at slot ${slot} in ${dataFileName(fileNo)} does not decode: ${(e as Error).message}`, { slot });
+        if (code === 'E_CORRUPT') throw storeCorrupt(`a fragment at slot ${slot} in ${dataFileName(fileNo)} does not decode: ${(e as Error).message}`, { slot });
         throw ioError(e, dataFileName(fileNo), 'read');
       }
     },

@@ -23,7 +23,7 @@
  * consecutive slots.
  */
 import type Database from 'better-sqlite3';
-import { StrataError, corrupt } from '../../errors.js';
+import { StrataError, corrupt, isStrataError, storeCorrupt } from '../../errors.js';
 import { decompressBlock } from './codecs.js';
 import type { BlockBackend } from './datafiles.js';
 import { prepared } from '../core/statements.js';
@@ -116,7 +116,7 @@ function rowOf(db: Database.Database, c: LocCache, chunk: number): Uint32Array |
   const blob = prepared(db, 'SELECT locs FROM slot_locs WHERE chunk = ?').pluck().get(chunk) as Buffer | undefined;
   if (blob) {
     r = new Uint32Array(LOCATION_WORDS * CHUNK);
-    if (blob.length !== r.byteLength) throw corrupt(`slot_locs row ${chunk} is ${blob.length} bytes, expected ${r.byteLength}`, { chunk });
+    if (blob.length !== r.byteLength) throw storeCorrupt(`slot_locs row ${chunk} is ${blob.length} bytes, expected ${r.byteLength}`, { chunk });
     Buffer.from(r.buffer).set(blob);
   } else r = null;
   if (c.rows.size >= MAX_ROWS) c.rows.clear();
@@ -215,7 +215,7 @@ export function readSlots(on: DbLike, blocks: BlockBackend, first: SlotNumber, c
           i++;
           continue;
         }
-        if (direct >= 0) throw corrupt(`slot ${slot}'s fragment decodes to ${direct} bytes, not ${BLOCK_SIZE}`, { slot });
+        if (direct >= 0) throw storeCorrupt(`slot ${slot}'s fragment decodes to ${direct} bytes, not ${BLOCK_SIZE}`, { slot });
         const need = fragmentSpans(loc) ? 2 : 1;
         if (c.containerSlot !== container || c.containerSlots < need) {
           c.containerSlot = -1;
@@ -223,7 +223,12 @@ export function readSlots(on: DbLike, blocks: BlockBackend, first: SlotNumber, c
           c.containerSlot = container;
           c.containerSlots = need;
         }
-        decompressBlock(codec, c.container, offset, length, into, at + i * BLOCK_SIZE);
+        try {
+          decompressBlock(codec, c.container, offset, length, into, at + i * BLOCK_SIZE);
+        } catch (e) {
+          // codecs.ts decodes streams and buckets too; here it is this store's own fragment that is damaged.
+          throw isStrataError(e, 'E_CORRUPT') ? storeCorrupt(e.message, { ...e.data, slot }, e) : e;
+        }
         checkOne(check, slot, into, at + i * BLOCK_SIZE);
         i++;
         continue;

@@ -23,8 +23,9 @@
  * stale REMOTE: it fetches again (wasted bytes, never wrong ones) or
  * refreshes its locations first (fetchMissing below always refreshes).
  */
-import { corrupt } from '../../errors.js';
+import { bucketCorrupt } from '../../errors.js';
 import { faultPoint } from '../core/faults.js';
+import { DESPITE_DAMAGE } from '../core/damage.js';
 import { refreshLocations } from './locations.js';
 import { indexSlots, slotEditor } from '../slots/slots.js';
 import { OWN, inRemotePack } from './location.js';
@@ -96,11 +97,12 @@ export function remoteBlockCount(on: DbLike): number {
 export function installFetched(store: Store, blocks: readonly { slot: number; digest: Buffer; data: Uint8Array }[]): number {
   if (blocks.length === 0) return 0;
   let moved = 0;
-  store.write((tx) => {
+  // A lazy clone's read fills its own slots: it goes on on a store marked damaged, as reads do.
+  store[DESPITE_DAMAGE]((tx) => {
     const edit = slotEditor(tx);
     const places = remotePlacesOf(tx, blocks.map((b) => b.slot));
     const todo = blocks.filter((b) => {
-      if (b.data.length !== BLOCK_SIZE) throw corrupt(`a fetched block for slot ${b.slot} is ${b.data.length} bytes`, { slot: b.slot });
+      if (b.data.length !== BLOCK_SIZE) throw bucketCorrupt(`a fetched block for slot ${b.slot} is ${b.data.length} bytes`, { slot: b.slot });
       const p = places.get(b.slot);
       return p !== undefined && inRemotePack(edit.loc(b.slot)) && edit.get(b.slot) > 0 && p.digest.equals(b.digest);
     });

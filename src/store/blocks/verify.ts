@@ -20,7 +20,7 @@
  * from that too is damaged. Zero blocks and holes are never read, so never
  * checked.
  */
-import { StrataError, corrupt } from '../../errors.js';
+import { StrataError, storeCorrupt } from '../../errors.js';
 import type { HashFn } from '../core/hash.js';
 import { nativeBlockHash } from './native.js';
 import { LOC_CHUNK_SLOTS, cachedHashesRow } from '../slots/slots.js';
@@ -79,7 +79,7 @@ export function readCheck(on: DbLike, hash: HashFn, xxh64: boolean): ReadCheck {
 
 /** A block that does not match its recorded hash: E_CORRUPT naming the slot; image.ts adds the image and offset. */
 export function damagedBlock(slot: number): StrataError {
-  return corrupt(`the block in slot ${slot} is damaged: its bytes do not match the hash recorded for them`, { slot, damaged: true });
+  return storeCorrupt(`the block in slot ${slot} is damaged: its bytes do not match the hash recorded for them`, { slot, damaged: true });
 }
 
 /**
@@ -91,12 +91,7 @@ export function inImage(e: unknown, image: string, firstSlot: number, firstOffse
   const slot = damagedSlotOf(e);
   if (slot === undefined) return e;
   const offset = firstOffset + (slot - firstSlot) * BLOCK_SIZE;
-  return new StrataError(
-    'E_CORRUPT',
-    `image ${image}: the block at byte offset ${offset} (slot ${slot}) is damaged: its bytes do not match the hash recorded for them`,
-    { image, offset, slot, damaged: true },
-    { cause: e },
-  );
+  return storeCorrupt(`image ${image}: the block at byte offset ${offset} (slot ${slot}) is damaged: its bytes do not match the hash recorded for them`, { image, offset, slot, damaged: true }, e);
 }
 
 /** The slot of a damaged block's error (damagedBlock(), inImage()), or undefined for any other error. */

@@ -3,6 +3,7 @@
  *
  * Other folders import this wing only through this file.
  *
+ *   damage.ts          The damage mark: the first certain damage found, which refuses writes until check --repair.
  *   faults.ts          Fault injection for crash, disk-full and two-process tests.
  *   hash.ts            Block hashing.
  *   identity.ts        The store's own id:
@@ -15,6 +16,7 @@
  *   tx.ts              The doors to the store's SQLite index: Reader, WriteTx, one read transaction.
  *   types.ts           Vocabulary of the store.
  */
+export { storeDamage, type StoreDamage } from './damage.js';
 export * from './faults.js';
 export * from './hash.js';
 export * from './identity.js';

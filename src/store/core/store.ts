@@ -24,6 +24,7 @@ import { readCheck } from '../blocks/verify.js';
 import type { Segment } from '../images/segment.js';
 import type { SlotNumber } from './types.js';
 import { readerOn, writeTxOn, type Reader, type WriteTx } from './tx.js';
+import { DESPITE_DAMAGE, damageRefusal, recordDamage, storeDamage } from './damage.js';
 
 export interface StoreOptions {
   /** Create the store if absent (default true). */
@@ -65,8 +66,13 @@ export interface Store extends Reader {
   readonly readOnly: boolean;
   /** Resolved segments of frozen images, keyed by `${imageId}:${generation}:${seg}`. */
   readonly resolvedCache: Lru<string, Segment>;
-  /** Runs `fn` in an IMMEDIATE transaction: other writers wait, readers go on. `tx` is the only door that may change the index. */
+  /**
+   * Runs `fn` in an IMMEDIATE transaction: other writers wait, readers go on. `tx` is the only door that may change the index.
+   * A store marked damaged (damage.ts) refuses it with E_CORRUPT; certain damage `fn` throws marks the store.
+   */
   write<T>(fn: (tx: WriteTx) => T): T;
+  /** write() on a store marked damaged too: check, repair, a lazy read's fetch (damage.ts). */
+  [DESPITE_DAMAGE]<T>(fn: (tx: WriteTx) => T): T;
   /** Like write(), for state a crash voids anyway (leases): the commit is not synced, a checkpoint it triggers is. */
   writeVolatile<T>(fn: (tx: WriteTx) => T): T;
   close(): void;
@@ -200,11 +206,15 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
   const resolvedCache = new Lru<string, Segment>(opts.cacheSegments ?? 4096);
   const reader = readerOn(db);
   const tx = writeTxOn(db);
-  function write<T>(fn: (tx: WriteTx) => T): T {
+  function transact<T>(fn: (tx: WriteTx) => T, refuseIfDamaged: boolean): T {
     if (readOnly) throw new StrataError('E_READONLY', `store ${abs} is open read-only`);
     try {
       return db
         .transaction(() => {
+          if (refuseIfDamaged) {
+            const damage = storeDamage(reader);
+            if (damage) throw damageRefusal(abs, damage);
+          }
           refreshLocations(reader);
           return fn(tx);
         })
@@ -212,10 +222,12 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
     } catch (e) {
       // Rolled back: locations cached inside may have been this transaction's own.
       forgetLocations(reader);
+      recordDamage(reader, e);
       if (e instanceof StrataError) throw e;
       sqliteError(e, dbPath);
     }
   }
+  const write = <T>(fn: (tx: WriteTx) => T): T => transact(fn, true);
 
   // STRATA_VERIFY_READS=0 turns verification off for bench/ to measure its cost; not a user setting.
   const check = process.env.STRATA_VERIFY_READS === '0' ? null : readCheck(reader, hash, opts.hash === undefined);
@@ -227,19 +239,27 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
     blocks,
     hash,
     locks,
-    read: (first, count, into, at) => readSlots(reader, blocks, first, count, into, at, check),
+    read(first, count, into, at) {
+      try {
+        readSlots(reader, blocks, first, count, into, at, check);
+      } catch (e) {
+        recordDamage(reader, e);
+        throw e;
+      }
+    },
     readUnverified: (first, count, into, at) => readSlots(reader, blocks, first, count, into, at, null),
     readOnly,
     resolvedCache,
     write,
+    [DESPITE_DAMAGE]: <T>(fn: (tx: WriteTx) => T): T => transact(fn, false),
     writeVolatile<T>(fn: (tx: WriteTx) => T): T {
-      if (durability !== 'full') return write(fn);
+      if (durability !== 'full') return transact(fn, false);
       // NORMAL, not OFF: in WAL mode NORMAL skips only the commit's sync. An auto-checkpoint this
       // commit triggers copies acknowledged frames into strata.db and the next writer restarts the
       // WAL over them, so that checkpoint must still sync the WAL before and strata.db after.
       db.pragma('synchronous = NORMAL');
       try {
-        return write(fn);
+        return transact(fn, false);
       } finally {
         db.pragma('synchronous = FULL');
       }

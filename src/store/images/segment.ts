@@ -5,7 +5,7 @@
  * Entries are little-endian u32 on disk; strata refuses big-endian hosts.
  */
 import os from 'node:os';
-import { corrupt } from '../../errors.js';
+import { storeCorrupt } from '../../errors.js';
 import { SEGMENT_ENTRIES, type MapEntry } from '../core/types.js';
 
 if (os.endianness() !== 'LE') throw new Error('strata needs a little-endian host');
@@ -42,7 +42,7 @@ export function segEncode(s: Segment): Buffer {
 
 export function segDecode(blob: Uint8Array, where: string): Segment {
   if (blob.length === 4) return (blob[0] | (blob[1] << 8) | (blob[2] << 16) | (blob[3] << 24)) >>> 0 as MapEntry;
-  if (blob.length !== SEGMENT_ENTRIES * 4) throw corrupt(`map segment ${where} has ${blob.length} bytes`);
+  if (blob.length !== SEGMENT_ENTRIES * 4) throw storeCorrupt(`map segment ${where} has ${blob.length} bytes`);
   const a = new Uint32Array(SEGMENT_ENTRIES);
   new Uint8Array(a.buffer).set(blob);
   return a;

@@ -3,7 +3,7 @@
  * A slot whose count reaches zero moves to the free list in the same
  * transaction; other processes see it free only once that commits.
  */
-import { corrupt } from '../../errors.js';
+import { storeCorrupt } from '../../errors.js';
 import { freeSlots } from './freelist.js';
 import { indexSlots, slotEditor, type SlotEdit } from './slots.js';
 import { addRemoteLoc, dropRemoteLoc, type RemotePlace } from '../blocks/remote-locs.js';
@@ -69,12 +69,12 @@ export function settleContainers(edit: SlotEdit, delta: Map<number, number>, fre
       case 'own':
       case 'packed':
       case 'remote':
-        throw corrupt(`a block's location names slot ${c}, which is not a container`, { slot: c });
+        throw storeCorrupt(`a block's location names slot ${c}, which is not a container`, { slot: c });
       default:
         unreachable(held);
     }
     const next = edit.get(c) + d;
-    if (next < 0) throw corrupt(`container slot ${c} would hold fewer than no fragments`, { slot: c });
+    if (next < 0) throw storeCorrupt(`container slot ${c} would hold fewer than no fragments`, { slot: c });
     edit.set(c, next);
     if (next === 0) {
       edit.setLoc(c, OWN);
@@ -120,9 +120,9 @@ export function applyRefDeltas(tx: WriteDoor, deltas: RefDeltas, fresh: Map<Slot
     if (onProgress && i++ % 1024 === 0) onProgress(i * BLOCK_SIZE, total);
     if (fresh.has(slot as SlotNumber)) continue;
     const cur = edit.get(slot);
-    if (cur === 0) throw corrupt(`map references slot ${slot}, whose refcount is 0`, { slot });
+    if (cur === 0) throw storeCorrupt(`map references slot ${slot}, whose refcount is 0`, { slot });
     const next = cur + d;
-    if (next < 0) throw corrupt(`refcount of slot ${slot} would fall below zero`, { slot });
+    if (next < 0) throw storeCorrupt(`refcount of slot ${slot} would fall below zero`, { slot });
     edit.set(slot, next);
     if (next === 0) {
       freed.push(slot);
@@ -131,7 +131,7 @@ export function applyRefDeltas(tx: WriteDoor, deltas: RefDeltas, fresh: Map<Slot
         case 'own':
           break;
         case 'container':
-          throw corrupt(`map references slot ${slot}, which holds packed fragments`, { slot });
+          throw storeCorrupt(`map references slot ${slot}, which holds packed fragments`, { slot });
         case 'remote':
           // Never fetched: nothing of it is here to free but its place.
           edit.setLoc(slot, OWN);

@@ -30,7 +30,7 @@
  * little-endian machines only (x86-64, arm64), which openStore checks.
  */
 import type Database from 'better-sqlite3';
-import { corrupt } from '../../errors.js';
+import { storeCorrupt } from '../../errors.js';
 import { prepared } from '../core/statements.js';
 import { metaNumber, setMeta } from '../core/meta.js';
 import { locsChanged } from '../blocks/locations.js';
@@ -53,7 +53,7 @@ function loadRow<T extends Uint32Array | Float64Array>(db: Database.Database, ta
   const column = table === 'slot_refs' ? 'counts' : table === 'slot_hashes' ? 'hashes' : 'locs';
   const blob = prepared(db, `SELECT ${column} FROM ${table} WHERE chunk = ?`).pluck().get(chunk) as Buffer | undefined;
   if (blob) {
-    if (blob.length !== out.byteLength) throw corrupt(`${table} row ${chunk} is ${blob.length} bytes, expected ${out.byteLength}`, { chunk });
+    if (blob.length !== out.byteLength) throw storeCorrupt(`${table} row ${chunk} is ${blob.length} bytes, expected ${out.byteLength}`, { chunk });
     toBlob(out).set(blob);
   }
   return out;
@@ -111,7 +111,7 @@ function saveHashesRow(db: Database.Database, chunk: number, a: Float64Array): v
 
 function wideCount(db: Database.Database, slot: number): number {
   const n = prepared(db, 'SELECT refcount FROM wide_refs WHERE slot = ?').pluck().get(slot) as number | undefined;
-  if (n === undefined) throw corrupt(`slot ${slot} is marked as widely shared but has no wide_refs row`, { slot });
+  if (n === undefined) throw storeCorrupt(`slot ${slot} is marked as widely shared but has no wide_refs row`, { slot });
   return n;
 }
 
@@ -228,7 +228,7 @@ export function slotEditor(tx: WriteDoor): SlotEdit {
       dirtyLocs.add(c);
     },
     set(slot, count, hash) {
-      if (!Number.isSafeInteger(count) || count < 0) throw corrupt(`refcount of slot ${slot} would be ${count}`, { slot });
+      if (!Number.isSafeInteger(count) || count < 0) throw storeCorrupt(`refcount of slot ${slot} would be ${count}`, { slot });
       const c = chunkOf(slot);
       const a = refsOf(c);
       const i = slot - c * CHUNK_SLOTS;

@@ -27,6 +27,13 @@
  * that is on the free list (or counted 0) is taken back and hashed from
  * its current content. Content that fails its hash is reported, never
  * repaired: no copy of the right bytes exists.
+ *
+ * A store marked damaged (core/damage.ts) is reported as such, and is
+ * corrupt (exit 2) while marked. --repair clears the mark once no structural
+ * fault is left: blocks whose content fails its hash may remain (listed with every
+ * image and offset that reads them), since every read of them is refused
+ * and no write can spread them, and the user can then rewrite or remove
+ * what reads them, which the mark would forbid.
  */
 import { damagedReads, type DamagedRead } from './damaged-reads.js';
 import { faultPoint } from '../core/faults.js';
@@ -43,7 +50,8 @@ import { checkSlots } from './check/slots.js';
 import { checkContainers } from './check/containers.js';
 import { applyRepairs } from './check/repair.js';
 import { verifySlots } from './check/verify.js';
-import { readTx } from '../core/tx.js';
+import { readTx, type WriteTx } from '../core/tx.js';
+import { DESPITE_DAMAGE, clearDamage, storeDamage, type StoreDamage } from '../core/damage.js';
 
 export type { Fault, FaultClass } from './check/faults.js';
 
@@ -65,6 +73,8 @@ export interface CheckReport {
   damagedReads: DamagedRead[];
   /** Further such reads, past those listed. */
   damagedReadsNotListed: number;
+  /** The store's damage mark as this check found it (core/damage.ts); `cleared` by this --repair. Null: not marked. */
+  damage: (StoreDamage & { cleared: boolean }) | null;
   elapsedMs: number;
 }
 
@@ -81,14 +91,14 @@ export function checkStore(store: Store, opts: CheckOptions = {}): CheckReport {
   const t0 = performance.now();
   const run = () => runCheck(store, !!opts.repair, opts.onProgress);
   // Repair holds the write lock throughout, so nothing changes between finding a fault and fixing it.
-  const repairTx = () => {
-    const r = run();
+  const repairTx = (tx: WriteTx) => {
+    const r = withDamageMark(store, run(), tx);
     faultPoint('repair.before-commit');
     return r;
   };
   let report: CheckReport;
   if (opts.repair) {
-    report = store.write(repairTx);
+    report = store[DESPITE_DAMAGE](repairTx);
     faultPoint('repair.after-commit');
   } else {
     // A plain check reads one snapshot (WAL) and lets writers go on. Its pin keeps every slot
@@ -101,6 +111,7 @@ export function checkStore(store: Store, opts: CheckOptions = {}): CheckReport {
       if (pin) releaseLease(store, pin);
     }
     if (!store.readOnly) report = confirmDataFaults(store, report);
+    report = withDamageMark(store, report);
   }
   report = withDamagedReads(store, report);
   report.elapsedMs = Math.round(performance.now() - t0);
@@ -123,7 +134,7 @@ function withDamagedReads(store: Store, report: CheckReport): CheckReport {
 function confirmDataFaults(store: Store, report: CheckReport): CheckReport {
   const suspects = report.faults.filter((f) => f.slot !== undefined && (f.kind === 'bad-hash' || f.kind === 'unreadable-slot'));
   if (suspects.length === 0) return report;
-  const gone = store.write(() => {
+  const gone = store[DESPITE_DAMAGE](() => {
     const now = slotReader(store);
     const buf = Buffer.allocUnsafe(BLOCK_SIZE);
     return new Set(
@@ -141,6 +152,22 @@ function confirmDataFaults(store: Store, report: CheckReport): CheckReport {
   });
   if (gone.size === 0) return report;
   return summarize(report.faults.filter((f) => !gone.has(f)), report.images, report.slots, report.slotsVerified);
+}
+
+/** Damage the store cannot be repaired of and that no write can spread: a mark over only these is cleared by --repair. */
+const DATA_ONLY: ReadonlySet<Fault['kind']> = new Set(['bad-hash', 'unreadable-slot']);
+
+/**
+ * The report with the store's damage mark: a store still marked is corrupt.
+ * With `repairing` (inside the repair's transaction) the mark is cleared, in
+ * that transaction, when no structural fault is left open.
+ */
+function withDamageMark(store: Store, report: CheckReport, repairing?: WriteTx): CheckReport {
+  const mark = storeDamage(store);
+  if (!mark) return report;
+  const cleared = repairing !== undefined && !report.faults.some((f) => f.class === 'corruption' && !f.repaired && !DATA_ONLY.has(f.kind));
+  if (cleared) clearDamage(repairing);
+  return { ...report, damage: { ...mark, cleared }, ...(cleared ? {} : { status: 'corrupt' as const, exitStatus: 2 as const }) };
 }
 
 /** The passes in order; each reports its faults as it finds them, so the report lists them in this order. */
@@ -173,6 +200,7 @@ function summarize(faults: Fault[], images: number, slots: number, verified: num
     exitStatus: status === 'corrupt' ? 2 : status === 'leaks' ? 3 : 0,
     damagedReads: [],
     damagedReadsNotListed: 0,
+    damage: null,
     elapsedMs: 0,
   };
 }
