@@ -190,9 +190,9 @@ const isLazyOf = (rec: ImageRecord, remote: string): boolean =>
  * that need them.
  */
 function localNeeds(store: Store, remote: string, evictable: boolean): Map<string, Need> {
-  const only = remoteOnlyByImage(store.db);
+  const only = remoteOnlyByImage(store);
   const needs = new Map<string, Need>();
-  for (const rec of listImages(store.db)) {
+  for (const rec of listImages(store)) {
     if (!isLazyOf(rec, remote)) continue;
     const far = only.get(rec.id)?.get(remote);
     if (!evictable && !far?.size) continue;
@@ -201,7 +201,7 @@ function localNeeds(store: Store, remote: string, evictable: boolean): Map<strin
     if (!n) needs.set(manifest, (n = { image: rec.source!.image as string, manifest, layers: new Set(), images: new Set(), slots: new Set() }));
     n.layers.add(rec.source!.layer as string);
     n.images.add(rec.name);
-    for (const d of descendantsOf(store.db, rec.id)) n.images.add(d.name);
+    for (const d of descendantsOf(store, rec.id)) n.images.add(d.name);
     for (const s of far ?? []) n.slots.add(s);
   }
   return needs;

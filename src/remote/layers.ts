@@ -49,9 +49,9 @@ export function* walkLayer(store: Store, chain: readonly ImageRecord[]): Generat
   const blocks = blocksIn(rec.virtualSize);
   const runs: LayerRun[] = [];
   const digests: Buffer[] = [];
-  const slots = slotReader(store.db);
+  const slots = slotReader(store);
   // Loaded whole first: no other statement may run on the connection while one iterates.
-  const own = [...segmentsOf(store.db, rec.id)];
+  const own = [...segmentsOf(store, rec.id)];
   const buf = Buffer.allocUnsafe(SEGMENT_ENTRIES * BLOCK_SIZE);
   for (const [seg, s] of own) {
     const base = seg * SEGMENT_ENTRIES;

@@ -70,7 +70,7 @@ export async function pushImage(store: Store, remote: Remote, name: string, opts
     if (!isFrozen(rec)) {
       throw new StrataError('E_BAD_INPUT', `image ${name} is a writable leaf: snapshot or freeze it first (strata snapshot ${name}), then push the frozen image`, { image: name });
     }
-    const chain = store.db.transaction(() => chainOf(store.db, rec)).deferred();
+    const chain = store.snapshotRead((r) => chainOf(r, rec));
     // Made by `remote add --create` only: a push never creates a bucket a typo named.
     await remote.bucket.check();
     // Shared with other pushes; keeps `remote gc` from collecting what this push counts on or has half-written.

@@ -39,8 +39,8 @@ export function hiddenBlocks(store: Store, parent: ImageRecord | null, map: Laye
   if (zeroRuns.length === 0) return out;
   const bad = (why: string) => corrupt(`remote layer ${layer} is malformed: ${why} (not canonical)`, { layer });
   if (parent === null) throw bad('a base with zero runs');
-  const chain = chainOf(store.db, parent);
-  const segs = segmentNumbersOf(store.db, chain.map((r) => r.id));
+  const chain = chainOf(store, parent);
+  const segs = segmentNumbersOf(store, chain.map((r) => r.id));
   for (const run of zeroRuns) {
     const end = run.first + run.count;
     let hidden = 0;

@@ -67,6 +67,13 @@ export function getImageById(on: DbLike, id: ImageId): ImageRecord {
   return toRecord(r);
 }
 
+/** The image with this id while it is still at this generation (unchanged since a cache noted it); undefined once it changed or went. */
+export function imageAtGeneration(on: DbLike, id: ImageId, generation: number): ImageRecord | undefined {
+  const db = sqlOf(on);
+  const r = prepared(db, `SELECT ${COLS} FROM images WHERE id = ? AND generation = ?`).get(id, generation) as ImageRow | undefined;
+  return r && toRecord(r);
+}
+
 /** Every image, strata's own hidden ones (imports under construction) included. */
 export function listImages(on: DbLike): ImageRecord[] {
   const db = sqlOf(on);
