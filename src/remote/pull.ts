@@ -4,33 +4,33 @@
  *
  * For each layer of the manifest's chain, base first:
  * - a local image already equal to it (same layer id, same parent) is used
- *   as it is: known from the cache, or found by name and compared;
+ *   as it is (chain-match.ts);
  * - else the layer is built as an import (formats/import.ts: under a hidden
  *   name, its real name in the last transaction, so a killed pull leaves
- *   whole layers or nothing): each data block is looked for locally by its
- *   hint in the dedup index and confirmed by digest, else fetched
- *   (fetch.ts: coalesced ranged GETs, each block checked against its
- *   digest), then written through the image like any write, so the store's
- *   single dedup choke point (placement.ts) decides where it goes.
+ *   whole layers or nothing). Each data block this store already holds
+ *   (local-copies.ts: found by its hint, proven by its digest) is named by
+ *   its slot, as a lazy clone names it: its bytes are neither read again
+ *   nor written. The others are fetched (fetch.ts: coalesced ranged GETs,
+ *   each block checked against its digest) and written through the image
+ *   like any write, so the store's single dedup choke point (placement.ts)
+ *   decides where they go.
  */
-import { StrataError, corrupt } from '../errors.js';
-import { faultPoint, BLOCK_SIZE, isFrozen, type ImageRecord, type OnProgress, type SlotNumber } from '../store/core/index.js';
-import { chainOf, findImage, getImageById } from '../store/images/index.js';
+import { corrupt } from '../errors.js';
+import { faultPoint, BLOCK_SIZE, type ImageRecord, type OnProgress, type SlotNumber } from '../store/core/index.js';
 import type { Store } from '../store/core/index.js';
-import { indexLookup, slotReader } from '../store/slots/index.js';
-import { isRemoteLoc, isRemoteMiss } from '../store/blocks/index.js';
 import { beginImport } from '../formats/import.js';
-import { openImage } from '../image/image.js';
+import type { Image } from '../image/image.js';
+import { localEqual } from './chain-match.js';
 import { remoteUrl } from './config.js';
 import { lazyRemoteOf } from './cache-limit.js';
 import { fetchBlocks, type FetchOptions } from './fetch.js';
 import { adoptLazyLayer } from './lazy.js';
 import type { BlockPlace } from './index-file.js';
 import { RUN_DATA, type LayerMap } from './layer-file.js';
-import { localLayer } from './layers.js';
-import { hiddenBlocks } from './zero-runs.js';
-import { sha256 } from './layout.js';
+import { holdCopies, type HeldCopies } from './local-copies.js';
 import type { ManifestLayer } from './manifest.js';
+import { nameSlots } from './name-slots.js';
+import { hiddenBlocks } from './zero-runs.js';
 import { findManifest, readLayer, syncIndexes, type Remote } from './remote.js';
 
 export interface PullOptions {
@@ -57,99 +57,83 @@ export interface PullResult {
 
 /** Blocks looked up and fetched together: 16 MiB of data (STRATA_PULL_BATCH: smaller, for tests). */
 const BATCH = Number(process.env.STRATA_PULL_BATCH) || 4096;
-/** Local candidates tried per hint. */
-const CANDIDATES = 4;
 
-/** A local frozen image equal to `ml` over `parent`, if there is one. */
-export function localEqual(store: Store, remote: Remote, ml: ManifestLayer, parent: ImageRecord | null): ImageRecord | undefined {
-  const fits = (r: ImageRecord) => isFrozen(r) && r.parentId === (parent?.id ?? null) && r.virtualSize === ml.virtualSize;
-  for (const { imageId, generation } of remote.cache.imagesWithLayer(ml.layer)) {
-    const r = store.db.prepare('SELECT 1 FROM images WHERE id = ? AND generation = ?').get(imageId, generation) ? getImageById(store.db, imageId as ImageRecord['id']) : undefined;
-    if (r && fits(r)) return r;
-  }
-  const named = findImage(store.db, ml.name);
-  if (!named) return undefined;
-  const clash = (why: string) =>
-    new StrataError('E_EXISTS', `this store has an image named ${ml.name} that ${why}; rename it (strata rename) to pull ${remote.config.name}'s`, { image: ml.name });
-  if (!fits(named)) throw clash(`is not the same ${parent ? `layer over ${parent.name}` : 'base'}`);
-  // Its blocks still remote are fetched from the remote it was cloned from: never reused for another's image.
-  const from = lazyRemoteOf(named);
-  if (from !== undefined && from !== remote.config.name) throw clash(`is a layer cloned lazily from remote ${from}`);
-  const img = openImage(store, named.name);
-  try {
-    const mine = localLayer(store, chainOf(store.db, img.record));
-    if (mine.id !== ml.layer) throw clash('holds other data');
-    remote.cache.setLayer(named.id, named.generation, mine.id);
-    return named;
-  } finally {
-    img.close();
-  }
+/** One layer to build, and what building it adds to. */
+export interface LayerJob {
+  store: Store;
+  remote: Remote;
+  /** The manifest's entry for the layer. */
+  layer: ManifestLayer;
+  /** Its layer object, read and checked against the manifest. */
+  map: LayerMap;
+  /** The local image it goes over; null for a base. */
+  parent: ImageRecord | null;
+  /** What the new image records as its source. */
+  source: Record<string, unknown>;
+  /** The pull's counts, which the build adds to. */
+  tally: PullResult;
+  /** Called after each batch of blocks. */
+  progress: () => void;
+  fetch?: FetchOptions;
 }
 
-/** This store's copy of a block, if its dedup index finds one whose bytes have this digest. */
-function localBlocks(store: Store, places: readonly BlockPlace[]): (Buffer | undefined)[] {
-  const cands = indexLookup(store.db, places.map((p) => p.hint), CANDIDATES);
-  const slots = slotReader(store.db);
-  return places.map((p) => {
-    for (const slot of cands.get(p.hint) ?? []) {
-      // A block whose bytes are in a remote pack (a lazy clone's, not fetched or evicted) is no copy.
-      if (slots.refcount(slot) === 0 || isRemoteLoc(slots.loc0(slot))) continue;
-      const b = Buffer.allocUnsafe(BLOCK_SIZE);
-      try {
-        store.readUnverified(slot as SlotNumber, 1, b, 0); // the digest below is the proof
-      } catch (e) {
-        if (isRemoteMiss(e)) continue; // evicted since the look above
-        throw e;
-      }
-      // The index is a hint; the digest is proof (and what is read is what gets written).
-      if (sha256(b).equals(p.digest)) return b;
-    }
-    return undefined;
-  });
+/** A block of the layer, where it goes and where the bucket has it. */
+interface Wanted {
+  block: number;
+  place: BlockPlace;
 }
 
-async function buildLayer(store: Store, remote: Remote, ml: ManifestLayer, map: LayerMap, parent: ImageRecord | null, source: Record<string, unknown>, tally: PullResult, progress: () => void, opts: PullOptions): Promise<ImageRecord> {
+async function buildLayer(job: LayerJob): Promise<ImageRecord> {
+  const { store, remote, layer: ml, map, parent, tally } = job;
   // Before anything is made: each zero run must hide the parent's data, so writing it costs no more than that data.
   hiddenBlocks(store, parent, map, ml.layer);
-  const target = beginImport(store, ml.name, map.virtualSize, { parent: parent?.name, labels: ml.labels, source, snapshotName: true });
+  const target = beginImport(store, ml.name, map.virtualSize, { parent: parent?.name, labels: ml.labels, source: job.source, snapshotName: true });
+  const img = target.img;
+  const copies = holdCopies(store, img.record);
   try {
-    const img = target.img;
     const writeBlock = (block: number, data: Buffer) => {
       const off = block * BLOCK_SIZE;
       img.write(off, off + BLOCK_SIZE <= map.virtualSize ? data : data.subarray(0, map.virtualSize - off));
     };
-    let d = 0; // index into digests
-    let batch: { block: number; place: BlockPlace }[] = [];
-    const flushBatch = async () => {
-      const local = localBlocks(store, batch.map((b) => b.place));
+    /** Fetches blocks and writes them through the image, so placement decides where each goes. */
+    const fetchInto = async (list: readonly Wanted[]) => {
       const missing: BlockPlace[] = [];
       const blockOf = new Map<string, number[]>();
-      batch.forEach((b, i) => {
-        const have = local[i];
-        if (have) {
-          writeBlock(b.block, have);
-          tally.localBlocks++;
-          return;
-        }
-        const hex = b.place.digest.toString('hex');
+      for (const w of list) {
+        const hex = w.place.digest.toString('hex');
         const l = blockOf.get(hex);
-        if (l) l.push(b.block);
+        if (l) l.push(w.block);
         else {
-          blockOf.set(hex, [b.block]);
-          missing.push(b.place);
+          blockOf.set(hex, [w.block]);
+          missing.push(w.place);
         }
-      });
+      }
       const st = await fetchBlocks(remote, missing, (p, data) => {
         for (const block of blockOf.get(p.digest.toString('hex'))!) {
           writeBlock(block, data);
           tally.fetchedBlocks++;
         }
-      }, opts.fetch);
+      }, job.fetch);
       tally.gets += st.gets;
       tally.fetchedBytes += st.bytes;
+    };
+    // Blocks this store holds: named by slot once the rest is written (nameHeld), never read and written again.
+    const held: Held[] = [];
+    let d = 0; // index into digests
+    let batch: (Wanted & { digest: number })[] = [];
+    const flushBatch = async () => {
+      const local = copies.find(batch.map((b) => b.place));
+      const missing: Wanted[] = [];
+      batch.forEach((b, i) => {
+        const slot = local[i];
+        if (slot === undefined) missing.push(b);
+        else held.push({ block: b.block, slot, digest: b.digest });
+      });
+      tally.localBlocks += batch.length - missing.length;
+      await fetchInto(missing);
       tally.blocks += batch.length;
       batch = [];
-      progress();
+      job.progress();
       faultPoint('pull.after-batch');
     };
     for (const run of map.runs) {
@@ -158,21 +142,60 @@ async function buildLayer(store: Store, remote: Remote, ml: ManifestLayer, map: 
         continue;
       }
       for (let k = 0; k < run.count; k++, d++) {
-        const digest = map.digests.subarray(32 * d, 32 * d + 32);
-        const place = remote.cache.place(Buffer.from(digest));
-        if (!place) throw corrupt(`remote ${remote.config.name}: block ${digest.toString('hex')} of layer ${ml.layer} is in no index`, { layer: ml.layer });
-        batch.push({ block: run.first + k, place });
+        batch.push({ block: run.first + k, place: placeOf(remote, map, d, ml), digest: d });
         if (batch.length >= BATCH) await flushBatch();
       }
     }
     if (batch.length > 0) await flushBatch();
+    await nameHeld(store, img, copies, held, async (lost) => {
+      tally.localBlocks -= lost.length;
+      await fetchInto(lost.map((h) => ({ block: h.block, place: placeOf(remote, map, h.digest, ml) })));
+    });
   } catch (e) {
+    copies.release();
     target.abandon();
     throw e;
   }
+  copies.release();
   return target.finish();
 }
 
+/** A block of the layer this store holds: where it goes, the slot holding it, and its index in the layer's digests. */
+interface Held {
+  block: number;
+  slot: SlotNumber;
+  digest: number;
+}
+
+/**
+ * Names the held copies in the image's own map, in one transaction that
+ * finds each still a copy (holdCopies' pin keeps what was proven); when
+ * some are not (freed or evicted since), nothing is named: those are
+ * fetched and written like the others (`refetch`), and the rest named then.
+ * The image is flushed first, so the naming edits a map the handle holds
+ * no unflushed write over, and the handle writes nothing after it.
+ */
+async function nameHeld(store: Store, img: Image, copies: HeldCopies, held: Held[], refetch: (lost: Held[]) => Promise<void>): Promise<void> {
+  for (let todo = held; todo.length > 0; ) {
+    img.flush();
+    const lost = store.write((tx) => {
+      const gone = copies.lost(tx, todo.map((h) => h.slot));
+      if (!gone.some(Boolean)) nameSlots(tx, img.record, todo);
+      return gone;
+    });
+    if (!lost.some(Boolean)) return;
+    await refetch(todo.filter((_, i) => lost[i]));
+    todo = todo.filter((_, i) => !lost[i]);
+  }
+}
+
+/** Where the bucket has the layer's `d`th data block. */
+function placeOf(remote: Remote, map: LayerMap, d: number, ml: ManifestLayer): BlockPlace {
+  const digest = map.digests.subarray(32 * d, 32 * d + 32);
+  const place = remote.cache.place(Buffer.from(digest));
+  if (!place) throw corrupt(`remote ${remote.config.name}: block ${digest.toString('hex')} of layer ${ml.layer} is in no index`, { layer: ml.layer });
+  return place;
+}
 export async function pullImage(store: Store, remote: Remote, image: string, opts: PullOptions = {}): Promise<PullResult> {
   const { id, manifest } = await findManifest(remote, image, opts.manifest);
   await syncIndexes(remote);
@@ -193,7 +216,8 @@ export async function pullImage(store: Store, remote: Remote, image: string, opt
     }
     const map = await readLayer(remote, ml.layer, ml.virtualSize, ml.blocks);
     const source = { format: 'remote', remote: remote.config.name, url: remoteUrl(remote.config), image, manifest: id, layer: ml.layer };
-    const rec = await buildLayer(store, remote, ml, map, parent, source, tally, () => opts.onProgress?.(Math.min(total, (skipped + tally.blocks) * BLOCK_SIZE), total), opts);
+    const progress = () => opts.onProgress?.(Math.min(total, (skipped + tally.blocks) * BLOCK_SIZE), total);
+    const rec = await buildLayer({ store, remote, layer: ml, map, parent, source, tally, progress, fetch: opts.fetch });
     remote.cache.setLayer(rec.id, rec.generation, ml.layer);
     tally.layers.push({ name: rec.name, layer: ml.layer, reused: false });
     parent = rec;
