@@ -6,8 +6,8 @@
  */
 import { resolveImage } from './refs.js';
 import { chainOf, listVisibleImages, countSlotRefs, loadSegment, segmentsOf, segGet, type Segment } from '../store/images/index.js';
-import { metaNumber, type Store, BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
-import { forEachLiveSlot } from '../store/slots/index.js';
+import { type Store, BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
+import { forEachLiveSlot, nextSlot } from '../store/slots/index.js';
 import { fragmentLength, isPackedLoc } from '../store/blocks/index.js';
 import { appendExtent, type Extent, type ExtentKind } from './device.js';
 import { blocksIn, resolveFrozen } from './resolve.js';
@@ -163,7 +163,7 @@ interface SlotFacts {
 }
 
 function refcountTable(store: Store): SlotFacts {
-  const n = Math.max(metaNumber(store.db, 'next_slot'), 1);
+  const n = Math.max(nextSlot(store), 1);
   const t = { refcounts: new Float64Array(n), fragment: new Uint16Array(n) };
   forEachLiveSlot(
     store.db,

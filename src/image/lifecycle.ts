@@ -19,9 +19,9 @@ import {
 } from '../store/images/index.js';
 import { assertNotOpen, liveLeases, type Lease } from '../store/leases/index.js';
 import { countSlotRefs, segmentsOf } from '../store/images/index.js';
-import { applyRefDeltas, slotReader } from '../store/slots/index.js';
+import { applyRefDeltas, freeEpoch, slotReader } from '../store/slots/index.js';
 import type { Store } from '../store/core/index.js';
-import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord, type OnProgress, imageName, snapshotName, splitSnapshotName, SNAP_SEP, faultPoint, metaNumber } from '../store/core/index.js';
+import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord, type OnProgress, imageName, snapshotName, splitSnapshotName, SNAP_SEP, faultPoint } from '../store/core/index.js';
 import { resolveImage, snapshotOwner, snapshotsOf } from './refs.js';
 import { collectGarbage } from '../store/upkeep/index.js';
 
@@ -398,7 +398,7 @@ export interface Reclaimed {
  * the next gc returns.
  */
 export function reclaiming<T>(store: Store, remove: () => T): { result: T } & Reclaimed {
-  const since = metaNumber(store.db, 'free_epoch');
+  const since = freeEpoch(store);
   const result = remove();
   // Not stopped by onProgress: once the removal has committed, "interrupted, nothing removed" would be false.
   const gc = collectGarbage(store, { freedAfter: since });

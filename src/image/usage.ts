@@ -17,7 +17,8 @@ import path from 'node:path';
 import { packedCounts, usedSlotCount } from '../store/slots/index.js';
 import { compressionText, storeCompression } from '../store/blocks/index.js';
 import { chainOf, listVisibleImages, segmentsOf } from '../store/images/index.js';
-import { DB_FILE, metaNumber, type Store, BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
+import { countedRemoteBlocks } from '../store/upkeep/index.js';
+import { DB_FILE, type Store, BLOCK_SIZE, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
 import type { Segment } from '../store/images/index.js';
 import { resolveFrozen } from './resolve.js';
 
@@ -36,7 +37,7 @@ export interface BlockTotals {
 export function blockTotals(store: Store): BlockTotals {
   const p = packedCounts(store.db);
   const distinctBlocks = usedSlotCount(store.db) - p.containers;
-  const remote = metaNumber(store.db, 'remote_blocks') * BLOCK_SIZE;
+  const remote = countedRemoteBlocks(store) * BLOCK_SIZE;
   return {
     distinctBlocks,
     distinctBytes: distinctBlocks * BLOCK_SIZE,

@@ -12,10 +12,10 @@
  * leaves nothing a user must clean.
  */
 import { StrataError } from '../errors.js';
-import { assertNameFree, getImage, insertImage, updateImage, countSlotRefs, segmentsOf } from '../store/images/index.js';
+import { assertNameFree, getImage, insertImage, updateImage, countSlotRefs, segmentsOf, copySegments } from '../store/images/index.js';
 import { liveLeases, writerOf, type Lease, type takeLease } from '../store/leases/index.js';
 import { applyRefDeltas } from '../store/slots/index.js';
-import { prepared, imageName } from '../store/core/index.js';
+import { imageName } from '../store/core/index.js';
 import type { Store, ImageName, ImageRecord } from '../store/core/index.js';
 import { dropImageInTx, frozenKind } from './lifecycle.js';
 
@@ -35,7 +35,7 @@ export function makeViewInTx(store: Store, leaf: ImageRecord, take: typeof takeL
   const rec = insertImage(store.db, { name, kind: frozenKind(leaf.parentId), parentId: leaf.parentId, virtualSize: leaf.virtualSize, labels: leaf.labels });
   const refs = new Map<number, number>();
   for (const [, s] of segmentsOf(store.db, leaf.id)) countSlotRefs(s, refs);
-  prepared(store.db, 'INSERT INTO segments(image_id, seg, entries) SELECT ?, seg, entries FROM segments WHERE image_id = ?').run(rec.id, leaf.id);
+  copySegments(store.db, leaf.id, rec.id);
   applyRefDeltas(store.db, refs);
   updateImage(store.db, rec.id, { ownBlocks: leaf.ownBlocks, source: { viewOf: leaf.name } });
   const view = getImage(store.db, name);

@@ -7,7 +7,7 @@
  */
 import { StrataError } from '../errors.js';
 import { isFrozen, type ImageRecord, type Store } from '../store/core/index.js';
-import { chainOf, findImage, imageAtGeneration } from '../store/images/index.js';
+import { chainOf, findImage, findImageAt } from '../store/images/index.js';
 import { openImage } from '../image/image.js';
 import { lazyRemoteOf } from './lazy-source.js';
 import { localLayer } from './layers.js';
@@ -21,7 +21,7 @@ import type { Remote } from './remote.js';
 export function localEqual(store: Store, remote: Remote, ml: ManifestLayer, parent: ImageRecord | null): ImageRecord | undefined {
   const fits = (r: ImageRecord) => isFrozen(r) && r.parentId === (parent?.id ?? null) && r.virtualSize === ml.virtualSize;
   for (const { imageId, generation } of remote.cache.imagesWithLayer(ml.layer)) {
-    const r = imageAtGeneration(store, imageId as ImageRecord['id'], generation);
+    const r = findImageAt(store, imageId as ImageRecord['id'], generation);
     if (r && fits(r)) return r;
   }
   const named = findImage(store, ml.name);

@@ -36,8 +36,9 @@ import { StrataError, corrupt, isStrataError } from '../errors.js';
 import { allocateSlots, addRef, applyRefDeltas, type RefDeltas, slotReader } from '../store/slots/index.js';
 import { getImage, insertImage, updateImage, saveSegment, segCompact } from '../store/images/index.js';
 import { remoteSlotsOf, installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../store/blocks/index.js';
+import { hasRemoteBlocks } from '../store/upkeep/index.js';
 import type { Store } from '../store/core/index.js';
-import { INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber, metaNumber } from '../store/core/index.js';
+import { INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber } from '../store/core/index.js';
 import { cloneImage, removeImages } from '../image/lifecycle.js';
 import { frozenKind } from '../image/lifecycle.js';
 import type { Logger } from '../log.js';
@@ -307,7 +308,7 @@ export class LazyFetcher {
  * caches shrink back under their limits.
  */
 export async function fetchForRead(store: Store, img: Image, offset = 0, length?: number): Promise<{ stats?: FetchStats; done(): Promise<void> }> {
-  if (metaNumber(store, 'remote_blocks') <= 0) return { done: async () => {} };
+  if (!hasRemoteBlocks(store)) return { done: async () => {} };
   const fetcher = new LazyFetcher(store, (name) => openRemote(store.dir, name));
   const done = async () => {
     try {
@@ -333,7 +334,7 @@ export async function fetchForRead(store: Store, img: Image, offset = 0, length?
  * image open, so nothing fetched is evicted before it is read.
  */
 export async function fetchOwnBlocks(store: Store, rec: ImageRecord): Promise<FetchStats | undefined> {
-  if (metaNumber(store, 'remote_blocks') <= 0) return undefined;
+  if (!hasRemoteBlocks(store)) return undefined;
   const slots = ownSlotsOf(store, rec);
   const fetcher = new LazyFetcher(store, (name) => openRemote(store.dir, name));
   try {

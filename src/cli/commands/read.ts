@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { metaNumber } from '../../store/core/index.js';
+import { hasRemoteBlocks } from '../../store/upkeep/index.js';
 import { StrataError, badInput } from '../../errors.js';
 import { openOutput } from '../../formats/output.js';
 import { writeRaw } from '../../formats/raw.js';
@@ -48,7 +48,7 @@ export const readCommand = () =>
             // A lazy clone's blocks still in a bucket come first (a block that cannot be fetched: E_IO),
             // fetched and read through this one handle: its lease keeps them here until it is closed.
             // (Loaded only where a store has such blocks: the S3 client costs a start-up.)
-            if (metaNumber(store.db, 'remote_blocks') > 0) release = (await (await import('../../remote/lazy.js')).fetchForRead(store, img, offset, length)).done;
+            if (hasRemoteBlocks(store)) release = (await (await import('../../remote/lazy.js')).fetchForRead(store, img, offset, length)).done;
             if (file !== '-') {
               // A file gets the same care as an export: complete under its name, or not there.
               const out = openOutput(file);

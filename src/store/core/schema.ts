@@ -5,6 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import { StrataError } from '../../errors.js';
+import { sqlOf, type DbLike } from './tx.js';
 import { isPackedLoc } from '../blocks/locations.js';
 import { forEachLiveSlot, indexSlots, slotEditor } from '../slots/slots.js';
 
@@ -135,6 +136,11 @@ const MIGRATIONS: Migration[] = [
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** The schema version the store's database is at (a read-only open does not migrate, so it may be older). */
+export function schemaVersion(r: DbLike): number {
+  return sqlOf(r).pragma('user_version', { simple: true }) as number;
+}
 
 function checkVersion(version: number): void {
   if (version > SCHEMA_VERSION) {

@@ -67,11 +67,16 @@ export function getImageById(on: DbLike, id: ImageId): ImageRecord {
   return toRecord(r);
 }
 
-/** The image with this id while it is still at this generation (unchanged since a cache noted it); undefined once it changed or went. */
-export function imageAtGeneration(on: DbLike, id: ImageId, generation: number): ImageRecord | undefined {
-  const db = sqlOf(on);
-  const r = prepared(db, `SELECT ${COLS} FROM images WHERE id = ? AND generation = ?`).get(id, generation) as ImageRow | undefined;
+/** The image with id `id`, or undefined if it is gone (removed since the caller saw it). */
+export function findImageById(on: DbLike, id: ImageId): ImageRecord | undefined {
+  const r = prepared(sqlOf(on), `SELECT ${COLS} FROM images WHERE id = ?`).get(id) as ImageRow | undefined;
   return r && toRecord(r);
+}
+
+/** The image with id `id` if its map is still at `generation` (nothing changed it since), else undefined. */
+export function findImageAt(on: DbLike, id: ImageId, generation: number): ImageRecord | undefined {
+  const r = findImageById(on, id);
+  return r && r.generation === generation ? r : undefined;
 }
 
 /** Every image, strata's own hidden ones (imports under construction) included. */

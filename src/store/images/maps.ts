@@ -4,7 +4,7 @@ import { INHERIT, SEGMENT_ENTRIES, isSlotEntry, type ImageId, type SegmentIndex 
 import { segDecode, segEncode, type Segment } from './segment.js';
 import { prepared } from '../core/statements.js';
 import { refreshLocations } from '../blocks/locations.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
 
 // Every load of map entries first drops stale block locations (locations.ts): the entries may name
 // slots freed and reused, with new locations, since this process last looked.
@@ -41,6 +41,19 @@ export function saveSegment(on: DbLike, image: ImageId, seg: SegmentIndex, s: Se
     seg,
     segEncode(s),
   );
+}
+
+/**
+ * Gives image `to` a copy of every segment row of `from` (a point-in-time
+ * view of a leaf). Refcounts are the caller's: the copy adds references.
+ */
+export function copySegments(tx: WriteDoor, from: ImageId, to: ImageId): void {
+  prepared(sqlOf(tx), 'INSERT INTO segments(image_id, seg, entries) SELECT ?, seg, entries FROM segments WHERE image_id = ?').run(to, from);
+}
+
+/** Drops every segment row of an image: its map becomes all INHERIT. Refcounts are the caller's. */
+export function dropSegments(tx: WriteDoor, image: ImageId): void {
+  prepared(sqlOf(tx), 'DELETE FROM segments WHERE image_id = ?').run(image);
 }
 
 /** Every stored segment of an image, in order. */

@@ -12,6 +12,12 @@ import { takeFreeSlots } from './freelist.js';
 import { metaNumber, setMeta } from '../core/meta.js';
 import { type Store } from '../core/store.js';
 import { MAX_SLOT, type SlotNumber } from '../core/types.js';
+import type { DbLike } from '../core/tx.js';
+
+/** The first slot past every slot ever handed out: the data files' extent, in slots. */
+export function nextSlot(on: DbLike): number {
+  return metaNumber(on, 'next_slot');
+}
 
 /** Returns `n` free slots in ascending order, lowest first so new data lands in runs. */
 export function allocateSlots(store: Store, n: number): SlotNumber[] {

@@ -16,6 +16,11 @@ import { metaNumber, setMeta } from '../core/meta.js';
 import { type Store } from '../core/store.js';
 import { sqlOf, type DbLike } from '../core/tx.js';
 
+/** The current free epoch: what a lease taken now pins (leases.ts). */
+export function freeEpoch(on: DbLike): number {
+  return metaNumber(on, 'free_epoch');
+}
+
 /**
  * Starts a new free epoch and returns it: what a transaction that frees
  * slots, or moves blocks out of places a reader may hold, stamps them with.

@@ -19,8 +19,11 @@ import { sqlOf, type DbLike } from '../core/tx.js';
 /** Per image id: remote name → the distinct slots of its own map held only there. */
 export type RemoteOnly = Map<ImageId, Map<string, Set<number>>>;
 
+/** How many slots are still REMOTE, as counted in meta as they change (check compares it with remote_locs). */
+export const countedRemoteBlocks = (on: DbLike): number => metaNumber(on, 'remote_blocks');
+
 /** Whether any block is still remote (a counter in meta: a store without lazy clones never reads remote_locs). */
-export const hasRemoteBlocks = (on: DbLike): boolean => metaNumber(on, 'remote_blocks') > 0;
+export const hasRemoteBlocks = (on: DbLike): boolean => countedRemoteBlocks(on) > 0;
 
 /** The slots still REMOTE, with the remote each is fetched from. */
 export function remoteSlotOwners(on: DbLike): Map<number, string> {
