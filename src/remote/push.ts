@@ -17,7 +17,7 @@
  * `remote gc` does not run beside it (locks.ts).
  */
 import { StrataError } from '../errors.js';
-import { faultDelay, faultPoint, BLOCK_SIZE, isFrozen, MAX_CHAIN_DEPTH, type ImageRecord, type OnProgress } from '../store/core/index.js';
+import { faultDelay, faultPoint, readTx, BLOCK_SIZE, isFrozen, MAX_CHAIN_DEPTH, type ImageRecord, type OnProgress } from '../store/core/index.js';
 import { chainOf } from '../store/images/index.js';
 import type { CodecSpec } from '../store/blocks/index.js';
 import type { Store } from '../store/core/index.js';
@@ -70,7 +70,7 @@ export async function pushImage(store: Store, remote: Remote, name: string, opts
     if (!isFrozen(rec)) {
       throw new StrataError('E_BAD_INPUT', `image ${name} is a writable leaf: snapshot or freeze it first (strata snapshot ${name}), then push the frozen image`, { image: name });
     }
-    const chain = store.snapshotRead((r) => chainOf(r, rec));
+    const chain = readTx(store, () => chainOf(store, rec));
     // Made by `remote add --create` only: a push never creates a bucket a typo named.
     await remote.bucket.check();
     // Shared with other pushes; keeps `remote gc` from collecting what this push counts on or has half-written.

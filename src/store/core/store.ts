@@ -68,8 +68,6 @@ export interface Store extends Reader {
   write<T>(fn: (tx: WriteTx) => T): T;
   /** Like write(), for state a crash voids anyway (leases): the commit is not synced, a checkpoint it triggers is. */
   writeVolatile<T>(fn: (tx: WriteTx) => T): T;
-  /** Runs `fn` in a deferred (read) transaction: every read through `r` sees the store at one instant, whatever others commit meanwhile. */
-  snapshotRead<T>(fn: (r: Reader) => T): T;
   close(): void;
 }
 
@@ -244,7 +242,6 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
         db.pragma('synchronous = FULL');
       }
     },
-    snapshotRead: (fn) => db.transaction(() => fn(readerOn(db))).deferred(),
     close() {
       blocks.close();
       locks.close();
