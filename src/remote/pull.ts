@@ -83,81 +83,88 @@ interface Wanted {
   place: BlockPlace;
 }
 
+/** Builds one layer as an import: a killed or failed build leaves nothing (formats/import.ts). */
 async function buildLayer(job: LayerJob): Promise<ImageRecord> {
-  const { store, remote, layer: ml, map, parent, tally } = job;
+  const { store, layer: ml, map, parent } = job;
   // Before anything is made: each zero run must hide the parent's data, so writing it costs no more than that data.
   hiddenBlocks(store, parent, map, ml.layer);
   const target = beginImport(store, ml.name, map.virtualSize, { parent: parent?.name, labels: ml.labels, source: job.source, snapshotName: true });
-  const img = target.img;
-  const copies = holdCopies(store, img.record);
+  let copies: HeldCopies | undefined;
   try {
-    const writeBlock = (block: number, data: Buffer) => {
-      const off = block * BLOCK_SIZE;
-      img.write(off, off + BLOCK_SIZE <= map.virtualSize ? data : data.subarray(0, map.virtualSize - off));
-    };
-    /** Fetches blocks and writes them through the image, so placement decides where each goes. */
-    const fetchInto = async (list: readonly Wanted[]) => {
-      const missing: BlockPlace[] = [];
-      const blockOf = new Map<string, number[]>();
-      for (const w of list) {
-        const hex = w.place.digest.toString('hex');
-        const l = blockOf.get(hex);
-        if (l) l.push(w.block);
-        else {
-          blockOf.set(hex, [w.block]);
-          missing.push(w.place);
-        }
-      }
-      const st = await fetchBlocks(remote, missing, (p, data) => {
-        for (const block of blockOf.get(p.digest.toString('hex'))!) {
-          writeBlock(block, data);
-          tally.fetchedBlocks++;
-        }
-      }, job.fetch);
-      tally.gets += st.gets;
-      tally.fetchedBytes += st.bytes;
-    };
-    // Blocks this store holds: named by slot once the rest is written (nameHeld), never read and written again.
-    const held: Held[] = [];
-    let d = 0; // index into digests
-    let batch: (Wanted & { digest: number })[] = [];
-    const flushBatch = async () => {
-      const local = copies.find(batch.map((b) => b.place));
-      const missing: Wanted[] = [];
-      batch.forEach((b, i) => {
-        const slot = local[i];
-        if (slot === undefined) missing.push(b);
-        else held.push({ block: b.block, slot, digest: b.digest });
-      });
-      tally.localBlocks += batch.length - missing.length;
-      await fetchInto(missing);
-      tally.blocks += batch.length;
-      batch = [];
-      job.progress();
-      faultPoint('pull.after-batch');
-    };
-    for (const run of map.runs) {
-      if (run.kind !== RUN_DATA) {
-        img.writeZeroes(run.first * BLOCK_SIZE, Math.min(run.count * BLOCK_SIZE, map.virtualSize - run.first * BLOCK_SIZE));
-        continue;
-      }
-      for (let k = 0; k < run.count; k++, d++) {
-        batch.push({ block: run.first + k, place: placeOf(remote, map, d, ml), digest: d });
-        if (batch.length >= BATCH) await flushBatch();
-      }
-    }
-    if (batch.length > 0) await flushBatch();
-    await nameHeld(store, img, copies, held, async (lost) => {
-      tally.localBlocks -= lost.length;
-      await fetchInto(lost.map((h) => ({ block: h.block, place: placeOf(remote, map, h.digest, ml) })));
-    });
+    copies = holdCopies(store, target.img.record);
+    await writeLayer(job, target.img, copies);
   } catch (e) {
-    copies.release();
+    copies?.release();
     target.abandon();
     throw e;
   }
   copies.release();
   return target.finish();
+}
+
+/** The layer's blocks into `img`, batch by batch: those this store holds named by slot at the end, the others fetched and written. */
+async function writeLayer(job: LayerJob, img: Image, copies: HeldCopies): Promise<void> {
+  const { store, remote, layer: ml, map, tally } = job;
+  const writeBlock = (block: number, data: Buffer) => {
+    const off = block * BLOCK_SIZE;
+    img.write(off, off + BLOCK_SIZE <= map.virtualSize ? data : data.subarray(0, map.virtualSize - off));
+  };
+  /** Fetches blocks and writes them through the image, so placement decides where each goes. */
+  const fetchInto = async (list: readonly Wanted[]) => {
+    const missing: BlockPlace[] = [];
+    const blockOf = new Map<string, number[]>();
+    for (const w of list) {
+      const hex = w.place.digest.toString('hex');
+      const l = blockOf.get(hex);
+      if (l) l.push(w.block);
+      else {
+        blockOf.set(hex, [w.block]);
+        missing.push(w.place);
+      }
+    }
+    const st = await fetchBlocks(remote, missing, (p, data) => {
+      for (const block of blockOf.get(p.digest.toString('hex'))!) {
+        writeBlock(block, data);
+        tally.fetchedBlocks++;
+      }
+    }, job.fetch);
+    tally.gets += st.gets;
+    tally.fetchedBytes += st.bytes;
+  };
+  // Blocks this store holds: named by slot once the rest is written (nameHeld), never read and written again.
+  const held: Held[] = [];
+  let d = 0; // index into digests
+  let batch: (Wanted & { digest: number })[] = [];
+  const flushBatch = async () => {
+    const local = copies.find(batch.map((b) => b.place));
+    const missing: Wanted[] = [];
+    batch.forEach((b, i) => {
+      const slot = local[i];
+      if (slot === undefined) missing.push(b);
+      else held.push({ block: b.block, slot, digest: b.digest });
+    });
+    tally.localBlocks += batch.length - missing.length;
+    await fetchInto(missing);
+    tally.blocks += batch.length;
+    batch = [];
+    job.progress();
+    faultPoint('pull.after-batch');
+  };
+  for (const run of map.runs) {
+    if (run.kind !== RUN_DATA) {
+      img.writeZeroes(run.first * BLOCK_SIZE, Math.min(run.count * BLOCK_SIZE, map.virtualSize - run.first * BLOCK_SIZE));
+      continue;
+    }
+    for (let k = 0; k < run.count; k++, d++) {
+      batch.push({ block: run.first + k, place: placeOf(remote, map, d, ml), digest: d });
+      if (batch.length >= BATCH) await flushBatch();
+    }
+  }
+  if (batch.length > 0) await flushBatch();
+  await nameHeld(store, img, copies, held, async (lost) => {
+    tally.localBlocks -= lost.length;
+    await fetchInto(lost.map((h) => ({ block: h.block, place: placeOf(remote, map, h.digest, ml) })));
+  });
 }
 
 /** A block of the layer this store holds: where it goes, the slot holding it, and its index in the layer's digests. */
