@@ -134,14 +134,14 @@ async function writeLayer(job: LayerJob, img: Image, copies: HeldCopies): Promis
   // Blocks this store holds: named by slot once the rest is written (nameHeld), never read and written again.
   const held: Held[] = [];
   let d = 0; // index into digests
-  let batch: (Wanted & { digest: number })[] = [];
+  let batch: (Wanted & { d: number })[] = [];
   const flushBatch = async () => {
     const local = copies.find(batch.map((b) => b.place));
     const missing: Wanted[] = [];
     batch.forEach((b, i) => {
       const slot = local[i];
       if (slot === undefined) missing.push(b);
-      else held.push({ block: b.block, slot, digest: b.digest });
+      else held.push({ block: b.block, slot, d: b.d });
     });
     tally.localBlocks += batch.length - missing.length;
     await fetchInto(missing);
@@ -156,14 +156,14 @@ async function writeLayer(job: LayerJob, img: Image, copies: HeldCopies): Promis
       continue;
     }
     for (let k = 0; k < run.count; k++, d++) {
-      batch.push({ block: run.first + k, place: placeOf(remote, map, d, ml), digest: d });
+      batch.push({ block: run.first + k, place: placeOf(remote, map, d, ml), d });
       if (batch.length >= BATCH) await flushBatch();
     }
   }
   if (batch.length > 0) await flushBatch();
   await nameHeld(store, img, copies, held, async (lost) => {
     tally.localBlocks -= lost.length;
-    await fetchInto(lost.map((h) => ({ block: h.block, place: placeOf(remote, map, h.digest, ml) })));
+    await fetchInto(lost.map((h) => ({ block: h.block, place: placeOf(remote, map, h.d, ml) })));
   });
 }
 
@@ -171,7 +171,7 @@ async function writeLayer(job: LayerJob, img: Image, copies: HeldCopies): Promis
 interface Held {
   block: number;
   slot: SlotNumber;
-  digest: number;
+  d: number;
 }
 
 /**
