@@ -31,7 +31,7 @@
  */
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { BlockPlace } from './index-file.js';
+import type { BlockPlace } from './objects/index-file.js';
 import { remoteDir } from './config.js';
 
 export interface RemoteCache {

@@ -13,10 +13,10 @@ import os from 'node:os';
 import { StrataError, corrupt } from '../errors.js';
 import { loadRemote, type RemoteConfig } from './config.js';
 import { openRemoteCache, type RemoteCache } from './cache.js';
-import { decodeIndex, MAX_INDEX_BYTES, type BlockPlace } from './index-file.js';
-import { decodeLayer, layerBytesLimit, MAX_LAYER_BYTES, type LayerMap } from './layer-file.js';
-import { HEX_ID, INDEX_DIR, LAYER_DIR, MANIFEST_DIR, PACK_DIR, keysFor, sha256Hex, type Keys } from './layout.js';
-import { decodeManifest, MAX_MANIFEST_BYTES, type Manifest } from './manifest.js';
+import { decodeIndex, MAX_INDEX_BYTES, type BlockPlace } from './objects/index-file.js';
+import { decodeLayer, layerBytesLimit, MAX_LAYER_BYTES, type LayerMap } from './objects/layer-file.js';
+import { HEX_ID, INDEX_DIR, LAYER_DIR, MANIFEST_DIR, PACK_DIR, keysFor, sha256Hex, type Keys } from './objects/layout.js';
+import { decodeManifest, MAX_MANIFEST_BYTES, type Manifest } from './objects/manifest.js';
 import { mapLimit } from './pool.js';
 import { objectTooLarge, openBucket, type Bucket, type BucketOptions } from './s3.js';
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openBucket, type Bucket } from '../../src/remote/s3.js';
-import { decodeIndex, decodePackTrailer } from '../../src/remote/index-file.js';
+import { decodeIndex, decodePackTrailer } from '../../src/remote/objects/index-file.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
 import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';

@@ -5,14 +5,14 @@
  * pulled, cloned or pushed, at the generation it had then), else found by
  * name and compared by its layer id (layers.ts).
  */
-import { StrataError } from '../errors.js';
-import { isFrozen, type ImageRecord, type Store } from '../store/core/index.js';
-import { chainOf, findImage, findImageAt } from '../store/images/index.js';
-import { openImage } from '../image/image.js';
-import { lazyRemoteOf } from './lazy-source.js';
+import { StrataError } from '../../errors.js';
+import { isFrozen, type ImageRecord, type Store } from '../../store/core/index.js';
+import { chainOf, findImage, findImageAt } from '../../store/images/index.js';
+import { openImage } from '../../image/image.js';
+import { lazyRemoteOf } from '../lazy-source.js';
 import { localLayer } from './layers.js';
-import type { ManifestLayer } from './manifest.js';
-import type { Remote } from './remote.js';
+import type { ManifestLayer } from '../objects/manifest.js';
+import type { Remote } from '../remote.js';
 
 /**
  * A local frozen image equal to `ml` over `parent`, if there is one.

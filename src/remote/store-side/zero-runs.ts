@@ -8,12 +8,12 @@
  * length a run claims: a 40-byte object whose one run says 2^32 zero blocks
  * costs one lookup, not 4 billion map entries.
  */
-import { corrupt } from '../errors.js';
-import { chainOf, segmentNumbersOf, segGet } from '../store/images/index.js';
-import type { Store } from '../store/core/index.js';
-import { SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
-import { resolveFrozen } from '../image/resolve.js';
-import { RUN_ZERO, type LayerMap } from './layer-file.js';
+import { corrupt } from '../../errors.js';
+import { chainOf, segmentNumbersOf, segGet } from '../../store/images/index.js';
+import type { Store } from '../../store/core/index.js';
+import { SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../../store/core/index.js';
+import { resolveFrozen } from '../../image/resolve.js';
+import { RUN_ZERO, type LayerMap } from '../objects/layer-file.js';
 
 /** The first index of `sorted` whose value is at least `v`. */
 function lowerBound(sorted: readonly number[], v: number): number {

@@ -32,28 +32,28 @@
  * after it; a fetcher brings it up to date when its readers let go (trim),
  * so a clone whose blocks are all here stops holding its origin.
  */
-import { StrataError, corrupt, isStrataError } from '../errors.js';
-import { allocateSlots, addRef, applyRefDeltas, type RefDeltas, slotReader } from '../store/slots/index.js';
-import { getImage, insertImage, updateImage, saveSegment, segCompact } from '../store/images/index.js';
-import { remoteSlotsOf, installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../store/blocks/index.js';
-import { hasRemoteBlocks } from '../store/upkeep/index.js';
-import type { Store } from '../store/core/index.js';
-import { INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber } from '../store/core/index.js';
-import { cloneImage, removeImages } from '../image/lifecycle.js';
-import { frozenKind } from '../image/lifecycle.js';
-import type { Logger } from '../log.js';
+import { StrataError, corrupt, isStrataError } from '../../errors.js';
+import { allocateSlots, addRef, applyRefDeltas, type RefDeltas, slotReader } from '../../store/slots/index.js';
+import { getImage, insertImage, updateImage, saveSegment, segCompact } from '../../store/images/index.js';
+import { remoteSlotsOf, installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../../store/blocks/index.js';
+import { hasRemoteBlocks } from '../../store/upkeep/index.js';
+import type { Store } from '../../store/core/index.js';
+import { INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber } from '../../store/core/index.js';
+import { cloneImage, removeImages } from '../../image/lifecycle.js';
+import { frozenKind } from '../../image/lifecycle.js';
+import type { Logger } from '../../log.js';
 import { adoptLayer, cacheLimiter, LAZY_FORMAT, ownSlotsOf } from './cache-limit.js';
-import { remoteUrl } from './config.js';
-import { recordCloneIntent, syncDependentsAfter } from './dependents.js';
-import { fetchBlocks, type FetchOptions, type FetchStats } from './fetch.js';
-import type { BlockPlace } from './index-file.js';
-import { RUN_DATA, type LayerMap } from './layer-file.js';
-import type { ManifestLayer } from './manifest.js';
+import { remoteUrl } from '../config.js';
+import { recordCloneIntent, syncDependentsAfter } from '../upkeep/dependents.js';
+import { fetchBlocks, type FetchOptions, type FetchStats } from '../objects/fetch.js';
+import type { BlockPlace } from '../objects/index-file.js';
+import { RUN_DATA, type LayerMap } from '../objects/layer-file.js';
+import type { ManifestLayer } from '../objects/manifest.js';
 import { localEqual } from './chain-match.js';
 import { localSlotOf } from './local-copies.js';
 import { hiddenBlocks } from './zero-runs.js';
-import { findManifest, readLayer, openRemote, syncIndexes, type Remote } from './remote.js';
-import { openImage, type Image } from '../image/image.js';
+import { findManifest, readLayer, openRemote, syncIndexes, type Remote } from '../remote.js';
+import { openImage, type Image } from '../../image/image.js';
 
 export interface LazyCloneResult {
   image: string;

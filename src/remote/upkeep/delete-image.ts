@@ -2,9 +2,9 @@
  * strata remote delete: a remote image's manifests out of the bucket, unless
  * lazy clones recorded in the bucket still need them (dependents.ts).
  */
-import { StrataError } from '../errors.js';
+import { StrataError } from '../../errors.js';
 import { hasDependents, listDependents, type Dependent } from './dependents.js';
-import { listManifests, type Remote } from './remote.js';
+import { listManifests, type Remote } from '../remote.js';
 
 /**
  * Deletes the manifests of `image` (or the one whose id starts with `id`):

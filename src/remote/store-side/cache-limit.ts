@@ -26,19 +26,19 @@
  * only one, so nothing counts it as cache again. A bucket that cannot be
  * asked evicts nothing.
  */
-import type { Logger } from '../log.js';
-import { getImage, listImages, updateImage, segmentsOf, segGet } from '../store/images/index.js';
-import { remoteSlotsOf } from '../store/blocks/index.js';
-import { countCached, evictCached, type CacheScope, type EvictReport } from '../store/upkeep/index.js';
-import type { Reader, Store, ImageRecord } from '../store/core/index.js';
-import { BLOCK_SIZE, SEGMENT_ENTRIES } from '../store/core/index.js';
-import { loadRemote, type RemoteConfig } from './config.js';
-import { syncDependents } from './dependents.js';
-import { mapLimit } from './pool.js';
-import { syncIndexes, type Remote } from './remote.js';
+import type { Logger } from '../../log.js';
+import { getImage, listImages, updateImage, segmentsOf, segGet } from '../../store/images/index.js';
+import { remoteSlotsOf } from '../../store/blocks/index.js';
+import { countCached, evictCached, type CacheScope, type EvictReport } from '../../store/upkeep/index.js';
+import type { Reader, Store, ImageRecord } from '../../store/core/index.js';
+import { BLOCK_SIZE, SEGMENT_ENTRIES } from '../../store/core/index.js';
+import { loadRemote, type RemoteConfig } from '../config.js';
+import { syncDependents } from '../upkeep/dependents.js';
+import { mapLimit } from '../pool.js';
+import { syncIndexes, type Remote } from '../remote.js';
 
-import { lazyRemoteOf } from './lazy-source.js';
-export { LAZY_FORMAT, lazyRemoteOf } from './lazy-source.js';
+import { lazyRemoteOf } from '../lazy-source.js';
+export { LAZY_FORMAT, lazyRemoteOf } from '../lazy-source.js';
 
 const scopeOf = (remote: string): CacheScope => ({ remote, lazyRemoteOf });
 

@@ -7,9 +7,9 @@
  * One function on purpose: when the store's map edit (tx.editMap) lands,
  * its body becomes `edit.set(block, slot)` per pair and the commit.
  */
-import { SEGMENT_ENTRIES, slotEntry, type ImageRecord, type SegmentIndex, type SlotNumber, type WriteTx } from '../store/core/index.js';
-import { getImageById, updateImage, loadSegment, saveSegment, segClone, segCompact, segExpand } from '../store/images/index.js';
-import { addRef, applyRefDeltas, type RefDeltas } from '../store/slots/index.js';
+import { SEGMENT_ENTRIES, slotEntry, type ImageRecord, type SegmentIndex, type SlotNumber, type WriteTx } from '../../store/core/index.js';
+import { getImageById, updateImage, loadSegment, saveSegment, segClone, segCompact, segExpand } from '../../store/images/index.js';
+import { addRef, applyRefDeltas, type RefDeltas } from '../../store/slots/index.js';
 
 /** Sets block → slot for each pair in `image`'s own map (blocks ascending), with the refcounts and own-block count that follow. */
 export function nameSlots(tx: WriteTx, image: ImageRecord, pairs: readonly { block: number; slot: SlotNumber }[]): void {

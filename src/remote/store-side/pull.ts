@@ -15,23 +15,23 @@
  *   like any write, so the store's single dedup choke point (placement.ts)
  *   decides where they go.
  */
-import { corrupt } from '../errors.js';
-import { faultPoint, BLOCK_SIZE, type ImageRecord, type OnProgress, type SlotNumber } from '../store/core/index.js';
-import type { Store } from '../store/core/index.js';
-import { beginImport } from '../formats/import.js';
-import type { Image } from '../image/image.js';
+import { corrupt } from '../../errors.js';
+import { faultPoint, BLOCK_SIZE, type ImageRecord, type OnProgress, type SlotNumber } from '../../store/core/index.js';
+import type { Store } from '../../store/core/index.js';
+import { beginImport } from '../../formats/import.js';
+import type { Image } from '../../image/image.js';
 import { localEqual } from './chain-match.js';
-import { remoteUrl } from './config.js';
+import { remoteUrl } from '../config.js';
 import { lazyRemoteOf } from './cache-limit.js';
-import { fetchBlocks, type FetchOptions } from './fetch.js';
+import { fetchBlocks, type FetchOptions } from '../objects/fetch.js';
 import { adoptLazyLayer } from './lazy.js';
-import type { BlockPlace } from './index-file.js';
-import { RUN_DATA, type LayerMap } from './layer-file.js';
+import type { BlockPlace } from '../objects/index-file.js';
+import { RUN_DATA, type LayerMap } from '../objects/layer-file.js';
 import { holdCopies, type HeldCopies } from './local-copies.js';
-import type { ManifestLayer } from './manifest.js';
+import type { ManifestLayer } from '../objects/manifest.js';
 import { nameSlots } from './name-slots.js';
 import { hiddenBlocks } from './zero-runs.js';
-import { findManifest, readLayer, syncIndexes, type Remote } from './remote.js';
+import { findManifest, readLayer, syncIndexes, type Remote } from '../remote.js';
 
 export interface PullOptions {
   /** A manifest id (or its start): default the newest of the image. */

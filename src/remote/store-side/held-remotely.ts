@@ -4,15 +4,15 @@
  * has it), `remote rm` refuses to forget a remote local images still need.
  * The per-image figures come from store/remote-usage.ts.
  */
-import { StrataError } from '../errors.js';
-import { descendantsOf, getImageById } from '../store/images/index.js';
-import { remoteOnlyByImage, type RemoteOnly } from '../store/upkeep/index.js';
-import { remotePlacesOf } from '../store/blocks/index.js';
-import type { Store } from '../store/core/index.js';
-import { BLOCK_SIZE, type ImageId } from '../store/core/index.js';
-import { confirmed, readTrailers } from './claims.js';
-import type { BlockPlace } from './index-file.js';
-import { listIds, syncIndexes, type Remote } from './remote.js';
+import { StrataError } from '../../errors.js';
+import { descendantsOf, getImageById } from '../../store/images/index.js';
+import { remoteOnlyByImage, type RemoteOnly } from '../../store/upkeep/index.js';
+import { remotePlacesOf } from '../../store/blocks/index.js';
+import type { Store } from '../../store/core/index.js';
+import { BLOCK_SIZE, type ImageId } from '../../store/core/index.js';
+import { confirmed, readTrailers } from '../objects/claims.js';
+import type { BlockPlace } from '../objects/index-file.js';
+import { listIds, syncIndexes, type Remote } from '../remote.js';
 
 export interface HeldRemotely {
   remote: string;

@@ -29,16 +29,16 @@
  * decoded still counts as a dependent (named by its key), never as none.
  */
 import os from 'node:os';
-import { StrataError } from '../errors.js';
-import { descendantsOf, listImages } from '../store/images/index.js';
-import { faultPoint, storeId, BLOCK_SIZE, type ImageRecord } from '../store/core/index.js';
-import { remoteOnlyByImage } from '../store/upkeep/index.js';
-import type { Store } from '../store/core/index.js';
-import { printable } from '../untrusted.js';
-import { DEPENDENT_DIR, HEX_ID } from './layout.js';
-import { lazyRemoteOf } from './lazy-source.js';
-import { mapLimit } from './pool.js';
-import type { Remote } from './remote.js';
+import { StrataError } from '../../errors.js';
+import { descendantsOf, listImages } from '../../store/images/index.js';
+import { faultPoint, storeId, BLOCK_SIZE, type ImageRecord } from '../../store/core/index.js';
+import { remoteOnlyByImage } from '../../store/upkeep/index.js';
+import type { Store } from '../../store/core/index.js';
+import { printable } from '../../untrusted.js';
+import { DEPENDENT_DIR, HEX_ID } from '../objects/layout.js';
+import { lazyRemoteOf } from '../lazy-source.js';
+import { mapLimit } from '../pool.js';
+import type { Remote } from '../remote.js';
 
 /** A record is one line of JSON naming at most MAX_NAMES images: a larger object is refused unread. */
 export const MAX_DEPENDENT_BYTES = 64 * 1024;

@@ -13,12 +13,12 @@
  * look (holdCopies): a slot freed meanwhile is not reused while it lives,
  * so one still live when named was never freed, and holds what was proven.
  */
-import { BLOCK_SIZE, type ImageRecord, type SlotNumber, type Store, type WriteTx } from '../store/core/index.js';
-import { indexLookup, slotReader, type SlotReader } from '../store/slots/index.js';
-import { isRemoteLoc, isRemoteMiss } from '../store/blocks/index.js';
-import { leaseTx, releaseLease } from '../store/leases/index.js';
-import type { BlockPlace } from './index-file.js';
-import { sha256 } from './layout.js';
+import { BLOCK_SIZE, type ImageRecord, type SlotNumber, type Store, type WriteTx } from '../../store/core/index.js';
+import { indexLookup, slotReader, type SlotReader } from '../../store/slots/index.js';
+import { isRemoteLoc, isRemoteMiss } from '../../store/blocks/index.js';
+import { leaseTx, releaseLease } from '../../store/leases/index.js';
+import type { BlockPlace } from '../objects/index-file.js';
+import { sha256 } from '../objects/layout.js';
 
 /** Local candidates tried per hint: a flood of colliding hints costs a few reads, never a wrong block. */
 const CANDIDATES = 4;
