@@ -21,10 +21,17 @@
  * syncs and tries the block's other places (fetch.ts). The layers of
  * removed local images are never looked up by id again (ids are not
  * reused).
+ *
+ * This is not the store's SQLite and stays outside the store's doors: it
+ * holds nothing the store's invariants rest on (it may be deleted at any
+ * time and is rebuilt from the bucket), it is a file of its own with its
+ * own connection, and RemoteCache below is already its one door: no other
+ * file opens it or runs SQL on it. Putting it behind the store's WriteTx
+ * would tie a rebuildable cache to the store's write lock.
  */
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { BlockPlace } from './index-file.js';
+import type { BlockPlace } from './objects/index-file.js';
 import { remoteDir } from './config.js';
 
 export interface RemoteCache {

@@ -3,10 +3,10 @@
  * (by content), for tests that hand them to the real CLI: layers with any
  * runs, indexes and packs with any fragments, manifests with any fields.
  */
-import { encodeIndex, encodePackTrailer, type BlockPlace } from '../../src/remote/index-file.js';
-import { encodeLayer, type LayerRun } from '../../src/remote/layer-file.js';
-import { keysFor, sha256Hex } from '../../src/remote/layout.js';
-import { MANIFEST_FORMAT } from '../../src/remote/manifest.js';
+import { encodeIndex, encodePackTrailer, type BlockPlace } from '../../src/remote/objects/index-file.js';
+import { encodeLayer, type LayerRun } from '../../src/remote/objects/layer-file.js';
+import { keysFor, sha256Hex } from '../../src/remote/objects/layout.js';
+import { MANIFEST_FORMAT } from '../../src/remote/objects/manifest.js';
 import type { Bucket } from '../../src/remote/bucket.js';
 import { openBucket } from '../../src/remote/s3.js';
 import { rgw } from './rgw.js';

@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/core/store.js';
 import { checkStore } from '../../src/store/upkeep/check.js';
 import { openImage } from '../../src/image/image.js';
-import { LazyFetcher, fetchForRead } from '../../src/remote/lazy.js';
+import { LazyFetcher, fetchForRead } from '../../src/remote/store-side/lazy.js';
 import { openRemote } from '../../src/remote/remote.js';
 import { remoteBlockCount } from '../../src/store/blocks/remote-locs.js';
 import { remoteSlotsOf } from '../../src/store/blocks/locations.js';

@@ -1,8 +1,8 @@
 // Index claims against pack trailers (src/remote/claims.ts), and a trailer decoded from a pack's end alone: pure, no S3.
 import { describe, expect, it } from 'vitest';
-import { confirmed, falseClaims, trailerOf } from '../../src/remote/claims.js';
-import { decodePackTrailer, encodePackTrailer, packTrailerLength, type BlockPlace } from '../../src/remote/index-file.js';
-import { sha256 } from '../../src/remote/layout.js';
+import { confirmed, falseClaims, trailerOf } from '../../src/remote/objects/claims.js';
+import { decodePackTrailer, encodePackTrailer, packTrailerLength, type BlockPlace } from '../../src/remote/objects/index-file.js';
+import { sha256 } from '../../src/remote/objects/layout.js';
 
 const digest = (n: number) => sha256(Buffer.from(String(n)));
 const P1 = 'a'.repeat(64);

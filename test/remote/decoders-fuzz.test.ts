@@ -10,11 +10,11 @@
 import { decompress as fzstdDecompress } from 'fzstd';
 import { describe, expect, it } from 'vitest';
 import { StrataError } from '../../src/errors.js';
-import { decodeIndex, decodePackTrailer, encodeIndex, encodePackTrailer, type BlockPlace } from '../../src/remote/index-file.js';
-import { decodeLayer, encodeLayer, RUN_DATA, RUN_ZERO, type LayerRun } from '../../src/remote/layer-file.js';
-import { decodeManifest, encodeManifest, MANIFEST_FORMAT, type Manifest } from '../../src/remote/manifest.js';
-import { decodeFragment } from '../../src/remote/fetch.js';
-import { sha256 } from '../../src/remote/layout.js';
+import { decodeIndex, decodePackTrailer, encodeIndex, encodePackTrailer, type BlockPlace } from '../../src/remote/objects/index-file.js';
+import { decodeLayer, encodeLayer, RUN_DATA, RUN_ZERO, type LayerRun } from '../../src/remote/objects/layer-file.js';
+import { decodeManifest, encodeManifest, MANIFEST_FORMAT, type Manifest } from '../../src/remote/objects/manifest.js';
+import { decodeFragment } from '../../src/remote/objects/fetch.js';
+import { sha256 } from '../../src/remote/objects/layout.js';
 import { zstdFrameProblem } from '../../src/store/blocks/zstd-frame.js';
 import { canCompress, compressEach } from '../../src/store/blocks/codecs.js';
 import { rng } from '../helpers/random.js';

@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { MAX_INDEX_BYTES, decodeIndex, encodeIndex, encodePackTrailer, type BlockPlace } from '../../src/remote/index-file.js';
+import { MAX_INDEX_BYTES, decodeIndex, encodeIndex, encodePackTrailer, type BlockPlace } from '../../src/remote/objects/index-file.js';
 import type { Bucket } from '../../src/remote/bucket.js';
 import { openBucket } from '../../src/remote/s3.js';
 import { strata, strataOk } from '../helpers/cli.js';

@@ -1,11 +1,11 @@
 // The bucket's object formats and the fetch planner: pure, no S3.
 import { describe, expect, it } from 'vitest';
-import { decodeIndex, decodePackTrailer, encodeIndex, encodePackTrailer, type BlockPlace } from '../../src/remote/index-file.js';
-import { decodeLayer, encodeLayer, RUN_DATA, RUN_ZERO } from '../../src/remote/layer-file.js';
-import { decodeManifest, encodeManifest, MANIFEST_FORMAT } from '../../src/remote/manifest.js';
-import { planRanges } from '../../src/remote/fetch.js';
+import { decodeIndex, decodePackTrailer, encodeIndex, encodePackTrailer, type BlockPlace } from '../../src/remote/objects/index-file.js';
+import { decodeLayer, encodeLayer, RUN_DATA, RUN_ZERO } from '../../src/remote/objects/layer-file.js';
+import { decodeManifest, encodeManifest, MANIFEST_FORMAT } from '../../src/remote/objects/manifest.js';
+import { planRanges } from '../../src/remote/objects/fetch.js';
 import { parseEndpoint, parseS3Url } from '../../src/remote/config.js';
-import { keysFor, sha256 } from '../../src/remote/layout.js';
+import { keysFor, sha256 } from '../../src/remote/objects/layout.js';
 
 const digest = (n: number) => sha256(Buffer.from(String(n)));
 const place = (n: number, pack: string, offset: number, length = 1000): BlockPlace => ({ digest: digest(n), pack, offset, length, codec: 1, hint: n * 7 });

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { decodeLayer, RUN_DATA, RUN_ZERO } from '../../src/remote/layer-file.js';
+import { decodeLayer, RUN_DATA, RUN_ZERO } from '../../src/remote/objects/layer-file.js';
 import { manifestBytes, putLayer, putManifest, putPackAndIndex, putRawIndex, rawBucket, type ChainEntry } from '../helpers/bucket-objects.js';
 import { STRATA_BIN, strata, strataOk, type CliResult } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
@@ -18,7 +18,7 @@ import { openStore } from '../../src/store/core/store.js';
 import { snapshotImage } from '../../src/image/lifecycle.js';
 import { freshBucket, haveRgw, rgw, storesOnBucket } from '../helpers/rgw.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { sha256 } from '../../src/remote/layout.js';
+import { sha256 } from '../../src/remote/objects/layout.js';
 
 const KiB = 1024;
 const json = (r: CliResult) => JSON.parse(r.stdout);

@@ -13,7 +13,7 @@ import { openStore } from '../../src/store/core/store.js';
 import { checkStore } from '../../src/store/upkeep/check.js';
 import { openImage } from '../../src/image/image.js';
 import { openRemote } from '../../src/remote/remote.js';
-import { LazyFetcher, lazyClone } from '../../src/remote/lazy.js';
+import { LazyFetcher, lazyClone } from '../../src/remote/store-side/lazy.js';
 import { remoteBlockCount } from '../../src/store/blocks/remote-locs.js';
 import { strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { Bucket } from '../../src/remote/bucket.js';
-import { decodeIndex, decodePackTrailer } from '../../src/remote/index-file.js';
+import { decodeIndex, decodePackTrailer } from '../../src/remote/objects/index-file.js';
 import { strata, strataOk } from '../helpers/cli.js';
 import { rng } from '../helpers/random.js';
 import { REMOTE_KINDS, storesOn } from '../helpers/remotes.js';

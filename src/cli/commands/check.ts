@@ -48,9 +48,9 @@ interface RemoteSection {
 async function remoteSection(store: Store, confirm: boolean): Promise<RemoteSection> {
   if (!hasRemoteBlocks(store) && !confirm) return { remoteOnly: [] };
   const [{ heldRemotely, confirmHeld }, { openRemote }, { syncDependents }, { listRemotes }] = await Promise.all([
-    import('../../remote/held-remotely.js'),
+    import('../../remote/store-side/held-remotely.js'),
     import('../../remote/remote.js'),
-    import('../../remote/dependents.js'),
+    import('../../remote/upkeep/dependents.js'),
     import('../../remote/config.js'),
   ]);
   const remoteOnly = heldRemotely(store);

@@ -24,7 +24,7 @@ export const cloneCommand = () =>
             // Local names never hold a slash: this is a remote image.
             if (names.length !== 1) throw badInput('a lazy clone of a remote image makes one leaf; clone that leaf for more');
             const { remote: remoteName, image, manifest } = parseRef(source);
-            const [{ lazyClone }, { openRemote }] = await Promise.all([import('../../remote/lazy.js'), import('../../remote/remote.js')]);
+            const [{ lazyClone }, { openRemote }] = await Promise.all([import('../../remote/store-side/lazy.js'), import('../../remote/remote.js')]);
             const remote = openRemote(ctx.storeDir, remoteName);
             try {
               const r = await lazyClone(store, remote, image, names[0], { manifest });

@@ -62,7 +62,7 @@ export const exportCommand = () =>
           try {
             // A lazy clone's blocks still in a bucket are fetched first (a block that cannot be: E_IO),
             // and exported through the same handle: its lease keeps them here until it is closed.
-            if (hasRemoteBlocks(store)) release = (await (await import('../../remote/lazy.js')).fetchForRead(store, image)).done;
+            if (hasRemoteBlocks(store)) release = (await (await import('../../remote/store-side/lazy.js')).fetchForRead(store, image)).done;
             const warn = (m: string) => ctx.warn(m);
             const kept = interruptedExport(file, !!o.chain);
             r = longWork(ctx, `exporting ${name}`, kept, (onProgress) => exportFile(store, image.name, file, { ...o, clusterSize, warn, onProgress, image }));

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { badInput } from '../../errors.js';
-import { pullImage } from '../../remote/pull.js';
+import { pullImage } from '../../remote/store-side/pull.js';
 import { openRemote } from '../../remote/remote.js';
 import { runCommand } from '../context.js';
 import { warnSkipped } from '../skipped.js';

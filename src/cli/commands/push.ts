@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { parseCompression } from '../../store/blocks/index.js';
-import { pushImage, type PushResult } from '../../remote/push.js';
+import { pushImage, type PushResult } from '../../remote/store-side/push.js';
 import { BLOCK_SIZE } from '../../store/core/index.js';
 import { openRemote } from '../../remote/remote.js';
 import { runCommand } from '../context.js';

@@ -48,7 +48,7 @@ export const readCommand = () =>
             // A lazy clone's blocks still in a bucket come first (a block that cannot be fetched: E_IO),
             // fetched and read through this one handle: its lease keeps them here until it is closed.
             // (Loaded only where a store has such blocks: the S3 client costs a start-up.)
-            if (hasRemoteBlocks(store)) release = (await (await import('../../remote/lazy.js')).fetchForRead(store, img, offset, length)).done;
+            if (hasRemoteBlocks(store)) release = (await (await import('../../remote/store-side/lazy.js')).fetchForRead(store, img, offset, length)).done;
             if (file !== '-') {
               // A file gets the same care as an export: complete under its name, or not there.
               const out = openOutput(file);

@@ -1,11 +1,12 @@
 import { Command } from 'commander';
 import { addRemote, listRemotes, loadRemote, parseRemoteUrl, remoteName, remoteUrl, removeRemote, setCacheSize, type RemoteConfig } from '../../remote/config.js';
-import { cacheUsage, evictRemoteCache, type CacheUsage } from '../../remote/cache-limit.js';
-import { checkRemote, type RemoteCheckResult } from '../../remote/check.js';
-import { remoteGc, type RemoteGcResult } from '../../remote/gc.js';
-import { dependentInfo, dependentText, type DependentInfo } from '../../remote/dependents.js';
-import { refuseForgetting } from '../../remote/held-remotely.js';
-import { deleteRemoteImage, listRemoteImages, openRemote, type Remote } from '../../remote/remote.js';
+import { cacheUsage, evictRemoteCache, type CacheUsage } from '../../remote/store-side/cache-limit.js';
+import { checkRemote, type RemoteCheckResult } from '../../remote/upkeep/check.js';
+import { remoteGc, type RemoteGcResult } from '../../remote/upkeep/gc.js';
+import { dependentInfo, dependentText, type DependentInfo } from '../../remote/upkeep/dependents.js';
+import { refuseForgetting } from '../../remote/store-side/held-remotely.js';
+import { listRemoteImages, openRemote, type Remote } from '../../remote/remote.js';
+import { deleteRemoteImage } from '../../remote/upkeep/delete-image.js';
 import type { Store } from '../../store/core/index.js';
 import { BLOCK_SIZE } from '../../store/core/index.js';
 import { StrataError, badInput, isStrataError } from '../../errors.js';

@@ -40,7 +40,7 @@ const some = <K extends string, T>(key: K, v: T[] | undefined): Partial<Record<K
  */
 async function forgetLazyClones(store: Store, removed: readonly ImageRecord[]): Promise<void> {
   if (!removed.some((rec) => rec.source?.remote !== undefined)) return;
-  const [{ openRemote }, { syncDependentsAfter }, { lazyRemoteOf }] = await Promise.all([import('../../remote/remote.js'), import('../../remote/dependents.js'), import('../../remote/cache-limit.js')]);
+  const [{ openRemote }, { syncDependentsAfter }, { lazyRemoteOf }] = await Promise.all([import('../../remote/remote.js'), import('../../remote/upkeep/dependents.js'), import('../../remote/store-side/cache-limit.js')]);
   const remotes = new Set(removed.map(lazyRemoteOf).filter((x) => x !== undefined));
   const warn = (msg: string) => process.stderr.write(`strata: warning: ${msg}\n`);
   for (const name of remotes) {

@@ -74,7 +74,7 @@ export const serveCommand = () =>
             import('../../nbd/server.js'),
             import('../../nbd/store-catalog.js'),
             import('../../nbd/control.js'),
-            import('../../remote/lazy.js'),
+            import('../../remote/store-side/lazy.js'),
             import('../../remote/remote.js'),
           ]);
           // A server lives long and its peak RSS is what a host budgets per served disk: give freed

@@ -18,14 +18,14 @@
  * run beside pushes; beside a running gc it may see a pack gone that an
  * old index still names for a moment, which a second run settles.
  */
-import { StrataError, bucketCorrupt } from '../errors.js';
-import { confirmed, falseClaims, readTrailers, trailerOf, type RemoteProblem, type Trailer } from './claims.js';
-import { decodeFragment } from './fetch.js';
-import { decodePackTrailer, MAX_PACK_BYTES, type BlockPlace } from './index-file.js';
-import { digestsOf } from './layer-file.js';
-import { sha256Hex } from './layout.js';
-import { mapLimit } from './pool.js';
-import { listIds, listManifests, readIndex, readLayer, readManifest, type Remote } from './remote.js';
+import { StrataError, bucketCorrupt } from '../../errors.js';
+import { confirmed, falseClaims, readTrailers, trailerOf, type RemoteProblem, type Trailer } from '../objects/claims.js';
+import { decodeFragment } from '../objects/fetch.js';
+import { decodePackTrailer, MAX_PACK_BYTES, type BlockPlace } from '../objects/index-file.js';
+import { digestsOf } from '../objects/layer-file.js';
+import { sha256Hex } from '../objects/layout.js';
+import { mapLimit } from '../pool.js';
+import { listIds, listManifests, readIndex, readLayer, readManifest, type Remote } from '../remote.js';
 
 export type { RemoteProblem };
 

@@ -8,14 +8,14 @@
  * slot its map names can be freed and reused during the walk; digests are
  * computed from the bytes as read, so what is pushed is what is read.
  */
-import { segmentsOf, segGet, type Segment } from '../store/images/index.js';
-import { slotReader } from '../store/slots/index.js';
-import { damagedSlotOf, inImage } from '../store/blocks/index.js';
-import type { Store } from '../store/core/index.js';
-import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, ZERO, type ImageRecord, type SegmentIndex, type SlotNumber } from '../store/core/index.js';
-import { blocksIn, resolveFrozen } from '../image/resolve.js';
-import { encodeLayer, RUN_DATA, RUN_ZERO, type LayerMap, type LayerRun } from './layer-file.js';
-import { sha256, sha256Hex } from './layout.js';
+import { segmentsOf, segGet, type Segment } from '../../store/images/index.js';
+import { slotReader } from '../../store/slots/index.js';
+import { damagedSlotOf, inImage } from '../../store/blocks/index.js';
+import type { Store } from '../../store/core/index.js';
+import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, ZERO, type ImageRecord, type SegmentIndex, type SlotNumber } from '../../store/core/index.js';
+import { blocksIn, resolveFrozen } from '../../image/resolve.js';
+import { encodeLayer, RUN_DATA, RUN_ZERO, type LayerMap, type LayerRun } from '../objects/layer-file.js';
+import { sha256, sha256Hex } from '../objects/layout.js';
 
 export interface LayerBlock {
   /** Logical block number in the image. */
@@ -49,9 +49,9 @@ export function* walkLayer(store: Store, chain: readonly ImageRecord[]): Generat
   const blocks = blocksIn(rec.virtualSize);
   const runs: LayerRun[] = [];
   const digests: Buffer[] = [];
-  const slots = slotReader(store.db);
+  const slots = slotReader(store);
   // Loaded whole first: no other statement may run on the connection while one iterates.
-  const own = [...segmentsOf(store.db, rec.id)];
+  const own = [...segmentsOf(store, rec.id)];
   const buf = Buffer.allocUnsafe(SEGMENT_ENTRIES * BLOCK_SIZE);
   for (const [seg, s] of own) {
     const base = seg * SEGMENT_ENTRIES;

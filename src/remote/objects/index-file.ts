@@ -23,9 +23,9 @@
  * used), and a push writes an index per MAX_INDEX_ENTRIES blocks, so an
  * index object has a size limit (MAX_INDEX_BYTES) it is read at.
  */
-import { StrataError, bucketCorrupt } from '../errors.js';
-import { FRAGMENT_LIMIT } from '../store/blocks/index.js';
-import { BLOCK_SIZE } from '../store/core/index.js';
+import { StrataError, bucketCorrupt } from '../../errors.js';
+import { FRAGMENT_LIMIT } from '../../store/blocks/index.js';
+import { BLOCK_SIZE } from '../../store/core/index.js';
 
 export interface BlockPlace {
   /** SHA-256 of the uncompressed block. */

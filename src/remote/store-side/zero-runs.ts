@@ -8,12 +8,12 @@
  * length a run claims: a 40-byte object whose one run says 2^32 zero blocks
  * costs one lookup, not 4 billion map entries.
  */
-import { bucketCorrupt } from '../errors.js';
-import { chainOf, segmentNumbersOf, segGet } from '../store/images/index.js';
-import type { Store } from '../store/core/index.js';
-import { SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
-import { resolveFrozen } from '../image/resolve.js';
-import { RUN_ZERO, type LayerMap } from './layer-file.js';
+import { bucketCorrupt } from '../../errors.js';
+import { chainOf, segmentNumbersOf, segGet } from '../../store/images/index.js';
+import type { Store } from '../../store/core/index.js';
+import { SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../../store/core/index.js';
+import { resolveFrozen } from '../../image/resolve.js';
+import { RUN_ZERO, type LayerMap } from '../objects/layer-file.js';
 
 /** The first index of `sorted` whose value is at least `v`. */
 function lowerBound(sorted: readonly number[], v: number): number {
@@ -39,8 +39,8 @@ export function hiddenBlocks(store: Store, parent: ImageRecord | null, map: Laye
   if (zeroRuns.length === 0) return out;
   const bad = (why: string) => bucketCorrupt(`remote layer ${layer} is malformed: ${why} (not canonical)`, { layer });
   if (parent === null) throw bad('a base with zero runs');
-  const chain = chainOf(store.db, parent);
-  const segs = segmentNumbersOf(store.db, chain.map((r) => r.id));
+  const chain = chainOf(store, parent);
+  const segs = segmentNumbersOf(store, chain.map((r) => r.id));
   for (const run of zeroRuns) {
     const end = run.first + run.count;
     let hidden = 0;

@@ -32,8 +32,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { StrataError } from '../errors.js';
-import type { Remote } from './remote.js';
+import { StrataError } from '../../errors.js';
+import type { Remote } from '../remote.js';
 
 const HEARTBEAT_MS = 60_000;
 /** A lock body is a line of JSON (body() below): a larger object is no lock of ours, judged by its age alone. */

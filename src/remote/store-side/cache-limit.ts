@@ -26,19 +26,19 @@
  * only one, so nothing counts it as cache again. A bucket that cannot be
  * asked evicts nothing.
  */
-import type { Logger } from '../log.js';
-import { getImage, listImages, updateImage, segmentsOf, segGet } from '../store/images/index.js';
-import { remoteSlotsOf } from '../store/blocks/index.js';
-import { countCached, evictCached, type CacheScope, type EvictReport } from '../store/upkeep/index.js';
-import type { Store, ImageRecord } from '../store/core/index.js';
-import { BLOCK_SIZE, SEGMENT_ENTRIES } from '../store/core/index.js';
-import { loadRemote, type RemoteConfig } from './config.js';
-import { syncDependents } from './dependents.js';
-import { mapLimit } from './pool.js';
-import { syncIndexes, type Remote } from './remote.js';
+import type { Logger } from '../../log.js';
+import { getImage, listImages, updateImage, segmentsOf, segGet } from '../../store/images/index.js';
+import { remoteSlotsOf } from '../../store/blocks/index.js';
+import { countCached, evictCached, type CacheScope, type EvictReport } from '../../store/upkeep/index.js';
+import type { Reader, Store, ImageRecord } from '../../store/core/index.js';
+import { BLOCK_SIZE, SEGMENT_ENTRIES } from '../../store/core/index.js';
+import { loadRemote, type RemoteConfig } from '../config.js';
+import { syncDependents } from '../upkeep/dependents.js';
+import { mapLimit } from '../pool.js';
+import { syncIndexes, type Remote } from '../remote.js';
 
-import { lazyRemoteOf } from './lazy-source.js';
-export { LAZY_FORMAT, lazyRemoteOf } from './lazy-source.js';
+import { lazyRemoteOf } from '../lazy-source.js';
+export { LAZY_FORMAT, lazyRemoteOf } from '../lazy-source.js';
 
 const scopeOf = (remote: string): CacheScope => ({ remote, lazyRemoteOf });
 
@@ -60,9 +60,9 @@ export function cacheUsage(store: Store, config: RemoteConfig): CacheUsage {
 const HEADS = 8;
 
 /** The slots `rec`'s own map names. */
-export function ownSlotsOf(store: Store, rec: ImageRecord): number[] {
+export function ownSlotsOf(r: Reader, rec: ImageRecord): number[] {
   const slots: number[] = [];
-  for (const [, seg] of segmentsOf(store.db, rec.id)) {
+  for (const [, seg] of segmentsOf(r, rec.id)) {
     for (let i = 0; i < SEGMENT_ENTRIES; i++) {
       const e = segGet(seg, i);
       if (e >= 2) slots.push(e - 2);
@@ -78,12 +78,12 @@ export function ownSlotsOf(store: Store, rec: ImageRecord): number[] {
  * undefined if not, or if `rec` changed meanwhile.
  */
 export function adoptLayer(store: Store, remote: Remote, rec: ImageRecord, layer: string): ImageRecord | undefined {
-  const adopted = store.write(() => {
-    const now = getImage(store.db, rec.name);
+  const adopted = store.write((tx) => {
+    const now = getImage(tx, rec.name);
     if (now.id !== rec.id || now.generation !== rec.generation) return undefined;
-    if (remoteSlotsOf(store.db, ownSlotsOf(store, now)).length > 0) return undefined;
-    updateImage(store.db, now.id, { source: { ...now.source, format: 'remote' } });
-    return getImage(store.db, now.name);
+    if (remoteSlotsOf(tx, ownSlotsOf(tx, now)).length > 0) return undefined;
+    updateImage(tx, now.id, { source: { ...now.source, format: 'remote' } });
+    return getImage(tx, now.name);
   });
   if (adopted) remote.cache.setLayer(adopted.id, adopted.generation, layer);
   return adopted;
@@ -91,7 +91,7 @@ export function adoptLayer(store: Store, remote: Remote, rec: ImageRecord, layer
 
 /** Adopts this remote's fully fetched lazy layers whose layer object the bucket no longer has. */
 async function adoptOrphans(store: Store, remote: Remote): Promise<void> {
-  const lazy = listImages(store.db).filter((rec) => lazyRemoteOf(rec) === remote.config.name && typeof rec.source?.layer === 'string');
+  const lazy = listImages(store).filter((rec) => lazyRemoteOf(rec) === remote.config.name && typeof rec.source?.layer === 'string');
   const gone: ImageRecord[] = [];
   await mapLimit(lazy, HEADS, async (rec) => {
     if (!(await remote.bucket.has(remote.keys.layer(rec.source!.layer as string)))) gone.push(rec);

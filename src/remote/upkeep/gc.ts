@@ -39,19 +39,19 @@
  * fetches. gc refuses (E_HAS_DEPENDENTS, before it writes or deletes
  * anything) unless `force`; a dry run lists them.
  */
-import { bucketCorrupt, isStrataError, remoteMissing } from '../errors.js';
-import { faultDelay, faultPoint } from '../store/core/index.js';
-import type { CodecSpec } from '../store/blocks/index.js';
-import { decodeFragment, planRanges } from './fetch.js';
-import { confirmed, falseClaims, placeKey, readTrailers, verifyFragments, type RemoteProblem } from './claims.js';
-import { encodeIndex, encodeIndexes, MAX_INDEX_ENTRIES, packTrailerBytes, type BlockPlace } from './index-file.js';
-import { digestsOf } from './layer-file.js';
-import { sha256Hex } from './layout.js';
+import { bucketCorrupt, isStrataError, remoteMissing } from '../../errors.js';
+import { faultDelay, faultPoint } from '../../store/core/index.js';
+import type { CodecSpec } from '../../store/blocks/index.js';
+import { decodeFragment, planRanges } from '../objects/fetch.js';
+import { confirmed, falseClaims, placeKey, readTrailers, verifyFragments, type RemoteProblem } from '../objects/claims.js';
+import { encodeIndex, encodeIndexes, MAX_INDEX_ENTRIES, packTrailerBytes, type BlockPlace } from '../objects/index-file.js';
+import { digestsOf } from '../objects/layer-file.js';
+import { sha256Hex } from '../objects/layout.js';
 import { hasDependents, listDependents, type Dependent } from './dependents.js';
 import { lockForGc } from './locks.js';
-import { makePacker } from './packer.js';
-import { mapLimit } from './pool.js';
-import { listIds, listManifests, readIndex, readLayer, readManifest, syncIndexes, type Remote } from './remote.js';
+import { makePacker } from '../objects/packer.js';
+import { mapLimit } from '../pool.js';
+import { listIds, listManifests, readIndex, readLayer, readManifest, syncIndexes, type Remote } from '../remote.js';
 
 export interface RemoteGcOptions {
   /** Report what would be done; change nothing. */

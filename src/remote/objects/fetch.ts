@@ -5,13 +5,13 @@
  * block decoded and checked against its digest before anyone sees it. A
  * block whose bytes do not match is E_CORRUPT, never written or served.
  */
-import { StrataError, bucketCorrupt, remoteMissing } from '../errors.js';
-import { decompressBlock } from '../store/blocks/index.js';
-import { BLOCK_SIZE } from '../store/core/index.js';
+import { StrataError, bucketCorrupt, remoteMissing } from '../../errors.js';
+import { decompressBlock } from '../../store/blocks/index.js';
+import { BLOCK_SIZE } from '../../store/core/index.js';
 import type { BlockPlace } from './index-file.js';
 import { sha256 } from './layout.js';
-import { mapLimit } from './pool.js';
-import { syncIndexes, type Remote } from './remote.js';
+import { mapLimit } from '../pool.js';
+import { syncIndexes, type Remote } from '../remote.js';
 
 export interface FetchOptions {
   /** Read across gaps up to this size between fragments (default 256 KiB). */

@@ -4,15 +4,15 @@
  * has it), `remote rm` refuses to forget a remote local images still need.
  * The per-image figures come from store/remote-usage.ts.
  */
-import { StrataError } from '../errors.js';
-import { descendantsOf, getImageById } from '../store/images/index.js';
-import { remoteOnlyByImage, type RemoteOnly } from '../store/upkeep/index.js';
-import { remotePlacesOf } from '../store/blocks/index.js';
-import type { Store } from '../store/core/index.js';
-import { BLOCK_SIZE, type ImageId } from '../store/core/index.js';
-import { confirmed, readTrailers } from './claims.js';
-import type { BlockPlace } from './index-file.js';
-import { listIds, syncIndexes, type Remote } from './remote.js';
+import { StrataError } from '../../errors.js';
+import { descendantsOf, getImageById } from '../../store/images/index.js';
+import { remoteOnlyByImage, type RemoteOnly } from '../../store/upkeep/index.js';
+import { remotePlacesOf } from '../../store/blocks/index.js';
+import type { Store } from '../../store/core/index.js';
+import { BLOCK_SIZE, type ImageId } from '../../store/core/index.js';
+import { confirmed, readTrailers } from '../objects/claims.js';
+import type { BlockPlace } from '../objects/index-file.js';
+import { listIds, syncIndexes, type Remote } from '../remote.js';
 
 export interface HeldRemotely {
   remote: string;
@@ -31,14 +31,14 @@ function needing(store: Store, only: RemoteOnly, remote: string, slots?: Readonl
     if (!mine) continue;
     if (slots && ![...mine].some((s) => slots.has(s))) continue;
     ids.add(id);
-    for (const d of descendantsOf(store.db, id)) ids.add(d.id);
+    for (const d of descendantsOf(store, id)) ids.add(d.id);
   }
-  return [...ids].map((id) => getImageById(store.db, id).name).sort();
+  return [...ids].map((id) => getImageById(store, id).name).sort();
 }
 
 /** Per remote, what local images hold only there. */
 export function heldRemotely(store: Store): HeldRemotely[] {
-  const only = remoteOnlyByImage(store.db);
+  const only = remoteOnlyByImage(store);
   const slots = new Map<string, Set<number>>();
   for (const byRemote of only.values()) {
     for (const [remote, s] of byRemote) {
@@ -86,10 +86,10 @@ export interface RemoteConfirmation {
  */
 export async function confirmHeld(store: Store, r: Remote): Promise<RemoteConfirmation> {
   const name = r.config.name;
-  const only = remoteOnlyByImage(store.db);
+  const only = remoteOnlyByImage(store);
   const mine = new Set<number>();
   for (const byRemote of only.values()) for (const s of byRemote.get(name) ?? []) mine.add(s);
-  const places = remotePlacesOf(store.db, mine);
+  const places = remotePlacesOf(store, mine);
   await syncIndexes(r);
   const packs = new Map((await listIds(r, 'packs')).map((o) => [o.id, o.size]));
   const candidates = new Map<number, BlockPlace[]>();

@@ -6,8 +6,8 @@
  * 8601 instant, the host a short string (printed escaped: untrusted.ts),
  * labels strings, the chain no deeper than a qcow2 backing chain may be.
  */
-import { bucketCorrupt } from '../errors.js';
-import { storedName, BLOCK_SIZE, MAX_CHAIN_DEPTH, MAX_VIRTUAL_SIZE, type ImageKind } from '../store/core/index.js';
+import { bucketCorrupt } from '../../errors.js';
+import { storedName, BLOCK_SIZE, MAX_CHAIN_DEPTH, MAX_VIRTUAL_SIZE, type ImageKind } from '../../store/core/index.js';
 import { HEX_ID, sha256Hex } from './layout.js';
 
 /**

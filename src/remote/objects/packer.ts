@@ -11,11 +11,11 @@
  * complete in the bucket, with the places of all blocks added: the caller
  * may then write the index that names them (write order, layout.ts).
  */
-import { canCompress, CODEC_IDS, compressBatch, type CodecSpec } from '../store/blocks/index.js';
-import { BLOCK_SIZE } from '../store/core/index.js';
+import { canCompress, CODEC_IDS, compressBatch, type CodecSpec } from '../../store/blocks/index.js';
+import { BLOCK_SIZE } from '../../store/core/index.js';
 import { encodePackTrailer, type BlockPlace } from './index-file.js';
 import { sha256Hex } from './layout.js';
-import type { Remote } from './remote.js';
+import type { Remote } from '../remote.js';
 
 export interface PackerOptions {
   /** A pack is sealed once its fragments reach this (default 16 MiB, restic's size). */

@@ -19,8 +19,8 @@
  * parent is known (zero-runs.ts). Work on a decoded layer is then bounded
  * by its runs and data blocks, never by its virtual size.
  */
-import { bucketCorrupt } from '../errors.js';
-import { BLOCK_SIZE, MAX_VIRTUAL_SIZE } from '../store/core/index.js';
+import { bucketCorrupt } from '../../errors.js';
+import { BLOCK_SIZE, MAX_VIRTUAL_SIZE } from '../../store/core/index.js';
 
 export const RUN_ZERO = 0;
 export const RUN_DATA = 1;

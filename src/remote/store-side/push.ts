@@ -16,22 +16,22 @@
  * (every name is content-derived); each holds a shared lock so that
  * `remote gc` does not run beside it (locks.ts).
  */
-import { StrataError } from '../errors.js';
-import { faultDelay, faultPoint, BLOCK_SIZE, isFrozen, MAX_CHAIN_DEPTH, type ImageRecord, type OnProgress } from '../store/core/index.js';
-import { chainOf } from '../store/images/index.js';
-import type { CodecSpec } from '../store/blocks/index.js';
-import type { Store } from '../store/core/index.js';
-import { bytesText } from '../units.js';
-import { openImage } from '../image/image.js';
-import { dataBlocks, decodeLayer, layerBytesLimit, MAX_LAYER_BYTES } from './layer-file.js';
-import { encodeIndexes } from './index-file.js';
+import { StrataError } from '../../errors.js';
+import { faultDelay, faultPoint, readTx, BLOCK_SIZE, isFrozen, MAX_CHAIN_DEPTH, type ImageRecord, type OnProgress } from '../../store/core/index.js';
+import { chainOf } from '../../store/images/index.js';
+import type { CodecSpec } from '../../store/blocks/index.js';
+import type { Store } from '../../store/core/index.js';
+import { bytesText } from '../../units.js';
+import { openImage } from '../../image/image.js';
+import { dataBlocks, decodeLayer, layerBytesLimit, MAX_LAYER_BYTES } from '../objects/layer-file.js';
+import { encodeIndexes } from '../objects/index-file.js';
 import { walkLayer, type LocalLayer } from './layers.js';
-import { sha256Hex } from './layout.js';
-import { encodeManifest, MANIFEST_FORMAT, type Manifest } from './manifest.js';
+import { sha256Hex } from '../objects/layout.js';
+import { encodeManifest, MANIFEST_FORMAT, type Manifest } from '../objects/manifest.js';
 import { fetchOwnBlocks } from './lazy.js';
-import { lockForPush } from './locks.js';
-import { makePacker, type PackBlock } from './packer.js';
-import { listRemoteImages, readManifest, syncIndexes, thisHost, type Remote } from './remote.js';
+import { lockForPush } from '../upkeep/locks.js';
+import { makePacker, type PackBlock } from '../objects/packer.js';
+import { listRemoteImages, readManifest, syncIndexes, thisHost, type Remote } from '../remote.js';
 
 export interface PushOptions {
   packBytes?: number;
@@ -70,7 +70,7 @@ export async function pushImage(store: Store, remote: Remote, name: string, opts
     if (!isFrozen(rec)) {
       throw new StrataError('E_BAD_INPUT', `image ${name} is a writable leaf: snapshot or freeze it first (strata snapshot ${name}), then push the frozen image`, { image: name });
     }
-    const chain = store.db.transaction(() => chainOf(store.db, rec)).deferred();
+    const chain = readTx(store, () => chainOf(store, rec));
     // Made by `remote add --create` only: a push never creates a bucket a typo named.
     await remote.bucket.check();
     // Shared with other pushes; keeps `remote gc` from collecting what this push counts on or has half-written.

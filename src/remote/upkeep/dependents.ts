@@ -29,16 +29,16 @@
  * decoded still counts as a dependent (named by its key), never as none.
  */
 import os from 'node:os';
-import { StrataError } from '../errors.js';
-import { descendantsOf, listImages } from '../store/images/index.js';
-import { faultPoint, storeId, BLOCK_SIZE, type ImageRecord } from '../store/core/index.js';
-import { remoteOnlyByImage } from '../store/upkeep/index.js';
-import type { Store } from '../store/core/index.js';
-import { printable } from '../untrusted.js';
-import { DEPENDENT_DIR, HEX_ID } from './layout.js';
-import { lazyRemoteOf } from './lazy-source.js';
-import { mapLimit } from './pool.js';
-import type { Remote } from './remote.js';
+import { StrataError } from '../../errors.js';
+import { descendantsOf, listImages } from '../../store/images/index.js';
+import { faultPoint, storeId, BLOCK_SIZE, type ImageRecord } from '../../store/core/index.js';
+import { remoteOnlyByImage } from '../../store/upkeep/index.js';
+import type { Store } from '../../store/core/index.js';
+import { printable } from '../../untrusted.js';
+import { DEPENDENT_DIR, HEX_ID } from '../objects/layout.js';
+import { lazyRemoteOf } from '../lazy-source.js';
+import { mapLimit } from '../pool.js';
+import type { Remote } from '../remote.js';
 
 /** A record is one line of JSON naming at most MAX_NAMES images: a larger object is refused unread. */
 export const MAX_DEPENDENT_BYTES = 64 * 1024;
@@ -190,9 +190,9 @@ const isLazyOf = (rec: ImageRecord, remote: string): boolean =>
  * that need them.
  */
 function localNeeds(store: Store, remote: string, evictable: boolean): Map<string, Need> {
-  const only = remoteOnlyByImage(store.db);
+  const only = remoteOnlyByImage(store);
   const needs = new Map<string, Need>();
-  for (const rec of listImages(store.db)) {
+  for (const rec of listImages(store)) {
     if (!isLazyOf(rec, remote)) continue;
     const far = only.get(rec.id)?.get(remote);
     if (!evictable && !far?.size) continue;
@@ -201,7 +201,7 @@ function localNeeds(store: Store, remote: string, evictable: boolean): Map<strin
     if (!n) needs.set(manifest, (n = { image: rec.source!.image as string, manifest, layers: new Set(), images: new Set(), slots: new Set() }));
     n.layers.add(rec.source!.layer as string);
     n.images.add(rec.name);
-    for (const d of descendantsOf(store.db, rec.id)) n.images.add(d.name);
+    for (const d of descendantsOf(store, rec.id)) n.images.add(d.name);
     for (const s of far ?? []) n.slots.add(s);
   }
   return needs;

@@ -17,11 +17,11 @@
  * matters (gc deleting a pack because another holds its blocks), the
  * fragment is checked against its digest too (verifyFragments).
  */
-import { bucketCorrupt, isStrataError } from '../errors.js';
+import { bucketCorrupt, isStrataError } from '../../errors.js';
 import { decodeFragment, planRanges } from './fetch.js';
 import { decodePackTrailer, packTrailerLength, type BlockPlace } from './index-file.js';
-import { mapLimit } from './pool.js';
-import type { Remote } from './remote.js';
+import { mapLimit } from '../pool.js';
+import type { Remote } from '../remote.js';
 
 export interface RemoteProblem {
   /** What kind of object is wrong. */

@@ -32,28 +32,28 @@
  * after it; a fetcher brings it up to date when its readers let go (trim),
  * so a clone whose blocks are all here stops holding its origin.
  */
-import { StrataError, bucketCorrupt, isStrataError, remoteMissing } from '../errors.js';
-import { allocateSlots, addRef, applyRefDeltas, type RefDeltas, slotReader } from '../store/slots/index.js';
-import { getImage, insertImage, updateImage, saveSegment, segCompact } from '../store/images/index.js';
-import { bytesHere, remoteSlotsOf, installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../store/blocks/index.js';
-import { hasRemoteBlocks } from '../store/upkeep/index.js';
-import type { Store } from '../store/core/index.js';
-import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber } from '../store/core/index.js';
-import { cloneImage, removeImages } from '../image/lifecycle.js';
-import { frozenKind } from '../image/lifecycle.js';
-import type { Logger } from '../log.js';
+import { StrataError, bucketCorrupt, isStrataError, remoteMissing } from '../../errors.js';
+import { allocateSlots, addRef, applyRefDeltas, type RefDeltas, slotReader } from '../../store/slots/index.js';
+import { getImage, insertImage, updateImage, saveSegment, segCompact } from '../../store/images/index.js';
+import { remoteSlotsOf, installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../../store/blocks/index.js';
+import { hasRemoteBlocks } from '../../store/upkeep/index.js';
+import type { Store } from '../../store/core/index.js';
+import { INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber } from '../../store/core/index.js';
+import { cloneImage, removeImages } from '../../image/lifecycle.js';
+import { frozenKind } from '../../image/lifecycle.js';
+import type { Logger } from '../../log.js';
 import { adoptLayer, cacheLimiter, LAZY_FORMAT, ownSlotsOf } from './cache-limit.js';
-import { remoteUrl } from './config.js';
-import { recordCloneIntent, syncDependentsAfter } from './dependents.js';
-import { fetchBlocks, type FetchOptions, type FetchStats } from './fetch.js';
-import type { BlockPlace } from './index-file.js';
-import { RUN_DATA, type LayerMap } from './layer-file.js';
-import { sha256Hex } from './layout.js';
-import type { ManifestLayer } from './manifest.js';
-import { localEqual } from './pull.js';
+import { remoteUrl } from '../config.js';
+import { recordCloneIntent, syncDependentsAfter } from '../upkeep/dependents.js';
+import { fetchBlocks, type FetchOptions, type FetchStats } from '../objects/fetch.js';
+import type { BlockPlace } from '../objects/index-file.js';
+import { RUN_DATA, type LayerMap } from '../objects/layer-file.js';
+import type { ManifestLayer } from '../objects/manifest.js';
+import { localEqual } from './chain-match.js';
+import { localSlotOf } from './local-copies.js';
 import { hiddenBlocks } from './zero-runs.js';
-import { findManifest, readLayer, openRemote, syncIndexes, type Remote } from './remote.js';
-import { openImage, type Image } from '../image/image.js';
+import { findManifest, readLayer, openRemote, syncIndexes, type Remote } from '../remote.js';
+import { openImage, type Image } from '../../image/image.js';
 
 export interface LazyCloneResult {
   image: string;
@@ -151,20 +151,6 @@ function buildLazyLayer(store: Store, remote: Remote, ml: ManifestLayer, map: La
   });
 }
 
-/** A live slot whose bytes have p's digest, found by its hint in the dedup index (a hint; the digest is proof). */
-function localSlotOf(store: Store, p: BlockPlace): number | undefined {
-  const hex = p.digest.toString('hex');
-  const rows = store.db.prepare('SELECT slot FROM hash_index WHERE hash = ?').pluck().all(p.hint) as number[];
-  const reader = slotReader(store.db);
-  for (const s of rows) {
-    if (reader.refcount(s) === 0 || !bytesHere(reader.loc(s))) continue; // a stale row: nothing here to compare
-    const buf = Buffer.allocUnsafe(BLOCK_SIZE);
-    store.readUnverified(s as SlotNumber, 1, buf, 0); // the digest is the proof
-    if (sha256Hex(buf) === hex) return s;
-  }
-  return undefined;
-}
-
 export async function lazyClone(store: Store, remote: Remote, image: string, leaf: string, opts: { manifest?: string } = {}): Promise<LazyCloneResult> {
   const { id, manifest } = await findManifest(remote, image, opts.manifest);
   // The record first: a host deleting the image from now on sees this clone. Then the manifest once
@@ -260,9 +246,9 @@ export class LazyFetcher {
 
   /** Fetches and installs those of `slots` that are still remote. E_IO when the bucket cannot be read. */
   async ensure(slots: Iterable<number>): Promise<number> {
-    const far = remoteSlotsOf(this.store.db, slots);
+    const far = remoteSlotsOf(this.store, slots);
     if (far.length === 0) return 0;
-    const places = remotePlacesOf(this.store.db, far);
+    const places = remotePlacesOf(this.store, far);
     const byRemote = new Map<string, [number, RemotePlace][]>();
     for (const [slot, p] of places) {
       let l = byRemote.get(p.remote);
