@@ -111,7 +111,7 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
     } catch {
       // The import failed already; its error is the one worth reporting.
     }
-    store.write(() => dropImageInTx(store, getImage(store.db, tmp)));
+    store.write((tx) => dropImageInTx(tx, getImage(store.db, tmp)));
   };
   const finish = (size?: number, source?: Record<string, unknown>): ImageRecord => {
     try {
@@ -169,11 +169,11 @@ export function recoverAbandoned(store: Store): number {
   // taken its real name since, and must not be dropped under it.
   const hidden = () => ABANDONABLE.flatMap((p) => listImagesWithPrefix(store.db, p));
   if (hidden().length === 0) return 0;
-  return store.write(() => {
+  return store.write((tx) => {
     let n = 0;
     for (const img of hidden()) {
       if (liveLeases(store, [img.id]).length > 0) continue;
-      dropImageInTx(store, img);
+      dropImageInTx(tx, img);
       n++;
     }
     return n;

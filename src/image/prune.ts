@@ -86,9 +86,9 @@ export function planPrune(store: Store): { pruned: Prunable[]; freedBytes: numbe
 /** Removes what no name leads to, in one transaction, and returns the space (as rm does). */
 export function pruneImages(store: Store, opts: { onProgress?: OnProgress } = {}): PruneReport {
   const { result, ...space } = reclaiming(store, () => {
-    const r = store.write(() => {
+    const r = store.write((tx) => {
       const pruned = prunableImages(store);
-      dropImagesInTx(store, pruned.map((p) => p.image), opts.onProgress);
+      dropImagesInTx(tx, pruned.map((p) => p.image), opts.onProgress);
       faultPoint('prune.before-commit');
       return pruned;
     });

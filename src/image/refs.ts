@@ -13,10 +13,10 @@
 import type Database from 'better-sqlite3';
 import { findImage, getImage, listImagesWithPrefix, listVisibleImages, type Miss } from '../store/images/index.js';
 import { SNAP_SEP, splitSnapshotName } from '../store/core/index.js';
-import type { ImageRecord } from '../store/core/index.js';
+import type { ImageRecord, Reader } from '../store/core/index.js';
 
 /** The image `ref` names, or undefined. `scope`: a leaf whose snapshots a bare name may mean first (`rollback vm snap1`). */
-export function findImageRef(db: Database.Database, ref: string, opts: { scope?: string } = {}): ImageRecord | undefined {
+export function findImageRef(db: Reader | Database.Database, ref: string, opts: { scope?: string } = {}): ImageRecord | undefined {
   if (opts.scope !== undefined && !ref.includes(SNAP_SEP)) {
     const own = findImage(db, `${opts.scope}${SNAP_SEP}${ref}`);
     if (own) return own;
@@ -25,11 +25,11 @@ export function findImageRef(db: Database.Database, ref: string, opts: { scope?:
 }
 
 /** The image `ref` names; E_NOT_FOUND, with what the user may have meant, when none does. */
-export function resolveImage(db: Database.Database, ref: string, opts: { scope?: string } = {}): ImageRecord {
+export function resolveImage(db: Reader | Database.Database, ref: string, opts: { scope?: string } = {}): ImageRecord {
   return findImageRef(db, ref, opts) ?? getImage(db, ref, () => missText(db, ref));
 }
 
-function missText(db: Database.Database, ref: string): Miss {
+function missText(db: Reader | Database.Database, ref: string): Miss {
   const split = splitSnapshotName(ref);
   if (split) {
     if (!findImage(db, split.image) && snapshotsOf(db, split.image).length === 0) return { message: `no image named ${split.image} (in ${ref})` };
@@ -65,7 +65,7 @@ export function snapshotOwner(rec: Pick<ImageRecord, 'name' | 'snapshotAt'>): st
 export const isSnapshot = (rec: Pick<ImageRecord, 'name' | 'snapshotAt'>): boolean => rec.snapshotAt !== null || splitSnapshotName(rec.name) !== null;
 
 /** The snapshots of `owner` (whether or not it still exists), oldest first. */
-export function snapshotsOf(db: Database.Database, owner: string): ImageRecord[] {
+export function snapshotsOf(db: Reader | Database.Database, owner: string): ImageRecord[] {
   const scoped = listImagesWithPrefix(db, `${owner}${SNAP_SEP}`);
   const legacy = listImagesWithPrefix(db, `${owner}.snap`).filter((i) => snapshotOwner(i) === owner);
   return [...scoped, ...legacy].sort(byAge);

@@ -60,11 +60,17 @@ export function getImage(on: DbLike, name: string, missing: () => Miss = () => (
   throw notFound(m.message, { image: name, ...(m.hint !== undefined ? { hint: m.hint } : {}) });
 }
 
-export function getImageById(on: DbLike, id: ImageId): ImageRecord {
+/** The image with id `id`, if it is still there (one this process made may have been dropped since). */
+export function findImageById(on: DbLike, id: ImageId): ImageRecord | undefined {
   const db = sqlOf(on);
   const r = prepared(db, `SELECT ${COLS} FROM images WHERE id = ?`).get(id) as ImageRow | undefined;
+  return r && toRecord(r);
+}
+
+export function getImageById(on: DbLike, id: ImageId): ImageRecord {
+  const r = findImageById(on, id);
   if (!r) throw corrupt(`image id ${id} is referenced but missing`, { id });
-  return toRecord(r);
+  return r;
 }
 
 /** Every image, strata's own hidden ones (imports under construction) included. */
@@ -166,11 +172,10 @@ export function insertImage(on: DbLike, img: NewImage): ImageRecord {
   return getImageById(db, Number(r.lastInsertRowid) as ImageId);
 }
 
-export function updateImage(
-  on: DbLike,
-  id: ImageId,
-  patch: Partial<Pick<ImageRecord, 'name' | 'kind' | 'parentId' | 'virtualSize' | 'ownBlocks' | 'source' | 'labels' | 'snapSeq' | 'snapshotAt'>>,
-): void {
+/** Fields of an image row that may change. Not ownBlocks: that follows from the map, and only a map edit (map-edit.ts) writes it. */
+export type ImagePatch = Partial<Pick<ImageRecord, 'name' | 'kind' | 'parentId' | 'virtualSize' | 'source' | 'labels' | 'snapSeq' | 'snapshotAt'>>;
+
+export function updateImage(on: DbLike, id: ImageId, patch: ImagePatch): void {
   const db = sqlOf(on);
   const sets: string[] = ['generation = generation + 1'];
   const vals: unknown[] = [];
@@ -179,7 +184,6 @@ export function updateImage(
     kind: 'kind',
     parentId: 'parent_id',
     virtualSize: 'virtual_size',
-    ownBlocks: 'own_blocks',
     source: 'source',
     labels: 'labels',
     snapSeq: 'snap_seq',

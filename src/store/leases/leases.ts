@@ -25,6 +25,7 @@ import { prepared } from '../core/statements.js';
 import { metaNumber } from '../core/meta.js';
 import { type Store } from '../core/store.js';
 import type { ImageId } from '../core/types.js';
+import type { WriteTx } from '../core/tx.js';
 
 export type LeaseMode = 'read' | 'write';
 export type LeaseId = number;
@@ -156,7 +157,7 @@ export function takeLease(store: Store, imageId: ImageId, imageName: string, mod
  * Runs `fn` in a write transaction in which it may take leases; if the
  * transaction fails, the locks of the leases it took are dropped with it.
  */
-export function leaseTx<T>(store: Store, fn: (take: typeof takeLease) => T, opts: { durable?: boolean } = {}): T {
+export function leaseTx<T>(store: Store, fn: (take: typeof takeLease, tx: WriteTx) => T, opts: { durable?: boolean } = {}): T {
   const taken: Lease[] = [];
   const take: typeof takeLease = (...args) => {
     const l = takeLease(...args);
@@ -164,7 +165,7 @@ export function leaseTx<T>(store: Store, fn: (take: typeof takeLease) => T, opts
     return l;
   };
   try {
-    return opts.durable ? store.write(() => fn(take)) : store.writeVolatile(() => fn(take));
+    return opts.durable ? store.write((tx) => fn(take, tx)) : store.writeVolatile((tx) => fn(take, tx));
   } catch (e) {
     for (const l of taken) if (l.fd !== null) store.locks.release(l.fd);
     throw e;
