@@ -64,8 +64,9 @@ export function assertNoWriter(store: Store, leaf: ImageRecord): void {
 /** Drops a view unless a lease still holds it (its reader has it open). Returns whether it went. */
 export function dropViewIfUnused(store: Store, view: ImageRecord): boolean {
   return store.write((tx) => {
+    // Gone, kept under a name of its own (keepView, whose process may close it before the server that made it lets go), or read.
     const now = findImageById(tx, view.id);
-    if (!now || liveLeases(store, [view.id]).length > 0) return false;
+    if (!now || now.name !== view.name || liveLeases(store, [view.id]).length > 0) return false;
     dropImageInTx(tx, now);
     return true;
   });

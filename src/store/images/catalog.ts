@@ -60,17 +60,17 @@ export function getImage(on: DbLike, name: string, missing: () => Miss = () => (
   throw notFound(m.message, { image: name, ...(m.hint !== undefined ? { hint: m.hint } : {}) });
 }
 
-/** The image with id `id`, if it is still there (one this process made may have been dropped since). */
-export function findImageById(on: DbLike, id: ImageId): ImageRecord | undefined {
+export function getImageById(on: DbLike, id: ImageId): ImageRecord {
   const db = sqlOf(on);
   const r = prepared(db, `SELECT ${COLS} FROM images WHERE id = ?`).get(id) as ImageRow | undefined;
-  return r && toRecord(r);
+  if (!r) throw corrupt(`image id ${id} is referenced but missing`, { id });
+  return toRecord(r);
 }
 
-export function getImageById(on: DbLike, id: ImageId): ImageRecord {
-  const r = findImageById(on, id);
-  if (!r) throw corrupt(`image id ${id} is referenced but missing`, { id });
-  return r;
+/** The image with id `id`, or undefined if it is gone (removed since the caller saw it). */
+export function findImageById(on: DbLike, id: ImageId): ImageRecord | undefined {
+  const r = prepared(sqlOf(on), `SELECT ${COLS} FROM images WHERE id = ?`).get(id) as ImageRow | undefined;
+  return r && toRecord(r);
 }
 
 /** Every image, strata's own hidden ones (imports under construction) included. */

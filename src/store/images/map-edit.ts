@@ -16,7 +16,7 @@ import { sqlOf, type WriteTx } from '../core/tx.js';
 import type { RemotePlace } from '../blocks/remote-locs.js';
 import { addRef, applyRefDeltas, type Packing, type RefDeltas } from '../slots/refcounts.js';
 import { updateImage, type ImagePatch } from './catalog.js';
-import { loadSegment, saveSegment, segmentsOf } from './maps.js';
+import { copySegments, dropSegments, loadSegment, saveSegment, segmentsOf } from './maps.js';
 import { segClone, segCompact, segExpand, type Segment } from './segment.js';
 
 /** The changes to one image's own map. */
@@ -135,6 +135,8 @@ class ImageChanges implements MapChanges {
     private readonly tx: WriteTx,
     readonly id: ImageId,
     private readonly deltas: RefDeltas,
+    /** Writes what the edit holds staged for an image, so that reading its rows sees this edit's changes. */
+    private readonly settle: (id: ImageId) => void,
   ) {}
 
   set(block: number, entry: MapEntry): void {
@@ -152,13 +154,15 @@ class ImageChanges implements MapChanges {
   dropAll(): void {
     this.staged.clear();
     for (const [, s] of segmentsOf(this.tx, this.id)) this.own -= countEntries(s, -1, this.deltas);
-    prepared(sqlOf(this.tx), 'DELETE FROM segments WHERE image_id = ?').run(this.id);
+    dropSegments(this.tx, this.id);
   }
 
   copyOf(source: ImageId): void {
+    if (source === this.id) return;
+    this.settle(source);
     this.dropAll();
     for (const [, s] of segmentsOf(this.tx, source)) this.own += countEntries(s, 1, this.deltas);
-    prepared(sqlOf(this.tx), 'INSERT INTO segments(image_id, seg, entries) SELECT ?, seg, entries FROM segments WHERE image_id = ?').run(this.id, source);
+    copySegments(this.tx, source, this.id);
   }
 
   /** Writes the staged segments. */
@@ -189,7 +193,7 @@ class Edit implements MapEdit {
 
   private changesOf(id: ImageId): ImageChanges {
     let c = this.images.get(id);
-    if (!c) this.images.set(id, (c = new ImageChanges(this.tx, id, this.deltas)));
+    if (!c) this.images.set(id, (c = new ImageChanges(this.tx, id, this.deltas, (other) => this.images.get(other)?.flush())));
     return c;
   }
 

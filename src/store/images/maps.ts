@@ -43,6 +43,19 @@ export function saveSegment(on: DbLike, image: ImageId, seg: SegmentIndex, s: Se
   );
 }
 
+/**
+ * Gives image `to` a copy of every segment row of `from` (a point-in-time
+ * view of a leaf). Refcounts are the caller's: the copy adds references.
+ */
+export function copySegments(tx: DbLike, from: ImageId, to: ImageId): void {
+  prepared(sqlOf(tx), 'INSERT INTO segments(image_id, seg, entries) SELECT ?, seg, entries FROM segments WHERE image_id = ?').run(to, from);
+}
+
+/** Drops every segment row of an image: its map becomes all INHERIT. Refcounts are the caller's. */
+export function dropSegments(tx: DbLike, image: ImageId): void {
+  prepared(sqlOf(tx), 'DELETE FROM segments WHERE image_id = ?').run(image);
+}
+
 /** Every stored segment of an image, in order. */
 export function* segmentsOf(on: DbLike, image: ImageId): Generator<[SegmentIndex, Segment]> {
   const db = sqlOf(on);
