@@ -81,7 +81,7 @@ export async function openForCopy(store: Store, name: string, opts: { shared?: b
   for (let tries = 0; ; tries++) {
     try {
       if (opts.keep === undefined) return direct({ kind: 'image' });
-      const { view, lease } = leaseTx(store, (take) => makeLocalView(store, name, take), { durable: true });
+      const { view, lease } = leaseTx(store, (take, tx) => makeLocalView(store, tx, name, take), { durable: true });
       try {
         return viewHandle(store, view.name, { kind: 'snapshot', keptAs: opts.keep }, opts.keep);
       } finally {

@@ -111,7 +111,7 @@ export function beginImport(store: Store, name: string, size: number | 'unknown'
     } catch {
       // The import failed already; its error is the one worth reporting.
     }
-    store.write((tx) => dropImageInTx(store, getImage(tx, tmp)));
+    store.write((tx) => dropImageInTx(tx, getImage(tx, tmp)));
   };
   const finish = (size?: number, source?: Record<string, unknown>): ImageRecord => {
     try {
@@ -174,7 +174,7 @@ export function recoverAbandoned(store: Store): number {
     let n = 0;
     for (const img of hidden(tx)) {
       if (liveLeases(store, [img.id]).length > 0) continue;
-      dropImageInTx(store, img);
+      dropImageInTx(tx, img);
       n++;
     }
     return n;

@@ -3,8 +3,9 @@
  *
  * Writes are held in memory (dirty blocks) until flush, or until they pass
  * the dirty limit; then one flush hashes them, places them through the
- * store's single dedup choke point, and commits the map in one transaction.
- * A crash loses unflushed writes and nothing else.
+ * store's single dedup choke point, and commits the map in one transaction
+ * (flush.ts: stage, place, apply, index). A crash loses unflushed writes and
+ * nothing else.
  */
 import { resolveImage } from './refs.js';
 import { StrataError } from '../errors.js';
@@ -12,13 +13,13 @@ import { bytesText } from '../units.js';
 import { appendExtent, type BlockDevice, type Extent, type ExtentKind, type RemoteBlockSource } from './device.js';
 import { refreshLocations, remoteSlotsOf, inImage } from '../store/blocks/index.js';
 import { leaseTx, moveLease, releaseLease, type Lease } from '../store/leases/index.js';
-import { chainOf, getImageById, updateImage, loadSegment, saveSegment, segClone, segCompact, segExpand, segGet, segOverlay, type Segment } from '../store/images/index.js';
+import { chainOf, getImageById, loadSegment, segClone, segCompact, segExpand, segGet, segOverlay, type Segment } from '../store/images/index.js';
 import { snapshotInTx } from './lifecycle.js';
 import { assertNoWriter, makeViewInTx } from './views.js';
-import { hashBlocks, placeBlocks, addRef, applyRefDeltas, type RefDeltas, indexSlots } from '../store/slots/index.js';
+import { IndexQueue, apply, place, stage } from './flush.js';
 import type { CodecSpec } from '../store/blocks/index.js';
 import { faultPoint } from '../store/core/index.js';
-import type { Store } from '../store/core/index.js';
+import type { Store, WriteTx } from '../store/core/index.js';
 import {
   BLOCK_SIZE,
   INHERIT,
@@ -44,11 +45,6 @@ export interface OpenOptions {
   refuseWriter?: boolean;
 }
 
-/** Flushes placing at most this many new slots add them to the dedup index at once. */
-const INDEX_NOW = 1024;
-/** Larger ones gather index rows until this many, then add them in one sorted batch (about 3 MiB of rows). */
-const INDEX_BATCH = 131072;
-
 const ARENA_BYTES = 1024 * 1024;
 /** Own segments a writer keeps loaded (16 KiB each at most) before it drops those it has not changed. */
 const OWN_CACHE_SEGMENTS = 1024;
@@ -70,18 +66,8 @@ export class Image implements BlockDevice {
   private readonly dirtySegs = new Set<number>();
   /** Unflushed data, one 4 KiB buffer per block. */
   private readonly dirtyData = new Map<number, Buffer>();
-  /** Reference changes made by unflushed zeroing. */
-  private readonly pendingRefs: RefDeltas = new Map();
-  private pendingOwnBlocks = 0;
-  /**
-   * Committed slots of this writer not yet in the dedup index (hash, slot,
-   * ...), and the same as a map for this writer's own lookups. Large flushes
-   * add to the index in sorted batches of INDEX_BATCH: inserting each
-   * flush's rows at random points of the index rewrote most of its pages on
-   * every flush, which made an import's cost grow with the square of its size.
-   */
-  private unindexed: number[] = [];
-  private readonly recent = new Map<number, number>();
+  /** Dedup index rows this writer owes for slots it committed (flush.ts). */
+  private readonly index = new IndexQueue();
   /** Where small dirty writes are packed (dirtySpace). */
   private arena: Buffer | null = null;
   private arenaUsed = 0;
@@ -145,7 +131,7 @@ export class Image implements BlockDevice {
     let s = this.own.get(seg);
     if (s === undefined) {
       if (this.own.size >= OWN_CACHE_SEGMENTS && !this.readOnly) this.forgetCleanOwn();
-      s = loadSegment(this.store.db, this.rec.id, seg as SegmentIndex);
+      s = loadSegment(this.store, this.rec.id, seg as SegmentIndex);
       this.own.set(seg, s);
     }
     return s;
@@ -295,8 +281,8 @@ export class Image implements BlockDevice {
     } catch {
       return null; // a bad range: the request itself reports it
     }
-    refreshLocations(this.store.db);
-    const far = remoteSlotsOf(this.store.db, slots);
+    refreshLocations(this.store);
+    const far = remoteSlotsOf(this.store, slots);
     if (far.length === 0) return null;
     return this.remoteBlocks.ensure(far).then(() => undefined);
   }
@@ -450,7 +436,9 @@ export class Image implements BlockDevice {
 
   /**
    * Blocks [b0, b1) read zero afterwards. The own map says ZERO only where a
-   * parent has data to hide; elsewhere INHERIT, so nothing is stored.
+   * parent has data to hide; elsewhere INHERIT, so nothing is stored. Only
+   * the handle's own segments change; the flush's map edit counts what they
+   * stop referencing.
    */
   private zeroBlocks(b0: number, b1: number): void {
     if (this.dirtyData.size > 0) {
@@ -465,10 +453,8 @@ export class Image implements BlockDevice {
       const old = this.ownSeg(seg);
       let next: Segment;
       if (first === 0 && last === SEGMENT_ENTRIES && typeof parent === 'number') {
-        this.unrefRange(old, 0, SEGMENT_ENTRIES);
         next = parent >= 2 ? ZERO : INHERIT;
       } else {
-        this.unrefRange(old, first, last);
         const a = segClone(segExpand(old)) as Uint32Array;
         for (let i = first; i < last; i++) a[i] = segGet(parent, i) >= 2 ? ZERO : INHERIT;
         next = segCompact(a);
@@ -476,22 +462,6 @@ export class Image implements BlockDevice {
       this.own.set(seg, next);
       this.dirtySegs.add(seg);
       this.invalidate(seg);
-    }
-  }
-
-  private unrefRange(s: Segment, first: number, last: number): void {
-    if (typeof s === 'number') {
-      if (s >= 2) {
-        addRef(this.pendingRefs, s - 2, -(last - first));
-        this.pendingOwnBlocks -= last - first;
-      }
-      return;
-    }
-    for (let i = first; i < last; i++) {
-      if (s[i] >= 2) {
-        addRef(this.pendingRefs, s[i] - 2, -1);
-        this.pendingOwnBlocks--;
-      }
     }
   }
 
@@ -506,105 +476,44 @@ export class Image implements BlockDevice {
     this.checkOpen();
     if (this.readOnly) return;
     const final = mode === 'final';
-    // A lazy import still syncs once it holds INDEX_BATCH unindexed slots, so they can join the
-    // index: its memory (the `recent` map) and the final sorted insert stay bounded by the batch.
-    const durable = !(this.lazyData && mode === 'auto') || this.unindexed.length >= 2 * INDEX_BATCH;
+    // A lazy import still syncs once it owes a full batch of index rows, so they can join the index.
+    const durable = !(this.lazyData && mode === 'auto') || this.index.full;
     if (this.dirtyData.size === 0 && this.dirtySegs.size === 0) {
       if (durable && this.unsyncedData) {
         this.store.blocks.sync();
         this.unsyncedData = false;
       }
-      if (final && this.unindexed.length > 0) {
-        const pairs = this.unindexed;
-        this.store.write(() => indexSlots(this.store.db, pairs));
-        this.unindexed = [];
-        this.recent.clear();
-      }
+      if (final) this.index.drain(this.store);
       return;
     }
-    const blockNos = [...this.dirtyData.keys()].sort((a, b) => a - b);
-    const bufs = blockNos.map((b) => this.dirtyData.get(b)!);
-    const hashes = hashBlocks(this.store, bufs);
-
-    // Staged copies: memory changes only once the transaction has committed.
-    const staged = new Map<number, Segment>();
-    for (const seg of this.dirtySegs) staged.set(seg, this.ownSeg(seg));
-    const deltas: RefDeltas = new Map(this.pendingRefs);
-    let ownBlocks = this.rec.ownBlocks + this.pendingOwnBlocks;
-
-    const id = this.rec.id;
-    const pairs: number[] = [];
-    let indexedNow = false;
-    this.store.write(() => {
-      const { entries, fresh, packing } = placeBlocks(this.store, bufs, hashes, { recent: this.recent, durable, compress: this.compress });
+    const staged = stage(this.store, this.dirtyData);
+    const done = this.store.write((tx) => {
+      const placed = place(this.store, staged, { recent: this.index.recent, durable, compress: this.compress });
       // Slots of earlier lazy flushes are made durable by this commit too.
       if (durable && this.unsyncedData) this.store.blocks.sync();
-      let cur = -1;
-      let arr: Uint32Array | undefined;
-      let parent: Segment = INHERIT;
-      for (let k = 0; k < blockNos.length; k++) {
-        const b = blockNos[k];
-        const seg = segOf(b);
-        if (seg !== cur) {
-          if (arr) staged.set(cur, arr);
-          cur = seg;
-          arr = segClone(segExpand(staged.get(seg) ?? this.ownSeg(seg))) as Uint32Array;
-          parent = this.parentSeg(seg);
-        }
-        const i = b % SEGMENT_ENTRIES;
-        let e = entries[k];
-        // Store only what differs from the parent: equal slots or zero over zero inherit.
-        const p = segGet(parent, i);
-        if (e === p || (e === ZERO && p < 2)) e = INHERIT;
-        const old = arr![i];
-        if (old >= 2) {
-          addRef(deltas, old - 2, -1);
-          ownBlocks--;
-        }
-        if (e >= 2) {
-          addRef(deltas, e - 2, 1);
-          ownBlocks++;
-        }
-        arr![i] = e;
-      }
-      if (arr) staged.set(cur, arr);
-      for (const [seg, s] of staged) saveSegment(this.store.db, id, seg as SegmentIndex, segCompact(s));
-      applyRefDeltas(this.store.db, deltas, fresh as Map<SlotNumber, number>, { index: pairs, packing });
-      const queued = this.unindexed.length + pairs.length;
-      // Never index a slot whose data may not be durable: another image could come to share it.
-      if (durable && (final || queued <= 2 * INDEX_NOW || queued >= 2 * INDEX_BATCH)) {
-        indexSlots(this.store.db, this.unindexed.length === 0 ? pairs : this.unindexed.concat(pairs));
-        indexedNow = true;
-      }
-      updateImage(this.store.db, id, { ownBlocks });
+      const pairs: number[] = [];
+      const view = { zeroed: this.dirtySegs, own: (seg: number) => this.ownSeg(seg), parent: (seg: number) => this.parentSeg(seg) };
+      const applied = apply(tx, this.rec, staged, placed, view, pairs);
+      const indexed = this.index.pass(tx, pairs, { durable, final });
       faultPoint('flush.before-commit');
+      return { ...applied, pairs, indexed };
     });
     faultPoint('flush.after-commit');
 
-    for (const [seg, s] of staged) {
-      this.own.set(seg, segCompact(s));
+    for (const [seg, s] of done.segs) {
+      this.own.set(seg, s);
       this.invalidate(seg);
     }
     this.clearPending();
     this.unsyncedData = !durable;
-    if (indexedNow) {
-      this.unindexed = [];
-      this.recent.clear();
-    } else {
-      for (let k = 0; k < pairs.length; k += 2) {
-        this.unindexed.push(pairs[k], pairs[k + 1]);
-        this.recent.set(pairs[k], pairs[k + 1]);
-      }
-    }
-    this.rec = { ...this.rec, ownBlocks, generation: this.rec.generation + 1 };
+    this.index.committed(done.pairs, done.indexed);
+    this.rec = { ...this.rec, ownBlocks: done.ownBlocks, generation: this.rec.generation + 1 };
   }
 
   private clearPending(): void {
     this.dirtySegs.clear();
     this.dirtyData.clear();
     this.arena = null;
-    this.pendingRefs.clear();
-    this.pendingOwnBlocks = 0;
   }
 
   /** Forgets every write since the last flush, as a crash would. */
@@ -656,19 +565,19 @@ export class Image implements BlockDevice {
    * runs `also` (a clone's new leaves over the snapshot). Writes after this
    * call go to the new leaf; nothing waits longer than the flush.
    */
-  snapshot<T = undefined>(snapName?: string, also?: (snapshot: ImageRecord) => T): { snapshot: ImageRecord; leaf: ImageRecord; also: T | undefined } {
+  snapshot<T = undefined>(snapName?: string, also?: (snapshot: ImageRecord, tx: WriteTx) => T): { snapshot: ImageRecord; leaf: ImageRecord; also: T | undefined } {
     this.checkWritable();
     this.checkOpen();
     if (this.lease === null) throw new StrataError('E_READONLY', `image ${this.name} is not held by a lease; snapshot it with snapshotImage`);
     this.flush();
     const lease = this.lease;
-    const r = this.store.write(() => {
-      const current = getImageById(this.store.db, this.rec.id);
-      const done = snapshotInTx(this.store, current, snapName, { except: lease });
+    const r = this.store.write((tx) => {
+      const current = getImageById(tx, this.rec.id);
+      const done = snapshotInTx(this.store, tx, current, snapName, { except: lease });
       moveLease(this.store, lease, done.leaf.id);
-      const extra = also?.(done.snapshot);
+      const extra = also?.(done.snapshot, tx);
       faultPoint('snapshot.before-commit');
-      return { ...done, also: extra, chain: chainOf(this.store.db, done.leaf) };
+      return { ...done, also: extra, chain: chainOf(tx, done.leaf) };
     });
     faultPoint('snapshot.after-commit');
     this.rec = r.leaf;
@@ -689,7 +598,7 @@ export class Image implements BlockDevice {
     this.checkWritable();
     this.checkOpen();
     this.flush();
-    const r = leaseTx(this.store, (take) => makeViewInTx(this.store, getImageById(this.store.db, this.rec.id), take), { durable: true });
+    const r = leaseTx(this.store, (take, tx) => makeViewInTx(this.store, tx, getImageById(tx, this.rec.id), take), { durable: true });
     faultPoint('view.after-commit');
     return r;
   }
@@ -724,21 +633,21 @@ export function openImage(store: Store, name: string, opts: OpenOptions = {}): I
     new StrataError('E_READONLY', `image ${name} is frozen (${rec.kind}); clone it to get a writable leaf`, { image: name });
   if (store.readOnly) {
     const { rec, chain } = store.db.transaction(() => {
-      const rec = resolveImage(store.db, name);
-      return { rec, chain: chainOf(store.db, rec) };
+      const rec = resolveImage(store, name);
+      return { rec, chain: chainOf(store, rec) };
     }).deferred();
     if (opts.writable === true) throw isFrozen(rec) ? refuseFrozen(rec) : new StrataError('E_READONLY', `store ${store.dir} is open read-only`);
     return new Image(store, rec, chain, { writable: false, dirtyLimit: opts.dirtyLimit, lease: null });
   }
   // Two-process tests hold an opener here: everything before is the caller's, the lookup and the lease are one transaction.
   faultPoint('open.before-lease');
-  const o = leaseTx(store, (take) => {
-    const rec = resolveImage(store.db, name);
+  const o = leaseTx(store, (take, tx) => {
+    const rec = resolveImage(tx, name);
     const writable = opts.writable === 'if-leaf' ? !isFrozen(rec) : !!opts.writable;
     if (writable && isFrozen(rec)) throw refuseFrozen(rec);
     if (opts.refuseWriter && !writable && !isFrozen(rec)) assertNoWriter(store, rec);
     const lease = take(store, rec.id, rec.name, writable ? 'write' : 'read', { pin: !isFrozen(rec) && !writable, control: writable ? opts.control : undefined });
-    return { rec, chain: chainOf(store.db, rec), writable, lease };
+    return { rec, chain: chainOf(tx, rec), writable, lease };
   });
   return new Image(store, o.rec, o.chain, { writable: o.writable, dirtyLimit: opts.dirtyLimit, lease: o.lease });
 }

@@ -5,7 +5,7 @@
  * content, because the store keeps each distinct block once.
  */
 import { resolveImage } from './refs.js';
-import { chainOf, listVisibleImages, countSlotRefs, loadSegment, segmentsOf, segGet, type Segment } from '../store/images/index.js';
+import { chainOf, listVisibleImages, ownSlotRefs, loadSegment, segGet, type Segment } from '../store/images/index.js';
 import { readTx, type Store, BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES, type ImageRecord, type SegmentIndex } from '../store/core/index.js';
 import { forEachLiveSlot, nextSlot } from '../store/slots/index.js';
 import { fragmentBytes } from '../store/blocks/index.js';
@@ -183,8 +183,7 @@ function refcountTable(store: Store): SlotFacts {
  * twice by one map and by nothing else is exclusive, both times).
  */
 function usageOf(store: Store, img: ImageRecord, facts: SlotFacts, referenced?: ReferencedCache): ImageUsage {
-  const refs = new Map<number, number>();
-  for (const [, s] of segmentsOf(store, img.id)) countSlotRefs(s, refs);
+  const refs = ownSlotRefs(store, [img.id]);
   let own = 0;
   let exclusive = 0;
   let packed = 0;

@@ -18,9 +18,9 @@ import {
   updateImage,
 } from '../store/images/index.js';
 import { assertNotOpen, liveLeases, type Lease } from '../store/leases/index.js';
-import { countSlotRefs, segmentsOf } from '../store/images/index.js';
-import { applyRefDeltas, freeEpoch, slotReader } from '../store/slots/index.js';
-import type { Store } from '../store/core/index.js';
+import { editMap, ownSlotRefs } from '../store/images/index.js';
+import { freeEpoch, slotReader } from '../store/slots/index.js';
+import type { Store, WriteTx } from '../store/core/index.js';
 import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord, type OnProgress, imageName, snapshotName, splitSnapshotName, SNAP_SEP, faultPoint } from '../store/core/index.js';
 import { resolveImage, snapshotOwner, snapshotsOf } from './refs.js';
 import { collectGarbage } from '../store/upkeep/index.js';
@@ -37,7 +37,7 @@ export const frozenKind = (parentId: ImageId | null): ImageKind => (parentId ===
 export function createImage(store: Store, name: string, size: number, labels: Record<string, string> = {}): ImageRecord {
   const n = imageName(name);
   checkVirtualSize(size);
-  return store.write(() => insertImage(store.db, { name: n, kind: 'leaf', parentId: null, virtualSize: size, labels }));
+  return store.write((tx) => insertImage(tx, { name: n, kind: 'leaf', parentId: null, virtualSize: size, labels }));
 }
 
 /**
@@ -48,7 +48,7 @@ export function createImage(store: Store, name: string, size: number, labels: Re
 function nextSnapshot(store: Store, leaf: ImageRecord): { name: ImageName; seq: number } {
   for (let n = leaf.snapSeq + 1; ; n++) {
     const name = snapshotName(leaf.name, `snap${n}`);
-    if (!findImage(store.db, name)) return { name, seq: n };
+    if (!findImage(store, name)) return { name, seq: n };
   }
 }
 
@@ -78,14 +78,14 @@ export interface SnapshotResult {
  * writer must not, except `except`: the writer taking the snapshot itself
  * (Image.snapshot), which has flushed and moves its lease to the new leaf.
  */
-export function snapshotInTx(store: Store, leaf: ImageRecord, snapName: string | undefined, opts: { except?: Lease } = {}): SnapshotResult {
+export function snapshotInTx(store: Store, tx: WriteTx, leaf: ImageRecord, snapName: string | undefined, opts: { except?: Lease } = {}): SnapshotResult {
   if (leaf.kind !== 'leaf') throw new StrataError('E_READONLY', `image ${leaf.name} is frozen (${leaf.kind}); only a leaf can be snapshotted`);
   const auto = snapName === undefined ? nextSnapshot(store, leaf) : null;
   const name = auto?.name ?? userSnapshotName(leaf.name, snapName!);
-  assertNameFree(store.db, name);
+  assertNameFree(tx, name);
   assertNotOpen(store, [leaf], `snapshot ${leaf.name}`, { writersOnly: true, except: opts.except });
-  updateImage(store.db, leaf.id, { name, kind: frozenKind(leaf.parentId), snapshotAt: Date.now() });
-  const next = insertImage(store.db, {
+  updateImage(tx, leaf.id, { name, kind: frozenKind(leaf.parentId), snapshotAt: Date.now() });
+  const next = insertImage(tx, {
     name: leaf.name,
     kind: 'leaf',
     parentId: leaf.id,
@@ -94,7 +94,7 @@ export function snapshotInTx(store: Store, leaf: ImageRecord, snapName: string |
     createdAt: leaf.createdAt,
     snapSeq: auto?.seq ?? leaf.snapSeq,
   });
-  return { snapshot: getImage(store.db, name), leaf: next };
+  return { snapshot: getImage(tx, name), leaf: next };
 }
 
 /**
@@ -103,9 +103,9 @@ export function snapshotInTx(store: Store, leaf: ImageRecord, snapName: string |
  * snapshot itself (Image.snapshot), between two of its writes.
  */
 export function snapshotImage(store: Store, leafName: string, snapName?: string): SnapshotResult {
-  const r = store.write(() => {
-    const leaf = resolveImage(store.db, leafName);
-    const done = snapshotInTx(store, leaf, snapName);
+  const r = store.write((tx) => {
+    const leaf = resolveImage(tx, leafName);
+    const done = snapshotInTx(store, tx, leaf, snapName);
     faultPoint('snapshot.before-commit');
     return done;
   });
@@ -132,8 +132,8 @@ export function cloneNames(names: readonly string[]): ImageName[] {
 }
 
 /** New leaves over a frozen parent, inside the caller's transaction. */
-export function insertClones(store: Store, parent: ImageRecord, names: readonly ImageName[]): ImageRecord[] {
-  return names.map((name) => insertImage(store.db, { name, kind: 'leaf', parentId: parent.id, virtualSize: parent.virtualSize }));
+export function insertClones(tx: WriteTx, parent: ImageRecord, names: readonly ImageName[]): ImageRecord[] {
+  return names.map((name) => insertImage(tx, { name, kind: 'leaf', parentId: parent.id, virtualSize: parent.virtualSize }));
 }
 
 /**
@@ -143,15 +143,15 @@ export function insertClones(store: Store, parent: ImageRecord, names: readonly 
  */
 export function cloneImage(store: Store, source: string, names: readonly string[]): CloneResult {
   const valid = cloneNames(names);
-  const r = store.write(() => {
-    let parent = resolveImage(store.db, source);
-    for (const n of valid) assertNameFree(store.db, n);
+  const r = store.write((tx) => {
+    let parent = resolveImage(tx, source);
+    for (const n of valid) assertNameFree(tx, n);
     let snapshot: ImageRecord | undefined;
     if (!isFrozen(parent)) {
-      snapshot = snapshotInTx(store, parent, undefined).snapshot;
+      snapshot = snapshotInTx(store, tx, parent, undefined).snapshot;
       parent = snapshot;
     }
-    const clones = insertClones(store, parent, valid);
+    const clones = insertClones(tx, parent, valid);
     faultPoint('clone.before-commit');
     return { parent, clones, snapshot };
   });
@@ -179,23 +179,23 @@ export interface RollbackResult {
  * its disk change under it.
  */
 export function rollbackImage(store: Store, leafName: string, to?: string): RollbackResult {
-  const r = store.write(() => {
-    const leaf = resolveImage(store.db, leafName);
+  const r = store.write((tx) => {
+    const leaf = resolveImage(tx, leafName);
     if (leaf.kind !== 'leaf') throw new StrataError('E_READONLY', `image ${leafName} is frozen (${leaf.kind}); rollback resets a writable leaf`, { image: leafName });
-    const chain = chainOf(store.db, leaf);
+    const chain = chainOf(tx, leaf);
     if (chain.length < 2) throw badInput(`image ${leafName} has no snapshot to roll back to`, { image: leafName });
     // `rollback vm snap1` means vm's own snapshot first, as `zfs rollback vm@snap1`.
-    const target = to === undefined ? chain[1] : resolveImage(store.db, to, { scope: leaf.name });
+    const target = to === undefined ? chain[1] : resolveImage(tx, to, { scope: leaf.name });
     const at = chain.findIndex((c, i) => i > 0 && c.id === target.id);
     if (at < 0) {
       throw badInput(`cannot roll back ${leafName} to ${to}: ${to} is not below ${leafName} (its chain: ${chain.slice(1).map((c) => c.name).join(' → ')})`, { image: leafName, to });
     }
     assertNotOpen(store, [leaf], `roll back ${leafName}`);
-    releaseOwnRefs(store, [leaf]);
-    store.db.prepare('DELETE FROM segments WHERE image_id = ?').run(leaf.id);
-    updateImage(store.db, leaf.id, { parentId: target.id, ownBlocks: 0, virtualSize: target.virtualSize });
+    const edit = editMap(tx, leaf);
+    edit.dropAll();
+    edit.commit({ row: { parentId: target.id, virtualSize: target.virtualSize } });
     faultPoint('rollback.before-commit');
-    return { leaf: getImageById(store.db, leaf.id), to: target, discardedBytes: leaf.ownBlocks * BLOCK_SIZE, skipped: chain.slice(1, at).map((c) => c.name) };
+    return { leaf: getImageById(tx, leaf.id), to: target, discardedBytes: leaf.ownBlocks * BLOCK_SIZE, skipped: chain.slice(1, at).map((c) => c.name) };
   });
   faultPoint('rollback.after-commit');
   return r;
@@ -203,12 +203,12 @@ export function rollbackImage(store: Store, leafName: string, to?: string): Roll
 
 /** `wasFrozen`: the image was frozen already and nothing changed. */
 export function freezeImage(store: Store, name: string): ImageRecord & { wasFrozen: boolean } {
-  return store.write(() => {
-    const img = resolveImage(store.db, name);
+  return store.write((tx) => {
+    const img = resolveImage(tx, name);
     if (isFrozen(img)) return { ...img, wasFrozen: true };
     assertNotOpen(store, [img], `freeze ${name}`);
-    updateImage(store.db, img.id, { kind: frozenKind(img.parentId) });
-    return { ...getImageById(store.db, img.id), wasFrozen: false };
+    updateImage(tx, img.id, { kind: frozenKind(img.parentId) });
+    return { ...getImageById(tx, img.id), wasFrozen: false };
   });
 }
 
@@ -218,42 +218,37 @@ export function freezeImage(store: Store, name: string): ImageRecord & { wasFroz
  * `vm02@better` for vm02@good, never into another image's name.
  */
 export function renameImage(store: Store, from: string, to: string): ImageRecord {
-  return store.write(() => {
-    const img = resolveImage(store.db, from);
+  return store.write((tx) => {
+    const img = resolveImage(tx, from);
     const owner = splitSnapshotName(img.name)?.image;
     const n = owner === undefined ? imageName(to) : userSnapshotName(owner, to);
-    assertNameFree(store.db, n);
-    const snaps = owner === undefined ? snapshotsOf(store.db, img.name).filter((s) => splitSnapshotName(s.name) !== null) : [];
+    assertNameFree(tx, n);
+    const snaps = owner === undefined ? snapshotsOf(tx, img.name).filter((s) => splitSnapshotName(s.name) !== null) : [];
     const moved = snaps.map((s) => ({ rec: s, to: snapshotName(n, splitSnapshotName(s.name)!.snapshot) }));
-    for (const m of moved) assertNameFree(store.db, m.to);
+    for (const m of moved) assertNameFree(tx, m.to);
     // A server exports the image under its old name: renaming it underneath would send that
     // export's writes to an image whose name now belongs to another.
     assertNotOpen(store, [img, ...snaps], `rename ${from}`);
-    updateImage(store.db, img.id, { name: n });
-    for (const m of moved) updateImage(store.db, m.rec.id, { name: m.to });
-    return getImageById(store.db, img.id);
+    updateImage(tx, img.id, { name: n });
+    for (const m of moved) updateImage(tx, m.rec.id, { name: m.to });
+    return getImageById(tx, img.id);
   });
 }
 
 /**
- * Drops images' rows and their references, children before parents; a slot
- * becomes free when its count reaches zero. The references of all of them
- * are released in one pass, so a slot they share is updated once.
+ * Drops images' rows and their maps, children before parents; a slot
+ * becomes free when its count reaches zero. Their maps are dropped in one
+ * edit, so a slot they share is updated once.
  */
-export function dropImagesInTx(store: Store, imgs: readonly ImageRecord[], onProgress?: OnProgress): void {
-  releaseOwnRefs(store, imgs, onProgress);
-  for (const img of imgs) deleteImageRow(store.db, img.id);
+export function dropImagesInTx(tx: WriteTx, imgs: readonly ImageRecord[], onProgress?: OnProgress): void {
+  if (imgs.length === 0) return;
+  const edit = editMap(tx, imgs[0]);
+  for (const img of imgs) edit.of(img).dropAll();
+  edit.commit({ onProgress });
+  for (const img of imgs) deleteImageRow(tx, img.id);
 }
 
-/** Takes back every reference the images' own maps hold, in one pass; the maps themselves stay. */
-function releaseOwnRefs(store: Store, imgs: readonly ImageRecord[], onProgress?: OnProgress): void {
-  const refs = new Map<number, number>();
-  for (const img of imgs) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
-  for (const [slot, n] of refs) refs.set(slot, -n);
-  applyRefDeltas(store.db, refs, undefined, { onProgress });
-}
-
-export const dropImageInTx = (store: Store, img: ImageRecord): void => dropImagesInTx(store, [img]);
+export const dropImageInTx = (tx: WriteTx, img: ImageRecord): void => dropImagesInTx(tx, [img]);
 
 /** A snapshot `rm IMAGE` leaves, and the images that stand on it. */
 export interface KeptSnapshot {
@@ -283,11 +278,11 @@ function doomedImages(store: Store, names: readonly string[], opts: RemoveOption
   const seen = new Set<number>();
   const named: ImageRecord[] = [];
   for (const name of names) {
-    const img = resolveImage(store.db, name);
+    const img = resolveImage(store, name);
     named.push(img);
-    const below = descendantsOf(store.db, img.id);
+    const below = descendantsOf(store, img.id);
     if (below.length > 0 && !opts.recursive) {
-      const kids = childrenOf(store.db, img.id).map((c) => c.name);
+      const kids = childrenOf(store, img.id).map((c) => c.name);
       throw new StrataError('E_HAS_CHILDREN', `image ${name} has ${kids.length} child image(s) (${kids.slice(0, 5).join(', ')}${kids.length > 5 ? ', …' : ''}); remove them first or use -r`, {
         image: name,
         children: kids,
@@ -306,7 +301,7 @@ function doomedImages(store: Store, names: readonly string[], opts: RemoveOption
   // or a snapshot kept for one): dropping those would take the clone's data with them.
   const own = named
     .filter((i) => snapshotOwner(i) === null)
-    .flatMap((i) => snapshotsOf(store.db, i.name))
+    .flatMap((i) => snapshotsOf(store, i.name))
     .filter((s) => !seen.has(s.id));
   // One a process has open stays too: a reader or server of it would be refused the removal of the image it does not read.
   const going = new Set<number>(own.filter((s) => openBy(s.id) === undefined).map((s) => s.id));
@@ -314,7 +309,7 @@ function doomedImages(store: Store, names: readonly string[], opts: RemoveOption
   for (let changed = true; changed; ) {
     changed = false;
     for (const s of own) {
-      if (going.has(s.id) && childrenOf(store.db, s.id).some(staying)) {
+      if (going.has(s.id) && childrenOf(store, s.id).some(staying)) {
         going.delete(s.id);
         changed = true;
       }
@@ -326,16 +321,15 @@ function doomedImages(store: Store, names: readonly string[], opts: RemoveOption
     .filter((s) => !going.has(s.id))
     .map((s) => {
       const pid = openBy(s.id);
-      return { name: s.name, dependents: childrenOf(store.db, s.id).filter(staying).map((c) => c.name), ...(pid === undefined ? {} : { openBy: pid }) };
+      return { name: s.name, dependents: childrenOf(store, s.id).filter(staying).map((c) => c.name), ...(pid === undefined ? {} : { openBy: pid }) };
     });
   return { images: [...doomed, ...snapshots], snapshots, kept };
 }
 
 /** Bytes of stored data that only `images` use: what removing all of them would free. Call inside a transaction. */
 export function exclusiveBytes(store: Store, images: readonly ImageRecord[]): number {
-  const refs = new Map<number, number>();
-  for (const img of images) for (const [, s] of segmentsOf(store.db, img.id)) countSlotRefs(s, refs);
-  const now = slotReader(store.db);
+  const refs = ownSlotRefs(store, images.map((i) => i.id));
+  const now = slotReader(store);
   let freed = 0;
   for (const [slot, n] of refs) if (now.refcount(slot) === n) freed++;
   return freed * BLOCK_SIZE;
@@ -354,11 +348,11 @@ export function planRemoval(store: Store, names: readonly string[], opts: Remove
 }
 
 function removeInTx(store: Store, names: readonly string[], opts: RemoveOptions & { onProgress?: OnProgress }): RemovalPlan {
-  const r = store.write(() => {
+  const r = store.write((tx) => {
     const plan = doomedImages(store, names, opts, (id) => liveLeases(store, [id])[0]?.pid);
     const doomed = plan.images;
     assertNotOpen(store, doomed, `remove ${doomed.map((d) => d.name).join(', ')}`);
-    dropImagesInTx(store, doomed, opts.onProgress);
+    dropImagesInTx(tx, doomed, opts.onProgress);
     faultPoint('rm.before-commit');
     return plan;
   });

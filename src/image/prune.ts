@@ -87,7 +87,7 @@ export function pruneImages(store: Store, opts: { onProgress?: OnProgress } = {}
   const { result, ...space } = reclaiming(store, () => {
     const r = store.write((tx) => {
       const pruned = prunableImages(store, tx);
-      dropImagesInTx(store, pruned.map((p) => p.image), opts.onProgress);
+      dropImagesInTx(tx, pruned.map((p) => p.image), opts.onProgress);
       faultPoint('prune.before-commit');
       return pruned;
     });

@@ -1,6 +1,6 @@
 /**
  * Reshaping images: flatten, rebase, commit, resize. Each is one transaction
- * over map segments and refcounts; none copies a data block, because a slot
+ * and one map edit (the store derives refcounts from it); none copies a data block, because a slot
  * number already is the content (resize may store one new block: the
  * partial block at its smaller end, whose bytes past that end must read
  * zeros once the image is larger).
@@ -16,38 +16,26 @@
 import { resolveImage } from './refs.js';
 import { StrataError, badInput } from '../errors.js';
 import { bytesText, humanBytes } from '../units.js';
-import { chainOf, childrenOf, descendantsOf, updateImage, countSlotRefs, loadSegment, saveSegment, segmentsOf, segCompact, segExpand, segGet, type Segment } from '../store/images/index.js';
+import { chainOf, childrenOf, descendantsOf, editMap, updateImage, segmentNumbersOf, segCompact, segExpand, segGet, type MapChanges, type Segment } from '../store/images/index.js';
 import { assertNotOpen } from '../store/leases/index.js';
-import type { BlockHash, Store } from '../store/core/index.js';
-import { hashBlocks, placeBlocks, addRef, applyRefDeltas, type RefDeltas } from '../store/slots/index.js';
+import type { Store, WriteTx } from '../store/core/index.js';
+import { hashBlocks, placeBlocks, type Placement } from '../store/slots/index.js';
 import {
   BLOCK_SIZE,
   INHERIT,
   SEGMENT_ENTRIES,
-  ZERO,
   entrySlot,
   isFrozen,
   type ImageRecord,
   type MapEntry,
   type OnProgress,
   type SegmentIndex,
-  type SlotNumber,
 } from '../store/core/index.js';
 import { checkVirtualSize, frozenKind } from './lifecycle.js';
+import { ownEntryFor } from './flush.js';
 import { blocksIn, resolveFrozen } from './resolve.js';
 import { chainSegments } from './usage.js';
 import { faultPoint } from '../store/core/index.js';
-
-/**
- * The own entry that makes a layer read `target` over a parent reading
- * `parent`: the write path's rule, so reshaped maps look like written ones
- * (equal slots inherit, zero over zero inherits, zero over data is ZERO).
- */
-export function ownEntryFor(target: number, parent: number): MapEntry {
-  if (target === parent) return INHERIT;
-  if (target < 2) return parent < 2 ? INHERIT : ZERO;
-  return target as MapEntry;
-}
 
 function ownSegmentFor(target: Segment, parent: Segment, seg: number, blocks: number): Segment {
   const first = seg * SEGMENT_ENTRIES;
@@ -74,19 +62,17 @@ interface Rewrite {
 }
 
 /**
- * Replaces `image`'s own map in the current transaction; returns its new
- * own-block count. Per segment: read the target and parent views, then write
- * the new own segment. The views never read `image`'s segment after it is
- * rewritten (the target reads segment s before s is saved; the parent chain
- * never contains `image`), so one pass is enough.
+ * Replaces `image`'s own map, through `edit` (its changes in the current
+ * transaction's map edit). Per segment: read the target and parent views,
+ * then set the new own segment. The views never read `image`'s segment after
+ * it is rewritten (the target reads segment s before s is set; the parent
+ * chain never contains `image`), so one pass is enough.
  */
-function rewriteOwnMap(store: Store, w: Rewrite, deltas: RefDeltas): number {
-  const db = store.db;
+function rewriteOwnMap(store: Store, edit: MapChanges, w: Rewrite): void {
   const blocks = blocksIn(w.size);
   const segs = new Set<number>(chainSegments(store, w.target));
   if (w.parent.length > 0) for (const s of chainSegments(store, w.parent)) segs.add(s);
-  for (const [s] of segmentsOf(db, w.image.id)) segs.add(s);
-  let ownBlocks = 0;
+  for (const s of segmentNumbersOf(store, [w.image.id])) segs.add(s);
   for (const seg of [...segs].sort((a, b) => a - b)) {
     const si = seg as SegmentIndex;
     let target = resolveFrozen(store, w.target, 0, si);
@@ -99,20 +85,8 @@ function rewriteOwnMap(store: Store, w: Rewrite, deltas: RefDeltas): number {
       }
     }
     const parent = w.parent.length > 0 ? resolveFrozen(store, w.parent, 0, si) : INHERIT;
-    const next = ownSegmentFor(target, parent, seg, blocks);
-    const old = loadSegment(db, w.image.id, si);
-    const plus = new Map<number, number>();
-    const minus = new Map<number, number>();
-    countSlotRefs(next, plus);
-    countSlotRefs(old, minus);
-    for (const [slot, n] of plus) {
-      addRef(deltas, slot, n);
-      ownBlocks += n;
-    }
-    for (const [slot, n] of minus) addRef(deltas, slot, -n);
-    saveSegment(db, w.image.id, si, next);
+    edit.setSegment(si, ownSegmentFor(target, parent, seg, blocks));
   }
-  return ownBlocks;
 }
 
 /**
@@ -120,11 +94,11 @@ function rewriteOwnMap(store: Store, w: Rewrite, deltas: RefDeltas): number {
  * have been filled with views read half-way through a transaction that then
  * rolled back, so it is dropped on error.
  */
-function reshapeTx<T>(store: Store, op: string, fn: () => T): T {
+function reshapeTx<T>(store: Store, op: string, fn: (tx: WriteTx) => T): T {
   let r: T;
   try {
-    r = store.write(() => {
-      const out = fn();
+    r = store.write((tx) => {
+      const out = fn(tx);
       faultPoint(`${op}.before-commit`);
       return out;
     });
@@ -137,8 +111,8 @@ function reshapeTx<T>(store: Store, op: string, fn: () => T): T {
 }
 
 /** Bumps generations below a rewritten image so no cached resolution of theirs outlives the change. */
-function touchDescendants(store: Store, img: ImageRecord): void {
-  for (const d of descendantsOf(store.db, img.id)) updateImage(store.db, d.id, {});
+function touchDescendants(tx: WriteTx, img: ImageRecord): void {
+  for (const d of descendantsOf(tx, img.id)) updateImage(tx, d.id, {});
 }
 
 export interface ReshapeResult {
@@ -151,8 +125,8 @@ export interface ReshapeResult {
 }
 
 const result = (store: Store, name: string, before: number): ReshapeResult => {
-  const r = resolveImage(store.db, name);
-  const parent = r.parentId === null ? null : chainOf(store.db, r)[1].name;
+  const r = resolveImage(store, name);
+  const parent = r.parentId === null ? null : chainOf(store, r)[1].name;
   return { name: r.name, parent, virtualSize: r.virtualSize, ownBytes: r.ownBlocks * BLOCK_SIZE, ownBytesBefore: before * BLOCK_SIZE };
 };
 
@@ -166,41 +140,39 @@ export interface ReshapeOptions {
 
 /** The image keeps its content and stops depending on any parent. */
 export function flattenImage(store: Store, name: string, opts: ReshapeOptions = {}): ReshapeResult {
-  return reshapeTx(store, 'flatten', () => {
-    const img = resolveImage(store.db, name);
-    const chain = chainOf(store.db, img);
-    assertNotOpen(store, [img, ...descendantsOf(store.db, img.id)], `flatten ${name}`);
+  return reshapeTx(store, 'flatten', (tx) => {
+    const img = resolveImage(tx, name);
+    const chain = chainOf(tx, img);
+    assertNotOpen(store, [img, ...descendantsOf(tx, img.id)], `flatten ${name}`);
     if (img.parentId === null) return result(store, name, img.ownBlocks);
-    const deltas: RefDeltas = new Map();
-    const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: [], size: img.virtualSize }, deltas);
-    applyRefDeltas(store.db, deltas, undefined, { onProgress: opts.onProgress });
-    updateImage(store.db, img.id, { parentId: null, ownBlocks, kind: isFrozen(img) ? frozenKind(null) : 'leaf' });
-    touchDescendants(store, img);
+    const edit = editMap(tx, img);
+    rewriteOwnMap(store, edit, { image: img, target: chain, parent: [], size: img.virtualSize });
+    edit.commit({ onProgress: opts.onProgress, row: { parentId: null, kind: isFrozen(img) ? frozenKind(null) : 'leaf' } });
+    touchDescendants(tx, img);
     return result(store, name, img.ownBlocks);
   });
 }
 
 /** The image keeps its content over a new frozen parent; its own map keeps only what differs from it. */
 export function rebaseImage(store: Store, name: string, onto: string, opts: ReshapeOptions = {}): ReshapeResult {
-  return reshapeTx(store, 'rebase', () => {
-    const img = resolveImage(store.db, name);
-    const parent = resolveImage(store.db, onto);
+  return reshapeTx(store, 'rebase', (tx) => {
+    const img = resolveImage(tx, name);
+    const parent = resolveImage(tx, onto);
     if (parent.id === img.id) throw badInput(`cannot rebase ${name} onto itself`, { image: name });
-    const below = descendantsOf(store.db, img.id);
+    const below = descendantsOf(tx, img.id);
     if (below.some((d) => d.id === parent.id)) {
       throw badInput(`cannot rebase ${name} onto ${onto}: ${onto} is below ${name}, so the chain would loop`, { image: name, onto });
     }
     if (!isFrozen(parent)) {
       throw badInput(`cannot rebase ${name} onto ${onto}: ${onto} is a writable leaf; freeze or snapshot it first`, { image: name, onto });
     }
-    const chain = chainOf(store.db, img);
-    const parentChain = chainOf(store.db, parent);
+    const chain = chainOf(tx, img);
+    const parentChain = chainOf(tx, parent);
     assertNotOpen(store, [img, ...below], `rebase ${name}`);
-    const deltas: RefDeltas = new Map();
-    const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: parentChain, size: img.virtualSize }, deltas);
-    applyRefDeltas(store.db, deltas, undefined, { onProgress: opts.onProgress });
-    updateImage(store.db, img.id, { parentId: parent.id, ownBlocks, kind: isFrozen(img) ? frozenKind(parent.id) : 'leaf' });
-    touchDescendants(store, img);
+    const edit = editMap(tx, img);
+    rewriteOwnMap(store, edit, { image: img, target: chain, parent: parentChain, size: img.virtualSize });
+    edit.commit({ onProgress: opts.onProgress, row: { parentId: parent.id, kind: isFrozen(img) ? frozenKind(parent.id) : 'leaf' } });
+    touchDescendants(tx, img);
     return result(store, name, img.ownBlocks);
   });
 }
@@ -219,15 +191,15 @@ export interface CommitResult extends ReshapeResult {
  * and size; the leaf goes on, empty, above it.
  */
 export function commitImage(store: Store, leafName: string, opts: ReshapeOptions & { force?: boolean } = {}): CommitResult {
-  return reshapeTx(store, 'commit', () => {
-    const leaf = resolveImage(store.db, leafName);
+  return reshapeTx(store, 'commit', (tx) => {
+    const leaf = resolveImage(tx, leafName);
     if (leaf.kind !== 'leaf') {
       throw new StrataError('E_READONLY', `image ${leafName} is frozen (${leaf.kind}); commit merges a writable leaf into its parent`, { image: leafName });
     }
     if (leaf.parentId === null) throw badInput(`image ${leafName} has no parent to commit into`, { image: leafName });
-    const chain = chainOf(store.db, leaf);
+    const chain = chainOf(tx, leaf);
     const parent = chain[1];
-    const siblings = childrenOf(store.db, parent.id).filter((c) => c.id !== leaf.id);
+    const siblings = childrenOf(tx, parent.id).filter((c) => c.id !== leaf.id);
     if (siblings.length > 0) {
       throw new StrataError(
         'E_HAS_CHILDREN',
@@ -235,7 +207,7 @@ export function commitImage(store: Store, leafName: string, opts: ReshapeOptions
         { image: leafName, parent: parent.name, children: siblings.map((s) => s.name) },
       );
     }
-    if (childrenOf(store.db, leaf.id).length > 0) {
+    if (childrenOf(tx, leaf.id).length > 0) {
       throw new StrataError('E_HAS_CHILDREN', `cannot commit ${leafName}: it has children`, { image: leafName });
     }
     assertNotOpen(store, [leaf, parent], `commit ${leafName} into ${parent.name}`);
@@ -245,19 +217,12 @@ export function commitImage(store: Store, leafName: string, opts: ReshapeOptions
         { image: leafName, parent: parent.name },
       );
     }
-    const deltas: RefDeltas = new Map();
     // The parent must read what the leaf reads now, over the parent's own parent.
-    const ownBlocks = rewriteOwnMap(store, { image: parent, target: chain, parent: chain.slice(2), size: leaf.virtualSize }, deltas);
+    const edit = editMap(tx, parent);
+    rewriteOwnMap(store, edit, { image: parent, target: chain, parent: chain.slice(2), size: leaf.virtualSize });
     // Then the leaf's own entries are redundant: it reads its parent, entry for entry.
-    for (const [seg, s] of [...segmentsOf(store.db, leaf.id)]) {
-      const refs = new Map<number, number>();
-      countSlotRefs(s, refs);
-      for (const [slot, n] of refs) addRef(deltas, slot, -n);
-      saveSegment(store.db, leaf.id, seg, INHERIT);
-    }
-    applyRefDeltas(store.db, deltas, undefined, { onProgress: opts.onProgress });
-    updateImage(store.db, parent.id, { ownBlocks, virtualSize: leaf.virtualSize });
-    updateImage(store.db, leaf.id, { ownBlocks: 0 });
+    edit.of(leaf).dropAll();
+    const { ownBlocks } = edit.commit({ onProgress: opts.onProgress, row: { virtualSize: leaf.virtualSize } });
     const r = result(store, leafName, leaf.ownBlocks);
     return { ...r, into: parent.name, intoOwnBytes: ownBlocks * BLOCK_SIZE };
   });
@@ -268,7 +233,7 @@ export function commitImage(store: Store, leafName: string, opts: ReshapeOptions
  * past `end` are not all zero: that block with those bytes zeroed, placed
  * (deduplicated like any write) for the caller to commit. Otherwise null.
  */
-function zeroedTail(store: Store, chain: readonly ImageRecord[], end: number): { block: number; entry: MapEntry; fresh: Map<SlotNumber, BlockHash> } | null {
+function zeroedTail(store: Store, chain: readonly ImageRecord[], end: number): { block: number; entry: MapEntry; placed: Placement } | null {
   const tail = end % BLOCK_SIZE;
   if (tail === 0) return null;
   const block = Math.floor(end / BLOCK_SIZE);
@@ -280,7 +245,7 @@ function zeroedTail(store: Store, chain: readonly ImageRecord[], end: number): {
   if (!buf.subarray(tail).some((x) => x !== 0)) return null;
   buf.fill(0, tail);
   const placed = placeBlocks(store, [buf], hashBlocks(store, [buf]));
-  return { block, entry: placed.entries[0], fresh: placed.fresh };
+  return { block, entry: placed.entries[0], placed };
 }
 
 /**
@@ -300,8 +265,8 @@ function zeroedTail(store: Store, chain: readonly ImageRecord[], end: number): {
  */
 export function resizeImage(store: Store, name: string, to: number | { by: number }, opts: ReshapeOptions & { shrink?: boolean } = {}): ReshapeResult {
   if (typeof to === 'number') checkVirtualSize(to);
-  return reshapeTx(store, 'resize', () => {
-    const img = resolveImage(store.db, name);
+  return reshapeTx(store, 'resize', (tx) => {
+    const img = resolveImage(tx, name);
     if (isFrozen(img)) throw new StrataError('E_READONLY', `image ${name} is frozen (${img.kind}); only a leaf can be resized`, { image: name });
     if (typeof to !== 'number' && img.virtualSize + to.by < 0) {
       throw badInput(`cannot shrink ${name} (${bytesText(img.virtualSize)}) by ${bytesText(-to.by)}: that is more than its size`, { image: name });
@@ -311,17 +276,15 @@ export function resizeImage(store: Store, name: string, to: number | { by: numbe
       throw badInput(`${humanBytes(size)} (${size} bytes) is smaller than ${name} (${bytesText(img.virtualSize)}); pass --shrink to drop the data past the new end`, { image: name, size });
     }
     if (size === img.virtualSize) return result(store, name, img.ownBlocks);
-    const below = childrenOf(store.db, img.id);
+    const below = childrenOf(tx, img.id);
     if (below.length > 0) throw new StrataError('E_HAS_CHILDREN', `cannot resize ${name}: images are built on it (${below[0].name})`, { image: name });
     assertNotOpen(store, [img], `resize ${name}`);
-    const chain = chainOf(store.db, img);
-    const deltas: RefDeltas = new Map();
+    const chain = chainOf(tx, img);
     const cut = zeroedTail(store, chain, Math.min(size, img.virtualSize));
     const override = new Map<number, MapEntry>(cut ? [[cut.block, cut.entry]] : []);
-    const fresh = cut?.fresh ?? new Map<SlotNumber, BlockHash>();
-    const ownBlocks = rewriteOwnMap(store, { image: img, target: chain, parent: chain.slice(1), size, override }, deltas);
-    applyRefDeltas(store.db, deltas, fresh, { onProgress: opts.onProgress });
-    updateImage(store.db, img.id, { ownBlocks, virtualSize: size });
+    const edit = editMap(tx, img);
+    rewriteOwnMap(store, edit, { image: img, target: chain, parent: chain.slice(1), size, override });
+    edit.commit({ placed: cut?.placed, onProgress: opts.onProgress, row: { virtualSize: size } });
     return result(store, name, img.ownBlocks);
   });
 }

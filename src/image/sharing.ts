@@ -10,7 +10,7 @@
  * images may overlap (one block can be in many).
  */
 import { resolveImage } from './refs.js';
-import { listVisibleImages, countSlotRefs, segmentsOf } from '../store/images/index.js';
+import { listVisibleImages, ownSlotRefs } from '../store/images/index.js';
 import { readTx, type Store } from '../store/core/index.js';
 import { BLOCK_SIZE, type ImageRecord } from '../store/core/index.js';
 
@@ -29,9 +29,7 @@ export interface Sharing {
 }
 
 function ownRefs(store: Store, img: ImageRecord): Map<number, number> {
-  const refs = new Map<number, number>();
-  for (const [, s] of segmentsOf(store, img.id)) countSlotRefs(s, refs);
-  return refs;
+  return ownSlotRefs(store, [img.id]);
 }
 
 /** The images that share `name`'s own blocks, read in one snapshot; `limit` keeps the first ones. */

@@ -12,11 +12,10 @@
  * leaves nothing a user must clean.
  */
 import { StrataError } from '../errors.js';
-import { assertNameFree, getImage, insertImage, updateImage, countSlotRefs, segmentsOf, copySegments } from '../store/images/index.js';
+import { assertNameFree, editMap, findImageById, getImage, insertImage, updateImage } from '../store/images/index.js';
 import { liveLeases, writerOf, type Lease, type takeLease } from '../store/leases/index.js';
-import { applyRefDeltas } from '../store/slots/index.js';
 import { imageName } from '../store/core/index.js';
-import type { Store, ImageName, ImageRecord } from '../store/core/index.js';
+import type { Store, ImageName, ImageRecord, WriteTx } from '../store/core/index.js';
 import { dropImageInTx, frozenKind } from './lifecycle.js';
 
 export const VIEW_PREFIX = '.view-';
@@ -29,16 +28,14 @@ const viewName = (): ImageName => `${VIEW_PREFIX}${process.pid}-${Math.random().
  * copy costs a row per stored map segment and a reference per own block; no
  * data is copied.
  */
-export function makeViewInTx(store: Store, leaf: ImageRecord, take: typeof takeLease): { view: ImageRecord; lease: Lease } {
+export function makeViewInTx(store: Store, tx: WriteTx, leaf: ImageRecord, take: typeof takeLease): { view: ImageRecord; lease: Lease } {
   if (leaf.kind !== 'leaf') throw new StrataError('E_BAD_INPUT', `image ${leaf.name} is frozen (${leaf.kind}) and needs no point-in-time view`, { image: leaf.name });
   const name = viewName();
-  const rec = insertImage(store.db, { name, kind: frozenKind(leaf.parentId), parentId: leaf.parentId, virtualSize: leaf.virtualSize, labels: leaf.labels });
-  const refs = new Map<number, number>();
-  for (const [, s] of segmentsOf(store.db, leaf.id)) countSlotRefs(s, refs);
-  copySegments(store.db, leaf.id, rec.id);
-  applyRefDeltas(store.db, refs);
-  updateImage(store.db, rec.id, { ownBlocks: leaf.ownBlocks, source: { viewOf: leaf.name } });
-  const view = getImage(store.db, name);
+  const rec = insertImage(tx, { name, kind: frozenKind(leaf.parentId), parentId: leaf.parentId, virtualSize: leaf.virtualSize, labels: leaf.labels });
+  const edit = editMap(tx, rec);
+  edit.copyOf(leaf.id);
+  edit.commit({ row: { source: { viewOf: leaf.name } } });
+  const view = getImage(tx, name);
   return { view, lease: take(store, view.id, view.name, 'read') };
 }
 
@@ -47,10 +44,10 @@ export function makeViewInTx(store: Store, leaf: ImageRecord, take: typeof takeL
  * it and the copy are one transaction. A writer is refused with E_BUSY, whose
  * data names its control socket (if it has one), as Image.snapshot's callers expect.
  */
-export function makeLocalView(store: Store, leafName: string, take: typeof takeLease): { view: ImageRecord; lease: Lease } {
-  const leaf = getImage(store.db, leafName);
+export function makeLocalView(store: Store, tx: WriteTx, leafName: string, take: typeof takeLease): { view: ImageRecord; lease: Lease } {
+  const leaf = getImage(tx, leafName);
   assertNoWriter(store, leaf);
-  return makeViewInTx(store, leaf, take);
+  return makeViewInTx(store, tx, leaf, take);
 }
 
 /**
@@ -66,10 +63,11 @@ export function assertNoWriter(store: Store, leaf: ImageRecord): void {
 
 /** Drops a view unless a lease still holds it (its reader has it open). Returns whether it went. */
 export function dropViewIfUnused(store: Store, view: ImageRecord): boolean {
-  return store.write(() => {
-    const now = store.db.prepare('SELECT 1 FROM images WHERE id = ?').get(view.id);
-    if (!now || liveLeases(store, [view.id]).length > 0) return false;
-    dropImageInTx(store, getImage(store.db, view.name));
+  return store.write((tx) => {
+    // Gone, kept under a name of its own (keepView, whose process may close it before the server that made it lets go), or read.
+    const now = findImageById(tx, view.id);
+    if (!now || now.name !== view.name || liveLeases(store, [view.id]).length > 0) return false;
+    dropImageInTx(tx, now);
     return true;
   });
 }
@@ -77,9 +75,9 @@ export function dropViewIfUnused(store: Store, view: ImageRecord): boolean {
 /** Gives a view a name of its own: the user asked to keep the point-in-time copy. */
 export function keepView(store: Store, view: ImageRecord, name: string): ImageRecord {
   const n = imageName(name);
-  return store.write(() => {
-    assertNameFree(store.db, n);
-    updateImage(store.db, view.id, { name: n });
-    return getImage(store.db, n);
+  return store.write((tx) => {
+    assertNameFree(tx, n);
+    updateImage(tx, view.id, { name: n });
+    return getImage(tx, n);
   });
 }

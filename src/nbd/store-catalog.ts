@@ -143,9 +143,9 @@ export function storeCatalog(
       }
       if (req.op === 'clone') {
         const valid = cloneNames(req.names);
-        const r = img.snapshot(undefined, (snap) => {
-          for (const n of valid) assertNameFree(store, n);
-          return insertClones(store, snap, valid);
+        const r = img.snapshot(undefined, (snap, tx) => {
+          for (const n of valid) assertNameFree(tx, n);
+          return insertClones(tx, snap, valid);
         });
         return cloneSummary({ parent: r.snapshot, snapshot: r.snapshot, clones: r.also! });
       }

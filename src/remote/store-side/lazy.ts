@@ -4,11 +4,11 @@
  *
  * Building (lazyClone): each layer of the manifest's chain, base first, is
  * reused when a local frozen image equals it (as pull does), else made a
- * local frozen image in ONE write transaction, its map written directly:
+ * local frozen image in ONE write transaction, its map one map edit:
  * a data block whose digest this store already has (found by hint in the
- * dedup index, confirmed by SHA-256; or a slot already standing for that
- * digest in remote_locs for this same remote, never another's) names that
- * slot; any other gets a fresh slot whose location is REMOTE
+ * dedup index, confirmed by SHA-256; or, by placeRemote, a slot already
+ * standing for that digest in remote_locs for this same remote, never
+ * another's) names that slot; any other gets a fresh slot whose location is REMOTE
  * (store/remote-locs.ts: remote, pack, offset, length, codec, digest), its
  * hash the pusher's hint, nothing written. Then a leaf is cloned over the
  * top layer. No block is fetched, and a clone of remote R only ever
@@ -33,12 +33,12 @@
  * so a clone whose blocks are all here stops holding its origin.
  */
 import { StrataError, bucketCorrupt, isStrataError, remoteMissing } from '../../errors.js';
-import { allocateSlots, addRef, applyRefDeltas, type RefDeltas, slotReader } from '../../store/slots/index.js';
-import { getImage, insertImage, updateImage, saveSegment, segCompact } from '../../store/images/index.js';
-import { remoteSlotsOf, installFetched, remotePlacesOf, remoteSlotOf, type RemotePlace } from '../../store/blocks/index.js';
+import { placeRemote, type RemoteBlock } from '../../store/slots/index.js';
+import { editMap, getImage, insertImage } from '../../store/images/index.js';
+import { remoteSlotsOf, installFetched, remotePlacesOf, type RemotePlace } from '../../store/blocks/index.js';
 import { hasRemoteBlocks } from '../../store/upkeep/index.js';
 import type { Store } from '../../store/core/index.js';
-import { INHERIT, SEGMENT_ENTRIES, ZERO, type ImageName, type ImageRecord, type SegmentIndex, type SlotNumber } from '../../store/core/index.js';
+import { INHERIT, SEGMENT_ENTRIES, ZERO, slotEntry, type ImageName, type ImageRecord, type MapEntry, type SlotNumber } from '../../store/core/index.js';
 import { cloneImage, removeImages } from '../../image/lifecycle.js';
 import { frozenKind } from '../../image/lifecycle.js';
 import type { Logger } from '../../log.js';
@@ -86,68 +86,37 @@ function buildLazyLayer(store: Store, remote: Remote, ml: ManifestLayer, map: La
       places.push(place);
     }
   }
-  return store.write(() => {
-    const db = store.db;
-    const rec = insertImage(db, { name: ml.name as ImageName, kind: frozenKind(parent?.id ?? null), parentId: parent?.id ?? null, virtualSize: map.virtualSize, labels: ml.labels, source });
-    const slots = slotReader(db);
-    const bySha = new Map<string, number>();
-    const deltas: RefDeltas = new Map();
-    const fresh = new Map<SlotNumber, number>();
-    const far = new Map<SlotNumber, RemotePlace>();
-    const need: number[] = [];
-    places.forEach((p, i) => {
+  return store.write((tx) => {
+    const rec = insertImage(tx, { name: ml.name as ImageName, kind: frozenKind(parent?.id ?? null), parentId: parent?.id ?? null, virtualSize: map.virtualSize, labels: ml.labels, source });
+    const bySha = new Map<string, MapEntry>();
+    const far: RemoteBlock[] = [];
+    for (const p of places) {
       const hex = p.digest.toString('hex');
-      if (bySha.has(hex)) return;
+      if (bySha.has(hex)) continue;
       // A local copy by hint, confirmed by digest (read inside this transaction, so it stays live).
       const slot = localSlotOf(store, p);
       if (slot !== undefined) {
-        bySha.set(hex, slot);
+        bySha.set(hex, slotEntry(slot as SlotNumber));
         tally.localBlocks++;
-        return;
+        continue;
       }
-      const s = remoteSlotOf(db, remote.config.name, p.digest);
-      if (s !== undefined && slots.refcount(s) > 0) {
-        bySha.set(hex, s);
-        return;
-      }
-      need.push(i);
-      bySha.set(hex, -1);
-    });
-    const got = allocateSlots(store, need.length);
-    need.forEach((i, k) => {
-      const p = places[i];
-      const slot = got[k];
-      bySha.set(p.digest.toString('hex'), slot);
-      fresh.set(slot, p.hint);
-      far.set(slot, { remote: remote.config.name, pack: p.pack, offset: p.offset, length: p.length, codec: p.codec, digest: p.digest });
-    });
-    tally.remoteBlocks += need.length;
-    // The map, segment by segment.
-    const segs = new Map<number, Uint32Array>();
-    const put = (b: number, e: number) => {
-      const seg = Math.floor(b / SEGMENT_ENTRIES);
-      let a = segs.get(seg);
-      if (!a) segs.set(seg, (a = new Uint32Array(SEGMENT_ENTRIES).fill(INHERIT)));
-      a[b % SEGMENT_ENTRIES] = e;
-    };
+      bySha.set(hex, INHERIT); // placed below, with the others still remote
+      far.push({ place: { remote: remote.config.name, pack: p.pack, offset: p.offset, length: p.length, codec: p.codec, digest: p.digest }, hint: p.hint });
+    }
+    const placed = placeRemote(store, far);
+    far.forEach((b, k) => bySha.set(b.place.digest.toString('hex'), placed.entries[k]));
+    tally.remoteBlocks += placed.fresh.size;
     // Data runs one entry per digest the object holds; zero runs only where the parent has data (zero-runs.ts).
+    const edit = editMap(tx, rec);
     let i = 0;
-    let own = 0;
     for (const run of map.runs) {
       if (run.kind !== RUN_DATA) continue;
-      for (let k = 0; k < run.count; k++) {
-        const slot = bySha.get(places[i++].digest.toString('hex'))!;
-        put(run.first + k, slot + 2);
-        addRef(deltas, slot, 1);
-        own++;
-      }
+      for (let k = 0; k < run.count; k++) edit.set(run.first + k, bySha.get(places[i++].digest.toString('hex'))!);
     }
-    for (const [seg, offsets] of hidden) for (const o of offsets) put(seg * SEGMENT_ENTRIES + o, ZERO);
-    for (const [seg, a] of segs) saveSegment(db, rec.id, seg as SegmentIndex, segCompact(a));
-    applyRefDeltas(db, deltas, fresh, { remote: far });
-    updateImage(db, rec.id, { ownBlocks: own });
+    for (const [seg, offsets] of hidden) for (const o of offsets) edit.set(seg * SEGMENT_ENTRIES + o, ZERO);
+    edit.commit({ placed });
     tally.blocks += places.length;
-    return getImage(db, rec.name);
+    return getImage(tx, rec.name);
   });
 }
 

@@ -174,11 +174,10 @@ export function insertImage(tx: WriteDoor, img: NewImage): ImageRecord {
   return getImageById(tx, Number(r.lastInsertRowid) as ImageId);
 }
 
-export function updateImage(
-  tx: WriteDoor,
-  id: ImageId,
-  patch: Partial<Pick<ImageRecord, 'name' | 'kind' | 'parentId' | 'virtualSize' | 'ownBlocks' | 'source' | 'labels' | 'snapSeq' | 'snapshotAt'>>,
-): void {
+/** Fields of an image row that may change. Not ownBlocks: that follows from the map, and only a map edit (map-edit.ts) writes it. */
+export type ImagePatch = Partial<Pick<ImageRecord, 'name' | 'kind' | 'parentId' | 'virtualSize' | 'source' | 'labels' | 'snapSeq' | 'snapshotAt'>>;
+
+export function updateImage(tx: WriteDoor, id: ImageId, patch: ImagePatch): void {
   const db = sqlOf(tx);
   const sets: string[] = ['generation = generation + 1'];
   const vals: unknown[] = [];
@@ -187,7 +186,6 @@ export function updateImage(
     kind: 'kind',
     parentId: 'parent_id',
     virtualSize: 'virtual_size',
-    ownBlocks: 'own_blocks',
     source: 'source',
     labels: 'labels',
     snapSeq: 'snap_seq',

@@ -80,7 +80,14 @@ export function segmentNumbersIn(on: DbLike, images: readonly ImageId[], from: n
     .all(from, to, JSON.stringify(images)) as number[];
 }
 
-/** Adds one to `counts` per entry of the segment that references a slot. */
+/** The references the own maps of `images` hold, per slot: what du, sharing and rm's estimate count. */
+export function ownSlotRefs(on: DbLike, images: readonly ImageId[]): Map<number, number> {
+  const refs = new Map<number, number>();
+  for (const id of images) for (const [, s] of segmentsOf(on, id)) countSlotRefs(s, refs);
+  return refs;
+}
+
+/** Adds one to `counts` per entry of the segment that references a slot (map-edit.ts keeps refcounts by the same count). */
 export function countSlotRefs(s: Segment, counts: Map<number, number>): void {
   if (typeof s === 'number') {
     if (isSlotEntry(s)) counts.set(s - 2, (counts.get(s - 2) ?? 0) + SEGMENT_ENTRIES);

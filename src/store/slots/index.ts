@@ -12,5 +12,6 @@
 export * from './allocator.js';
 export * from './freelist.js';
 export * from './placement.js';
-export * from './refcounts.js';
+// Refcounts change only through a map edit (images/map-edit.ts), which applies them.
+export type { Packing } from './refcounts.js';
 export * from './slots.js';

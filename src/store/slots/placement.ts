@@ -1,6 +1,7 @@
 /**
  * The one place that decides whether a block of data is new or already
- * stored. Every writer (image flush, import, NBD) goes through placeBlocks.
+ * stored. Every writer (image flush, import, NBD) goes through placeBlocks;
+ * a lazy clone's blocks, whose bytes stay remote, through placeRemote.
  *
  * Runs inside the write transaction: the candidates it compares against are
  * committed slots that no other process can free until we commit, and the
@@ -16,6 +17,7 @@ import { bytesHere } from '../blocks/location.js';
 import { compressEach, CODEC_IDS, type CodecSpec } from '../blocks/codecs.js';
 import { fragmentLocation, fragmentRun, type FragmentRun } from '../blocks/fragment-run.js';
 import type { Packing } from './refcounts.js';
+import { remoteSlotOf, type RemotePlace } from '../blocks/remote-locs.js';
 
 /** Candidates compared per hash: a flood of colliding blocks degrades dedup, never correctness or speed. */
 const MAX_CANDIDATES = 8;
@@ -165,6 +167,56 @@ export function placeBlocks(store: Store, blocks: readonly Uint8Array[], hashes:
   }
   faultPoint('flush.after-data-sync');
   return { entries, fresh, packing };
+}
+
+/** A block whose bytes stay in a remote pack: its place, and the hash its pusher's store recorded (the remote index's hint). */
+export interface RemoteBlock {
+  place: RemotePlace;
+  hint: BlockHash;
+}
+
+export interface RemotePlacement {
+  /** Map entry for each input block, in input order: a slot. */
+  entries: MapEntry[];
+  /** Slots allocated by this call, with their hint: nothing was written to them. */
+  fresh: Map<SlotNumber, BlockHash>;
+  /** Where each of `fresh` is (pass both to the map edit's commit, which makes their locations REMOTE). */
+  remote: Map<SlotNumber, RemotePlace>;
+}
+
+/**
+ * Places blocks whose bytes stay in a remote pack (a lazy clone's layers).
+ * Call inside store.write(). A block that a live slot already stands for in
+ * the same remote's packs names that slot (never another remote's:
+ * remote-locs.ts); any other gets a fresh slot and nothing is written. Not
+ * in the dedup index: nothing may share such a block by comparing bytes
+ * before its bytes are here.
+ */
+export function placeRemote(store: Store, blocks: readonly RemoteBlock[]): RemotePlacement {
+  const slotsNow = slotReader(store.db);
+  const entries: MapEntry[] = new Array(blocks.length);
+  const need: number[] = [];
+  const first = new Map<string, number>(); // digest (hex) -> first block with it: one slot per block
+  const twins: [number, number][] = [];
+  blocks.forEach((b, i) => {
+    const key = `${b.place.remote}/${b.place.digest.toString('hex')}`;
+    const j = first.get(key);
+    if (j !== undefined) return void twins.push([i, j]);
+    first.set(key, i);
+    const s = remoteSlotOf(store.db, b.place.remote, b.place.digest);
+    if (s !== undefined && slotsNow.refcount(s) > 0) entries[i] = slotEntry(s as SlotNumber);
+    else need.push(i);
+  });
+  const fresh = new Map<SlotNumber, BlockHash>();
+  const remote = new Map<SlotNumber, RemotePlace>();
+  const got = allocateSlots(store, need.length);
+  need.forEach((i, k) => {
+    entries[i] = slotEntry(got[k]);
+    fresh.set(got[k], blocks[i].hint);
+    remote.set(got[k], blocks[i].place);
+  });
+  for (const [i, j] of twins) entries[i] = entries[j];
+  return { entries, fresh, remote };
 }
 
 /**
