@@ -18,7 +18,7 @@ import { snapshotInTx } from './lifecycle.js';
 import { assertNoWriter, makeViewInTx } from './views.js';
 import { IndexQueue, apply, place, stage } from './flush.js';
 import type { CodecSpec } from '../store/blocks/index.js';
-import { faultPoint } from '../store/core/index.js';
+import { faultPoint, readTx } from '../store/core/index.js';
 import type { Store, WriteTx } from '../store/core/index.js';
 import {
   BLOCK_SIZE,
@@ -632,10 +632,10 @@ export function openImage(store: Store, name: string, opts: OpenOptions = {}): I
   const refuseFrozen = (rec: ImageRecord) =>
     new StrataError('E_READONLY', `image ${name} is frozen (${rec.kind}); clone it to get a writable leaf`, { image: name });
   if (store.readOnly) {
-    const { rec, chain } = store.db.transaction(() => {
+    const { rec, chain } = readTx(store, () => {
       const rec = resolveImage(store, name);
       return { rec, chain: chainOf(store, rec) };
-    }).deferred();
+    });
     if (opts.writable === true) throw isFrozen(rec) ? refuseFrozen(rec) : new StrataError('E_READONLY', `store ${store.dir} is open read-only`);
     return new Image(store, rec, chain, { writable: false, dirtyLimit: opts.dirtyLimit, lease: null });
   }

@@ -21,7 +21,7 @@ import { assertNotOpen, liveLeases, type Lease } from '../store/leases/index.js'
 import { editMap, ownSlotRefs } from '../store/images/index.js';
 import { freeEpoch, slotReader } from '../store/slots/index.js';
 import type { Store, WriteTx } from '../store/core/index.js';
-import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord, type OnProgress, imageName, snapshotName, splitSnapshotName, SNAP_SEP, faultPoint } from '../store/core/index.js';
+import { BLOCK_SIZE, MAX_VIRTUAL_SIZE, isFrozen, type ImageId, type ImageKind, type ImageName, type ImageRecord, type OnProgress, imageName, snapshotName, splitSnapshotName, SNAP_SEP, faultPoint, readTx } from '../store/core/index.js';
 import { resolveImage, snapshotOwner, snapshotsOf } from './refs.js';
 import { collectGarbage } from '../store/upkeep/index.js';
 
@@ -341,10 +341,10 @@ export function exclusiveBytes(store: Store, images: readonly ImageRecord[]): nu
  * removed images' maps).
  */
 export function planRemoval(store: Store, names: readonly string[], opts: RemoveOptions = {}): RemovalPlan & { freedBytes: number } {
-  return store.db.transaction(() => {
+  return readTx(store, () => {
     const plan = doomedImages(store, names, opts);
     return { ...plan, freedBytes: exclusiveBytes(store, plan.images) };
-  }).deferred();
+  });
 }
 
 function removeInTx(store: Store, names: readonly string[], opts: RemoveOptions & { onProgress?: OnProgress }): RemovalPlan {

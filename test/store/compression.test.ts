@@ -286,7 +286,7 @@ describe('compressed blocks', () => {
     const s = await openStore(store, { create: false });
     let container = -1;
     try {
-      forEachLiveSlot(s.db, (slot, _rc, _hash, loc) => {
+      forEachLiveSlot(s, (slot, _rc, _hash, loc) => {
         if (loc.kind === 'container' && container < 0) container = slot;
       });
       expect(container).toBeGreaterThanOrEqual(0);

@@ -17,7 +17,7 @@ import { StrataError, corrupt } from '../../errors.js';
 import { nativeCodecs, nativeStatus } from './native.js';
 import { BLOCK_SIZE } from '../core/types.js';
 import { zstdFrameProblem } from './zstd-frame.js';
-import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
+import { sqlOf, type Reader, type WriteTx } from '../core/tx.js';
 
 /** lz4hc is lz4's high-compression mode: slower to write, the same lz4 blocks to read (stored as lz4). */
 export type CodecName = 'zstd' | 'lz4' | 'lz4hc';
@@ -67,14 +67,14 @@ export const compressionText = (spec: CodecSpec | null): string =>
   spec === null ? 'none' : spec.level === DEFAULT_LEVEL[spec.codec] ? spec.codec : `${spec.codec}-${spec.level}`;
 
 /** The store's compression for new imports (meta.compression; 'none' until set). */
-export function storeCompression(on: DbLike): CodecSpec | null {
+export function storeCompression(on: Reader): CodecSpec | null {
   const db = sqlOf(on);
   const v = prepared(db, "SELECT value FROM meta WHERE key = 'compression'").pluck().get() as string | undefined;
   return v === undefined ? null : parseCompression(String(v));
 }
 
 /** Sets the store's compression for new imports (blocks already stored stay as they are). */
-export function setStoreCompression(tx: WriteDoor, spec: CodecSpec | null): void {
+export function setStoreCompression(tx: WriteTx, spec: CodecSpec | null): void {
   const db = sqlOf(tx);
   if (spec) requireCompressor(spec.codec);
   prepared(db, "INSERT INTO meta(key, value) VALUES ('compression', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(compressionText(spec));

@@ -28,8 +28,7 @@ import { decompressBlock } from './codecs.js';
 import type { BlockBackend } from './datafiles.js';
 import { prepared } from '../core/statements.js';
 import { BLOCK_SIZE, type SlotNumber } from '../core/types.js';
-import type { ReadCheck } from './verify.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type Reader } from '../core/tx.js';
 import { LOCATION_WORDS, fragmentSpans, inOwnPlace, inRemotePack, locationAt, unreachable } from './location.js';
 
 const CHUNK = 4096;
@@ -58,6 +57,21 @@ interface LocCache {
   container: Buffer;
 }
 
+/** How a read checks blocks against their recorded hashes (verify.ts makes one); null reads unverified. */
+export interface ReadCheck {
+  /** The recorded hashes of slots [first, first + count): a view of the cached row where the run stays in one. */
+  expected(first: number, count: number): Float64Array;
+  /** The index of the first of `count` blocks at into[at...] whose hash is not expected[i], or -1. */
+  firstBad(into: Uint8Array, at: number, count: number, expected: Float64Array): number;
+  /** Whether blocks may be read and hashed in one call into the addon (BlockBackend.readChecked). */
+  readsNative: boolean;
+  /**
+   * `block`, read from `slot`, did not match the cached hash: throws
+   * damagedBlock() unless it matches the hash committed now.
+   */
+  confirm(slot: number, block: Uint8Array): void;
+}
+
 const caches = new WeakMap<Database.Database, LocCache>();
 
 function metaValue(db: Database.Database, key: string): number {
@@ -77,7 +91,7 @@ function cacheOf(db: Database.Database): LocCache {
 }
 
 /** Drops cached locations if another commit moved any block since they were read. */
-export function refreshLocations(on: DbLike): void {
+export function refreshLocations(on: Reader): void {
   refreshCache(sqlOf(on));
 }
 
@@ -93,14 +107,14 @@ function refreshCache(db: Database.Database): void {
 }
 
 /** Called by the slot editor when this process changed locations (committed or not yet). */
-export function locsChanged(on: DbLike): void {
+export function locsChanged(on: Reader): void {
   const db = sqlOf(on);
   const c = caches.get(db);
   if (c) c.seq = -1; // re-read at the next look, after the commit or the rollback
 }
 
 /** Forgets everything cached: after a rolled-back transaction that may have loaded its own writes. */
-export function forgetLocations(on: DbLike): void {
+export function forgetLocations(on: Reader): void {
   const db = sqlOf(on);
   const c = caches.get(db);
   if (c) {
@@ -125,7 +139,7 @@ function rowOf(db: Database.Database, c: LocCache, chunk: number): Uint32Array |
 }
 
 /** Of `slots`, those whose block is still in a remote pack, by this process's cached locations. */
-export function remoteSlotsOf(on: DbLike, slots: Iterable<number>): number[] {
+export function remoteSlotsOf(on: Reader, slots: Iterable<number>): number[] {
   const db = sqlOf(on);
   const c = cacheOf(db);
   if (c.seq === -1) refreshCache(db);
@@ -172,7 +186,7 @@ function checkOne(check: ReadCheck | null, slot: number, into: Uint8Array, at: n
  * their codec; `check` verifies each block (null: as stored, for callers
  * that prove the bytes themselves).
  */
-export function readSlots(on: DbLike, blocks: BlockBackend, first: SlotNumber, count: number, into: Uint8Array, at: number, check: ReadCheck | null): void {
+export function readSlots(on: Reader, blocks: BlockBackend, first: SlotNumber, count: number, into: Uint8Array, at: number, check: ReadCheck | null): void {
   const db = sqlOf(on);
   const c = cacheOf(db);
   if (c.seq === -1) refreshCache(db);

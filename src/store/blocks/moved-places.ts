@@ -24,10 +24,10 @@ import { prepared } from '../core/statements.js';
 import { slotReader } from '../slots/slots.js';
 import type { Store } from '../core/store.js';
 import type { SlotNumber } from '../core/types.js';
-import { heldTx, sqlOf, type WriteDoor } from '../core/tx.js';
+import { heldTx, sqlOf, type WriteTx } from '../core/tx.js';
 
 /** Records the own places of `slots`, whose blocks this transaction moves elsewhere. Call inside it. */
-export function recordMovedPlaces(tx: WriteDoor, slots: readonly number[]): void {
+export function recordMovedPlaces(tx: WriteTx, slots: readonly number[]): void {
   const db = sqlOf(tx);
   if (slots.length === 0) return;
   const epoch = newFreeEpoch(tx);

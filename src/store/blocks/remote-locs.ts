@@ -32,7 +32,7 @@ import { OWN, inRemotePack } from './location.js';
 import { prepared } from '../core/statements.js';
 import type { Store } from '../core/store.js';
 import { BLOCK_SIZE, type SlotNumber } from '../core/types.js';
-import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
+import { sqlOf, type Reader, type WriteTx } from '../core/tx.js';
 
 export interface RemotePlace {
   /** The remote's name in this store (STORE/remotes/NAME). */
@@ -48,12 +48,12 @@ export interface RemotePlace {
 }
 
 /** Records a slot's remote place, in the transaction that sets its location to REMOTE. */
-export function addRemoteLoc(tx: WriteDoor, slot: number, p: RemotePlace): void {
+export function addRemoteLoc(tx: WriteTx, slot: number, p: RemotePlace): void {
   const db = sqlOf(tx);
   prepared(db, 'INSERT INTO remote_locs(slot, remote, pack, offset, length, codec, digest) VALUES (?, ?, ?, ?, ?, ?, ?)').run(slot, p.remote, p.pack, p.offset, p.length, p.codec, p.digest);
 }
 
-export function dropRemoteLoc(tx: WriteDoor, slot: number): void {
+export function dropRemoteLoc(tx: WriteTx, slot: number): void {
   const db = sqlOf(tx);
   prepared(db, 'DELETE FROM remote_locs WHERE slot = ?').run(slot);
 }
@@ -61,7 +61,7 @@ export function dropRemoteLoc(tx: WriteDoor, slot: number): void {
 type Row = { slot: number; remote: string; pack: string; offset: number; length: number; codec: number; digest: Buffer };
 
 /** The recorded places of those of `slots` still in a remote pack. */
-export function remotePlacesOf(on: DbLike, slots: Iterable<number>): Map<number, RemotePlace> {
+export function remotePlacesOf(on: Reader, slots: Iterable<number>): Map<number, RemotePlace> {
   const db = sqlOf(on);
   const out = new Map<number, RemotePlace>();
   const get = prepared(db, 'SELECT slot, remote, pack, offset, length, codec, digest FROM remote_locs WHERE slot = ?');
@@ -78,13 +78,13 @@ export function remotePlacesOf(on: DbLike, slots: Iterable<number>): Map<number,
  * placed would make a clone of `remote` fetch from a bucket its user never chose (and one that
  * need not be trusted: a bucket cloned from earlier could refuse or withdraw the block).
  */
-export function remoteSlotOf(on: DbLike, remote: string, digest: Buffer): number | undefined {
+export function remoteSlotOf(on: Reader, remote: string, digest: Buffer): number | undefined {
   const db = sqlOf(on);
   return prepared(db, 'SELECT slot FROM remote_locs WHERE digest = ? AND remote = ? LIMIT 1').pluck().get(digest, remote) as number | undefined;
 }
 
 /** How many blocks are still remote. */
-export function remoteBlockCount(on: DbLike): number {
+export function remoteBlockCount(on: Reader): number {
   const db = sqlOf(on);
   return prepared(db, 'SELECT count(*) FROM remote_locs').pluck().get() as number;
 }

@@ -25,27 +25,14 @@ import type { HashFn } from '../core/hash.js';
 import { nativeBlockHash } from './native.js';
 import { LOC_CHUNK_SLOTS, cachedHashesRow } from '../slots/slots.js';
 import { BLOCK_SIZE } from '../core/types.js';
-import { type DbLike } from '../core/tx.js';
-
-export interface ReadCheck {
-  /** The recorded hashes of slots [first, first + count): a view of the cached row where the run stays in one. */
-  expected(first: number, count: number): Float64Array;
-  /** The index of the first of `count` blocks at into[at...] whose hash is not expected[i], or -1. */
-  firstBad(into: Uint8Array, at: number, count: number, expected: Float64Array): number;
-  /** Whether blocks may be read and hashed in one call into the addon (BlockBackend.readChecked). */
-  readsNative: boolean;
-  /**
-   * `block`, read from `slot`, did not match the cached hash: throws
-   * damagedBlock() unless it matches the hash committed now.
-   */
-  confirm(slot: number, block: Uint8Array): void;
-}
+import { type Reader } from '../core/tx.js';
+import type { ReadCheck } from './locations.js';
 
 /**
  * `xxh64`: `hash` is the store's XXH64 (not a test's own function), so the
  * addon's XXH64 computes the same values.
  */
-export function readCheck(on: DbLike, hash: HashFn, xxh64: boolean): ReadCheck {
+export function readCheck(on: Reader, hash: HashFn, xxh64: boolean): ReadCheck {
   const rowOf = (chunk: number): Float64Array => cachedHashesRow(on, chunk);
   const native = xxh64 ? nativeBlockHash() : null;
   return {

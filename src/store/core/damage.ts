@@ -15,7 +15,7 @@
  */
 import { StrataError, isStoreDamage } from '../../errors.js';
 import { prepared } from './statements.js';
-import { sqlOf, type DbLike, type WriteTx } from './tx.js';
+import { sqlOf, type Reader, type WriteTx } from './tx.js';
 
 const KEY = 'damage';
 
@@ -34,7 +34,7 @@ export interface StoreDamage {
 }
 
 /** The mark, if the store carries one. */
-export function storeDamage(on: DbLike): StoreDamage | undefined {
+export function storeDamage(on: Reader): StoreDamage | undefined {
   // Not plucked: the statement is shared (statements.ts) with metaNumber, which reads rows.
   const row = prepared(sqlOf(on), 'SELECT value FROM meta WHERE key = ?').get(KEY) as { value: string } | undefined;
   if (row === undefined) return undefined;
@@ -60,7 +60,7 @@ export function damageRefusal(dir: string, d: StoreDamage): StrataError {
  * the first damage is the one a user needs. Called by the store's doors
  * with the connection outside any transaction (the failed one rolled back).
  */
-export function recordDamage(on: DbLike, e: unknown): void {
+export function recordDamage(on: Reader, e: unknown): void {
   if (!isStoreDamage(e)) return;
   const db = sqlOf(on);
   if (db.readonly || db.inTransaction) return;

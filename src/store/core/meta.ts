@@ -5,13 +5,13 @@
  * one another.
  */
 import { prepared } from './statements.js';
-import { sqlOf, type DbLike, type WriteDoor } from './tx.js';
+import { sqlOf, type Reader, type WriteTx } from './tx.js';
 
-export function metaNumber(on: DbLike, key: string): number {
+export function metaNumber(on: Reader, key: string): number {
   const row = prepared(sqlOf(on), 'SELECT value FROM meta WHERE key = ?').get(key) as { value: number } | undefined;
   return row ? Number(row.value) : 0;
 }
 
-export function setMeta(tx: WriteDoor, key: string, value: number | string): void {
+export function setMeta(tx: WriteTx, key: string, value: number | string): void {
   prepared(sqlOf(tx), 'INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
 }

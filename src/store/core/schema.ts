@@ -5,7 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import { StrataError } from '../../errors.js';
-import { sqlOf, type DbLike } from './tx.js';
+import { sqlOf, type Reader } from './tx.js';
 import { packedSlotsV6, writeSlotTableV3 } from './old-slot-table.js';
 
 type Migration = string | ((db: Database.Database) => void);
@@ -128,7 +128,7 @@ const MIGRATIONS: Migration[] = [
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** The schema version the store's database is at (a read-only open does not migrate, so it may be older). */
-export function schemaVersion(r: DbLike): number {
+export function schemaVersion(r: Reader): number {
   return sqlOf(r).pragma('user_version', { simple: true }) as number;
 }
 

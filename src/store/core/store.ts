@@ -49,8 +49,6 @@ export interface StoreOptions {
  */
 export interface Store extends Reader {
   readonly dir: string;
-  /** @deprecated The raw connection, while callers move to Reader and WriteTx; it leaves the interface with the last of them. */
-  readonly db: Database.Database;
   /** The data files, slot by slot: where blocks live in their own place, and containers of packed ones. */
   readonly blocks: BlockBackend;
   /**
@@ -235,7 +233,6 @@ export async function openStore(dir: string, opts: StoreOptions = {}): Promise<S
   return {
     ...reader,
     dir: abs,
-    db,
     blocks,
     hash,
     locks,

@@ -19,24 +19,9 @@ export interface WriteTx extends Reader {
   readonly [writing]: true;
 }
 
-/**
- * What a store function that only reads accepts while callers move to the
- * doors: a Reader, or the connection itself. The second form goes when
- * Store.db does.
- */
-export type DbLike = Reader | Database.Database;
-
-/**
- * What a store function that changes the index accepts while callers move to
- * the doors: the WriteTx of the transaction it runs in, or the connection
- * itself. The second form goes when Store.db does, and then only a WriteTx
- * can change the index.
- */
-export type WriteDoor = WriteTx | Database.Database;
-
 /** The connection behind a door. Only src/store/ (and tests, through test/helpers/sql.ts) calls this. */
-export function sqlOf(r: DbLike): Database.Database {
-  return SQL in r ? r[SQL] : r;
+export function sqlOf(r: Reader): Database.Database {
+  return r[SQL];
 }
 
 /**
@@ -45,12 +30,12 @@ export function sqlOf(r: DbLike): Database.Database {
  * up, a lookup and what it leads to). Inside a write transaction it is part
  * of that one.
  */
-export function readTx<T>(r: DbLike, fn: () => T): T {
+export function readTx<T>(r: Reader, fn: () => T): T {
   return sqlOf(r).transaction(fn).deferred();
 }
 
 /** A number that moves whenever another connection commits (SQLite's data_version): a cheap "has anything changed?". */
-export function dataVersion(r: DbLike): number {
+export function dataVersion(r: Reader): number {
   return sqlOf(r).pragma('data_version', { simple: true }) as number;
 }
 
@@ -60,7 +45,7 @@ export function dataVersion(r: DbLike): number {
  * leases). Outside a transaction it throws rather than let a write commit
  * on its own. Store-internal, like sqlOf.
  */
-export function heldTx(r: DbLike): WriteTx {
+export function heldTx(r: Reader): WriteTx {
   const db = sqlOf(r);
   if (!db.inTransaction) throw new StrataError('E_INTERNAL', 'a store write was attempted outside a write transaction');
   return writeTxOn(db);

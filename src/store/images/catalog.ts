@@ -2,7 +2,7 @@
 import { StrataError, corrupt, notFound } from '../../errors.js';
 import type { ImageId, ImageKind, ImageName, ImageRecord } from '../core/types.js';
 import { prepared } from '../core/statements.js';
-import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
+import { sqlOf, type Reader, type WriteTx } from '../core/tx.js';
 
 interface ImageRow {
   id: number;
@@ -38,7 +38,7 @@ function toRecord(r: ImageRow): ImageRecord {
   };
 }
 
-export function findImage(on: DbLike, name: string): ImageRecord | undefined {
+export function findImage(on: Reader, name: string): ImageRecord | undefined {
   const db = sqlOf(on);
   const r = prepared(db, `SELECT ${COLS} FROM images WHERE name = ?`).get(name) as ImageRow | undefined;
   return r && toRecord(r);
@@ -51,14 +51,14 @@ export interface Miss {
 }
 
 /** The image named exactly `name`; E_NOT_FOUND with `missing()`'s message and hint (a resolver's) when there is none. */
-export function getImage(on: DbLike, name: string, missing: () => Miss = () => ({ message: `no image named ${name}` })): ImageRecord {
+export function getImage(on: Reader, name: string, missing: () => Miss = () => ({ message: `no image named ${name}` })): ImageRecord {
   const r = findImage(on, name);
   if (r) return r;
   const m = missing();
   throw notFound(m.message, { image: name, ...(m.hint !== undefined ? { hint: m.hint } : {}) });
 }
 
-export function getImageById(on: DbLike, id: ImageId): ImageRecord {
+export function getImageById(on: Reader, id: ImageId): ImageRecord {
   const db = sqlOf(on);
   const r = prepared(db, `SELECT ${COLS} FROM images WHERE id = ?`).get(id) as ImageRow | undefined;
   if (!r) throw corrupt(`image id ${id} is referenced but missing`, { id });
@@ -66,19 +66,19 @@ export function getImageById(on: DbLike, id: ImageId): ImageRecord {
 }
 
 /** The image with id `id`, or undefined if it is gone (removed since the caller saw it). */
-export function findImageById(on: DbLike, id: ImageId): ImageRecord | undefined {
+export function findImageById(on: Reader, id: ImageId): ImageRecord | undefined {
   const r = prepared(sqlOf(on), `SELECT ${COLS} FROM images WHERE id = ?`).get(id) as ImageRow | undefined;
   return r && toRecord(r);
 }
 
 /** The image with id `id` if its map is still at `generation` (nothing changed it since), else undefined. */
-export function findImageAt(on: DbLike, id: ImageId, generation: number): ImageRecord | undefined {
+export function findImageAt(on: Reader, id: ImageId, generation: number): ImageRecord | undefined {
   const r = findImageById(on, id);
   return r && r.generation === generation ? r : undefined;
 }
 
 /** Every image, strata's own hidden ones (imports under construction) included. */
-export function listImages(on: DbLike): ImageRecord[] {
+export function listImages(on: Reader): ImageRecord[] {
   const db = sqlOf(on);
   return (prepared(db, `SELECT ${COLS} FROM images ORDER BY name`).all() as ImageRow[]).map(toRecord);
 }
@@ -90,29 +90,29 @@ export function listImages(on: DbLike): ImageRecord[] {
 const VISIBLE = "substr(name, 1, 1) <> '.'";
 
 /** The images a user sees. */
-export function listVisibleImages(on: DbLike): ImageRecord[] {
+export function listVisibleImages(on: Reader): ImageRecord[] {
   const db = sqlOf(on);
   return (prepared(db, `SELECT ${COLS} FROM images WHERE ${VISIBLE} ORDER BY name`).all() as ImageRow[]).map(toRecord);
 }
 
-export function countVisibleImages(on: DbLike): number {
+export function countVisibleImages(on: Reader): number {
   const db = sqlOf(on);
   return prepared(db, `SELECT count(*) FROM images WHERE ${VISIBLE}`).pluck().get() as number;
 }
 
 /** Images whose name starts with `prefix`, found through the name index rather than a scan of the catalog. */
-export function listImagesWithPrefix(on: DbLike, prefix: string): ImageRecord[] {
+export function listImagesWithPrefix(on: Reader, prefix: string): ImageRecord[] {
   const db = sqlOf(on);
   return (prepared(db, `SELECT ${COLS} FROM images WHERE name >= ? AND substr(name, 1, ?) = ? ORDER BY name`).all(prefix, prefix.length, prefix) as ImageRow[]).map(toRecord);
 }
 
-export function childrenOf(on: DbLike, id: ImageId): ImageRecord[] {
+export function childrenOf(on: Reader, id: ImageId): ImageRecord[] {
   const db = sqlOf(on);
   return (prepared(db, `SELECT ${COLS} FROM images WHERE parent_id = ? ORDER BY name`).all(id) as ImageRow[]).map(toRecord);
 }
 
 /** The image and its ancestors, nearest first. A loop or a missing parent is corruption. */
-export function chainOf(on: DbLike, image: ImageRecord): ImageRecord[] {
+export function chainOf(on: Reader, image: ImageRecord): ImageRecord[] {
   const db = sqlOf(on);
   const chain = [image];
   const seen = new Set<number>([image.id]);
@@ -129,7 +129,7 @@ export function chainOf(on: DbLike, image: ImageRecord): ImageRecord[] {
 }
 
 /** Every image below `id` in the tree, depth first. */
-export function descendantsOf(on: DbLike, id: ImageId): ImageRecord[] {
+export function descendantsOf(on: Reader, id: ImageId): ImageRecord[] {
   const out: ImageRecord[] = [];
   const walk = (p: ImageId) => {
     for (const c of childrenOf(on, p)) {
@@ -141,7 +141,7 @@ export function descendantsOf(on: DbLike, id: ImageId): ImageRecord[] {
   return out;
 }
 
-export function assertNameFree(on: DbLike, name: string): void {
+export function assertNameFree(on: Reader, name: string): void {
   if (findImage(on, name)) throw new StrataError('E_EXISTS', `an image named ${name} already exists`, { image: name });
 }
 
@@ -156,7 +156,7 @@ export interface NewImage {
   snapSeq?: number;
 }
 
-export function insertImage(tx: WriteDoor, img: NewImage): ImageRecord {
+export function insertImage(tx: WriteTx, img: NewImage): ImageRecord {
   const db = sqlOf(tx);
   assertNameFree(tx, img.name);
   const r = db
@@ -177,7 +177,7 @@ export function insertImage(tx: WriteDoor, img: NewImage): ImageRecord {
 /** Fields of an image row that may change. Not ownBlocks: that follows from the map, and only a map edit (map-edit.ts) writes it. */
 export type ImagePatch = Partial<Pick<ImageRecord, 'name' | 'kind' | 'parentId' | 'virtualSize' | 'source' | 'labels' | 'snapSeq' | 'snapshotAt'>>;
 
-export function updateImage(tx: WriteDoor, id: ImageId, patch: ImagePatch): void {
+export function updateImage(tx: WriteTx, id: ImageId, patch: ImagePatch): void {
   const db = sqlOf(tx);
   const sets: string[] = ['generation = generation + 1'];
   const vals: unknown[] = [];
@@ -198,7 +198,7 @@ export function updateImage(tx: WriteDoor, id: ImageId, patch: ImagePatch): void
   prepared(db, `UPDATE images SET ${sets.join(', ')} WHERE id = ?`).run(...vals, id);
 }
 
-export function deleteImageRow(tx: WriteDoor, id: ImageId): void {
+export function deleteImageRow(tx: WriteTx, id: ImageId): void {
   const db = sqlOf(tx);
   prepared(db, 'DELETE FROM segments WHERE image_id = ?').run(id);
   prepared(db, 'DELETE FROM images WHERE id = ?').run(id);

@@ -3,12 +3,12 @@ import { INHERIT, SEGMENT_ENTRIES, isSlotEntry, type ImageId, type SegmentIndex 
 import { segDecode, segEncode, type Segment } from './segment.js';
 import { prepared } from '../core/statements.js';
 import { refreshLocations } from '../blocks/locations.js';
-import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
+import { sqlOf, type Reader, type WriteTx } from '../core/tx.js';
 
 // Every load of map entries first drops stale block locations (locations.ts): the entries may name
 // slots freed and reused, with new locations, since this process last looked.
 
-export function loadSegment(on: DbLike, image: ImageId, seg: SegmentIndex): Segment {
+export function loadSegment(on: Reader, image: ImageId, seg: SegmentIndex): Segment {
   const db = sqlOf(on);
   refreshLocations(on);
   const row = prepared(db, 'SELECT entries FROM segments WHERE image_id = ? AND seg = ?').get(image, seg) as { entries: Buffer } | undefined;
@@ -16,7 +16,7 @@ export function loadSegment(on: DbLike, image: ImageId, seg: SegmentIndex): Segm
 }
 
 /** Segment `seg` of each image, in the order given (INHERIT where an image has no row): one query for a whole chain. */
-export function loadSegmentOfEach(on: DbLike, images: readonly ImageId[], seg: SegmentIndex): Segment[] {
+export function loadSegmentOfEach(on: Reader, images: readonly ImageId[], seg: SegmentIndex): Segment[] {
   const db = sqlOf(on);
   refreshLocations(on);
   const rows = prepared(db, 'SELECT image_id, entries FROM segments WHERE seg = ? AND image_id IN (SELECT value FROM json_each(?))')
@@ -29,7 +29,7 @@ export function loadSegmentOfEach(on: DbLike, images: readonly ImageId[], seg: S
   });
 }
 
-export function saveSegment(tx: WriteDoor, image: ImageId, seg: SegmentIndex, s: Segment): void {
+export function saveSegment(tx: WriteTx, image: ImageId, seg: SegmentIndex, s: Segment): void {
   const db = sqlOf(tx);
   if (s === INHERIT) {
     prepared(db, 'DELETE FROM segments WHERE image_id = ? AND seg = ?').run(image, seg);
@@ -46,17 +46,17 @@ export function saveSegment(tx: WriteDoor, image: ImageId, seg: SegmentIndex, s:
  * Gives image `to` a copy of every segment row of `from` (a point-in-time
  * view of a leaf). Refcounts are the caller's: the copy adds references.
  */
-export function copySegments(tx: WriteDoor, from: ImageId, to: ImageId): void {
+export function copySegments(tx: WriteTx, from: ImageId, to: ImageId): void {
   prepared(sqlOf(tx), 'INSERT INTO segments(image_id, seg, entries) SELECT ?, seg, entries FROM segments WHERE image_id = ?').run(to, from);
 }
 
 /** Drops every segment row of an image: its map becomes all INHERIT. Refcounts are the caller's. */
-export function dropSegments(tx: WriteDoor, image: ImageId): void {
+export function dropSegments(tx: WriteTx, image: ImageId): void {
   prepared(sqlOf(tx), 'DELETE FROM segments WHERE image_id = ?').run(image);
 }
 
 /** Every stored segment of an image, in order. */
-export function* segmentsOf(on: DbLike, image: ImageId): Generator<[SegmentIndex, Segment]> {
+export function* segmentsOf(on: Reader, image: ImageId): Generator<[SegmentIndex, Segment]> {
   const db = sqlOf(on);
   refreshLocations(on);
   const it = db.prepare('SELECT seg, entries FROM segments WHERE image_id = ? ORDER BY seg').iterate(image) as IterableIterator<{ seg: number; entries: Buffer }>;
@@ -64,7 +64,7 @@ export function* segmentsOf(on: DbLike, image: ImageId): Generator<[SegmentIndex
 }
 
 /** The segment numbers where any of `images` has a row, ascending (each once). */
-export function segmentNumbersOf(on: DbLike, images: readonly ImageId[]): number[] {
+export function segmentNumbersOf(on: Reader, images: readonly ImageId[]): number[] {
   const db = sqlOf(on);
   return prepared(db, 'SELECT DISTINCT seg FROM segments WHERE image_id IN (SELECT value FROM json_each(?)) ORDER BY seg')
     .pluck()
@@ -72,7 +72,7 @@ export function segmentNumbersOf(on: DbLike, images: readonly ImageId[]): number
 }
 
 /** The segment numbers in [from, to) where any of `images` has a row, ascending (each once). */
-export function segmentNumbersIn(on: DbLike, images: readonly ImageId[], from: number, to: number): number[] {
+export function segmentNumbersIn(on: Reader, images: readonly ImageId[], from: number, to: number): number[] {
   const db = sqlOf(on);
   if (images.length === 0 || from >= to) return [];
   return prepared(db, 'SELECT DISTINCT seg FROM segments WHERE seg >= ? AND seg < ? AND image_id IN (SELECT value FROM json_each(?)) ORDER BY seg')
@@ -81,7 +81,7 @@ export function segmentNumbersIn(on: DbLike, images: readonly ImageId[], from: n
 }
 
 /** The references the own maps of `images` hold, per slot: what du, sharing and rm's estimate count. */
-export function ownSlotRefs(on: DbLike, images: readonly ImageId[]): Map<number, number> {
+export function ownSlotRefs(on: Reader, images: readonly ImageId[]): Map<number, number> {
   const refs = new Map<number, number>();
   for (const id of images) for (const [, s] of segmentsOf(on, id)) countSlotRefs(s, refs);
   return refs;

@@ -12,10 +12,10 @@ import { takeFreeSlots } from './freelist.js';
 import { metaNumber, setMeta } from '../core/meta.js';
 import { type Store } from '../core/store.js';
 import { MAX_SLOT, type SlotNumber } from '../core/types.js';
-import { heldTx, type DbLike } from '../core/tx.js';
+import { heldTx, type Reader } from '../core/tx.js';
 
 /** The first slot past every slot ever handed out: the data files' extent, in slots. */
-export function nextSlot(on: DbLike): number {
+export function nextSlot(on: Reader): number {
   return metaNumber(on, 'next_slot');
 }
 

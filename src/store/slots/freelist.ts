@@ -13,10 +13,10 @@ import { oldestPin } from '../leases/leases.js';
 import { prepared } from '../core/statements.js';
 import { metaNumber, setMeta } from '../core/meta.js';
 import { type Store } from '../core/store.js';
-import { heldTx, sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
+import { heldTx, sqlOf, type Reader, type WriteTx } from '../core/tx.js';
 
 /** The current free epoch: what a lease taken now pins (leases.ts). */
-export function freeEpoch(on: DbLike): number {
+export function freeEpoch(on: Reader): number {
   return metaNumber(on, 'free_epoch');
 }
 
@@ -24,14 +24,14 @@ export function freeEpoch(on: DbLike): number {
  * Starts a new free epoch and returns it: what a transaction that frees
  * slots, or moves blocks out of places a reader may hold, stamps them with.
  */
-export function newFreeEpoch(tx: WriteDoor): number {
+export function newFreeEpoch(tx: WriteTx): number {
   const epoch = metaNumber(tx, 'free_epoch') + 1;
   setMeta(tx, 'free_epoch', epoch);
   return epoch;
 }
 
 /** Puts slots on the free list, stamped with a new epoch. */
-export function freeSlots(tx: WriteDoor, slots: readonly number[]): void {
+export function freeSlots(tx: WriteTx, slots: readonly number[]): void {
   const db = sqlOf(tx);
   if (slots.length === 0) return;
   const epoch = newFreeEpoch(tx);

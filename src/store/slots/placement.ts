@@ -193,7 +193,7 @@ export interface RemotePlacement {
  * before its bytes are here.
  */
 export function placeRemote(store: Store, blocks: readonly RemoteBlock[]): RemotePlacement {
-  const slotsNow = slotReader(store.db);
+  const slotsNow = slotReader(store);
   const entries: MapEntry[] = new Array(blocks.length);
   const need: number[] = [];
   const first = new Map<string, number>(); // digest (hex) -> first block with it: one slot per block
@@ -203,7 +203,7 @@ export function placeRemote(store: Store, blocks: readonly RemoteBlock[]): Remot
     const j = first.get(key);
     if (j !== undefined) return void twins.push([i, j]);
     first.set(key, i);
-    const s = remoteSlotOf(store.db, b.place.remote, b.place.digest);
+    const s = remoteSlotOf(store, b.place.remote, b.place.digest);
     if (s !== undefined && slotsNow.refcount(s) > 0) entries[i] = slotEntry(s as SlotNumber);
     else need.push(i);
   });

@@ -10,7 +10,7 @@ import { addRemoteLoc, dropRemoteLoc, type RemotePlace } from '../blocks/remote-
 import { CONTAINER, OWN, REMOTE, containersOf, unreachable, type PackedLocation } from '../blocks/location.js';
 import type { BlockHash } from '../core/hash.js';
 import { BLOCK_SIZE, type OnProgress, type SlotNumber } from '../core/types.js';
-import { type WriteDoor } from '../core/tx.js';
+import { type WriteTx } from '../core/tx.js';
 
 export type RefDeltas = Map<number, number>;
 
@@ -89,7 +89,7 @@ export function settleContainers(edit: SlotEdit, delta: Map<number, number>, fre
  * and one referenced by nothing in the end goes straight back to the free
  * list.
  */
-export function applyRefDeltas(tx: WriteDoor, deltas: RefDeltas, fresh: Map<SlotNumber, BlockHash> = new Map(), opts: ApplyOptions = {}): void {
+export function applyRefDeltas(tx: WriteTx, deltas: RefDeltas, fresh: Map<SlotNumber, BlockHash> = new Map(), opts: ApplyOptions = {}): void {
   const { onProgress } = opts;
   const edit = slotEditor(tx);
   const freed: number[] = [];

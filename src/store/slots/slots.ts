@@ -35,7 +35,7 @@ import { prepared } from '../core/statements.js';
 import { metaNumber, setMeta } from '../core/meta.js';
 import { locsChanged } from '../blocks/locations.js';
 import { LOCATION_WORDS, allOwn, locationAt, putLocation, tallyLocation, type Location, type LocationTally } from '../blocks/location.js';
-import { sqlOf, type DbLike, type WriteDoor } from '../core/tx.js';
+import { sqlOf, type Reader, type WriteTx } from '../core/tx.js';
 
 const CHUNK_SLOTS = 4096;
 /** In slot_refs: the count is in wide_refs. */
@@ -64,10 +64,10 @@ const hashesRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_ha
 const locsRow = (db: Database.Database, chunk: number) => loadRow(db, 'slot_locs', chunk, () => new Uint32Array(2 * CHUNK_SLOTS));
 
 /** A chunk's recorded block hashes (53-bit XXH64; NaN for containers; 0 where never written). */
-export const loadHashesRow = (on: DbLike, chunk: number) => hashesRow(sqlOf(on), chunk);
+export const loadHashesRow = (on: Reader, chunk: number) => hashesRow(sqlOf(on), chunk);
 
 /** A chunk's locations, read with locationAt (location.ts). Absent row: every slot in its own place. */
-export const loadLocsRow = (on: DbLike, chunk: number) => loadRow(sqlOf(on), 'slot_locs', chunk, () => new Uint32Array(LOCATION_WORDS * CHUNK_SLOTS));
+export const loadLocsRow = (on: Reader, chunk: number) => loadRow(sqlOf(on), 'slot_locs', chunk, () => new Uint32Array(LOCATION_WORDS * CHUNK_SLOTS));
 
 function saveLocsRow(db: Database.Database, chunk: number, a: Uint32Array): void {
   if (allOwn(a)) prepared(db, 'DELETE FROM slot_locs WHERE chunk = ?').run(chunk);
@@ -92,7 +92,7 @@ const hashRowCache = new WeakMap<Database.Database, Map<number, Float64Array>>()
 const MAX_CACHED_HASH_ROWS = 256;
 
 /** A chunk's hash row, from the cache unless `fresh` (then read again and cached). */
-export function cachedHashesRow(on: DbLike, chunk: number, fresh = false): Float64Array {
+export function cachedHashesRow(on: Reader, chunk: number, fresh = false): Float64Array {
   const db = sqlOf(on);
   let rows = hashRowCache.get(db);
   if (!rows) hashRowCache.set(db, (rows = new Map()));
@@ -126,7 +126,7 @@ export interface SlotReader {
   loc(slot: number): Location;
 }
 
-export function slotReader(on: DbLike): SlotReader {
+export function slotReader(on: Reader): SlotReader {
   const db = sqlOf(on);
   const refs = new Map<number, Uint32Array>();
   const hashes = new Map<number, Float64Array>();
@@ -151,13 +151,13 @@ export function slotReader(on: DbLike): SlotReader {
     },
     loc(slot) {
       const c = chunkOf(slot);
-      const a = locs.get(c) ?? keep(locs, c, loadLocsRow(db, c));
+      const a = locs.get(c) ?? keep(locs, c, loadLocsRow(on, c));
       return locationAt(a, slot - c * CHUNK_SLOTS);
     },
   };
 }
 
-export function refcountOf(on: DbLike, slot: number): number {
+export function refcountOf(on: Reader, slot: number): number {
   return slotReader(on).refcount(slot);
 }
 
@@ -187,11 +187,11 @@ export interface PackedCounts {
   containers: number;
 }
 
-export function packedCounts(on: DbLike): PackedCounts {
+export function packedCounts(on: Reader): PackedCounts {
   return { packedBlocks: metaNumber(on, 'packed_blocks'), packedBytes: metaNumber(on, 'packed_bytes'), containers: metaNumber(on, 'container_slots') };
 }
 
-export function slotEditor(tx: WriteDoor): SlotEdit {
+export function slotEditor(tx: WriteTx): SlotEdit {
   const db = sqlOf(tx);
   const refs = new Map<number, Uint32Array>();
   const hashes = new Map<number, Float64Array>();
@@ -276,7 +276,7 @@ export function slotEditor(tx: WriteDoor): SlotEdit {
 }
 
 /** Slots with a refcount above zero, counted as they change (checked by check). */
-export function usedSlotCount(on: DbLike): number {
+export function usedSlotCount(on: Reader): number {
   return metaNumber(on, 'used_slots');
 }
 
@@ -286,7 +286,7 @@ export function usedSlotCount(on: DbLike): number {
  * `hashes` (du), the hash rows are not read and `hash` is NaN.
  */
 export function forEachLiveSlot(
-  on: DbLike,
+  on: Reader,
   fn: (slot: number, refcount: number, hash: number, loc: Location) => void,
   opts: { hashes?: boolean } = {},
 ): void {
@@ -310,7 +310,7 @@ export function forEachLiveSlot(
 }
 
 /** The highest slot with a refcount above zero, or -1. */
-export function highestLiveSlot(on: DbLike): number {
+export function highestLiveSlot(on: Reader): number {
   const db = sqlOf(on);
   const chunks = db.prepare('SELECT chunk FROM slot_refs ORDER BY chunk DESC').pluck().all() as number[];
   for (const c of chunks) {
@@ -330,7 +330,7 @@ const INDEX_ROWS = 200;
  * them as runs rather than scattered inserts. `pairs` is hash, slot, hash,
  * slot, ...; it is sorted in place.
  */
-export function indexSlots(tx: WriteDoor, pairs: number[]): void {
+export function indexSlots(tx: WriteTx, pairs: number[]): void {
   const db = sqlOf(tx);
   const n = pairs.length / 2;
   if (n === 0) return;
@@ -352,7 +352,7 @@ export function indexSlots(tx: WriteDoor, pairs: number[]): void {
 const LOOKUP_BATCH = 500;
 
 /** Index rows for `hashes`: slots that may hold each hash, up to `max` each. Unverified. */
-export function indexLookup(on: DbLike, hashes: readonly number[], max: number): Map<number, number[]> {
+export function indexLookup(on: Reader, hashes: readonly number[], max: number): Map<number, number[]> {
   const db = sqlOf(on);
   const out = new Map<number, number[]>();
   const wanted = [...new Set(hashes)];
@@ -374,7 +374,7 @@ export function indexLookup(on: DbLike, hashes: readonly number[], max: number):
  * Drops index rows that no longer name a live slot holding their hash, and
  * rows at or past `end`. Returns how many went. Runs in gc.
  */
-export function pruneIndex(tx: WriteDoor, end: number): number {
+export function pruneIndex(tx: WriteTx, end: number): number {
   const db = sqlOf(tx);
   let pruned = db.prepare('DELETE FROM hash_index WHERE slot >= ?').run(end).changes;
   const read = slotReader(tx);

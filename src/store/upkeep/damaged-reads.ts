@@ -8,7 +8,7 @@
  */
 import { segDecode, segGet, type Segment } from '../images/segment.js';
 import { BLOCK_SIZE, INHERIT, SEGMENT_ENTRIES } from '../core/types.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type Reader } from '../core/tx.js';
 
 export interface DamagedRead {
   image: string;
@@ -34,7 +34,7 @@ type Run = [number, number];
  * how many more there are. Call inside a read transaction, so the maps are
  * one state.
  */
-export function damagedReads(on: DbLike, slots: ReadonlySet<number>, max = 1000): { reads: DamagedRead[]; more: number } {
+export function damagedReads(on: Reader, slots: ReadonlySet<number>, max = 1000): { reads: DamagedRead[]; more: number } {
   const db = sqlOf(on);
   const out: DamagedRead[] = [];
   if (slots.size === 0) return { reads: out, more: 0 };

@@ -113,7 +113,7 @@ export function compressStored(store: Store, spec: CodecSpec | null, opts: { ima
     markSlotsOf(store, images.map((r) => r.id), want);
     const out: number[] = [];
     forEachLiveSlot(
-      store.db,
+      store,
       (slot, _rc, _hash, loc) => {
         if (slot < next && want[slot] && !settled(spec, loc)) out.push(slot);
       },

@@ -13,25 +13,25 @@ import { segGet } from '../images/segment.js';
 import { prepared } from '../core/statements.js';
 import { metaNumber } from '../core/meta.js';
 import { SEGMENT_ENTRIES, type ImageId } from '../core/types.js';
-import { sqlOf, type DbLike } from '../core/tx.js';
+import { sqlOf, type Reader } from '../core/tx.js';
 
 /** Per image id: remote name → the distinct slots of its own map held only there. */
 export type RemoteOnly = Map<ImageId, Map<string, Set<number>>>;
 
 /** How many slots are still REMOTE, as counted in meta as they change (check compares it with remote_locs). */
-export const countedRemoteBlocks = (on: DbLike): number => metaNumber(on, 'remote_blocks');
+export const countedRemoteBlocks = (on: Reader): number => metaNumber(on, 'remote_blocks');
 
 /** Whether any block is still remote (a counter in meta: a store without lazy clones never reads remote_locs). */
-export const hasRemoteBlocks = (on: DbLike): boolean => countedRemoteBlocks(on) > 0;
+export const hasRemoteBlocks = (on: Reader): boolean => countedRemoteBlocks(on) > 0;
 
 /** The slots still REMOTE, with the remote each is fetched from. */
-export function remoteSlotOwners(on: DbLike): Map<number, string> {
+export function remoteSlotOwners(on: Reader): Map<number, string> {
   const db = sqlOf(on);
   if (!hasRemoteBlocks(on)) return new Map();
   return new Map(prepared(db, 'SELECT slot, remote FROM remote_locs').raw().all() as [number, string][]);
 }
 
-export function remoteOnlyByImage(on: DbLike): RemoteOnly {
+export function remoteOnlyByImage(on: Reader): RemoteOnly {
   const out: RemoteOnly = new Map();
   const far = remoteSlotOwners(on);
   if (far.size === 0) return out;

@@ -9,7 +9,7 @@ import type { CheckContext } from './context.js';
 import type { SlotsSeen } from './slots.js';
 
 export function checkContainers(cx: CheckContext, seen: SlotsSeen): void {
-  const { db, repair, fault, edit, toFree } = cx;
+  const { store, repair, fault, edit, toFree } = cx;
   const { packedAt, containers, fragmentsIn, packedSeen } = seen;
   // A packed block must lie in a live container; a container counts its live fragments.
   for (let k = 0; k < packedAt.length; k += 2) {
@@ -28,7 +28,7 @@ export function checkContainers(cx: CheckContext, seen: SlotsSeen): void {
     if (rc > n) fault('leak', 'refcount-high', `container slot ${c}: refcount ${rc}, holds ${n} live fragments`, repair);
     else fault('corruption', 'refcount-low', `container slot ${c}: refcount ${rc}, holds ${n} live fragments`, repair);
   }
-  const packedMeta = packedCounts(db);
+  const packedMeta = packedCounts(store);
   if (packedMeta.packedBlocks !== packedSeen.packedBlocks || packedMeta.packedBytes !== packedSeen.packedBytes || packedMeta.containers !== packedSeen.containers) {
     // Repair sets them after the edit's own commit, which moves them by what it changed.
     fault('leak', 'packed-counts', `the store counts ${packedMeta.packedBlocks} packed blocks (${packedMeta.packedBytes} bytes) in ${packedMeta.containers} containers; its locations say ${packedSeen.packedBlocks} (${packedSeen.packedBytes} bytes) in ${packedSeen.containers}`, repair);

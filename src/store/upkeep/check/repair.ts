@@ -12,14 +12,14 @@ import type { CheckContext } from './context.js';
 import type { SlotsSeen } from './slots.js';
 
 export function applyRepairs(cx: CheckContext, seen: SlotsSeen): void {
-  const { store, db, tx, repair, fault, edit, toFree } = cx;
+  const { store, tx, repair, fault, edit, toFree } = cx;
   const { liveCount } = seen;
   const counted = usedSlotCount(store);
   edit.commit();
   if (repair) {
     // What the locations say once the repairs above are in (freed leaks lost their fragments).
     const now: LocationTally = { packedBlocks: 0, packedBytes: 0, containers: 0, remote: 0 };
-    forEachLiveSlot(db, (_slot, _rc, _hash, loc) => tallyLocation(now, loc, 1), { hashes: false });
+    forEachLiveSlot(store, (_slot, _rc, _hash, loc) => tallyLocation(now, loc, 1), { hashes: false });
     setMeta(tx, 'packed_blocks', now.packedBlocks);
     setMeta(tx, 'packed_bytes', now.packedBytes);
     setMeta(tx, 'container_slots', now.containers);

@@ -33,7 +33,7 @@ export interface SlotsSeen {
 }
 
 export function checkSlots(cx: CheckContext, refs: Float64Array, free: Uint8Array): SlotsSeen {
-  const { db, tx, next, repair, fault, faults, edit, toFree } = cx;
+  const { store, db, tx, next, repair, fault, faults, edit, toFree } = cx;
   const delFree = db.prepare('DELETE FROM free_slots WHERE slot = ?');
   const live = new Uint8Array(next);
   const inUse: number[] = [];
@@ -45,7 +45,7 @@ export function checkSlots(cx: CheckContext, refs: Float64Array, free: Uint8Arra
   const fragmentsIn = new Map<number, number>();
   const packedSeen = { packedBlocks: 0, packedBytes: 0, containers: 0 };
   const packedAt: number[] = [];
-  forEachLiveSlot(db, (slot, rc, hash, loc) => {
+  forEachLiveSlot(store, (slot, rc, hash, loc) => {
     liveCount++;
     if (slot >= next) {
       beyond.push(slot);
@@ -90,7 +90,7 @@ export function checkSlots(cx: CheckContext, refs: Float64Array, free: Uint8Arra
     }
     if (inRemotePack(loc)) {
       // Still in a remote pack (a lazy clone's): no bytes here to verify; its place must be recorded.
-      if (remotePlacesOf(db, [slot]).size === 0) fault('corruption', 'bad-location', `slot ${slot}: its location says remote, but no remote place is recorded`);
+      if (remotePlacesOf(store, [slot]).size === 0) fault('corruption', 'bad-location', `slot ${slot}: its location says remote, but no remote place is recorded`);
     } else inUse.push(slot);
     hashes.set(slot, hash);
     if (rc !== n) {
