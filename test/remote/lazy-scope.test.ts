@@ -74,8 +74,8 @@ describe.skipIf(!haveRgw())('remote slots are scoped to their remote (Ceph RGW)'
     expect(fs.readFileSync(out).equals(img)).toBe(true);
     // The hostile clone's blocks were fetched by nobody: they are gone with its packs.
     const h = strata(B, ['export', 'vmh', path.join(dir, 'vmh.raw')]);
-    expect(h.status).toBe(12);
-    expect(h.stderr).toMatch(/^strata: remote hostile: no object packs\/[0-9a-f]{64} in s3:\/\/strata-hostile-/);
+    expect(h.status).toBe(18); // E_REMOTE_MISSING: the packs its blocks name are gone
+    expect(h.stderr).toMatch(/^strata: remote hostile: pack [0-9a-f]{64}, which holds block [0-9a-f]{64}, is not in s3:\/\/strata-hostile-/);
     strataOk(B, ['check']);
   }, 180_000);
 
