@@ -70,7 +70,7 @@ export interface BlockDevice {
   close(): void;
 }
 
-/** Fetches blocks still in a remote pack and makes them local (remote/lazy.ts's LazyFetcher). */
+/** Fetches blocks still in a remote pack and makes them local (remote/store-side/lazy.ts's LazyFetcher). */
 export interface RemoteBlockSource {
   ensure(slots: Iterable<number>): Promise<number>;
 }

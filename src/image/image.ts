@@ -290,7 +290,7 @@ export class Image implements BlockDevice {
   /**
    * The slots a read of [offset, offset + length) would touch (blocks held
    * unflushed in memory excepted): for a lazy clone's reader, which makes
-   * them local (remote/lazy.ts) before the synchronous read.
+   * them local (remote/store-side/lazy.ts) before the synchronous read.
    */
   slotsIn(offset: number, length: number): number[] {
     this.checkRange(offset, length);

@@ -11,7 +11,7 @@ import { BLOCK_SIZE, type ImageRecord } from '../store/core/index.js';
 
 /**
  * An image some of whose blocks (its own or its ancestors') are held only in
- * a remote's bucket (a lazy clone, remote/lazy.ts): reading it fetches them,
+ * a remote's bucket (a lazy clone, remote/store-side/lazy.ts): reading it fetches them,
  * and it cannot be read whole without that bucket.
  */
 export interface LazyMark {

@@ -1,5 +1,5 @@
 /**
- * The size limit of a remote's local cache (remote/cache-limit.ts,
+ * The size limit of a remote's local cache (remote/store-side/cache-limit.ts,
  * store/evict.ts), against a real Ceph RGW (no mock): a lazy clone read in
  * full leaves at most the limit cached; an evicted block reads back
  * byte-identical, fetched again (counted); blocks a leaf wrote or an

@@ -34,7 +34,7 @@ const some = <K extends string, T>(key: K, v: T[] | undefined): Partial<Record<K
 /**
  * Removed lazy layers may have been the last images holding their remote
  * manifests: the bucket's records of this store's clones follow
- * (remote/dependents.ts). After the removal committed, so a crash leaves a
+ * (remote/upkeep/dependents.ts). After the removal committed, so a crash leaves a
  * stale record (more careful), never a missing one; a bucket out of reach
  * leaves it too, with a warning.
  */

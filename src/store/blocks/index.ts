@@ -11,7 +11,7 @@
  *   locations.ts       Where blocks live, and reading them from there.
  *   moved-places.ts    Old places of moved blocks:
  *   native.ts          The optional native addon (native/strata_native.c) and its portable fallbacks.
- *   remote-locs.ts     Blocks that live in a remote pack until first read (lazy clones, remote/lazy.ts):
+ *   remote-locs.ts     Blocks that live in a remote pack until first read (lazy clones, remote/store-side/lazy.ts):
  *   verify.ts          Every block read is checked against the hash recorded for its slot (slot_hashes, slots.ts), as
  *                       ZFS checks each read against its checksum:
  *   zstd-frame.ts      The shape of a zstd fragment, read before fzstd decodes it (RFC 8878, section 3.1.1).

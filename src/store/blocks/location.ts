@@ -44,7 +44,7 @@ export interface ContainerLocation {
 }
 /**
  * Still in a remote pack, not fetched yet (a lazy clone's chain,
- * remote/lazy.ts, or evicted): its place (remote, pack, offset, length,
+ * remote/store-side/lazy.ts, or evicted): its place (remote, pack, offset, length,
  * codec, sha256) is its row in remote_locs (remote-locs.ts). Its own slot is
  * a hole until a fetch writes it there and the location becomes own.
  */

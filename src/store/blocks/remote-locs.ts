@@ -1,6 +1,6 @@
 /**
  * Blocks that live in a remote pack until first read (lazy clones,
- * remote/lazy.ts): one more kind of location (location.ts's remote).
+ * remote/store-side/lazy.ts): one more kind of location (location.ts's remote).
  *
  * Such a block has a slot like any other: maps name it, refcounts count it,
  * slot_hashes holds the hash its pusher's store recorded (the remote index's
@@ -9,7 +9,7 @@
  * row in remote_locs. It is not in the dedup index: nothing may come to
  * share it by byte comparison before its bytes are here.
  *
- * Fetching (remote/lazy.ts does the network part) ends here, in one write
+ * Fetching (remote/store-side/lazy.ts does the network part) ends here, in one write
  * transaction per batch: each block still REMOTE and still naming that
  * digest is written into its own slot (a hole until now, which belongs to
  * its number alone), the data files are synced, then its location becomes

@@ -1,6 +1,6 @@
 /**
  * The store's own id: random, made once, kept in meta. A bucket shared by
- * many hosts names this store by it (remote/dependents.ts records which
+ * many hosts names this store by it (remote/upkeep/dependents.ts records which
  * stores hold lazy clones of which manifests), so it must outlive renames of
  * the directory and the host; a copied store directory shares it, as a
  * copied ZFS pool shares its guid.

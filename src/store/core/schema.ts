@@ -103,7 +103,7 @@ const MIGRATIONS: Migration[] = [
   CREATE TABLE slot_locs (chunk INTEGER PRIMARY KEY, locs BLOB NOT NULL) STRICT;
   INSERT INTO meta(key, value) VALUES ('loc_seq', 0), ('packed_blocks', 0), ('packed_bytes', 0), ('container_slots', 0), ('compression', 'none');
   `,
-  // 5: blocks still in a remote pack (lazy clones, remote/lazy.ts): slot_locs word 0 REMOTE, and the
+  // 5: blocks still in a remote pack (lazy clones, remote/store-side/lazy.ts): slot_locs word 0 REMOTE, and the
   // place here, one row per such slot (a pack name and a digest do not fit two words). Rows go when
   // the block is fetched (its location becomes its own slot) or freed. By digest, so a second lazy
   // clone of a layer sharing the block names the same slot.

@@ -28,7 +28,7 @@ export const SEGMENT_ENTRIES = 4096;
 export const SLOTS_PER_FILE = 262_144;
 /**
  * u32 entries minus the two reserved values: 16 TiB of distinct data per store. One less
- * than that bound, so a container's location word (slot + 1) never equals slot_locs's REMOTE.
+ * than that bound, so a container's location word (slot + 1) never equals the remote location's word (blocks/location.ts).
  */
 export const MAX_SLOT = 0xffff_ffff - 3;
 /** Virtual sizes are bounded so that every byte offset is an exact JS number. */
