@@ -15,6 +15,7 @@
  */
 import { StrataError, isStoreDamage } from '../../errors.js';
 import { prepared } from './statements.js';
+import { dropMeta, metaValue } from './meta.js';
 import { sqlOf, type Reader, type WriteTx } from './tx.js';
 
 const KEY = 'damage';
@@ -35,10 +36,9 @@ export interface StoreDamage {
 
 /** The mark, if the store carries one. */
 export function storeDamage(on: Reader): StoreDamage | undefined {
-  // Not plucked: the statement is shared (statements.ts) with metaNumber, which reads rows.
-  const row = prepared(sqlOf(on), 'SELECT value FROM meta WHERE key = ?').get(KEY) as { value: string } | undefined;
-  if (row === undefined) return undefined;
-  const v = String(row.value);
+  const stored = metaValue(on, KEY);
+  if (stored === undefined) return undefined;
+  const v = String(stored);
   try {
     const d = JSON.parse(v) as Partial<StoreDamage>;
     return { message: String(d.message ?? v), at: String(d.at ?? '') };
@@ -74,5 +74,5 @@ export function recordDamage(on: Reader, e: unknown): void {
 
 /** Clears the mark: only check --repair, once it finds the store sound (upkeep/check.ts). */
 export function clearDamage(tx: WriteTx): void {
-  prepared(sqlOf(tx), 'DELETE FROM meta WHERE key = ?').run(KEY);
+  dropMeta(tx, KEY);
 }

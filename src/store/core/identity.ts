@@ -7,11 +7,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { prepared } from './statements.js';
+import { metaValue } from './meta.js';
 import type { Store } from './store.js';
 import { sqlOf } from './tx.js';
 
 export function storeId(store: Store): string {
-  const get = () => prepared(sqlOf(store), "SELECT value FROM meta WHERE key = 'store_id'").pluck().get() as string | undefined;
+  const get = () => metaValue(store, 'store_id') as string | undefined;
   const have = get();
   if (have !== undefined) return have;
   // Made in a write transaction, first writer wins: two processes never hand out two ids.
